@@ -1,0 +1,14 @@
+//! recon keeps a CQRS read model honest: it streams the expected documents out of the write model
+//! (PostgreSQL) and the actual ones out of the read model (Elasticsearch), merge-joins them by key,
+//! diffs them field by field and reports drift.
+//!
+//! Layout follows the data flow: [`source`] reads, [`diff`] compares (pure, no I/O), [`report`]
+//! presents, [`commands`] wires a subcommand together. [`emulator`] is test infrastructure: an
+//! Elasticsearch-API emulator used by the tests and by `recon demo`.
+
+pub mod config;
+pub mod diff;
+pub mod emulator;
+pub mod model;
+pub mod report;
+pub mod source;
