@@ -58,3 +58,381 @@ pub enum RuleKind {
     /// Strings compared ignoring case.
     CaseInsensitive,
 }
+
+// ---------------------------------------------------------------------------------------------
+// The file, the environment, the flags, and the settings they resolve to.
+// ---------------------------------------------------------------------------------------------
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::secret::{redact_url, Secret};
+
+/// The configuration file as written. Every table rejects unknown keys, so a typo is an error with
+/// its line instead of a silently ignored setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub postgres: PostgresFile,
+    #[serde(default)]
+    pub elasticsearch: ElasticsearchFile,
+    #[serde(default)]
+    pub compare: Option<CompareConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresFile {
+    pub url: Option<String>,
+    pub query: Option<String>,
+    pub key: Option<String>,
+    pub updated_at: Option<String>,
+    pub page_size: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticsearchFile {
+    pub url: Option<String>,
+    pub index: Option<String>,
+    pub key: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub api_key: Option<String>,
+    pub ca_cert: Option<PathBuf>,
+    pub insecure: Option<bool>,
+    pub page_size: Option<usize>,
+    pub keep_alive: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub timeout: Option<Duration>,
+}
+
+/// Values given on the command line; they beat everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub pg_url: Option<String>,
+    pub es_url: Option<String>,
+    pub es_index: Option<String>,
+}
+
+/// Where a setting's value came from, for `--verbose`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File,
+    Env(&'static str),
+    Flag(&'static str),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::File => f.write_str("config file"),
+            Origin::Env(name) => write!(f, "environment {name}"),
+            Origin::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresSettings {
+    pub url: Secret,
+    pub query: String,
+    pub key: String,
+    pub updated_at: Option<String>,
+    pub page_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ElasticsearchConfig {
+    pub url: Secret,
+    pub index: String,
+    pub key: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub api_key: Option<Secret>,
+    pub ca_cert: Option<PathBuf>,
+    pub insecure: bool,
+    pub page_size: usize,
+    pub keep_alive: String,
+    pub timeout: Duration,
+}
+
+/// Everything a command needs, validated once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source_file: Option<PathBuf>,
+    pub postgres: PostgresSettings,
+    pub elasticsearch: ElasticsearchConfig,
+    pub compare: CompareConfig,
+    /// (setting, origin) pairs for the settings that can come from several layers.
+    pub origins: Vec<(&'static str, Origin)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no configuration file: {path} does not exist; pass --config FILE (see docs/configuration.md)")]
+    NotFound { path: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("{0}")]
+    Missing(String),
+}
+
+pub const DEFAULT_CONFIG: &str = "recon.toml";
+
+impl Settings {
+    /// Resolves defaults < file < environment < flags. The file is required: the query and the key
+    /// can only come from it.
+    pub fn load(
+        path: &Path,
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let (file, source_file) = match std::fs::read_to_string(path) {
+            Ok(text) => (parse_file(&text, &path.display().to_string())?, Some(path.to_path_buf())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::NotFound { path: path.to_path_buf() })
+            }
+            Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        };
+        Settings::resolve(file, source_file, overrides, env)
+    }
+
+    pub fn resolve(
+        file: FileConfig,
+        source_file: Option<PathBuf>,
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let mut origins = Vec::new();
+        let where_ = source_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "configuration".into());
+        let missing = |what: &str, how: &str| ConfigError::Missing(format!("{where_}: {what} is not set; {how}"));
+
+        let pg = file.postgres;
+        let (pg_url, origin) = layer(pg.url, "DATABASE_URL", overrides.pg_url.clone(), "--pg-url", env);
+        let pg_url = pg_url.ok_or_else(|| missing("postgres.url", "set it in [postgres], DATABASE_URL or --pg-url"))?;
+        origins.push(("postgres.url", origin));
+        let query = pg.query.ok_or_else(|| missing("postgres.query", "one row per expected document"))?;
+        let key = pg.key.ok_or_else(|| missing("postgres.key", "the column that identifies a document"))?;
+        let postgres = PostgresSettings {
+            url: Secret::new(pg_url),
+            query,
+            key: key.clone(),
+            updated_at: pg.updated_at,
+            page_size: positive(pg.page_size.unwrap_or(5000), &where_, "postgres.page_size")?,
+        };
+
+        let es = file.elasticsearch;
+        let (es_url, origin) = layer(es.url, "ELASTICSEARCH_URL", overrides.es_url.clone(), "--es-url", env);
+        origins.push(("elasticsearch.url", origin));
+        let es_url = es_url.unwrap_or_else(|| "http://localhost:9200".to_string());
+        let (index, origin) = layer(es.index, "RECON_ES_INDEX", overrides.es_index.clone(), "--index", env);
+        origins.push(("elasticsearch.index", origin));
+        let index = index.ok_or_else(|| missing("elasticsearch.index", "the index or alias holding the read model"))?;
+        let (username, origin) = layer(es.username, "ELASTICSEARCH_USERNAME", None, "", env);
+        origins.push(("elasticsearch.username", origin));
+        let password_from_file = match &es.password_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError::Invalid {
+                        path: where_.clone(),
+                        message: format!("elasticsearch.password_file {}: {e}", p.display()),
+                    })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let (password, origin) = layer(es.password.or(password_from_file), "ELASTICSEARCH_PASSWORD", None, "", env);
+        origins.push(("elasticsearch.password", origin));
+        let (api_key, origin) = layer(es.api_key, "ELASTICSEARCH_API_KEY", None, "", env);
+        origins.push(("elasticsearch.api_key", origin));
+        let elasticsearch = ElasticsearchConfig {
+            url: Secret::new(es_url),
+            index,
+            key: es.key.unwrap_or(key),
+            username,
+            password: password.map(Secret::new),
+            api_key: api_key.map(Secret::new),
+            ca_cert: es.ca_cert,
+            insecure: es.insecure.unwrap_or(false),
+            page_size: positive(es.page_size.unwrap_or(1000), &where_, "elasticsearch.page_size")?,
+            keep_alive: es.keep_alive.unwrap_or_else(|| "5m".to_string()),
+            timeout: es.timeout.unwrap_or(Duration::from_secs(60)),
+        };
+        if elasticsearch.page_size > 10_000 {
+            return Err(ConfigError::Invalid {
+                path: where_,
+                message: "elasticsearch.page_size must be at most 10000 (index.max_result_window)".into(),
+            });
+        }
+        Ok(Settings { source_file, postgres, elasticsearch, compare: file.compare.unwrap_or_default(), origins })
+    }
+
+    /// One line per layered setting, for `--verbose`; URLs without passwords, secrets only as "set".
+    pub fn describe_origins(&self) -> Vec<String> {
+        self.origins
+            .iter()
+            .map(|(name, origin)| {
+                let value = match *name {
+                    "postgres.url" => redact_url(self.postgres.url.expose()),
+                    "elasticsearch.url" => redact_url(self.elasticsearch.url.expose()),
+                    "elasticsearch.index" => self.elasticsearch.index.clone(),
+                    "elasticsearch.username" => self.elasticsearch.username.clone().unwrap_or_else(|| "-".into()),
+                    "elasticsearch.password" => set_or_unset(self.elasticsearch.password.is_some()),
+                    "elasticsearch.api_key" => set_or_unset(self.elasticsearch.api_key.is_some()),
+                    _ => String::new(),
+                };
+                format!("{name} = {value} (from {origin})")
+            })
+            .collect()
+    }
+}
+
+fn set_or_unset(set: bool) -> String {
+    if set { "(set)" } else { "(not set)" }.to_string()
+}
+
+/// file < environment < flag.
+fn layer(
+    file: Option<String>,
+    env_name: &'static str,
+    flag: Option<String>,
+    flag_name: &'static str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Option<String>, Origin) {
+    if let Some(v) = flag {
+        return (Some(v), Origin::Flag(flag_name));
+    }
+    if let Some(v) = env(env_name).filter(|v| !v.is_empty()) {
+        return (Some(v), Origin::Env(env_name));
+    }
+    match file {
+        Some(v) => (Some(v), Origin::File),
+        None => (None, Origin::Default),
+    }
+}
+
+fn positive(value: usize, path: &str, name: &str) -> Result<usize, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::Invalid { path: path.into(), message: format!("{name} must be greater than 0") });
+    }
+    Ok(value)
+}
+
+/// Parses the file; errors carry the file name and toml's line/column with the offending line.
+pub fn parse_file(text: &str, path: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str::<FileConfig>(text).map_err(|e| {
+        let message = match e.span() {
+            Some(span) => {
+                let line = text[..span.start].matches('\n').count() + 1;
+                let column = span.start - text[..span.start].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+                return ConfigError::Invalid {
+                    path: format!("{path}:{line}:{column}"),
+                    message: e.message().to_string(),
+                };
+            }
+            None => e.message().to_string(),
+        };
+        ConfigError::Invalid { path: path.to_string(), message }
+    })
+}
+
+/// `timeout = "30s"` in the file.
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(text) => humantime::parse_duration(&text).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[postgres]
+url = "postgres://app:filepw@db:5432/shop"
+query = "SELECT 1 AS \"orderId\""
+key = "orderId"
+
+[elasticsearch]
+url = "http://file:9200"
+index = "orders"
+
+[compare]
+ignore = ["indexedAt"]
+[compare.fields]
+totalPrice = { as = "number", tolerance = 0.005 }
+"#;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn layers_are_defaults_file_env_flags() {
+        let file = parse_file(FILE, "recon.toml").unwrap();
+        let s = Settings::resolve(file, None, &Overrides::default(), &no_env).unwrap();
+        assert_eq!(s.elasticsearch.url.expose(), "http://file:9200");
+        assert_eq!(s.elasticsearch.key, "orderId", "elasticsearch.key defaults to postgres.key");
+        assert_eq!(s.elasticsearch.page_size, 1000);
+
+        let env = |name: &str| match name {
+            "ELASTICSEARCH_URL" => Some("http://env:9200".to_string()),
+            "DATABASE_URL" => Some("postgres://env/shop".to_string()),
+            _ => None,
+        };
+        let file = parse_file(FILE, "recon.toml").unwrap();
+        let s = Settings::resolve(file, None, &Overrides::default(), &env).unwrap();
+        assert_eq!(s.elasticsearch.url.expose(), "http://env:9200");
+        assert_eq!(s.postgres.url.expose(), "postgres://env/shop");
+
+        let flags = Overrides { es_url: Some("http://flag:9200".into()), ..Overrides::default() };
+        let file = parse_file(FILE, "recon.toml").unwrap();
+        let s = Settings::resolve(file, None, &flags, &env).unwrap();
+        assert_eq!(s.elasticsearch.url.expose(), "http://flag:9200");
+        assert!(s.origins.contains(&("elasticsearch.url", Origin::Flag("--es-url"))));
+        assert!(s.origins.contains(&("postgres.url", Origin::Env("DATABASE_URL"))));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_line() {
+        let text = FILE.replace("index = \"orders\"", "index = \"orders\"\nindx = \"typo\"");
+        let e = parse_file(&text, "recon.toml").unwrap_err().to_string();
+        assert!(e.starts_with("recon.toml:10:1: unknown field `indx`"), "{e}");
+        let text = FILE.replace("tolerance = 0.005", "tolerence = 0.005");
+        let e = parse_file(&text, "recon.toml").unwrap_err().to_string();
+        assert!(e.contains("recon.toml:14:") && e.contains("unknown field `tolerence`"), "{e}");
+    }
+
+    #[test]
+    fn verbose_origins_never_show_secrets() {
+        let file = parse_file(FILE, "recon.toml").unwrap();
+        let env = |name: &str| (name == "ELASTICSEARCH_PASSWORD").then(|| "espw".to_string());
+        let s = Settings::resolve(file, None, &Overrides::default(), &env).unwrap();
+        let lines = s.describe_origins().join("\n");
+        assert!(!lines.contains("filepw") && !lines.contains("espw"), "{lines}");
+        assert!(lines.contains("elasticsearch.password = (set) (from environment ELASTICSEARCH_PASSWORD)"), "{lines}");
+        assert!(!format!("{s:?}").contains("filepw"));
+    }
+
+    #[test]
+    fn missing_required_settings_say_what_to_set() {
+        let file = parse_file("[postgres]\nurl = \"postgres://x/y\"\n", "recon.toml").unwrap();
+        let e = Settings::resolve(file, Some("recon.toml".into()), &Overrides::default(), &no_env).unwrap_err();
+        assert_eq!(e.to_string(), "recon.toml: postgres.query is not set; one row per expected document");
+    }
+}

@@ -11,4 +11,5 @@ pub mod diff;
 pub mod emulator;
 pub mod model;
 pub mod report;
+pub mod secret;
 pub mod source;

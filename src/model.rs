@@ -81,6 +81,24 @@ impl fmt::Display for Key {
     }
 }
 
+/// The kind of key a run compares: both sides must agree, or their sort orders differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyKind {
+    /// smallint/integer/bigint in PostgreSQL; long/integer in Elasticsearch.
+    Int,
+    /// text/varchar/uuid (compared `COLLATE "C"`) in PostgreSQL; keyword in Elasticsearch.
+    Text,
+}
+
+impl fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyKind::Int => "integer",
+            KeyKind::Text => "text",
+        })
+    }
+}
+
 /// Where a document came from and what a conditional write needs to know about it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DocMeta {

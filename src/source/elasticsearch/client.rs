@@ -1,0 +1,370 @@
+//! A thin layer over the official `elasticsearch` crate: one retry policy, error bodies turned into
+//! typed errors, and flavor detection. The crate itself never retries and returns 4xx/5xx as `Ok`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use elasticsearch::auth::Credentials;
+use elasticsearch::cert::{Certificate, CertificateValidation};
+use elasticsearch::http::headers::HeaderMap;
+use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use elasticsearch::http::{Method, StatusCode};
+use elasticsearch::Elasticsearch;
+use serde_json::Value;
+
+use crate::secret::{redact_url, Secret};
+
+/// Which product answers on the URL. The two differ in the point-in-time API and its tiebreaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Elasticsearch,
+    OpenSearch,
+}
+
+/// How transient failures are retried: 429, 502, 503, 504 and broken connections, with exponential
+/// backoff and full jitter, bounded both in attempts and in total delay.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_retries: usize,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    pub max_total_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 8,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+            max_total_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectSettings {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub api_key: Option<Secret>,
+    pub ca_cert: Option<PathBuf>,
+    pub insecure: bool,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EsError {
+    #[error("cannot reach Elasticsearch at {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("Elasticsearch at {url} rejected the credentials (HTTP {status}); check elasticsearch.username/password or api_key")]
+    Unauthorized { url: String, status: u16 },
+    #[error("{method} {path} failed with HTTP {status}: {error_type}: {reason}")]
+    Api { method: String, path: String, status: u16, error_type: String, reason: String, body: Value },
+    #[error("{method} {path} still failing after {attempts} attempts: {last}")]
+    Exhausted { method: String, path: String, attempts: usize, last: String },
+    #[error("{method} {path} returned a body that is not JSON: {detail}")]
+    InvalidBody { method: String, path: String, detail: String },
+    #[error("invalid Elasticsearch settings: {0}")]
+    Settings(String),
+}
+
+impl EsError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            EsError::Api { status, .. } | EsError::Unauthorized { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn error_type(&self) -> Option<&str> {
+        match self {
+            EsError::Api { error_type, .. } => Some(error_type),
+            _ => None,
+        }
+    }
+}
+
+/// A response with its status and parsed JSON body (`Null` when empty).
+#[derive(Debug)]
+pub struct EsResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// Why one attempt failed, and whether another may succeed.
+enum Attempt {
+    Transient(String),
+    Final(EsError),
+}
+
+#[derive(Clone)]
+pub struct EsClient {
+    client: Elasticsearch,
+    url: String,
+    retry: RetryPolicy,
+    flavor: Flavor,
+    version: String,
+}
+
+impl EsClient {
+    /// Builds the client and asks `GET /` which product and version answer. Connection failures here
+    /// are not retried at length: an unreachable URL is a configuration error, said at once.
+    pub async fn connect(settings: &ConnectSettings) -> Result<EsClient, EsError> {
+        let url = redact_url(&settings.url);
+        let parsed = url::Url::parse(&settings.url)
+            .map_err(|e| EsError::Settings(format!("elasticsearch.url {url:?} is not a URL: {e}")))?;
+        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(parsed.clone()))
+            .timeout(settings.timeout)
+            .enable_meta_header(false);
+        if is_loopback(&parsed) {
+            builder = builder.disable_proxy();
+        }
+        if let Some(api_key) = &settings.api_key {
+            builder = builder.auth(Credentials::EncodedApiKey(api_key.expose().to_string()));
+        } else if let Some(user) = &settings.username {
+            let password = settings.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
+            builder = builder.auth(Credentials::Basic(user.clone(), password));
+        } else if !parsed.username().is_empty() {
+            let password = parsed.password().unwrap_or_default().to_string();
+            builder = builder.auth(Credentials::Basic(parsed.username().to_string(), password));
+        }
+        if settings.insecure {
+            builder = builder.cert_validation(CertificateValidation::None);
+        } else if let Some(path) = &settings.ca_cert {
+            let pem = std::fs::read(path).map_err(|e| {
+                EsError::Settings(format!("cannot read elasticsearch.ca_cert {}: {e}", path.display()))
+            })?;
+            let cert = Certificate::from_pem(&pem).map_err(|e| {
+                EsError::Settings(format!("elasticsearch.ca_cert {} is not a PEM certificate: {e}", path.display()))
+            })?;
+            builder = builder.cert_validation(CertificateValidation::Full(cert));
+        }
+        let transport = builder.build().map_err(|e| EsError::Settings(e.to_string()))?;
+        let mut client = EsClient {
+            client: Elasticsearch::new(transport),
+            url: url.clone(),
+            retry: RetryPolicy { max_retries: 2, ..settings.retry.clone() },
+            flavor: Flavor::Elasticsearch,
+            version: String::new(),
+        };
+        let info = match client.request(Method::Get, "/", &[], None).await {
+            Ok(r) => r,
+            Err(EsError::Exhausted { last, .. }) => return Err(EsError::Unreachable { url, detail: last }),
+            Err(e) => return Err(e),
+        };
+        if info.status == 401 || info.status == 403 {
+            return Err(EsError::Unauthorized { url, status: info.status });
+        }
+        if info.status >= 400 {
+            return Err(api_error(Method::Get, "/", info.status, info.body));
+        }
+        let version = &info.body["version"];
+        client.flavor = if version["distribution"].as_str() == Some("opensearch") {
+            Flavor::OpenSearch
+        } else {
+            Flavor::Elasticsearch
+        };
+        client.version = version["number"].as_str().unwrap_or("unknown").to_string();
+        client.retry = settings.retry.clone();
+        Ok(client)
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The URL without credentials.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends a request, retrying transient failures; any other status is returned as it is.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<EsResponse, EsError> {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("a JSON value serializes"));
+        self.request_bytes(method, path, query, bytes).await
+    }
+
+    /// Like [`request`](Self::request) with a body already encoded (NDJSON for `_bulk`).
+    pub async fn request_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<EsResponse, EsError> {
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let attempt = || async {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.attempt(method, path, query, body.clone()).await
+        };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_retries)
+            .with_total_delay(Some(self.retry.max_total_delay))
+            .with_jitter();
+        let result = attempt
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|e| matches!(e, Attempt::Transient(_)))
+            .await;
+        match result {
+            Ok(response) => Ok(response),
+            Err(Attempt::Final(e)) => Err(e),
+            Err(Attempt::Transient(last)) => Err(EsError::Exhausted {
+                method: method_name(method),
+                path: path.to_string(),
+                attempts: attempts.load(std::sync::atomic::Ordering::Relaxed),
+                last,
+            }),
+        }
+    }
+
+    /// Like [`request`](Self::request), but any status >= 400 is an error.
+    pub async fn request_ok(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value, EsError> {
+        let response = self.request(method, path, query, body).await?;
+        if response.status >= 400 {
+            return Err(api_error(method, path, response.status, response.body));
+        }
+        Ok(response.body)
+    }
+
+    async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<EsResponse, Attempt> {
+        let query = if query.is_empty() { None } else { Some(query) };
+        let response = self
+            .client
+            .send(method, path, HeaderMap::new(), query, body, None)
+            .await
+            .map_err(|e| Attempt::Transient(error_chain(&e)))?;
+        let status = response.status_code();
+        // The whole body is read inside the attempt: a connection reset half-way through a page is
+        // as transient as a refused request, and the request is idempotent, so it is sent again.
+        let bytes = response.bytes().await.map_err(|e| Attempt::Transient(error_chain(&e)))?;
+        if is_transient(status) {
+            return Err(Attempt::Transient(format!("HTTP {} {}", status.as_u16(), summarize(&bytes))));
+        }
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&bytes) {
+                Ok(v) => v,
+                // Text answers (cat APIs without format=json) are kept as a string.
+                Err(_) if status.is_success() => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+                Err(e) => {
+                    return Err(Attempt::Final(EsError::InvalidBody {
+                        method: method_name(method),
+                        path: path.to_string(),
+                        detail: format!("HTTP {}: {e}: {}", status.as_u16(), summarize(&bytes)),
+                    }))
+                }
+            }
+        };
+        Ok(EsResponse { status: status.as_u16(), body })
+    }
+}
+
+fn method_name(method: Method) -> String {
+    format!("{method:?}").to_uppercase()
+}
+
+fn is_transient(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 502 | 503 | 504)
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Turns an Elasticsearch error body into an [`EsError::Api`], reading both the object and the plain
+/// string forms of `error`.
+pub fn api_error(method: Method, path: &str, status: u16, body: Value) -> EsError {
+    let (error_type, reason) = match &body["error"] {
+        Value::String(s) => (String::from("error"), s.clone()),
+        Value::Object(e) => {
+            let root = &e.get("root_cause").and_then(|r| r.get(0)).cloned().unwrap_or(Value::Null);
+            let ty = e.get("type").and_then(Value::as_str).unwrap_or("unknown");
+            let mut reason = e.get("reason").and_then(Value::as_str).unwrap_or("").to_string();
+            // "all shards failed" says nothing; the root cause says what to fix.
+            if let (Some(rt), Some(rr)) = (root["type"].as_str(), root["reason"].as_str()) {
+                if rt != ty || rr != reason {
+                    reason = format!("{reason} (caused by {rt}: {rr})");
+                }
+            }
+            (ty.to_string(), reason)
+        }
+        _ => (String::from("http_error"), summarize(body.to_string().as_bytes())),
+    };
+    EsError::Api { method: method_name(method), path: path.to_string(), status, error_type, reason, body }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn summarize(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]);
+    text.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn api_error_reads_root_cause_behind_all_shards_failed() {
+        let body = json!({"error": {"root_cause": [{"type": "query_shard_exception",
+            "reason": "No mapping found for [x] in order to sort on"}],
+            "type": "search_phase_execution_exception", "reason": "all shards failed"}, "status": 400});
+        let e = api_error(Method::Post, "/_search", 400, body);
+        assert_eq!(e.error_type(), Some("search_phase_execution_exception"));
+        assert!(e.to_string().contains("No mapping found for [x]"), "{e}");
+    }
+
+    #[test]
+    fn api_error_accepts_string_errors() {
+        let e = api_error(Method::Get, "/_alias/a", 404, json!({"error": "alias [a] missing", "status": 404}));
+        assert!(e.to_string().contains("alias [a] missing"));
+        assert_eq!(e.status(), Some(404));
+    }
+}

@@ -1,0 +1,421 @@
+//! The read model on Elasticsearch or OpenSearch as a [`DocumentSource`]: a point in time plus
+//! `search_after` pages sorted by the key field, read ahead on a background task.
+
+pub mod client;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use elasticsearch::http::Method;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+pub use client::{ConnectSettings, EsClient, EsError, Flavor, RetryPolicy};
+
+use crate::model::{DocMeta, Key, KeyKind, KeyedDoc};
+use crate::source::{DocStream, DocumentSource, KeyRange, Scan};
+
+#[derive(Debug, Clone)]
+pub struct ElasticsearchSettings {
+    pub connect: ConnectSettings,
+    /// Index or alias.
+    pub index: String,
+    /// Doc-valued field holding the key (keyword or an integer type).
+    pub key_field: String,
+    pub page_size: usize,
+    /// How long the point in time stays open between two pages.
+    pub keep_alive: String,
+    /// `_source` fields to fetch; `None` fetches the whole `_source`.
+    pub source_includes: Option<Vec<String>>,
+    pub source_excludes: Vec<String>,
+    /// Pages read ahead of the diff.
+    pub prefetch_pages: usize,
+}
+
+pub struct ElasticsearchSource {
+    client: EsClient,
+    settings: ElasticsearchSettings,
+    key_kind: KeyKind,
+}
+
+impl ElasticsearchSource {
+    /// Connects, checks that the index exists and that the key field is mapped so that it sorts the
+    /// way the write model does.
+    pub async fn connect(settings: ElasticsearchSettings) -> anyhow::Result<ElasticsearchSource> {
+        let client = EsClient::connect(&settings.connect).await?;
+        let index = &settings.index;
+        let mapping = client.request(Method::Get, &format!("/{}/_mapping", encode(index)), &[], None).await?;
+        if mapping.status == 404 {
+            bail!(
+                "index or alias [{index}] not found on {} (elasticsearch.index); create it or fix the name",
+                client.url()
+            );
+        }
+        if mapping.status >= 400 {
+            return Err(client::api_error(Method::Get, "/_mapping", mapping.status, mapping.body).into());
+        }
+        let key_kind = key_kind_in_mappings(&mapping.body, &settings.key_field)?;
+        Ok(ElasticsearchSource { client, settings, key_kind })
+    }
+
+    pub fn key_kind(&self) -> KeyKind {
+        self.key_kind
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        self.client.flavor()
+    }
+
+    pub fn client(&self) -> &EsClient {
+        &self.client
+    }
+
+    fn base_query(&self, range: &KeyRange) -> Value {
+        let key = &self.settings.key_field;
+        let mut filter = vec![json!({"exists": {"field": key}})];
+        let mut bounds = Map::new();
+        if let Some(after) = &range.after {
+            bounds.insert("gt".into(), after.to_json());
+        }
+        if let Some(until) = &range.until {
+            bounds.insert("lte".into(), until.to_json());
+        }
+        if !bounds.is_empty() {
+            filter.push(json!({"range": {key: bounds}}));
+        }
+        json!({"bool": {"filter": filter}})
+    }
+
+    fn source_filter(&self) -> Value {
+        match &self.settings.source_includes {
+            Some(includes) => json!({"includes": includes, "excludes": self.settings.source_excludes}),
+            None if self.settings.source_excludes.is_empty() => Value::Bool(true),
+            None => json!({"excludes": self.settings.source_excludes}),
+        }
+    }
+
+    fn sort(&self) -> Value {
+        let key = &self.settings.key_field;
+        match self.client.flavor() {
+            // Elasticsearch appends the implicit `_shard_doc` tiebreaker under a PIT.
+            Flavor::Elasticsearch => json!([{key: {"order": "asc"}}]),
+            // OpenSearch before 3.3 has no `_shard_doc`; `_id` keeps documents sharing a key apart.
+            Flavor::OpenSearch => json!([{key: {"order": "asc"}}, {"_id": {"order": "asc"}}]),
+        }
+    }
+
+    async fn open_pit(&self) -> anyhow::Result<String> {
+        let index = encode(&self.settings.index);
+        let keep_alive = self.settings.keep_alive.as_str();
+        let (path, field) = match self.client.flavor() {
+            Flavor::Elasticsearch => (format!("/{index}/_pit"), "id"),
+            Flavor::OpenSearch => (format!("/{index}/_search/point_in_time"), "pit_id"),
+        };
+        let body = self.client.request_ok(Method::Post, &path, &[("keep_alive", keep_alive)], None).await?;
+        body[field]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("POST {path} answered without a point-in-time id: {body}"))
+    }
+
+    async fn count(&self, range: &KeyRange) -> anyhow::Result<u64> {
+        let body = json!({"query": self.base_query(range)});
+        let path = format!("/{}/_count", encode(&self.settings.index));
+        let answer = self.client.request_ok(Method::Post, &path, &[], Some(&body)).await?;
+        answer["count"].as_u64().with_context(|| format!("_count answered without a count: {answer}"))
+    }
+}
+
+impl DocumentSource for ElasticsearchSource {
+    fn open_scan(&self, range: KeyRange) -> BoxFuture<'_, anyhow::Result<Scan>> {
+        async move {
+            let estimate = self.count(&range).await.ok();
+            let pit = self.open_pit().await?;
+            let snapshot_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).ok();
+            let pager = Pager {
+                client: self.client.clone(),
+                pit,
+                keep_alive: self.settings.keep_alive.clone(),
+                page_size: self.settings.page_size,
+                query: self.base_query(&range),
+                sort: self.sort(),
+                source: self.source_filter(),
+                key_kind: self.key_kind,
+                key_field: self.settings.key_field.clone(),
+            };
+            let (tx, rx) = mpsc::channel(self.settings.prefetch_pages.max(1));
+            tokio::spawn(pager.run(tx));
+            let docs: DocStream = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|page| (page, rx))
+            })
+            .flat_map(|page: anyhow::Result<Vec<KeyedDoc>>| {
+                futures::stream::iter(match page {
+                    Ok(docs) => docs.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(e)],
+                })
+            })
+            .boxed();
+            Ok(Scan { docs, estimate, snapshot_ms })
+        }
+        .boxed()
+    }
+
+    fn lookup<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, anyhow::Result<Vec<KeyedDoc>>> {
+        async move {
+            let mut found = Vec::new();
+            let path = format!("/{}/_search", encode(&self.settings.index));
+            for chunk in keys.chunks(1000) {
+                let values: Vec<Value> = chunk.iter().map(Key::to_json).collect();
+                // Several documents may carry one key (that is the duplicate drift), so ask for room.
+                let body = json!({
+                    "size": chunk.len() * 4 + 16,
+                    "query": {"terms": {&self.settings.key_field: values}},
+                    "sort": [{&self.settings.key_field: "asc"}],
+                    "_source": self.source_filter(),
+                    "seq_no_primary_term": true,
+                    "track_total_hits": false,
+                });
+                let answer = self.client.request_ok(Method::Post, &path, &[], Some(&body)).await?;
+                check_shards(&answer)?;
+                found.extend(hits_to_docs(&answer, self.key_kind, &self.settings.key_field)?);
+            }
+            Ok(found)
+        }
+        .boxed()
+    }
+
+    fn describe(&self) -> String {
+        let product = match self.client.flavor() {
+            Flavor::Elasticsearch => "Elasticsearch",
+            Flavor::OpenSearch => "OpenSearch",
+        };
+        format!("{product} {} {} index {}", self.client.version(), self.client.url(), self.settings.index)
+    }
+}
+
+/// Reads the pages of one scan on its own task, so the read model is read while the diff works.
+struct Pager {
+    client: EsClient,
+    pit: String,
+    keep_alive: String,
+    page_size: usize,
+    query: Value,
+    sort: Value,
+    source: Value,
+    key_kind: KeyKind,
+    key_field: String,
+}
+
+impl Pager {
+    async fn run(mut self, tx: mpsc::Sender<anyhow::Result<Vec<KeyedDoc>>>) {
+        let mut search_after: Option<Value> = None;
+        loop {
+            let page = self.page(search_after.take()).await;
+            match page {
+                Ok((docs, last_sort)) => {
+                    let done = docs.len() < self.page_size || last_sort.is_none();
+                    if !docs.is_empty() && tx.send(Ok(docs)).await.is_err() {
+                        break; // the diff stopped reading
+                    }
+                    if done {
+                        break;
+                    }
+                    search_after = last_sort;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    break;
+                }
+            }
+        }
+        self.close().await;
+    }
+
+    async fn page(&mut self, search_after: Option<Value>) -> anyhow::Result<(Vec<KeyedDoc>, Option<Value>)> {
+        let mut body = json!({
+            "size": self.page_size,
+            "query": self.query,
+            "sort": self.sort,
+            "pit": {"id": self.pit, "keep_alive": self.keep_alive},
+            "_source": self.source,
+            "seq_no_primary_term": true,
+            "track_total_hits": false,
+        });
+        if let Some(after) = search_after {
+            body["search_after"] = after;
+        }
+        let answer = match self.client.request_ok(Method::Post, "/_search", &[], Some(&body)).await {
+            Ok(answer) => answer,
+            Err(e) if is_pit_gone(&e) => bail!(
+                "the point in time expired during the scan ({e}); raise elasticsearch.keep_alive \
+                 (now {}) or read faster pages",
+                self.keep_alive
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        check_shards(&answer)?;
+        if let Some(id) = answer["pit_id"].as_str() {
+            if id != self.pit {
+                self.pit = id.to_string();
+            }
+        }
+        let docs = hits_to_docs(&answer, self.key_kind, &self.key_field)?;
+        let last_sort = answer["hits"]["hits"].as_array().and_then(|h| h.last()).map(|h| h["sort"].clone());
+        Ok((docs, last_sort))
+    }
+
+    async fn close(&self) {
+        let (path, body) = match self.client.flavor() {
+            Flavor::Elasticsearch => ("/_pit", json!({"id": self.pit})),
+            Flavor::OpenSearch => ("/_search/point_in_time", json!({"pit_id": [self.pit]})),
+        };
+        // Best effort: an unclosed PIT expires on its own after keep_alive.
+        let _ = self.client.request(Method::Delete, path, &[], Some(&body)).await;
+    }
+}
+
+fn is_pit_gone(e: &EsError) -> bool {
+    let in_body = |body: &Value| body.to_string().contains("search_context_missing_exception");
+    matches!(e, EsError::Api { status: 404, body, .. } if in_body(body))
+}
+
+/// A 200 can hide failed shards or a timeout; either would make the scan silently incomplete.
+fn check_shards(answer: &Value) -> anyhow::Result<()> {
+    let failed = answer["_shards"]["failed"].as_u64().unwrap_or(0);
+    if failed > 0 {
+        let total = answer["_shards"]["total"].as_u64().unwrap_or(0);
+        let reason = answer["_shards"]["failures"][0]["reason"]["reason"].as_str().unwrap_or("no reason given");
+        bail!("{failed} of {total} shards failed while reading the read model ({reason}); the scan would be incomplete");
+    }
+    if answer["timed_out"].as_bool() == Some(true) {
+        bail!("the search timed out on the cluster; the scan would be incomplete");
+    }
+    Ok(())
+}
+
+fn hits_to_docs(answer: &Value, key_kind: KeyKind, key_field: &str) -> anyhow::Result<Vec<KeyedDoc>> {
+    let hits = answer["hits"]["hits"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut docs = Vec::with_capacity(hits.len());
+    for hit in hits {
+        let id = hit["_id"].as_str().unwrap_or_default().to_string();
+        let raw = &hit["sort"][0];
+        let key = match (key_kind, Key::from_json(raw)) {
+            (KeyKind::Int, Some(k @ Key::Int(_))) => k,
+            (KeyKind::Text, Some(Key::Text(s))) => Key::Text(s),
+            _ => bail!("document _id [{id}] has key {key_field} = {raw}, which is not a {key_kind} key"),
+        };
+        let doc = match &hit["_source"] {
+            Value::Object(map) => map.clone(),
+            _ => Map::new(),
+        };
+        let meta = DocMeta {
+            id: Some(id),
+            index: hit["_index"].as_str().map(str::to_string),
+            seq_no: hit["_seq_no"].as_i64(),
+            primary_term: hit["_primary_term"].as_i64(),
+            updated_at_ms: None,
+        };
+        docs.push(KeyedDoc { key, doc, meta });
+    }
+    Ok(docs)
+}
+
+/// Finds the key field's type in every concrete index behind the name and checks it sorts like the
+/// write model's key: keyword for text keys, an integer type for integer keys.
+fn key_kind_in_mappings(mappings: &Value, key_field: &str) -> anyhow::Result<KeyKind> {
+    let indices = mappings.as_object().context("the _mapping answer is not an object")?;
+    let mut kind: Option<KeyKind> = None;
+    for (index, body) in indices {
+        let mut node = &body["mappings"];
+        let mut field_type = None;
+        let parts: Vec<&str> = key_field.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let property = &node["properties"][*part];
+            if property.is_null() {
+                // `orderId.keyword`: a multi-field under `fields`.
+                let sub = &node["fields"][*part];
+                if !sub.is_null() && i == parts.len() - 1 {
+                    field_type = sub["type"].as_str();
+                }
+                break;
+            }
+            if i == parts.len() - 1 {
+                field_type = Some(property["type"].as_str().unwrap_or("object"));
+            }
+            node = property;
+        }
+        let this = match field_type {
+            Some("keyword") | Some("constant_keyword") => KeyKind::Text,
+            Some("long") | Some("integer") | Some("short") | Some("byte") => KeyKind::Int,
+            Some("text") => bail!(
+                "key field [{key_field}] is mapped as text in index [{index}], which cannot be sorted; \
+                 map it as keyword (or long), or set elasticsearch.key = \"{key_field}.keyword\""
+            ),
+            Some(other) => bail!(
+                "key field [{key_field}] is mapped as {other} in index [{index}]; recon needs keyword or an \
+                 integer type (long, integer, short, byte)"
+            ),
+            None => bail!(
+                "key field [{key_field}] is not mapped in index [{index}]; check elasticsearch.key or the mapping"
+            ),
+        };
+        if kind.is_some_and(|k| k != this) {
+            bail!("key field [{key_field}] has different types in the indices behind [{index}]");
+        }
+        kind = Some(this);
+    }
+    kind.context("the index has no mappings")
+}
+
+/// Index names go into URL paths; commas and wildcards are legitimate there, other bytes are escaped.
+fn encode(index: &str) -> String {
+    url::form_urlencoded::byte_serialize(index.as_bytes()).collect::<String>().replace("%2C", ",").replace("%2A", "*")
+}
+
+/// A default keep-alive long enough for slow pages, short enough that a crashed run's PIT goes away.
+pub const DEFAULT_KEEP_ALIVE: &str = "5m";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_kind_follows_the_mapping() {
+        let m = json!({"orders": {"mappings": {"properties": {"orderId": {"type": "long"}}}}});
+        assert_eq!(key_kind_in_mappings(&m, "orderId").unwrap(), KeyKind::Int);
+        let m = json!({"orders": {"mappings": {"properties": {"sku": {"type": "keyword"}}}}});
+        assert_eq!(key_kind_in_mappings(&m, "sku").unwrap(), KeyKind::Text);
+        let m = json!({"orders": {"mappings": {"properties": {"sku": {"type": "text",
+            "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}}}}});
+        let e = key_kind_in_mappings(&m, "sku").unwrap_err().to_string();
+        assert!(e.contains("mapped as text") && e.contains("sku.keyword"), "{e}");
+        assert_eq!(key_kind_in_mappings(&m, "sku.keyword").unwrap(), KeyKind::Text);
+        let e = key_kind_in_mappings(&m, "nope").unwrap_err().to_string();
+        assert!(e.contains("not mapped"), "{e}");
+    }
+
+    #[test]
+    fn hits_keep_64_bit_keys_exact() {
+        let answer: Value = serde_json::from_str(
+            r#"{"hits":{"hits":[{"_index":"o","_id":"9007199254740993","_seq_no":4,"_primary_term":1,
+            "_source":{"orderId":9007199254740993},"sort":[9007199254740993, 7]}]}}"#,
+        )
+        .unwrap();
+        let docs = hits_to_docs(&answer, KeyKind::Int, "orderId").unwrap();
+        assert_eq!(docs[0].key, Key::Int(9007199254740993));
+        assert_eq!(docs[0].meta.seq_no, Some(4));
+        assert_eq!(docs[0].doc["orderId"].to_string(), "9007199254740993");
+        assert!(hits_to_docs(&answer, KeyKind::Text, "orderId").is_err());
+    }
+
+    #[test]
+    fn shard_failures_stop_the_scan() {
+        let answer = json!({"_shards": {"total": 5, "failed": 1, "failures": [{"reason": {"reason": "boom"}}]}});
+        let e = check_shards(&answer).unwrap_err().to_string();
+        assert!(e.contains("1 of 5 shards failed") && e.contains("boom"), "{e}");
+        assert!(check_shards(&json!({"_shards": {"total": 1, "failed": 0}, "timed_out": true})).is_err());
+    }
+}
