@@ -138,7 +138,7 @@ impl std::fmt::Display for Origin {
 }
 
 #[derive(Debug, Clone)]
-pub struct PostgresSettings {
+pub struct PostgresConfig {
     pub url: Secret,
     pub query: String,
     pub key: String,
@@ -165,7 +165,7 @@ pub struct ElasticsearchConfig {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub source_file: Option<PathBuf>,
-    pub postgres: PostgresSettings,
+    pub postgres: PostgresConfig,
     pub elasticsearch: ElasticsearchConfig,
     pub compare: CompareConfig,
     /// (setting, origin) pairs for the settings that can come from several layers.
@@ -220,7 +220,7 @@ impl Settings {
         origins.push(("postgres.url", origin));
         let query = pg.query.ok_or_else(|| missing("postgres.query", "one row per expected document"))?;
         let key = pg.key.ok_or_else(|| missing("postgres.key", "the column that identifies a document"))?;
-        let postgres = PostgresSettings {
+        let postgres = PostgresConfig {
             url: Secret::new(pg_url),
             query,
             key: key.clone(),

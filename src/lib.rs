@@ -6,10 +6,13 @@
 //! presents, [`commands`] wires a subcommand together. [`emulator`] is test infrastructure: an
 //! Elasticsearch-API emulator used by the tests and by `recon demo`.
 
+pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod diff;
 pub mod emulator;
 pub mod model;
+pub mod progress;
 pub mod report;
 pub mod secret;
 pub mod source;

@@ -1,1 +1,49 @@
-fn main() {}
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use recon::cli::{Cli, Command};
+use recon::commands::{self, Outcome, EXIT_ERROR};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(outcome) => ExitCode::from(outcome.exit_code() as u8),
+        Err(e) => fail(&e),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Check(args) => commands::check::run(args).await,
+        Command::Demo(args) => commands::demo::run(args).await,
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout().lock();
+            commands::completions::generate(shell, &mut out);
+            out.flush()?;
+            Ok(Outcome::InSync)
+        }
+    }
+}
+
+/// `recon: error: …` with the cause chain; a closed stdout (`recon check | head`) exits quietly.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    {
+        return ExitCode::from(0);
+    }
+    let mut message = format!("recon: error: {e}");
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(&format!("\n  caused by: {text}"));
+        }
+    }
+    eprintln!("{message}");
+    ExitCode::from(EXIT_ERROR as u8)
+}

@@ -1,0 +1,113 @@
+//! Command-line interface. These types only describe the flags; `commands` turns them into settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::Format;
+
+/// recon keeps a CQRS read model honest.
+///
+/// It streams the expected documents out of PostgreSQL (the write model) and the actual ones out of
+/// Elasticsearch (the read model), both sorted by key, merge-joins them, diffs them field by field and
+/// reports drift: missing, orphaned, mismatched and duplicate documents.
+#[derive(Debug, Parser)]
+#[command(name = "recon", version, about, long_about, propagate_version = true)]
+#[command(after_help = "Start with `recon demo` to see a check on an embedded shop; see docs/configuration.md \
+                        for recon.toml.\nExit codes: 0 in sync, 1 drift found, 2 error, 130 interrupted.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compare the read model with the write model and report drift (never writes).
+    #[command(long_about = "Compare the read model with the write model and report drift.\n\n\
+        Reads PostgreSQL in one REPEATABLE READ, READ ONLY transaction (one snapshot for the whole run) and \
+        Elasticsearch through a point in time, both in key order and concurrently, and diffs every document. \
+        check never writes to either side.\n\n\
+        Exit codes: 0 no drift (or no more failing keys than --allow), 1 drift, 2 error, 130 interrupted.")]
+    Check(CheckArgs),
+    /// Run a check on an embedded shop with injected drift, then clean up.
+    #[command(long_about = "Run a check on an embedded shop with injected drift, then clean up.\n\n\
+        Starts a throwaway PostgreSQL from the system's server binaries and recon's Elasticsearch-API emulator \
+        in-process, loads a small shop (customers, products, orders, order lines), projects it into the read \
+        model, injects drift of every kind, runs `recon check` and prints its report. Nothing outside a \
+        temporary directory is touched.")]
+    Demo(DemoArgs),
+    /// Print a shell completion script to stdout.
+    Completions {
+        /// The shell to generate completions for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Flags that choose what is compared and how much is said.
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    /// Configuration file (TOML); see docs/configuration.md.
+    #[arg(long, short = 'c', value_name = "FILE", default_value = "recon.toml", env = "RECON_CONFIG")]
+    pub config: PathBuf,
+
+    /// PostgreSQL URL; overrides postgres.url and DATABASE_URL.
+    #[arg(long, value_name = "URL")]
+    pub pg_url: Option<String>,
+
+    /// Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL.
+    #[arg(long, value_name = "URL")]
+    pub es_url: Option<String>,
+
+    /// Index or alias holding the read model; overrides elasticsearch.index.
+    #[arg(long, value_name = "NAME")]
+    pub index: Option<String>,
+
+    /// Report drift on rows changed within DURATION before the snapshot as `pending` instead of failing
+    /// (needs postgres.updated_at), e.g. 30s, 5m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<Duration>,
+
+    /// Exit 0 as long as at most N keys drift.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub allow: u64,
+
+    /// List at most N drifted keys in the report (counts stay complete).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// Report format [default: table on a terminal, json otherwise].
+    #[arg(long, short = 'f', value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
+
+    /// Write the report to FILE (atomically: a complete report or none) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// No progress bars or progress log lines.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+
+    /// Say where each setting came from, and more about the run, on stderr.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// Number of orders in the demo shop.
+    #[arg(long, default_value_t = 2000)]
+    pub orders: u64,
+
+    /// Report format [default: table on a terminal, json otherwise].
+    #[arg(long, short = 'f', value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
+
+    /// No progress output.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 5m, 1h30m)"))
+}

@@ -1,0 +1,231 @@
+//! `recon demo`: a whole check on an embedded shop — a throwaway PostgreSQL, the Elasticsearch-API
+//! emulator in-process, a projection with injected drift of every kind — then cleanup.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use elasticsearch::http::Method;
+use futures::TryStreamExt;
+use serde_json::{json, Value};
+
+use super::check::{run_check, CheckOptions};
+use super::Outcome;
+use crate::cli::DemoArgs;
+use crate::config::{parse_file, Overrides, Settings};
+use crate::emulator::{Emulator, EmulatorConfig};
+use crate::model::{Key, KeyedDoc, Summary};
+use crate::pgcluster::PgCluster;
+use crate::progress::ProgressMode;
+use crate::report::Format;
+use crate::shop;
+use crate::source::elasticsearch::{ConnectSettings, EsClient, RetryPolicy};
+use crate::source::postgres::{PostgresSettings, PostgresSource};
+use crate::source::{DocumentSource, KeyRange};
+
+/// The alias the demo's read model is served under, and its one index.
+const ALIAS: &str = "orders";
+const INDEX: &str = "orders-v1";
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
+    if args.orders < 1000 {
+        bail!("--orders must be at least 1000 so that every kind of drift can be injected");
+    }
+    let say = |text: &str| {
+        if !args.quiet {
+            eprintln!("recon demo: {text}");
+        }
+    };
+    say("starting a throwaway PostgreSQL from the system's server binaries");
+    let cluster = tokio::task::spawn_blocking(PgCluster::start).await??;
+    let pg_url = cluster.create_database("shop")?;
+    say(&format!("loading a shop of {} orders", args.orders));
+    let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&pg_url).await?;
+    sqlx::raw_sql(shop::schema_sql()).execute(&mut conn).await.context("creating the shop schema")?;
+    sqlx::raw_sql(&shop::seed_sql(args.orders, 42)).execute(&mut conn).await.context("seeding the shop")?;
+
+    say("starting the Elasticsearch-API emulator in-process");
+    let emulator = Emulator::start("127.0.0.1:0", EmulatorConfig::default()).await?;
+    let es = EsClient::connect(&ConnectSettings {
+        url: emulator.url(),
+        username: None,
+        password: None,
+        api_key: None,
+        ca_cert: None,
+        insecure: false,
+        timeout: Duration::from_secs(30),
+        retry: RetryPolicy::default(),
+    })
+    .await?;
+    es.request_ok(Method::Put, &format!("/{INDEX}"), &[], Some(&index_body())).await?;
+
+    say("projecting the orders into the read model, with drift injected");
+    let injected = project(&pg_url, &es).await?;
+    es.request_ok(Method::Post, &format!("/{INDEX}/_refresh"), &[], None).await?;
+
+    let config = demo_config(&pg_url, &emulator.url());
+    let settings = Settings::resolve(parse_file(&config, "demo recon.toml")?, None, &Overrides::default(), &|_| None)?;
+    say("running recon check with this configuration:");
+    if !args.quiet {
+        for line in config.lines().filter(|l| !l.starts_with("url")) {
+            eprintln!("    {line}");
+        }
+    }
+    let terminal = std::io::stdout().is_terminal();
+    let options = CheckOptions {
+        grace: None,
+        allow: 0,
+        limit: None,
+        format: args.format.unwrap_or(if terminal { Format::Table } else { Format::Json }),
+        output: None,
+        progress: ProgressMode::detect(args.quiet),
+        verbose: false,
+        color: terminal && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let result = run_check(&settings, &options).await?;
+
+    emulator.shutdown().await;
+    drop(conn);
+    tokio::task::spawn_blocking(move || cluster.stop()).await??;
+
+    if result.outcome == Outcome::Interrupted {
+        return Ok(Outcome::Interrupted);
+    }
+    let found = &result.summary;
+    if (found.missing, found.orphaned, found.mismatched, found.duplicate)
+        != (injected.missing, injected.orphaned, injected.mismatched, injected.duplicate)
+    {
+        bail!(
+            "the check did not find exactly the injected drift: injected {} missing, {} orphaned, {} mismatched, \
+             {} duplicate; found {} missing, {} orphaned, {} mismatched, {} duplicate",
+            injected.missing, injected.orphaned, injected.mismatched, injected.duplicate,
+            found.missing, found.orphaned, found.mismatched, found.duplicate
+        );
+    }
+    say(&format!(
+        "found exactly the injected drift ({} missing, {} orphaned, {} mismatched, {} duplicate) among {} orders; \
+         cleaned up",
+        found.missing, found.orphaned, found.mismatched, found.duplicate, found.source_rows
+    ));
+    Ok(Outcome::InSync)
+}
+
+fn index_body() -> Value {
+    json!({
+        "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+        "mappings": {"properties": {
+            "orderId": {"type": "long"},
+            "customerName": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}},
+            "products": {"properties": {
+                "sku": {"type": "keyword"}, "name": {"type": "text"}, "price": {"type": "double"}
+            }},
+            "totalPrice": {"type": "double"},
+            "orderDate": {"type": "date"},
+            "indexedAt": {"type": "date"}
+        }},
+        "aliases": {ALIAS: {"is_write_index": true}}
+    })
+}
+
+fn demo_config(pg_url: &str, es_url: &str) -> String {
+    format!(
+        r#"[postgres]
+url = "{pg_url}"
+query = """{query}"""
+key = "orderId"
+updated_at = "updatedAt"
+
+[elasticsearch]
+url = "{es_url}"
+index = "{ALIAS}"
+
+[compare]
+ignore = ["indexedAt", "updatedAt"]
+[compare.fields]
+orderDate = {{ as = "instant" }}
+totalPrice = {{ as = "number", tolerance = 0.005 }}
+products = {{ as = "set", key = "sku" }}
+"#,
+        query = shop::projection_query()
+    )
+}
+
+/// Plays the projector: every order becomes a document, except where drift is injected. Returns the
+/// drift it injected, which the check must find exactly.
+async fn project(pg_url: &str, es: &EsClient) -> anyhow::Result<Summary> {
+    let source = PostgresSource::connect(PostgresSettings {
+        url: pg_url.to_string(),
+        query: shop::projection_query().to_string(),
+        key: "orderId".to_string(),
+        updated_at: Some("updatedAt".to_string()),
+        ..PostgresSettings::default()
+    })
+    .await?;
+    let mut docs = source.open_scan(KeyRange::all()).await?.docs;
+    let mut injected = Summary::default();
+    let mut bulk = Vec::new();
+    let mut last_id = 0;
+    while let Some(KeyedDoc { key, mut doc, .. }) = docs.try_next().await? {
+        let Key::Int(id) = key else { bail!("the shop's keys are integers") };
+        last_id = id;
+        doc.remove("updatedAt");
+        doc.insert("indexedAt".into(), json!("2026-01-01T00:00:00Z"));
+        // Not drift: the projector writes the same instant with an offset and prices with one digit less;
+        // the [compare.fields] rules say these are equal.
+        if id % 10 == 0 {
+            if let Some(Value::String(date)) = doc.get("orderDate").cloned() {
+                doc.insert("orderDate".into(), json!(date.replace('Z', "+00:00")));
+            }
+        }
+        if id % 997 == 0 {
+            injected.missing += 1; // the create event was lost
+            continue;
+        }
+        // Each order gets at most one kind of drift, so the counts below are exact.
+        if id % 1499 == 3 {
+            injected.duplicate += 1; // a retried create under a generated id
+            push_index(&mut bulk, &format!("retry-{id}"), &doc);
+        } else if id % 389 == 7 {
+            injected.mismatched += 1; // a rename event was lost
+            doc.insert("customerName".into(), json!("(stale) customer name"));
+        } else if id % 541 == 11 {
+            injected.mismatched += 1; // a price change event was lost (catalogue prices are >= 1.00)
+            if let Some(Value::Array(products)) = doc.get_mut("products") {
+                if let Some(first) = products.first_mut() {
+                    first["price"] = json!(0.5);
+                }
+            }
+        }
+        push_index(&mut bulk, &id.to_string(), &doc);
+        if bulk.len() > 4 << 20 {
+            send_bulk(es, std::mem::take(&mut bulk)).await?;
+        }
+    }
+    // Orders deleted in PostgreSQL whose delete never reached the read model.
+    for id in last_id + 1..=last_id + 3 {
+        injected.orphaned += 1;
+        let doc = json!({"orderId": id, "customerName": "Gone Customer", "products": [], "totalPrice": 0,
+                          "orderDate": "2024-06-01T00:00:00Z"});
+        push_index(&mut bulk, &id.to_string(), doc.as_object().expect("an object"));
+    }
+    send_bulk(es, bulk).await?;
+    Ok(injected)
+}
+
+fn push_index(bulk: &mut Vec<u8>, id: &str, doc: &serde_json::Map<String, Value>) {
+    bulk.extend_from_slice(json!({"index": {"_index": ALIAS, "_id": id}}).to_string().as_bytes());
+    bulk.push(b'\n');
+    bulk.extend_from_slice(serde_json::to_string(doc).expect("a document serializes").as_bytes());
+    bulk.push(b'\n');
+}
+
+async fn send_bulk(es: &EsClient, body: Vec<u8>) -> anyhow::Result<()> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    let answer = es.request_bytes(Method::Post, "/_bulk", &[], Some(body)).await?;
+    if answer.status >= 400 || answer.body["errors"].as_bool() != Some(false) {
+        bail!("the demo's bulk load failed: HTTP {} {}", answer.status, answer.body);
+    }
+    Ok(())
+}

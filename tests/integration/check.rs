@@ -1,0 +1,406 @@
+//! `recon check` end to end: a real throwaway PostgreSQL, the emulator over HTTP, the binary.
+
+use std::path::PathBuf;
+
+use elasticsearch::http::request::JsonBody;
+use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use elasticsearch::indices::IndicesCreateParts;
+use elasticsearch::params::Refresh;
+use elasticsearch::{BulkParts, Elasticsearch};
+use serde_json::{json, Value};
+
+use recon::emulator::{Emulator, EmulatorConfig};
+
+use crate::cli::recon;
+use crate::support::{test_database, TestDb};
+
+/// A write model, a read model and a recon.toml pointing at both.
+struct Fixture {
+    db: TestDb,
+    es_url: String,
+    es: Elasticsearch,
+    _emulator: Option<Emulator>,
+    dir: tempfile::TempDir,
+}
+
+const ORDERS_SCHEMA: &str = r#"
+CREATE TABLE orders (
+    id bigint PRIMARY KEY,
+    customer text NOT NULL,
+    total numeric(12,2) NOT NULL,
+    ordered_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT '2024-01-01T00:00:00Z',
+    items jsonb NOT NULL DEFAULT '[]'
+);"#;
+
+const ORDERS_QUERY: &str = r#"SELECT id AS "orderId", customer AS "customerName", items AS "products",
+       total AS "totalPrice", ordered_at AS "orderDate", updated_at AS "updatedAt" FROM orders"#;
+
+impl Fixture {
+    async fn new(schema: &str) -> Fixture {
+        let db = test_database().await;
+        db.execute(schema).await;
+        let (es_url, emulator) = match std::env::var("RECON_TEST_ES_URL") {
+            Ok(url) => (url, None),
+            Err(_) => {
+                let emulator = Emulator::start("127.0.0.1:0", EmulatorConfig::default()).await.unwrap();
+                (emulator.url(), Some(emulator))
+            }
+        };
+        let transport =
+            TransportBuilder::new(SingleNodeConnectionPool::new(es_url.parse().unwrap())).disable_proxy().build().unwrap();
+        Fixture { db, es_url, es: Elasticsearch::new(transport), _emulator: emulator, dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// The usual orders table and an index `name` whose key field has `key_type`.
+    async fn orders(index: &str, key_type: &str) -> Fixture {
+        let f = Fixture::new(ORDERS_SCHEMA).await;
+        f.create_index(index, json!({"orderId": {"type": key_type}, "orderDate": {"type": "date"}})).await;
+        f.config(index, ORDERS_QUERY, "orderId", "");
+        f
+    }
+
+    async fn create_index(&self, index: &str, properties: Value) {
+        let _ = self.es.indices().delete(elasticsearch::indices::IndicesDeleteParts::Index(&[index])).send().await;
+        let response = self
+            .es
+            .indices()
+            .create(IndicesCreateParts::Index(index))
+            .body(json!({"settings": {"number_of_shards": 1}, "mappings": {"properties": properties}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status_code().is_success(), "{:?}", response.text().await);
+    }
+
+    /// Indexes `(id, doc)` pairs and refreshes.
+    async fn index_docs(&self, index: &str, docs: &[(String, Value)]) {
+        let mut body: Vec<JsonBody<Value>> = Vec::new();
+        for (id, doc) in docs {
+            body.push(json!({"index": {"_index": index, "_id": id}}).into());
+            body.push(doc.clone().into());
+        }
+        let response = self.es.bulk(BulkParts::None).refresh(Refresh::True).body(body).send().await.unwrap();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["errors"], json!(false), "{answer}");
+    }
+
+    fn config(&self, index: &str, query: &str, key: &str, extra: &str) -> PathBuf {
+        let path = self.dir.path().join("recon.toml");
+        let text = format!(
+            "[postgres]\nurl = \"{}\"\nquery = '''{query}'''\nkey = \"{key}\"\nupdated_at = \"updatedAt\"\n\n\
+             [elasticsearch]\nurl = \"{}\"\nindex = \"{index}\"\n\n\
+             [compare]\nignore = [\"updatedAt\", \"indexedAt\"]\n{extra}\n",
+            self.db.url, self.es_url
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn check(&self, args: &[&str]) -> (i32, String, String) {
+        let out = recon()
+            .current_dir(self.dir.path())
+            .arg("check")
+            .args(args)
+            .output()
+            .expect("recon runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs a JSON check off the async runtime (the emulator serves on it meanwhile).
+    async fn check_json(&self, args: &[&str]) -> (i32, Value, String) {
+        let (code, stdout, stderr) = self.check_async(&[&["--format", "json", "--quiet"], args].concat()).await;
+        let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+        (code, report, stderr)
+    }
+
+    async fn check_async(&self, args: &[&str]) -> (i32, String, String) {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let dir = self.dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let out = recon().current_dir(dir).arg("check").args(&args).output().expect("recon runs");
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn order_doc(id: i64, customer: &str, total: &str, date: &str, products: Value) -> (String, Value) {
+    let total: Value = serde_json::from_str(total).unwrap();
+    (id.to_string(), json!({"orderId": id, "customerName": customer, "products": products,
+                              "totalPrice": total, "orderDate": date, "indexedAt": "2026-01-01T00:00:00Z"}))
+}
+
+async fn seed_orders(f: &Fixture) {
+    f.db.execute(
+        r#"INSERT INTO orders (id, customer, total, ordered_at, items) VALUES
+        (1, 'Ada', 100.00, '2024-03-01T10:00:00Z', '[{"sku":"A","name":"Pen","price":50.00},{"sku":"B","name":"Ink","price":50.00}]'),
+        (2, 'Zoë', 12.50, '2024-03-02T11:30:00Z', '[{"sku":"C","name":"Pad","price":12.50}]'),
+        (3, 'José', 7.00, '2024-03-03T00:00:00Z', '[]'),
+        (4, 'Mia', 1.00, '2024-03-04T00:00:00Z', '[]')"#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_model_in_sync_exits_0() {
+    let f = Fixture::orders("orders", "long").await;
+    seed_orders(&f).await;
+    f.index_docs(
+        "orders",
+        &[
+            // Same values, spelled as a projector might: 100 for 100.00, 12.5 for 12.50.
+            order_doc(1, "Ada", "100", "2024-03-01T10:00:00Z", json!([{"sku":"A","name":"Pen","price":50},{"sku":"B","name":"Ink","price":50.0}])),
+            order_doc(2, "Zoë", "12.5", "2024-03-02T11:30:00Z", json!([{"sku":"C","name":"Pad","price":12.5}])),
+            order_doc(3, "José", "7.00", "2024-03-03T00:00:00Z", json!([])),
+            order_doc(4, "Mia", "1", "2024-03-04T00:00:00Z", json!([])),
+        ],
+    )
+    .await;
+    let (code, report, stderr) = f.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["schema"], "recon.check/v1");
+    assert_eq!(report["summary"]["source_rows"], 4);
+    assert_eq!(report["summary"]["target_docs"], 4);
+    assert_eq!(report["summary"]["matched"], 4);
+    assert_eq!(report["drift"], json!([]));
+}
+
+/// The fixture with one drift of each kind: 2 mismatched (nested price), 3 missing, 5 orphaned,
+/// 4 duplicated under a second id.
+async fn drifted() -> Fixture {
+    let f = Fixture::orders("orders", "long").await;
+    seed_orders(&f).await;
+    f.config(
+        "orders",
+        ORDERS_QUERY,
+        "orderId",
+        "[compare.fields]\nproducts = { as = \"set\", key = \"sku\" }\norderDate = { as = \"instant\" }",
+    );
+    let four = order_doc(4, "Mia", "1", "2024-03-04T01:00:00+01:00", json!([]));
+    f.index_docs(
+        "orders",
+        &[
+            order_doc(1, "Ada", "100", "2024-03-01T10:00:00Z", json!([{"sku":"B","name":"Ink","price":50},{"sku":"A","name":"Pen","price":55}])),
+            order_doc(2, "Zoe", "12.5", "2024-03-02T11:30:00Z", json!([{"sku":"C","name":"Pad","price":12.5}])),
+            order_doc(5, "Ghost", "1", "2024-03-05T00:00:00Z", json!([])),
+            four.clone(),
+            ("4-retry".to_string(), four.1),
+        ],
+    )
+    .await;
+    f
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_drift_kind_is_reported_with_evidence() {
+    let f = drifted().await;
+    let (code, report, stderr) = f.check_json(&[]).await;
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    let summary = &report["summary"];
+    assert_eq!(
+        (summary["missing"].clone(), summary["orphaned"].clone(), summary["mismatched"].clone(), summary["duplicate"].clone()),
+        (json!(1), json!(1), json!(2), json!(1)),
+        "{report}"
+    );
+    assert_eq!(summary["matched"], 0);
+    let drift = report["drift"].as_array().unwrap();
+    let kinds: Vec<(Value, &str)> = drift.iter().map(|d| (d["key"].clone(), d["kind"].as_str().unwrap())).collect();
+    assert_eq!(
+        kinds,
+        vec![(json!(1), "mismatched"), (json!(2), "mismatched"), (json!(3), "missing"), (json!(4), "duplicate"), (json!(5), "orphaned")]
+    );
+    // The set rule matches elements by sku, whatever their order; numbers keep their exact digits.
+    let diffs = drift[0]["diffs"].as_array().unwrap();
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert_eq!(diffs[0]["path"], "products[sku=A].price");
+    assert_eq!(diffs[0]["expected"].to_string(), "50.00");
+    assert_eq!(diffs[0]["actual"].to_string(), "55");
+    assert_eq!(drift[1]["diffs"], json!([{"path": "customerName", "expected": "Zoë", "actual": "Zoe"}]));
+    let mut ids: Vec<&str> = drift[3]["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["4", "4-retry"]);
+    assert_eq!(drift[4]["ids"], json!(["5"]));
+    assert_eq!(report["fields"]["customerName"], 1);
+    assert_eq!(report["fields"]["products.price"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_limit_and_output_file() {
+    let f = drifted().await;
+    let (code, report, _) = f.check_json(&["--allow", "5"]).await;
+    assert_eq!(code, 0, "5 failing keys are allowed: {report}");
+    let (code, report, _) = f.check_json(&["--allow", "4", "--limit", "2"]).await;
+    assert_eq!(code, 1);
+    assert_eq!(report["drift"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(report["summary"]["mismatched"], 2, "counts stay complete under --limit");
+
+    let out = f.dir.path().join("reports/check.json");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let (code, stdout, stderr) =
+        f.check_async(&["--format", "json", "--quiet", "--output", out.to_str().unwrap()]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stdout, "", "the report goes to the file, not stdout");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(written["summary"]["orphaned"], 1);
+    let leftovers: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file is left beside the report");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_format_renders_the_same_drift() {
+    let f = drifted().await;
+    let (code, ndjson, _) = f.check_async(&["--format", "ndjson", "--quiet"]).await;
+    assert_eq!(code, 1);
+    let lines: Vec<Value> = ndjson.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 6, "{ndjson}");
+    assert!(lines[..5].iter().all(|l| l["type"] == "drift"));
+    assert_eq!(lines[5]["type"], "summary");
+    assert_eq!(lines[5]["data"]["summary"]["duplicate"], 1);
+
+    let (code, table, _) = f.check_async(&["--format", "table", "--quiet"]).await;
+    assert_eq!(code, 1);
+    for needle in ["missing", "orphaned", "mismatched", "duplicate", "products[sku=A].price", "Zoë"] {
+        assert!(table.contains(needle), "table lacks {needle}:\n{table}");
+    }
+    let (_, markdown, _) = f.check_async(&["--format", "markdown", "--quiet"]).await;
+    assert!(markdown.contains("| missing") || markdown.contains("|missing"), "{markdown}");
+    let (_, junit, _) = f.check_async(&["--format", "junit", "--quiet"]).await;
+    assert!(junit.starts_with("<?xml") && junit.contains("<testsuite") && junit.contains("<failure"), "{junit}");
+    let (_, prometheus, _) = f.check_async(&["--format", "prometheus", "--quiet"]).await;
+    assert!(prometheus.contains("recon_check_keys{kind=\"missing\"} 1"), "{prometheus}");
+    assert!(prometheus.contains("recon_check_keys{kind=\"orphaned\"} 1"), "{prometheus}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_above_2_pow_53_survive() {
+    let f = Fixture::orders("orders", "long").await;
+    f.db.execute(
+        "INSERT INTO orders (id, customer, total, ordered_at) VALUES
+         (9007199254740992, 'a', 1, '2024-01-01Z'), (9007199254740993, 'b', 1, '2024-01-01Z'),
+         (9223372036854775807, 'max', 1, '2024-01-01Z')",
+    )
+    .await;
+    f.index_docs("orders", &[order_doc(9007199254740992, "a", "1", "2024-01-01T00:00:00Z", json!([])),
+                              order_doc(9223372036854775807, "max", "1", "2024-01-01T00:00:00Z", json!([]))])
+        .await;
+    let (code, report, stderr) = f.check_json(&[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(report["summary"]["matched"], 2, "{report}");
+    let raw = serde_json::to_string(&report["drift"]).unwrap();
+    assert!(raw.contains(r#""key":9007199254740993"#), "{raw}");
+    assert_eq!(report["drift"][0]["kind"], "missing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_keys_sort_alike_on_both_sides() {
+    let f = Fixture::new(
+        r#"CREATE TABLE skus (sku text PRIMARY KEY, name text NOT NULL);
+           INSERT INTO skus VALUES ('a','x'),('Z','x'),('é','x'),('e','x'),('日本','x'),('😀','x'),('～','x'),('ab','x'),('a b','x');"#,
+    )
+    .await;
+    f.create_index("skus", json!({"sku": {"type": "keyword"}})).await;
+    f.config("skus", "SELECT sku, name FROM skus", "sku", "");
+    let mut docs: Vec<(String, Value)> =
+        ["a", "Z", "é", "e", "日本", "😀", "～", "ab"].iter().map(|s| (s.to_string(), json!({"sku": s, "name": "x"}))).collect();
+    docs.push(("Ω".into(), json!({"sku": "Ω", "name": "x"})));
+    f.index_docs("skus", &docs).await;
+    let (code, report, stderr) = f.check_json(&[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(report["summary"]["matched"], 8, "{report}");
+    let drift: Vec<(Value, Value)> =
+        report["drift"].as_array().unwrap().iter().map(|d| (d["key"].clone(), d["kind"].clone())).collect();
+    assert_eq!(drift, vec![(json!("a b"), json!("missing")), (json!("Ω"), json!("orphaned"))]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grace_turns_recent_drift_into_pending() {
+    let f = Fixture::orders("orders", "long").await;
+    seed_orders(&f).await;
+    f.db.execute("UPDATE orders SET updated_at = now() WHERE id = 3").await;
+    f.index_docs(
+        "orders",
+        &[
+            order_doc(1, "Ada", "100", "2024-03-01T10:00:00Z", json!([{"sku":"A","name":"Pen","price":50},{"sku":"B","name":"Ink","price":50}])),
+            order_doc(2, "Zoë", "12.5", "2024-03-02T11:30:00Z", json!([{"sku":"C","name":"Pad","price":12.5}])),
+            order_doc(4, "Mia", "1", "2024-03-04T00:00:00Z", json!([])),
+        ],
+    )
+    .await;
+    let (code, report, _) = f.check_json(&[]).await;
+    assert_eq!(code, 1, "without --grace the missing document fails the run");
+    let (code, report_grace, _) = f.check_json(&["--grace", "1h"]).await;
+    assert_eq!(code, 0, "{report_grace}");
+    assert_eq!(report_grace["summary"]["pending"], 1);
+    assert_eq!(report_grace["summary"]["missing"], 0);
+    assert_eq!(report_grace["drift"][0]["kind"], "pending");
+    assert_eq!(report_grace["drift"][0]["cause"], "missing");
+    assert_eq!(report["summary"]["missing"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_runs_read_only() {
+    let f = Fixture::new(
+        "CREATE SEQUENCE probe; CREATE TABLE t (id bigint PRIMARY KEY); INSERT INTO t VALUES (1);",
+    )
+    .await;
+    f.create_index("t", json!({"id": {"type": "long"}})).await;
+    // A projection with a side effect: a read-only transaction refuses it.
+    f.config("t", "SELECT id, nextval('probe') AS n FROM t", "id", "");
+    let (code, _, stderr) = f.check_async(&["--quiet"]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("read-only transaction"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gives_a_clear_error_and_exit_2() {
+    let f = Fixture::orders("orders", "long").await;
+
+    f.config("orders", "SELECT id AS \"orderId\" FROM nope", "orderId", "");
+    let (code, _, stderr) = f.check_async(&["--quiet"]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("relation \"nope\" does not exist"), "{stderr}");
+
+    f.config("orders", ORDERS_QUERY, "order_id", "");
+    let (code, _, stderr) = f.check_async(&["--quiet"]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("order_id") && stderr.contains("orderId"), "names the key and the columns: {stderr}");
+
+    f.create_index("texty", json!({"orderId": {"type": "text"}})).await;
+    f.config("texty", ORDERS_QUERY, "orderId", "");
+    let (code, _, stderr) = f.check_async(&["--quiet"]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("mapped as text"), "{stderr}");
+
+    f.create_index("kw", json!({"orderId": {"type": "keyword"}})).await;
+    f.config("kw", ORDERS_QUERY, "orderId", "");
+    let (code, _, stderr) = f.check_async(&["--quiet"]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("sort keys differently"), "{stderr}");
+
+    f.config("absent", ORDERS_QUERY, "orderId", "");
+    let (code, _, stderr) = f.check_async(&["--quiet"]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("index or alias [absent] not found"), "{stderr}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    f.config("orders", ORDERS_QUERY, "orderId", "");
+    let (code, _, stderr) = f.check_async(&["--quiet", "--es-url", &format!("http://{closed}")]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains(&format!("cannot reach Elasticsearch at http://{closed}")), "{stderr}");
+
+    let (code, _, stderr) =
+        f.check_async(&["--quiet", "--pg-url", &format!("postgres://app:hunter2@{closed}/shop")]).await;
+    assert_eq!(code, 2);
+    assert!(!stderr.contains("hunter2"), "the password never shows: {stderr}");
+    assert!(stderr.contains("PostgreSQL"), "{stderr}");
+}

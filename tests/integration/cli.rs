@@ -1,0 +1,89 @@
+//! What users see without any server: help texts, usage errors, completions, configuration errors.
+
+use std::path::Path;
+use std::process::Command;
+
+use recon::commands::completions::{file_name, generate, SHELLS};
+
+/// The recon binary with a clean environment, so a developer's DATABASE_URL never leaks into a test.
+pub fn recon() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_recon"));
+    command.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("NO_COLOR", "1");
+    command
+}
+
+fn output(command: &mut Command) -> (i32, String, String) {
+    let out = command.output().expect("recon runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_texts_are_what_users_read() {
+    for args in [&["--help"][..], &["check", "--help"], &["demo", "--help"], &["completions", "--help"]] {
+        let (code, stdout, _) = output(recon().args(args).env("COLUMNS", "100"));
+        assert_eq!(code, 0, "{args:?}");
+        insta::assert_snapshot!(format!("help_{}", args.join("_").replace("--", "")), stdout);
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_say_what_is_wrong() {
+    let (code, _, stderr) = output(recon().args(["check", "--grace", "soon"]));
+    assert_eq!(code, 2);
+    insta::assert_snapshot!("usage_bad_duration", stderr);
+    let (code, _, stderr) = output(recon().args(["check", "--format", "xml"]));
+    assert_eq!(code, 2);
+    insta::assert_snapshot!("usage_bad_format", stderr);
+}
+
+#[test]
+fn configuration_errors_name_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = output(recon().current_dir(dir.path()).arg("check"));
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr.trim(),
+        "recon: error: no configuration file: recon.toml does not exist; pass --config FILE (see docs/configuration.md)"
+    );
+
+    let config = dir.path().join("recon.toml");
+    std::fs::write(
+        &config,
+        "[postgres]\nurl = \"postgres://x:secret@127.0.0.1:1/db\"\nquery = \"SELECT 1\"\nkey = \"id\"\n\n[elasticsearch]\nindex = \"orders\"\nkeep_alive = \"1m\"\nbatch = 5\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = output(recon().current_dir(dir.path()).arg("check"));
+    assert_eq!(code, 2);
+    insta::assert_snapshot!("config_unknown_key", stderr);
+    assert!(!stderr.contains("secret"));
+}
+
+#[test]
+fn committed_completions_are_fresh() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+    let update = std::env::var_os("RECON_UPDATE_COMPLETIONS").is_some();
+    for shell in SHELLS {
+        let mut fresh = Vec::new();
+        generate(shell, &mut fresh);
+        let path = dir.join(file_name(shell));
+        if update {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &fresh).unwrap();
+            continue;
+        }
+        let committed = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "{} is stale; regenerate with `RECON_UPDATE_COMPLETIONS=1 cargo test committed_completions_are_fresh`",
+            path.display()
+        );
+        // The binary's own subcommand prints the same script.
+        let (code, stdout, _) = output(recon().args(["completions", &shell.to_string()]));
+        assert_eq!(code, 0);
+        assert_eq!(stdout.as_bytes(), &fresh[..]);
+    }
+}
