@@ -270,4 +270,76 @@ mod tests {
         assert_eq!(summary["data"]["listed"], 3);
         assert_eq!(summary["data"]["summary"]["pending"], 1);
     }
+
+    /// The JSON Schema block of docs/report-schema.md, so the documented contract cannot drift from
+    /// what is written.
+    fn documented_schema() -> Value {
+        let doc = include_str!("../../docs/report-schema.md");
+        let section = doc.split("## JSON Schema (draft 2020-12)").nth(1).unwrap();
+        let block = section
+            .split("```json\n")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        parse(block)
+    }
+
+    fn names(value: &Value) -> Vec<String> {
+        let mut names: Vec<String> = match value {
+            Value::Object(map) => map.keys().cloned().collect(),
+            Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect(),
+            other => panic!("not a name list: {other}"),
+        };
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn output_matches_the_documented_schema() {
+        let schema = documented_schema();
+        let report = parse(&render_all(Format::Json));
+        let props = &schema["properties"];
+        assert_eq!(names(&schema["required"]), names(&report));
+        assert_eq!(names(props), names(&report));
+        assert_eq!(
+            names(&props["summary"]["required"]),
+            names(&report["summary"])
+        );
+        assert_eq!(names(&props["run"]["required"]), names(&report["run"]));
+        assert_eq!(names(&props["run"]["properties"]), names(&report["run"]));
+
+        let defs = &schema["$defs"];
+        let kinds = names(&defs["kind"]["enum"]);
+        let drift_props = names(&defs["drift"]["properties"]);
+        let diff_props = names(&defs["diff"]["properties"]);
+        for record in report["drift"].as_array().unwrap() {
+            for member in names(record) {
+                assert!(
+                    drift_props.contains(&member),
+                    "undocumented drift member {member}"
+                );
+            }
+            for required in names(&defs["drift"]["required"]) {
+                assert!(record.get(&required).is_some(), "{record} lacks {required}");
+            }
+            assert!(kinds.contains(&record["kind"].as_str().unwrap().to_string()));
+            for diff in record["diffs"].as_array().unwrap() {
+                for member in names(diff) {
+                    assert!(
+                        diff_props.contains(&member),
+                        "undocumented diff member {member}"
+                    );
+                }
+            }
+        }
+        let ndjson = render_all(Format::Ndjson);
+        let summary_line = parse(ndjson.lines().last().unwrap());
+        let documented = &defs["ndjson_line"]["oneOf"][1]["properties"]["data"]["required"];
+        assert_eq!(names(documented), names(&summary_line["data"]));
+    }
 }
