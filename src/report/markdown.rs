@@ -39,13 +39,17 @@ impl ReportWriter for MarkdownWriter {
     ) -> io::Result<()> {
         let in_sync = run.in_sync(summary);
         let mut md = String::new();
-        let icon = if in_sync { "✅" } else { "❌" };
+        let heading = if in_sync {
+            "✅ recon check: in sync"
+        } else {
+            "❌ recon check: drift"
+        };
         md.push_str(&format!(
-            "## {icon} recon check: {}\n\n",
+            "## {heading}\n\n{}\n\n",
             verdict_text(summary, run)
         ));
 
-        md.push_str("| | keys |\n|:--|--:|\n");
+        md.push_str("| | count |\n|:--|--:|\n");
         for (label, count, failing) in count_rows(summary) {
             if failing && count > 0 {
                 md.push_str(&format!("| **{label}** | **{count}** |\n"));
@@ -148,8 +152,10 @@ mod tests {
 
     #[test]
     fn verdict_heading_says_in_sync_or_drift() {
+        let text = render_all(Format::Markdown);
         assert!(
-            render_all(Format::Markdown).starts_with("## ❌ recon check: drift: 5 failing keys")
+            text.starts_with("## ❌ recon check: drift\n\ndrift: 5 failing keys"),
+            "{text}"
         );
         let mut run = fixtures::run();
         run.allow = 10;

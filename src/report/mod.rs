@@ -5,7 +5,8 @@
 //! them all: formats whose document puts the drift list after the summary (json, junit) spool the
 //! listed records to an anonymous temp file and stream it back at [`ReportWriter::finish`]; table and
 //! markdown keep only their bounded sample; ndjson writes each record as it arrives; prometheus keeps
-//! nothing but the counts it is handed at the end.
+//! nothing but the counts it is handed at the end. The spool lives in `$TMPDIR` (about 200 bytes per
+//! listed record, a few hundred MB for a million) and is bounded by `--limit`; memory stays flat.
 //!
 //! `--output FILE` goes through [`AtomicFile`]: keep the `AtomicFile`, pass [`AtomicFile::handle`] to
 //! [`writer`], call `finish`, then [`AtomicFile::commit`]. An interrupted or failed run never commits,

@@ -70,7 +70,7 @@ impl ReportWriter for TableWriter {
         }
 
         let mut counts = self.table();
-        counts.set_header(vec!["", "keys"]);
+        counts.set_header(vec!["", "count"]);
         for (label, count, failing) in count_rows(summary) {
             let mut cell = Cell::new(count).set_alignment(CellAlignment::Right);
             if count > 0 && failing {
@@ -158,7 +158,28 @@ mod tests {
             &fixtures::summary(),
             &fixtures::run(),
         );
-        assert!(colored.contains("\u{1b}["), "{colored}");
+        assert!(
+            colored.matches("\u{1b}[").count() > 2,
+            "cells are coloured too: {colored}"
+        );
+        assert_eq!(
+            strip_sgr(&colored),
+            plain,
+            "colour changes nothing but colour"
+        );
+    }
+
+    /// Removes `ESC [ … m` sequences.
+    fn strip_sgr(text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("\u{1b}[") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('m').expect("SGR sequence ends with m");
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        out
     }
 
     #[test]
