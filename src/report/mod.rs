@@ -203,4 +203,41 @@ mod tests {
         run.allow = 1;
         assert!(!run.in_sync(&summary));
     }
+
+    #[test]
+    fn output_file_changes_only_when_the_caller_commits_after_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        std::fs::write(&path, "previous report").unwrap();
+
+        // Interrupted: drift written, no finish, no commit.
+        let file = AtomicFile::create(&path).unwrap();
+        let mut report = writer(ReportOptions::new(Format::Ndjson), Box::new(file.handle()));
+        for drift in fixtures::drift() {
+            report.drift(&drift).unwrap();
+        }
+        drop(report);
+        drop(file);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "previous report");
+
+        // Completed.
+        let file = AtomicFile::create(&path).unwrap();
+        let mut report = writer(ReportOptions::new(Format::Json), Box::new(file.handle()));
+        for drift in fixtures::drift() {
+            report.drift(&drift).unwrap();
+        }
+        report
+            .finish(&fixtures::summary(), &fixtures::fields(), &fixtures::run())
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "previous report");
+        file.commit().unwrap();
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(written["listed"], 6);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["report.json"]);
+    }
 }
