@@ -170,6 +170,10 @@ mod tests {
                 "mismatched"
             ]
         );
+        assert_eq!(
+            drift[2]["diffs"],
+            json!([{"path": "orderDate", "expected": "2026-11-01", "actual": "2026-11-02"}])
+        );
         assert_eq!(drift[4]["key"].to_string(), "9007199254740993");
         assert_eq!(drift[3]["cause"], "mismatched");
         assert_eq!(drift[0]["diffs"][0]["expected"].to_string(), "50.10");

@@ -23,8 +23,6 @@ pub(super) struct DriftOut<'a> {
 #[derive(Serialize)]
 struct DiffOut<'a> {
     path: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    field: &'a str,
     // `Some(Value::Null)` serializes as null, `None` (field absent on that side) is left out.
     #[serde(skip_serializing_if = "Option::is_none")]
     expected: Option<&'a Value>,
@@ -44,7 +42,6 @@ impl<'a> DriftOut<'a> {
                 .iter()
                 .map(|diff| DiffOut {
                     path: &diff.path,
-                    field: &diff.field,
                     expected: diff.expected.as_ref(),
                     actual: diff.actual.as_ref(),
                 })
@@ -69,8 +66,6 @@ pub(super) struct DriftIn {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub(super) struct DiffIn {
     pub path: String,
-    #[serde(default)]
-    pub field: String,
     #[serde(default, deserialize_with = "present")]
     pub expected: Option<Value>,
     #[serde(default, deserialize_with = "present")]
@@ -168,7 +163,7 @@ mod tests {
         let line = serde_json::to_string(&DriftOut::new(&drift)).unwrap();
         assert_eq!(
             line,
-            r#"{"key":9007199254740993,"kind":"mismatched","ids":["9007199254740993"],"diffs":[{"path":"customerName","field":"customerName","actual":null}]}"#
+            r#"{"key":9007199254740993,"kind":"mismatched","ids":["9007199254740993"],"diffs":[{"path":"customerName","actual":null}]}"#
         );
         let back: DriftIn = serde_json::from_str(&line).unwrap();
         assert_eq!(back.diffs[0].expected, None);
