@@ -161,9 +161,12 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
     });
     let mut joiner = Joiner::new(source, target, comparator, grace);
 
-    let atomic = options.output.as_deref().map(AtomicFile::create).transpose().with_context(|| {
-        format!("cannot write the report to {}", options.output.as_deref().unwrap_or_default().display())
-    })?;
+    let atomic = match &options.output {
+        Some(path) => Some(
+            AtomicFile::create(path).with_context(|| format!("cannot write the report to {}", path.display()))?,
+        ),
+        None => None,
+    };
     let out: Box<dyn Write + Send> = match &atomic {
         Some(file) => Box::new(file.handle()),
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
