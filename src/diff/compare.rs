@@ -723,3 +723,549 @@ fn number_text(value: &Value) -> Option<&str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn comparator(toml_text: &str) -> Comparator {
+        let cfg: CompareConfig = toml::from_str(toml_text).expect("valid [compare] TOML");
+        Comparator::new(&cfg).expect("valid rules")
+    }
+
+    fn rule_error(toml_text: &str) -> String {
+        let cfg: CompareConfig = toml::from_str(toml_text).expect("valid [compare] TOML");
+        Comparator::new(&cfg)
+            .expect_err("rules should be rejected")
+            .to_string()
+    }
+
+    fn doc(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    /// Parses JSON text the way sources do, keeping every number's digits.
+    fn parsed(text: &str) -> Map<String, Value> {
+        serde_json::from_str(text).expect("valid JSON")
+    }
+
+    fn paths(diffs: &[FieldDiff]) -> Vec<&str> {
+        diffs.iter().map(|d| d.path.as_str()).collect()
+    }
+
+    #[test]
+    fn equal_documents_have_no_diffs() {
+        let c = comparator("");
+        let order = parsed(
+            r#"{"orderId": 1, "customerName": "Ada", "products": [{"name": "pen", "price": 1.5}],
+                "totalPrice": 1000, "orderDate": "2024-01-01T10:00:00Z", "paid": true}"#,
+        );
+        assert!(c.diff(&order, &order.clone()).is_empty());
+    }
+
+    #[test]
+    fn numbers_compare_by_exact_decimal_value() {
+        let c = comparator("");
+        let e = parsed(r#"{"a": 1000, "b": 1000, "c": 1000, "d": 9007199254740993, "e": 0.3}"#);
+        let a = parsed(
+            r#"{"a": 1000.0, "b": 1000.00, "c": 1e3, "d": 9007199254740992, "e": 0.30000000000000004}"#,
+        );
+        let diffs = c.diff(&e, &a);
+        assert_eq!(paths(&diffs), ["d", "e"]);
+        assert_eq!(
+            diffs[0].expected.as_ref().unwrap().to_string(),
+            "9007199254740993"
+        );
+        assert_eq!(
+            diffs[0].actual.as_ref().unwrap().to_string(),
+            "9007199254740992"
+        );
+    }
+
+    #[test]
+    fn types_never_mix_without_a_rule() {
+        let c = comparator("");
+        let diffs = c.diff(
+            &doc(json!({"n": 12, "s": "true", "b": true, "o": {"x": 1}})),
+            &doc(json!({"n": "12", "s": true, "b": "true", "o": 1})),
+        );
+        assert_eq!(paths(&diffs), ["n", "s", "b", "o"]);
+        assert_eq!(diffs[3].expected, Some(json!({"x": 1})));
+        assert_eq!(diffs[3].actual, Some(json!(1)));
+    }
+
+    #[test]
+    fn strings_compare_exactly_by_default() {
+        let c = comparator("");
+        let diffs = c.diff(&doc(json!({"name": "Ada"})), &doc(json!({"name": "ada"})));
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(diffs[0].field, "name");
+    }
+
+    #[test]
+    fn diffs_follow_expected_field_order_then_actual_only_fields() {
+        let c = comparator("");
+        let e = parsed(r#"{"z": 1, "a": 1, "m": 1}"#);
+        let a = parsed(r#"{"y": 2, "m": 2, "a": 2, "b": 2}"#);
+        let diffs = c.diff(&e, &a);
+        assert_eq!(paths(&diffs), ["z", "a", "m", "y", "b"]);
+        assert_eq!(diffs[0].actual, None);
+        assert_eq!(diffs[3].expected, None);
+        assert_eq!(diffs[3].actual, Some(json!(2)));
+    }
+
+    #[test]
+    fn nested_paths_and_rule_fields() {
+        let c = comparator("");
+        let e = doc(json!({"customer": {"address": {"city": "Oslo"}},
+                            "products": [{"name": "pen", "price": 1}, {"name": "ink", "price": 2}]}));
+        let a = doc(json!({"customer": {"address": {"city": "Bergen"}},
+                            "products": [{"name": "pen", "price": 1}, {"name": "ink", "price": 3}]}));
+        let diffs = c.diff(&e, &a);
+        assert_eq!(
+            paths(&diffs),
+            ["customer.address.city", "products[1].price"]
+        );
+        assert_eq!(diffs[1].field, "products.price");
+        assert_eq!(diffs[1].expected, Some(json!(2)));
+        assert_eq!(diffs[1].actual, Some(json!(3)));
+    }
+
+    #[test]
+    fn array_length_differences_are_reported_per_element() {
+        let c = comparator("");
+        let e =
+            doc(json!({"products": [{"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"}]}));
+        let a = doc(json!({"products": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}));
+        let diffs = c.diff(&e, &a);
+        assert_eq!(paths(&diffs), ["products[3]"]);
+        assert_eq!(diffs[0].field, "products");
+        assert_eq!(diffs[0].expected, Some(json!({"name": "d"})));
+        assert_eq!(diffs[0].actual, None);
+        let reversed = c.diff(&a, &e);
+        assert_eq!(reversed[0].expected, None);
+        assert_eq!(reversed[0].actual, Some(json!({"name": "d"})));
+        // Order matters without a set rule.
+        let swapped = c.diff(&doc(json!({"t": [1, 2]})), &doc(json!({"t": [2, 1]})));
+        assert_eq!(paths(&swapped), ["t[0]", "t[1]"]);
+    }
+
+    #[test]
+    fn ignored_paths_are_skipped_on_both_sides_at_any_depth() {
+        let c =
+            comparator(r#"ignore = ["indexedAt", "products.internalNote", "customer.meta.seen"]"#);
+        let e = doc(
+            json!({"orderId": 1, "products": [{"name": "pen", "internalNote": "x"}],
+                           "customer": {"meta": {"seen": 1, "tier": "gold"}}}),
+        );
+        let a = doc(json!({"orderId": 1, "indexedAt": "2024-01-01",
+                           "products": [{"name": "pen", "internalNote": "y"}],
+                           "customer": {"meta": {"seen": 2, "tier": "gold"}}}));
+        assert!(c.diff(&e, &a).is_empty());
+        // Nested arrays of arrays are covered as well.
+        let e = doc(json!({"products": [[{"internalNote": 1, "name": "a"}]]}));
+        let a = doc(json!({"products": [[{"internalNote": 2, "name": "a"}]]}));
+        assert!(c.diff(&e, &a).is_empty());
+    }
+
+    #[test]
+    fn evidence_and_projection_drop_ignored_paths() {
+        let c = comparator(r#"ignore = ["indexedAt", "products.internalNote"]"#);
+        let e = doc(json!({"products": [{"name": "pen", "internalNote": "x"}]}));
+        let a = doc(json!({"products": []}));
+        let diffs = c.diff(&e, &a);
+        assert_eq!(paths(&diffs), ["products[0]"]);
+        assert_eq!(diffs[0].expected, Some(json!({"name": "pen"})));
+
+        let mut projected = doc(json!({"orderId": 7, "indexedAt": "now", "total": 1,
+                                       "products": [{"name": "pen", "internalNote": "x", "price": 1}]}));
+        c.project(&mut projected);
+        assert_eq!(
+            Value::Object(projected.clone()),
+            json!({"orderId": 7, "total": 1, "products": [{"name": "pen", "price": 1}]})
+        );
+        // Order of the remaining fields is kept.
+        assert_eq!(
+            projected.keys().collect::<Vec<_>>(),
+            ["orderId", "total", "products"]
+        );
+    }
+
+    #[test]
+    fn null_equals_missing_by_default_also_nested() {
+        let c = comparator("");
+        let e = doc(
+            json!({"note": null, "customer": {"phone": null}, "products": [{"discount": null}]}),
+        );
+        let a = doc(json!({"customer": {}, "products": [{}]}));
+        assert!(c.diff(&e, &a).is_empty());
+        assert!(c.diff(&a, &e).is_empty());
+        // A null is still different from a value.
+        let diffs = c.diff(&doc(json!({"note": null})), &doc(json!({"note": "x"})));
+        assert_eq!(diffs[0].expected, Some(Value::Null));
+    }
+
+    #[test]
+    fn null_differs_from_missing_when_configured() {
+        let c = comparator("null_equals_missing = false");
+        let diffs = c.diff(
+            &doc(json!({"note": null, "c": {"p": null}})),
+            &doc(json!({"c": {}})),
+        );
+        assert_eq!(paths(&diffs), ["note", "c.p"]);
+        assert_eq!(diffs[0].expected, Some(Value::Null));
+        assert_eq!(diffs[0].actual, None);
+        assert!(c
+            .diff(&doc(json!({"note": null})), &doc(json!({"note": null})))
+            .is_empty());
+    }
+
+    #[test]
+    fn instant_rule_compares_points_in_time() {
+        let c = comparator(
+            r#"[fields.orderDate]
+               as = "instant""#,
+        );
+        let e = doc(json!({"orderDate": "2024-01-01T10:00:00Z"}));
+        for same in [
+            json!("2024-01-01T11:00:00+01:00"),
+            json!("2024-01-01T10:00:00.000Z"),
+            json!("2024-01-01T10:00:00"),
+            json!(1704103200000i64),
+        ] {
+            assert!(
+                c.diff(&e, &doc(json!({"orderDate": same}))).is_empty(),
+                "{same}"
+            );
+        }
+        assert!(c
+            .diff(
+                &doc(json!({"orderDate": "2024-01-01"})),
+                &doc(json!({"orderDate": "2024-01-01T00:00:00Z"}))
+            )
+            .is_empty());
+        assert_eq!(
+            c.diff(&e, &doc(json!({"orderDate": "2024-01-01T10:00:01Z"})))
+                .len(),
+            1
+        );
+        // Unparseable values fall back to exact comparison.
+        assert!(c
+            .diff(
+                &doc(json!({"orderDate": "soon"})),
+                &doc(json!({"orderDate": "soon"}))
+            )
+            .is_empty());
+        assert_eq!(
+            c.diff(
+                &doc(json!({"orderDate": "soon"})),
+                &doc(json!({"orderDate": "later"}))
+            )
+            .len(),
+            1
+        );
+        // Without the rule, equal instants written differently are a difference.
+        assert_eq!(
+            comparator("")
+                .diff(&e, &doc(json!({"orderDate": "2024-01-01T11:00:00+01:00"})))
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn instant_rule_applies_to_array_elements() {
+        let c = comparator(
+            r#"[fields."products.shippedAt"]
+               as = "instant""#,
+        );
+        let e = doc(json!({"products": [{"shippedAt": "2024-01-01T10:00:00Z"}]}));
+        let a = doc(json!({"products": [{"shippedAt": "2024-01-01T12:00:00+02:00"}]}));
+        assert!(c.diff(&e, &a).is_empty());
+    }
+
+    #[test]
+    fn number_rule_with_tolerance_in_exact_decimals() {
+        let c = comparator(
+            r#"[fields.totalPrice]
+               as = "number"
+               tolerance = 0.005"#,
+        );
+        let e = parsed(r#"{"totalPrice": 12.50}"#);
+        assert!(c.diff(&e, &parsed(r#"{"totalPrice": 12.505}"#)).is_empty());
+        assert!(c.diff(&e, &parsed(r#"{"totalPrice": 12.495}"#)).is_empty());
+        assert!(c
+            .diff(&e, &parsed(r#"{"totalPrice": "12.504"}"#))
+            .is_empty());
+        assert_eq!(c.diff(&e, &parsed(r#"{"totalPrice": 12.5051}"#)).len(), 1);
+        assert_eq!(c.diff(&e, &parsed(r#"{"totalPrice": "twelve"}"#)).len(), 1);
+    }
+
+    #[test]
+    fn number_rule_accepts_numeric_strings() {
+        let c = comparator(
+            r#"[fields.price]
+               as = "number""#,
+        );
+        assert!(c
+            .diff(
+                &parsed(r#"{"price": "12.50"}"#),
+                &parsed(r#"{"price": 12.5}"#)
+            )
+            .is_empty());
+        assert_eq!(
+            c.diff(
+                &parsed(r#"{"price": "12.51"}"#),
+                &parsed(r#"{"price": 12.5}"#)
+            )
+            .len(),
+            1
+        );
+        let integer_tolerance = comparator(
+            r#"[fields.price]
+               as = "number"
+               tolerance = 1"#,
+        );
+        assert!(integer_tolerance
+            .diff(&parsed(r#"{"price": 10}"#), &parsed(r#"{"price": 11}"#))
+            .is_empty());
+        assert_eq!(
+            integer_tolerance
+                .diff(&parsed(r#"{"price": 10}"#), &parsed(r#"{"price": 11.01}"#))
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn case_insensitive_rule_and_exact_override() {
+        let c = comparator(
+            r#"[fields.customer]
+               as = "case_insensitive"
+               [fields."customer.id"]
+               as = "exact""#,
+        );
+        let e = doc(json!({"customer": {"name": "ÅSA Ölund", "email": "A@B.C", "id": "ab"}}));
+        let a = doc(json!({"customer": {"name": "åsa ölund", "email": "a@b.c", "id": "AB"}}));
+        let diffs = c.diff(&e, &a);
+        assert_eq!(paths(&diffs), ["customer.id"]);
+    }
+
+    fn products_by_sku() -> Comparator {
+        comparator(
+            r#"[fields.products]
+               as = "set"
+               key = "sku""#,
+        )
+    }
+
+    #[test]
+    fn keyed_set_ignores_order() {
+        let c = products_by_sku();
+        let e = doc(json!({"products": [{"sku": "A", "price": 1}, {"sku": "B", "price": 2}]}));
+        let a = doc(json!({"products": [{"sku": "B", "price": 2}, {"sku": "A", "price": 1.0}]}));
+        assert!(c.diff(&e, &a).is_empty());
+    }
+
+    #[test]
+    fn keyed_set_reports_by_selector() {
+        let c = products_by_sku();
+        let e = doc(
+            json!({"products": [{"sku": "SKU-00001", "price": 1}, {"sku": "SKU-00002", "price": 2}]}),
+        );
+        let a = doc(
+            json!({"products": [{"sku": "SKU-00003", "price": 3}, {"sku": "SKU-00001", "price": 9}]}),
+        );
+        let diffs = c.diff(&e, &a);
+        assert_eq!(
+            paths(&diffs),
+            [
+                "products[sku=SKU-00001].price",
+                "products[sku=SKU-00002]",
+                "products[sku=SKU-00003]"
+            ]
+        );
+        assert_eq!(diffs[0].field, "products.price");
+        assert_eq!(diffs[1].field, "products");
+        assert_eq!(
+            diffs[1].expected,
+            Some(json!({"sku": "SKU-00002", "price": 2}))
+        );
+        assert_eq!(diffs[1].actual, None);
+        assert_eq!(diffs[2].expected, None);
+        assert_eq!(
+            diffs[2].actual,
+            Some(json!({"sku": "SKU-00003", "price": 3}))
+        );
+    }
+
+    #[test]
+    fn keyed_set_in_aligned_order_still_uses_selectors() {
+        let c = products_by_sku();
+        let e = doc(json!({"products": [{"sku": "A", "price": 1}]}));
+        let a = doc(json!({"products": [{"sku": "A", "price": 2}]}));
+        assert_eq!(paths(&c.diff(&e, &a)), ["products[sku=A].price"]);
+    }
+
+    #[test]
+    fn keyed_set_matches_numeric_keys_by_value_not_text() {
+        let c = comparator(
+            r#"[fields.lines]
+               as = "set"
+               key = "n""#,
+        );
+        let e = parsed(r#"{"lines": [{"n": 1, "q": 1}, {"n": 2, "q": 1}]}"#);
+        let a = parsed(r#"{"lines": [{"n": 2.0, "q": 1}, {"n": 1.0, "q": 1}]}"#);
+        assert!(c.diff(&e, &a).is_empty());
+        // A string key is not a number key.
+        let a = parsed(r#"{"lines": [{"n": "2", "q": 1}, {"n": 1, "q": 1}]}"#);
+        assert_eq!(paths(&c.diff(&e, &a)), ["lines[n=2]", "lines[n=2]"]);
+    }
+
+    #[test]
+    fn keyed_set_reports_duplicate_keys() {
+        let c = products_by_sku();
+        let e = doc(json!({"products": [{"sku": "A", "price": 1}, {"sku": "B", "price": 2}]}));
+        let a = doc(
+            json!({"products": [{"sku": "A", "price": 1}, {"sku": "A", "price": 5}, {"sku": "B", "price": 2}]}),
+        );
+        let diffs = c.diff(&e, &a);
+        assert_eq!(paths(&diffs), ["products[sku=A]"]);
+        assert_eq!(diffs[0].expected, Some(json!([{"sku": "A", "price": 1}])));
+        assert_eq!(
+            diffs[0].actual,
+            Some(json!([{"sku": "A", "price": 1}, {"sku": "A", "price": 5}]))
+        );
+        // The same duplicates on both sides are a faithful copy, whatever their order.
+        let both = doc(
+            json!({"products": [{"sku": "A", "price": 5}, {"sku": "A", "price": 1}, {"sku": "B", "price": 2}]}),
+        );
+        assert!(c.diff(&both, &a).is_empty());
+    }
+
+    #[test]
+    fn keyed_set_elements_without_the_key_group_under_null() {
+        let c = products_by_sku();
+        let e = doc(json!({"products": [{"name": "x"}]}));
+        let a = doc(json!({"products": [{"name": "y"}]}));
+        let diffs = c.diff(&e, &a);
+        assert_eq!(paths(&diffs), ["products[sku=null].name"]);
+    }
+
+    #[test]
+    fn keyed_set_rules_apply_inside_elements() {
+        let c = comparator(
+            r#"ignore = ["products.internalNote"]
+               [fields.products]
+               as = "set"
+               key = "sku"
+               [fields."products.price"]
+               as = "number"
+               tolerance = 0.01"#,
+        );
+        let e = parsed(
+            r#"{"products": [{"sku": "A", "price": 1.00, "internalNote": 1}, {"sku": "B", "price": 2}]}"#,
+        );
+        let a = parsed(
+            r#"{"products": [{"sku": "B", "price": "2.01"}, {"sku": "A", "price": 0.995, "internalNote": 2}]}"#,
+        );
+        assert!(c.diff(&e, &a).is_empty());
+    }
+
+    #[test]
+    fn multiset_ignores_order_and_reports_leftovers() {
+        let c = comparator(
+            r#"[fields.tags]
+               as = "set""#,
+        );
+        let e = doc(json!({"tags": ["a", "b", "b", "c"]}));
+        assert!(c
+            .diff(&e, &doc(json!({"tags": ["b", "c", "b", "a"]})))
+            .is_empty());
+        let diffs = c.diff(&e, &doc(json!({"tags": ["b", "a", "d"]})));
+        assert_eq!(paths(&diffs), ["tags[?]", "tags[?]", "tags[?]"]);
+        assert_eq!(diffs[0].field, "tags");
+        assert_eq!(
+            (diffs[0].expected.clone(), diffs[0].actual.clone()),
+            (Some(json!("b")), None)
+        );
+        assert_eq!(
+            (diffs[1].expected.clone(), diffs[1].actual.clone()),
+            (Some(json!("c")), None)
+        );
+        assert_eq!(
+            (diffs[2].expected.clone(), diffs[2].actual.clone()),
+            (None, Some(json!("d")))
+        );
+    }
+
+    #[test]
+    fn multiset_of_objects_uses_nested_rules() {
+        let c = comparator(
+            r#"[fields.products]
+               as = "set"
+               [fields."products.name"]
+               as = "case_insensitive""#,
+        );
+        let e =
+            parsed(r#"{"products": [{"name": "Pen", "price": 1}, {"name": "Ink", "price": 2}]}"#);
+        let a =
+            parsed(r#"{"products": [{"name": "ink", "price": 2.0}, {"name": "PEN", "price": 1}]}"#);
+        assert!(c.diff(&e, &a).is_empty());
+    }
+
+    #[test]
+    fn rule_errors_name_the_setting() {
+        assert_eq!(
+            rule_error(
+                r#"[fields.totalPrice]
+                   as = "number"
+                   tolerance = "0.01""#
+            ),
+            r#"compare.fields."totalPrice": tolerance must be a number"#
+        );
+        assert_eq!(
+            rule_error(
+                r#"[fields.totalPrice]
+                   as = "number"
+                   tolerance = -1"#
+            ),
+            r#"compare.fields."totalPrice": tolerance must be a non-negative number"#
+        );
+        assert_eq!(
+            rule_error(
+                r#"[fields.totalPrice]
+                   as = "number"
+                   tolerance = nan"#
+            ),
+            r#"compare.fields."totalPrice": tolerance must be a finite number"#
+        );
+        assert_eq!(
+            rule_error(
+                r#"[fields.orderDate]
+                   as = "instant"
+                   tolerance = 1"#
+            ),
+            r#"compare.fields."orderDate": tolerance applies only to as = "number""#
+        );
+        assert_eq!(
+            rule_error(
+                r#"[fields.products]
+                   as = "exact"
+                   key = "sku""#
+            ),
+            r#"compare.fields."products": key applies only to as = "set""#
+        );
+        assert!(rule_error(
+            r#"[fields."products[0].price"]
+               as = "number""#
+        )
+        .starts_with(r#"compare.fields."products[0].price": not a field path"#));
+        assert!(rule_error(r#"ignore = ["products..x"]"#)
+            .starts_with(r#"compare.ignore: "products..x" is not a field path"#));
+    }
+}
