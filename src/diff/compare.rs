@@ -231,7 +231,7 @@ fn compile_tolerance(path: &str, tolerance: &toml::Value) -> Result<BigDecimal, 
         }
         _ => return Err(RuleError::field(path, "tolerance must be a number")),
     };
-    if decimal < BigDecimal::from(0) {
+    if decimal.sign() == bigdecimal::num_bigint::Sign::Minus {
         return Err(RuleError::field(
             path,
             "tolerance must be a non-negative number",
@@ -330,17 +330,25 @@ impl<'a> Walk<'a> {
         expected: &'a Map<String, Value>,
         actual: &'a Map<String, Value>,
     ) {
+        // Fields of `actual` also found in `expected`: when that is all of them, the second pass
+        // (actual-only fields) has nothing to do and is skipped.
+        let mut shared = 0;
         for (name, e) in expected {
             if self.dry && self.differs {
                 return;
             }
+            let a = actual.get(name);
+            shared += usize::from(a.is_some());
             let child = node.and_then(|n| n.child(name));
             if child.is_some_and(|c| c.ignored) {
                 continue;
             }
             self.path.push(Segment::Field(name));
-            self.values(child, scalar, Some(e), actual.get(name));
+            self.values(child, scalar, Some(e), a);
             self.path.pop();
+        }
+        if shared == actual.len() {
+            return;
         }
         for (name, a) in actual {
             if self.dry && self.differs {
