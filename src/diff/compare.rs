@@ -73,7 +73,9 @@ enum Rule {
 /// One field name's rules and the rules below it.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct RuleNode {
-    children: HashMap<String, RuleNode>,
+    /// A list, not a map: a level holds a handful of rules, and a linear scan of short names beats
+    /// hashing every field name of every document.
+    children: Vec<(String, RuleNode)>,
     ignored: bool,
     /// Some path at or below this node is ignored: projection must descend here.
     has_ignored: bool,
@@ -82,20 +84,27 @@ struct RuleNode {
 
 impl RuleNode {
     fn child(&self, name: &str) -> Option<&RuleNode> {
-        if self.children.is_empty() {
-            return None;
-        }
-        self.children.get(name)
+        self.children
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, node)| node)
+    }
+
+    fn child_mut(&mut self, name: &str) -> &mut RuleNode {
+        let index = match self.children.iter().position(|(n, _)| n == name) {
+            Some(index) => index,
+            None => {
+                self.children.push((name.to_string(), RuleNode::default()));
+                self.children.len() - 1
+            }
+        };
+        &mut self.children[index].1
     }
 
     fn insert(&mut self, path: &[&str]) -> &mut RuleNode {
         match path.split_first() {
             None => self,
-            Some((first, rest)) => self
-                .children
-                .entry((*first).to_string())
-                .or_default()
-                .insert(rest),
+            Some((first, rest)) => self.child_mut(first).insert(rest),
         }
     }
 
@@ -103,11 +112,7 @@ impl RuleNode {
         self.has_ignored = true;
         match path.split_first() {
             None => self.ignored = true,
-            Some((first, rest)) => self
-                .children
-                .entry((*first).to_string())
-                .or_default()
-                .mark_ignored(rest),
+            Some((first, rest)) => self.child_mut(first).mark_ignored(rest),
         }
     }
 }
@@ -471,32 +476,32 @@ impl<'a> Walk<'a> {
         actual: &'a [Value],
     ) {
         let key_of = |v: &'a Value| v.as_object().and_then(|m| m.get(key));
-        // The common case: the same keys in the same order, no key twice. Checked without
-        // allocating; quadratic, so only for arrays of ordinary size.
-        let aligned = expected.len() == actual.len()
-            && expected.len() <= 64
-            && expected
+        // The common case: the same keys in the same order, no key twice. Checked on the keys looked
+        // up once; quadratic, so only for arrays of ordinary size.
+        if expected.len() == actual.len() && expected.len() <= 64 {
+            let selectors: Vec<Option<&'a Value>> = expected.iter().map(key_of).collect();
+            let aligned = selectors
                 .iter()
                 .zip(actual)
-                .all(|(e, a)| selectors_equal(key_of(e), key_of(a)))
-            && expected.iter().enumerate().all(|(i, e)| {
-                expected[..i]
+                .all(|(s, a)| selectors_equal(*s, key_of(a)))
+                && selectors
                     .iter()
-                    .all(|p| !selectors_equal(key_of(p), key_of(e)))
-            });
-        if aligned {
-            for (e, a) in expected.iter().zip(actual) {
-                if self.dry && self.differs {
-                    return;
+                    .enumerate()
+                    .all(|(i, s)| selectors[..i].iter().all(|p| !selectors_equal(*p, *s)));
+            if aligned {
+                for ((e, a), selector) in expected.iter().zip(actual).zip(selectors) {
+                    if self.dry && self.differs {
+                        return;
+                    }
+                    self.path.push(Segment::Selector {
+                        key,
+                        value: selector,
+                    });
+                    self.values(node, scalar, Some(e), Some(a));
+                    self.path.pop();
                 }
-                self.path.push(Segment::Selector {
-                    key,
-                    value: key_of(e),
-                });
-                self.values(node, scalar, Some(e), Some(a));
-                self.path.pop();
+                return;
             }
-            return;
         }
 
         struct Group<'v> {
