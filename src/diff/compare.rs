@@ -14,6 +14,18 @@
 //!   has no equal partner on the other side is reported at `tags[?]`, with the element as the value on
 //!   its own side and `None` on the other. `[?]` reads "some element"; several unmatched elements give
 //!   several diffs with the same path, told apart by their values.
+//! * a set `key` value that is not unique on one side: one diff at `products[sku=SKU-00001]` whose
+//!   `expected` and `actual` are arrays of every element carrying that key on that side (`None` for a
+//!   side with none). Identical duplicates on both sides are not a difference.
+//! * an element without the `key` field is grouped under `[sku=null]`; string key values appear bare,
+//!   numbers as written; numeric keys match by value (`1` matches `1.0`, not `"1"`).
+//!
+//! Field names are not escaped: a name containing `.` or `[` makes a path that reads ambiguously.
+//!
+//! # Rules
+//! Scalar rules (`instant`, `number`, `exact`, `case_insensitive`) apply to the values at their path
+//! and below it (array elements included) until a deeper rule overrides them. `set` applies only to
+//! the array at its own path.
 //!
 //! The `field` of a difference is its rule path: the field names only (`products.price`), whatever the
 //! indices or selectors.
@@ -448,9 +460,12 @@ impl<'a> Walk<'a> {
         }
         let mut taken = vec![false; actual.len()];
         let mut unmatched_expected = Vec::new();
-        for e in expected {
-            let partner =
-                (0..actual.len()).find(|&i| !taken[i] && self.equal(node, scalar, e, &actual[i]));
+        for (index, e) in expected.iter().enumerate() {
+            // Searching from the element's own position makes mostly-aligned arrays linear.
+            let start = index.min(actual.len());
+            let partner = (start..actual.len())
+                .chain(0..start)
+                .find(|&i| !taken[i] && self.equal(node, scalar, e, &actual[i]));
             match partner {
                 Some(i) => taken[i] = true,
                 None => unmatched_expected.push(e),

@@ -166,6 +166,18 @@ impl<'a> Decimal<'a> {
         }
     }
 
+    /// Whether every digit sits within [`MAX_ARITHMETIC_MAGNITUDE`] places of the decimal point.
+    fn within_arithmetic_range(&self) -> bool {
+        match self.significant_span() {
+            None => true,
+            Some((leading, n)) => {
+                let point = self.point(leading);
+                point.abs() <= MAX_ARITHMETIC_MAGNITUDE
+                    && (point - n as i64).abs() <= MAX_ARITHMETIC_MAGNITUDE
+            }
+        }
+    }
+
     /// The value as a `BigDecimal`, for arithmetic (tolerances). Slower than [`Decimal::value_eq`].
     pub fn to_big(&self) -> Option<BigDecimal> {
         let canonical = self.canonical();
@@ -193,12 +205,20 @@ pub fn numbers_equal(a: &str, b: &str) -> bool {
     }
 }
 
-/// |a - b| <= tolerance, in exact decimals. None when either text is not a number.
+/// Numbers further than this many decimal places from the point are not given to the arithmetic:
+/// subtracting 1e-1000000000 from 1 would expand a billion digits.
+const MAX_ARITHMETIC_MAGNITUDE: i64 = 4096;
+
+/// |a - b| <= tolerance, in exact decimals. None when either text is not a number (or, unequal, is
+/// too far from the decimal point for arithmetic, see [`MAX_ARITHMETIC_MAGNITUDE`]).
 pub fn within_tolerance(a: &str, b: &str, tolerance: &BigDecimal) -> Option<bool> {
     let x = Decimal::parse(a.trim())?;
     let y = Decimal::parse(b.trim())?;
     if x.value_eq(&y) {
         return Some(true);
+    }
+    if !x.within_arithmetic_range() || !y.within_arithmetic_range() {
+        return None;
     }
     let difference = (x.to_big()? - y.to_big()?).abs();
     Some(difference.cmp(tolerance) != Ordering::Greater)
@@ -298,6 +318,10 @@ mod tests {
             within_tolerance("9007199254740993", "9007199254740992", &zero),
             Some(false)
         );
+        // Absurd exponents are refused rather than expanded; equal ones need no arithmetic.
+        assert_eq!(within_tolerance("1", "1e-1000000000", &tol), None);
+        assert_eq!(within_tolerance("1e9999", "1.0e9999", &tol), Some(true));
+        assert_eq!(within_tolerance("1e4000", "1.001e4000", &tol), Some(false));
     }
 
     #[test]
