@@ -836,6 +836,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn field_counts_count_keys_not_diffs() {
+        let source = vec![
+            row(
+                int(1),
+                json!({"products": [{"price": 1}, {"price": 2}], "total": 3}),
+            ),
+            row(int(2), json!({"products": [{"price": 1}], "total": 1})),
+        ];
+        let target = vec![
+            hit(
+                int(1),
+                "1",
+                json!({"products": [{"price": 9}, {"price": 9}], "total": 3}),
+            ),
+            hit(int(2), "2", json!({"products": [{"price": 9}], "total": 9})),
+        ];
+        let mut j = joiner(source, target, None);
+        let outcomes = drain(&mut j).await.unwrap();
+        assert_eq!(drift(&outcomes[0]).diffs.len(), 2);
+        assert_eq!(
+            j.field_counts(),
+            &BTreeMap::from([("products.price".to_string(), 2), ("total".to_string(), 1)])
+        );
+    }
+
+    #[tokio::test]
     async fn evidence_is_projected() {
         let cfg = CompareConfig {
             ignore: vec!["indexedAt".to_string()],
