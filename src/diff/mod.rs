@@ -1,1 +1,10 @@
-//! placeholder
+//! The pure core: field-by-field comparison of documents ([`Comparator`]) and the merge join of the
+//! write model's and the read model's sorted streams into drift ([`Joiner`]). No I/O here: everything
+//! takes documents and streams, so it is tested without any server.
+
+mod compare;
+mod join;
+pub mod value;
+
+pub use compare::{Comparator, RuleError};
+pub use join::{Grace, JoinError, Joiner, Outcome, Side};
