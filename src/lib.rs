@@ -10,5 +10,7 @@ pub mod config;
 pub mod diff;
 pub mod emulator;
 pub mod model;
+pub mod pgcluster;
 pub mod report;
+pub mod shop;
 pub mod source;

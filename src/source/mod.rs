@@ -2,6 +2,8 @@
 //! lookups by key. The diff core only ever sees [`KeyedDoc`]s, so a MongoDB or Redis read model is a
 //! new implementation of [`DocumentSource`], nothing more.
 
+pub mod postgres;
+
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
