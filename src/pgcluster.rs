@@ -31,6 +31,9 @@ use anyhow::{bail, Context};
 const DIR_PREFIX: &str = "recon-pg-";
 /// File inside a cluster directory holding the pid of the process that owns the cluster.
 const OWNER_FILE: &str = "owner.pid";
+/// Members of this role must log in with a (SCRAM) password, everyone else is trusted: lets tests see
+/// a real authentication failure on an otherwise passwordless cluster.
+pub const PASSWORD_GROUP: &str = "recon_password_users";
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 /// A free port can be taken by someone else between our probe and the server's bind.
@@ -324,6 +327,12 @@ fn init_data_dir(binaries: &Binaries, dir: &Path, run_as: Option<RunAs>) -> anyh
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    // First matching line wins, so this goes before initdb's trust lines.
+    let hba = dir.join("data/pg_hba.conf");
+    let rules =
+        fs::read_to_string(&hba).with_context(|| format!("could not read {}", hba.display()))?;
+    let rules = format!("host all +{PASSWORD_GROUP} 127.0.0.1/32 scram-sha-256\n{rules}");
+    fs::write(&hba, rules).with_context(|| format!("could not write {}", hba.display()))?;
     Ok(())
 }
 
@@ -667,5 +676,68 @@ mod tests {
         cluster.stop().unwrap();
         assert!(!dir.exists());
         assert!(!pid_alive(pid), "the server process is gone");
+    }
+
+    const CHILD_ENV: &str = "RECON_PGCLUSTER_EXIT_CHILD";
+
+    /// Running, i.e. neither gone nor a zombie waiting to be reaped.
+    fn running(pid: libc::pid_t) -> bool {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.trim_start().chars().next())
+            })
+            .is_some_and(|state| state != 'Z' && state != 'X')
+    }
+
+    /// A process that exits without stopping its cluster (as with a cluster in a static) takes the
+    /// server with it, and the next start removes the directory.
+    #[test]
+    fn server_dies_with_the_process_that_started_it() {
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "pgcluster::tests::exit_without_stopping",
+                "--include-ignored",
+                "--nocapture",
+            ])
+            .env(CHILD_ENV, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("cluster: "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "child printed no cluster:\n{stdout}\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            });
+        let (pid, dir) = line.split_once(' ').unwrap();
+        let pid: libc::pid_t = pid.parse().unwrap();
+        let dir = PathBuf::from(dir);
+        let until = Instant::now() + Duration::from_secs(20);
+        while running(pid) {
+            assert!(Instant::now() < until, "postgres {pid} outlived its parent");
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(dir.exists(), "the exited process could not clean up");
+        remove_stale_clusters();
+        assert!(!dir.exists(), "a dead owner's cluster directory is removed");
+    }
+
+    #[test]
+    #[ignore = "run by server_dies_with_the_process_that_started_it in a child process"]
+    fn exit_without_stopping() {
+        if std::env::var_os(CHILD_ENV).is_none() {
+            return;
+        }
+        let cluster = PgCluster::start().unwrap();
+        let pid = cluster.child.as_ref().unwrap().id();
+        println!("cluster: {pid} {}", cluster.dir().display());
+        io::stdout().flush().unwrap();
+        std::process::exit(0);
     }
 }

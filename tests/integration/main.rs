@@ -1,0 +1,2 @@
+mod postgres;
+mod support;
