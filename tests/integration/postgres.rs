@@ -554,3 +554,43 @@ async fn describe_names_the_server_without_secrets() {
     assert!(!description.contains("pa55word"), "{description}");
     assert!(!format!("{settings:?}").contains("pa55word"));
 }
+
+#[tokio::test]
+async fn extension_and_domain_types_decode_as_their_base_types() {
+    let db = test_database().await;
+    let available: bool = {
+        let mut conn = db.connect().await;
+        sqlx::query_scalar("SELECT count(*) > 0 FROM pg_available_extensions WHERE name = 'citext'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    if !available {
+        eprintln!("citext is not installed on the test server; extension types not checked");
+        return;
+    }
+    db.execute(
+        "CREATE EXTENSION citext;
+         CREATE DOMAIN order_id AS bigint CHECK (VALUE > 0);
+         CREATE DOMAIN tags AS text[];
+         CREATE TABLE t (id order_id PRIMARY KEY, email citext, aliases citext[], labels tags);
+         INSERT INTO t VALUES (2, 'B@x.org', '{A@x.org}', '{x,y}'), (1, 'a@x.org', '{}', NULL);",
+    )
+    .await;
+    let mut settings = db.settings("SELECT * FROM t", "id");
+    settings.page_size = 1;
+    let source = connect(settings).await;
+    assert_eq!(source.key_kind(), KeyKind::Int);
+    let docs = scan(&source, KeyRange::all()).await;
+    let rendered: Vec<String> = docs
+        .iter()
+        .map(|d| Value::Object(d.doc.clone()).to_string())
+        .collect();
+    assert_eq!(
+        rendered,
+        [
+            r#"{"id":1,"email":"a@x.org","aliases":[],"labels":null}"#,
+            r#"{"id":2,"email":"B@x.org","aliases":["A@x.org"],"labels":["x","y"]}"#,
+        ]
+    );
+}
