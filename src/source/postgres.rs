@@ -1,6 +1,11 @@
 //! The write model as a [`DocumentSource`]: the rows of a user-supplied projection query, one document
 //! per row, streamed in key order by keyset pagination inside one `REPEATABLE READ` snapshot.
 //!
+//! Text keys are compared and ordered with `COLLATE "C"` (byte order). On a column with a linguistic
+//! collation no ordinary index serves that order, so every page sorts what remains: create an index
+//! on `(key COLLATE "C")` (or use a `C`-collated column) for large tables. Integer and uuid keys use
+//! their plain index.
+//!
 //! Values are decoded from PostgreSQL's binary wire format directly (sqlx asks for binary results), with
 //! a decoder chosen once per column at connect time. That keeps exact digits (numeric, int8 above 2^53,
 //! numbers inside jsonb) and renders instants the same way whatever the session's time zone.
@@ -12,9 +17,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate};
 use futures::future::BoxFuture;
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::{Map, Number, Value};
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgValueFormat};
 use sqlx::query::Query;
 use sqlx::{Column, Executor, Postgres, Row, Statement, ValueRef};
 use tokio::sync::mpsc;
@@ -359,20 +364,23 @@ impl ScanTask {
         for key in [&self.after, &self.until].into_iter().flatten() {
             query = bind_key(query, key);
         }
-        let rows = query
-            .fetch_all(&mut **tx)
+        // Rows are decoded as they arrive, while the server still produces the rest of the page.
+        let mut rows = query.fetch(&mut **tx);
+        let mut docs = Vec::with_capacity(self.page_size);
+        while let Some(row) = rows
+            .try_next()
             .await
-            .map_err(|e| read_error(&self.url, e))?;
-        let mut docs = Vec::with_capacity(rows.len());
-        for row in &rows {
+            .map_err(|e| read_error(&self.url, e))?
+        {
             self.rows_read += 1;
-            let doc = plan.decode_row(row, self.rows_read)?;
+            let doc = plan.decode_row(&row, self.rows_read)?;
             if self.last_key.as_ref() == Some(&doc.key) {
                 return Err(PostgresError::DuplicateKey { key: doc.key }.into());
             }
             self.last_key = Some(doc.key.clone());
             docs.push(doc);
         }
+        drop(rows);
         self.after = docs.last().map(|d| d.key.clone()).or(self.after.take());
         Ok(docs)
     }
@@ -713,6 +721,13 @@ impl Plan {
             let value = if raw.is_null() {
                 Value::Null
             } else {
+                // sqlx requests binary results for prepared queries; the decoders rely on it.
+                if raw.format() != PgValueFormat::Binary {
+                    return Err(PostgresError::Decode {
+                        column: name.clone(),
+                        reason: "value arrived in text format, expected binary".into(),
+                    });
+                }
                 let bytes = raw.as_bytes().map_err(|e| PostgresError::Decode {
                     column: name.clone(),
                     reason: e.to_string(),
