@@ -10,6 +10,7 @@
 //! a decoder chosen once per column at connect time. That keeps exact digits (numeric, int8 above 2^53,
 //! numbers inside jsonb) and renders instants the same way whatever the session's time zone.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -265,6 +266,7 @@ impl PostgresSource {
         if keys.is_empty() {
             return Ok(docs);
         }
+        let wanted: HashSet<&Key> = keys.iter().collect();
         let mut tx = self.pool.begin().await.map_err(|e| read_error(url, e))?;
         sqlx::query("SET TRANSACTION READ ONLY")
             .execute(&mut *tx)
@@ -300,7 +302,10 @@ impl PostgresSource {
             }
             .map_err(|e| read_error(url, e))?;
             for (i, row) in rows.iter().enumerate() {
-                docs.push(self.plan.decode_row(row, i as u64 + 1)?);
+                let doc = self.plan.decode_row(row, i as u64 + 1)?;
+                if wanted.contains(&doc.key) {
+                    docs.push(doc);
+                }
             }
         }
         tx.rollback().await.map_err(|e| read_error(url, e))?;
@@ -629,13 +634,12 @@ impl Plan {
             Scalar::Uuid => (key_column, "uuid"),
             _ => (key_column, "int8"),
         };
+        // Equality needs no COLLATE "C" (deterministic collations compare bytes for equality), and
+        // without it an index on the column serves the lookup. A nondeterministic collation may
+        // match more rows; lookup keeps only the exact keys asked for.
         let lookup_sql = format!(
-            "SELECT * FROM ({query}\n) AS recon_q WHERE {key_expr} = ANY($1::{}[])",
-            if key_kind == KeyKind::Int {
-                "int8"
-            } else {
-                key_param_type
-            }
+            "SELECT * FROM ({query}\n) AS recon_q WHERE recon_q.{} = ANY($1::{key_param_type}[])",
+            quote_ident(&settings.key)
         );
         let mut plan = Plan {
             names,

@@ -594,3 +594,30 @@ async fn extension_and_domain_types_decode_as_their_base_types() {
         ]
     );
 }
+
+#[tokio::test]
+async fn lookup_matches_exact_keys_under_a_case_insensitive_collation() {
+    let db = test_database().await;
+    let icu: bool = {
+        let mut conn = db.connect().await;
+        sqlx::query_scalar("SELECT count(*) > 0 FROM pg_collation WHERE collprovider = 'i'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    if !icu {
+        eprintln!("the test server has no ICU; nondeterministic collations not checked");
+        return;
+    }
+    db.execute(
+        "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+         CREATE TABLE people (email text COLLATE ci PRIMARY KEY, n int);
+         INSERT INTO people VALUES ('ann@x.org', 1), ('Bob@x.org', 2);",
+    )
+    .await;
+    let source = connect(db.settings("SELECT email, n FROM people", "email")).await;
+    // 'ANN@x.org' equals 'ann@x.org' under the collation, but is not the same key.
+    let keys = [Key::Text("ANN@x.org".into()), Key::Text("Bob@x.org".into())];
+    let found = source.lookup(&keys).await.unwrap();
+    assert_eq!(text_keys(&found), vec!["Bob@x.org"]);
+}
