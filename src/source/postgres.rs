@@ -6,6 +6,10 @@
 //! on `(key COLLATE "C")` (or use a `C`-collated column) for large tables. Integer and uuid keys use
 //! their plain index.
 //!
+//! A row whose key is NULL fails the scan when a page returns it. Keyset pages after the first
+//! (`key > last`) never return such rows, so in a result larger than one page NULL keys go unseen;
+//! make the key column NOT NULL (a primary key is).
+//!
 //! Values are decoded from PostgreSQL's binary wire format directly (sqlx asks for binary results), with
 //! a decoder chosen once per column at connect time. That keeps exact digits (numeric, int8 above 2^53,
 //! numbers inside jsonb) and renders instants the same way whatever the session's time zone.
