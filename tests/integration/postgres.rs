@@ -621,3 +621,22 @@ async fn lookup_matches_exact_keys_under_a_case_insensitive_collation() {
     let found = source.lookup(&keys).await.unwrap();
     assert_eq!(text_keys(&found), vec!["Bob@x.org"]);
 }
+
+#[tokio::test]
+async fn an_order_without_lines_has_no_products_and_a_zero_total() {
+    let db = shop_database(3, 5).await;
+    db.execute(
+        "INSERT INTO orders (id, customer_id, order_date, updated_at)
+         VALUES (4, 1, '2024-05-01T12:00:00Z', '2024-05-02T08:30:00.25Z');",
+    )
+    .await;
+    let source = connect(shop_settings(&db, 10)).await;
+    let docs = source.lookup(&[Key::Int(4)]).await.unwrap();
+    assert_eq!(docs.len(), 1);
+    let doc = &docs[0].doc;
+    assert_eq!(doc["products"], Value::Array(Vec::new()));
+    assert_eq!(doc["totalPrice"].to_string(), "0.00");
+    assert_eq!(doc["orderDate"], "2024-05-01T12:00:00Z");
+    assert_eq!(doc["updatedAt"], "2024-05-02T08:30:00.25Z");
+    assert_eq!(docs[0].meta.updated_at_ms, Some(1_714_638_600_250));
+}
