@@ -6,9 +6,10 @@
 //! on `(key COLLATE "C")` (or use a `C`-collated column) for large tables. Integer and uuid keys use
 //! their plain index.
 //!
-//! A row whose key is NULL fails the scan when a page returns it. Keyset pages after the first
-//! (`key > last`) never return such rows, so in a result larger than one page NULL keys go unseen;
-//! make the key column NOT NULL (a primary key is).
+//! A row whose key is NULL fails the scan. Keyset pages after the first (`key > last`) never return
+//! such rows, so a scan from the start ends with a probe for NULL keys in the same snapshot, when the
+//! planner expects it to be cheap (an index on the key column); where it would be a full extra pass it
+//! is skipped, and NULL keys beyond the first page go unseen: make the key column NOT NULL.
 //!
 //! Values are decoded from PostgreSQL's binary wire format directly (sqlx asks for binary results), with
 //! a decoder chosen once per column at connect time. That keeps exact digits (numeric, int8 above 2^53,
@@ -129,6 +130,8 @@ pub enum PostgresError {
     UnsupportedType { column: String, type_name: String },
     #[error("row {row} of the scan has a NULL key column {key:?}; every row needs a key")]
     NullKey { row: u64, key: String },
+    #[error("postgres.query returns rows whose key column {key:?} is NULL; every row needs a key")]
+    NullKeys { key: String },
     #[error("key {key} appears more than once in postgres.query's result; the key column must be unique")]
     DuplicateKey { key: Key },
     #[error("a {got:?} key was given for a source whose key column {key:?} is {expected:?}")]
@@ -224,6 +227,7 @@ impl PostgresSource {
             plan: self.plan.clone(),
             url: self.settings.url.clone(),
             page_size: self.settings.page_size.max(1),
+            probe_nulls: range.after.is_none(),
             after: range.after,
             until: range.until,
             rows_read: 0,
@@ -344,6 +348,8 @@ struct ScanTask {
     until: Option<Key>,
     rows_read: u64,
     last_key: Option<Key>,
+    /// Look for NULL keys after the last page: pages after the first (`key > last`) skip them.
+    probe_nulls: bool,
 }
 
 type PageSender = mpsc::Sender<anyhow::Result<Vec<KeyedDoc>>>;
@@ -351,16 +357,45 @@ type PageSender = mpsc::Sender<anyhow::Result<Vec<KeyedDoc>>>;
 impl ScanTask {
     async fn run(mut self, mut tx: sqlx::Transaction<'static, Postgres>, sender: PageSender) {
         loop {
-            let page = self.next_page(&mut tx).await;
+            let mut page = self.next_page(&mut tx).await;
             let last = match &page {
                 Ok(docs) => docs.len() < self.page_size,
                 Err(_) => true,
             };
+            if last && page.is_ok() && self.probe_nulls {
+                if let Err(e) = self.find_null_keys(&mut tx).await {
+                    // The page's documents first, then the error that ends the stream.
+                    if sender.send(page).await.is_err() {
+                        return;
+                    }
+                    page = Err(e);
+                }
+            }
             if sender.send(page).await.is_err() || last {
                 // Receiver gone or scan done; dropping the transaction rolls it back (read only anyway).
                 return;
             }
         }
+    }
+
+    async fn find_null_keys(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+    ) -> anyhow::Result<()> {
+        let Some(probe) = self.plan.null_probe.as_deref() else {
+            return Ok(());
+        };
+        let found: bool = sqlx::query_scalar(probe)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|e| read_error(&self.url, e))?;
+        if found {
+            return Err(PostgresError::NullKeys {
+                key: self.plan.key_name.clone(),
+            }
+            .into());
+        }
+        Ok(())
     }
 
     async fn next_page(
@@ -524,6 +559,7 @@ struct Plan {
     updated_at_index: Option<usize>,
     /// Page queries indexed by (has lower bound, has upper bound).
     pages: [String; 4],
+    null_probe: Option<String>,
     lookup_sql: String,
     query: String,
     key_expr: String,
@@ -654,6 +690,7 @@ impl Plan {
             key_scalar,
             updated_at_index,
             pages: Default::default(),
+            null_probe: None,
             lookup_sql,
             query,
             key_expr,
@@ -666,7 +703,22 @@ impl Plan {
             plan.range_sql(true, false, Some(plan.page_size)),
             plan.range_sql(true, true, Some(plan.page_size)),
         ];
+        plan.null_probe = plan.cheap_null_probe(pool).await;
         Ok(plan)
+    }
+
+    /// A query telling whether any row has a NULL key, when the planner expects it to cost no more
+    /// than a couple of pages (an index on the key column makes it a single probe); None otherwise,
+    /// as a full extra pass over the query would double the cost of every scan.
+    async fn cheap_null_probe(&self, pool: &PgPool) -> Option<String> {
+        let probe = format!(
+            "SELECT EXISTS (SELECT 1 FROM ({}\n) AS recon_q WHERE recon_q.{} IS NULL)",
+            self.query,
+            quote_ident(&self.key_name)
+        );
+        let page_cost = explain_cost(pool, &self.pages[0]).await?;
+        let probe_cost = explain_cost(pool, &probe).await?;
+        (probe_cost <= 2.0 * page_cost + 100.0).then_some(probe)
     }
 
     fn range_sql(&self, after: bool, until: bool, limit: Option<usize>) -> String {
@@ -776,6 +828,15 @@ impl Plan {
             },
         })
     }
+}
+
+/// The planner's total cost for `sql` (which must take no parameters).
+async fn explain_cost(pool: &PgPool, sql: &str) -> Option<f64> {
+    let plan: sqlx::types::JsonValue = sqlx::query_scalar(&format!("EXPLAIN (FORMAT JSON) {sql}"))
+        .fetch_one(pool)
+        .await
+        .ok()?;
+    plan.get(0)?.get("Plan")?.get("Total Cost")?.as_f64()
 }
 
 fn quote_ident(name: &str) -> String {

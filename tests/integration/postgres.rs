@@ -510,8 +510,8 @@ async fn null_and_duplicate_keys_fail_the_scan() {
     )
     .await;
     let source = connect(db.settings("SELECT id, v FROM loose WHERE v <> 'd'", "id")).await;
-    let scan = source.open_scan(KeyRange::all()).await.unwrap();
-    let err = scan
+    let opened = source.open_scan(KeyRange::all()).await.unwrap();
+    let err = opened
         .docs
         .try_collect::<Vec<_>>()
         .await
@@ -522,9 +522,31 @@ async fn null_and_duplicate_keys_fail_the_scan() {
         "{message}"
     );
 
+    // Beyond the first page `id > last` hides NULL keys; the probe at the end finds them.
+    let mut settings = db.settings("SELECT id, v FROM loose WHERE v <> 'b'", "id");
+    settings.page_size = 1;
+    let source = connect(settings).await;
+    let mut docs = source.open_scan(KeyRange::all()).await.unwrap().docs;
+    let mut keys = Vec::new();
+    let message = loop {
+        match docs.try_next().await {
+            Ok(Some(doc)) => keys.push(doc.key),
+            Ok(None) => panic!("scan ended without noticing the NULL key"),
+            Err(e) => break format!("{e:#}"),
+        }
+    };
+    assert_eq!(keys, vec![Key::Int(1), Key::Int(2)]);
+    assert!(message.contains(r#"key column "id" is NULL"#), "{message}");
+    // A scan starting after a key covers no NULLs: no probe, no error.
+    let range = KeyRange {
+        after: Some(Key::Int(0)),
+        until: None,
+    };
+    assert_eq!(int_keys(&scan(&source, range).await), vec![1, 2]);
+
     let source = connect(db.settings("SELECT id, v FROM loose WHERE id IS NOT NULL", "id")).await;
-    let scan = source.open_scan(KeyRange::all()).await.unwrap();
-    let err = scan
+    let opened = source.open_scan(KeyRange::all()).await.unwrap();
+    let err = opened
         .docs
         .try_collect::<Vec<_>>()
         .await
