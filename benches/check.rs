@@ -135,13 +135,7 @@ fn connect(url: &str) -> ConnectSettings {
 
 /// Plays the projector: every row of the projection query becomes a document.
 async fn load(pg_url: &str, es: &EsClient) -> anyhow::Result<u64> {
-    let source = PostgresSource::connect(PostgresSettings {
-        url: pg_url.to_string(),
-        query: shop::projection_query().to_string(),
-        key: "orderId".into(),
-        updated_at: None,
-        ..PostgresSettings::default()
-    })
+    let source = PostgresSource::connect(PostgresSettings::new(pg_url, shop::projection_query(), "orderId"))
     .await?;
     let mut docs = source.open_scan(KeyRange::all()).await?.docs;
     let mut body = Vec::with_capacity(8 << 20);

@@ -78,12 +78,9 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
     }
 
     let pg_settings = PostgresSettings {
-        url: settings.postgres.url.expose().to_string(),
-        query: settings.postgres.query.clone(),
-        key: settings.postgres.key.clone(),
         updated_at: settings.postgres.updated_at.clone(),
         page_size: settings.postgres.page_size,
-        ..PostgresSettings::default()
+        ..PostgresSettings::new(settings.postgres.url.expose(), &settings.postgres.query, &settings.postgres.key)
     };
     let es = &settings.elasticsearch;
     let mut es_settings = ElasticsearchSettings {

@@ -154,11 +154,8 @@ products = {{ as = "set", key = "sku" }}
 /// drift it injected, which the check must find exactly.
 async fn project(pg_url: &str, es: &EsClient) -> anyhow::Result<Summary> {
     let source = PostgresSource::connect(PostgresSettings {
-        url: pg_url.to_string(),
-        query: shop::projection_query().to_string(),
-        key: "orderId".to_string(),
         updated_at: Some("updatedAt".to_string()),
-        ..PostgresSettings::default()
+        ..PostgresSettings::new(pg_url, shop::projection_query(), "orderId")
     })
     .await?;
     let mut docs = source.open_scan(KeyRange::all()).await?.docs;

@@ -3,6 +3,7 @@
 //! new implementation of [`DocumentSource`], nothing more.
 
 pub mod elasticsearch;
+pub mod postgres;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;

@@ -1,0 +1,1318 @@
+//! The write model as a [`DocumentSource`]: the rows of a user-supplied projection query, one document
+//! per row, streamed in key order by keyset pagination inside one `REPEATABLE READ` snapshot.
+//!
+//! Text keys are compared and ordered with `COLLATE "C"` (byte order). On a column with a linguistic
+//! collation no ordinary index serves that order, so every page sorts what remains: create an index
+//! on `(key COLLATE "C")` (or use a `C`-collated column) for large tables. Integer and uuid keys use
+//! their plain index.
+//!
+//! A row whose key is NULL fails the scan. Keyset pages after the first (`key > last`) never return
+//! such rows, so a scan from the start ends with a probe for NULL keys in the same snapshot, when the
+//! planner expects it to be cheap (an index on the key column); where it would be a full extra pass it
+//! is skipped, and NULL keys beyond the first page go unseen: make the key column NOT NULL.
+//!
+//! Values are decoded from PostgreSQL's binary wire format directly (sqlx asks for binary results), with
+//! a decoder chosen once per column at connect time. That keeps exact digits (numeric, int8 above 2^53,
+//! numbers inside jsonb) and renders instants the same way whatever the session's time zone.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate};
+use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde_json::{Map, Number, Value};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgValueFormat};
+use sqlx::query::Query;
+use sqlx::{Column, Executor, Postgres, Row, Statement, ValueRef};
+use tokio::sync::mpsc;
+
+use crate::model::{DocMeta, Key, KeyedDoc};
+use crate::source::{DocumentSource, KeyRange, Scan};
+
+pub const DEFAULT_PAGE_SIZE: usize = 5000;
+pub const DEFAULT_PREFETCH_PAGES: usize = 2;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Keys per `= ANY($1)` lookup query.
+const LOOKUP_BATCH: usize = 1000;
+/// Connections: one per open scan, the rest for lookups and estimates.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// Where and what to read. `query` is any `SELECT` producing one row per document; `key` names the
+/// column identifying it; `updated_at` names a timestamp column feeding [`DocMeta::updated_at_ms`].
+#[derive(Clone)]
+pub struct PostgresSettings {
+    pub url: String,
+    pub query: String,
+    pub key: String,
+    pub updated_at: Option<String>,
+    pub page_size: usize,
+    pub prefetch_pages: usize,
+    pub connect_timeout: Duration,
+}
+
+impl PostgresSettings {
+    /// Settings with the default page size, read-ahead and connect timeout.
+    pub fn new(url: impl Into<String>, query: impl Into<String>, key: impl Into<String>) -> Self {
+        PostgresSettings {
+            url: url.into(),
+            query: query.into(),
+            key: key.into(),
+            updated_at: None,
+            page_size: DEFAULT_PAGE_SIZE,
+            prefetch_pages: DEFAULT_PREFETCH_PAGES,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("url", &redact_url(&self.url))
+            .field("query", &self.query)
+            .field("key", &self.key)
+            .field("updated_at", &self.updated_at)
+            .field("page_size", &self.page_size)
+            .field("prefetch_pages", &self.prefetch_pages)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+pub use crate::model::KeyKind;
+pub use crate::secret::redact_url;
+
+/// Everything that can go wrong reading the write model. URLs in messages are always redacted.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    #[error("postgres.url {url} is not a valid PostgreSQL URL: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot reach PostgreSQL at {url}: {reason} (is the server running, and are host and port in postgres.url right?)")]
+    Unreachable { url: String, reason: String },
+    #[error("PostgreSQL at {url} rejected the login: {reason} (check the user and password of postgres.url)")]
+    Authentication { url: String, reason: String },
+    #[error("PostgreSQL at {url}: {reason} (check the database name in postgres.url)")]
+    NoDatabase { url: String, reason: String },
+    #[error("PostgreSQL at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("postgres.query failed: {reason} (check postgres.query)")]
+    Query { reason: String },
+    #[error(
+        "postgres.query returns column {column:?} more than once; give each column a distinct name"
+    )]
+    DuplicateColumn { column: String },
+    #[error("key column {key:?} is not a column of postgres.query; its columns are: {columns}")]
+    UnknownKey { key: String, columns: String },
+    #[error(
+        "key column {key:?} has type {type_name}, which cannot be a key (supported: smallint, integer, bigint, \
+         text, varchar, char, uuid); cast it in postgres.query"
+    )]
+    UnsupportedKeyType { key: String, type_name: String },
+    #[error("updated_at column {column:?} is not a column of postgres.query; its columns are: {columns}")]
+    UnknownUpdatedAt { column: String, columns: String },
+    #[error(
+        "updated_at column {column:?} has type {type_name}; it must be timestamptz or timestamp"
+    )]
+    UpdatedAtType { column: String, type_name: String },
+    #[error(
+        "column {column:?} has type {type_name}, which recon cannot turn into JSON; cast it in postgres.query \
+         (e.g. \"{column}\"::text)"
+    )]
+    UnsupportedType { column: String, type_name: String },
+    #[error("row {row} of the scan has a NULL key column {key:?}; every row needs a key")]
+    NullKey { row: u64, key: String },
+    #[error("postgres.query returns rows whose key column {key:?} is NULL; every row needs a key")]
+    NullKeys { key: String },
+    #[error("key {key} appears more than once in postgres.query's result; the key column must be unique")]
+    DuplicateKey { key: Key },
+    #[error("a {got:?} key was given for a source whose key column {key:?} is {expected:?}")]
+    KeyKindMismatch {
+        key: String,
+        expected: KeyKind,
+        got: KeyKind,
+    },
+    #[error("cannot decode column {column:?}: {reason}")]
+    Decode { column: String, reason: String },
+    #[error("reading the write model failed: {reason}")]
+    Read { reason: String },
+}
+
+/// The write model: a connection pool plus the per-column decoding plan learnt at connect time.
+pub struct PostgresSource {
+    pool: PgPool,
+    plan: Arc<Plan>,
+    settings: PostgresSettings,
+}
+
+impl PostgresSource {
+    /// Connects, checks the query (by preparing it) and decides how to decode every column. Fails with
+    /// a [`PostgresError`] saying what to fix.
+    pub async fn connect(settings: PostgresSettings) -> anyhow::Result<PostgresSource> {
+        let url = redact_url(&settings.url);
+        let options = PgConnectOptions::from_str(&settings.url)
+            .map_err(|e| PostgresError::InvalidUrl {
+                url: url.clone(),
+                reason: redact_message(&e.to_string(), &settings.url),
+            })?
+            .application_name("recon");
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .min_connections(0)
+            .acquire_timeout(settings.connect_timeout)
+            .connect_with(options);
+        let pool = match tokio::time::timeout(settings.connect_timeout, pool).await {
+            Ok(Ok(pool)) => pool,
+            Ok(Err(e)) => return Err(connect_error(&url, &settings.url, e).into()),
+            Err(_) => {
+                return Err(PostgresError::Unreachable {
+                    url,
+                    reason: format!(
+                        "no connection within {}",
+                        humantime::format_duration(settings.connect_timeout)
+                    ),
+                }
+                .into())
+            }
+        };
+        let plan = Plan::learn(&pool, &settings).await?;
+        Ok(PostgresSource {
+            pool,
+            plan: Arc::new(plan),
+            settings,
+        })
+    }
+
+    pub fn key_kind(&self) -> KeyKind {
+        self.plan.key_kind
+    }
+
+    /// The query's column names, in order (also the order of every document's fields).
+    pub fn columns(&self) -> &[String] {
+        &self.plan.names
+    }
+
+    async fn open_scan_inner(&self, range: KeyRange) -> anyhow::Result<Scan> {
+        for key in [&range.after, &range.until].into_iter().flatten() {
+            self.plan.check_kind(key)?;
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| read_error(&self.settings.url, e))?;
+        // One snapshot for the whole scan; taken by the first query after SET TRANSACTION.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| read_error(&self.settings.url, e))?;
+        let snapshot_ms: i64 =
+            sqlx::query_scalar("SELECT floor(extract(epoch FROM now()) * 1000)::int8")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| read_error(&self.settings.url, e))?;
+        // On the pool, not in the snapshot's transaction: a failing EXPLAIN must not abort the scan.
+        let estimate = self.estimate(&range).await;
+
+        let (sender, receiver) = mpsc::channel(self.settings.prefetch_pages.max(1));
+        let task = ScanTask {
+            plan: self.plan.clone(),
+            url: self.settings.url.clone(),
+            page_size: self.settings.page_size.max(1),
+            probe_nulls: range.after.is_none(),
+            after: range.after,
+            until: range.until,
+            rows_read: 0,
+            last_key: None,
+        };
+        tokio::spawn(task.run(tx, sender));
+        let docs = stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|page| (page, receiver))
+        })
+        .flat_map(|page: anyhow::Result<Vec<KeyedDoc>>| match page {
+            Ok(docs) => stream::iter(docs.into_iter().map(Ok)).left_stream(),
+            Err(e) => stream::once(async move { Err(e) }).right_stream(),
+        })
+        .boxed();
+        Ok(Scan {
+            docs,
+            estimate,
+            snapshot_ms: Some(snapshot_ms),
+        })
+    }
+
+    /// The planner's row estimate for the range: cheap, approximate, None when unavailable.
+    async fn estimate(&self, range: &KeyRange) -> Option<u64> {
+        let sql = format!(
+            "EXPLAIN (FORMAT JSON) {}",
+            self.plan
+                .range_sql(range.after.is_some(), range.until.is_some(), None)
+        );
+        let mut query = sqlx::query_scalar::<_, sqlx::types::JsonValue>(&sql);
+        for key in [&range.after, &range.until].into_iter().flatten() {
+            query = match key {
+                Key::Int(i) => query.bind(*i),
+                Key::Text(s) => query.bind(s.clone()),
+            };
+        }
+        let plan = query.fetch_one(&self.pool).await.ok()?;
+        let rows = plan.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64()?;
+        Some(rows.max(0.0).round() as u64)
+    }
+
+    async fn lookup_inner(&self, keys: &[Key]) -> anyhow::Result<Vec<KeyedDoc>> {
+        let url = &self.settings.url;
+        let mut docs = Vec::new();
+        if keys.is_empty() {
+            return Ok(docs);
+        }
+        let wanted: HashSet<&Key> = keys.iter().collect();
+        let mut tx = self.pool.begin().await.map_err(|e| read_error(url, e))?;
+        sqlx::query("SET TRANSACTION READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| read_error(url, e))?;
+        for batch in keys.chunks(LOOKUP_BATCH) {
+            let query = sqlx::query(&self.plan.lookup_sql);
+            // Keys of the other kind, or text that is no uuid, cannot match any row.
+            let rows = match self.plan.key_kind {
+                KeyKind::Int => {
+                    let ints: Vec<i64> = batch
+                        .iter()
+                        .filter_map(|k| if let Key::Int(i) = k { Some(*i) } else { None })
+                        .collect();
+                    query.bind(ints).fetch_all(&mut *tx).await
+                }
+                KeyKind::Text => {
+                    let texts: Vec<String> = batch
+                        .iter()
+                        .filter_map(|k| {
+                            if let Key::Text(s) = k {
+                                Some(s.clone())
+                            } else {
+                                None
+                            }
+                        })
+                        .filter(|s| {
+                            self.plan.key_scalar != Scalar::Uuid || uuid::Uuid::parse_str(s).is_ok()
+                        })
+                        .collect();
+                    query.bind(texts).fetch_all(&mut *tx).await
+                }
+            }
+            .map_err(|e| read_error(url, e))?;
+            for (i, row) in rows.iter().enumerate() {
+                let doc = self.plan.decode_row(row, i as u64 + 1)?;
+                if wanted.contains(&doc.key) {
+                    docs.push(doc);
+                }
+            }
+        }
+        tx.rollback().await.map_err(|e| read_error(url, e))?;
+        Ok(docs)
+    }
+}
+
+impl DocumentSource for PostgresSource {
+    fn open_scan(&self, range: KeyRange) -> BoxFuture<'_, anyhow::Result<Scan>> {
+        Box::pin(self.open_scan_inner(range))
+    }
+
+    fn lookup<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, anyhow::Result<Vec<KeyedDoc>>> {
+        Box::pin(self.lookup_inner(keys))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "PostgreSQL {} (key {:?})",
+            redact_url(&self.settings.url),
+            self.settings.key
+        )
+    }
+}
+
+/// Reads pages in a background task, ahead of the consumer by at most the channel's capacity.
+struct ScanTask {
+    plan: Arc<Plan>,
+    url: String,
+    page_size: usize,
+    after: Option<Key>,
+    until: Option<Key>,
+    rows_read: u64,
+    last_key: Option<Key>,
+    /// Look for NULL keys after the last page: pages after the first (`key > last`) skip them.
+    probe_nulls: bool,
+}
+
+type PageSender = mpsc::Sender<anyhow::Result<Vec<KeyedDoc>>>;
+
+impl ScanTask {
+    async fn run(mut self, mut tx: sqlx::Transaction<'static, Postgres>, sender: PageSender) {
+        loop {
+            let mut page = self.next_page(&mut tx).await;
+            let last = match &page {
+                Ok(docs) => docs.len() < self.page_size,
+                Err(_) => true,
+            };
+            if last && page.is_ok() && self.probe_nulls {
+                if let Err(e) = self.find_null_keys(&mut tx).await {
+                    // The page's documents first, then the error that ends the stream.
+                    if sender.send(page).await.is_err() {
+                        return;
+                    }
+                    page = Err(e);
+                }
+            }
+            if sender.send(page).await.is_err() || last {
+                // Receiver gone or scan done; dropping the transaction rolls it back (read only anyway).
+                return;
+            }
+        }
+    }
+
+    async fn find_null_keys(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+    ) -> anyhow::Result<()> {
+        let Some(probe) = self.plan.null_probe.as_deref() else {
+            return Ok(());
+        };
+        let found: bool = sqlx::query_scalar(probe)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|e| read_error(&self.url, e))?;
+        if found {
+            return Err(PostgresError::NullKeys {
+                key: self.plan.key_name.clone(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    async fn next_page(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+    ) -> anyhow::Result<Vec<KeyedDoc>> {
+        let plan = self.plan.clone();
+        let sql = plan.page_sql(self.after.is_some(), self.until.is_some());
+        let mut query = sqlx::query(sql);
+        for key in [&self.after, &self.until].into_iter().flatten() {
+            query = bind_key(query, key);
+        }
+        // Rows are decoded as they arrive, while the server still produces the rest of the page.
+        let mut rows = query.fetch(&mut **tx);
+        let mut docs = Vec::with_capacity(self.page_size);
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .map_err(|e| read_error(&self.url, e))?
+        {
+            self.rows_read += 1;
+            let doc = plan.decode_row(&row, self.rows_read)?;
+            if self.last_key.as_ref() == Some(&doc.key) {
+                return Err(PostgresError::DuplicateKey { key: doc.key }.into());
+            }
+            self.last_key = Some(doc.key.clone());
+            docs.push(doc);
+        }
+        drop(rows);
+        self.after = docs.last().map(|d| d.key.clone()).or(self.after.take());
+        Ok(docs)
+    }
+}
+
+fn bind_key<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    key: &Key,
+) -> Query<'q, Postgres, PgArguments> {
+    match key {
+        Key::Int(i) => query.bind(*i),
+        Key::Text(s) => query.bind(s.clone()),
+    }
+}
+
+/// How to read one column's binary value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scalar {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Numeric,
+    Text,
+    Uuid,
+    TimestampTz,
+    Timestamp,
+    Date,
+    Json,
+    Jsonb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decoder {
+    Scalar(Scalar),
+    Array(Scalar),
+}
+
+/// Built-in types by OID (stable across servers, see pg_type.dat); anything else (domains, citext) is
+/// resolved through pg_type.
+fn builtin_decoder(oid: u32) -> Option<Decoder> {
+    use Scalar::*;
+    let scalar = |s| Some(Decoder::Scalar(s));
+    let array = |s| Some(Decoder::Array(s));
+    match oid {
+        16 => scalar(Bool),
+        21 => scalar(Int2),
+        23 => scalar(Int4),
+        20 => scalar(Int8),
+        700 => scalar(Float4),
+        701 => scalar(Float8),
+        1700 => scalar(Numeric),
+        25 | 1043 | 1042 | 19 => scalar(Text),
+        2950 => scalar(Uuid),
+        1184 => scalar(TimestampTz),
+        1114 => scalar(Timestamp),
+        1082 => scalar(Date),
+        114 => scalar(Json),
+        3802 => scalar(Jsonb),
+        1000 => array(Bool),
+        1005 => array(Int2),
+        1007 => array(Int4),
+        1016 => array(Int8),
+        1021 => array(Float4),
+        1022 => array(Float8),
+        1231 => array(Numeric),
+        1009 | 1015 | 1014 | 1003 => array(Text),
+        2951 => array(Uuid),
+        1185 => array(TimestampTz),
+        1115 => array(Timestamp),
+        1182 => array(Date),
+        199 => array(Json),
+        3807 => array(Jsonb),
+        _ => None,
+    }
+}
+
+/// Resolves a non-built-in type: a domain decodes as its base type, citext as text, an array of such a
+/// type as an array of its element.
+async fn resolve_decoder(pool: &PgPool, oid: u32) -> Result<Option<Decoder>, sqlx::Error> {
+    let mut oid = oid;
+    let mut array = false;
+    // Bounded: domains over domains over arrays of domains...
+    for _ in 0..8 {
+        if let Some(decoder) = builtin_decoder(oid) {
+            return Ok(match (array, decoder) {
+                (false, d) => Some(d),
+                (true, Decoder::Scalar(s)) => Some(Decoder::Array(s)),
+                (true, Decoder::Array(_)) => None,
+            });
+        }
+        let row: Option<(String, String, i64, i64, String)> = sqlx::query_as(
+            "SELECT typname::text, typtype::text, typbasetype::int8, typelem::int8, typcategory::text \
+             FROM pg_type WHERE oid = $1::int8::oid",
+        )
+        .bind(oid as i64)
+        .fetch_optional(pool)
+        .await?;
+        let Some((name, kind, base, elem, category)) = row else {
+            return Ok(None);
+        };
+        if name == "citext" {
+            return Ok(Some(if array {
+                Decoder::Array(Scalar::Text)
+            } else {
+                Decoder::Scalar(Scalar::Text)
+            }));
+        }
+        if kind == "d" {
+            oid = base as u32;
+        } else if category == "A" && elem != 0 && !array {
+            array = true;
+            oid = elem as u32;
+        } else {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+/// The per-query decisions made once at connect: SQL text of every page shape, and how to decode each
+/// column.
+struct Plan {
+    names: Vec<String>,
+    decoders: Vec<Decoder>,
+    key_name: String,
+    key_index: usize,
+    key_kind: KeyKind,
+    key_scalar: Scalar,
+    updated_at_index: Option<usize>,
+    /// Page queries indexed by (has lower bound, has upper bound).
+    pages: [String; 4],
+    null_probe: Option<String>,
+    lookup_sql: String,
+    query: String,
+    key_expr: String,
+    key_param_type: &'static str,
+    page_size: usize,
+}
+
+impl Plan {
+    async fn learn(pool: &PgPool, settings: &PostgresSettings) -> Result<Plan, PostgresError> {
+        let query = settings
+            .query
+            .trim()
+            .trim_end_matches(';')
+            .trim_end()
+            .to_string();
+        let probe = format!("SELECT * FROM ({query}\n) AS recon_q");
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(|e| read_error(&settings.url, e))?;
+        let statement = conn
+            .prepare(&probe)
+            .await
+            .map_err(|e| query_error(&settings.url, e))?;
+        let mut names = Vec::new();
+        let mut oids = Vec::new();
+        for column in statement.columns() {
+            let name = column.name().to_string();
+            if names.contains(&name) {
+                return Err(PostgresError::DuplicateColumn { column: name });
+            }
+            names.push(name);
+            oids.push(column.type_info().oid().map(|o| o.0).unwrap_or(0));
+        }
+        drop(conn);
+        let type_name = |oid: u32| async move {
+            sqlx::query_scalar::<_, String>("SELECT format_type($1::int8::oid, NULL)")
+                .bind(oid as i64)
+                .fetch_one(pool)
+                .await
+                .unwrap_or_else(|_| format!("oid {oid}"))
+        };
+        let mut decoders = Vec::with_capacity(names.len());
+        for (name, &oid) in names.iter().zip(&oids) {
+            let decoder = match builtin_decoder(oid) {
+                Some(d) => Some(d),
+                None => resolve_decoder(pool, oid)
+                    .await
+                    .map_err(|e| read_error(&settings.url, e))?,
+            };
+            match decoder {
+                Some(d) => decoders.push(d),
+                None => {
+                    return Err(PostgresError::UnsupportedType {
+                        column: name.clone(),
+                        type_name: type_name(oid).await,
+                    })
+                }
+            }
+        }
+        let listed = || {
+            names
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let key_index = names
+            .iter()
+            .position(|n| *n == settings.key)
+            .ok_or_else(|| PostgresError::UnknownKey {
+                key: settings.key.clone(),
+                columns: listed(),
+            })?;
+        let (key_kind, key_scalar) = match decoders[key_index] {
+            Decoder::Scalar(s @ (Scalar::Int2 | Scalar::Int4 | Scalar::Int8)) => (KeyKind::Int, s),
+            Decoder::Scalar(s @ (Scalar::Text | Scalar::Uuid)) => (KeyKind::Text, s),
+            _ => {
+                return Err(PostgresError::UnsupportedKeyType {
+                    key: settings.key.clone(),
+                    type_name: type_name(oids[key_index]).await,
+                })
+            }
+        };
+        let updated_at_index = match &settings.updated_at {
+            None => None,
+            Some(column) => {
+                let index = names.iter().position(|n| n == column).ok_or_else(|| {
+                    PostgresError::UnknownUpdatedAt {
+                        column: column.clone(),
+                        columns: listed(),
+                    }
+                })?;
+                if !matches!(
+                    decoders[index],
+                    Decoder::Scalar(Scalar::TimestampTz | Scalar::Timestamp)
+                ) {
+                    return Err(PostgresError::UpdatedAtType {
+                        column: column.clone(),
+                        type_name: type_name(oids[index]).await,
+                    });
+                }
+                Some(index)
+            }
+        };
+        let key_column = format!("recon_q.{}", quote_ident(&settings.key));
+        // Text keys compare and sort by bytes (COLLATE "C"), like Rust strings and Elasticsearch keywords.
+        // uuid keeps its own order: its bytes sort exactly like its lowercase hex text, and comparing
+        // natively lets an index on the column serve the ORDER BY.
+        let (key_expr, key_param_type) = match key_scalar {
+            Scalar::Text => (format!("{key_column} COLLATE \"C\""), "text"),
+            Scalar::Uuid => (key_column, "uuid"),
+            _ => (key_column, "int8"),
+        };
+        // Equality needs no COLLATE "C" (deterministic collations compare bytes for equality), and
+        // without it an index on the column serves the lookup. A nondeterministic collation may
+        // match more rows; lookup keeps only the exact keys asked for.
+        let lookup_sql = format!(
+            "SELECT * FROM ({query}\n) AS recon_q WHERE recon_q.{} = ANY($1::{key_param_type}[])",
+            quote_ident(&settings.key)
+        );
+        let mut plan = Plan {
+            names,
+            decoders,
+            key_name: settings.key.clone(),
+            key_index,
+            key_kind,
+            key_scalar,
+            updated_at_index,
+            pages: Default::default(),
+            null_probe: None,
+            lookup_sql,
+            query,
+            key_expr,
+            key_param_type,
+            page_size: settings.page_size.max(1),
+        };
+        plan.pages = [
+            plan.range_sql(false, false, Some(plan.page_size)),
+            plan.range_sql(false, true, Some(plan.page_size)),
+            plan.range_sql(true, false, Some(plan.page_size)),
+            plan.range_sql(true, true, Some(plan.page_size)),
+        ];
+        plan.null_probe = plan.cheap_null_probe(pool).await;
+        Ok(plan)
+    }
+
+    /// A query telling whether any row has a NULL key, when the planner expects it to cost no more
+    /// than a couple of pages (an index on the key column makes it a single probe); None otherwise,
+    /// as a full extra pass over the query would double the cost of every scan.
+    async fn cheap_null_probe(&self, pool: &PgPool) -> Option<String> {
+        let probe = format!(
+            "SELECT EXISTS (SELECT 1 FROM ({}\n) AS recon_q WHERE recon_q.{} IS NULL)",
+            self.query,
+            quote_ident(&self.key_name)
+        );
+        let page_cost = explain_cost(pool, &self.pages[0]).await?;
+        let probe_cost = explain_cost(pool, &probe).await?;
+        (probe_cost <= 2.0 * page_cost + 100.0).then_some(probe)
+    }
+
+    fn range_sql(&self, after: bool, until: bool, limit: Option<usize>) -> String {
+        let mut sql = format!("SELECT * FROM ({}\n) AS recon_q", self.query);
+        let mut param = 0;
+        let mut conditions = Vec::new();
+        if after {
+            param += 1;
+            conditions.push(format!(
+                "{} > ${param}::{}",
+                self.key_expr, self.key_param_type
+            ));
+        }
+        if until {
+            param += 1;
+            conditions.push(format!(
+                "{} <= ${param}::{}",
+                self.key_expr, self.key_param_type
+            ));
+        }
+        if !conditions.is_empty() {
+            let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
+        }
+        let _ = write!(sql, " ORDER BY {}", self.key_expr);
+        if let Some(limit) = limit {
+            let _ = write!(sql, " LIMIT {limit}");
+        }
+        sql
+    }
+
+    fn page_sql(&self, after: bool, until: bool) -> &str {
+        &self.pages[usize::from(after) * 2 + usize::from(until)]
+    }
+
+    fn check_kind(&self, key: &Key) -> Result<(), PostgresError> {
+        let got = match key {
+            Key::Int(_) => KeyKind::Int,
+            Key::Text(_) => KeyKind::Text,
+        };
+        if got != self.key_kind {
+            return Err(PostgresError::KeyKindMismatch {
+                key: self.key_name.clone(),
+                expected: self.key_kind,
+                got,
+            });
+        }
+        Ok(())
+    }
+
+    /// `row_number` (1-based, within the scan) only names the row in errors.
+    fn decode_row(&self, row: &PgRow, row_number: u64) -> Result<KeyedDoc, PostgresError> {
+        let mut doc = Map::with_capacity(self.names.len());
+        let mut key = None;
+        let mut updated_at_ms = None;
+        for (index, (name, decoder)) in self.names.iter().zip(&self.decoders).enumerate() {
+            let raw = row.try_get_raw(index).map_err(|e| PostgresError::Decode {
+                column: name.clone(),
+                reason: e.to_string(),
+            })?;
+            let value = if raw.is_null() {
+                Value::Null
+            } else {
+                // sqlx requests binary results for prepared queries; the decoders rely on it.
+                if raw.format() != PgValueFormat::Binary {
+                    return Err(PostgresError::Decode {
+                        column: name.clone(),
+                        reason: "value arrived in text format, expected binary".into(),
+                    });
+                }
+                let bytes = raw.as_bytes().map_err(|e| PostgresError::Decode {
+                    column: name.clone(),
+                    reason: e.to_string(),
+                })?;
+                if index == self.key_index {
+                    key = Some(decode_key(self.key_scalar, bytes).map_err(|reason| {
+                        PostgresError::Decode {
+                            column: name.clone(),
+                            reason,
+                        }
+                    })?);
+                }
+                if Some(index) == self.updated_at_index {
+                    updated_at_ms = micros_to_epoch_ms(read_i64(bytes).map_err(|reason| {
+                        PostgresError::Decode {
+                            column: name.clone(),
+                            reason,
+                        }
+                    })?);
+                }
+                decode_value(*decoder, bytes).map_err(|reason| PostgresError::Decode {
+                    column: name.clone(),
+                    reason,
+                })?
+            };
+            doc.insert(name.clone(), value);
+        }
+        let key = key.ok_or_else(|| PostgresError::NullKey {
+            row: row_number,
+            key: self.key_name.clone(),
+        })?;
+        Ok(KeyedDoc {
+            key,
+            doc,
+            meta: DocMeta {
+                updated_at_ms,
+                ..DocMeta::default()
+            },
+        })
+    }
+}
+
+/// The planner's total cost for `sql` (which must take no parameters).
+async fn explain_cost(pool: &PgPool, sql: &str) -> Option<f64> {
+    let plan: sqlx::types::JsonValue = sqlx::query_scalar(&format!("EXPLAIN (FORMAT JSON) {sql}"))
+        .fetch_one(pool)
+        .await
+        .ok()?;
+    plan.get(0)?.get("Plan")?.get("Total Cost")?.as_f64()
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn decode_key(scalar: Scalar, bytes: &[u8]) -> Result<Key, String> {
+    Ok(match scalar {
+        Scalar::Int2 => Key::Int(i64::from(i16::from_be_bytes(fixed(bytes)?))),
+        Scalar::Int4 => Key::Int(i64::from(i32::from_be_bytes(fixed(bytes)?))),
+        Scalar::Int8 => Key::Int(i64::from_be_bytes(fixed(bytes)?)),
+        Scalar::Uuid => Key::Text(
+            uuid::Uuid::from_bytes(fixed(bytes)?)
+                .hyphenated()
+                .to_string(),
+        ),
+        _ => Key::Text(text(bytes)?.to_string()),
+    })
+}
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+fn micros_to_epoch_ms(pg_micros: i64) -> Option<i64> {
+    // i64::MIN/MAX are -infinity/infinity.
+    if pg_micros == i64::MIN || pg_micros == i64::MAX {
+        return None;
+    }
+    Some((pg_micros + PG_EPOCH_MICROS).div_euclid(1000))
+}
+
+fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N], String> {
+    bytes
+        .try_into()
+        .map_err(|_| format!("expected {N} bytes, got {}", bytes.len()))
+}
+
+fn read_i64(bytes: &[u8]) -> Result<i64, String> {
+    Ok(i64::from_be_bytes(fixed(bytes)?))
+}
+
+fn text(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|e| format!("invalid UTF-8: {e}"))
+}
+
+/// One binary value as the JSON a projector would send.
+fn decode_value(decoder: Decoder, bytes: &[u8]) -> Result<Value, String> {
+    match decoder {
+        Decoder::Scalar(scalar) => decode_scalar(scalar, bytes),
+        Decoder::Array(element) => decode_array(element, bytes),
+    }
+}
+
+fn decode_scalar(scalar: Scalar, bytes: &[u8]) -> Result<Value, String> {
+    Ok(match scalar {
+        Scalar::Bool => Value::Bool(fixed::<1>(bytes)?[0] != 0),
+        Scalar::Int2 => Value::from(i16::from_be_bytes(fixed(bytes)?)),
+        Scalar::Int4 => Value::from(i32::from_be_bytes(fixed(bytes)?)),
+        Scalar::Int8 => Value::from(i64::from_be_bytes(fixed(bytes)?)),
+        Scalar::Float4 => {
+            let f = f32::from_be_bytes(fixed(bytes)?);
+            // The shortest digits that round-trip as f32, not the widened f64's.
+            if f.is_finite() {
+                Value::Number(Number::from_str(&format!("{f:?}")).map_err(|e| e.to_string())?)
+            } else {
+                Value::String(non_finite(f64::from(f)))
+            }
+        }
+        Scalar::Float8 => {
+            let f = f64::from_be_bytes(fixed(bytes)?);
+            Number::from_f64(f).map_or_else(|| Value::String(non_finite(f)), Value::Number)
+        }
+        Scalar::Numeric => numeric_value(bytes)?,
+        Scalar::Text => Value::String(text(bytes)?.to_string()),
+        Scalar::Uuid => Value::String(
+            uuid::Uuid::from_bytes(fixed(bytes)?)
+                .hyphenated()
+                .to_string(),
+        ),
+        Scalar::TimestampTz => Value::String(format_timestamp(read_i64(bytes)?, true)),
+        Scalar::Timestamp => Value::String(format_timestamp(read_i64(bytes)?, false)),
+        Scalar::Date => Value::String(format_date(i32::from_be_bytes(fixed(bytes)?))),
+        Scalar::Json => serde_json::from_slice(bytes).map_err(|e| format!("invalid json: {e}"))?,
+        Scalar::Jsonb => match bytes.split_first() {
+            Some((1, json)) => {
+                serde_json::from_slice(json).map_err(|e| format!("invalid jsonb: {e}"))?
+            }
+            _ => return Err("unknown jsonb binary format version".into()),
+        },
+    })
+}
+
+fn non_finite(f: f64) -> String {
+    // PostgreSQL's own spelling.
+    if f.is_nan() {
+        "NaN".into()
+    } else if f > 0.0 {
+        "Infinity".into()
+    } else {
+        "-Infinity".into()
+    }
+}
+
+/// A binary array (any number of dimensions) as nested JSON arrays.
+fn decode_array(element: Scalar, bytes: &[u8]) -> Result<Value, String> {
+    let mut reader = Reader { bytes, at: 0 };
+    let dimensions = reader.i32()?;
+    let _has_nulls = reader.i32()?;
+    let _element_oid = reader.i32()?;
+    if dimensions == 0 {
+        return Ok(Value::Array(Vec::new()));
+    }
+    let mut lengths = Vec::with_capacity(dimensions as usize);
+    for _ in 0..dimensions {
+        lengths.push(usize::try_from(reader.i32()?).map_err(|_| "negative array length")?);
+        let _lower_bound = reader.i32()?;
+    }
+    let array = read_dimension(element, &mut reader, &lengths)?;
+    if reader.at != bytes.len() {
+        return Err("trailing bytes after array".into());
+    }
+    Ok(array)
+}
+
+fn read_dimension(
+    element: Scalar,
+    reader: &mut Reader<'_>,
+    lengths: &[usize],
+) -> Result<Value, String> {
+    let (&length, inner) = lengths.split_first().expect("at least one dimension");
+    let mut items = Vec::with_capacity(length);
+    for _ in 0..length {
+        if inner.is_empty() {
+            let len = reader.i32()?;
+            items.push(if len < 0 {
+                Value::Null
+            } else {
+                decode_scalar(element, reader.take(len as usize)?)?
+            });
+        } else {
+            items.push(read_dimension(element, reader, inner)?);
+        }
+    }
+    Ok(Value::Array(items))
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or("value ends early")?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn i32(&mut self) -> Result<i32, String> {
+        Ok(i32::from_be_bytes(fixed(self.take(4)?)?))
+    }
+
+    fn i16(&mut self) -> Result<i16, String> {
+        Ok(i16::from_be_bytes(fixed(self.take(2)?)?))
+    }
+}
+
+/// numeric as a JSON number with exactly PostgreSQL's digits (its display scale included: `12.50`
+/// stays `12.50`); NaN and ±Infinity become strings.
+fn numeric_value(bytes: &[u8]) -> Result<Value, String> {
+    let text = numeric_text(bytes)?;
+    if matches!(text.as_str(), "NaN" | "Infinity" | "-Infinity") {
+        return Ok(Value::String(text));
+    }
+    Number::from_str(&text)
+        .map(Value::Number)
+        .map_err(|e| format!("numeric {text}: {e}"))
+}
+
+/// The binary numeric format: ndigits, weight (of the first base-10000 digit), sign, display scale,
+/// then the base-10000 digits.
+fn numeric_text(bytes: &[u8]) -> Result<String, String> {
+    let mut reader = Reader { bytes, at: 0 };
+    let ndigits = reader.i16()?;
+    let weight = i32::from(reader.i16()?);
+    let sign = reader.i16()? as u16;
+    let dscale = reader.i16()?;
+    match sign {
+        0x0000 | 0x4000 => {}
+        0xC000 => return Ok("NaN".into()),
+        0xD000 => return Ok("Infinity".into()),
+        0xF000 => return Ok("-Infinity".into()),
+        other => return Err(format!("unknown numeric sign {other:#x}")),
+    }
+    let digits = (0..ndigits.max(0))
+        .map(|_| reader.i16())
+        .collect::<Result<Vec<_>, _>>()?;
+    // digits[k] carries weight `weight - k`.
+    let digit = |k: i32| {
+        if k >= 0 && (k as usize) < digits.len() {
+            digits[k as usize]
+        } else {
+            0
+        }
+    };
+    let mut out = String::with_capacity(digits.len() * 4 + 4);
+    if sign == 0x4000 {
+        out.push('-');
+    }
+    if weight < 0 {
+        out.push('0');
+    } else {
+        for k in 0..=weight {
+            if k == 0 {
+                let _ = write!(out, "{}", digit(k));
+            } else {
+                let _ = write!(out, "{:04}", digit(k));
+            }
+        }
+    }
+    let dscale = usize::try_from(dscale).map_err(|_| "negative numeric scale")?;
+    if dscale > 0 {
+        out.push('.');
+        let start = out.len();
+        let mut k = weight + 1;
+        while out.len() - start < dscale {
+            let _ = write!(out, "{:04}", digit(k));
+            k += 1;
+        }
+        out.truncate(start + dscale);
+    }
+    Ok(out)
+}
+
+/// RFC 3339; UTC with `Z` for timestamptz, no zone for timestamp; fractional seconds only when not
+/// zero, without trailing zeros.
+fn format_timestamp(pg_micros: i64, utc: bool) -> String {
+    match pg_micros {
+        i64::MAX => return "infinity".into(),
+        i64::MIN => return "-infinity".into(),
+        _ => {}
+    }
+    let Some(instant) = pg_micros
+        .checked_add(PG_EPOCH_MICROS)
+        .and_then(DateTime::from_timestamp_micros)
+    else {
+        return format!("out of range timestamp {pg_micros}");
+    };
+    let mut out = instant.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let micros = instant.timestamp_subsec_micros();
+    if micros != 0 {
+        let fraction = format!("{micros:06}");
+        out.push('.');
+        out.push_str(fraction.trim_end_matches('0'));
+    }
+    if utc {
+        out.push('Z');
+    }
+    out
+}
+
+fn format_date(pg_days: i32) -> String {
+    match pg_days {
+        i32::MAX => return "infinity".into(),
+        i32::MIN => return "-infinity".into(),
+        _ => {}
+    }
+    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date");
+    match epoch.checked_add_signed(chrono::Duration::days(i64::from(pg_days))) {
+        Some(date) => date.format("%Y-%m-%d").to_string(),
+        None => format!("out of range date {pg_days}"),
+    }
+}
+
+/// Removes the URL's password from a message that may quote it (e.g. a URL parse error).
+fn redact_message(message: &str, raw_url: &str) -> String {
+    let password = url::Url::parse(raw_url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_string));
+    match password {
+        Some(p) if !p.is_empty() => message.replace(&p, "***"),
+        _ => message.to_string(),
+    }
+}
+
+fn connect_error(url: &str, raw_url: &str, error: sqlx::Error) -> PostgresError {
+    let url = url.to_string();
+    let reason = redact_message(&error.to_string(), raw_url);
+    match &error {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01" | "28000") => PostgresError::Authentication {
+                url,
+                reason: db.message().to_string(),
+            },
+            Some("3D000") => PostgresError::NoDatabase {
+                url,
+                reason: db.message().to_string(),
+            },
+            _ => PostgresError::Connect { url, reason },
+        },
+        sqlx::Error::Io(e) => PostgresError::Unreachable {
+            url,
+            reason: e.to_string(),
+        },
+        sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+            PostgresError::Unreachable { url, reason }
+        }
+        sqlx::Error::Configuration(_) => PostgresError::InvalidUrl { url, reason },
+        _ => PostgresError::Connect { url, reason },
+    }
+}
+
+fn query_error(raw_url: &str, error: sqlx::Error) -> PostgresError {
+    match &error {
+        sqlx::Error::Database(db) => PostgresError::Query {
+            reason: db.message().to_string(),
+        },
+        _ => read_error(raw_url, error),
+    }
+}
+
+fn read_error(raw_url: &str, error: sqlx::Error) -> PostgresError {
+    match &error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+            connect_error(&redact_url(raw_url), raw_url, error)
+        }
+        _ => PostgresError::Read {
+            reason: redact_message(&error.to_string(), raw_url),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_passwords_everywhere() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/shop"),
+            "postgres://app:***@db:5432/shop"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/shop"),
+            "postgres://app@db/shop"
+        );
+        let with_param = redact_url("postgres://db/shop?user=app&password=s3cret&sslmode=require");
+        assert!(!with_param.contains("s3cret"), "{with_param}");
+        assert!(with_param.contains("sslmode=require"), "{with_param}");
+        let broken = redact_url("postgres://app:s3cret@[bad/shop");
+        assert!(!broken.contains("s3cret"), "{broken}");
+        assert_eq!(
+            redact_message("bad url postgres://a:pw9@x", "postgres://a:pw9@x"),
+            "bad url postgres://a:***@x"
+        );
+    }
+
+    fn numeric_bytes(ndigits: &[i16], weight: i16, sign: u16, dscale: i16) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&(ndigits.len() as i16).to_be_bytes());
+        out.extend_from_slice(&weight.to_be_bytes());
+        out.extend_from_slice(&sign.to_be_bytes());
+        out.extend_from_slice(&dscale.to_be_bytes());
+        for d in ndigits {
+            out.extend_from_slice(&d.to_be_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn numeric_keeps_exact_digits_and_scale() {
+        // 12345678901234567890.10 = 1234 5678 9012 3456 7890 . 1000
+        let bytes = numeric_bytes(&[1234, 5678, 9012, 3456, 7890, 1000], 4, 0, 2);
+        assert_eq!(numeric_text(&bytes).unwrap(), "12345678901234567890.10");
+        assert_eq!(
+            numeric_value(&bytes).unwrap().to_string(),
+            "12345678901234567890.10"
+        );
+        // -0.0005 with scale 4: digit 5 at weight -1 (0.0005 = 5 * 10000^-1).
+        assert_eq!(
+            numeric_text(&numeric_bytes(&[5], -1, 0x4000, 4)).unwrap(),
+            "-0.0005"
+        );
+        // 0.00000001: one digit 1 at weight -2 (0.0000 0001).
+        assert_eq!(
+            numeric_text(&numeric_bytes(&[1], -2, 0, 8)).unwrap(),
+            "0.00000001"
+        );
+        // 10000 (trailing zero groups are not stored): digit 1 at weight 1.
+        assert_eq!(
+            numeric_text(&numeric_bytes(&[1], 1, 0, 0)).unwrap(),
+            "10000"
+        );
+        assert_eq!(numeric_text(&numeric_bytes(&[], 0, 0, 2)).unwrap(), "0.00");
+        assert_eq!(
+            numeric_value(&numeric_bytes(&[], 0, 0xC000, 0)).unwrap(),
+            Value::String("NaN".into())
+        );
+        assert_eq!(
+            numeric_value(&numeric_bytes(&[], 0, 0xF000, 0)).unwrap(),
+            Value::String("-Infinity".into())
+        );
+    }
+
+    #[test]
+    fn timestamps_render_utc_with_fraction_only_when_present() {
+        let micros =
+            |s: &str| DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros() - PG_EPOCH_MICROS;
+        assert_eq!(
+            format_timestamp(micros("2024-03-01T10:00:00Z"), true),
+            "2024-03-01T10:00:00Z"
+        );
+        assert_eq!(
+            format_timestamp(micros("2024-03-01T11:00:00.123456+01:00"), true),
+            "2024-03-01T10:00:00.123456Z"
+        );
+        assert_eq!(
+            format_timestamp(micros("2024-03-01T10:00:00.5Z"), false),
+            "2024-03-01T10:00:00.5"
+        );
+        assert_eq!(
+            format_timestamp(micros("1999-12-31T23:59:59.999Z"), true),
+            "1999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(format_timestamp(i64::MAX, true), "infinity");
+        assert_eq!(
+            micros_to_epoch_ms(micros("1970-01-01T00:00:00.0015Z")),
+            Some(1)
+        );
+        assert_eq!(
+            micros_to_epoch_ms(micros("1969-12-31T23:59:59.9995Z")),
+            Some(-1)
+        );
+        assert_eq!(format_date(0), "2000-01-01");
+        assert_eq!(format_date(-1), "1999-12-31");
+        assert_eq!(format_date(i32::MIN), "-infinity");
+    }
+
+    #[test]
+    fn floats_use_shortest_round_trip_digits() {
+        let f4 = decode_scalar(Scalar::Float4, &0.1f32.to_be_bytes()).unwrap();
+        assert_eq!(f4.to_string(), "0.1");
+        let f8 = decode_scalar(Scalar::Float8, &0.1f64.to_be_bytes()).unwrap();
+        assert_eq!(f8.to_string(), "0.1");
+        let nan = decode_scalar(Scalar::Float8, &f64::NAN.to_be_bytes()).unwrap();
+        assert_eq!(nan, Value::String("NaN".into()));
+    }
+
+    #[test]
+    fn arrays_nest_by_dimension_and_keep_nulls() {
+        // int4[][] {{1,NULL},{3,4}}
+        let mut bytes = Vec::new();
+        for v in [2i32, 1, 23, 2, 1, 2, 1] {
+            bytes.extend_from_slice(&v.to_be_bytes());
+        }
+        for element in [Some(1i32), None, Some(3), Some(4)] {
+            match element {
+                Some(v) => {
+                    bytes.extend_from_slice(&4i32.to_be_bytes());
+                    bytes.extend_from_slice(&v.to_be_bytes());
+                }
+                None => bytes.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        assert_eq!(
+            decode_array(Scalar::Int4, &bytes).unwrap(),
+            serde_json::json!([[1, null], [3, 4]])
+        );
+        let empty = [0i32, 0, 23]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            decode_array(Scalar::Int4, &empty).unwrap(),
+            serde_json::json!([])
+        );
+        assert!(decode_array(Scalar::Int4, &bytes[..bytes.len() - 2]).is_err());
+    }
+}
