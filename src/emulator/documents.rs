@@ -63,13 +63,6 @@ fn validate_id(id: &str) -> Result<(), EsError> {
     Ok(())
 }
 
-fn parse_source(raw: &[u8], id: &str) -> Result<Map<String, Value>, EsError> {
-    serde_json::from_slice::<Map<String, Value>>(raw).map_err(|e| {
-        EsError::new(400, "document_parsing_exception", format!("[1:{}] failed to parse: {e}", e.column()))
-            .with("caused_by", json!({"type": "x_content_parse_exception", "reason": format!("failed to parse document with id '{id}'")}))
-    })
-}
-
 /// The concrete index a write goes to, auto-creating it when allowed.
 fn write_target(c: &mut Cluster, name: &str, require_alias: bool, auto_create: bool) -> Result<String, EsError> {
     let name = resolve_index_date_math(name, now_nanos());
@@ -141,11 +134,10 @@ pub fn index_doc(sh: &Shared, req: &Req, index: &str, id: Option<&str>, create: 
         }
         None => c.new_id(20),
     };
-    let source = parse_source(&req.body, &id)?;
     let target = write_target(&mut c, index, req.flag("require_alias")?, true)?;
     let idx = c.indices.get_mut(&target).expect("resolved");
     let shard = shard_for(idx, &id);
-    let r = idx.index_doc(&id, Bytes::copy_from_slice(trim_body(&req.body)), &source, &check, shard)?;
+    let r = idx.index_doc(&id, Bytes::copy_from_slice(trim_body(&req.body)), None, &check, shard)?;
     if refresh != Refresh::No {
         idx.refresh_shard(r.shard);
     }
@@ -386,7 +378,7 @@ fn apply_update(
             };
             let raw = serde_json::to_vec(&new_source).expect("serializing a Map cannot fail");
             let create = WriteCheck { create_only: false, ..check.clone() };
-            let r = idx.index_doc(id, Bytes::from(raw), &new_source, &create, shard)?;
+            let r = idx.index_doc(id, Bytes::from(raw), Some(&new_source), &create, shard)?;
             Ok((r, new_source))
         }
         Some(current) => {
@@ -417,7 +409,7 @@ fn apply_update(
                 ));
             }
             let raw = serde_json::to_vec(&source).expect("serializing a Map cannot fail");
-            let r = idx.index_doc(id, Bytes::from(raw), &source, check, shard)?;
+            let r = idx.index_doc(id, Bytes::from(raw), Some(&source), check, shard)?;
             Ok((r, source))
         }
     }
@@ -447,6 +439,9 @@ pub fn update_doc(sh: &Shared, req: &Req, index: &str, id: &str) -> Result<Reply
     }
     Ok(Reply::json(r.status, &out))
 }
+
+/// A successful bulk item: concrete index, id, result, optional `get`, replica count.
+type BulkOk = (String, String, WriteResult, Option<Value>, u32);
 
 struct BulkItem {
     op: &'static str,
@@ -558,7 +553,7 @@ pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFa
     let default_filter = SourceFilter::from_params(req.param("_source"), req.param("_source_includes"), req.param("_source_excludes"));
     let mut c = lock(sh);
     let mut touched: BTreeSet<(String, u32)> = BTreeSet::new();
-    let mut out: Vec<Value> = Vec::with_capacity(items.len());
+    let mut out: Vec<u8> = Vec::with_capacity(items.len() * 160);
     let mut errors = false;
     for (n, item) in items.iter().enumerate() {
         let meta = &item.meta;
@@ -568,17 +563,21 @@ pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFa
         }
         let index_name = meta.get("_index").and_then(as_string).or_else(|| path_index.map(String::from));
         let id = meta.get("_id").and_then(as_string);
-        let Some(index_name) = index_name else {
-            errors = true;
-            out.push(item_error(op, "", id.as_deref(), &EsError::validation(&["index is missing".into()])));
-            continue;
+        let early = match &index_name {
+            None => Some(item_error(op, "", id.as_deref(), &EsError::validation(&["index is missing".into()]))),
+            Some(name) if rejected[n] => Some(item_error(op, name, id.as_deref(), &EsError::rejected("write"))),
+            _ => None,
         };
-        if rejected[n] {
+        if let Some(item) = early {
             errors = true;
-            out.push(item_error(op, &index_name, id.as_deref(), &EsError::rejected("write")));
+            if n > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, &item).expect("vec");
             continue;
         }
-        let result = (|| -> Result<Value, EsError> {
+        let index_name = index_name.expect("checked above");
+        let result = (|| -> Result<BulkOk, EsError> {
             let get = |k: &str| meta.get(k).and_then(as_string);
             let check = write_check(get, op == "create")?;
             let require_alias = meta.get("require_alias").and_then(super::store::as_bool).unwrap_or(default_require_alias);
@@ -592,7 +591,10 @@ pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFa
                 (None, _) => return Err(EsError::validation(&["id is missing".into()])),
             };
             let idx = c.indices.get_mut(&target).expect("resolved");
-            touched.insert((target.clone(), shard_for(idx, &id)));
+            let key = (target.clone(), shard_for(idx, &id));
+            if !touched.contains(&key) {
+                touched.insert(key);
+            }
             let raw = item.source.map(|(s, e)| &req.body[s..e]).unwrap_or(&[]);
             let (r, get) = match op {
                 "delete" => {
@@ -612,24 +614,23 @@ pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFa
                     (r, get)
                 }
                 _ => {
-                    let source = parse_source(raw, &id)?;
                     let shard = shard_for(idx, &id);
-                    (idx.index_doc(&id, Bytes::copy_from_slice(trim_body(raw)), &source, &check, shard)?, None)
+                    (idx.index_doc(&id, Bytes::copy_from_slice(trim_body(raw)), None, &check, shard)?, None)
                 }
             };
-            let mut body = write_body(idx, &id, &r, refresh == Refresh::Force);
-            let m = body.as_object_mut().expect("object");
-            m.insert("status".into(), json!(r.status));
-            if let Some(g) = get {
-                m.insert("get".into(), g);
-            }
-            Ok(body)
+            let replicas = idx.num_replicas();
+            Ok((target, id, r, get, replicas))
         })();
+        if n > 0 {
+            out.push(b',');
+        }
         match result {
-            Ok(body) => out.push(obj(vec![(op, body)])),
+            Ok((target, id, r, get, replicas)) => {
+                write_item(&mut out, op, &target, &id, &r, replicas, refresh == Refresh::Force, get.as_ref())
+            }
             Err(e) => {
                 errors = true;
-                out.push(item_error(op, &index_name, id.as_deref(), &e));
+                serde_json::to_writer(&mut out, &item_error(op, &index_name, id.as_deref(), &e)).expect("vec");
             }
         }
     }
@@ -642,5 +643,33 @@ pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFa
     }
     drop(c);
     let took = started.elapsed().as_millis() as u64;
-    Ok(Reply::ok(json!({"errors": errors, "took": took, "items": out})))
+    let mut body = format!("{{\"errors\":{errors},\"took\":{took},\"items\":[").into_bytes();
+    body.extend_from_slice(&out);
+    body.extend_from_slice(b"]}");
+    Ok(Reply::raw(200, body))
+}
+
+/// Writes one successful bulk item without building a JSON tree (bulk responses are large).
+#[allow(clippy::too_many_arguments)]
+fn write_item(out: &mut Vec<u8>, op: &str, index: &str, id: &str, r: &WriteResult, replicas: u32, forced: bool, get: Option<&Value>) {
+    use std::io::Write;
+    let _ = write!(out, "{{\"{op}\":{{\"_index\":");
+    serde_json::to_writer(&mut *out, index).expect("vec");
+    out.extend_from_slice(b",\"_id\":");
+    serde_json::to_writer(&mut *out, id).expect("vec");
+    let _ = write!(out, ",\"_version\":{},\"result\":\"{}\",", r.version, r.result);
+    if forced {
+        out.extend_from_slice(b"\"forced_refresh\":true,");
+    }
+    if r.result == "noop" {
+        out.extend_from_slice(b"\"_shards\":{\"total\":0,\"successful\":0,\"failed\":0},");
+    } else {
+        let _ = write!(out, "\"_shards\":{{\"total\":{},\"successful\":1,\"failed\":0}},", 1 + replicas);
+    }
+    let _ = write!(out, "\"_seq_no\":{},\"_primary_term\":{PRIMARY_TERM},\"status\":{}", r.seq_no, r.status);
+    if let Some(g) = get {
+        out.extend_from_slice(b",\"get\":");
+        serde_json::to_writer(&mut *out, g).expect("vec");
+    }
+    out.extend_from_slice(b"}}");
 }

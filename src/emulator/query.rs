@@ -28,7 +28,7 @@ pub enum Query {
     None,
     Ids(HashSet<String>),
     Index(Vec<String>),
-    Leaf { path: Arc<str>, pred: Pred },
+    Leaf { field: u32, pred: Pred },
     Bool { must: Vec<Query>, should: Vec<Query>, must_not: Vec<Query>, min_should: usize },
 }
 
@@ -133,14 +133,14 @@ pub fn compile(q: &Value, ctx: &QueryContext) -> Result<Query, EsError> {
             Ok(match field {
                 "_id" | "_index" => Query::All,
                 f => match ctx.mapping.field(f) {
-                    Some(def) => Query::Leaf { path: def.source_path.clone(), pred: Pred::Exists },
+                    Some(def) => Query::Leaf { field: def.source_id, pred: Pred::Exists },
                     None if ctx.mapping.field_names().any(|n| n.starts_with(&format!("{f}."))) => {
                         let shoulds = ctx
                             .mapping
                             .field_names()
                             .filter(|n| n.starts_with(&format!("{f}.")))
                             .filter_map(|n| ctx.mapping.field(n))
-                            .map(|d| Query::Leaf { path: d.source_path.clone(), pred: Pred::Exists })
+                            .map(|d| Query::Leaf { field: d.source_id, pred: Pred::Exists })
                             .collect();
                         Query::Bool { must: vec![], should: shoulds, must_not: vec![], min_should: 1 }
                     }
@@ -160,7 +160,7 @@ pub fn compile(q: &Value, ctx: &QueryContext) -> Result<Query, EsError> {
             Ok(match field.as_str() {
                 "_id" => Query::Ids(HashSet::new()),
                 f => match ctx.mapping.field(f) {
-                    Some(def) => Query::Leaf { path: def.source_path.clone(), pred: Pred::Prefix { prefix: value, case_insensitive: ci } },
+                    Some(def) => Query::Leaf { field: def.source_id, pred: Pred::Prefix { prefix: value, case_insensitive: ci } },
                     None => Query::None,
                 },
             })
@@ -223,7 +223,7 @@ fn term_query(field: &str, values: &[Value], ci: bool, ctx: &QueryContext) -> Re
     }
     let Some(def) = ctx.mapping.field(field) else { return Ok(Query::None) };
     let pred = leaf_pred(def, values, ci, field, ctx)?;
-    Ok(Query::Leaf { path: def.source_path.clone(), pred })
+    Ok(Query::Leaf { field: def.source_id, pred })
 }
 
 fn leaf_pred(def: &FieldDef, values: &[Value], ci: bool, field: &str, ctx: &QueryContext) -> Result<Pred, EsError> {
@@ -302,7 +302,7 @@ fn match_query(field: &str, text: &Value, all: bool, ctx: &QueryContext) -> Resu
         if tokens.is_empty() {
             return Ok(Query::None);
         }
-        return Ok(Query::Leaf { path: def.source_path.clone(), pred: Pred::Tokens { tokens, all } });
+        return Ok(Query::Leaf { field: def.source_id, pred: Pred::Tokens { tokens, all } });
     }
     term_query(field, std::slice::from_ref(text), false, ctx)
 }
@@ -362,7 +362,7 @@ fn range_query(field: &str, spec: &Value, ctx: &QueryContext) -> Result<Query, E
         }
         _ => Pred::Exists,
     };
-    Ok(Query::Leaf { path: def.source_path.clone(), pred })
+    Ok(Query::Leaf { field: def.source_id, pred })
 }
 
 impl Query {
@@ -376,7 +376,7 @@ impl Query {
             Query::None => false,
             Query::Ids(ids) => ids.contains(&*doc.id),
             Query::Index(names) => names.iter().any(|n| n == index || super::indices::wildcard_match(n, index)),
-            Query::Leaf { path, pred } => pred.matches(doc.values_of(path)),
+            Query::Leaf { field, pred } => pred.matches(doc.values_of(*field)),
             Query::Bool { must, should, must_not, min_should } => {
                 must.iter().all(|q| q.matches(doc, index))
                     && !must_not.iter().any(|q| q.matches(doc, index))
@@ -387,7 +387,7 @@ impl Query {
 }
 
 impl Pred {
-    fn matches<'a>(&self, mut values: impl Iterator<Item = &'a Dv>) -> bool {
+    fn matches<'a>(&self, mut values: impl Iterator<Item = Dv<'a>>) -> bool {
         match self {
             Pred::Exists => values.next().is_some(),
             Pred::Tokens { tokens, all } => {
@@ -409,7 +409,7 @@ impl Pred {
                     seen.iter().any(|&b| b)
                 }
             }
-            _ => values.any(|v| self.matches_one(v)),
+            _ => values.any(|v| self.matches_one(&v)),
         }
     }
 
@@ -422,7 +422,7 @@ impl Pred {
                 if *case_insensitive {
                     values.contains(&s.to_lowercase())
                 } else {
-                    values.contains(&**s)
+                    values.contains(*s)
                 }
             }
             (Pred::Prefix { prefix, case_insensitive }, Dv::Str(s)) => {

@@ -99,11 +99,13 @@ enum Accessor {
     Score,
     Doc,
     ShardDoc,
-    Str { path: Arc<str>, ignore_above: Option<usize> },
-    Long { path: Arc<str> },
-    Double { path: Arc<str> },
-    /// Dates: `scale` converts the stored unit to the unit sort values use (multiply or divide).
-    Date { path: Arc<str>, nanos_stored: bool, nanos_out: bool },
+    Id,
+    IndexName,
+    Str { path: u32, ignore_above: Option<usize> },
+    Long { path: u32 },
+    Double { path: u32 },
+    /// Dates are stored in the field's unit and sorted in the unit `numeric_type` asks for.
+    Date { path: u32, nanos_stored: bool, nanos_out: bool },
     Unmapped,
 }
 
@@ -302,8 +304,8 @@ fn accessor(sf: &SortField, t: &Target, flavor: Flavor) -> Result<(Accessor, Opt
                 "Fielddata access on the _id field is disallowed, you can re-enable it by updating the dynamic cluster setting: indices.id_field_data.enabled",
             ))
         }
-        "_id" => return Ok((Accessor::Str { path: Arc::from("\u{0}_id"), ignore_above: None }, Some(SortType::Str))),
-        "_index" => return Ok((Accessor::Str { path: Arc::from("\u{0}_index"), ignore_above: None }, Some(SortType::Str))),
+        "_id" => return Ok((Accessor::Id, Some(SortType::Str))),
+        "_index" => return Ok((Accessor::IndexName, Some(SortType::Str))),
         _ => {}
     }
     let Some(def) = t.mapping.field(&sf.field) else {
@@ -315,7 +317,7 @@ fn accessor(sf: &SortField, t: &Target, flavor: Flavor) -> Result<(Accessor, Opt
             )),
         };
     };
-    let path = def.source_path.clone();
+    let path = def.source_id;
     Ok(match def.kind {
         Kind::Keyword => (Accessor::Str { path, ignore_above: def.ignore_above }, Some(SortType::Str)),
         Kind::Text => {
@@ -405,23 +407,19 @@ fn key_value(sf: &SortField, acc: &Accessor, ty: Option<SortType>, t: &Target, o
             let (shard, docid) = t.snapshot.shard_doc(ord);
             Some(SortVal::Long((((t.shard_base + shard) as i64) << 32) | docid as i64))
         }
+        Accessor::Id => Some(SortVal::Str(doc.id.to_string().into_boxed_str())),
+        Accessor::IndexName => Some(SortVal::Str(t.name.to_string().into_boxed_str())),
         Accessor::Str { path, ignore_above } => {
-            if &**path == "\u{0}_id" {
-                Some(SortVal::Str(doc.id.to_string().into_boxed_str()))
-            } else if &**path == "\u{0}_index" {
-                Some(SortVal::Str(t.name.to_string().into_boxed_str()))
-            } else {
-                let strs = doc.values_of(path).filter_map(|v| match v {
-                    Dv::Str(s) if ignore_above.is_none_or(|m| s.chars().count() <= m) => Some(&**s),
-                    _ => None,
-                });
-                pick(strs, desc, mode).map(|s| SortVal::Str(s.into()))
-            }
+            let strs = doc.values_of(*path).filter_map(|v| match v {
+                Dv::Str(s) if ignore_above.is_none_or(|m| s.chars().count() <= m) => Some(s),
+                _ => None,
+            });
+            pick(strs, desc, mode).map(|s| SortVal::Str(s.into()))
         }
         Accessor::Long { path } => pick(
-            doc.values_of(path).filter_map(|v| match v {
-                Dv::Long(n) => Some(*n),
-                Dv::Bool(b) => Some(*b as i64),
+            doc.values_of(*path).filter_map(|v| match v {
+                Dv::Long(n) => Some(n),
+                Dv::Bool(b) => Some(b as i64),
                 _ => None,
             }),
             desc,
@@ -429,9 +427,9 @@ fn key_value(sf: &SortField, acc: &Accessor, ty: Option<SortType>, t: &Target, o
         )
         .map(SortVal::Long),
         Accessor::Double { path } => pick(
-            doc.values_of(path).filter_map(|v| match v {
-                Dv::Double(f) => Some(*f),
-                Dv::Long(n) => Some(*n as f64),
+            doc.values_of(*path).filter_map(|v| match v {
+                Dv::Double(f) => Some(f),
+                Dv::Long(n) => Some(n as f64),
                 _ => None,
             }),
             desc,
@@ -439,8 +437,8 @@ fn key_value(sf: &SortField, acc: &Accessor, ty: Option<SortType>, t: &Target, o
         )
         .map(SortVal::Double),
         Accessor::Date { path, nanos_stored, nanos_out } => pick(
-            doc.values_of(path).filter_map(|v| match v {
-                Dv::Date(n) => Some(*n),
+            doc.values_of(*path).filter_map(|v| match v {
+                Dv::Date(n) => Some(n),
                 _ => None,
             }),
             desc,
@@ -885,27 +883,27 @@ fn write_sort_val(out: &mut Vec<u8>, v: &SortVal, sf: &SortField, ty: Option<Sor
 fn docvalue_json(t: &Target, doc: &super::store::Doc, field: &str, format: Option<&str>) -> Option<Value> {
     let def = t.mapping.field(field)?;
     let vals: Vec<Value> = doc
-        .values_of(&def.source_path)
+        .values_of(def.source_id)
         .filter_map(|v| match (v, def.kind) {
             (Dv::Str(s), Kind::Keyword) => {
                 if def.ignore_above.is_some_and(|m| s.chars().count() > m) {
                     None
                 } else {
-                    Some(json!(&**s))
+                    Some(json!(s))
                 }
             }
             (Dv::Str(_), _) => None,
             (Dv::Long(n), _) => Some(match format {
-                Some(f) => json!(format_decimal(*n as f64, f)),
+                Some(f) => json!(format_decimal(n as f64, f)),
                 None => json!(n),
             }),
             (Dv::Double(f), _) => Some(match format {
-                Some(p) => json!(format_decimal(*f, p)),
+                Some(p) => json!(format_decimal(f, p)),
                 None => json!(f),
             }),
             (Dv::Bool(b), _) => Some(json!(b)),
             (Dv::Date(n), k) => {
-                let ns = if k == Kind::DateNanos { *n as i128 } else { *n as i128 * NANOS_PER_MILLI };
+                let ns = if k == Kind::DateNanos { n as i128 } else { n as i128 * NANOS_PER_MILLI };
                 let fmts = match format {
                     Some(f) => DateFormats::parse(f),
                     None => def.formats.as_deref().cloned().unwrap_or_else(DateFormats::default_date),

@@ -77,10 +77,14 @@ impl SourceFilter {
         filter_obj(source, "", &self.includes, &self.excludes)
     }
 
-    /// Filters raw `_source` bytes; passes them through untouched when there is nothing to filter.
+    /// Filters raw `_source` bytes; passes them through untouched when there is nothing to filter,
+    /// and copies whole top-level fields without parsing them when the filter allows.
     pub fn apply_bytes(&self, raw: &[u8], out: &mut Vec<u8>) {
         if self.is_passthrough() {
             out.extend_from_slice(raw);
+            return;
+        }
+        if self.apply_top_level(raw, out) {
             return;
         }
         match serde_json::from_slice::<Map<String, Value>>(raw) {
@@ -89,6 +93,150 @@ impl SourceFilter {
                 serde_json::to_writer(&mut *out, &filtered).expect("writing to a Vec cannot fail");
             }
             Err(_) => out.extend_from_slice(raw),
+        }
+    }
+}
+
+impl SourceFilter {
+    /// The fast path: walks the top-level fields of the raw object, copying kept fields verbatim
+    /// and filtering only the fields a pattern reaches into. Returns false (writing nothing) if the
+    /// source has a shape the scanner does not handle.
+    fn apply_top_level(&self, raw: &[u8], out: &mut Vec<u8>) -> bool {
+        let Some(fields) = top_level_fields(raw) else { return false };
+        let start = out.len();
+        out.push(b'{');
+        let mut first = true;
+        for (key_raw, key, value) in fields {
+            let touches_exclude = self.excludes.iter().any(|p| p.contains('*') || p == key || p.starts_with(&format!("{key}.")));
+            let whole = self.includes.is_empty() || included(key, &self.includes);
+            if whole && !touches_exclude {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(&raw[key_raw.clone()]);
+                out.push(b':');
+                out.extend_from_slice(&raw[value]);
+                continue;
+            }
+            if !whole && !may_include_below(key, &self.includes) {
+                continue;
+            }
+            let Ok(v) = serde_json::from_slice::<Value>(&raw[value]) else {
+                out.truncate(start);
+                return false;
+            };
+            if self.excludes.iter().any(|p| wildcard_match(p, key)) {
+                continue;
+            }
+            let inc: &[String] = if whole { &[] } else { &self.includes };
+            if let Some(filtered) = filter_value(&v, key, inc, &self.excludes, whole) {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(&raw[key_raw]);
+                out.push(b':');
+                serde_json::to_writer(&mut *out, &filtered).expect("writing to a Vec cannot fail");
+            }
+        }
+        out.push(b'}');
+        true
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// Index just past the string starting at `i` (which must be a quote); `None` if unterminated.
+fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = skip_string(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => {
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']') && !b[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            Some(j)
+        }
+    }
+}
+
+type FieldSpan<'a> = (std::ops::Range<usize>, &'a str, std::ops::Range<usize>);
+
+/// The top-level fields of a JSON object: (raw key span with quotes, key, value span). Keys with
+/// escapes are not handled (`None`), so the caller falls back to a full parse.
+fn top_level_fields(b: &[u8]) -> Option<Vec<FieldSpan<'_>>> {
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut out = Vec::new();
+    if b.get(i) == Some(&b'}') {
+        return Some(out);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = skip_string(b, i)?;
+        let key_bytes = &b[i + 1..key_end - 1];
+        if key_bytes.contains(&b'\\') {
+            return None;
+        }
+        let key = std::str::from_utf8(key_bytes).ok()?;
+        let key_span = i..key_end;
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let v_end = skip_value(b, i)?;
+        out.push((key_span, key, i..v_end));
+        i = skip_ws(b, v_end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Some(out),
+            _ => return None,
         }
     }
 }
@@ -156,5 +304,26 @@ mod tests {
         assert_eq!(Value::Object(f.apply(m)), json!({"include": {"field1": "v1"}}));
         let f = SourceFilter { fetch: true, includes: vec![], excludes: vec!["count".into()] };
         assert_eq!(Value::Object(f.apply(m)), json!({"include": {"field1": "v1", "field2": "v2"}}));
+    }
+
+    #[test]
+    fn raw_fast_path_matches_the_tree_filter() {
+        let raw = br#"{"a": {"x": 1, "y": "}\"{"}, "b": [1, {"c": 2}], "big": 72057594037927936, "s": "t"}"#;
+        let src: Map<String, Value> = serde_json::from_slice(raw).unwrap();
+        let filters = [
+            SourceFilter { fetch: true, includes: vec!["a".into(), "big".into()], excludes: vec![] },
+            SourceFilter { fetch: true, includes: vec!["a.y".into(), "s".into()], excludes: vec![] },
+            SourceFilter { fetch: true, includes: vec![], excludes: vec!["*.x".into(), "b".into()] },
+            SourceFilter { fetch: true, includes: vec!["b.c".into()], excludes: vec![] },
+        ];
+        for f in filters {
+            let mut out = Vec::new();
+            assert!(f.apply_top_level(raw, &mut out), "{f:?}");
+            let fast: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(fast, Value::Object(f.apply(&src)), "{f:?}");
+        }
+        let mut out = Vec::new();
+        SourceFilter { fetch: true, includes: vec!["big".into()], excludes: vec![] }.apply_bytes(raw, &mut out);
+        assert_eq!(out, br#"{"big":72057594037927936}"#);
     }
 }

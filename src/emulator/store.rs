@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::error::EsError;
-use super::mapping::{Dv, Mapping};
+use super::mapping::{DocValues, Dv, Mapping};
 
 /// One stored version of a document. Immutable: an update creates a new `Doc`.
 #[derive(Debug)]
@@ -19,13 +19,21 @@ pub struct Doc {
     pub version: i64,
     pub seq_no: i64,
     pub shard: u32,
-    pub values: Box<[(Arc<str>, Dv)]>,
+    pub values: DocValues,
 }
 
 impl Doc {
-    pub fn values_of<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a Dv> + 'a {
-        self.values.iter().filter(move |(p, _)| &**p == path).map(|(_, v)| v)
+    pub fn values_of(&self, field: u32) -> impl Iterator<Item = Dv<'_>> + '_ {
+        self.values.of(field)
     }
+}
+
+/// Parses a document source, with the error Elasticsearch gives for malformed ones.
+pub fn parse_source(raw: &[u8], id: &str) -> Result<Map<String, Value>, EsError> {
+    serde_json::from_slice::<Map<String, Value>>(raw).map_err(|e| {
+        EsError::new(400, "document_parsing_exception", format!("[1:{}] failed to parse: {e}", e.column()))
+            .with("caused_by", json!({"type": "x_content_parse_exception", "reason": format!("failed to parse document with id '{id}'")}))
+    })
 }
 
 /// What search sees: documents grouped by shard, in indexing order within a shard.
@@ -407,22 +415,37 @@ impl Index {
         }
     }
 
-    /// Indexes (creates or replaces) a document. `source` must already be validated JSON.
+    /// Indexes (creates or replaces) a document. `parsed` is the source as a tree when the caller
+    /// already has one; otherwise doc values come straight from the raw bytes when possible.
     pub fn index_doc(
         &mut self,
         id: &str,
         source: Bytes,
-        parsed: &Map<String, Value>,
+        parsed: Option<&Map<String, Value>>,
         check: &WriteCheck,
         routing_shard: u32,
     ) -> Result<WriteResult, EsError> {
         let version = self.check(id, check, false)?;
-        if self.mapping.apply_dynamic_needed(parsed) {
-            let mut m = (*self.mapping).clone();
-            m.apply_dynamic(parsed)?;
-            self.mapping = Arc::new(m);
-        }
-        let values = self.mapping.extract(parsed, id)?.into_boxed_slice();
+        let fast = if parsed.is_none() { self.mapping.extract_raw(&source) } else { None };
+        let values = match fast {
+            Some(v) => v,
+            None => {
+                let owned;
+                let map = match parsed {
+                    Some(m) => m,
+                    None => {
+                        owned = parse_source(&source, id)?;
+                        &owned
+                    }
+                };
+                if self.mapping.apply_dynamic_needed(map) {
+                    let mut m = (*self.mapping).clone();
+                    m.apply_dynamic(map)?;
+                    self.mapping = Arc::new(m);
+                }
+                self.mapping.extract(map, id)?
+            }
+        };
         let existed = self.get_live(id).is_some();
         let seq_no = self.next_seq_no;
         self.next_seq_no += 1;
