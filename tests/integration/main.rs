@@ -1,0 +1,2 @@
+mod emulator_api;
+mod emulator_faults;
