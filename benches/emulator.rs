@@ -44,7 +44,12 @@ fn order(i: u64) -> String {
     .to_string()
 }
 
-async fn send_raw(client: &Elasticsearch, method: Method, path: &str, body: Option<String>) -> bytes::Bytes {
+async fn send_raw(
+    client: &Elasticsearch,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> bytes::Bytes {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let response = client
@@ -53,7 +58,11 @@ async fn send_raw(client: &Elasticsearch, method: Method, path: &str, body: Opti
         .expect("request reaches the emulator");
     let status = response.status_code();
     let bytes = response.bytes().await.expect("response body");
-    assert!(status.is_success(), "{path}: {status} {}", String::from_utf8_lossy(&bytes));
+    assert!(
+        status.is_success(),
+        "{path}: {status} {}",
+        String::from_utf8_lossy(&bytes)
+    );
     bytes
 }
 
@@ -86,8 +95,14 @@ struct BulkSummary {
 }
 
 fn main() {
-    let docs: u64 = std::env::var("EMULATOR_BENCH_DOCS").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let docs: u64 = std::env::var("EMULATOR_BENCH_DOCS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async move {
         println!("start: {}", memory());
         let emulator = Emulator::start("127.0.0.1:0", EmulatorConfig::default()).await.expect("emulator starts");

@@ -7,7 +7,10 @@ use clap::Parser;
 use recon::emulator::{Emulator, EmulatorConfig, FaultSpec, Flavor};
 
 #[derive(Parser, Debug)]
-#[command(name = "recon-es-emulator", about = "An in-memory emulator of the Elasticsearch REST API subset recon uses")]
+#[command(
+    name = "recon-es-emulator",
+    about = "An in-memory emulator of the Elasticsearch REST API subset recon uses"
+)]
 struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:9200")]
@@ -25,9 +28,15 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
-        let config = EmulatorConfig { flavor: args.flavor, faults: args.faults, seed: args.seed };
+        let config = EmulatorConfig {
+            flavor: args.flavor,
+            faults: args.faults,
+            seed: args.seed,
+        };
         let emulator = Emulator::start(&args.listen, config).await?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", emulator.url())?;

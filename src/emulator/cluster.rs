@@ -48,13 +48,27 @@ fn percent_decode(s: &str) -> String {
 impl Req {
     pub fn new(parts: &hyper::http::request::Parts, body: Bytes) -> Req {
         let path = parts.uri.path().to_string();
-        let segs = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+        let segs = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(percent_decode)
+            .collect();
         let params = parts
             .uri
             .query()
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
             .unwrap_or_default();
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
         Req {
             method: parts.method.clone(),
             path,
@@ -99,7 +113,11 @@ impl Req {
             return Ok(None);
         }
         serde_json::from_slice(&self.body).map(Some).map_err(|e| {
-            EsError::new(400, "x_content_parse_exception", format!("[{}:{}] {}", e.line(), e.column(), e))
+            EsError::new(
+                400,
+                "x_content_parse_exception",
+                format!("[{}:{}] {}", e.line(), e.column(), e),
+            )
         })
     }
 }
@@ -113,7 +131,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, v: &Value) -> Reply {
-        Reply::raw(status, serde_json::to_vec(v).expect("serializing a Value cannot fail"))
+        Reply::raw(
+            status,
+            serde_json::to_vec(v).expect("serializing a Value cannot fail"),
+        )
     }
 
     pub fn ok(v: Value) -> Reply {
@@ -121,15 +142,30 @@ impl Reply {
     }
 
     pub fn raw(status: u16, body: Vec<u8>) -> Reply {
-        Reply { status, body: Bytes::from(body), content_type: "application/json", headers: Vec::new() }
+        Reply {
+            status,
+            body: Bytes::from(body),
+            content_type: "application/json",
+            headers: Vec::new(),
+        }
     }
 
     pub fn text(status: u16, body: String) -> Reply {
-        Reply { status, body: Bytes::from(body), content_type: "text/plain; charset=UTF-8", headers: Vec::new() }
+        Reply {
+            status,
+            body: Bytes::from(body),
+            content_type: "text/plain; charset=UTF-8",
+            headers: Vec::new(),
+        }
     }
 
     pub fn empty(status: u16) -> Reply {
-        Reply { status, body: Bytes::new(), content_type: "application/json", headers: Vec::new() }
+        Reply {
+            status,
+            body: Bytes::new(),
+            content_type: "application/json",
+            headers: Vec::new(),
+        }
     }
 
     pub fn error(e: &EsError) -> Reply {
@@ -142,7 +178,11 @@ pub fn response_content_type(parts: &hyper::http::request::Parts, default: &'sta
     if default != "application/json" {
         return default.to_string();
     }
-    let accept = parts.headers.get("accept").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = parts
+        .headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if accept.contains("application/yaml") {
         return "application/yaml".to_string();
     }
@@ -157,7 +197,12 @@ fn compat_version(header: &str) -> Option<String> {
         return None;
     }
     let idx = header.find("compatible-with=")?;
-    Some(header[idx + "compatible-with=".len()..].chars().take_while(char::is_ascii_digit).collect())
+    Some(
+        header[idx + "compatible-with=".len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect(),
+    )
 }
 
 /// Endpoint kind used by fault targeting (`only=`).
@@ -178,7 +223,11 @@ pub fn endpoint_kind(req: &Req) -> &'static str {
         "count"
     } else if s.contains(&"_mget") {
         "mget"
-    } else if s.contains(&"_doc") || s.contains(&"_create") || s.contains(&"_update") || s.contains(&"_source") {
+    } else if s.contains(&"_doc")
+        || s.contains(&"_create")
+        || s.contains(&"_update")
+        || s.contains(&"_source")
+    {
         if req.method == Method::GET || req.method == Method::HEAD {
             "get"
         } else {
@@ -221,7 +270,9 @@ impl Cluster {
 
 pub fn random_id(rng: &mut StdRng, len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    (0..len).map(|_| ALPHABET[rng.gen_range(0..64)] as char).collect()
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..64)] as char)
+        .collect()
 }
 
 fn info(sh: &Shared) -> Value {
@@ -265,12 +316,18 @@ fn info(sh: &Shared) -> Value {
 }
 
 fn check_media_types(sh: &Shared, req: &Req) -> Result<(), EsError> {
-    for header in [req.content_type.as_deref(), req.accept.as_deref()].into_iter().flatten() {
+    for header in [req.content_type.as_deref(), req.accept.as_deref()]
+        .into_iter()
+        .flatten()
+    {
         if let Some(v) = compat_version(header) {
             let ok = sh.flavor == Flavor::Elasticsearch && (v == "7" || v == "8");
             if !ok {
                 if sh.flavor == Flavor::OpenSearch {
-                    return Err(EsError::plain(406, format!("Content-Type header [{header}] is not supported")));
+                    return Err(EsError::plain(
+                        406,
+                        format!("Content-Type header [{header}] is not supported"),
+                    ));
                 }
                 return Err(EsError::new(
                     400,
@@ -286,7 +343,12 @@ fn check_media_types(sh: &Shared, req: &Req) -> Result<(), EsError> {
     }
     if req.has_body() {
         if let Some(ct) = &req.content_type {
-            let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let base = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             let ok = matches!(
                 base.as_str(),
                 "application/json"
@@ -298,7 +360,10 @@ fn check_media_types(sh: &Shared, req: &Req) -> Result<(), EsError> {
                     | "application/cbor"
             );
             if !ok {
-                return Err(EsError::plain(406, format!("Content-Type header [{ct}] is not supported")));
+                return Err(EsError::plain(
+                    406,
+                    format!("Content-Type header [{ct}] is not supported"),
+                ));
             }
         }
     }
@@ -315,7 +380,12 @@ pub fn dispatch(sh: &Shared, req: &Req, faults: &RequestFaults) -> Reply {
 fn method_not_allowed(req: &Req, allowed: &[&str]) -> EsError {
     EsError::plain(
         405,
-        format!("Incorrect HTTP method for uri [{}] and method [{}], allowed: [{}]", req.path, req.method, allowed.join(", ")),
+        format!(
+            "Incorrect HTTP method for uri [{}] and method [{}], allowed: [{}]",
+            req.path,
+            req.method,
+            allowed.join(", ")
+        ),
     )
 }
 
@@ -444,7 +514,10 @@ fn route(sh: &Shared, req: &Req, faults: &RequestFaults) -> Result<Reply, EsErro
             M::HEAD => indices::exists_alias(sh, req, Some(index), name),
             M::PUT | M::POST => indices::put_alias(sh, req, index, name),
             M::DELETE => indices::delete_alias(sh, req, index, name),
-            _ => Err(method_not_allowed(req, &["GET", "HEAD", "PUT", "POST", "DELETE"])),
+            _ => Err(method_not_allowed(
+                req,
+                &["GET", "HEAD", "PUT", "POST", "DELETE"],
+            )),
         },
         ["_mapping"] => {
             allow!(["GET"], [M::GET]);
@@ -505,7 +578,10 @@ fn route(sh: &Shared, req: &Req, faults: &RequestFaults) -> Result<Reply, EsErro
             M::PUT | M::POST => documents::index_doc(sh, req, index, Some(id), false),
             M::GET | M::HEAD => documents::get_doc(sh, req, index, id, false),
             M::DELETE => documents::delete_doc(sh, req, index, id),
-            _ => Err(method_not_allowed(req, &["GET", "HEAD", "PUT", "POST", "DELETE"])),
+            _ => Err(method_not_allowed(
+                req,
+                &["GET", "HEAD", "PUT", "POST", "DELETE"],
+            )),
         },
         [index, "_create", id] => {
             allow!(["PUT", "POST"], [M::PUT, M::POST]);
@@ -526,7 +602,13 @@ fn route(sh: &Shared, req: &Req, faults: &RequestFaults) -> Result<Reply, EsErro
             M::HEAD => indices::exists_index(sh, req, index),
             _ => Err(method_not_allowed(req, &["GET", "HEAD", "PUT", "DELETE"])),
         },
-        _ => Err(EsError::plain(400, format!("no handler found for uri [{}] and method [{}]", req.path, req.method))),
+        _ => Err(EsError::plain(
+            400,
+            format!(
+                "no handler found for uri [{}] and method [{}]",
+                req.path, req.method
+            ),
+        )),
     }
 }
 
@@ -539,7 +621,9 @@ fn admin_faults(sh: &Shared, req: &Req) -> Result<Reply, EsError> {
             let spec = match req.json() {
                 Ok(Some(v)) => FaultSpec::from_json(&v),
                 Ok(None) => Ok(FaultSpec::default()),
-                Err(_) => std::str::from_utf8(&req.body).map_err(|e| e.to_string()).and_then(|s| s.trim().parse()),
+                Err(_) => std::str::from_utf8(&req.body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| s.trim().parse()),
             }
             .map_err(|e| EsError::bad_request(format!("invalid fault spec: {e}")))?;
             faults.set(spec);

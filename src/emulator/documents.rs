@@ -26,16 +26,24 @@ fn refresh_policy(v: Option<&str>) -> Result<Refresh, EsError> {
         None | Some("false") => Ok(Refresh::No),
         Some("") | Some("true") => Ok(Refresh::Force),
         Some("wait_for") => Ok(Refresh::WaitFor),
-        Some(other) => Err(EsError::bad_request(format!("Unknown value for refresh: [{other}]."))),
+        Some(other) => Err(EsError::bad_request(format!(
+            "Unknown value for refresh: [{other}]."
+        ))),
     }
 }
 
 fn num_param(v: Option<String>, name: &str) -> Result<Option<i64>, EsError> {
-    v.map(|s| s.parse::<i64>().map_err(|_| EsError::bad_request(format!("Failed to parse [{name}] with value [{s}]"))))
-        .transpose()
+    v.map(|s| {
+        s.parse::<i64>()
+            .map_err(|_| EsError::bad_request(format!("Failed to parse [{name}] with value [{s}]")))
+    })
+    .transpose()
 }
 
-fn write_check(get: impl Fn(&str) -> Option<String>, create_only: bool) -> Result<WriteCheck, EsError> {
+fn write_check(
+    get: impl Fn(&str) -> Option<String>,
+    create_only: bool,
+) -> Result<WriteCheck, EsError> {
     let check = WriteCheck {
         create_only,
         if_seq_no: num_param(get("if_seq_no"), "if_seq_no")?,
@@ -52,7 +60,9 @@ fn write_check(get: impl Fn(&str) -> Option<String>, create_only: bool) -> Resul
 
 fn validate_id(id: &str) -> Result<(), EsError> {
     if id.is_empty() {
-        return Err(EsError::bad_request("if _id is specified it must not be empty"));
+        return Err(EsError::bad_request(
+            "if _id is specified it must not be empty",
+        ));
     }
     if id.len() > 512 {
         return Err(EsError::validation(&[format!(
@@ -64,7 +74,12 @@ fn validate_id(id: &str) -> Result<(), EsError> {
 }
 
 /// The concrete index a write goes to, auto-creating it when allowed.
-fn write_target(c: &mut Cluster, name: &str, require_alias: bool, auto_create: bool) -> Result<String, EsError> {
+fn write_target(
+    c: &mut Cluster,
+    name: &str,
+    require_alias: bool,
+    auto_create: bool,
+) -> Result<String, EsError> {
     let name = resolve_index_date_math(name, now_nanos());
     if require_alias && !c.is_alias(&name) {
         return Err(EsError::new(
@@ -101,7 +116,10 @@ fn write_body(idx: &Index, id: &str, r: &WriteResult, forced: bool) -> Value {
         m.insert("forced_refresh".into(), json!(true));
     }
     if r.result == "noop" {
-        m.insert("_shards".into(), json!({"total": 0, "successful": 0, "failed": 0}));
+        m.insert(
+            "_shards".into(),
+            json!({"total": 0, "successful": 0, "failed": 0}),
+        );
     } else {
         m.insert("_shards".into(), idx.write_shards());
     }
@@ -114,17 +132,30 @@ fn lock(sh: &Shared) -> std::sync::MutexGuard<'_, Cluster> {
     sh.cluster.lock().expect("cluster lock")
 }
 
-pub fn index_doc(sh: &Shared, req: &Req, index: &str, id: Option<&str>, create: bool) -> Result<Reply, EsError> {
+pub fn index_doc(
+    sh: &Shared,
+    req: &Req,
+    index: &str,
+    id: Option<&str>,
+    create: bool,
+) -> Result<Reply, EsError> {
     let create = create
         || match req.param("op_type") {
             Some("create") => true,
             Some("index") | None => false,
-            Some(other) => return Err(EsError::bad_request(format!("opType must be 'create' or 'index', found: [{other}]"))),
+            Some(other) => {
+                return Err(EsError::bad_request(format!(
+                    "opType must be 'create' or 'index', found: [{other}]"
+                )))
+            }
         };
     let check = write_check(|k| req.param(k).map(String::from), create)?;
     let refresh = refresh_policy(req.param("refresh"))?;
     if !req.has_body() {
-        return Err(EsError::validation(&["source is missing".into(), "content type is missing".into()]));
+        return Err(EsError::validation(&[
+            "source is missing".into(),
+            "content type is missing".into(),
+        ]));
     }
     let mut c = lock(sh);
     let id = match id {
@@ -137,16 +168,32 @@ pub fn index_doc(sh: &Shared, req: &Req, index: &str, id: Option<&str>, create: 
     let target = write_target(&mut c, index, req.flag("require_alias")?, true)?;
     let idx = c.indices.get_mut(&target).expect("resolved");
     let shard = shard_for(idx, &id);
-    let r = idx.index_doc(&id, Bytes::copy_from_slice(trim_body(&req.body)), None, &check, shard)?;
+    let r = idx.index_doc(
+        &id,
+        Bytes::copy_from_slice(trim_body(&req.body)),
+        None,
+        &check,
+        shard,
+    )?;
     if refresh != Refresh::No {
         idx.refresh_shard(r.shard);
     }
-    Ok(Reply::json(r.status, &write_body(idx, &id, &r, refresh == Refresh::Force)))
+    Ok(Reply::json(
+        r.status,
+        &write_body(idx, &id, &r, refresh == Refresh::Force),
+    ))
 }
 
 fn trim_body(b: &[u8]) -> &[u8] {
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map(|p| p + 1).unwrap_or(0);
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(end);
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map(|p| p + 1)
+        .unwrap_or(0);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(end);
     &b[start..end]
 }
 
@@ -161,11 +208,20 @@ pub fn delete_doc(sh: &Shared, req: &Req, index: &str, id: &str) -> Result<Reply
     if refresh != Refresh::No {
         idx.refresh_shard(r.shard);
     }
-    Ok(Reply::json(r.status, &write_body(idx, id, &r, refresh == Refresh::Force)))
+    Ok(Reply::json(
+        r.status,
+        &write_body(idx, id, &r, refresh == Refresh::Force),
+    ))
 }
 
 /// Renders a stored document the way GET and mget do.
-fn get_body(idx: &Index, id: &str, doc: Option<&Doc>, filter: &SourceFilter, stored: &[String]) -> Value {
+fn get_body(
+    idx: &Index,
+    id: &str,
+    doc: Option<&Doc>,
+    filter: &SourceFilter,
+    stored: &[String],
+) -> Value {
     let Some(doc) = doc else {
         return json!({"_index": idx.name, "_id": id, "found": false});
     };
@@ -186,7 +242,10 @@ fn get_body(idx: &Index, id: &str, doc: Option<&Doc>, filter: &SourceFilter, sto
         let mut fields = Map::new();
         for f in stored {
             if let Some(def) = idx.mapping.field(f).filter(|d| d.store) {
-                if let Some(v) = source.as_ref().and_then(|s| lookup_path(s, &def.source_path)) {
+                if let Some(v) = source
+                    .as_ref()
+                    .and_then(|s| lookup_path(s, &def.source_path))
+                {
                     let arr = match v {
                         Value::Array(a) => a.clone(),
                         other => vec![other.clone()],
@@ -214,7 +273,13 @@ pub fn lookup_path<'a>(src: &'a Map<String, Value>, path: &str) -> Option<&'a Va
 }
 
 fn list_param(v: Option<&str>) -> Vec<String> {
-    v.map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()).unwrap_or_default()
+    v.map(|s| {
+        s.split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Resolves the single index a GET-style read addresses (an index or a one-index alias).
@@ -238,7 +303,13 @@ fn read_index(c: &Cluster, name: &str) -> Result<String, EsError> {
     }
 }
 
-pub fn get_doc(sh: &Shared, req: &Req, index: &str, id: &str, source_only: bool) -> Result<Reply, EsError> {
+pub fn get_doc(
+    sh: &Shared,
+    req: &Req,
+    index: &str,
+    id: &str,
+    source_only: bool,
+) -> Result<Reply, EsError> {
     let mut c = lock(sh);
     let target = read_index(&c, index)?;
     let idx = c.indices.get_mut(&target).expect("resolved");
@@ -246,8 +317,15 @@ pub fn get_doc(sh: &Shared, req: &Req, index: &str, id: &str, source_only: bool)
         idx.refresh();
     }
     let realtime = req.flag_or("realtime", true)?;
-    let doc = if realtime { idx.get_live(id).cloned() } else { idx.get_searchable(id) };
-    if let (Some(d), Some(v)) = (&doc, num_param(req.param("version").map(String::from), "version")?) {
+    let doc = if realtime {
+        idx.get_live(id).cloned()
+    } else {
+        idx.get_searchable(id)
+    };
+    if let (Some(d), Some(v)) = (
+        &doc,
+        num_param(req.param("version").map(String::from), "version")?,
+    ) {
         if d.version != v {
             return Err(EsError::new(
                 409,
@@ -257,11 +335,21 @@ pub fn get_doc(sh: &Shared, req: &Req, index: &str, id: &str, source_only: bool)
             .on_shard(&idx.name, &idx.uuid));
         }
     }
-    let filter = SourceFilter::from_params(req.param("_source"), req.param("_source_includes"), req.param("_source_excludes"))
-        .unwrap_or_else(SourceFilter::all);
+    let filter = SourceFilter::from_params(
+        req.param("_source"),
+        req.param("_source_includes"),
+        req.param("_source_excludes"),
+    )
+    .unwrap_or_else(SourceFilter::all);
     let stored = list_param(req.param("stored_fields"));
-    let filter = if !stored.is_empty() && req.param("_source").is_none() && req.param("_source_includes").is_none() {
-        SourceFilter { fetch: false, ..filter }
+    let filter = if !stored.is_empty()
+        && req.param("_source").is_none()
+        && req.param("_source_includes").is_none()
+    {
+        SourceFilter {
+            fetch: false,
+            ..filter
+        }
     } else {
         filter
     };
@@ -270,21 +358,35 @@ pub fn get_doc(sh: &Shared, req: &Req, index: &str, id: &str, source_only: bool)
     if source_only {
         return match body.get("_source") {
             Some(s) if found => Ok(Reply::ok(s.clone())),
-            _ => Err(EsError::new(404, "resource_not_found_exception", format!("Document not found [{}]/[{id}]", idx.name))),
+            _ => Err(EsError::new(
+                404,
+                "resource_not_found_exception",
+                format!("Document not found [{}]/[{id}]", idx.name),
+            )),
         };
     }
     Ok(Reply::json(if found { 200 } else { 404 }, &body))
 }
 
+/// One `_mget` entry: index, id, `_source` override, stored fields.
+type MgetSpec = (Option<String>, String, Option<Value>, Vec<String>);
+
 pub fn mget(sh: &Shared, req: &Req, index: Option<&str>) -> Result<Reply, EsError> {
     let body = req.json()?.unwrap_or_else(|| json!({}));
-    let default_filter = SourceFilter::from_params(req.param("_source"), req.param("_source_includes"), req.param("_source_excludes"));
+    let default_filter = SourceFilter::from_params(
+        req.param("_source"),
+        req.param("_source_includes"),
+        req.param("_source_excludes"),
+    );
     let default_stored = list_param(req.param("stored_fields"));
-    let mut specs: Vec<(Option<String>, String, Option<Value>, Vec<String>)> = Vec::new();
+    let mut specs: Vec<MgetSpec> = Vec::new();
     if let Some(Value::Array(docs)) = body.get("docs") {
         for d in docs {
             let id = d.get("_id").and_then(as_string).unwrap_or_default();
-            let idx = d.get("_index").and_then(as_string).or_else(|| index.map(String::from));
+            let idx = d
+                .get("_index")
+                .and_then(as_string)
+                .or_else(|| index.map(String::from));
             let stored = match d.get("stored_fields") {
                 Some(Value::Array(a)) => a.iter().filter_map(as_string).collect(),
                 Some(Value::String(s)) => list_param(Some(s)),
@@ -294,7 +396,12 @@ pub fn mget(sh: &Shared, req: &Req, index: Option<&str>) -> Result<Reply, EsErro
         }
     } else if let Some(Value::Array(ids)) = body.get("ids") {
         for id in ids {
-            specs.push((index.map(String::from), as_string(id).unwrap_or_default(), None, default_stored.clone()));
+            specs.push((
+                index.map(String::from),
+                as_string(id).unwrap_or_default(),
+                None,
+                default_stored.clone(),
+            ));
         }
     }
     if specs.is_empty() {
@@ -330,11 +437,18 @@ pub fn mget(sh: &Shared, req: &Req, index: Option<&str>) -> Result<Reply, EsErro
                 if stored.is_empty() {
                     SourceFilter::all()
                 } else {
-                    SourceFilter { fetch: false, ..SourceFilter::all() }
+                    SourceFilter {
+                        fetch: false,
+                        ..SourceFilter::all()
+                    }
                 }
             }),
         };
-        let doc = if realtime { idx.get_live(&id).cloned() } else { idx.get_searchable(&id) };
+        let doc = if realtime {
+            idx.get_live(&id).cloned()
+        } else {
+            idx.get_searchable(&id)
+        };
         out.push(get_body(idx, &id, doc.as_deref(), &filter, &stored));
     }
     Ok(Reply::ok(json!({"docs": out})))
@@ -360,36 +474,55 @@ fn apply_update(
     check: &WriteCheck,
 ) -> Result<(WriteResult, Map<String, Value>), EsError> {
     if body.get("script").is_some() {
-        return Err(EsError::bad_request("scripted updates are not supported by the emulator"));
+        return Err(EsError::bad_request(
+            "scripted updates are not supported by the emulator",
+        ));
     }
     let doc = body.get("doc").and_then(Value::as_object);
     let existing = idx.get_live(id).cloned();
     let shard = shard_for(idx, id);
     match existing {
         None => {
-            let upsert = if body.get("doc_as_upsert").and_then(Value::as_bool).unwrap_or(false) {
+            let upsert = if body
+                .get("doc_as_upsert")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+            {
                 doc.cloned()
             } else {
                 body.get("upsert").and_then(Value::as_object).cloned()
             };
             let Some(new_source) = upsert else {
-                return Err(EsError::new(404, "document_missing_exception", format!("[{id}]: document missing"))
-                    .on_shard(&idx.name, &idx.uuid));
+                return Err(EsError::new(
+                    404,
+                    "document_missing_exception",
+                    format!("[{id}]: document missing"),
+                )
+                .on_shard(&idx.name, &idx.uuid));
             };
             let raw = serde_json::to_vec(&new_source).expect("serializing a Map cannot fail");
-            let create = WriteCheck { create_only: false, ..check.clone() };
+            let create = WriteCheck {
+                create_only: false,
+                ..check.clone()
+            };
             let r = idx.index_doc(id, Bytes::from(raw), Some(&new_source), &create, shard)?;
             Ok((r, new_source))
         }
         Some(current) => {
-            let mut source: Map<String, Value> = serde_json::from_slice(&current.source).unwrap_or_default();
+            let mut source: Map<String, Value> =
+                serde_json::from_slice(&current.source).unwrap_or_default();
             let before = source.clone();
             if let Some(d) = doc {
                 merge_into(&mut source, d);
             } else if body.get("upsert").is_none() {
                 return Err(EsError::validation(&["script or doc is missing".into()]));
             }
-            if body.get("detect_noop").and_then(Value::as_bool).unwrap_or(true) && before == source {
+            if body
+                .get("detect_noop")
+                .and_then(Value::as_bool)
+                .unwrap_or(true)
+                && before == source
+            {
                 if let (Some(seq), Some(term)) = (check.if_seq_no, check.if_primary_term) {
                     if seq != current.seq_no || term != PRIMARY_TERM {
                         return Err(EsError::new(
@@ -404,7 +537,13 @@ fn apply_update(
                     }
                 }
                 return Ok((
-                    WriteResult { version: current.version, seq_no: current.seq_no, result: "noop", status: 200, shard },
+                    WriteResult {
+                        version: current.version,
+                        seq_no: current.seq_no,
+                        result: "noop",
+                        status: 200,
+                        shard,
+                    },
                     source,
                 ));
             }
@@ -416,12 +555,18 @@ fn apply_update(
 }
 
 pub fn update_doc(sh: &Shared, req: &Req, index: &str, id: &str) -> Result<Reply, EsError> {
-    let body = req.json()?.ok_or_else(|| EsError::validation(&["script or doc is missing".into()]))?;
+    let body = req
+        .json()?
+        .ok_or_else(|| EsError::validation(&["script or doc is missing".into()]))?;
     let check = write_check(|k| req.param(k).map(String::from), false)?;
     let refresh = refresh_policy(req.param("refresh"))?;
     let filter = match body.get("_source") {
         Some(v) => Some(SourceFilter::from_value(v)?),
-        None => SourceFilter::from_params(req.param("_source"), req.param("_source_includes"), req.param("_source_excludes")),
+        None => SourceFilter::from_params(
+            req.param("_source"),
+            req.param("_source_includes"),
+            req.param("_source_excludes"),
+        ),
     };
     let mut c = lock(sh);
     let target = write_target(&mut c, index, req.flag("require_alias")?, true)?;
@@ -450,8 +595,21 @@ struct BulkItem {
 }
 
 const META_KEYS: &[&str] = &[
-    "_index", "_id", "routing", "if_seq_no", "if_primary_term", "version", "version_type", "require_alias", "op_type",
-    "retry_on_conflict", "_source", "pipeline", "dynamic_templates", "require_data_stream", "list_executed_pipelines",
+    "_index",
+    "_id",
+    "routing",
+    "if_seq_no",
+    "if_primary_term",
+    "version",
+    "version_type",
+    "require_alias",
+    "op_type",
+    "retry_on_conflict",
+    "_source",
+    "pipeline",
+    "dynamic_templates",
+    "require_data_stream",
+    "list_executed_pipelines",
 ];
 
 fn malformed(line: usize, what: String) -> EsError {
@@ -460,7 +618,9 @@ fn malformed(line: usize, what: String) -> EsError {
 
 fn parse_bulk(body: &[u8]) -> Result<Vec<BulkItem>, EsError> {
     if !body.is_empty() && body.last() != Some(&b'\n') {
-        return Err(EsError::bad_request("The bulk request must be terminated by a newline [\\n]"));
+        return Err(EsError::bad_request(
+            "The bulk request must be terminated by a newline [\\n]",
+        ));
     }
     let mut lines: Vec<(usize, usize)> = Vec::new();
     let mut start = 0;
@@ -484,13 +644,20 @@ fn parse_bulk(body: &[u8]) -> Result<Vec<BulkItem>, EsError> {
         if text.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let action: Value = serde_json::from_slice(text)
-            .map_err(|err| malformed(line_no, format!("expected START_OBJECT but found [{err}]")))?;
+        let action: Value = serde_json::from_slice(text).map_err(|err| {
+            malformed(line_no, format!("expected START_OBJECT but found [{err}]"))
+        })?;
         let Some(obj) = action.as_object() else {
-            return Err(malformed(line_no, "expected START_OBJECT but found [VALUE_STRING]".into()));
+            return Err(malformed(
+                line_no,
+                "expected START_OBJECT but found [VALUE_STRING]".into(),
+            ));
         };
         let Some((op, meta)) = obj.iter().next() else {
-            return Err(malformed(line_no, "expected FIELD_NAME but found [END_OBJECT]".into()));
+            return Err(malformed(
+                line_no,
+                "expected FIELD_NAME but found [END_OBJECT]".into(),
+            ));
         };
         let op: &'static str = match op.as_str() {
             "index" => "index",
@@ -500,16 +667,23 @@ fn parse_bulk(body: &[u8]) -> Result<Vec<BulkItem>, EsError> {
             other => {
                 return Err(malformed(
                     line_no,
-                    format!("expected field [create], [delete], [index] or [update] but found [{other}]"),
+                    format!(
+                    "expected field [create], [delete], [index] or [update] but found [{other}]"
+                ),
                 ))
             }
         };
         let Some(meta) = meta.as_object() else {
-            return Err(malformed(line_no, "expected START_OBJECT but found [VALUE_STRING]".into()));
+            return Err(malformed(
+                line_no,
+                "expected START_OBJECT but found [VALUE_STRING]".into(),
+            ));
         };
         for k in meta.keys() {
             if !META_KEYS.contains(&k.as_str()) {
-                return Err(EsError::bad_request(format!("Action/metadata line [{line_no}] contains an unknown parameter [{k}]")));
+                return Err(EsError::bad_request(format!(
+                    "Action/metadata line [{line_no}] contains an unknown parameter [{k}]"
+                )));
             }
         }
         let source = if op == "delete" {
@@ -522,7 +696,11 @@ fn parse_bulk(body: &[u8]) -> Result<Vec<BulkItem>, EsError> {
             i += 1;
             Some(src)
         };
-        items.push(BulkItem { op, meta: meta.clone(), source });
+        items.push(BulkItem {
+            op,
+            meta: meta.clone(),
+            source,
+        });
     }
     Ok(items)
 }
@@ -536,7 +714,12 @@ fn item_error(op: &str, index: &str, id: Option<&str>, e: &EsError) -> Value {
     obj(vec![(op, Value::Object(m))])
 }
 
-pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFaults) -> Result<Reply, EsError> {
+pub fn bulk(
+    sh: &Shared,
+    req: &Req,
+    path_index: Option<&str>,
+    faults: &RequestFaults,
+) -> Result<Reply, EsError> {
     let started = std::time::Instant::now();
     let refresh = refresh_policy(req.param("refresh"))?;
     let items = parse_bulk(&req.body)?;
@@ -550,7 +733,11 @@ pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFa
         vec![false; items.len()]
     };
     let default_require_alias = req.flag("require_alias")?;
-    let default_filter = SourceFilter::from_params(req.param("_source"), req.param("_source_includes"), req.param("_source_excludes"));
+    let default_filter = SourceFilter::from_params(
+        req.param("_source"),
+        req.param("_source_includes"),
+        req.param("_source_excludes"),
+    );
     let mut c = lock(sh);
     let mut touched: BTreeSet<(String, u32)> = BTreeSet::new();
     let mut out: Vec<u8> = Vec::with_capacity(items.len() * 160);
@@ -561,11 +748,24 @@ pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFa
         if op == "index" && meta.get("op_type").and_then(Value::as_str) == Some("create") {
             op = "create";
         }
-        let index_name = meta.get("_index").and_then(as_string).or_else(|| path_index.map(String::from));
+        let index_name = meta
+            .get("_index")
+            .and_then(as_string)
+            .or_else(|| path_index.map(String::from));
         let id = meta.get("_id").and_then(as_string);
         let early = match &index_name {
-            None => Some(item_error(op, "", id.as_deref(), &EsError::validation(&["index is missing".into()]))),
-            Some(name) if rejected[n] => Some(item_error(op, name, id.as_deref(), &EsError::rejected("write"))),
+            None => Some(item_error(
+                op,
+                "",
+                id.as_deref(),
+                &EsError::validation(&["index is missing".into()]),
+            )),
+            Some(name) if rejected[n] => Some(item_error(
+                op,
+                name,
+                id.as_deref(),
+                &EsError::rejected("write"),
+            )),
             _ => None,
         };
         if let Some(item) = early {
@@ -580,7 +780,10 @@ pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFa
         let result = (|| -> Result<BulkOk, EsError> {
             let get = |k: &str| meta.get(k).and_then(as_string);
             let check = write_check(get, op == "create")?;
-            let require_alias = meta.get("require_alias").and_then(super::store::as_bool).unwrap_or(default_require_alias);
+            let require_alias = meta
+                .get("require_alias")
+                .and_then(super::store::as_bool)
+                .unwrap_or(default_require_alias);
             let target = write_target(&mut c, &index_name, require_alias, op != "delete")?;
             let id = match (&id, op) {
                 (Some(id), _) => {
@@ -602,7 +805,9 @@ pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFa
                     (idx.delete_doc(&id, &check, shard)?, None)
                 }
                 "update" => {
-                    let body: Value = serde_json::from_slice(raw).map_err(|e| EsError::parsing(format!("failed to parse update request: {e}")))?;
+                    let body: Value = serde_json::from_slice(raw).map_err(|e| {
+                        EsError::parsing(format!("failed to parse update request: {e}"))
+                    })?;
                     let filter = match body.get("_source").or_else(|| meta.get("_source")) {
                         Some(v) => Some(SourceFilter::from_value(v)?),
                         None => default_filter.clone(),
@@ -615,7 +820,16 @@ pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFa
                 }
                 _ => {
                     let shard = shard_for(idx, &id);
-                    (idx.index_doc(&id, Bytes::copy_from_slice(trim_body(raw)), None, &check, shard)?, None)
+                    (
+                        idx.index_doc(
+                            &id,
+                            Bytes::copy_from_slice(trim_body(raw)),
+                            None,
+                            &check,
+                            shard,
+                        )?,
+                        None,
+                    )
                 }
             };
             let replicas = idx.num_replicas();
@@ -625,12 +839,20 @@ pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFa
             out.push(b',');
         }
         match result {
-            Ok((target, id, r, get, replicas)) => {
-                write_item(&mut out, op, &target, &id, &r, replicas, refresh == Refresh::Force, get.as_ref())
-            }
+            Ok((target, id, r, get, replicas)) => write_item(
+                &mut out,
+                op,
+                &target,
+                &id,
+                &r,
+                replicas,
+                refresh == Refresh::Force,
+                get.as_ref(),
+            ),
             Err(e) => {
                 errors = true;
-                serde_json::to_writer(&mut out, &item_error(op, &index_name, id.as_deref(), &e)).expect("vec");
+                serde_json::to_writer(&mut out, &item_error(op, &index_name, id.as_deref(), &e))
+                    .expect("vec");
             }
         }
     }
@@ -651,22 +873,43 @@ pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFa
 
 /// Writes one successful bulk item without building a JSON tree (bulk responses are large).
 #[allow(clippy::too_many_arguments)]
-fn write_item(out: &mut Vec<u8>, op: &str, index: &str, id: &str, r: &WriteResult, replicas: u32, forced: bool, get: Option<&Value>) {
+fn write_item(
+    out: &mut Vec<u8>,
+    op: &str,
+    index: &str,
+    id: &str,
+    r: &WriteResult,
+    replicas: u32,
+    forced: bool,
+    get: Option<&Value>,
+) {
     use std::io::Write;
     let _ = write!(out, "{{\"{op}\":{{\"_index\":");
     serde_json::to_writer(&mut *out, index).expect("vec");
     out.extend_from_slice(b",\"_id\":");
     serde_json::to_writer(&mut *out, id).expect("vec");
-    let _ = write!(out, ",\"_version\":{},\"result\":\"{}\",", r.version, r.result);
+    let _ = write!(
+        out,
+        ",\"_version\":{},\"result\":\"{}\",",
+        r.version, r.result
+    );
     if forced {
         out.extend_from_slice(b"\"forced_refresh\":true,");
     }
     if r.result == "noop" {
         out.extend_from_slice(b"\"_shards\":{\"total\":0,\"successful\":0,\"failed\":0},");
     } else {
-        let _ = write!(out, "\"_shards\":{{\"total\":{},\"successful\":1,\"failed\":0}},", 1 + replicas);
+        let _ = write!(
+            out,
+            "\"_shards\":{{\"total\":{},\"successful\":1,\"failed\":0}},",
+            1 + replicas
+        );
     }
-    let _ = write!(out, "\"_seq_no\":{},\"_primary_term\":{PRIMARY_TERM},\"status\":{}", r.seq_no, r.status);
+    let _ = write!(
+        out,
+        "\"_seq_no\":{},\"_primary_term\":{PRIMARY_TERM},\"status\":{}",
+        r.seq_no, r.status
+    );
     if let Some(g) = get {
         out.extend_from_slice(b",\"get\":");
         serde_json::to_writer(&mut *out, g).expect("vec");

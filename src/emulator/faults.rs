@@ -82,7 +82,9 @@ impl FaultSpec {
 }
 
 fn probability(key: &str, v: &str) -> Result<f64, String> {
-    let p: f64 = v.parse().map_err(|_| format!("{key}: expected a probability, got {v:?}"))?;
+    let p: f64 = v
+        .parse()
+        .map_err(|_| format!("{key}: expected a probability, got {v:?}"))?;
     if !(0.0..=1.0).contains(&p) {
         return Err(format!("{key}: probability {p} is outside [0, 1]"));
     }
@@ -90,7 +92,8 @@ fn probability(key: &str, v: &str) -> Result<f64, String> {
 }
 
 fn count(key: &str, v: &str) -> Result<u64, String> {
-    v.parse().map_err(|_| format!("{key}: expected a non-negative integer, got {v:?}"))
+    v.parse()
+        .map_err(|_| format!("{key}: expected a non-negative integer, got {v:?}"))
 }
 
 impl FromStr for FaultSpec {
@@ -99,7 +102,9 @@ impl FromStr for FaultSpec {
     fn from_str(s: &str) -> Result<FaultSpec, String> {
         let mut spec = FaultSpec::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').ok_or_else(|| format!("expected key=value, got {part:?}"))?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("expected key=value, got {part:?}"))?;
             let (k, v) = (k.trim(), v.trim());
             match k {
                 "reject" => spec.reject = probability(k, v)?,
@@ -110,13 +115,21 @@ impl FromStr for FaultSpec {
                 "latency" => {
                     spec.latency = match v.parse::<u64>() {
                         Ok(ms) => Duration::from_millis(ms),
-                        Err(_) => humantime::parse_duration(v).map_err(|e| format!("latency: {e}"))?,
+                        Err(_) => {
+                            humantime::parse_duration(v).map_err(|e| format!("latency: {e}"))?
+                        }
                     }
                 }
                 "reset_after" => spec.reset_after = Some(count(k, v)?),
                 "pit_expire_after" => spec.pit_expire_after = Some(count(k, v)?),
                 "shard_failures" => spec.shard_failures = count(k, v)? as u32,
-                "only" => spec.only = if v.is_empty() || v == "all" { None } else { Some(v.to_string()) },
+                "only" => {
+                    spec.only = if v.is_empty() || v == "all" {
+                        None
+                    } else {
+                        Some(v.to_string())
+                    }
+                }
                 other => return Err(format!("unknown fault {other:?}")),
             }
         }
@@ -180,7 +193,11 @@ pub struct FaultState {
 
 impl FaultState {
     pub fn new(spec: FaultSpec, seed: u64) -> FaultState {
-        FaultState { spec, rng: StdRng::seed_from_u64(seed), seen: 0 }
+        FaultState {
+            spec,
+            rng: StdRng::seed_from_u64(seed),
+            seen: 0,
+        }
     }
 
     pub fn set(&mut self, spec: FaultSpec) {
@@ -222,7 +239,11 @@ impl FaultState {
             status,
             reset_after: s.reset_after,
             item_reject: if kind == "bulk" { s.item_reject } else { 0.0 },
-            shard_failures: if matches!(kind, "search" | "scroll" | "count") { s.shard_failures } else { 0 },
+            shard_failures: if matches!(kind, "search" | "scroll" | "count") {
+                s.shard_failures
+            } else {
+                0
+            },
         }
     }
 
@@ -253,7 +274,9 @@ mod tests {
     #[test]
     fn every_nth_is_deterministic() {
         let mut st = FaultState::new("reject_every=3".parse().unwrap(), 7);
-        let got: Vec<_> = (0..6).map(|_| st.decide("search", "/_search").status).collect();
+        let got: Vec<_> = (0..6)
+            .map(|_| st.decide("search", "/_search").status)
+            .collect();
         assert_eq!(got, vec![None, None, Some(429), None, None, Some(429)]);
     }
 }

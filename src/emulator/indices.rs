@@ -10,7 +10,9 @@ use super::cluster::{Cluster, Reply, Req};
 use super::dates::{now_nanos, resolve_index_date_math};
 use super::error::{obj, EsError};
 use super::mapping::Mapping;
-use super::store::{as_bool, as_string, default_routing_shards, parse_time_value, AliasMeta, Index};
+use super::store::{
+    as_bool, as_string, default_routing_shards, parse_time_value, AliasMeta, Index,
+};
 use super::Shared;
 
 /// `*` glob match.
@@ -84,7 +86,11 @@ impl Opts {
 impl Cluster {
     /// Indices pointed to by alias `name`.
     pub fn alias_members(&self, name: &str) -> Vec<String> {
-        self.indices.values().filter(|i| i.aliases.contains_key(name)).map(|i| i.name.clone()).collect()
+        self.indices
+            .values()
+            .filter(|i| i.aliases.contains_key(name))
+            .map(|i| i.name.clone())
+            .collect()
     }
 
     pub fn is_alias(&self, name: &str) -> bool {
@@ -92,18 +98,28 @@ impl Cluster {
     }
 
     fn all_alias_names(&self) -> BTreeSet<String> {
-        self.indices.values().flat_map(|i| i.aliases.keys().cloned()).collect()
+        self.indices
+            .values()
+            .flat_map(|i| i.aliases.keys().cloned())
+            .collect()
     }
 
     fn state_ok(&self, name: &str, opts: &Opts) -> bool {
-        self.indices.get(name).map(|i| if i.closed { opts.closed } else { opts.open }).unwrap_or(false)
+        self.indices
+            .get(name)
+            .map(|i| if i.closed { opts.closed } else { opts.open })
+            .unwrap_or(false)
     }
 
     /// Resolves an index expression to concrete index names, in name order.
     pub fn resolve(&self, expr: Option<&str>, opts: Opts) -> Result<Vec<String>, EsError> {
         let expr = expr.unwrap_or("").trim();
         let mut out: BTreeSet<String> = BTreeSet::new();
-        let parts: Vec<&str> = if expr.is_empty() { vec![] } else { expr.split(',').map(str::trim).collect() };
+        let parts: Vec<&str> = if expr.is_empty() {
+            vec![]
+        } else {
+            expr.split(',').map(str::trim).collect()
+        };
         let everything = parts.is_empty() || parts == ["_all"] || parts == ["*"];
         if everything {
             for i in self.indices.values() {
@@ -124,7 +140,10 @@ impl Cluster {
                 if name == "_all" || name.contains('*') {
                     let before = out.len();
                     for i in self.indices.values() {
-                        if wildcard_match(&name, &i.name) && self.state_ok(&i.name, &opts) && (!i.name.starts_with('.') || name.starts_with('.')) {
+                        if wildcard_match(&name, &i.name)
+                            && self.state_ok(&i.name, &opts)
+                            && (!i.name.starts_with('.') || name.starts_with('.'))
+                        {
                             if i.closed && opts.forbid_closed {
                                 if opts.ignore_unavailable {
                                     continue;
@@ -191,11 +210,18 @@ impl Cluster {
         if self.indices.contains_key(name) {
             return Ok(Some(name.to_string()));
         }
-        let members: Vec<&Index> = self.indices.values().filter(|i| i.aliases.contains_key(name)).collect();
+        let members: Vec<&Index> = self
+            .indices
+            .values()
+            .filter(|i| i.aliases.contains_key(name))
+            .collect();
         if members.is_empty() {
             return Ok(None);
         }
-        if let Some(w) = members.iter().find(|i| i.aliases[name].is_write_index == Some(true)) {
+        if let Some(w) = members
+            .iter()
+            .find(|i| i.aliases[name].is_write_index == Some(true))
+        {
             return Ok(Some(w.name.clone()));
         }
         if members.len() == 1 && members[0].aliases[name].is_write_index != Some(false) {
@@ -232,7 +258,9 @@ impl Cluster {
         if let Some(obj) = body.as_object() {
             for k in obj.keys() {
                 if !matches!(k.as_str(), "settings" | "mappings" | "aliases") {
-                    return Err(EsError::parsing(format!("unknown key [{k}] for create index")));
+                    return Err(EsError::parsing(format!(
+                        "unknown key [{k}] for create index"
+                    )));
                 }
             }
         }
@@ -244,7 +272,11 @@ impl Cluster {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (normalize_key(&k), v)))
             .collect();
-        if settings.get("index.soft_deletes.enabled").map(String::as_str) == Some("false") {
+        if settings
+            .get("index.soft_deletes.enabled")
+            .map(String::as_str)
+            == Some("false")
+        {
             return Err(EsError::bad_request(
                 "Creating indices with soft-deletes disabled is no longer supported. Please do not specify a value for setting [index.soft_deletes.enabled].",
             ));
@@ -253,8 +285,12 @@ impl Cluster {
             validate_setting(k, v)?;
         }
         let uuid = self.new_id(22);
-        settings.entry("index.number_of_shards".into()).or_insert_with(|| "1".into());
-        settings.entry("index.number_of_replicas".into()).or_insert_with(|| "1".into());
+        settings
+            .entry("index.number_of_shards".into())
+            .or_insert_with(|| "1".into());
+        settings
+            .entry("index.number_of_replicas".into())
+            .or_insert_with(|| "1".into());
         let mapping = match body.get("mappings") {
             Some(m) => Mapping::from_json(m)?,
             None => Mapping::default(),
@@ -282,9 +318,13 @@ impl Cluster {
 
 fn validate_index_name(name: &str) -> Result<(), EsError> {
     let bad = |why: &str| {
-        Err(EsError::new(400, "invalid_index_name_exception", format!("Invalid index name [{name}], {why}"))
-            .with("index_uuid", "_na_")
-            .with("index", name))
+        Err(EsError::new(
+            400,
+            "invalid_index_name_exception",
+            format!("Invalid index name [{name}], {why}"),
+        )
+        .with("index_uuid", "_na_")
+        .with("index", name))
     };
     if name.is_empty() {
         return bad("must not be empty");
@@ -312,7 +352,11 @@ fn flatten_settings(v: &Value, prefix: &str, out: &mut BTreeMap<String, Option<S
     match v {
         Value::Object(m) => {
             for (k, val) in m {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten_settings(val, &key, out);
             }
         }
@@ -339,21 +383,85 @@ fn normalize_key(k: &str) -> String {
 }
 
 const KNOWN_SETTINGS: &[&str] = &[
-    "number_of_shards", "number_of_replicas", "refresh_interval", "max_result_window", "max_terms_count",
-    "max_slices_per_scroll", "number_of_routing_shards", "routing_partition_size", "codec", "mode", "hidden",
-    "auto_expand_replicas", "gc_deletes", "priority", "default_pipeline", "final_pipeline",
-    "max_inner_result_window", "max_docvalue_fields_search", "max_script_fields", "max_ngram_diff",
-    "max_shingle_diff", "max_refresh_listeners", "max_rescore_window", "max_regex_length", "load_fixed_bitset_filters_eagerly",
-    "uuid", "creation_date", "provided_name", "format", "verified_before_close", "look_ahead_time", "look_back_time",
+    "number_of_shards",
+    "number_of_replicas",
+    "refresh_interval",
+    "max_result_window",
+    "max_terms_count",
+    "max_slices_per_scroll",
+    "number_of_routing_shards",
+    "routing_partition_size",
+    "codec",
+    "mode",
+    "hidden",
+    "auto_expand_replicas",
+    "gc_deletes",
+    "priority",
+    "default_pipeline",
+    "final_pipeline",
+    "max_inner_result_window",
+    "max_docvalue_fields_search",
+    "max_script_fields",
+    "max_ngram_diff",
+    "max_shingle_diff",
+    "max_refresh_listeners",
+    "max_rescore_window",
+    "max_regex_length",
+    "load_fixed_bitset_filters_eagerly",
+    "uuid",
+    "creation_date",
+    "provided_name",
+    "format",
+    "verified_before_close",
+    "look_ahead_time",
+    "look_back_time",
 ];
 const KNOWN_PREFIXES: &[&str] = &[
-    "routing.", "translog.", "query_string.", "soft_deletes.", "blocks.", "analysis.", "mapping.", "sort.", "search.",
-    "write.", "lifecycle.", "requests.", "shard.", "similarity.", "store.", "merge.", "unassigned.", "indexing.",
-    "highlight.", "version.", "queries.", "time_series.", "routing_path", "allocation.", "plugin.", "frozen.", "fast_refresh",
+    "routing.",
+    "translog.",
+    "query_string.",
+    "soft_deletes.",
+    "blocks.",
+    "analysis.",
+    "mapping.",
+    "sort.",
+    "search.",
+    "write.",
+    "lifecycle.",
+    "requests.",
+    "shard.",
+    "similarity.",
+    "store.",
+    "merge.",
+    "unassigned.",
+    "indexing.",
+    "highlight.",
+    "version.",
+    "queries.",
+    "time_series.",
+    "routing_path",
+    "allocation.",
+    "plugin.",
+    "frozen.",
+    "fast_refresh",
 ];
 /// Settings that can only change on a closed index.
-const STATIC_SETTINGS: &[&str] = &["codec", "number_of_routing_shards", "mode", "routing_partition_size", "soft_deletes.enabled", "store.type", "sort.field"];
-const FINAL_SETTINGS: &[&str] = &["number_of_shards", "uuid", "creation_date", "provided_name", "version.created"];
+const STATIC_SETTINGS: &[&str] = &[
+    "codec",
+    "number_of_routing_shards",
+    "mode",
+    "routing_partition_size",
+    "soft_deletes.enabled",
+    "store.type",
+    "sort.field",
+];
+const FINAL_SETTINGS: &[&str] = &[
+    "number_of_shards",
+    "uuid",
+    "creation_date",
+    "provided_name",
+    "version.created",
+];
 
 fn validate_setting(key: &str, value: &str) -> Result<(), EsError> {
     let short = key.strip_prefix("index.").unwrap_or(key);
@@ -366,14 +474,22 @@ fn validate_setting(key: &str, value: &str) -> Result<(), EsError> {
         "refresh_interval" => {
             parse_time_value(value, key)?;
         }
-        "number_of_shards" | "number_of_replicas" | "max_result_window" | "max_terms_count" | "max_slices_per_scroll"
+        "number_of_shards"
+        | "number_of_replicas"
+        | "max_result_window"
+        | "max_terms_count"
+        | "max_slices_per_scroll"
         | "number_of_routing_shards" => {
-            let n: i64 = value
-                .parse()
-                .map_err(|_| EsError::bad_request(format!("Failed to parse value [{value}] for setting [{key}]")))?;
+            let n: i64 = value.parse().map_err(|_| {
+                EsError::bad_request(format!(
+                    "Failed to parse value [{value}] for setting [{key}]"
+                ))
+            })?;
             let min = if short == "number_of_replicas" { 0 } else { 1 };
             if n < min {
-                return Err(EsError::bad_request(format!("Failed to parse value [{value}] for setting [{key}] must be >= {min}")));
+                return Err(EsError::bad_request(format!(
+                    "Failed to parse value [{value}] for setting [{key}] must be >= {min}"
+                )));
             }
         }
         _ => {}
@@ -385,15 +501,23 @@ fn settings_json(index: &Index, flat: bool, name_filter: Option<&str>) -> Value 
     let mut all: BTreeMap<String, String> = index.settings.clone();
     all.insert("index.uuid".into(), index.uuid.clone());
     all.insert("index.provided_name".into(), index.name.clone());
-    all.insert("index.creation_date".into(), index.created_millis.to_string());
+    all.insert(
+        "index.creation_date".into(),
+        index.created_millis.to_string(),
+    );
     all.insert("index.version.created".into(), "8536000".into());
-    all.entry("index.routing.allocation.include._tier_preference".into()).or_insert_with(|| "data_content".into());
+    all.entry("index.routing.allocation.include._tier_preference".into())
+        .or_insert_with(|| "data_content".into());
     if let Some(filter) = name_filter.filter(|f| *f != "_all") {
         let pats: Vec<&str> = filter.split(',').collect();
         all.retain(|k, _| pats.iter().any(|p| wildcard_match(p, k)));
     }
     if flat {
-        return Value::Object(all.into_iter().map(|(k, v)| (k, Value::String(v))).collect());
+        return Value::Object(
+            all.into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        );
     }
     let mut root = Map::new();
     for (k, v) in all {
@@ -432,7 +556,9 @@ pub fn create_index(sh: &Shared, req: &Req, name: &str) -> Result<Reply, EsError
     let body = req.json()?;
     let name = resolve_index_date_math(name, now_nanos());
     lock(sh).create_index(&name, body.as_ref())?;
-    Ok(Reply::ok(json!({"acknowledged": true, "shards_acknowledged": true, "index": name})))
+    Ok(Reply::ok(
+        json!({"acknowledged": true, "shards_acknowledged": true, "index": name}),
+    ))
 }
 
 pub fn delete_index(sh: &Shared, req: &Req, expr: &str) -> Result<Reply, EsError> {
@@ -487,7 +613,13 @@ pub fn get_index(sh: &Shared, req: &Req, expr: &str) -> Result<Reply, EsError> {
 pub fn exists_index(sh: &Shared, req: &Req, expr: &str) -> Result<Reply, EsError> {
     let c = lock(sh);
     let opts = Opts::from_req(req, "open", false)?;
-    match c.resolve(Some(expr), Opts { allow_no_indices: opts.allow_no_indices && expr.contains('*'), ..opts }) {
+    match c.resolve(
+        Some(expr),
+        Opts {
+            allow_no_indices: opts.allow_no_indices && expr.contains('*'),
+            ..opts
+        },
+    ) {
         Ok(_) => Ok(Reply::empty(200)),
         Err(_) => Ok(Reply::empty(404)),
     }
@@ -498,13 +630,18 @@ pub fn get_mapping(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, 
     let names = c.resolve(expr, Opts::from_req(req, "open", false)?)?;
     let mut out = Map::new();
     for n in names {
-        out.insert(n.clone(), json!({"mappings": c.indices[&n].mapping.to_json()}));
+        out.insert(
+            n.clone(),
+            json!({"mappings": c.indices[&n].mapping.to_json()}),
+        );
     }
     Ok(Reply::ok(Value::Object(out)))
 }
 
 pub fn put_mapping(sh: &Shared, req: &Req, expr: &str) -> Result<Reply, EsError> {
-    let body = req.json()?.ok_or_else(|| EsError::validation(&["mapping source is required".into()]))?;
+    let body = req
+        .json()?
+        .ok_or_else(|| EsError::validation(&["mapping source is required".into()]))?;
     let mut c = lock(sh);
     let names = c.resolve(Some(expr), Opts::from_req(req, "open", false)?)?;
     for n in &names {
@@ -516,7 +653,12 @@ pub fn put_mapping(sh: &Shared, req: &Req, expr: &str) -> Result<Reply, EsError>
     Ok(Reply::ok(json!({"acknowledged": true})))
 }
 
-pub fn get_settings(sh: &Shared, req: &Req, expr: Option<&str>, name: Option<&str>) -> Result<Reply, EsError> {
+pub fn get_settings(
+    sh: &Shared,
+    req: &Req,
+    expr: Option<&str>,
+    name: Option<&str>,
+) -> Result<Reply, EsError> {
     let c = lock(sh);
     let names = c.resolve(expr, Opts::from_req(req, "all", false)?)?;
     let flat = req.flag("flat_settings")?;
@@ -532,11 +674,16 @@ pub fn get_settings(sh: &Shared, req: &Req, expr: Option<&str>, name: Option<&st
 }
 
 pub fn put_settings(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, EsError> {
-    let body = req.json()?.ok_or_else(|| EsError::validation(&["no settings to update".into()]))?;
+    let body = req
+        .json()?
+        .ok_or_else(|| EsError::validation(&["no settings to update".into()]))?;
     let body = body.get("settings").cloned().unwrap_or(body);
     let mut flat = BTreeMap::new();
     flatten_settings(&body, "", &mut flat);
-    let flat: BTreeMap<String, Option<String>> = flat.into_iter().map(|(k, v)| (normalize_key(&k), v)).collect();
+    let flat: BTreeMap<String, Option<String>> = flat
+        .into_iter()
+        .map(|(k, v)| (normalize_key(&k), v))
+        .collect();
     for (k, v) in &flat {
         if let Some(v) = v {
             validate_setting(k, v)?;
@@ -552,7 +699,9 @@ pub fn put_settings(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply,
         for k in flat.keys() {
             let short = k.strip_prefix("index.").unwrap_or(k);
             if FINAL_SETTINGS.contains(&short) {
-                return Err(EsError::bad_request(format!("final {n} setting [{k}], not updateable")));
+                return Err(EsError::bad_request(format!(
+                    "final {n} setting [{k}], not updateable"
+                )));
             }
             if STATIC_SETTINGS.contains(&short) && !idx.closed && !req.flag("reopen")? {
                 return Err(EsError::bad_request(format!(
@@ -606,7 +755,10 @@ pub fn refresh(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, EsEr
 
 pub fn open_close(sh: &Shared, req: &Req, expr: &str, close: bool) -> Result<Reply, EsError> {
     let mut c = lock(sh);
-    let names = c.resolve(Some(expr), Opts::from_req(req, if close { "open" } else { "closed" }, false)?)?;
+    let names = c.resolve(
+        Some(expr),
+        Opts::from_req(req, if close { "open" } else { "closed" }, false)?,
+    )?;
     let mut indices = Map::new();
     for n in &names {
         let idx = c.indices.get_mut(n).expect("resolved");
@@ -615,17 +767,36 @@ pub fn open_close(sh: &Shared, req: &Req, expr: &str, close: bool) -> Result<Rep
         indices.insert(n.clone(), json!({"closed": true}));
     }
     if close {
-        Ok(Reply::ok(json!({"acknowledged": true, "shards_acknowledged": true, "indices": indices})))
+        Ok(Reply::ok(
+            json!({"acknowledged": true, "shards_acknowledged": true, "indices": indices}),
+        ))
     } else {
-        Ok(Reply::ok(json!({"acknowledged": true, "shards_acknowledged": true})))
+        Ok(Reply::ok(
+            json!({"acknowledged": true, "shards_acknowledged": true}),
+        ))
     }
 }
 
 /// Shared by GET `_alias` variants: (index → matching aliases), plus the names that matched nothing.
-fn alias_view(c: &Cluster, req: &Req, expr: Option<&str>, names: Option<&str>) -> Result<(Map<String, Value>, Vec<String>), EsError> {
+fn alias_view(
+    c: &Cluster,
+    req: &Req,
+    expr: Option<&str>,
+    names: Option<&str>,
+) -> Result<(Map<String, Value>, Vec<String>), EsError> {
     let opts = Opts::from_req(req, "all", false)?;
-    let indices = c.resolve(expr, Opts { aliases: expr.is_some(), ..opts })?;
-    let requested: Option<Vec<String>> = names.map(|n| n.split(',').map(|s| resolve_index_date_math(s.trim(), now_nanos())).collect());
+    let indices = c.resolve(
+        expr,
+        Opts {
+            aliases: expr.is_some(),
+            ..opts
+        },
+    )?;
+    let requested: Option<Vec<String>> = names.map(|n| {
+        n.split(',')
+            .map(|s| resolve_index_date_math(s.trim(), now_nanos()))
+            .collect()
+    });
     let mut out = Map::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     for n in &indices {
@@ -634,8 +805,15 @@ fn alias_view(c: &Cluster, req: &Req, expr: Option<&str>, names: Option<&str>) -
         if let Value::Object(m) = &aliases {
             seen.extend(m.keys().cloned());
         }
-        let wants_all = requested.is_none() || expr.is_some() && requested.as_ref().is_some_and(|r| r.iter().any(|x| x == "_all" || x == "*"));
-        if aliases.as_object().is_some_and(|m| !m.is_empty()) || (requested.is_none()) || (wants_all && expr.is_some()) {
+        let wants_all = requested.is_none()
+            || expr.is_some()
+                && requested
+                    .as_ref()
+                    .is_some_and(|r| r.iter().any(|x| x == "_all" || x == "*"));
+        if aliases.as_object().is_some_and(|m| !m.is_empty())
+            || (requested.is_none())
+            || (wants_all && expr.is_some())
+        {
             out.insert(n.clone(), json!({"aliases": aliases}));
         }
     }
@@ -647,7 +825,12 @@ fn alias_view(c: &Cluster, req: &Req, expr: Option<&str>, names: Option<&str>) -
     Ok((out, missing))
 }
 
-pub fn get_alias(sh: &Shared, req: &Req, expr: Option<&str>, names: Option<&str>) -> Result<Reply, EsError> {
+pub fn get_alias(
+    sh: &Shared,
+    req: &Req,
+    expr: Option<&str>,
+    names: Option<&str>,
+) -> Result<Reply, EsError> {
     let c = lock(sh);
     let (mut out, mut missing) = alias_view(&c, req, expr, names)?;
     if missing.is_empty() {
@@ -666,7 +849,12 @@ pub fn get_alias(sh: &Shared, req: &Req, expr: Option<&str>, names: Option<&str>
     Ok(Reply::json(404, &Value::Object(body)))
 }
 
-pub fn exists_alias(sh: &Shared, req: &Req, expr: Option<&str>, names: &str) -> Result<Reply, EsError> {
+pub fn exists_alias(
+    sh: &Shared,
+    req: &Req,
+    expr: Option<&str>,
+    names: &str,
+) -> Result<Reply, EsError> {
     let c = lock(sh);
     let found = match alias_view(&c, req, expr, Some(names)) {
         Ok((out, missing)) => missing.is_empty() && !out.is_empty(),
@@ -684,14 +872,25 @@ pub fn put_alias(sh: &Shared, req: &Req, expr: &str, name: &str) -> Result<Reply
 }
 
 pub fn delete_alias(sh: &Shared, _req: &Req, expr: &str, name: &str) -> Result<Reply, EsError> {
-    apply_alias_actions(sh, &[json!({"remove": {"index": expr, "alias": name, "must_exist": true}})])
+    apply_alias_actions(
+        sh,
+        &[json!({"remove": {"index": expr, "alias": name, "must_exist": true}})],
+    )
 }
 
 pub fn update_aliases(sh: &Shared, req: &Req) -> Result<Reply, EsError> {
-    let body = req.json()?.ok_or_else(|| EsError::validation(&["At least one action must be defined".into()]))?;
-    let actions = body.get("actions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let body = req
+        .json()?
+        .ok_or_else(|| EsError::validation(&["At least one action must be defined".into()]))?;
+    let actions = body
+        .get("actions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if actions.is_empty() {
-        return Err(EsError::validation(&["At least one action must be defined".into()]));
+        return Err(EsError::validation(&[
+            "At least one action must be defined".into(),
+        ]));
     }
     apply_alias_actions(sh, &actions)
 }
@@ -700,8 +899,15 @@ fn names_of(action: &Map<String, Value>, one: &str, many: &str) -> Vec<String> {
     let mut out = Vec::new();
     for key in [one, many] {
         match action.get(key) {
-            Some(Value::String(s)) => out.extend(s.split(',').map(|x| resolve_index_date_math(x.trim(), now_nanos()))),
-            Some(Value::Array(a)) => out.extend(a.iter().filter_map(Value::as_str).map(|x| resolve_index_date_math(x, now_nanos()))),
+            Some(Value::String(s)) => out.extend(
+                s.split(',')
+                    .map(|x| resolve_index_date_math(x.trim(), now_nanos())),
+            ),
+            Some(Value::Array(a)) => out.extend(
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|x| resolve_index_date_math(x, now_nanos())),
+            ),
             _ => {}
         }
     }
@@ -711,8 +917,11 @@ fn names_of(action: &Map<String, Value>, one: &str, many: &str) -> Vec<String> {
 /// Applies alias actions atomically: all of them are checked against a copy, then committed.
 fn apply_alias_actions(sh: &Shared, actions: &[Value]) -> Result<Reply, EsError> {
     let mut c = lock(sh);
-    let mut aliases: HashMap<String, BTreeMap<String, AliasMeta>> =
-        c.indices.iter().map(|(n, i)| (n.clone(), i.aliases.clone())).collect();
+    let mut aliases: HashMap<String, BTreeMap<String, AliasMeta>> = c
+        .indices
+        .iter()
+        .map(|(n, i)| (n.clone(), i.aliases.clone()))
+        .collect();
     let mut removed: BTreeSet<String> = BTreeSet::new();
     let all_opts = Opts {
         ignore_unavailable: false,
@@ -724,12 +933,16 @@ fn apply_alias_actions(sh: &Shared, actions: &[Value]) -> Result<Reply, EsError>
     };
     for action in actions {
         let Some((kind, body)) = action.as_object().and_then(|o| o.iter().next()) else {
-            return Err(EsError::parsing("[aliases] failed to parse field [actions]"));
+            return Err(EsError::parsing(
+                "[aliases] failed to parse field [actions]",
+            ));
         };
         let body = body.as_object().cloned().unwrap_or_default();
         let index_exprs = names_of(&body, "index", "indices");
         if index_exprs.is_empty() {
-            return Err(EsError::validation(&["One of [index] or [indices] is required".into()]));
+            return Err(EsError::validation(&[
+                "One of [index] or [indices] is required".into(),
+            ]));
         }
         let mut targets = Vec::new();
         for e in &index_exprs {
@@ -740,12 +953,17 @@ fn apply_alias_actions(sh: &Shared, actions: &[Value]) -> Result<Reply, EsError>
             "add" => {
                 let names = names_of(&body, "alias", "aliases");
                 if names.is_empty() {
-                    return Err(EsError::validation(&["One of [alias] or [aliases] is required".into()]));
+                    return Err(EsError::validation(&[
+                        "One of [alias] or [aliases] is required".into(),
+                    ]));
                 }
                 let meta = AliasMeta::from_json(&Value::Object(body.clone()));
                 for t in &targets {
                     for a in &names {
-                        aliases.get_mut(t).expect("resolved").insert(a.clone(), meta.clone());
+                        aliases
+                            .get_mut(t)
+                            .expect("resolved")
+                            .insert(a.clone(), meta.clone());
                     }
                 }
             }
@@ -762,9 +980,13 @@ fn apply_alias_actions(sh: &Shared, actions: &[Value]) -> Result<Reply, EsError>
                     }
                 }
                 if !any && must_exist != Some(false) {
-                    return Err(EsError::new(404, "aliases_not_found_exception", format!("aliases [{}] missing", names.join(",")))
-                        .with("resource.type", "aliases")
-                        .with("resource.id", names.join(",")));
+                    return Err(EsError::new(
+                        404,
+                        "aliases_not_found_exception",
+                        format!("aliases [{}] missing", names.join(",")),
+                    )
+                    .with("resource.type", "aliases")
+                    .with("resource.id", names.join(",")));
                 }
             }
             "remove_index" => {
@@ -777,7 +999,11 @@ fn apply_alias_actions(sh: &Shared, actions: &[Value]) -> Result<Reply, EsError>
                 }
                 removed.extend(targets.iter().cloned());
             }
-            other => return Err(EsError::parsing(format!("[alias_action] unknown field [{other}]"))),
+            other => {
+                return Err(EsError::parsing(format!(
+                    "[alias_action] unknown field [{other}]"
+                )))
+            }
         }
     }
     // Validate the end state: alias names must not collide with surviving indices; one write index each.
@@ -803,7 +1029,10 @@ fn apply_alias_actions(sh: &Shared, actions: &[Value]) -> Result<Reply, EsError>
         return Err(EsError::new(
             400,
             "illegal_state_exception",
-            format!("alias [{a}] has more than one write index [{}]", idxs.join(",")),
+            format!(
+                "alias [{a}] has more than one write index [{}]",
+                idxs.join(",")
+            ),
         ));
     }
     for r in &removed {
@@ -842,8 +1071,16 @@ pub fn cat_indices(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, 
         let idx = c.indices.get_mut(&n).expect("resolved");
         idx.maybe_scheduled_refresh();
         let size: u64 = idx.live_docs().map(|d| d.source.len() as u64).sum();
-        let size_text = if bytes == Some("b") { size.to_string() } else { human_bytes(size) };
-        let health = if idx.num_replicas() > 0 { "yellow" } else { "green" };
+        let size_text = if bytes == Some("b") {
+            size.to_string()
+        } else {
+            human_bytes(size)
+        };
+        let health = if idx.num_replicas() > 0 {
+            "yellow"
+        } else {
+            "green"
+        };
         let closed = idx.closed;
         rows.push(vec![
             ("health", health.to_string()),
@@ -860,28 +1097,70 @@ pub fn cat_indices(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, 
         ]);
     }
     let aliases: &[(&str, &str)] = &[
-        ("h", "health"), ("s", "status"), ("i", "index"), ("idx", "index"), ("id", "uuid"), ("p", "pri"),
-        ("shards.primary", "pri"), ("r", "rep"), ("shards.replica", "rep"), ("dc", "docs.count"), ("docsCount", "docs.count"),
-        ("dd", "docs.deleted"), ("ss", "store.size"), ("storeSize", "store.size"), ("pss", "pri.store.size"),
+        ("h", "health"),
+        ("s", "status"),
+        ("i", "index"),
+        ("idx", "index"),
+        ("id", "uuid"),
+        ("p", "pri"),
+        ("shards.primary", "pri"),
+        ("r", "rep"),
+        ("shards.replica", "rep"),
+        ("dc", "docs.count"),
+        ("docsCount", "docs.count"),
+        ("dd", "docs.deleted"),
+        ("ss", "store.size"),
+        ("storeSize", "store.size"),
+        ("pss", "pri.store.size"),
     ];
     let columns: Vec<&str> = match req.param("h") {
         Some(h) => h
             .split(',')
             .map(str::trim)
-            .map(|c| aliases.iter().find(|(a, _)| *a == c).map(|(_, full)| *full).unwrap_or(c))
+            .map(|c| {
+                aliases
+                    .iter()
+                    .find(|(a, _)| *a == c)
+                    .map(|(_, full)| *full)
+                    .unwrap_or(c)
+            })
             .collect(),
-        None => rows.first().map(|r| r.iter().map(|(k, _)| *k).collect()).unwrap_or_else(|| {
-            vec!["health", "status", "index", "uuid", "pri", "rep", "docs.count", "docs.deleted", "store.size", "pri.store.size", "dataset.size"]
-        }),
+        None => rows
+            .first()
+            .map(|r| r.iter().map(|(k, _)| *k).collect())
+            .unwrap_or_else(|| {
+                vec![
+                    "health",
+                    "status",
+                    "index",
+                    "uuid",
+                    "pri",
+                    "rep",
+                    "docs.count",
+                    "docs.deleted",
+                    "store.size",
+                    "pri.store.size",
+                    "dataset.size",
+                ]
+            }),
     };
     if let Some(sort) = req.param("s") {
         let (key, desc) = match sort.split_once(':') {
             Some((k, d)) => (k.to_string(), d == "desc"),
             None => (sort.to_string(), false),
         };
-        let key = aliases.iter().find(|(a, _)| *a == key).map(|(_, f)| f.to_string()).unwrap_or(key);
+        let key = aliases
+            .iter()
+            .find(|(a, _)| *a == key)
+            .map(|(_, f)| f.to_string())
+            .unwrap_or(key);
         rows.sort_by(|a, b| {
-            let get = |r: &Vec<(&str, String)>| r.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()).unwrap_or_default();
+            let get = |r: &Vec<(&str, String)>| {
+                r.iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
             let (x, y) = (get(a), get(b));
             let ord = match (x.parse::<f64>(), y.parse::<f64>()) {
                 (Ok(p), Ok(q)) => p.partial_cmp(&q).unwrap_or(std::cmp::Ordering::Equal),
@@ -894,15 +1173,20 @@ pub fn cat_indices(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, 
             }
         });
     }
-    let pick = |r: &Vec<(&str, String)>, col: &str| r.iter().find(|(k, _)| *k == col).map(|(_, v)| v.clone());
-    let wants_json = matches!(req.param("format"), Some("json")) || req.accept.as_deref().is_some_and(|a| a.contains("json") && req.param("format").is_none() && !a.contains("text/plain") && false);
+    let pick = |r: &Vec<(&str, String)>, col: &str| {
+        r.iter().find(|(k, _)| *k == col).map(|(_, v)| v.clone())
+    };
+    let wants_json = matches!(req.param("format"), Some("json"));
     if wants_json {
         let arr: Vec<Value> = rows
             .iter()
             .map(|r| {
                 let mut m = Map::new();
                 for col in &columns {
-                    m.insert(col.to_string(), pick(r, col).map(Value::String).unwrap_or(Value::Null));
+                    m.insert(
+                        col.to_string(),
+                        pick(r, col).map(Value::String).unwrap_or(Value::Null),
+                    );
                 }
                 Value::Object(m)
             })
@@ -914,10 +1198,34 @@ pub fn cat_indices(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, 
         table.push(columns.iter().map(|c| c.to_string()).collect());
     }
     for r in &rows {
-        table.push(columns.iter().map(|c| pick(r, c).unwrap_or_default()).collect());
+        table.push(
+            columns
+                .iter()
+                .map(|c| pick(r, c).unwrap_or_default())
+                .collect(),
+        );
     }
-    let widths: Vec<usize> = (0..columns.len()).map(|i| table.iter().map(|row| row[i].chars().count()).max().unwrap_or(0)).collect();
-    let numeric = |col: &str| matches!(col, "pri" | "rep" | "docs.count" | "docs.deleted" | "store.size" | "pri.store.size" | "dataset.size");
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| {
+            table
+                .iter()
+                .map(|row| row[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let numeric = |col: &str| {
+        matches!(
+            col,
+            "pri"
+                | "rep"
+                | "docs.count"
+                | "docs.deleted"
+                | "store.size"
+                | "pri.store.size"
+                | "dataset.size"
+        )
+    };
     let mut text = String::new();
     for row in &table {
         let cells: Vec<String> = row
@@ -939,7 +1247,13 @@ pub fn cat_indices(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, 
 
 pub fn health(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, EsError> {
     let c = lock(sh);
-    let names = c.resolve(expr, Opts { allow_no_indices: true, ..Opts::from_req(req, "all", false)? })?;
+    let names = c.resolve(
+        expr,
+        Opts {
+            allow_no_indices: true,
+            ..Opts::from_req(req, "all", false)?
+        },
+    )?;
     let (mut primaries, mut unassigned) = (0u64, 0u64);
     let mut worst = 0u8;
     let mut per_index = Map::new();
@@ -973,7 +1287,10 @@ pub fn health(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, EsErr
                         json!({"status": shard_status, "primary_active": true, "active_shards": 1, "relocating_shards": 0, "initializing_shards": 0, "unassigned_shards": replicas, "unassigned_primary_shards": 0}),
                     );
                 }
-                entry.as_object_mut().expect("object").insert("shards".into(), Value::Object(sm));
+                entry
+                    .as_object_mut()
+                    .expect("object")
+                    .insert("shards".into(), Value::Object(sm));
             }
             per_index.insert(n.clone(), entry);
         }
@@ -985,7 +1302,11 @@ pub fn health(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, EsErr
         _ => 2,
     });
     let timed_out = wanted.is_some_and(|w| worst > w);
-    let pct = if primaries + unassigned == 0 { 100.0 } else { primaries as f64 * 100.0 / (primaries + unassigned) as f64 };
+    let pct = if primaries + unassigned == 0 {
+        100.0
+    } else {
+        primaries as f64 * 100.0 / (primaries + unassigned) as f64
+    };
     let mut body = obj(vec![
         ("cluster_name", json!("recon-emulator")),
         ("status", json!(status_name)),
@@ -1005,7 +1326,9 @@ pub fn health(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, EsErr
         ("active_shards_percent_as_number", json!(pct)),
     ]);
     if level != "cluster" {
-        body.as_object_mut().expect("object").insert("indices".into(), Value::Object(per_index));
+        body.as_object_mut()
+            .expect("object")
+            .insert("indices".into(), Value::Object(per_index));
     }
     Ok(Reply::json(if timed_out { 408 } else { 200 }, &body))
 }
@@ -1013,6 +1336,9 @@ pub fn health(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, EsErr
 /// Routing shard of a new document in `index`.
 pub fn shard_for(index: &Index, id: &str) -> u32 {
     let shards = index.num_shards();
-    let routing = index.setting_u64("index.number_of_routing_shards", default_routing_shards(shards) as u64) as u32;
+    let routing = index.setting_u64(
+        "index.number_of_routing_shards",
+        default_routing_shards(shards) as u64,
+    ) as u32;
     super::store::routing_shard(id, shards, routing)
 }

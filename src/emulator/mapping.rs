@@ -169,7 +169,9 @@ impl DocValues {
     }
 
     pub fn of(&self, field: u32) -> impl Iterator<Item = Dv<'_>> + '_ {
-        self.iter().filter(move |(f, _)| *f == field).map(|(_, v)| v)
+        self.iter()
+            .filter(move |(f, _)| *f == field)
+            .map(|(_, v)| v)
     }
 }
 
@@ -192,13 +194,19 @@ pub struct Mapping {
 
 impl Default for Mapping {
     fn default() -> Self {
-        Mapping { root: Map::new(), fields: HashMap::new(), path_ids: HashMap::new() }
+        Mapping {
+            root: Map::new(),
+            fields: HashMap::new(),
+            path_ids: HashMap::new(),
+        }
     }
 }
 
 fn mapping_error(reason: String) -> EsError {
-    EsError::new(400, "mapper_parsing_exception", reason.clone())
-        .with("caused_by", json!({"type": "illegal_argument_exception", "reason": reason}))
+    EsError::new(400, "mapper_parsing_exception", reason.clone()).with(
+        "caused_by",
+        json!({"type": "illegal_argument_exception", "reason": reason}),
+    )
 }
 
 impl Mapping {
@@ -283,9 +291,17 @@ impl Mapping {
     ) -> Result<(), EsError> {
         for (k, v) in obj {
             if k.is_empty() {
-                return Err(EsError::new(400, "document_parsing_exception", "field name cannot be an empty string"));
+                return Err(EsError::new(
+                    400,
+                    "document_parsing_exception",
+                    "field name cannot be an empty string",
+                ));
             }
-            let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             if self.fields.contains_key(&path) || out.iter().any(|(p, _)| *p == path) {
                 if let Value::Object(inner) = v {
                     self.find_unmapped(inner, &path, out, mode)?;
@@ -318,7 +334,11 @@ impl Mapping {
                 }
                 Value::Bool(_) => out.push((path, json!({"type": "boolean"}))),
                 Value::Number(n) => {
-                    let t = if n.is_i64() || n.is_u64() { "long" } else { "float" };
+                    let t = if n.is_i64() || n.is_u64() {
+                        "long"
+                    } else {
+                        "float"
+                    };
                     out.push((path, json!({"type": t})));
                 }
                 Value::String(s) => {
@@ -356,7 +376,13 @@ impl Mapping {
         Ok(DocValues(out.into_boxed_slice()))
     }
 
-    fn extract_obj(&self, obj: &Map<String, Value>, path: &mut String, out: &mut Vec<u8>, id: &str) -> Result<(), EsError> {
+    fn extract_obj(
+        &self,
+        obj: &Map<String, Value>,
+        path: &mut String,
+        out: &mut Vec<u8>,
+        id: &str,
+    ) -> Result<(), EsError> {
         for (k, v) in obj {
             let len = path.len();
             if len > 0 {
@@ -369,7 +395,13 @@ impl Mapping {
         Ok(())
     }
 
-    fn extract_value(&self, v: &Value, path: &mut String, out: &mut Vec<u8>, id: &str) -> Result<(), EsError> {
+    fn extract_value(
+        &self,
+        v: &Value,
+        path: &mut String,
+        out: &mut Vec<u8>,
+        id: &str,
+    ) -> Result<(), EsError> {
         match v {
             Value::Object(inner) => self.extract_obj(inner, path, out, id),
             Value::Array(items) => {
@@ -380,7 +412,9 @@ impl Mapping {
             }
             Value::Null => Ok(()),
             leaf => {
-                let Some(def) = self.fields.get(path.as_str()) else { return Ok(()) };
+                let Some(def) = self.fields.get(path.as_str()) else {
+                    return Ok(());
+                };
                 let text;
                 let l = match leaf {
                     Value::String(s) => Leaf::Str(s),
@@ -401,7 +435,12 @@ impl Mapping {
     /// invalid JSON (the slow path reports the precise error).
     pub fn extract_raw(&self, raw: &[u8]) -> Option<DocValues> {
         use serde::de::DeserializeSeed;
-        let mut walker = Walker { mapping: self, path: String::new(), out: Vec::with_capacity(raw.len() / 2), miss: false };
+        let mut walker = Walker {
+            mapping: self,
+            path: String::new(),
+            out: Vec::with_capacity(raw.len() / 2),
+            miss: false,
+        };
         let mut de = serde_json::Deserializer::from_slice(raw);
         RootSeed(&mut walker).deserialize(&mut de).ok()?;
         de.end().ok()?;
@@ -548,9 +587,12 @@ fn encode_leaf(def: &FieldDef, l: Leaf, out: &mut Vec<u8>) -> Result<(), ()> {
         },
         k if k.is_integer() => {
             let n = match l {
-                Leaf::Str(s) | Leaf::Num(s) => {
-                    s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| f.trunc() as i64))
-                }
+                Leaf::Str(s) | Leaf::Num(s) => s.parse::<i64>().ok().or_else(|| {
+                    s.parse::<f64>()
+                        .ok()
+                        .filter(|f| f.is_finite())
+                        .map(|f| f.trunc() as i64)
+                }),
                 Leaf::Bool(_) => None,
             };
             encode(out, id, Dv::Long(n.ok_or(())?));
@@ -560,7 +602,15 @@ fn encode_leaf(def: &FieldDef, l: Leaf, out: &mut Vec<u8>) -> Result<(), ()> {
                 Leaf::Str(s) | Leaf::Num(s) => s.parse::<f64>().map_err(|_| ())?,
                 Leaf::Bool(_) => return Err(()),
             };
-            encode(out, id, Dv::Double(if def.kind == Kind::Float { f as f32 as f64 } else { f }));
+            encode(
+                out,
+                id,
+                Dv::Double(if def.kind == Kind::Float {
+                    f as f32 as f64
+                } else {
+                    f
+                }),
+            );
         }
         Kind::Boolean => {
             let b = match l {
@@ -582,10 +632,16 @@ fn encode_leaf(def: &FieldDef, l: Leaf, out: &mut Vec<u8>) -> Result<(), ()> {
             };
             let nanos = match l {
                 Leaf::Str(s) => formats.parse_str(s).ok_or(())?,
-                Leaf::Num(s) => formats.parse_number(s.parse::<f64>().map_err(|_| ())?).ok_or(())?,
+                Leaf::Num(s) => formats
+                    .parse_number(s.parse::<f64>().map_err(|_| ())?)
+                    .ok_or(())?,
                 Leaf::Bool(_) => return Err(()),
             };
-            let v = if def.kind == Kind::Date { nanos.div_euclid(NANOS_PER_MILLI) as i64 } else { nanos as i64 };
+            let v = if def.kind == Kind::Date {
+                nanos.div_euclid(NANOS_PER_MILLI) as i64
+            } else {
+                nanos as i64
+            };
             encode(out, id, Dv::Date(v));
         }
         _ => {}
@@ -618,7 +674,10 @@ pub fn parse_long(v: &Value) -> Option<i64> {
             let f = n.as_f64()?;
             (f.is_finite()).then_some(f.trunc() as i64)
         }),
-        Value::String(s) => s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().map(|f| f.trunc() as i64)),
+        Value::String(s) => s
+            .parse::<i64>()
+            .ok()
+            .or_else(|| s.parse::<f64>().ok().map(|f| f.trunc() as i64)),
         _ => None,
     }
 }
@@ -637,14 +696,20 @@ fn merge_properties(target: &mut Value, props: &Value) -> Result<(), EsError> {
     };
     for (name, def) in props {
         if name.is_empty() {
-            return Err(EsError::new(400, "illegal_argument_exception", "field name cannot be an empty string"));
+            return Err(EsError::new(
+                400,
+                "illegal_argument_exception",
+                "field name cannot be an empty string",
+            ));
         }
         let Some(def_obj) = def.as_object() else {
             return Err(mapping_error(format!("Expected map for property [fields] on field [{name}] but got a class java.lang.String")));
         };
         if let Some(Value::String(t)) = def_obj.get("type") {
             if Kind::from_name(t) == Some(Kind::Other) && !KNOWN_OTHER_TYPES.contains(&t.as_str()) {
-                return Err(mapping_error(format!("No handler for type [{t}] declared on field [{name}]")));
+                return Err(mapping_error(format!(
+                    "No handler for type [{t}] declared on field [{name}]"
+                )));
             }
         }
         // Dotted names expand into objects, as Elasticsearch does.
@@ -652,13 +717,23 @@ fn merge_properties(target: &mut Value, props: &Value) -> Result<(), EsError> {
             insert_path(target, name, def.clone());
             continue;
         }
-        let slot = target.as_object_mut().expect("properties is an object").entry(name.clone()).or_insert_with(|| json!({}));
+        let slot = target
+            .as_object_mut()
+            .expect("properties is an object")
+            .entry(name.clone())
+            .or_insert_with(|| json!({}));
         for (k, v) in def_obj {
             if k == "properties" {
-                let inner = slot.as_object_mut().expect("object").entry("properties").or_insert_with(|| json!({}));
+                let inner = slot
+                    .as_object_mut()
+                    .expect("object")
+                    .entry("properties")
+                    .or_insert_with(|| json!({}));
                 merge_properties(inner, v)?;
             } else {
-                slot.as_object_mut().expect("object").insert(k.clone(), v.clone());
+                slot.as_object_mut()
+                    .expect("object")
+                    .insert(k.clone(), v.clone());
             }
         }
     }
@@ -666,10 +741,35 @@ fn merge_properties(target: &mut Value, props: &Value) -> Result<(), EsError> {
 }
 
 const KNOWN_OTHER_TYPES: &[&str] = &[
-    "binary", "ip", "geo_point", "geo_shape", "dense_vector", "sparse_vector", "flattened", "alias",
-    "integer_range", "long_range", "date_range", "ip_range", "version", "semantic_text", "rank_feature",
-    "rank_features", "completion", "search_as_you_type", "token_count", "histogram", "point", "shape",
-    "murmur3", "annotated_text", "percolator", "join", "unsigned_long", "counted_keyword", "float_range",
+    "binary",
+    "ip",
+    "geo_point",
+    "geo_shape",
+    "dense_vector",
+    "sparse_vector",
+    "flattened",
+    "alias",
+    "integer_range",
+    "long_range",
+    "date_range",
+    "ip_range",
+    "version",
+    "semantic_text",
+    "rank_feature",
+    "rank_features",
+    "completion",
+    "search_as_you_type",
+    "token_count",
+    "histogram",
+    "point",
+    "shape",
+    "murmur3",
+    "annotated_text",
+    "percolator",
+    "join",
+    "unsigned_long",
+    "counted_keyword",
+    "float_range",
     "double_range",
 ];
 
@@ -682,9 +782,13 @@ fn insert_path(props: &mut Value, path: &str, def: Value) {
             map.insert(part.to_string(), def);
             return;
         }
-        let node = map.entry(part.to_string()).or_insert_with(|| json!({"properties": {}}));
+        let node = map
+            .entry(part.to_string())
+            .or_insert_with(|| json!({"properties": {}}));
         if node.get("properties").is_none() {
-            node.as_object_mut().expect("object").insert("properties".into(), json!({}));
+            node.as_object_mut()
+                .expect("object")
+                .insert("properties".into(), json!({}));
         }
         cur = node.get_mut("properties").expect("just inserted");
     }
@@ -707,27 +811,45 @@ fn collect_fields(
     ids: &mut HashMap<Arc<str>, u32>,
 ) {
     for (name, def) in props {
-        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
         if let Some(Value::Object(inner)) = def.get("properties") {
             collect_fields(inner, &path, out, ids);
         }
         let type_name = def.get("type").and_then(Value::as_str).unwrap_or("object");
-        let Some(kind) = Kind::from_name(type_name) else { continue };
+        let Some(kind) = Kind::from_name(type_name) else {
+            continue;
+        };
         let (source, source_id) = intern(ids, &path);
         let field = make_def(kind, type_name, source.clone(), source_id, def);
         out.insert(path.clone(), Arc::new(field));
         if let Some(Value::Object(multi)) = def.get("fields") {
             for (sub, sub_def) in multi {
-                let t = sub_def.get("type").and_then(Value::as_str).unwrap_or("keyword");
+                let t = sub_def
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("keyword");
                 if let Some(k) = Kind::from_name(t) {
-                    out.insert(format!("{path}.{sub}"), Arc::new(make_def(k, t, source.clone(), source_id, sub_def)));
+                    out.insert(
+                        format!("{path}.{sub}"),
+                        Arc::new(make_def(k, t, source.clone(), source_id, sub_def)),
+                    );
                 }
             }
         }
     }
 }
 
-fn make_def(kind: Kind, type_name: &str, source_path: Arc<str>, source_id: u32, def: &Value) -> FieldDef {
+fn make_def(
+    kind: Kind,
+    type_name: &str,
+    source_path: Arc<str>,
+    source_id: u32,
+    def: &Value,
+) -> FieldDef {
     let formats = kind.is_date().then(|| {
         Arc::new(match def.get("format").and_then(Value::as_str) {
             Some(f) => DateFormats::parse(f),
@@ -739,9 +861,15 @@ fn make_def(kind: Kind, type_name: &str, source_path: Arc<str>, source_id: u32, 
         type_name: type_name.to_string(),
         source_path,
         source_id,
-        ignore_above: def.get("ignore_above").and_then(Value::as_u64).map(|n| n as usize),
+        ignore_above: def
+            .get("ignore_above")
+            .and_then(Value::as_u64)
+            .map(|n| n as usize),
         formats,
-        store: def.get("store").map(|v| v == &json!(true) || v == &json!("true")).unwrap_or(false),
+        store: def
+            .get("store")
+            .map(|v| v == &json!(true) || v == &json!("true"))
+            .unwrap_or(false),
     }
 }
 
@@ -760,10 +888,16 @@ mod tests {
         assert_eq!(m.field("o.b").unwrap().kind, Kind::Boolean);
         let values = m.extract(doc.as_object().unwrap(), "1").unwrap();
         let n = m.field("n").unwrap().source_id;
-        assert_eq!(values.of(n).collect::<Vec<_>>(), vec![Dv::Long(9007199254740993)]);
+        assert_eq!(
+            values.of(n).collect::<Vec<_>>(),
+            vec![Dv::Long(9007199254740993)]
+        );
         let raw = serde_json::to_vec(&doc).unwrap();
         let fast = m.extract_raw(&raw).expect("all fields mapped");
-        assert_eq!(fast.iter().collect::<Vec<_>>(), values.iter().collect::<Vec<_>>());
+        assert_eq!(
+            fast.iter().collect::<Vec<_>>(),
+            values.iter().collect::<Vec<_>>()
+        );
         assert!(m.extract_raw(br#"{"unmapped": 1}"#).is_none());
     }
 }

@@ -58,7 +58,9 @@ impl std::str::FromStr for Flavor {
         match s.to_ascii_lowercase().as_str() {
             "elasticsearch" | "es" => Ok(Flavor::Elasticsearch),
             "opensearch" | "os" => Ok(Flavor::OpenSearch),
-            other => Err(format!("unknown flavor {other:?} (expected elasticsearch or opensearch)")),
+            other => Err(format!(
+                "unknown flavor {other:?} (expected elasticsearch or opensearch)"
+            )),
         }
     }
 }
@@ -98,18 +100,27 @@ impl Emulator {
         let accept = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let sh = accept_shared.clone();
                 conns.spawn(async move {
                     let service = service_fn(move |req| handle(sh.clone(), req));
-                    let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
                 // Reap finished connections so the set does not grow without bound.
                 while conns.try_join_next().is_some() {}
             }
         });
-        Ok(Emulator { addr, shared, accept })
+        Ok(Emulator {
+            addr,
+            shared,
+            accept,
+        })
     }
 
     /// `http://127.0.0.1:PORT`
@@ -138,7 +149,9 @@ impl Drop for Emulator {
 type Body = BoxBody<Bytes, std::io::Error>;
 
 fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never: Infallible| match never {}).boxed()
+    Full::new(bytes)
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
@@ -149,12 +162,20 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     };
     let req = Req::new(&parts, body);
     let kind = cluster::endpoint_kind(&req);
-    let faults = shared.faults.lock().expect("fault lock").decide(kind, &req.path);
+    let faults = shared
+        .faults
+        .lock()
+        .expect("fault lock")
+        .decide(kind, &req.path);
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
     }
     let reply = match faults.status {
-        Some(429) => Reply::error(&EsError::rejected(if kind == "bulk" { "write" } else { "search" })),
+        Some(429) => Reply::error(&EsError::rejected(if kind == "bulk" {
+            "write"
+        } else {
+            "search"
+        })),
         Some(status) => Reply::error(&EsError::new(
             status,
             "cluster_block_exception",
@@ -173,7 +194,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     Ok(render(&shared, &parts, reply, faults.reset_after))
 }
 
-fn render(shared: &Shared, parts: &hyper::http::request::Parts, reply: Reply, reset_after: Option<u64>) -> Response<Body> {
+fn render(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    reply: Reply,
+    reset_after: Option<u64>,
+) -> Response<Body> {
     let mut builder = Response::builder().status(reply.status);
     if shared.flavor == Flavor::Elasticsearch {
         builder = builder.header("X-Elastic-Product", "Elasticsearch");
@@ -193,12 +219,17 @@ fn render(shared: &Shared, parts: &hyper::http::request::Parts, reply: Reply, re
                 let prefix = reply.body.slice(..n as usize);
                 let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
                     Ok(Frame::data(prefix)),
-                    Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected connection reset")),
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "injected connection reset",
+                    )),
                 ];
                 StreamBody::new(futures::stream::iter(frames)).boxed()
             }
             _ => full(reply.body),
         }
     };
-    builder.body(body).unwrap_or_else(|_| Response::new(full(Bytes::new())))
+    builder
+        .body(body)
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }

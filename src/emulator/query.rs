@@ -28,26 +28,57 @@ pub enum Query {
     None,
     Ids(HashSet<String>),
     Index(Vec<String>),
-    Leaf { field: u32, pred: Pred },
-    Bool { must: Vec<Query>, should: Vec<Query>, must_not: Vec<Query>, min_should: usize },
+    Leaf {
+        field: u32,
+        pred: Pred,
+    },
+    Bool {
+        must: Vec<Query>,
+        should: Vec<Query>,
+        must_not: Vec<Query>,
+        min_should: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub enum Pred {
-    StrIn { values: HashSet<String>, ignore_above: Option<usize>, case_insensitive: bool },
-    Tokens { tokens: Vec<String>, all: bool },
-    Prefix { prefix: String, case_insensitive: bool },
+    StrIn {
+        values: HashSet<String>,
+        ignore_above: Option<usize>,
+        case_insensitive: bool,
+    },
+    Tokens {
+        tokens: Vec<String>,
+        all: bool,
+    },
+    Prefix {
+        prefix: String,
+        case_insensitive: bool,
+    },
     LongIn(HashSet<i64>),
     DoubleIn(Vec<f64>),
     Bool(bool),
-    LongRange { lo: i64, hi: i64 },
-    DoubleRange { lo: f64, lo_incl: bool, hi: f64, hi_incl: bool },
-    StrRange { lo: Option<(String, bool)>, hi: Option<(String, bool)> },
+    LongRange {
+        lo: i64,
+        hi: i64,
+    },
+    DoubleRange {
+        lo: f64,
+        lo_incl: bool,
+        hi: f64,
+        hi_incl: bool,
+    },
+    StrRange {
+        lo: Option<(String, bool)>,
+        hi: Option<(String, bool)>,
+    },
     Exists,
 }
 
 fn shard_error(ctx: &QueryContext, reason: String) -> EsError {
-    EsError::new(400, "query_shard_exception", reason).with("index_uuid", ctx.uuid).with("index", ctx.index)
+    EsError::new(400, "query_shard_exception", reason)
+        .with("index_uuid", ctx.uuid)
+        .with("index", ctx.index)
 }
 
 fn parse_err(reason: impl Into<String>) -> EsError {
@@ -56,19 +87,32 @@ fn parse_err(reason: impl Into<String>) -> EsError {
 
 /// Splits text the way the standard analyzer roughly does: alphanumeric runs, lowercased.
 pub fn tokenize(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()).map(str::to_lowercase).collect()
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+        .collect()
 }
 
 /// Returns the single `{field: spec}` entry of a leaf query, ignoring `boost`/`_name`.
 fn single_field<'v>(name: &str, body: &'v Value) -> Result<(&'v String, &'v Value), EsError> {
-    let obj = body.as_object().ok_or_else(|| parse_err(format!("[{name}] query malformed, no start_object after query name")))?;
+    let obj = body.as_object().ok_or_else(|| {
+        parse_err(format!(
+            "[{name}] query malformed, no start_object after query name"
+        ))
+    })?;
     obj.iter()
         .find(|(k, _)| !matches!(k.as_str(), "boost" | "_name" | "format"))
-        .ok_or_else(|| parse_err(format!("[{name}] query doesn't support multiple fields, found none")))
+        .ok_or_else(|| {
+            parse_err(format!(
+                "[{name}] query doesn't support multiple fields, found none"
+            ))
+        })
 }
 
 pub fn compile(q: &Value, ctx: &QueryContext) -> Result<Query, EsError> {
-    let obj = q.as_object().ok_or_else(|| parse_err("query malformed, must start with start_object"))?;
+    let obj = q
+        .as_object()
+        .ok_or_else(|| parse_err("query malformed, must start with start_object"))?;
     let Some((name, body)) = obj.iter().next() else {
         return Ok(Query::All);
     };
@@ -215,21 +259,41 @@ fn parse_min_should(v: &Value, n: usize) -> usize {
     }
 }
 
-fn term_query(field: &str, values: &[Value], ci: bool, ctx: &QueryContext) -> Result<Query, EsError> {
+fn term_query(
+    field: &str,
+    values: &[Value],
+    ci: bool,
+    ctx: &QueryContext,
+) -> Result<Query, EsError> {
     match field {
         "_id" => return Ok(Query::Ids(values.iter().filter_map(as_string).collect())),
         "_index" => return Ok(Query::Index(values.iter().filter_map(as_string).collect())),
         _ => {}
     }
-    let Some(def) = ctx.mapping.field(field) else { return Ok(Query::None) };
+    let Some(def) = ctx.mapping.field(field) else {
+        return Ok(Query::None);
+    };
     let pred = leaf_pred(def, values, ci, field, ctx)?;
-    Ok(Query::Leaf { field: def.source_id, pred })
+    Ok(Query::Leaf {
+        field: def.source_id,
+        pred,
+    })
 }
 
-fn leaf_pred(def: &FieldDef, values: &[Value], ci: bool, field: &str, ctx: &QueryContext) -> Result<Pred, EsError> {
+fn leaf_pred(
+    def: &FieldDef,
+    values: &[Value],
+    ci: bool,
+    field: &str,
+    ctx: &QueryContext,
+) -> Result<Pred, EsError> {
     Ok(match def.kind {
         Kind::Keyword => Pred::StrIn {
-            values: values.iter().filter_map(as_string).map(|s| if ci { s.to_lowercase() } else { s }).collect(),
+            values: values
+                .iter()
+                .filter_map(as_string)
+                .map(|s| if ci { s.to_lowercase() } else { s })
+                .collect(),
             ignore_above: def.ignore_above,
             case_insensitive: ci,
         },
@@ -247,10 +311,25 @@ fn leaf_pred(def: &FieldDef, values: &[Value], ci: bool, field: &str, ctx: &Quer
         Kind::Double | Kind::Float => Pred::DoubleIn(
             values
                 .iter()
-                .map(|v| parse_f64(v).map(|f| if def.kind == Kind::Float { f as f32 as f64 } else { f }).ok_or_else(|| number_error(v, ctx)))
+                .map(|v| {
+                    parse_f64(v)
+                        .map(|f| {
+                            if def.kind == Kind::Float {
+                                f as f32 as f64
+                            } else {
+                                f
+                            }
+                        })
+                        .ok_or_else(|| number_error(v, ctx))
+                })
                 .collect::<Result<_, _>>()?,
         ),
-        Kind::Boolean => Pred::Bool(values.first().and_then(super::store::as_bool).unwrap_or(false)),
+        Kind::Boolean => Pred::Bool(
+            values
+                .first()
+                .and_then(super::store::as_bool)
+                .unwrap_or(false),
+        ),
         Kind::Date | Kind::DateNanos => {
             let mut set = HashSet::new();
             for v in values {
@@ -264,16 +343,29 @@ fn leaf_pred(def: &FieldDef, values: &[Value], ci: bool, field: &str, ctx: &Quer
 
 fn number_error(v: &Value, ctx: &QueryContext) -> EsError {
     let s = as_string(v).unwrap_or_default();
-    EsError::new(400, "query_shard_exception", format!("failed to create query: For input string: \"{s}\""))
-        .with("index_uuid", ctx.uuid)
-        .with("index", ctx.index)
+    EsError::new(
+        400,
+        "query_shard_exception",
+        format!("failed to create query: For input string: \"{s}\""),
+    )
+    .with("index_uuid", ctx.uuid)
+    .with("index", ctx.index)
 }
 
 /// A date query value as the field's unit (millis or nanos).
-fn date_value(def: &FieldDef, v: &Value, now: i128, field: &str, format: Option<&str>) -> Result<i64, EsError> {
+fn date_value(
+    def: &FieldDef,
+    v: &Value,
+    now: i128,
+    field: &str,
+    format: Option<&str>,
+) -> Result<i64, EsError> {
     let formats = match format {
         Some(f) => Arc::new(DateFormats::parse(f)),
-        None => def.formats.clone().unwrap_or_else(|| Arc::new(DateFormats::default_date())),
+        None => def
+            .formats
+            .clone()
+            .unwrap_or_else(|| Arc::new(DateFormats::default_date())),
     };
     let nanos = match v {
         Value::Number(n) => formats.parse_number(n.as_f64().unwrap_or(0.0)),
@@ -284,11 +376,19 @@ fn date_value(def: &FieldDef, v: &Value, now: i128, field: &str, format: Option<
         EsError::new(
             400,
             "parse_exception",
-            format!("failed to parse date field [{}] with format [{}]", as_string(v).unwrap_or_default(), formats.text),
+            format!(
+                "failed to parse date field [{}] with format [{}]",
+                as_string(v).unwrap_or_default(),
+                formats.text
+            ),
         )
         .with("field", field)
     })?;
-    Ok(if def.kind == Kind::DateNanos { nanos as i64 } else { nanos.div_euclid(NANOS_PER_MILLI) as i64 })
+    Ok(if def.kind == Kind::DateNanos {
+        nanos as i64
+    } else {
+        nanos.div_euclid(NANOS_PER_MILLI) as i64
+    })
 }
 
 fn match_query(field: &str, text: &Value, all: bool, ctx: &QueryContext) -> Result<Query, EsError> {
@@ -296,36 +396,57 @@ fn match_query(field: &str, text: &Value, all: bool, ctx: &QueryContext) -> Resu
         "_id" | "_index" => return term_query(field, std::slice::from_ref(text), false, ctx),
         _ => {}
     }
-    let Some(def) = ctx.mapping.field(field) else { return Ok(Query::None) };
+    let Some(def) = ctx.mapping.field(field) else {
+        return Ok(Query::None);
+    };
     if def.kind == Kind::Text {
         let tokens = tokenize(&as_string(text).unwrap_or_default());
         if tokens.is_empty() {
             return Ok(Query::None);
         }
-        return Ok(Query::Leaf { field: def.source_id, pred: Pred::Tokens { tokens, all } });
+        return Ok(Query::Leaf {
+            field: def.source_id,
+            pred: Pred::Tokens { tokens, all },
+        });
     }
     term_query(field, std::slice::from_ref(text), false, ctx)
 }
 
 fn range_query(field: &str, spec: &Value, ctx: &QueryContext) -> Result<Query, EsError> {
     let get = |k: &str| spec.get(k).filter(|v| !v.is_null());
-    let mut lo = get("gte").map(|v| (v, true)).or_else(|| get("gt").map(|v| (v, false)));
-    let mut hi = get("lte").map(|v| (v, true)).or_else(|| get("lt").map(|v| (v, false)));
+    let mut lo = get("gte")
+        .map(|v| (v, true))
+        .or_else(|| get("gt").map(|v| (v, false)));
+    let mut hi = get("lte")
+        .map(|v| (v, true))
+        .or_else(|| get("lt").map(|v| (v, false)));
     if lo.is_none() {
         if let Some(v) = get("from") {
-            lo = Some((v, spec.get("include_lower").and_then(Value::as_bool).unwrap_or(true)));
+            lo = Some((
+                v,
+                spec.get("include_lower")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+            ));
         }
     }
     if hi.is_none() {
         if let Some(v) = get("to") {
-            hi = Some((v, spec.get("include_upper").and_then(Value::as_bool).unwrap_or(true)));
+            hi = Some((
+                v,
+                spec.get("include_upper")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+            ));
         }
     }
     let format = spec.get("format").and_then(Value::as_str);
     if field == "_id" {
         return Ok(Query::None);
     }
-    let Some(def) = ctx.mapping.field(field) else { return Ok(Query::None) };
+    let Some(def) = ctx.mapping.field(field) else {
+        return Ok(Query::None);
+    };
     let pred = match def.kind {
         Kind::Keyword | Kind::Text => Pred::StrRange {
             lo: lo.map(|(v, i)| (as_string(v).unwrap_or_default(), i)),
@@ -354,15 +475,24 @@ fn range_query(field: &str, spec: &Value, ctx: &QueryContext) -> Result<Query, E
         Kind::Double | Kind::Float => {
             let conv = |v: &Value| parse_f64(v).ok_or_else(|| number_error(v, ctx));
             Pred::DoubleRange {
-                lo: lo.map(|(v, _)| conv(v)).transpose()?.unwrap_or(f64::NEG_INFINITY),
+                lo: lo
+                    .map(|(v, _)| conv(v))
+                    .transpose()?
+                    .unwrap_or(f64::NEG_INFINITY),
                 lo_incl: lo.map(|(_, i)| i).unwrap_or(true),
-                hi: hi.map(|(v, _)| conv(v)).transpose()?.unwrap_or(f64::INFINITY),
+                hi: hi
+                    .map(|(v, _)| conv(v))
+                    .transpose()?
+                    .unwrap_or(f64::INFINITY),
                 hi_incl: hi.map(|(_, i)| i).unwrap_or(true),
             }
         }
         _ => Pred::Exists,
     };
-    Ok(Query::Leaf { field: def.source_id, pred })
+    Ok(Query::Leaf {
+        field: def.source_id,
+        pred,
+    })
 }
 
 impl Query {
@@ -375,12 +505,20 @@ impl Query {
             Query::All => true,
             Query::None => false,
             Query::Ids(ids) => ids.contains(&*doc.id),
-            Query::Index(names) => names.iter().any(|n| n == index || super::indices::wildcard_match(n, index)),
+            Query::Index(names) => names
+                .iter()
+                .any(|n| n == index || super::indices::wildcard_match(n, index)),
             Query::Leaf { field, pred } => pred.matches(doc.values_of(*field)),
-            Query::Bool { must, should, must_not, min_should } => {
+            Query::Bool {
+                must,
+                should,
+                must_not,
+                min_should,
+            } => {
                 must.iter().all(|q| q.matches(doc, index))
                     && !must_not.iter().any(|q| q.matches(doc, index))
-                    && (*min_should == 0 || should.iter().filter(|q| q.matches(doc, index)).count() >= *min_should)
+                    && (*min_should == 0
+                        || should.iter().filter(|q| q.matches(doc, index)).count() >= *min_should)
             }
         }
     }
@@ -415,7 +553,14 @@ impl Pred {
 
     fn matches_one(&self, v: &Dv) -> bool {
         match (self, v) {
-            (Pred::StrIn { values, ignore_above, case_insensitive }, Dv::Str(s)) => {
+            (
+                Pred::StrIn {
+                    values,
+                    ignore_above,
+                    case_insensitive,
+                },
+                Dv::Str(s),
+            ) => {
                 if ignore_above.is_some_and(|max| s.chars().count() > max) {
                     return false;
                 }
@@ -425,7 +570,13 @@ impl Pred {
                     values.contains(*s)
                 }
             }
-            (Pred::Prefix { prefix, case_insensitive }, Dv::Str(s)) => {
+            (
+                Pred::Prefix {
+                    prefix,
+                    case_insensitive,
+                },
+                Dv::Str(s),
+            ) => {
                 if *case_insensitive {
                     s.to_lowercase().starts_with(&prefix.to_lowercase())
                 } else {
@@ -437,13 +588,33 @@ impl Pred {
             (Pred::DoubleIn(set), Dv::Long(n)) => set.contains(&(*n as f64)),
             (Pred::Bool(b), Dv::Bool(x)) => b == x,
             (Pred::LongRange { lo, hi }, Dv::Long(n) | Dv::Date(n)) => lo <= n && n <= hi,
-            (Pred::DoubleRange { lo, lo_incl, hi, hi_incl }, Dv::Double(f)) => {
-                (if *lo_incl { f >= lo } else { f > lo }) && (if *hi_incl { f <= hi } else { f < hi })
+            (
+                Pred::DoubleRange {
+                    lo,
+                    lo_incl,
+                    hi,
+                    hi_incl,
+                },
+                Dv::Double(f),
+            ) => {
+                (if *lo_incl { f >= lo } else { f > lo })
+                    && (if *hi_incl { f <= hi } else { f < hi })
             }
             (Pred::StrRange { lo, hi }, Dv::Str(s)) => {
                 let s: &str = s;
-                lo.as_ref().is_none_or(|(l, incl)| if *incl { s >= l.as_str() } else { s > l.as_str() })
-                    && hi.as_ref().is_none_or(|(h, incl)| if *incl { s <= h.as_str() } else { s < h.as_str() })
+                lo.as_ref().is_none_or(|(l, incl)| {
+                    if *incl {
+                        s >= l.as_str()
+                    } else {
+                        s > l.as_str()
+                    }
+                }) && hi.as_ref().is_none_or(|(h, incl)| {
+                    if *incl {
+                        s <= h.as_str()
+                    } else {
+                        s < h.as_str()
+                    }
+                })
             }
             _ => false,
         }

@@ -101,11 +101,22 @@ enum Accessor {
     ShardDoc,
     Id,
     IndexName,
-    Str { path: u32, ignore_above: Option<usize> },
-    Long { path: u32 },
-    Double { path: u32 },
+    Str {
+        path: u32,
+        ignore_above: Option<usize>,
+    },
+    Long {
+        path: u32,
+    },
+    Double {
+        path: u32,
+    },
     /// Dates are stored in the field's unit and sorted in the unit `numeric_type` asks for.
-    Date { path: u32, nanos_stored: bool, nanos_out: bool },
+    Date {
+        path: u32,
+        nanos_stored: bool,
+        nanos_out: bool,
+    },
     Unmapped,
 }
 
@@ -150,7 +161,11 @@ fn sweep_expired(c: &mut Cluster) {
 }
 
 /// Snapshots the resolved indices for a search (refreshing those whose interval elapsed).
-fn gather_targets(c: &mut Cluster, names: &[String], alias_filters: &HashMap<String, Value>) -> Vec<Target> {
+fn gather_targets(
+    c: &mut Cluster,
+    names: &[String],
+    alias_filters: &HashMap<String, Value>,
+) -> Vec<Target> {
     let mut base = 0;
     let mut out = Vec::new();
     for n in names {
@@ -205,7 +220,9 @@ fn resolve_terms_lookup(c: &Cluster, q: &mut Value) {
                                 .indices
                                 .get(index)
                                 .and_then(|i| i.get_live(&id))
-                                .and_then(|d| serde_json::from_slice::<Map<String, Value>>(&d.source).ok())
+                                .and_then(|d| {
+                                    serde_json::from_slice::<Map<String, Value>>(&d.source).ok()
+                                })
                                 .and_then(|src| lookup_path(&src, path).cloned())
                                 .map(|v| match v {
                                     Value::Array(a) => a,
@@ -245,10 +262,16 @@ fn parse_sort(v: &Value) -> Result<Vec<SortField>, EsError> {
                 for (f, spec) in &m {
                     match spec {
                         Value::String(o) => out.push(sort_field(f, Some(o), &Map::new())?),
-                        Value::Object(opts) => {
-                            out.push(sort_field(f, opts.get("order").and_then(Value::as_str), opts)?)
+                        Value::Object(opts) => out.push(sort_field(
+                            f,
+                            opts.get("order").and_then(Value::as_str),
+                            opts,
+                        )?),
+                        _ => {
+                            return Err(EsError::parsing(format!(
+                                "[{f}] failed to parse field [sort]"
+                            )))
                         }
-                        _ => return Err(EsError::parsing(format!("[{f}] failed to parse field [sort]"))),
                     }
                 }
             }
@@ -258,7 +281,11 @@ fn parse_sort(v: &Value) -> Result<Vec<SortField>, EsError> {
     Ok(out)
 }
 
-fn sort_field(f: &str, order: Option<&str>, opts: &Map<String, Value>) -> Result<SortField, EsError> {
+fn sort_field(
+    f: &str,
+    order: Option<&str>,
+    opts: &Map<String, Value>,
+) -> Result<SortField, EsError> {
     let order = match order {
         None => {
             if f == "_score" {
@@ -294,7 +321,11 @@ fn sort_error_for(t: &Target, e: EsError) -> EsError {
 }
 
 /// How `sf` reads target `t`, and the type its values have.
-fn accessor(sf: &SortField, t: &Target, flavor: Flavor) -> Result<(Accessor, Option<SortType>), EsError> {
+fn accessor(
+    sf: &SortField,
+    t: &Target,
+    flavor: Flavor,
+) -> Result<(Accessor, Option<SortType>), EsError> {
     match sf.field.as_str() {
         "_score" => return Ok((Accessor::Score, Some(SortType::Double))),
         "_doc" => return Ok((Accessor::Doc, Some(SortType::Long))),
@@ -313,7 +344,11 @@ fn accessor(sf: &SortField, t: &Target, flavor: Flavor) -> Result<(Accessor, Opt
             Some(ut) => Ok((Accessor::Unmapped, type_of_name(ut))),
             None => Err(sort_error_for(
                 t,
-                EsError::new(400, "query_shard_exception", format!("No mapping found for [{}] in order to sort on", sf.field)),
+                EsError::new(
+                    400,
+                    "query_shard_exception",
+                    format!("No mapping found for [{}] in order to sort on", sf.field),
+                ),
             )),
         };
     };
@@ -358,7 +393,11 @@ fn type_of_name(t: &str) -> Option<SortType> {
     })
 }
 
-fn pick<T: PartialOrd + Copy>(values: impl Iterator<Item = T>, desc: bool, mode: Option<&str>) -> Option<T> {
+fn pick<T: PartialOrd + Copy>(
+    values: impl Iterator<Item = T>,
+    desc: bool,
+    mode: Option<&str>,
+) -> Option<T> {
     let want_max = match mode {
         Some("max") => true,
         Some("min") => false,
@@ -372,22 +411,30 @@ fn pick<T: PartialOrd + Copy>(values: impl Iterator<Item = T>, desc: bool, mode:
 
 fn missing_val(sf: &SortField, ty: Option<SortType>, t: Option<&Target>) -> SortVal {
     match (&sf.missing, ty) {
-        (Missing::Value(v), Some(SortType::Str)) | (Missing::Value(v), None) => {
-            as_string(v).map(|s| SortVal::Str(s.into_boxed_str())).unwrap_or(SortVal::Null)
+        (Missing::Value(v), Some(SortType::Str)) | (Missing::Value(v), None) => as_string(v)
+            .map(|s| SortVal::Str(s.into_boxed_str()))
+            .unwrap_or(SortVal::Null),
+        (Missing::Value(v), Some(SortType::Double)) => {
+            SortVal::Double(super::mapping::parse_f64(v).unwrap_or(0.0))
         }
-        (Missing::Value(v), Some(SortType::Double)) => SortVal::Double(super::mapping::parse_f64(v).unwrap_or(0.0)),
         (Missing::Value(v), Some(SortType::Date { .. })) => {
             let _ = t;
             SortVal::Long(super::mapping::parse_long(v).unwrap_or(0))
         }
-        (Missing::Value(v), Some(SortType::Long)) => SortVal::Long(super::mapping::parse_long(v).unwrap_or(0)),
+        (Missing::Value(v), Some(SortType::Long)) => {
+            SortVal::Long(super::mapping::parse_long(v).unwrap_or(0))
+        }
         (m, Some(SortType::Str)) | (m, None) => {
             let _ = m;
             SortVal::Null
         }
         (m, Some(SortType::Double)) => {
             let high = (*m == Missing::Last) == (sf.order == Order::Asc);
-            SortVal::Double(if high { f64::INFINITY } else { f64::NEG_INFINITY })
+            SortVal::Double(if high {
+                f64::INFINITY
+            } else {
+                f64::NEG_INFINITY
+            })
         }
         (m, Some(_)) => {
             let high = (*m == Missing::Last) == (sf.order == Order::Asc);
@@ -396,7 +443,13 @@ fn missing_val(sf: &SortField, ty: Option<SortType>, t: Option<&Target>) -> Sort
     }
 }
 
-fn key_value(sf: &SortField, acc: &Accessor, ty: Option<SortType>, t: &Target, ord: u32) -> SortVal {
+fn key_value(
+    sf: &SortField,
+    acc: &Accessor,
+    ty: Option<SortType>,
+    t: &Target,
+    ord: u32,
+) -> SortVal {
     let doc = &t.snapshot.docs[ord as usize];
     let desc = sf.order == Order::Desc;
     let mode = sf.mode.as_deref();
@@ -405,7 +458,9 @@ fn key_value(sf: &SortField, acc: &Accessor, ty: Option<SortType>, t: &Target, o
         Accessor::Doc => Some(SortVal::Long(ord as i64)),
         Accessor::ShardDoc => {
             let (shard, docid) = t.snapshot.shard_doc(ord);
-            Some(SortVal::Long((((t.shard_base + shard) as i64) << 32) | docid as i64))
+            Some(SortVal::Long(
+                (((t.shard_base + shard) as i64) << 32) | docid as i64,
+            ))
         }
         Accessor::Id => Some(SortVal::Str(doc.id.to_string().into_boxed_str())),
         Accessor::IndexName => Some(SortVal::Str(t.name.to_string().into_boxed_str())),
@@ -436,7 +491,11 @@ fn key_value(sf: &SortField, acc: &Accessor, ty: Option<SortType>, t: &Target, o
             mode,
         )
         .map(SortVal::Double),
-        Accessor::Date { path, nanos_stored, nanos_out } => pick(
+        Accessor::Date {
+            path,
+            nanos_stored,
+            nanos_out,
+        } => pick(
             doc.values_of(*path).filter_map(|v| match v {
                 Dv::Date(n) => Some(n),
                 _ => None,
@@ -460,13 +519,29 @@ fn cmp_val(a: &SortVal, b: &SortVal, sf: &SortField) -> Ordering {
     let null_first = sf.missing == Missing::First;
     let natural = match (a, b) {
         (SortVal::Null, SortVal::Null) => return Ordering::Equal,
-        (SortVal::Null, _) => return if null_first { Ordering::Less } else { Ordering::Greater },
-        (_, SortVal::Null) => return if null_first { Ordering::Greater } else { Ordering::Less },
+        (SortVal::Null, _) => {
+            return if null_first {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            }
+        }
+        (_, SortVal::Null) => {
+            return if null_first {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            }
+        }
         (SortVal::Long(x), SortVal::Long(y)) => x.cmp(y),
         (SortVal::Str(x), SortVal::Str(y)) => x.as_bytes().cmp(y.as_bytes()),
         (SortVal::Double(x), SortVal::Double(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
-        (SortVal::Long(x), SortVal::Double(y)) => (*x as f64).partial_cmp(y).unwrap_or(Ordering::Equal),
-        (SortVal::Double(x), SortVal::Long(y)) => x.partial_cmp(&(*y as f64)).unwrap_or(Ordering::Equal),
+        (SortVal::Long(x), SortVal::Double(y)) => {
+            (*x as f64).partial_cmp(y).unwrap_or(Ordering::Equal)
+        }
+        (SortVal::Double(x), SortVal::Long(y)) => {
+            x.partial_cmp(&(*y as f64)).unwrap_or(Ordering::Equal)
+        }
         (SortVal::Str(_), _) => Ordering::Greater,
         (_, SortVal::Str(_)) => Ordering::Less,
     };
@@ -493,36 +568,66 @@ fn date_parse_error(v: &str, fmt: &str) -> EsError {
 }
 
 /// Converts a `search_after` entry into a key value comparable with the field's sort values.
-fn after_value(v: &Value, sf: &SortField, ty: Option<SortType>, targets: &[Target]) -> Result<SortVal, EsError> {
+fn after_value(
+    v: &Value,
+    sf: &SortField,
+    ty: Option<SortType>,
+    targets: &[Target],
+) -> Result<SortVal, EsError> {
     if v.is_null() {
         return Ok(SortVal::Null);
     }
     Ok(match ty {
-        Some(SortType::Str) | None => SortVal::Str(as_string(v).unwrap_or_default().into_boxed_str()),
+        Some(SortType::Str) | None => {
+            SortVal::Str(as_string(v).unwrap_or_default().into_boxed_str())
+        }
         Some(SortType::Long) => SortVal::Long(super::mapping::parse_long(v).ok_or_else(|| {
-            EsError::bad_request(format!("Failed to parse search_after value for field [{}].", sf.field))
+            EsError::bad_request(format!(
+                "Failed to parse search_after value for field [{}].",
+                sf.field
+            ))
         })?),
-        Some(SortType::Double) => SortVal::Double(super::mapping::parse_f64(v).ok_or_else(|| {
-            EsError::bad_request(format!("Failed to parse search_after value for field [{}].", sf.field))
-        })?),
+        Some(SortType::Double) => {
+            SortVal::Double(super::mapping::parse_f64(v).ok_or_else(|| {
+                EsError::bad_request(format!(
+                    "Failed to parse search_after value for field [{}].",
+                    sf.field
+                ))
+            })?)
+        }
         Some(SortType::Date { nanos }) => match v {
             Value::String(s) if s.parse::<i64>().is_err() || sf.format.is_some() => {
                 let formats = match &sf.format {
                     Some(f) => DateFormats::parse(f),
                     None => targets
                         .iter()
-                        .find_map(|t| t.mapping.field(&sf.field).and_then(|d| d.formats.as_deref().cloned()))
+                        .find_map(|t| {
+                            t.mapping
+                                .field(&sf.field)
+                                .and_then(|d| d.formats.as_deref().cloned())
+                        })
                         .unwrap_or_else(DateFormats::default_date),
                 };
-                let n = formats.parse_str(s).ok_or_else(|| date_parse_error(s, &formats.text))?;
-                SortVal::Long(if nanos { n as i64 } else { n.div_euclid(NANOS_PER_MILLI) as i64 })
+                let n = formats
+                    .parse_str(s)
+                    .ok_or_else(|| date_parse_error(s, &formats.text))?;
+                SortVal::Long(if nanos {
+                    n as i64
+                } else {
+                    n.div_euclid(NANOS_PER_MILLI) as i64
+                })
             }
             other => SortVal::Long(super::mapping::parse_long(other).ok_or_else(|| {
-                EsError::bad_request(format!("Failed to parse search_after value for field [{}].", sf.field))
+                EsError::bad_request(format!(
+                    "Failed to parse search_after value for field [{}].",
+                    sf.field
+                ))
             })?),
         },
     })
 }
+
+type Accessors = (Accessor, Option<SortType>);
 
 /// Runs the query over the targets and orders the matches.
 fn rank(
@@ -548,15 +653,23 @@ fn rank(
             max_result_window: t.max_result_window,
             now_nanos: now,
         };
-        let prepared = (|| -> Result<(Query, Vec<(Accessor, Option<SortType>)>), EsError> {
+        let prepared = (|| -> Result<(Query, Vec<Accessors>), EsError> {
             let mut q = match query {
                 Some(q) => compile(q, &ctx)?,
                 None => Query::All,
             };
             if let Some(f) = &t.alias_filter {
-                q = Query::Bool { must: vec![q, compile(f, &ctx)?], should: vec![], must_not: vec![], min_should: 0 };
+                q = Query::Bool {
+                    must: vec![q, compile(f, &ctx)?],
+                    should: vec![],
+                    must_not: vec![],
+                    min_should: 0,
+                };
             }
-            let accs = sorts.iter().map(|sf| accessor(sf, t, flavor)).collect::<Result<Vec<_>, _>>()?;
+            let accs = sorts
+                .iter()
+                .map(|sf| accessor(sf, t, flavor))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok((q, accs))
         })();
         let (q, accs) = match prepared {
@@ -583,7 +696,13 @@ fn rank(
             }
             hits.push((ti as u32, ord));
             if !sorts.is_empty() {
-                keys.push(sorts.iter().zip(&accs).map(|(sf, (a, ty))| key_value(sf, a, *ty, t, ord)).collect());
+                keys.push(
+                    sorts
+                        .iter()
+                        .zip(&accs)
+                        .map(|(sf, (a, ty))| key_value(sf, a, *ty, t, ord))
+                        .collect(),
+                );
             }
         }
     }
@@ -602,7 +721,10 @@ fn rank(
             new_hits.push(hits[i]);
             new_keys.push(keys_opt[i].take().expect("each key moved once"));
         }
-        return Ok(Ranked { hits: new_hits, keys: new_keys });
+        return Ok(Ranked {
+            hits: new_hits,
+            keys: new_keys,
+        });
     }
     Ok(Ranked { hits, keys })
 }
@@ -632,8 +754,18 @@ impl Slice {
             n_in_shard += 1;
         }
         if self.pit {
-            let start = t.snapshot.shard_starts.get(shard as usize).copied().unwrap_or(0);
-            let end = t.snapshot.shard_starts.get(shard as usize + 1).copied().unwrap_or(t.snapshot.docs.len() as u32);
+            let start = t
+                .snapshot
+                .shard_starts
+                .get(shard as usize)
+                .copied()
+                .unwrap_or(0);
+            let end = t
+                .snapshot
+                .shard_starts
+                .get(shard as usize + 1)
+                .copied()
+                .unwrap_or(t.snapshot.docs.len() as u32);
             let n = (end - start) as u64;
             let lo = n * sub as u64 / n_in_shard as u64;
             let hi = n * (sub as u64 + 1) / n_in_shard as u64;
@@ -667,10 +799,36 @@ enum Track {
 }
 
 const BODY_KEYS: &[&str] = &[
-    "query", "size", "from", "sort", "search_after", "_source", "track_total_hits", "seq_no_primary_term", "version", "pit",
-    "slice", "docvalue_fields", "stored_fields", "timeout", "track_scores", "explain", "min_score", "post_filter", "fields",
-    "highlight", "terminate_after", "profile", "stats", "ext", "runtime_mappings", "indices_boost", "aggs", "aggregations",
-    "_source_includes", "_source_excludes",
+    "query",
+    "size",
+    "from",
+    "sort",
+    "search_after",
+    "_source",
+    "track_total_hits",
+    "seq_no_primary_term",
+    "version",
+    "pit",
+    "slice",
+    "docvalue_fields",
+    "stored_fields",
+    "timeout",
+    "track_scores",
+    "explain",
+    "min_score",
+    "post_filter",
+    "fields",
+    "highlight",
+    "terminate_after",
+    "profile",
+    "stats",
+    "ext",
+    "runtime_mappings",
+    "indices_boost",
+    "aggs",
+    "aggregations",
+    "_source_includes",
+    "_source_excludes",
 ];
 
 fn token_name(v: &Value) -> &'static str {
@@ -685,10 +843,14 @@ fn token_name(v: &Value) -> &'static str {
 }
 
 fn parse_usize(v: &Value, name: &str) -> Result<i64, EsError> {
-    super::mapping::parse_long(v).ok_or_else(|| EsError::parsing(format!("[{name}] failed to parse field")))
+    super::mapping::parse_long(v)
+        .ok_or_else(|| EsError::parsing(format!("[{name}] failed to parse field")))
 }
 
-fn parse_spec(params: &HashMap<String, String>, body: Option<&Value>) -> Result<SearchSpec, EsError> {
+fn parse_spec(
+    params: &HashMap<String, String>,
+    body: Option<&Value>,
+) -> Result<SearchSpec, EsError> {
     let empty = Map::new();
     let b = match body {
         Some(Value::Object(m)) => m,
@@ -697,30 +859,47 @@ fn parse_spec(params: &HashMap<String, String>, body: Option<&Value>) -> Result<
     };
     for (k, v) in b {
         if !BODY_KEYS.contains(&k.as_str()) {
-            return Err(EsError::parsing(format!("Unknown key for a {} in [{k}].", token_name(v))));
+            return Err(EsError::parsing(format!(
+                "Unknown key for a {} in [{k}].",
+                token_name(v)
+            )));
         }
     }
     let p = |k: &str| params.get(k).map(String::as_str);
     let size = match (p("size"), b.get("size")) {
-        (Some(s), _) => s.parse::<i64>().map_err(|_| EsError::bad_request(format!("Failed to parse int parameter [size] with value [{s}]")))?,
+        (Some(s), _) => s.parse::<i64>().map_err(|_| {
+            EsError::bad_request(format!(
+                "Failed to parse int parameter [size] with value [{s}]"
+            ))
+        })?,
         (None, Some(v)) => parse_usize(v, "size")?,
         _ => 10,
     };
     if size < 0 {
-        return Err(EsError::bad_request(format!("[size] parameter cannot be negative, found [{size}]")));
+        return Err(EsError::bad_request(format!(
+            "[size] parameter cannot be negative, found [{size}]"
+        )));
     }
     let from = match (p("from"), b.get("from")) {
-        (Some(s), _) => s.parse::<i64>().map_err(|_| EsError::bad_request(format!("Failed to parse int parameter [from] with value [{s}]")))?,
+        (Some(s), _) => s.parse::<i64>().map_err(|_| {
+            EsError::bad_request(format!(
+                "Failed to parse int parameter [from] with value [{s}]"
+            ))
+        })?,
         (None, Some(v)) => parse_usize(v, "from")?,
         _ => 0,
     };
     let sorts = match (p("sort"), b.get("sort")) {
-        (Some(s), _) => parse_sort(&Value::Array(s.split(',').map(|x| Value::String(x.to_string())).collect()))?,
+        (Some(s), _) => parse_sort(&Value::Array(
+            s.split(',').map(|x| Value::String(x.to_string())).collect(),
+        ))?,
         (None, Some(v)) => parse_sort(v)?,
         _ => vec![],
     };
     let rest_total_as_int = matches!(p("rest_total_hits_as_int"), Some("true") | Some(""));
-    let track_raw = p("track_total_hits").map(|s| Value::String(s.to_string())).or_else(|| b.get("track_total_hits").cloned());
+    let track_raw = p("track_total_hits")
+        .map(|s| Value::String(s.to_string()))
+        .or_else(|| b.get("track_total_hits").cloned());
     let track = match &track_raw {
         None => {
             if rest_total_as_int {
@@ -733,7 +912,9 @@ fn parse_spec(params: &HashMap<String, String>, body: Option<&Value>) -> Result<
             Some("true") => Track::Exact,
             Some("false") => Track::Off,
             Some(n) => {
-                let n: i64 = n.parse().map_err(|_| EsError::bad_request(format!("Failed to parse track_total_hits [{n}]")))?;
+                let n: i64 = n.parse().map_err(|_| {
+                    EsError::bad_request(format!("Failed to parse track_total_hits [{n}]"))
+                })?;
                 if n < -1 {
                     return Err(EsError::validation(&[format!(
                         "[track_total_hits] parameter must be positive or equals to -1, got {n}"
@@ -761,7 +942,9 @@ fn parse_spec(params: &HashMap<String, String>, body: Option<&Value>) -> Result<
         Some(v) => SourceFilter::from_value(v)?,
         None => SourceFilter::all(),
     };
-    if let Some(f) = SourceFilter::from_params(p("_source"), p("_source_includes"), p("_source_excludes")) {
+    if let Some(f) =
+        SourceFilter::from_params(p("_source"), p("_source_includes"), p("_source_excludes"))
+    {
         source = f;
     }
     let stored_fields: Option<Vec<String>> = match (p("stored_fields"), b.get("stored_fields")) {
@@ -783,7 +966,10 @@ fn parse_spec(params: &HashMap<String, String>, body: Option<&Value>) -> Result<
             .iter()
             .map(|v| match v {
                 Value::Object(o) => (
-                    o.get("field").and_then(Value::as_str).unwrap_or("").to_string(),
+                    o.get("field")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                     o.get("format").and_then(Value::as_str).map(String::from),
                 ),
                 other => (as_string(other).unwrap_or_default(), None),
@@ -799,23 +985,38 @@ fn parse_spec(params: &HashMap<String, String>, body: Option<&Value>) -> Result<
     };
     let pit = match b.get("pit") {
         Some(Value::Object(o)) => Some((
-            o.get("id").and_then(Value::as_str).ok_or_else(|| EsError::parsing("[pit] requires [id]"))?.to_string(),
-            o.get("keep_alive").and_then(Value::as_str).map(String::from),
+            o.get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| EsError::parsing("[pit] requires [id]"))?
+                .to_string(),
+            o.get("keep_alive")
+                .and_then(Value::as_str)
+                .map(String::from),
         )),
         Some(_) => return Err(EsError::parsing("[pit] must be an object")),
         None => None,
     };
     let slice = match b.get("slice") {
         Some(Value::Object(o)) => {
-            let id = o.get("id").and_then(super::mapping::parse_long).ok_or_else(|| EsError::parsing("[slice] requires [id]"))?;
-            let max = o.get("max").and_then(super::mapping::parse_long).ok_or_else(|| EsError::parsing("[slice] requires [max]"))?;
+            let id = o
+                .get("id")
+                .and_then(super::mapping::parse_long)
+                .ok_or_else(|| EsError::parsing("[slice] requires [id]"))?;
+            let max = o
+                .get("max")
+                .and_then(super::mapping::parse_long)
+                .ok_or_else(|| EsError::parsing("[slice] requires [max]"))?;
             if max <= 1 {
                 return Err(EsError::bad_request("max must be greater than 1"));
             }
             if id < 0 || id >= max {
                 return Err(EsError::bad_request("id must be lower than max"));
             }
-            Some(Slice { id: id as u32, max: max as u32, pit: pit.is_some() })
+            Some(Slice {
+                id: id as u32,
+                max: max as u32,
+                pit: pit.is_some(),
+            })
         }
         _ => None,
     };
@@ -864,7 +1065,11 @@ fn write_sort_val(out: &mut Vec<u8>, v: &SortVal, sf: &SortField, ty: Option<Sor
         SortVal::Str(s) => write_json_str(out, s),
         SortVal::Long(n) => {
             if let (Some(fmt), Some(SortType::Date { nanos })) = (&sf.format, ty) {
-                let ns = if nanos { *n as i128 } else { *n as i128 * NANOS_PER_MILLI };
+                let ns = if nanos {
+                    *n as i128
+                } else {
+                    *n as i128 * NANOS_PER_MILLI
+                };
                 write_json_str(out, &DateFormats::parse(fmt).format(ns));
             } else {
                 let _ = write!(out, "{n}");
@@ -872,7 +1077,13 @@ fn write_sort_val(out: &mut Vec<u8>, v: &SortVal, sf: &SortField, ty: Option<Sor
         }
         SortVal::Double(f) => {
             if f.is_finite() {
-                let _ = write!(out, "{}", serde_json::Number::from_f64(*f).map(|n| n.to_string()).unwrap_or_else(|| "0".into()));
+                let _ = write!(
+                    out,
+                    "{}",
+                    serde_json::Number::from_f64(*f)
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "0".into())
+                );
             } else {
                 write_json_str(out, if *f > 0.0 { "Infinity" } else { "-Infinity" });
             }
@@ -880,7 +1091,12 @@ fn write_sort_val(out: &mut Vec<u8>, v: &SortVal, sf: &SortField, ty: Option<Sor
     }
 }
 
-fn docvalue_json(t: &Target, doc: &super::store::Doc, field: &str, format: Option<&str>) -> Option<Value> {
+fn docvalue_json(
+    t: &Target,
+    doc: &super::store::Doc,
+    field: &str,
+    format: Option<&str>,
+) -> Option<Value> {
     let def = t.mapping.field(field)?;
     let vals: Vec<Value> = doc
         .values_of(def.source_id)
@@ -903,10 +1119,18 @@ fn docvalue_json(t: &Target, doc: &super::store::Doc, field: &str, format: Optio
             }),
             (Dv::Bool(b), _) => Some(json!(b)),
             (Dv::Date(n), k) => {
-                let ns = if k == Kind::DateNanos { n as i128 } else { n as i128 * NANOS_PER_MILLI };
+                let ns = if k == Kind::DateNanos {
+                    n as i128
+                } else {
+                    n as i128 * NANOS_PER_MILLI
+                };
                 let fmts = match format {
                     Some(f) => DateFormats::parse(f),
-                    None => def.formats.as_deref().cloned().unwrap_or_else(DateFormats::default_date),
+                    None => def
+                        .formats
+                        .as_deref()
+                        .cloned()
+                        .unwrap_or_else(DateFormats::default_date),
                 };
                 Some(json!(fmts.format(ns)))
             }
@@ -916,7 +1140,7 @@ fn docvalue_json(t: &Target, doc: &super::store::Doc, field: &str, format: Optio
         None
     } else {
         let mut sorted = vals;
-        sorted.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+        sorted.sort_by_cached_key(|v| v.to_string());
         Some(Value::Array(sorted))
     }
 }
@@ -990,12 +1214,20 @@ fn render_page(p: &Page) -> Vec<u8> {
         write_json_str(&mut out, &t.name);
         out.extend_from_slice(b",\"_id\":");
         write_json_str(&mut out, &doc.id);
-        out.extend_from_slice(if scored { b",\"_score\":1.0" as &[u8] } else { b",\"_score\":null" });
+        out.extend_from_slice(if scored {
+            b",\"_score\":1.0" as &[u8]
+        } else {
+            b",\"_score\":null"
+        });
         if p.render.version {
             let _ = write!(out, ",\"_version\":{}", doc.version);
         }
         if p.render.seq_no {
-            let _ = write!(out, ",\"_seq_no\":{},\"_primary_term\":{}", doc.seq_no, PRIMARY_TERM);
+            let _ = write!(
+                out,
+                ",\"_seq_no\":{},\"_primary_term\":{}",
+                doc.seq_no, PRIMARY_TERM
+            );
         }
         if p.render.source.fetch {
             out.extend_from_slice(b",\"_source\":");
@@ -1032,7 +1264,11 @@ fn render_page(p: &Page) -> Vec<u8> {
 fn sort_types(sorts: &[SortField], targets: &[Target], flavor: Flavor) -> Vec<Option<SortType>> {
     sorts
         .iter()
-        .map(|sf| targets.iter().find_map(|t| accessor(sf, t, flavor).ok().and_then(|(_, ty)| ty)))
+        .map(|sf| {
+            targets
+                .iter()
+                .find_map(|t| accessor(sf, t, flavor).ok().and_then(|(_, ty)| ty))
+        })
         .collect()
 }
 
@@ -1067,7 +1303,10 @@ fn execute(
         problems.push("[indices] cannot be used with point in time. Do not specify any index with point in time.".to_string());
     }
     if spec.scroll.is_some() {
-        if matches!(params.get("request_cache").map(String::as_str), Some("true")) {
+        if matches!(
+            params.get("request_cache").map(String::as_str),
+            Some("true")
+        ) {
             problems.push("[request_cache] cannot be used in a scroll context".into());
         }
         if spec.size == 0 {
@@ -1113,12 +1352,20 @@ fn execute(
                     pit.keep_alive = keep_alive(ka)?;
                 }
                 pit.expires = Instant::now() + pit.keep_alive;
-                (pit.targets.clone(), Some(pit.cache.clone()), Some(id.clone()))
+                (
+                    pit.targets.clone(),
+                    Some(pit.cache.clone()),
+                    Some(id.clone()),
+                )
             }
             None => {
                 let names = c.resolve(index, opts)?;
                 let filters = alias_filters(&c, index);
-                (Arc::new(gather_targets(&mut c, &names, &filters)), None, None)
+                (
+                    Arc::new(gather_targets(&mut c, &names, &filters)),
+                    None,
+                    None,
+                )
             }
         }
     };
@@ -1139,7 +1386,10 @@ fn execute(
         && flavor == Flavor::Elasticsearch
         && !spec.sorts.is_empty()
         && spec.sorts.last().is_some_and(|s| s.field != "_shard_doc")
-        && spec.search_after.as_ref().is_none_or(|a| a.len() == spec.sorts.len() + 1)
+        && spec
+            .search_after
+            .as_ref()
+            .is_none_or(|a| a.len() == spec.sorts.len() + 1)
     {
         spec.sorts.push(SortField {
             field: "_shard_doc".into(),
@@ -1170,13 +1420,24 @@ fn execute(
     let mut failures = Vec::new();
     let ranked: Arc<Ranked> = match &cache {
         Some(cache) => {
-            let key = serde_json::to_string(&json!([spec.query, format!("{:?}", effective_sorts), format!("{:?}", spec.slice)]))
-                .unwrap_or_default();
+            let key = serde_json::to_string(&json!([
+                spec.query,
+                format!("{:?}", effective_sorts),
+                format!("{:?}", spec.slice)
+            ]))
+            .unwrap_or_default();
             let hit = cache.lock().expect("pit cache").get(&key).cloned();
             match hit {
                 Some(r) => r,
                 None => {
-                    let r = Arc::new(rank(&targets, &spec.query, &effective_sorts, spec.slice.as_ref(), flavor, &mut failures)?);
+                    let r = Arc::new(rank(
+                        &targets,
+                        &spec.query,
+                        &effective_sorts,
+                        spec.slice.as_ref(),
+                        flavor,
+                        &mut failures,
+                    )?);
                     let mut c = cache.lock().expect("pit cache");
                     if c.len() >= 8 {
                         c.clear();
@@ -1186,9 +1447,20 @@ fn execute(
                 }
             }
         }
-        None => Arc::new(rank(&targets, &spec.query, &effective_sorts, spec.slice.as_ref(), flavor, &mut failures)?),
+        None => Arc::new(rank(
+            &targets,
+            &spec.query,
+            &effective_sorts,
+            spec.slice.as_ref(),
+            flavor,
+            &mut failures,
+        )?),
     };
-    let window = targets.iter().map(|t| t.max_result_window).min().unwrap_or(10_000);
+    let window = targets
+        .iter()
+        .map(|t| t.max_result_window)
+        .min()
+        .unwrap_or(10_000);
     if spec.scroll.is_none() && from + spec.size > window {
         let e = EsError::bad_request(format!(
             "Result window is too large, from + size must be less than or equal to: [{window}] but was [{}]. See the scroll api for a more efficient way to request large data sets. This limit can be set by changing the [index.max_result_window] index level setting.",
@@ -1208,7 +1480,9 @@ fn execute(
                 .zip(&types)
                 .map(|((v, sf), ty)| after_value(v, sf, *ty, &targets))
                 .collect::<Result<_, _>>()?;
-            ranked.keys.partition_point(|k| cmp_keys(k, &after, &effective_sorts) != Ordering::Greater)
+            ranked
+                .keys
+                .partition_point(|k| cmp_keys(k, &after, &effective_sorts) != Ordering::Greater)
         }
         None => from,
     }
@@ -1226,9 +1500,17 @@ fn execute(
             "reason": {"type": "node_disconnected_exception", "reason": "[emulator-node][127.0.0.1:9300][indices:data/read/search[phase/query]] disconnected (injected fault)"}
         }));
     }
-    let shards = (real_shards + faults.shard_failures, failed_shards, failure_list);
+    let shards = (
+        real_shards + faults.shard_failures,
+        failed_shards,
+        failure_list,
+    );
 
-    let track = if spec.scroll.is_some() { Track::Exact } else { spec.track };
+    let track = if spec.scroll.is_some() {
+        Track::Exact
+    } else {
+        spec.track
+    };
     let mut scroll_id = None;
     if let Some(ka) = spec.scroll {
         let mut c = lock(sh);
@@ -1273,14 +1555,24 @@ fn body_with_params(req: &Req) -> Result<Option<Value>, EsError> {
     req.json()
 }
 
-pub fn search(sh: &Shared, req: &Req, index: Option<&str>, faults: &RequestFaults) -> Result<Reply, EsError> {
+pub fn search(
+    sh: &Shared,
+    req: &Req,
+    index: Option<&str>,
+    faults: &RequestFaults,
+) -> Result<Reply, EsError> {
     let body = body_with_params(req)?;
     let opts = Opts::from_req(req, "open", true)?;
     let bytes = execute(sh, index, &req.params, body, faults, opts)?;
     Ok(Reply::raw(200, bytes))
 }
 
-pub fn count(sh: &Shared, req: &Req, index: Option<&str>, faults: &RequestFaults) -> Result<Reply, EsError> {
+pub fn count(
+    sh: &Shared,
+    req: &Req,
+    index: Option<&str>,
+    faults: &RequestFaults,
+) -> Result<Reply, EsError> {
     if let Some(t) = req.param("terminate_after") {
         if t.parse::<i64>().map(|n| n <= 0).unwrap_or(true) {
             return Err(EsError::bad_request("terminateAfter must be > 0"));
@@ -1290,7 +1582,10 @@ pub fn count(sh: &Shared, req: &Req, index: Option<&str>, faults: &RequestFaults
     if let Some(Value::Object(m)) = &body {
         for (k, v) in m {
             if k != "query" {
-                return Err(EsError::parsing(format!("request does not support [{k}]")).with("line", 1).with("col", 2).with("token", token_name(v)));
+                return Err(EsError::parsing(format!("request does not support [{k}]"))
+                    .with("line", 1)
+                    .with("col", 2)
+                    .with("token", token_name(v)));
             }
         }
     }
@@ -1316,15 +1611,26 @@ pub fn count(sh: &Shared, req: &Req, index: Option<&str>, faults: &RequestFaults
     })))
 }
 
-pub fn msearch(sh: &Shared, req: &Req, index: Option<&str>, faults: &RequestFaults) -> Result<Reply, EsError> {
+pub fn msearch(
+    sh: &Shared,
+    req: &Req,
+    index: Option<&str>,
+    faults: &RequestFaults,
+) -> Result<Reply, EsError> {
     let started = Instant::now();
-    let lines: Vec<&[u8]> = req.body.split(|&b| b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).collect();
+    let lines: Vec<&[u8]> = req
+        .body
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
     let mut pairs = Vec::new();
     let mut i = 0;
     while i < lines.len() {
-        let header: Value = serde_json::from_slice(lines[i]).map_err(|e| EsError::parsing(format!("failed to parse msearch header: {e}")))?;
+        let header: Value = serde_json::from_slice(lines[i])
+            .map_err(|e| EsError::parsing(format!("failed to parse msearch header: {e}")))?;
         let body: Value = match lines.get(i + 1) {
-            Some(l) => serde_json::from_slice(l).map_err(|e| EsError::parsing(format!("failed to parse msearch body: {e}")))?,
+            Some(l) => serde_json::from_slice(l)
+                .map_err(|e| EsError::parsing(format!("failed to parse msearch body: {e}")))?,
             None => json!({}),
         };
         i += 2;
@@ -1421,7 +1727,9 @@ pub fn open_pit(sh: &Shared, req: &Req, index: &str) -> Result<Reply, EsError> {
     let shards_json = json!({"total": shards, "successful": shards, "skipped": 0, "failed": 0});
     Ok(Reply::ok(match sh.flavor {
         Flavor::Elasticsearch => json!({"id": id, "_shards": shards_json}),
-        Flavor::OpenSearch => json!({"pit_id": id, "_shards": shards_json, "creation_time": created}),
+        Flavor::OpenSearch => {
+            json!({"pit_id": id, "_shards": shards_json, "creation_time": created})
+        }
     }))
 }
 
@@ -1439,12 +1747,22 @@ pub fn close_pit(sh: &Shared, req: &Req, all: bool) -> Result<Reply, EsError> {
     sweep_expired(&mut c);
     match sh.flavor {
         Flavor::Elasticsearch => {
-            let id = body.get("id").and_then(Value::as_str).ok_or_else(|| EsError::validation(&["no pit id specified".into()]))?;
+            let id = body
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| EsError::validation(&["no pit id specified".into()]))?;
             let freed = c.pits.remove(id).is_some();
-            Ok(Reply::json(if freed { 200 } else { 404 }, &json!({"succeeded": true, "num_freed": freed as u32})))
+            Ok(Reply::json(
+                if freed { 200 } else { 404 },
+                &json!({"succeeded": true, "num_freed": freed as u32}),
+            ))
         }
         Flavor::OpenSearch => {
-            let ids: Vec<String> = if all { c.pits.keys().cloned().collect() } else { ids_from(body.get("pit_id")) };
+            let ids: Vec<String> = if all {
+                c.pits.keys().cloned().collect()
+            } else {
+                ids_from(body.get("pit_id"))
+            };
             let mut pits = Vec::new();
             let mut any_missing = false;
             for id in ids {
@@ -1452,7 +1770,10 @@ pub fn close_pit(sh: &Shared, req: &Req, all: bool) -> Result<Reply, EsError> {
                 any_missing |= !ok;
                 pits.push(json!({"pit_id": id, "successful": ok}));
             }
-            Ok(Reply::json(if any_missing && !all { 404 } else { 200 }, &json!({"pits": pits})))
+            Ok(Reply::json(
+                if any_missing && !all { 404 } else { 200 },
+                &json!({"pits": pits}),
+            ))
         }
     }
 }
@@ -1468,7 +1789,12 @@ pub fn list_pits(sh: &Shared) -> Result<Reply, EsError> {
     Ok(Reply::ok(json!({"pits": pits})))
 }
 
-pub fn scroll(sh: &Shared, req: &Req, path_id: Option<&str>, faults: &RequestFaults) -> Result<Reply, EsError> {
+pub fn scroll(
+    sh: &Shared,
+    req: &Req,
+    path_id: Option<&str>,
+    faults: &RequestFaults,
+) -> Result<Reply, EsError> {
     let started = Instant::now();
     let body = req.json()?;
     let id = body
@@ -1496,7 +1822,14 @@ pub fn scroll(sh: &Shared, req: &Req, path_id: Option<&str>, faults: &RequestFau
         let start = s.pos.min(s.ranked.hits.len());
         let end = (start + s.size).min(s.ranked.hits.len());
         s.pos = end;
-        (s.targets.clone(), s.ranked.clone(), start, end, s.render.clone(), s.sorts.clone())
+        (
+            s.targets.clone(),
+            s.ranked.clone(),
+            start,
+            end,
+            s.render.clone(),
+            s.sorts.clone(),
+        )
     };
     render.rest_total_as_int = rest_total_as_int;
     let types = sort_types(&sorts, &targets, sh.flavor);
@@ -1512,7 +1845,11 @@ pub fn scroll(sh: &Shared, req: &Req, path_id: Option<&str>, faults: &RequestFau
         render: &render,
         pit_id: None,
         scroll_id: Some(&id),
-        shards: (real_shards + faults.shard_failures, faults.shard_failures, vec![]),
+        shards: (
+            real_shards + faults.shard_failures,
+            faults.shard_failures,
+            vec![],
+        ),
         took: started.elapsed().as_millis() as u64,
     };
     Ok(Reply::raw(200, render_page(&page)))
@@ -1522,7 +1859,11 @@ pub fn clear_scroll(sh: &Shared, req: &Req, path_id: Option<&str>) -> Result<Rep
     let body = req.json()?;
     let mut ids = ids_from(body.as_ref().and_then(|b| b.get("scroll_id")));
     if ids.is_empty() {
-        ids = ids_from(req.param("scroll_id").map(|s| Value::String(s.to_string())).as_ref());
+        ids = ids_from(
+            req.param("scroll_id")
+                .map(|s| Value::String(s.to_string()))
+                .as_ref(),
+        );
     }
     if ids.is_empty() {
         if let Some(p) = path_id {
@@ -1542,6 +1883,13 @@ pub fn clear_scroll(sh: &Shared, req: &Req, path_id: Option<&str>) -> Result<Rep
             }
         }
     }
-    let status = if freed == 0 && !ids.is_empty() { 404 } else { 200 };
-    Ok(Reply::json(status, &json!({"succeeded": true, "num_freed": freed})))
+    let status = if freed == 0 && !ids.is_empty() {
+        404
+    } else {
+        200
+    };
+    Ok(Reply::json(
+        status,
+        &json!({"succeeded": true, "num_freed": freed}),
+    ))
 }

@@ -14,15 +14,26 @@ pub struct SourceFilter {
 
 fn list(v: &Value) -> Vec<String> {
     match v {
-        Value::String(s) => s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect(),
-        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+        Value::String(s) => s
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
         _ => Vec::new(),
     }
 }
 
 impl SourceFilter {
     pub fn all() -> SourceFilter {
-        SourceFilter { fetch: true, includes: vec![], excludes: vec![] }
+        SourceFilter {
+            fetch: true,
+            includes: vec![],
+            excludes: vec![],
+        }
     }
 
     pub fn is_passthrough(&self) -> bool {
@@ -52,7 +63,11 @@ impl SourceFilter {
     }
 
     /// Parses the URL form (`_source`, `_source_includes`, `_source_excludes`); `None` if absent.
-    pub fn from_params(source: Option<&str>, includes: Option<&str>, excludes: Option<&str>) -> Option<SourceFilter> {
+    pub fn from_params(
+        source: Option<&str>,
+        includes: Option<&str>,
+        excludes: Option<&str>,
+    ) -> Option<SourceFilter> {
         if source.is_none() && includes.is_none() && excludes.is_none() {
             return None;
         }
@@ -102,12 +117,17 @@ impl SourceFilter {
     /// and filtering only the fields a pattern reaches into. Returns false (writing nothing) if the
     /// source has a shape the scanner does not handle.
     fn apply_top_level(&self, raw: &[u8], out: &mut Vec<u8>) -> bool {
-        let Some(fields) = top_level_fields(raw) else { return false };
+        let Some(fields) = top_level_fields(raw) else {
+            return false;
+        };
         let start = out.len();
         out.push(b'{');
         let mut first = true;
         for (key_raw, key, value) in fields {
-            let touches_exclude = self.excludes.iter().any(|p| p.contains('*') || p == key || p.starts_with(&format!("{key}.")));
+            let touches_exclude = self
+                .excludes
+                .iter()
+                .any(|p| p.contains('*') || p == key || p.starts_with(&format!("{key}.")));
             let whole = self.includes.is_empty() || included(key, &self.includes);
             if whole && !touches_exclude {
                 if !first {
@@ -192,7 +212,8 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
         }
         _ => {
             let mut j = i;
-            while j < b.len() && !matches!(b[j], b',' | b'}' | b']') && !b[j].is_ascii_whitespace() {
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']') && !b[j].is_ascii_whitespace()
+            {
                 j += 1;
             }
             Some(j)
@@ -247,13 +268,24 @@ fn included(path: &str, includes: &[String]) -> bool {
 
 fn may_include_below(path: &str, includes: &[String]) -> bool {
     let prefix = format!("{path}.");
-    includes.iter().any(|p| p.contains('*') || p.starts_with(&prefix))
+    includes
+        .iter()
+        .any(|p| p.contains('*') || p.starts_with(&prefix))
 }
 
-fn filter_obj(obj: &Map<String, Value>, prefix: &str, includes: &[String], excludes: &[String]) -> Map<String, Value> {
+fn filter_obj(
+    obj: &Map<String, Value>,
+    prefix: &str,
+    includes: &[String],
+    excludes: &[String],
+) -> Map<String, Value> {
     let mut out = Map::new();
     for (k, v) in obj {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         if excludes.iter().any(|p| wildcard_match(p, &path)) {
             continue;
         }
@@ -269,7 +301,13 @@ fn filter_obj(obj: &Map<String, Value>, prefix: &str, includes: &[String], exclu
     out
 }
 
-fn filter_value(v: &Value, path: &str, includes: &[String], excludes: &[String], whole: bool) -> Option<Value> {
+fn filter_value(
+    v: &Value,
+    path: &str,
+    includes: &[String],
+    excludes: &[String],
+    whole: bool,
+) -> Option<Value> {
     match v {
         Value::Object(o) => {
             let f = filter_obj(o, path, includes, excludes);
@@ -279,7 +317,10 @@ fn filter_value(v: &Value, path: &str, includes: &[String], excludes: &[String],
             Some(Value::Object(f))
         }
         Value::Array(items) => {
-            let kept: Vec<Value> = items.iter().filter_map(|i| filter_value(i, path, includes, excludes, whole)).collect();
+            let kept: Vec<Value> = items
+                .iter()
+                .filter_map(|i| filter_value(i, path, includes, excludes, whole))
+                .collect();
             if kept.is_empty() && !items.is_empty() {
                 return None;
             }
@@ -298,12 +339,33 @@ mod tests {
     fn includes_and_excludes() {
         let src = json!({"include": {"field1": "v1", "field2": "v2"}, "count": 1});
         let m = src.as_object().unwrap();
-        let f = SourceFilter { fetch: true, includes: vec!["include.field1".into()], excludes: vec![] };
-        assert_eq!(Value::Object(f.apply(m)), json!({"include": {"field1": "v1"}}));
-        let f = SourceFilter { fetch: true, includes: vec!["include".into()], excludes: vec!["*.field2".into()] };
-        assert_eq!(Value::Object(f.apply(m)), json!({"include": {"field1": "v1"}}));
-        let f = SourceFilter { fetch: true, includes: vec![], excludes: vec!["count".into()] };
-        assert_eq!(Value::Object(f.apply(m)), json!({"include": {"field1": "v1", "field2": "v2"}}));
+        let f = SourceFilter {
+            fetch: true,
+            includes: vec!["include.field1".into()],
+            excludes: vec![],
+        };
+        assert_eq!(
+            Value::Object(f.apply(m)),
+            json!({"include": {"field1": "v1"}})
+        );
+        let f = SourceFilter {
+            fetch: true,
+            includes: vec!["include".into()],
+            excludes: vec!["*.field2".into()],
+        };
+        assert_eq!(
+            Value::Object(f.apply(m)),
+            json!({"include": {"field1": "v1"}})
+        );
+        let f = SourceFilter {
+            fetch: true,
+            includes: vec![],
+            excludes: vec!["count".into()],
+        };
+        assert_eq!(
+            Value::Object(f.apply(m)),
+            json!({"include": {"field1": "v1", "field2": "v2"}})
+        );
     }
 
     #[test]
@@ -311,10 +373,26 @@ mod tests {
         let raw = br#"{"a": {"x": 1, "y": "}\"{"}, "b": [1, {"c": 2}], "big": 72057594037927936, "s": "t"}"#;
         let src: Map<String, Value> = serde_json::from_slice(raw).unwrap();
         let filters = [
-            SourceFilter { fetch: true, includes: vec!["a".into(), "big".into()], excludes: vec![] },
-            SourceFilter { fetch: true, includes: vec!["a.y".into(), "s".into()], excludes: vec![] },
-            SourceFilter { fetch: true, includes: vec![], excludes: vec!["*.x".into(), "b".into()] },
-            SourceFilter { fetch: true, includes: vec!["b.c".into()], excludes: vec![] },
+            SourceFilter {
+                fetch: true,
+                includes: vec!["a".into(), "big".into()],
+                excludes: vec![],
+            },
+            SourceFilter {
+                fetch: true,
+                includes: vec!["a.y".into(), "s".into()],
+                excludes: vec![],
+            },
+            SourceFilter {
+                fetch: true,
+                includes: vec![],
+                excludes: vec!["*.x".into(), "b".into()],
+            },
+            SourceFilter {
+                fetch: true,
+                includes: vec!["b.c".into()],
+                excludes: vec![],
+            },
         ];
         for f in filters {
             let mut out = Vec::new();
@@ -323,7 +401,12 @@ mod tests {
             assert_eq!(fast, Value::Object(f.apply(&src)), "{f:?}");
         }
         let mut out = Vec::new();
-        SourceFilter { fetch: true, includes: vec!["big".into()], excludes: vec![] }.apply_bytes(raw, &mut out);
+        SourceFilter {
+            fetch: true,
+            includes: vec!["big".into()],
+            excludes: vec![],
+        }
+        .apply_bytes(raw, &mut out);
         assert_eq!(out, br#"{"big":72057594037927936}"#);
     }
 }

@@ -47,8 +47,14 @@ pub struct Snapshot {
 impl Snapshot {
     /// `_shard_doc`-style position of an ordinal: (shard, doc id within the shard).
     pub fn shard_doc(&self, ord: u32) -> (u32, u32) {
-        let shard = self.shard_starts.partition_point(|&s| s <= ord).saturating_sub(1);
-        (shard as u32, ord - self.shard_starts.get(shard).copied().unwrap_or(0))
+        let shard = self
+            .shard_starts
+            .partition_point(|&s| s <= ord)
+            .saturating_sub(1);
+        (
+            shard as u32,
+            ord - self.shard_starts.get(shard).copied().unwrap_or(0),
+        )
     }
 }
 
@@ -86,7 +92,10 @@ impl AliasMeta {
         let routing = v.get("routing").and_then(as_string);
         AliasMeta {
             filter: v.get("filter").cloned(),
-            index_routing: v.get("index_routing").and_then(as_string).or_else(|| routing.clone()),
+            index_routing: v
+                .get("index_routing")
+                .and_then(as_string)
+                .or_else(|| routing.clone()),
             search_routing: v.get("search_routing").and_then(as_string).or(routing),
             is_write_index: v.get("is_write_index").and_then(as_bool),
             is_hidden: v.get("is_hidden").and_then(as_bool),
@@ -155,8 +164,12 @@ impl VersionType {
             "internal" => Ok(VersionType::Internal),
             "external" => Ok(VersionType::External),
             "external_gte" => Ok(VersionType::ExternalGte),
-            "force" => Err(EsError::validation(&["version type [force] may no longer be used".into()])),
-            other => Err(EsError::bad_request(format!("No version type match [{other}]"))),
+            "force" => Err(EsError::validation(&[
+                "version type [force] may no longer be used".into(),
+            ])),
+            other => Err(EsError::bad_request(format!(
+                "No version type match [{other}]"
+            ))),
         }
     }
 }
@@ -178,7 +191,9 @@ impl WriteCheck {
             }
         }
         if self.create_only && self.version_type != VersionType::Internal {
-            problems.push("create operations only support internal versioning. use index instead".to_string());
+            problems.push(
+                "create operations only support internal versioning. use index instead".to_string(),
+            );
         }
         if problems.is_empty() {
             Ok(())
@@ -200,8 +215,16 @@ pub struct WriteResult {
 pub const PRIMARY_TERM: i64 = 1;
 
 impl Index {
-    pub fn new(name: String, uuid: String, settings: BTreeMap<String, String>, mapping: Mapping) -> Index {
-        let shards = settings.get("index.number_of_shards").and_then(|s| s.parse().ok()).unwrap_or(1u32);
+    pub fn new(
+        name: String,
+        uuid: String,
+        settings: BTreeMap<String, String>,
+        mapping: Mapping,
+    ) -> Index {
+        let shards = settings
+            .get("index.number_of_shards")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1u32);
         Index {
             name,
             uuid,
@@ -214,7 +237,10 @@ impl Index {
             slots: Vec::new(),
             tombstones: HashMap::new(),
             next_seq_no: 0,
-            searchable: Arc::new(Snapshot { docs: Vec::new(), shard_starts: vec![0; shards as usize] }),
+            searchable: Arc::new(Snapshot {
+                docs: Vec::new(),
+                shard_starts: vec![0; shards as usize],
+            }),
             dirty_since: None,
             dirty_shards: vec![false; shards.max(1) as usize],
             deleted_docs: 0,
@@ -226,15 +252,21 @@ impl Index {
     }
 
     pub fn num_shards(&self) -> u32 {
-        self.setting("index.number_of_shards").and_then(|s| s.parse().ok()).unwrap_or(1)
+        self.setting("index.number_of_shards")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1)
     }
 
     pub fn num_replicas(&self) -> u32 {
-        self.setting("index.number_of_replicas").and_then(|s| s.parse().ok()).unwrap_or(1)
+        self.setting("index.number_of_replicas")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1)
     }
 
     pub fn setting_u64(&self, key: &str, default: u64) -> u64 {
-        self.setting(key).and_then(|s| s.parse().ok()).unwrap_or(default)
+        self.setting(key)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
     }
 
     pub fn write_shards(&self) -> Value {
@@ -242,7 +274,9 @@ impl Index {
     }
 
     pub fn get_live(&self, id: &str) -> Option<&Arc<Doc>> {
-        self.live.get(id).and_then(|&slot| self.slots[slot as usize].as_ref())
+        self.live
+            .get(id)
+            .and_then(|&slot| self.slots[slot as usize].as_ref())
     }
 
     pub fn get_searchable(&self, id: &str) -> Option<Arc<Doc>> {
@@ -286,10 +320,20 @@ impl Index {
         for (i, start) in shard_starts.iter_mut().enumerate() {
             *start = docs.len() as u32;
             if i == shard {
-                docs.extend(self.slots.iter().flatten().filter(|d| d.shard as usize == i).cloned());
+                docs.extend(
+                    self.slots
+                        .iter()
+                        .flatten()
+                        .filter(|d| d.shard as usize == i)
+                        .cloned(),
+                );
             } else {
                 let lo = old.shard_starts.get(i).copied().unwrap_or(0) as usize;
-                let hi = old.shard_starts.get(i + 1).copied().unwrap_or(old.docs.len() as u32) as usize;
+                let hi = old
+                    .shard_starts
+                    .get(i + 1)
+                    .copied()
+                    .unwrap_or(old.docs.len() as u32) as usize;
                 docs.extend(old.docs[lo..hi].iter().cloned());
             }
         }
@@ -350,7 +394,12 @@ impl Index {
     }
 
     fn conflict(&self, id: &str, reason: String) -> EsError {
-        EsError::new(409, "version_conflict_engine_exception", format!("[{id}]: {reason}")).on_shard(&self.name, &self.uuid)
+        EsError::new(
+            409,
+            "version_conflict_engine_exception",
+            format!("[{id}]: {reason}"),
+        )
+        .on_shard(&self.name, &self.uuid)
     }
 
     /// Checks a write against the document's current state; returns the version the write will get.
@@ -378,7 +427,10 @@ impl Index {
         }
         if check.create_only {
             if let Some((v, _, _)) = live {
-                return Err(self.conflict(id, format!("version conflict, document already exists (current version [{v}])")));
+                return Err(self.conflict(
+                    id,
+                    format!("version conflict, document already exists (current version [{v}])"),
+                ));
             }
         }
         match (check.version_type, check.version) {
@@ -426,7 +478,11 @@ impl Index {
         routing_shard: u32,
     ) -> Result<WriteResult, EsError> {
         let version = self.check(id, check, false)?;
-        let fast = if parsed.is_none() { self.mapping.extract_raw(&source) } else { None };
+        let fast = if parsed.is_none() {
+            self.mapping.extract_raw(&source)
+        } else {
+            None
+        };
         let values = match fast {
             Some(v) => v,
             None => {
@@ -450,7 +506,14 @@ impl Index {
         let seq_no = self.next_seq_no;
         self.next_seq_no += 1;
         let id: Arc<str> = Arc::from(id);
-        let doc = Arc::new(Doc { id: id.clone(), source, version, seq_no, shard: routing_shard, values });
+        let doc = Arc::new(Doc {
+            id: id.clone(),
+            source,
+            version,
+            seq_no,
+            shard: routing_shard,
+            values,
+        });
         if let Some(old) = self.live.remove(&id) {
             self.slots[old as usize] = None;
             self.deleted_docs += 1;
@@ -468,7 +531,12 @@ impl Index {
         })
     }
 
-    pub fn delete_doc(&mut self, id: &str, check: &WriteCheck, routing_shard: u32) -> Result<WriteResult, EsError> {
+    pub fn delete_doc(
+        &mut self,
+        id: &str,
+        check: &WriteCheck,
+        routing_shard: u32,
+    ) -> Result<WriteResult, EsError> {
         let version = self.check(id, check, true)?;
         let seq_no = self.next_seq_no;
         self.next_seq_no += 1;
@@ -491,7 +559,6 @@ impl Index {
             shard: routing_shard,
         })
     }
-
 }
 
 impl Mapping {
@@ -499,7 +566,11 @@ impl Mapping {
     pub fn apply_dynamic_needed(&self, doc: &Map<String, Value>) -> bool {
         fn walk(m: &Mapping, obj: &Map<String, Value>, prefix: &str) -> bool {
             for (k, v) in obj {
-                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 match v {
                     Value::Object(inner) => {
                         if walk(m, inner, &path) {
@@ -546,7 +617,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     if s == "-1" {
         return None;
     }
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     let secs = match unit {
@@ -604,7 +677,12 @@ pub fn murmur3_x86_32(data: &[u8], seed: u32) -> i32 {
     let mut h1 = seed;
     let chunks = data.len() / 4;
     for i in 0..chunks {
-        let mut k1 = u32::from_le_bytes([data[i * 4], data[i * 4 + 1], data[i * 4 + 2], data[i * 4 + 3]]);
+        let mut k1 = u32::from_le_bytes([
+            data[i * 4],
+            data[i * 4 + 1],
+            data[i * 4 + 2],
+            data[i * 4 + 3],
+        ]);
         k1 = k1.wrapping_mul(c1).rotate_left(15).wrapping_mul(c2);
         h1 ^= k1;
         h1 = h1.rotate_left(13).wrapping_mul(5).wrapping_add(0xe6546b64);
