@@ -597,10 +597,18 @@ async fn writes_become_searchable_only_after_a_refresh() {
     assert!(waited.get("forced_refresh").is_none());
     assert_eq!(count(es.clone()).await, json!(3));
 
-    // The default 1s interval makes a write visible on its own; poll with a deadline.
-    call(&es, Method::Put, "/auto/_doc/1", &[], Some(json!({}))).await;
-    let (_, first) = call(&es, Method::Get, "/auto/_count", &[], None).await;
+    // A pending write stays invisible until its index's interval has passed...
+    create(
+        &es,
+        "slow",
+        json!({"settings": {"refresh_interval": "30s"}}),
+    )
+    .await;
+    call(&es, Method::Put, "/slow/_doc/1", &[], Some(json!({}))).await;
+    let (_, first) = call(&es, Method::Get, "/slow/_count", &[], None).await;
     assert_eq!(first["count"], 0, "not visible right after the write");
+    // ...and the default 1s interval makes a write visible on its own; poll with a deadline.
+    call(&es, Method::Put, "/auto/_doc/1", &[], Some(json!({}))).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if call(&es, Method::Get, "/auto/_count", &[], None).await.1["count"] == 1 {
