@@ -160,6 +160,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
+    let body = match decode_body(&parts, body) {
+        Ok(b) => b,
+        Err(e) => return Ok(render(&shared, &parts, Reply::error(&e), None)),
+    };
     let req = Req::new(&parts, body);
     let kind = cluster::endpoint_kind(&req);
     let faults = shared
@@ -192,6 +196,33 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         }
     };
     Ok(render(&shared, &parts, reply, faults.reset_after))
+}
+
+/// Request bodies may be compressed (`request_body_compression` in elasticsearch-rs, `http_compress`
+/// in the Python client); Elasticsearch inflates gzip and deflate.
+fn decode_body(parts: &hyper::http::request::Parts, body: Bytes) -> Result<Bytes, EsError> {
+    use std::io::Read;
+    let encoding = parts
+        .headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let mut out = Vec::new();
+    let result = match encoding.as_str() {
+        "" | "identity" => return Ok(body),
+        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(&body[..]).read_to_end(&mut out),
+        "deflate" => flate2::read::ZlibDecoder::new(&body[..]).read_to_end(&mut out),
+        other => {
+            return Err(EsError::bad_request(format!(
+                "Unsupported Content-Encoding [{other}]"
+            )))
+        }
+    };
+    result
+        .map_err(|e| EsError::bad_request(format!("failed to decompress the request body: {e}")))?;
+    Ok(Bytes::from(out))
 }
 
 fn render(

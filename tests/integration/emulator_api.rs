@@ -1223,6 +1223,27 @@ async fn aliases_switch_atomically() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn compressed_request_bodies_are_inflated() {
+    let (emu, _) = start().await;
+    let url = emu.url().parse().unwrap();
+    let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+        .disable_proxy()
+        .request_body_compression(true)
+        .build()
+        .unwrap();
+    let es = Elasticsearch::new(transport);
+    let resp = es
+        .index(IndexParts::IndexId("gz", "1"))
+        .body(json!({"compressed": "yes"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code().as_u16(), 201);
+    let (_, doc) = call(&es, Method::Get, "/gz/_doc/1", &[], None).await;
+    assert_eq!(doc["_source"], json!({"compressed": "yes"}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn several_emulators_are_independent() {
     let (a, es_a) = start().await;
     let (b, es_b) = start().await;
