@@ -1157,11 +1157,14 @@ struct Page<'a> {
     pit_id: Option<&'a str>,
     scroll_id: Option<&'a str>,
     shards: (u32, u32, Vec<Value>),
-    took: u64,
+    started: Instant,
 }
 
+/// Renders a search response. Hits are rendered first so `took` covers the whole request.
 fn render_page(p: &Page) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + (p.end - p.start) * 800);
+    let mut hits = Vec::with_capacity(256 + (p.end - p.start) * 800);
+    render_hits(p, &mut hits);
+    let mut out = Vec::with_capacity(hits.len() + 512);
     out.extend_from_slice(b"{");
     if let Some(id) = p.pit_id {
         out.extend_from_slice(b"\"pit_id\":");
@@ -1177,7 +1180,7 @@ fn render_page(p: &Page) -> Vec<u8> {
     let _ = write!(
         out,
         "\"took\":{},\"timed_out\":false,\"_shards\":{{\"total\":{},\"successful\":{},\"skipped\":0,\"failed\":{}",
-        p.took,
+        p.started.elapsed().as_millis(),
         total_shards,
         total_shards - failed,
         failed
@@ -1186,7 +1189,13 @@ fn render_page(p: &Page) -> Vec<u8> {
         out.extend_from_slice(b",\"failures\":");
         serde_json::to_writer(&mut out, failures).expect("vec");
     }
-    out.extend_from_slice(b"},\"hits\":{");
+    out.extend_from_slice(b"},");
+    out.extend_from_slice(&hits);
+    out
+}
+
+fn render_hits(p: &Page, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"\"hits\":{");
     match (p.total, p.render.rest_total_as_int) {
         (Some((n, _)), true) => {
             let _ = write!(out, "\"total\":{n},");
@@ -1211,9 +1220,9 @@ fn render_page(p: &Page) -> Vec<u8> {
         let t = &p.targets[ti as usize];
         let doc = &t.snapshot.docs[ord as usize];
         out.extend_from_slice(b"{\"_index\":");
-        write_json_str(&mut out, &t.name);
+        write_json_str(out, &t.name);
         out.extend_from_slice(b",\"_id\":");
-        write_json_str(&mut out, &doc.id);
+        write_json_str(out, &doc.id);
         out.extend_from_slice(if scored {
             b",\"_score\":1.0" as &[u8]
         } else {
@@ -1231,7 +1240,7 @@ fn render_page(p: &Page) -> Vec<u8> {
         }
         if p.render.source.fetch {
             out.extend_from_slice(b",\"_source\":");
-            p.render.source.apply_bytes(&doc.source, &mut out);
+            p.render.source.apply_bytes(&doc.source, out);
         }
         if !p.render.docvalue_fields.is_empty() {
             let mut fields = Map::new();
@@ -1242,7 +1251,7 @@ fn render_page(p: &Page) -> Vec<u8> {
             }
             if !fields.is_empty() {
                 out.extend_from_slice(b",\"fields\":");
-                serde_json::to_writer(&mut out, &fields).expect("vec");
+                serde_json::to_writer(&mut *out, &fields).expect("vec");
             }
         }
         if !p.sorts.is_empty() {
@@ -1251,14 +1260,13 @@ fn render_page(p: &Page) -> Vec<u8> {
                 if j > 0 {
                     out.push(b',');
                 }
-                write_sort_val(&mut out, v, sf, p.types[j]);
+                write_sort_val(out, v, sf, p.types[j]);
             }
             out.push(b']');
         }
         out.push(b'}');
     }
     out.extend_from_slice(b"]}}");
-    out
 }
 
 fn sort_types(sorts: &[SortField], targets: &[Target], flavor: Flavor) -> Vec<Option<SortType>> {
@@ -1542,7 +1550,7 @@ fn execute(
         pit_id: pit_id.as_deref(),
         scroll_id: scroll_id.as_deref(),
         shards,
-        took: started.elapsed().as_millis() as u64,
+        started,
     };
     let shown_sorts = &spec.sorts;
     if ranked.keys.is_empty() || shown_sorts.is_empty() {
@@ -1850,7 +1858,7 @@ pub fn scroll(
             faults.shard_failures,
             vec![],
         ),
-        took: started.elapsed().as_millis() as u64,
+        started,
     };
     Ok(Reply::raw(200, render_page(&page)))
 }
