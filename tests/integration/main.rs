@@ -2,5 +2,7 @@
 
 mod check;
 mod cli;
+mod emulator_api;
+mod emulator_faults;
 mod postgres;
 mod support;
