@@ -126,7 +126,6 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
                 crate::model::KeyKind::Int => "long",
                 crate::model::KeyKind::Text => "keyword",
             },
-            write_model.key_kind()
         );
     }
     if options.verbose {

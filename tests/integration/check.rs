@@ -87,28 +87,15 @@ impl Fixture {
 
     fn config(&self, index: &str, query: &str, key: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join("recon.toml");
+        let updated_at = if query.contains("\"updatedAt\"") { "updated_at = \"updatedAt\"\n" } else { "" };
         let text = format!(
-            "[postgres]\nurl = \"{}\"\nquery = '''{query}'''\nkey = \"{key}\"\nupdated_at = \"updatedAt\"\n\n\
+            "[postgres]\nurl = \"{}\"\nquery = '''{query}'''\nkey = \"{key}\"\n{updated_at}\n\
              [elasticsearch]\nurl = \"{}\"\nindex = \"{index}\"\n\n\
              [compare]\nignore = [\"updatedAt\", \"indexedAt\"]\n{extra}\n",
             self.db.url, self.es_url
         );
         std::fs::write(&path, text).unwrap();
         path
-    }
-
-    fn check(&self, args: &[&str]) -> (i32, String, String) {
-        let out = recon()
-            .current_dir(self.dir.path())
-            .arg("check")
-            .args(args)
-            .output()
-            .expect("recon runs");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
     }
 
     /// Runs a JSON check off the async runtime (the emulator serves on it meanwhile).

@@ -1,0 +1,85 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[recon] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'recon'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'recon'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand check 'Compare the read model with the write model and report drift (never writes)'
+            cand demo 'Run a check on an embedded shop with injected drift, then clean up'
+            cand completions 'Print a shell completion script to stdout'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'recon;check'= {
+            cand -c 'Configuration file (TOML); see docs/configuration.md'
+            cand --config 'Configuration file (TOML); see docs/configuration.md'
+            cand --pg-url 'PostgreSQL URL; overrides postgres.url and DATABASE_URL'
+            cand --es-url 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL'
+            cand --index 'Index or alias holding the read model; overrides elasticsearch.index'
+            cand --grace 'Report drift on rows changed within DURATION before the snapshot as `pending` instead of failing (needs postgres.updated_at), e.g. 30s, 5m'
+            cand --allow 'Exit 0 as long as at most N keys drift'
+            cand --limit 'List at most N drifted keys in the report (counts stay complete)'
+            cand -f 'Report format [default: table on a terminal, json otherwise]'
+            cand --format 'Report format [default: table on a terminal, json otherwise]'
+            cand -o 'Write the report to FILE (atomically: a complete report or none) instead of stdout'
+            cand --output 'Write the report to FILE (atomically: a complete report or none) instead of stdout'
+            cand -q 'No progress bars or progress log lines'
+            cand --quiet 'No progress bars or progress log lines'
+            cand -v 'Say where each setting came from, and more about the run, on stderr'
+            cand --verbose 'Say where each setting came from, and more about the run, on stderr'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'recon;demo'= {
+            cand --orders 'Number of orders in the demo shop'
+            cand -f 'Report format [default: table on a terminal, json otherwise]'
+            cand --format 'Report format [default: table on a terminal, json otherwise]'
+            cand -q 'No progress output'
+            cand --quiet 'No progress output'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'recon;completions'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'recon;help'= {
+            cand check 'Compare the read model with the write model and report drift (never writes)'
+            cand demo 'Run a check on an embedded shop with injected drift, then clean up'
+            cand completions 'Print a shell completion script to stdout'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'recon;help;check'= {
+        }
+        &'recon;help;demo'= {
+        }
+        &'recon;help;completions'= {
+        }
+        &'recon;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,66 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_recon_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_recon_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_recon_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_recon_using_subcommand
+    set -l cmd (__fish_recon_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c recon -n "__fish_recon_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c recon -n "__fish_recon_needs_command" -s V -l version -d 'Print version'
+complete -c recon -n "__fish_recon_needs_command" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
+complete -c recon -n "__fish_recon_needs_command" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
+complete -c recon -n "__fish_recon_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c recon -n "__fish_recon_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c recon -n "__fish_recon_using_subcommand check" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
+complete -c recon -n "__fish_recon_using_subcommand check" -l pg-url -d 'PostgreSQL URL; overrides postgres.url and DATABASE_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l es-url -d 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l index -d 'Index or alias holding the read model; overrides elasticsearch.index' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l grace -d 'Report drift on rows changed within DURATION before the snapshot as `pending` instead of failing (needs postgres.updated_at), e.g. 30s, 5m' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l allow -d 'Exit 0 as long as at most N keys drift' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l limit -d 'List at most N drifted keys in the report (counts stay complete)' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -s f -l format -d 'Report format [default: table on a terminal, json otherwise]' -r -f -a "table\t'Summary, per-field counts and a sample of drifted keys, for a terminal'
+json\t'One `recon.check/v1` JSON document'
+ndjson\t'One JSON object per line: each drifted key as it is found, then the summary'
+junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
+markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
+prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector'"
+complete -c recon -n "__fish_recon_using_subcommand check" -s o -l output -d 'Write the report to FILE (atomically: a complete report or none) instead of stdout' -r -F
+complete -c recon -n "__fish_recon_using_subcommand check" -s q -l quiet -d 'No progress bars or progress log lines'
+complete -c recon -n "__fish_recon_using_subcommand check" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
+complete -c recon -n "__fish_recon_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c recon -n "__fish_recon_using_subcommand check" -s V -l version -d 'Print version'
+complete -c recon -n "__fish_recon_using_subcommand demo" -l orders -d 'Number of orders in the demo shop' -r
+complete -c recon -n "__fish_recon_using_subcommand demo" -s f -l format -d 'Report format [default: table on a terminal, json otherwise]' -r -f -a "table\t'Summary, per-field counts and a sample of drifted keys, for a terminal'
+json\t'One `recon.check/v1` JSON document'
+ndjson\t'One JSON object per line: each drifted key as it is found, then the summary'
+junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
+markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
+prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector'"
+complete -c recon -n "__fish_recon_using_subcommand demo" -s q -l quiet -d 'No progress output'
+complete -c recon -n "__fish_recon_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c recon -n "__fish_recon_using_subcommand demo" -s V -l version -d 'Print version'
+complete -c recon -n "__fish_recon_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c recon -n "__fish_recon_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo completions help" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo completions help" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
