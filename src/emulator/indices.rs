@@ -549,7 +549,9 @@ fn aliases_json(index: &Index, names: Option<&[String]>) -> Value {
 }
 
 fn lock(sh: &Shared) -> std::sync::MutexGuard<'_, Cluster> {
-    sh.cluster.lock().expect("cluster lock")
+    sh.cluster
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub fn create_index(sh: &Shared, req: &Req, name: &str) -> Result<Reply, EsError> {

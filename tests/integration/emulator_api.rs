@@ -943,6 +943,8 @@ async fn search_queries_sources_and_totals() {
     .await;
     assert_eq!(c["count"], 1);
     assert_eq!(c["_shards"]["failed"], 0);
+    let (_, r) = call(&es, Method::Get, "/s/_search", &[("q", "k:Z")], None).await;
+    assert_eq!(ids(&r), ["2"]);
     let (status, r) = call(&es, Method::Get, "/nope/_search", &[], None).await;
     assert_eq!(
         (status, &r["error"]["type"]),
