@@ -793,6 +793,10 @@ async fn search_sorts_like_elasticsearch() {
         ["2", "1", "4", "3"],
         "missing sorts last in both directions"
     );
+    assert_eq!(
+        r["hits"]["hits"][3]["sort"],
+        json!(["-292275055-05-16T16:47:04.192Z"])
+    );
     let (_, r) = search(json!({"sort": [{"d": "desc"}]})).await;
     assert_eq!(
         r["hits"]["hits"][3]["sort"][0].to_string(),
