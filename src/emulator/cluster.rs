@@ -276,7 +276,10 @@ pub fn random_id(rng: &mut StdRng, len: usize) -> String {
 }
 
 fn info(sh: &Shared) -> Value {
-    let cluster = sh.cluster.lock().expect("cluster lock");
+    let cluster = sh
+        .cluster
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     match sh.flavor {
         Flavor::Elasticsearch => json!({
             "name": "emulator-node",
@@ -613,7 +616,10 @@ fn route(sh: &Shared, req: &Req, faults: &RequestFaults) -> Result<Reply, EsErro
 }
 
 fn admin_faults(sh: &Shared, req: &Req) -> Result<Reply, EsError> {
-    let mut faults = sh.faults.lock().expect("fault lock");
+    let mut faults = sh
+        .faults
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     match req.method {
         Method::GET => {}
         Method::DELETE => faults.set(FaultSpec::default()),

@@ -295,9 +295,58 @@ fn civil(nanos: i128) -> chrono::NaiveDateTime {
         .unwrap_or_default()
 }
 
+/// Calendar fields of an instant, for any i64-millis instant (chrono stops at ±262,143 years, but
+/// Elasticsearch formats its ±Long sort sentinels too).
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    nano: u32,
+}
+
+fn civil_fields(nanos: i128) -> Civil {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let nano = nanos.rem_euclid(1_000_000_000) as u32;
+    let days = secs.div_euclid(86_400) as i64;
+    let sod = secs.rem_euclid(86_400) as u32;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    Civil {
+        year,
+        month,
+        day,
+        hour: sod / 3600,
+        minute: sod / 60 % 60,
+        second: sod % 60,
+        nano,
+    }
+}
+
+/// Years as java.time prints them: four digits, a sign beyond 9999 or before year 0.
+fn year_text(y: i64) -> String {
+    if y > 9999 {
+        format!("+{y}")
+    } else if y < 0 {
+        format!("-{:04}", -y)
+    } else {
+        format!("{y:04}")
+    }
+}
+
 fn format_iso(nanos: i128) -> String {
-    let dt = civil(nanos);
-    let sub = dt.nanosecond();
+    let c = civil_fields(nanos);
+    let sub = c.nano;
     let frac = if sub % 1_000_000 == 0 {
         format!("{:03}", sub / 1_000_000)
     } else if sub % 1000 == 0 {
@@ -306,30 +355,30 @@ fn format_iso(nanos: i128) -> String {
         format!("{sub:09}")
     };
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{}Z",
-        dt.year(),
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
+        "{}-{:02}-{:02}T{:02}:{:02}:{:02}.{}Z",
+        year_text(c.year),
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
         frac
     )
 }
 
 fn format_pattern(toks: &[Tok], nanos: i128) -> String {
-    let dt = civil(nanos);
+    let dt = civil_fields(nanos);
     let mut out = String::new();
     for t in toks {
         match t {
-            Tok::Year => out.push_str(&format!("{:04}", dt.year())),
-            Tok::Month => out.push_str(&format!("{:02}", dt.month())),
-            Tok::Day => out.push_str(&format!("{:02}", dt.day())),
-            Tok::Hour => out.push_str(&format!("{:02}", dt.hour())),
-            Tok::Minute => out.push_str(&format!("{:02}", dt.minute())),
-            Tok::Second => out.push_str(&format!("{:02}", dt.second())),
+            Tok::Year => out.push_str(&year_text(dt.year)),
+            Tok::Month => out.push_str(&format!("{:02}", dt.month)),
+            Tok::Day => out.push_str(&format!("{:02}", dt.day)),
+            Tok::Hour => out.push_str(&format!("{:02}", dt.hour)),
+            Tok::Minute => out.push_str(&format!("{:02}", dt.minute)),
+            Tok::Second => out.push_str(&format!("{:02}", dt.second)),
             Tok::Fraction(n) => {
-                let all = format!("{:09}", dt.nanosecond());
+                let all = format!("{:09}", dt.nano);
                 out.push_str(&all[..(*n).min(9)]);
             }
             Tok::Offset => out.push('Z'),
@@ -492,6 +541,17 @@ mod tests {
             Some(1571616000000 * NANOS_PER_MILLI)
         );
         assert!(f.parse_str("2021-02-11T08:30:04.828Z").is_none());
+        // Elasticsearch's missing-value sentinels format like java.time prints them.
+        let iso = DateFormats::default_date();
+        assert_eq!(
+            iso.format(i64::MIN as i128 * NANOS_PER_MILLI),
+            "-292275055-05-16T16:47:04.192Z"
+        );
+        assert_eq!(
+            iso.format(i64::MAX as i128 * NANOS_PER_MILLI),
+            "+292278994-08-17T07:12:55.807Z"
+        );
+        assert_eq!(iso.format(-1), "1969-12-31T23:59:59.999999999Z");
     }
 
     #[test]

@@ -129,7 +129,9 @@ fn write_body(idx: &Index, id: &str, r: &WriteResult, forced: bool) -> Value {
 }
 
 fn lock(sh: &Shared) -> std::sync::MutexGuard<'_, Cluster> {
-    sh.cluster.lock().expect("cluster lock")
+    sh.cluster
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub fn index_doc(
@@ -317,6 +319,9 @@ pub fn get_doc(
         idx.refresh();
     }
     let realtime = req.flag_or("realtime", true)?;
+    if !realtime {
+        idx.maybe_scheduled_refresh();
+    }
     let doc = if realtime {
         idx.get_live(id).cloned()
     } else {
@@ -727,7 +732,10 @@ pub fn bulk(
         return Err(EsError::validation(&["no requests added".into()]));
     }
     let rejected: Vec<bool> = if faults.item_reject > 0.0 {
-        let mut f = sh.faults.lock().expect("fault lock");
+        let mut f = sh
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         items.iter().map(|_| f.roll(faults.item_reject)).collect()
     } else {
         vec![false; items.len()]

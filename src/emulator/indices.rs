@@ -549,7 +549,9 @@ fn aliases_json(index: &Index, names: Option<&[String]>) -> Value {
 }
 
 fn lock(sh: &Shared) -> std::sync::MutexGuard<'_, Cluster> {
-    sh.cluster.lock().expect("cluster lock")
+    sh.cluster
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub fn create_index(sh: &Shared, req: &Req, name: &str) -> Result<Reply, EsError> {
@@ -1176,7 +1178,14 @@ pub fn cat_indices(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, 
     let pick = |r: &Vec<(&str, String)>, col: &str| {
         r.iter().find(|(k, _)| *k == col).map(|(_, v)| v.clone())
     };
-    let wants_json = matches!(req.param("format"), Some("json"));
+    // `format` wins; without it the Accept header decides, as in Elasticsearch's cat handlers.
+    let wants_json = match req.param("format") {
+        Some(f) => f == "json",
+        None => req
+            .accept
+            .as_deref()
+            .is_some_and(|a| a.contains("json") && !a.contains("text/plain")),
+    };
     if wants_json {
         let arr: Vec<Value> = rows
             .iter()

@@ -73,6 +73,8 @@ pub struct EmulatorConfig {
 }
 
 /// State shared by every connection of one emulator.
+/// Locks are taken with `into_inner` on poison, so one request whose handler panics cannot take the
+/// emulator down for every test sharing it.
 pub(crate) struct Shared {
     pub flavor: Flavor,
     pub cluster: Mutex<Cluster>,
@@ -100,8 +102,13 @@ impl Emulator {
         let accept = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(_) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
                 };
                 let _ = stream.set_nodelay(true);
                 let sh = accept_shared.clone();
@@ -130,7 +137,11 @@ impl Emulator {
 
     /// Replaces the fault configuration (same effect as `PUT /_emulator/faults`).
     pub fn set_faults(&self, faults: FaultSpec) {
-        self.shared.faults.lock().expect("fault lock").set(faults);
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .set(faults);
     }
 
     pub async fn shutdown(mut self) {
@@ -169,7 +180,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let faults = shared
         .faults
         .lock()
-        .expect("fault lock")
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .decide(kind, &req.path);
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;

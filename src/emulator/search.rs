@@ -139,7 +139,9 @@ struct Render {
 }
 
 fn lock(sh: &Shared) -> std::sync::MutexGuard<'_, Cluster> {
-    sh.cluster.lock().expect("cluster lock")
+    sh.cluster
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn new_context_id(c: &mut Cluster) -> String {
@@ -1024,8 +1026,12 @@ fn parse_spec(
         Some(s) => Some(keep_alive(s)?),
         None => None,
     };
+    let query = match p("q") {
+        Some(q) => Some(lucene_query(q)?),
+        None => b.get("query").cloned(),
+    };
     Ok(SearchSpec {
-        query: b.get("query").cloned(),
+        query,
         size: size as usize,
         from,
         sorts,
@@ -1048,6 +1054,26 @@ fn parse_spec(
         scroll,
         stored_fields_only,
     })
+}
+
+/// The `q=` URL parameter, for the forms clients actually send: `*`, `field:value`, `field:"a b"`.
+fn lucene_query(q: &str) -> Result<Value, EsError> {
+    let q = q.trim();
+    if q.is_empty() || q == "*" || q == "*:*" {
+        return Ok(json!({"match_all": {}}));
+    }
+    match q.split_once(':') {
+        Some((field, value)) if !field.is_empty() && !field.contains(' ') => {
+            let value = value.trim().trim_matches('"');
+            if value == "*" {
+                return Ok(json!({"exists": {"field": field}}));
+            }
+            Ok(json!({"match": {field: {"query": value, "operator": "and"}}}))
+        }
+        _ => Err(EsError::bad_request(format!(
+            "the emulator supports q=*, q=field:value and q=field:\"phrase\" only, got [{q}]"
+        ))),
+    }
 }
 
 fn format_decimal(v: f64, pattern: &str) -> String {
@@ -1347,7 +1373,11 @@ fn execute(
         }
         match &spec.pit {
             Some((id, ka)) => {
-                let expire_after = sh.faults.lock().expect("fault lock").pit_expire_after();
+                let expire_after = sh
+                    .faults
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .pit_expire_after();
                 let Some(pit) = c.pits.get_mut(id) else {
                     return Err(EsError::search_context_missing(id));
                 };
@@ -1434,7 +1464,11 @@ fn execute(
                 format!("{:?}", spec.slice)
             ]))
             .unwrap_or_default();
-            let hit = cache.lock().expect("pit cache").get(&key).cloned();
+            let hit = cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&key)
+                .cloned();
             match hit {
                 Some(r) => r,
                 None => {
@@ -1446,7 +1480,9 @@ fn execute(
                         flavor,
                         &mut failures,
                     )?);
-                    let mut c = cache.lock().expect("pit cache");
+                    let mut c = cache
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     if c.len() >= 8 {
                         c.clear();
                     }

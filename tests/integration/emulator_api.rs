@@ -349,20 +349,22 @@ async fn index_administration() {
         rows[0],
         json!({"index": "dyn", "docs.count": "0", "health": "yellow"})
     );
-    let (status, text) = call(
-        &es,
-        Method::Get,
-        "/_cat/indices",
-        &[("v", "true"), ("h", "index,pri")],
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
+    // Without `format`, the Accept header decides: JSON for application/json...
+    let (_, cat) = call(&es, Method::Get, "/_cat/indices", &[("h", "index")], None).await;
+    assert_eq!(cat, json!([{"index": "dyn"}, {"index": "orders-1"}]));
+    // ...and aligned text for the elasticsearch crate's cat API, which asks for text/plain.
+    let resp = es
+        .cat()
+        .indices(elasticsearch::cat::CatIndicesParts::None)
+        .v(true)
+        .h(&["index", "pri"])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        text,
-        Value::String("index    pri\ndyn        1\norders-1   1\n".into())
+        resp.text().await.unwrap(),
+        "index    pri\ndyn        1\norders-1   1\n"
     );
-
     let (_, health) = call(&es, Method::Get, "/_cluster/health", &[], None).await;
     assert_eq!(health["status"], "yellow");
     let (status, health) = call(
@@ -791,6 +793,10 @@ async fn search_sorts_like_elasticsearch() {
         ["2", "1", "4", "3"],
         "missing sorts last in both directions"
     );
+    assert_eq!(
+        r["hits"]["hits"][3]["sort"],
+        json!(["-292275055-05-16T16:47:04.192Z"])
+    );
     let (_, r) = search(json!({"sort": [{"d": "desc"}]})).await;
     assert_eq!(
         r["hits"]["hits"][3]["sort"][0].to_string(),
@@ -943,6 +949,8 @@ async fn search_queries_sources_and_totals() {
     .await;
     assert_eq!(c["count"], 1);
     assert_eq!(c["_shards"]["failed"], 0);
+    let (_, r) = call(&es, Method::Get, "/s/_search", &[("q", "k:Z")], None).await;
+    assert_eq!(ids(&r), ["2"]);
     let (status, r) = call(&es, Method::Get, "/nope/_search", &[], None).await;
     assert_eq!(
         (status, &r["error"]["type"]),
@@ -1253,4 +1261,59 @@ async fn several_emulators_are_independent() {
     assert_eq!(call(&es_b, Method::Head, "/only-a", &[], None).await.0, 404);
     b.shutdown().await;
     assert_eq!(call(&es_a, Method::Get, "/", &[], None).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_prints_its_address_first_and_serves() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_recon-es-emulator"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--flavor",
+            "opensearch",
+            "--faults",
+            "reject_every=1,only=search",
+            "--seed",
+            "7",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the emulator binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
+    })
+    .await
+    .unwrap()
+    .expect("reads the first line");
+    let url = first.trim().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url.parse().unwrap()))
+        .disable_proxy()
+        .build()
+        .unwrap();
+    let es = Elasticsearch::new(transport);
+    let (status, info) = call(&es, Method::Get, "/", &[], None).await;
+    assert_eq!(
+        (status, &info["version"]["distribution"]),
+        (200, &json!("opensearch"))
+    );
+    assert_eq!(
+        call(&es, Method::Get, "/_search", &[], None).await.0,
+        429,
+        "--faults applies"
+    );
+    child.kill().expect("kill");
+    let _ = child.wait();
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_recon-es-emulator"))
+        .args(["--faults", "bogus=1"])
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown fault"));
 }
