@@ -58,13 +58,18 @@ async fn bench(orders: u64) -> anyhow::Result<()> {
     let clock = Instant::now();
     let loaded = load(&pg_url, &es).await?;
     es.request_ok(Method::Post, "/orders/_refresh", &[], None).await?;
-    eprintln!("projected {loaded} documents into the emulator in {:.1?}", clock.elapsed());
+    eprintln!(
+        "projected {loaded} documents into the emulator in {:.1?}",
+        clock.elapsed()
+    );
 
     // 1. The projection query alone, as psql exports it.
     let psql = which_psql();
     let copy = format!("\\copy ({}) to /dev/null", shop::projection_query().replace('\n', " "));
     let clock = Instant::now();
-    let status = Command::new(&psql).args(["-X", "-q", "-d", &pg_url, "-c", &copy]).status()?;
+    let status = Command::new(&psql)
+        .args(["-X", "-q", "-d", &pg_url, "-c", &copy])
+        .status()?;
     let pg_export = clock.elapsed();
     if !status.success() {
         bail!("psql \\copy failed");
@@ -78,14 +83,21 @@ async fn bench(orders: u64) -> anyhow::Result<()> {
         page_size: 1000,
         keep_alive: "5m".into(),
         source_includes: Some(
-            ["orderId", "customerName", "products", "totalPrice", "orderDate"].map(String::from).to_vec(),
+            ["orderId", "customerName", "products", "totalPrice", "orderDate"]
+                .map(String::from)
+                .to_vec(),
         ),
         source_excludes: Vec::new(),
         prefetch_pages: 2,
     })
     .await?;
     let clock = Instant::now();
-    let scanned = source.open_scan(KeyRange::all()).await?.docs.try_fold(0u64, |n, _| async move { Ok(n + 1) }).await?;
+    let scanned = source
+        .open_scan(KeyRange::all())
+        .await?
+        .docs
+        .try_fold(0u64, |n, _| async move { Ok(n + 1) })
+        .await?;
     let es_scan = clock.elapsed();
 
     // 3. recon check, as users run it.
@@ -102,18 +114,44 @@ async fn bench(orders: u64) -> anyhow::Result<()> {
     )?;
     let binary = env!("CARGO_BIN_EXE_recon");
     let (check, rss_kib, code) = tokio::task::spawn_blocking(move || {
-        run_measured(Command::new(binary).args(["check", "--quiet", "--format", "json", "--output", "/dev/null",
-            "--config", config.to_str().expect("utf-8 path")]))
+        run_measured(Command::new(binary).args([
+            "check",
+            "--quiet",
+            "--format",
+            "json",
+            "--output",
+            "/dev/null",
+            "--config",
+            config.to_str().expect("utf-8 path"),
+        ]))
     })
     .await??;
 
     let slower = pg_export.max(es_scan);
     println!("orders: {orders}, documents scanned alone: {scanned}");
-    println!("psql \\copy export:        {:>8.2} s  ({:.0} rows/s)", secs(pg_export), orders as f64 / secs(pg_export));
-    println!("index scan (PIT pages):   {:>8.2} s  ({:.0} docs/s)", secs(es_scan), scanned as f64 / secs(es_scan));
-    println!("recon check:              {:>8.2} s  ({:.0} keys/s), exit {code}", secs(check), orders as f64 / secs(check));
-    println!("check / slower export:    {:>8.2}   (target <= 1.25)", secs(check) / secs(slower));
-    println!("recon check peak RSS:     {:>8.1} MB (target <= 128)", rss_kib as f64 / 1024.0);
+    println!(
+        "psql \\copy export:        {:>8.2} s  ({:.0} rows/s)",
+        secs(pg_export),
+        orders as f64 / secs(pg_export)
+    );
+    println!(
+        "index scan (PIT pages):   {:>8.2} s  ({:.0} docs/s)",
+        secs(es_scan),
+        scanned as f64 / secs(es_scan)
+    );
+    println!(
+        "recon check:              {:>8.2} s  ({:.0} keys/s), exit {code}",
+        secs(check),
+        orders as f64 / secs(check)
+    );
+    println!(
+        "check / slower export:    {:>8.2}   (target <= 1.25)",
+        secs(check) / secs(slower)
+    );
+    println!(
+        "recon check peak RSS:     {:>8.1} MB (target <= 128)",
+        rss_kib as f64 / 1024.0
+    );
     emulator.shutdown().await;
     drop(conn);
     tokio::task::spawn_blocking(move || cluster.stop()).await??;
@@ -135,13 +173,16 @@ fn connect(url: &str) -> ConnectSettings {
 
 /// Plays the projector: every row of the projection query becomes a document.
 async fn load(pg_url: &str, es: &EsClient) -> anyhow::Result<u64> {
-    let source = PostgresSource::connect(PostgresSettings::new(pg_url, shop::projection_query(), "orderId"))
-    .await?;
+    let source = PostgresSource::connect(PostgresSettings::new(pg_url, shop::projection_query(), "orderId")).await?;
     let mut docs = source.open_scan(KeyRange::all()).await?.docs;
     let mut body = Vec::with_capacity(8 << 20);
     let mut count = 0;
     while let Some(KeyedDoc { key, doc, .. }) = docs.try_next().await? {
-        body.extend_from_slice(json!({"index": {"_index": "orders", "_id": key.doc_id()}}).to_string().as_bytes());
+        body.extend_from_slice(
+            json!({"index": {"_index": "orders", "_id": key.doc_id()}})
+                .to_string()
+                .as_bytes(),
+        );
         body.push(b'\n');
         body.extend_from_slice(serde_json::to_string(&doc)?.as_bytes());
         body.push(b'\n');
@@ -160,7 +201,10 @@ async fn bulk(es: &EsClient, body: Vec<u8>) -> anyhow::Result<()> {
     }
     let answer = es.request_bytes(Method::Post, "/_bulk", &[], Some(body)).await?;
     if answer.body["errors"].as_bool() != Some(false) {
-        bail!("bulk load failed: {}", answer.body.to_string().chars().take(500).collect::<String>());
+        bail!(
+            "bulk load failed: {}",
+            answer.body.to_string().chars().take(500).collect::<String>()
+        );
     }
     Ok(())
 }
@@ -176,16 +220,28 @@ fn run_measured(command: &mut Command) -> anyhow::Result<(Duration, i64, i32)> {
     if pid < 0 {
         bail!("wait4 failed: {}", std::io::Error::last_os_error());
     }
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
     Ok((clock.elapsed(), usage.ru_maxrss, code))
 }
 
 fn which_psql() -> String {
     let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin/psql")).filter(|p| p.exists()).collect())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path().join("bin/psql"))
+                .filter(|p| p.exists())
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
-    versions.pop().map(|p| p.display().to_string()).unwrap_or_else(|| "psql".into())
+    versions
+        .pop()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "psql".into())
 }
 
 fn secs(d: Duration) -> f64 {

@@ -14,9 +14,7 @@ use serde_json::{Map, Value};
 
 fn order(id: i64, price_text: &str, date: &str) -> Map<String, Value> {
     let products: Vec<String> = (0..5)
-        .map(|p| {
-            format!(r#"{{"sku": "SKU-{id:05}-{p}", "name": "Product {p}", "price": {price_text}}}"#)
-        })
+        .map(|p| format!(r#"{{"sku": "SKU-{id:05}-{p}", "name": "Product {p}", "price": {price_text}}}"#))
         .collect();
     let text = format!(
         r#"{{"orderId": {id}, "customerName": "Customer {id}", "products": [{}], "totalPrice": 1000.50,
@@ -99,12 +97,7 @@ fn main() {
 
     let (source, target) = (docs(false), docs(true));
     let start = Instant::now();
-    let mut joiner = Joiner::new(
-        stream::iter(source),
-        stream::iter(target),
-        ruled.clone(),
-        None,
-    );
+    let mut joiner = Joiner::new(stream::iter(source), stream::iter(target), ruled.clone(), None);
     futures::executor::block_on(async {
         while let Some(outcome) = joiner.next().await.unwrap() {
             black_box(outcome);

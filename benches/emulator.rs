@@ -45,12 +45,7 @@ fn order(i: u64) -> String {
     .to_string()
 }
 
-async fn send_raw(
-    client: &Elasticsearch,
-    method: Method,
-    path: &str,
-    body: Option<String>,
-) -> bytes::Bytes {
+async fn send_raw(client: &Elasticsearch, method: Method, path: &str, body: Option<String>) -> bytes::Bytes {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let response = client
@@ -99,13 +94,7 @@ struct BulkSummary {
 
 /// Scans the whole index through a point in time sorted by `key`, pages of [`PAGE`].
 async fn scan(client: &Elasticsearch, docs: u64, key: &str) {
-    let pit = send(
-        client,
-        Method::Post,
-        &format!("/{INDEX}/_pit?keep_alive=5m"),
-        None,
-    )
-    .await;
+    let pit = send(client, Method::Post, &format!("/{INDEX}/_pit?keep_alive=5m"), None).await;
     let pit_id = pit["id"].as_str().expect("pit id").to_string();
     let started = Instant::now();
     let mut seen = 0u64;
@@ -141,13 +130,7 @@ async fn scan(client: &Elasticsearch, docs: u64, key: &str) {
         seen as f64 / (took_ms.max(1) as f64 / 1000.0),
         memory()
     );
-    send(
-        client,
-        Method::Delete,
-        "/_pit",
-        Some(json!({"id": pit_id}).to_string()),
-    )
-    .await;
+    send(client, Method::Delete, "/_pit", Some(json!({"id": pit_id}).to_string())).await;
 }
 
 fn main() {

@@ -14,8 +14,10 @@ use crate::report::Format;
 /// reports drift: missing, orphaned, mismatched and duplicate documents.
 #[derive(Debug, Parser)]
 #[command(name = "recon", version, about, long_about, propagate_version = true)]
-#[command(after_help = "Start with `recon demo` to see a check on an embedded shop; see docs/configuration.md \
-                        for recon.toml.\nExit codes: 0 in sync, 1 drift found, 2 error, 130 interrupted.")]
+#[command(
+    after_help = "Start with `recon demo` to see a check on an embedded shop; see docs/configuration.md \
+                        for recon.toml.\nExit codes: 0 in sync, 1 drift found, 2 error, 130 interrupted."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -31,11 +33,13 @@ pub enum Command {
         Exit codes: 0 no drift (or no more failing keys than --allow), 1 drift, 2 error, 130 interrupted.")]
     Check(CheckArgs),
     /// Run a check on an embedded shop with injected drift, then clean up.
-    #[command(long_about = "Run a check on an embedded shop with injected drift, then clean up.\n\n\
+    #[command(
+        long_about = "Run a check on an embedded shop with injected drift, then clean up.\n\n\
         Starts a throwaway PostgreSQL from the system's server binaries and recon's Elasticsearch-API emulator \
         in-process, loads a small shop (customers, products, orders, order lines), projects it into the read \
         model, injects drift of every kind, runs `recon check` and prints its report. Nothing outside a \
-        temporary directory is touched.")]
+        temporary directory is touched."
+    )]
     Demo(DemoArgs),
     /// Print a shell completion script to stdout.
     Completions {
@@ -48,7 +52,13 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct CheckArgs {
     /// Configuration file (TOML); see docs/configuration.md.
-    #[arg(long, short = 'c', value_name = "FILE", default_value = "recon.toml", env = "RECON_CONFIG")]
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        default_value = "recon.toml",
+        env = "RECON_CONFIG"
+    )]
     pub config: PathBuf,
 
     /// PostgreSQL URL; overrides postgres.url and DATABASE_URL.

@@ -21,7 +21,11 @@ pub struct CompareConfig {
 
 impl Default for CompareConfig {
     fn default() -> Self {
-        CompareConfig { ignore: Vec::new(), null_equals_missing: true, fields: BTreeMap::new() }
+        CompareConfig {
+            ignore: Vec::new(),
+            null_equals_missing: true,
+            fields: BTreeMap::new(),
+        }
     }
 }
 
@@ -195,11 +199,21 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {
         let (file, source_file) = match std::fs::read_to_string(path) {
-            Ok(text) => (parse_file(&text, &path.display().to_string())?, Some(path.to_path_buf())),
+            Ok(text) => (
+                parse_file(&text, &path.display().to_string())?,
+                Some(path.to_path_buf()),
+            ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ConfigError::NotFound { path: path.to_path_buf() })
+                return Err(ConfigError::NotFound {
+                    path: path.to_path_buf(),
+                })
             }
-            Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         };
         Settings::resolve(file, source_file, overrides, env)
     }
@@ -211,15 +225,22 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {
         let mut origins = Vec::new();
-        let where_ = source_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "configuration".into());
+        let where_ = source_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "configuration".into());
         let missing = |what: &str, how: &str| ConfigError::Missing(format!("{where_}: {what} is not set; {how}"));
 
         let pg = file.postgres;
         let (pg_url, origin) = layer(pg.url, "DATABASE_URL", overrides.pg_url.clone(), "--pg-url", env);
         let pg_url = pg_url.ok_or_else(|| missing("postgres.url", "set it in [postgres], DATABASE_URL or --pg-url"))?;
         origins.push(("postgres.url", origin));
-        let query = pg.query.ok_or_else(|| missing("postgres.query", "one row per expected document"))?;
-        let key = pg.key.ok_or_else(|| missing("postgres.key", "the column that identifies a document"))?;
+        let query = pg
+            .query
+            .ok_or_else(|| missing("postgres.query", "one row per expected document"))?;
+        let key = pg
+            .key
+            .ok_or_else(|| missing("postgres.key", "the column that identifies a document"))?;
         let postgres = PostgresConfig {
             url: Secret::new(pg_url),
             query,
@@ -249,7 +270,13 @@ impl Settings {
             ),
             None => None,
         };
-        let (password, origin) = layer(es.password.or(password_from_file), "ELASTICSEARCH_PASSWORD", None, "", env);
+        let (password, origin) = layer(
+            es.password.or(password_from_file),
+            "ELASTICSEARCH_PASSWORD",
+            None,
+            "",
+            env,
+        );
         origins.push(("elasticsearch.password", origin));
         let (api_key, origin) = layer(es.api_key, "ELASTICSEARCH_API_KEY", None, "", env);
         origins.push(("elasticsearch.api_key", origin));
@@ -272,7 +299,13 @@ impl Settings {
                 message: "elasticsearch.page_size must be at most 10000 (index.max_result_window)".into(),
             });
         }
-        Ok(Settings { source_file, postgres, elasticsearch, compare: file.compare.unwrap_or_default(), origins })
+        Ok(Settings {
+            source_file,
+            postgres,
+            elasticsearch,
+            compare: file.compare.unwrap_or_default(),
+            origins,
+        })
     }
 
     /// One line per layered setting, for `--verbose`; URLs without passwords, secrets only as "set".
@@ -321,7 +354,10 @@ fn layer(
 
 fn positive(value: usize, path: &str, name: &str) -> Result<usize, ConfigError> {
     if value == 0 {
-        return Err(ConfigError::Invalid { path: path.into(), message: format!("{name} must be greater than 0") });
+        return Err(ConfigError::Invalid {
+            path: path.into(),
+            message: format!("{name} must be greater than 0"),
+        });
     }
     Ok(value)
 }
@@ -340,7 +376,10 @@ pub fn parse_file(text: &str, path: &str) -> Result<FileConfig, ConfigError> {
             }
             None => e.message().to_string(),
         };
-        ConfigError::Invalid { path: path.to_string(), message }
+        ConfigError::Invalid {
+            path: path.to_string(),
+            message,
+        }
     })
 }
 
@@ -352,7 +391,9 @@ mod humantime_serde_opt {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         match Option::<String>::deserialize(d)? {
-            Some(text) => humantime::parse_duration(&text).map(Some).map_err(serde::de::Error::custom),
+            Some(text) => humantime::parse_duration(&text)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
             None => Ok(None),
         }
     }
@@ -387,7 +428,10 @@ totalPrice = { as = "number", tolerance = 0.005 }
         let file = parse_file(FILE, "recon.toml").unwrap();
         let s = Settings::resolve(file, None, &Overrides::default(), &no_env).unwrap();
         assert_eq!(s.elasticsearch.url.expose(), "http://file:9200");
-        assert_eq!(s.elasticsearch.key, "orderId", "elasticsearch.key defaults to postgres.key");
+        assert_eq!(
+            s.elasticsearch.key, "orderId",
+            "elasticsearch.key defaults to postgres.key"
+        );
         assert_eq!(s.elasticsearch.page_size, 1000);
 
         let env = |name: &str| match name {
@@ -400,7 +444,10 @@ totalPrice = { as = "number", tolerance = 0.005 }
         assert_eq!(s.elasticsearch.url.expose(), "http://env:9200");
         assert_eq!(s.postgres.url.expose(), "postgres://env/shop");
 
-        let flags = Overrides { es_url: Some("http://flag:9200".into()), ..Overrides::default() };
+        let flags = Overrides {
+            es_url: Some("http://flag:9200".into()),
+            ..Overrides::default()
+        };
         let file = parse_file(FILE, "recon.toml").unwrap();
         let s = Settings::resolve(file, None, &flags, &env).unwrap();
         assert_eq!(s.elasticsearch.url.expose(), "http://flag:9200");
@@ -415,7 +462,10 @@ totalPrice = { as = "number", tolerance = 0.005 }
         assert!(e.starts_with("recon.toml:10:1: unknown field `indx`"), "{e}");
         let text = FILE.replace("tolerance = 0.005", "tolerence = 0.005");
         let e = parse_file(&text, "recon.toml").unwrap_err().to_string();
-        assert!(e.contains("recon.toml:14:") && e.contains("unknown field `tolerence`"), "{e}");
+        assert!(
+            e.contains("recon.toml:14:") && e.contains("unknown field `tolerence`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -425,7 +475,10 @@ totalPrice = { as = "number", tolerance = 0.005 }
         let s = Settings::resolve(file, None, &Overrides::default(), &env).unwrap();
         let lines = s.describe_origins().join("\n");
         assert!(!lines.contains("filepw") && !lines.contains("espw"), "{lines}");
-        assert!(lines.contains("elasticsearch.password = (set) (from environment ELASTICSEARCH_PASSWORD)"), "{lines}");
+        assert!(
+            lines.contains("elasticsearch.password = (set) (from environment ELASTICSEARCH_PASSWORD)"),
+            "{lines}"
+        );
         assert!(!format!("{s:?}").contains("filepw"));
     }
 
@@ -433,6 +486,9 @@ totalPrice = { as = "number", tolerance = 0.005 }
     fn missing_required_settings_say_what_to_set() {
         let file = parse_file("[postgres]\nurl = \"postgres://x/y\"\n", "recon.toml").unwrap();
         let e = Settings::resolve(file, Some("recon.toml".into()), &Overrides::default(), &no_env).unwrap_err();
-        assert_eq!(e.to_string(), "recon.toml: postgres.query is not set; one row per expected document");
+        assert_eq!(
+            e.to_string(),
+            "recon.toml: postgres.query is not set; one row per expected document"
+        );
     }
 }

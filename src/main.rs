@@ -33,8 +33,10 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 
 /// `recon: error: …` with the cause chain; a closed stdout (`recon check | head`) exits quietly.
 fn fail(e: &anyhow::Error) -> ExitCode {
-    if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
-    {
+    if e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) {
         return ExitCode::from(0);
     }
     let mut message = format!("recon: error: {e}");

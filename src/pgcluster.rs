@@ -94,9 +94,7 @@ impl PgCluster {
                     cluster.port = port;
                     return Ok(cluster);
                 }
-                Err(StartError::PortTaken) => {
-                    last_error = Some(anyhow::anyhow!("port {port} was taken"))
-                }
+                Err(StartError::PortTaken) => last_error = Some(anyhow::anyhow!("port {port} was taken")),
                 Err(StartError::Failed(e)) => return Err(e),
             }
         }
@@ -129,8 +127,7 @@ impl PgCluster {
     /// Creates database `name` and returns its URL. Blocking.
     pub fn create_database(&self, name: &str) -> anyhow::Result<String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let mut session =
-            WireSession::connect(addr, "postgres").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut session = WireSession::connect(addr, "postgres").map_err(|e| anyhow::anyhow!("{e}"))?;
         let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
         session
             .simple_query(&sql)
@@ -186,10 +183,7 @@ fn stop_child(child: &mut Child) -> anyhow::Result<()> {
     bail!("PostgreSQL (pid {pid}) ignored SIGINT for {STOP_DEADLINE:?} and was killed")
 }
 
-fn wait_with_deadline(
-    child: &mut Child,
-    deadline: Duration,
-) -> io::Result<Option<std::process::ExitStatus>> {
+fn wait_with_deadline(child: &mut Child, deadline: Duration) -> io::Result<Option<std::process::ExitStatus>> {
     let until = Instant::now() + deadline;
     let mut pause = Duration::from_millis(2);
     loop {
@@ -218,8 +212,7 @@ fn find_binaries() -> anyhow::Result<Binaries> {
                 .map(|p| p.parse().ok())
                 .collect::<Option<_>>()?;
             let bin = entry.path().join("bin");
-            (bin.join("initdb").is_file() && bin.join("postgres").is_file())
-                .then_some((version, bin))
+            (bin.join("initdb").is_file() && bin.join("postgres").is_file()).then_some((version, bin))
         })
         .collect();
     versioned.sort();
@@ -290,10 +283,7 @@ fn create_cluster_dir(run_as: Option<RunAs>) -> anyhow::Result<PathBuf> {
 fn command_as(program: &Path, dir: &Path, run_as: Option<RunAs>) -> Command {
     let mut command = Command::new(program);
     // The cluster dir, not ours: the postgres user may not be allowed into our working directory.
-    command
-        .current_dir(dir)
-        .env("LC_ALL", "C")
-        .env_remove("PGDATA");
+    command.current_dir(dir).env("LC_ALL", "C").env_remove("PGDATA");
     if let Some(RunAs { uid, gid }) = run_as {
         command.uid(uid).gid(gid).env("HOME", dir);
     }
@@ -329,8 +319,7 @@ fn init_data_dir(binaries: &Binaries, dir: &Path, run_as: Option<RunAs>) -> anyh
     }
     // First matching line wins, so this goes before initdb's trust lines.
     let hba = dir.join("data/pg_hba.conf");
-    let rules =
-        fs::read_to_string(&hba).with_context(|| format!("could not read {}", hba.display()))?;
+    let rules = fs::read_to_string(&hba).with_context(|| format!("could not read {}", hba.display()))?;
     let rules = format!("host all +{PASSWORD_GROUP} 127.0.0.1/32 scram-sha-256\n{rules}");
     fs::write(&hba, rules).with_context(|| format!("could not write {}", hba.display()))?;
     Ok(())
@@ -341,12 +330,7 @@ enum StartError {
     Failed(anyhow::Error),
 }
 
-fn start_server(
-    binaries: &Binaries,
-    dir: &Path,
-    port: u16,
-    run_as: Option<RunAs>,
-) -> Result<Child, StartError> {
+fn start_server(binaries: &Binaries, dir: &Path, port: u16, run_as: Option<RunAs>) -> Result<Child, StartError> {
     let failed = |e: anyhow::Error| StartError::Failed(e);
     let log = fs::File::create(dir.join("postgres.log"))
         .context("could not create postgres.log")
@@ -403,9 +387,9 @@ fn start_server(
             if log.contains("could not bind") || log.contains("Address already in use") {
                 Err(StartError::PortTaken)
             } else {
-                Err(StartError::Failed(e.context(format!(
-                    "PostgreSQL did not start; its log:\n{log}"
-                ))))
+                Err(StartError::Failed(
+                    e.context(format!("PostgreSQL did not start; its log:\n{log}")),
+                ))
             }
         }
     }
@@ -499,13 +483,7 @@ fn remove_stale_clusters() {
 }
 
 fn read_pid(path: &Path) -> Option<libc::pid_t> {
-    fs::read_to_string(path)
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
+    fs::read_to_string(path).ok()?.lines().next()?.trim().parse().ok()
 }
 
 fn pid_alive(pid: libc::pid_t) -> bool {
@@ -530,8 +508,7 @@ struct WireSession {
 
 impl WireSession {
     fn connect(addr: SocketAddr, database: &str) -> Result<WireSession, String> {
-        let stream =
-            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .map_err(|e| e.to_string())?;
@@ -553,10 +530,7 @@ impl WireSession {
         body.push(0);
         let mut message = ((body.len() + 4) as u32).to_be_bytes().to_vec();
         message.extend_from_slice(&body);
-        session
-            .stream
-            .write_all(&message)
-            .map_err(|e| e.to_string())?;
+        session.stream.write_all(&message).map_err(|e| e.to_string())?;
         session.read_until_ready(true)?;
         Ok(session)
     }
@@ -576,19 +550,13 @@ impl WireSession {
         let mut error = None;
         loop {
             let mut header = [0u8; 5];
-            self.stream
-                .read_exact(&mut header)
-                .map_err(|e| e.to_string())?;
+            self.stream.read_exact(&mut header).map_err(|e| e.to_string())?;
             let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
             let mut body = vec![0u8; len.saturating_sub(4)];
-            self.stream
-                .read_exact(&mut body)
-                .map_err(|e| e.to_string())?;
+            self.stream.read_exact(&mut body).map_err(|e| e.to_string())?;
             match header[0] {
                 b'R' => {
-                    let code = body
-                        .get(..4)
-                        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+                    let code = body.get(..4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
                     if code != Some(0) {
                         return Err(format!(
                             "server asks for authentication (method {code:?}); expected trust"

@@ -106,7 +106,10 @@ impl Progress {
                 ProgressMode::Off => {}
             }
         });
-        Progress { stop: Some(tx), task: Some(task) }
+        Progress {
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Stops drawing and clears the bars before the report is printed.

@@ -61,7 +61,10 @@ pub fn redact_url(raw: &str) -> String {
 }
 
 fn is_secret_param(key: &str) -> bool {
-    matches!(key.to_ascii_lowercase().as_str(), "password" | "sslpassword" | "api_key" | "apikey" | "token")
+    matches!(
+        key.to_ascii_lowercase().as_str(),
+        "password" | "sslpassword" | "api_key" | "apikey" | "token"
+    )
 }
 
 #[cfg(test)]
@@ -70,8 +73,14 @@ mod tests {
 
     #[test]
     fn passwords_are_masked_in_urls() {
-        assert_eq!(redact_url("postgres://app:hunter2@db:5432/shop"), "postgres://app:***@db:5432/shop");
-        assert_eq!(redact_url("http://elastic:s3cr3t@localhost:9200"), "http://elastic:***@localhost:9200/");
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/shop"),
+            "postgres://app:***@db:5432/shop"
+        );
+        assert_eq!(
+            redact_url("http://elastic:s3cr3t@localhost:9200"),
+            "http://elastic:***@localhost:9200/"
+        );
         let r = redact_url("postgres://db/shop?user=app&password=hunter2");
         assert!(!r.contains("hunter2"), "{r}");
         assert!(r.contains("user=app"));

@@ -42,7 +42,11 @@ pub struct CheckResult {
 }
 
 pub async fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
-    let overrides = Overrides { pg_url: args.pg_url, es_url: args.es_url, es_index: args.index };
+    let overrides = Overrides {
+        pg_url: args.pg_url,
+        es_url: args.es_url,
+        es_index: args.index,
+    };
     let settings = Settings::load(&args.config, &overrides, &|name| std::env::var(name).ok())?;
     if args.verbose {
         for line in settings.describe_origins() {
@@ -80,7 +84,11 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
     let pg_settings = PostgresSettings {
         updated_at: settings.postgres.updated_at.clone(),
         page_size: settings.postgres.page_size,
-        ..PostgresSettings::new(settings.postgres.url.expose(), &settings.postgres.query, &settings.postgres.key)
+        ..PostgresSettings::new(
+            settings.postgres.url.expose(),
+            &settings.postgres.query,
+            &settings.postgres.key,
+        )
     };
     let es = &settings.elasticsearch;
     let mut es_settings = ElasticsearchSettings {
@@ -106,13 +114,23 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
     let write_model = PostgresSource::connect(pg_settings).await?;
     // Fetch only what is compared: the projection's columns, minus what is ignored.
     let ignored: BTreeSet<&str> = settings.compare.ignore.iter().map(String::as_str).collect();
-    let mut includes: Vec<String> =
-        write_model.columns().iter().filter(|c| !ignored.contains(c.as_str())).cloned().collect();
+    let mut includes: Vec<String> = write_model
+        .columns()
+        .iter()
+        .filter(|c| !ignored.contains(c.as_str()))
+        .cloned()
+        .collect();
     if !includes.contains(&es.key) {
         includes.push(es.key.clone());
     }
     es_settings.source_includes = Some(includes);
-    es_settings.source_excludes = settings.compare.ignore.iter().filter(|p| p.contains('.')).cloned().collect();
+    es_settings.source_excludes = settings
+        .compare
+        .ignore
+        .iter()
+        .filter(|p| p.contains('.'))
+        .cloned()
+        .collect();
     let read_model = ElasticsearchSource::connect(es_settings).await?;
     if write_model.key_kind() != read_model.key_kind() {
         bail!(
@@ -134,10 +152,15 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
     }
 
     // Both snapshots are opened, then read concurrently: each side pages ahead on its own task.
-    let (source_scan, target_scan) =
-        tokio::try_join!(write_model.open_scan(KeyRange::all()), read_model.open_scan(KeyRange::all()))?;
+    let (source_scan, target_scan) = tokio::try_join!(
+        write_model.open_scan(KeyRange::all()),
+        read_model.open_scan(KeyRange::all())
+    )?;
     let grace = match (options.grace, source_scan.snapshot_ms) {
-        (Some(g), Some(snapshot_ms)) => Some(Grace { snapshot_ms, grace_ms: g.as_millis() as i64 }),
+        (Some(g), Some(snapshot_ms)) => Some(Grace {
+            snapshot_ms,
+            grace_ms: g.as_millis() as i64,
+        }),
         _ => None,
     };
     let counters = Arc::new(Counters::default());
@@ -158,9 +181,9 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
     let mut joiner = Joiner::new(source, target, comparator, grace);
 
     let atomic = match &options.output {
-        Some(path) => Some(
-            AtomicFile::create(path).with_context(|| format!("cannot write the report to {}", path.display()))?,
-        ),
+        Some(path) => {
+            Some(AtomicFile::create(path).with_context(|| format!("cannot write the report to {}", path.display()))?)
+        }
         None => None,
     };
     let out: Box<dyn Write + Send> = match &atomic {
@@ -168,7 +191,11 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
     let mut writer = report::writer(
-        ReportOptions { limit: options.limit, color: options.color, ..ReportOptions::new(options.format) },
+        ReportOptions {
+            limit: options.limit,
+            color: options.color,
+            ..ReportOptions::new(options.format)
+        },
         out,
     );
 
@@ -211,7 +238,9 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
         tool_version: env!("CARGO_PKG_VERSION"),
     };
     let in_sync = run.in_sync(&summary);
-    writer.finish(&summary, joiner.field_counts(), &run).context("cannot write the report")?;
+    writer
+        .finish(&summary, joiner.field_counts(), &run)
+        .context("cannot write the report")?;
     if let Some(file) = atomic {
         file.commit().context("cannot write the report")?;
     }

@@ -41,8 +41,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     let pg_url = cluster.create_database("shop")?;
     say(&format!("loading a shop of {} orders", args.orders));
     let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&pg_url).await?;
-    sqlx::raw_sql(shop::schema_sql()).execute(&mut conn).await.context("creating the shop schema")?;
-    sqlx::raw_sql(&shop::seed_sql(args.orders, 42)).execute(&mut conn).await.context("seeding the shop")?;
+    sqlx::raw_sql(shop::schema_sql())
+        .execute(&mut conn)
+        .await
+        .context("creating the shop schema")?;
+    sqlx::raw_sql(&shop::seed_sql(args.orders, 42))
+        .execute(&mut conn)
+        .await
+        .context("seeding the shop")?;
 
     say("starting the Elasticsearch-API emulator in-process");
     let emulator = Emulator::start("127.0.0.1:0", EmulatorConfig::default()).await?;
@@ -57,14 +63,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
         retry: RetryPolicy::default(),
     })
     .await?;
-    es.request_ok(Method::Put, &format!("/{INDEX}"), &[], Some(&index_body())).await?;
+    es.request_ok(Method::Put, &format!("/{INDEX}"), &[], Some(&index_body()))
+        .await?;
 
     say("projecting the orders into the read model, with drift injected");
     let injected = project(&pg_url, &es).await?;
-    es.request_ok(Method::Post, &format!("/{INDEX}/_refresh"), &[], None).await?;
+    es.request_ok(Method::Post, &format!("/{INDEX}/_refresh"), &[], None)
+        .await?;
 
     let config = demo_config(&pg_url, &emulator.url());
-    let settings = Settings::resolve(parse_file(&config, "demo recon.toml")?, None, &Overrides::default(), &|_| None)?;
+    let settings = Settings::resolve(
+        parse_file(&config, "demo recon.toml")?,
+        None,
+        &Overrides::default(),
+        &|_| None,
+    )?;
     say("running recon check with this configuration:");
     if !args.quiet {
         for line in config.lines().filter(|l| !l.starts_with("url")) {
@@ -76,7 +89,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
         grace: None,
         allow: 0,
         limit: None,
-        format: args.format.unwrap_or(if terminal { Format::Table } else { Format::Json }),
+        format: args
+            .format
+            .unwrap_or(if terminal { Format::Table } else { Format::Json }),
         output: None,
         progress: ProgressMode::detect(args.quiet),
         verbose: false,
@@ -93,13 +108,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     }
     let found = &result.summary;
     if (found.missing, found.orphaned, found.mismatched, found.duplicate)
-        != (injected.missing, injected.orphaned, injected.mismatched, injected.duplicate)
+        != (
+            injected.missing,
+            injected.orphaned,
+            injected.mismatched,
+            injected.duplicate,
+        )
     {
         bail!(
             "the check did not find exactly the injected drift: injected {} missing, {} orphaned, {} mismatched, \
              {} duplicate; found {} missing, {} orphaned, {} mismatched, {} duplicate",
-            injected.missing, injected.orphaned, injected.mismatched, injected.duplicate,
-            found.missing, found.orphaned, found.mismatched, found.duplicate
+            injected.missing,
+            injected.orphaned,
+            injected.mismatched,
+            injected.duplicate,
+            found.missing,
+            found.orphaned,
+            found.mismatched,
+            found.duplicate
         );
     }
     say(&format!(
@@ -163,7 +189,9 @@ async fn project(pg_url: &str, es: &EsClient) -> anyhow::Result<Summary> {
     let mut bulk = Vec::new();
     let mut last_id = 0;
     while let Some(KeyedDoc { key, mut doc, .. }) = docs.try_next().await? {
-        let Key::Int(id) = key else { bail!("the shop's keys are integers") };
+        let Key::Int(id) = key else {
+            bail!("the shop's keys are integers")
+        };
         last_id = id;
         doc.remove("updatedAt");
         doc.insert("indexedAt".into(), json!("2026-01-01T00:00:00Z"));

@@ -59,11 +59,7 @@ pub enum JoinError {
          ascending order (text keys in byte order, as PostgreSQL's COLLATE \"C\" and an Elasticsearch keyword \
          sort give)"
     )]
-    OutOfOrder {
-        side: Side,
-        previous: Key,
-        next: Key,
-    },
+    OutOfOrder { side: Side, previous: Key, next: Key },
     #[error("write model returned key {key} twice; the projection query must return one row per document")]
     DuplicateSourceKey { key: Key },
 }
@@ -409,11 +405,7 @@ mod tests {
         stream::iter(items.into_iter().map(Ok).collect::<Vec<_>>())
     }
 
-    fn joiner(
-        source: Vec<KeyedDoc>,
-        target: Vec<KeyedDoc>,
-        grace: Option<Grace>,
-    ) -> Joiner<DocStream, DocStream> {
+    fn joiner(source: Vec<KeyedDoc>, target: Vec<KeyedDoc>, grace: Option<Grace>) -> Joiner<DocStream, DocStream> {
         joiner_with(CompareConfig::default(), source, target, grace)
     }
 
@@ -423,12 +415,7 @@ mod tests {
         target: Vec<KeyedDoc>,
         grace: Option<Grace>,
     ) -> Joiner<DocStream, DocStream> {
-        Joiner::new(
-            docs(source),
-            docs(target),
-            Comparator::new(&cfg).unwrap(),
-            grace,
-        )
+        Joiner::new(docs(source), docs(target), Comparator::new(&cfg).unwrap(), grace)
     }
 
     async fn drain<S, T>(joiner: &mut Joiner<S, T>) -> anyhow::Result<Vec<Outcome>>
@@ -498,10 +485,7 @@ mod tests {
         assert_eq!(mismatched.ids, ["2"]);
         assert_eq!(mismatched.diffs.len(), 1);
         assert_eq!(mismatched.diffs[0].path, "name");
-        assert_eq!(
-            mismatched.expected,
-            Some(object(json!({"n": 2, "name": "a"})))
-        );
+        assert_eq!(mismatched.expected, Some(object(json!({"n": 2, "name": "a"}))));
         assert_eq!(mismatched.actual.len(), 1);
         assert_eq!(mismatched.cause, None);
 
@@ -543,18 +527,11 @@ mod tests {
         assert_eq!(j.next().await.unwrap(), None, "stays at the end");
         assert_eq!(j.summary(), &Summary::default());
 
-        let mut j = joiner(
-            vec![row(int(1), json!({})), row(int(2), json!({}))],
-            vec![],
-            None,
-        );
+        let mut j = joiner(vec![row(int(1), json!({})), row(int(2), json!({}))], vec![], None);
         let outcomes = drain(&mut j).await.unwrap();
         assert_eq!(
             verdicts(&outcomes),
-            [
-                (int(1), Some(DriftKind::Missing)),
-                (int(2), Some(DriftKind::Missing))
-            ]
+            [(int(1), Some(DriftKind::Missing)), (int(2), Some(DriftKind::Missing))]
         );
         assert_eq!((j.summary().source_rows, j.summary().missing), (2, 2));
 
@@ -571,11 +548,7 @@ mod tests {
     #[tokio::test]
     async fn interleavings_with_one_side_exhausted_first() {
         // Source ends before target and vice versa, with gaps on both sides.
-        let source = vec![
-            row(int(2), json!({})),
-            row(int(4), json!({})),
-            row(int(6), json!({})),
-        ];
+        let source = vec![row(int(2), json!({})), row(int(4), json!({})), row(int(6), json!({}))];
         let target = vec![
             hit(int(1), "1", json!({})),
             hit(int(4), "4", json!({})),
@@ -597,10 +570,7 @@ mod tests {
     #[tokio::test]
     async fn duplicates_diff_against_the_document_whose_id_is_the_key() {
         let source = vec![row(int(5), json!({"n": 5}))];
-        let target = vec![
-            hit(int(5), "stray", json!({"n": 5})),
-            hit(int(5), "5", json!({"n": 6})),
-        ];
+        let target = vec![hit(int(5), "stray", json!({"n": 5})), hit(int(5), "5", json!({"n": 6}))];
         let outcomes = drain(&mut joiner(source, target, None)).await.unwrap();
         let d = drift(&outcomes[0]);
         assert_eq!(d.kind, DriftKind::Duplicate);
@@ -610,10 +580,7 @@ mod tests {
 
         // Without a document at the key's `_id`, the first one is compared.
         let source = vec![row(int(5), json!({"n": 5}))];
-        let target = vec![
-            hit(int(5), "a", json!({"n": 7})),
-            hit(int(5), "b", json!({"n": 5})),
-        ];
+        let target = vec![hit(int(5), "a", json!({"n": 7})), hit(int(5), "b", json!({"n": 5}))];
         let mut j = joiner(source, target, None);
         let outcomes = drain(&mut j).await.unwrap();
         assert_eq!(drift(&outcomes[0]).diffs[0].actual, Some(json!(7)));
@@ -658,11 +625,7 @@ mod tests {
             ]
         );
         assert_eq!(drift(&outcomes[0]).cause, Some(DriftKind::Mismatched));
-        assert_eq!(
-            drift(&outcomes[0]).diffs.len(),
-            1,
-            "pending drift keeps its evidence"
-        );
+        assert_eq!(drift(&outcomes[0]).diffs.len(), 1, "pending drift keeps its evidence");
         assert_eq!(drift(&outcomes[2]).cause, Some(DriftKind::Missing));
         assert_eq!(drift(&outcomes[5]).cause, Some(DriftKind::Duplicate));
         let s = j.summary();
@@ -691,11 +654,7 @@ mod tests {
 
     #[tokio::test]
     async fn out_of_order_write_model_stops_the_join() {
-        let source = vec![
-            row(int(1), json!({})),
-            row(int(3), json!({})),
-            row(int(2), json!({})),
-        ];
+        let source = vec![row(int(1), json!({})), row(int(3), json!({})), row(int(2), json!({}))];
         let target = vec![hit(int(1), "1", json!({})), hit(int(3), "3", json!({}))];
         let mut j = joiner(source, target, None);
         assert_eq!(j.next().await.unwrap(), Some(Outcome::Matched(int(1))));
@@ -749,10 +708,7 @@ mod tests {
             err.to_string(),
             "write model returned key 1 twice; the projection query must return one row per document"
         );
-        assert_eq!(
-            join_error(err),
-            JoinError::DuplicateSourceKey { key: int(1) }
-        );
+        assert_eq!(join_error(err), JoinError::DuplicateSourceKey { key: int(1) });
     }
 
     #[tokio::test]
@@ -778,11 +734,7 @@ mod tests {
             row(int(9_007_199_254_740_992), json!({})),
             row(int(9_007_199_254_740_993), json!({})),
         ];
-        let target = vec![hit(
-            int(9_007_199_254_740_993),
-            "9007199254740993",
-            json!({}),
-        )];
+        let target = vec![hit(int(9_007_199_254_740_993), "9007199254740993", json!({}))];
         let outcomes = drain(&mut joiner(source, target, None)).await.unwrap();
         assert_eq!(
             verdicts(&outcomes),
@@ -816,10 +768,7 @@ mod tests {
         );
 
         // A read model sorted by UTF-16 code units is caught, not silently mis-joined.
-        let source = vec![
-            row(text("\u{FF5E}"), json!({})),
-            row(text("\u{1F600}"), json!({})),
-        ];
+        let source = vec![row(text("\u{FF5E}"), json!({})), row(text("\u{1F600}"), json!({}))];
         let target = vec![
             hit(text("\u{1F600}"), "\u{1F600}", json!({})),
             hit(text("\u{FF5E}"), "\u{FF5E}", json!({})),
@@ -838,10 +787,7 @@ mod tests {
     #[tokio::test]
     async fn field_counts_count_keys_not_diffs() {
         let source = vec![
-            row(
-                int(1),
-                json!({"products": [{"price": 1}, {"price": 2}], "total": 3}),
-            ),
+            row(int(1), json!({"products": [{"price": 1}, {"price": 2}], "total": 3})),
             row(int(2), json!({"products": [{"price": 1}], "total": 1})),
         ];
         let target = vec![
@@ -879,10 +825,7 @@ mod tests {
     }
 
     /// Counts how many items a stream has handed out.
-    fn counted(
-        items: Vec<KeyedDoc>,
-        pulled: Arc<AtomicUsize>,
-    ) -> impl Stream<Item = anyhow::Result<KeyedDoc>> + Unpin {
+    fn counted(items: Vec<KeyedDoc>, pulled: Arc<AtomicUsize>) -> impl Stream<Item = anyhow::Result<KeyedDoc>> + Unpin {
         stream::iter(items).map(move |doc| {
             pulled.fetch_add(1, Ordering::SeqCst);
             Ok(doc)
@@ -894,9 +837,7 @@ mod tests {
         let source_pulled = Arc::new(AtomicUsize::new(0));
         let target_pulled = Arc::new(AtomicUsize::new(0));
         let source: Vec<_> = (0..100).map(|i| row(int(i), json!({"n": i}))).collect();
-        let target: Vec<_> = (0..100)
-            .map(|i| hit(int(i), &i.to_string(), json!({"n": i})))
-            .collect();
+        let target: Vec<_> = (0..100).map(|i| hit(int(i), &i.to_string(), json!({"n": i}))).collect();
         let mut j = Joiner::new(
             counted(source, source_pulled.clone()),
             counted(target, target_pulled.clone()),

@@ -135,11 +135,7 @@ impl<'a> Decimal<'a> {
                 self.negative == other.negative
                     && na == nb
                     && self.point(la) == other.point(lb)
-                    && self
-                        .digits()
-                        .skip(la)
-                        .take(na)
-                        .eq(other.digits().skip(lb).take(nb))
+                    && self.digits().skip(la).take(na).eq(other.digits().skip(lb).take(nb))
             }
             _ => false,
         }
@@ -172,8 +168,7 @@ impl<'a> Decimal<'a> {
             None => true,
             Some((leading, n)) => {
                 let point = self.point(leading);
-                point.abs() <= MAX_ARITHMETIC_MAGNITUDE
-                    && (point - n as i64).abs() <= MAX_ARITHMETIC_MAGNITUDE
+                point.abs() <= MAX_ARITHMETIC_MAGNITUDE && (point - n as i64).abs() <= MAX_ARITHMETIC_MAGNITUDE
             }
         }
     }
@@ -288,9 +283,7 @@ mod tests {
 
     #[test]
     fn malformed_number_texts_are_rejected() {
-        for text in [
-            "", "-", ".", "1e", "1e+", "abc", "1.2.3", "1 ", "--1", "0x10",
-        ] {
+        for text in ["", "-", ".", "1e", "1e+", "abc", "1.2.3", "1 ", "--1", "0x10"] {
             assert!(Decimal::parse(text).is_none(), "{text:?} parsed");
         }
         assert!(Decimal::parse("+1.5").is_some());

@@ -48,27 +48,13 @@ fn percent_decode(s: &str) -> String {
 impl Req {
     pub fn new(parts: &hyper::http::request::Parts, body: Bytes) -> Req {
         let path = parts.uri.path().to_string();
-        let segs = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(percent_decode)
-            .collect();
+        let segs = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
         let params = parts
             .uri
             .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
+            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
-        let header = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(String::from)
-        };
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
         Req {
             method: parts.method.clone(),
             path,
@@ -131,10 +117,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, v: &Value) -> Reply {
-        Reply::raw(
-            status,
-            serde_json::to_vec(v).expect("serializing a Value cannot fail"),
-        )
+        Reply::raw(status, serde_json::to_vec(v).expect("serializing a Value cannot fail"))
     }
 
     pub fn ok(v: Value) -> Reply {
@@ -178,11 +161,7 @@ pub fn response_content_type(parts: &hyper::http::request::Parts, default: &'sta
     if default != "application/json" {
         return default.to_string();
     }
-    let accept = parts
-        .headers
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let accept = parts.headers.get("accept").and_then(|v| v.to_str().ok()).unwrap_or("");
     if accept.contains("application/yaml") {
         return "application/yaml".to_string();
     }
@@ -223,11 +202,7 @@ pub fn endpoint_kind(req: &Req) -> &'static str {
         "count"
     } else if s.contains(&"_mget") {
         "mget"
-    } else if s.contains(&"_doc")
-        || s.contains(&"_create")
-        || s.contains(&"_update")
-        || s.contains(&"_source")
-    {
+    } else if s.contains(&"_doc") || s.contains(&"_create") || s.contains(&"_update") || s.contains(&"_source") {
         if req.method == Method::GET || req.method == Method::HEAD {
             "get"
         } else {
@@ -270,16 +245,11 @@ impl Cluster {
 
 pub fn random_id(rng: &mut StdRng, len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    (0..len)
-        .map(|_| ALPHABET[rng.gen_range(0..64)] as char)
-        .collect()
+    (0..len).map(|_| ALPHABET[rng.gen_range(0..64)] as char).collect()
 }
 
 fn info(sh: &Shared) -> Value {
-    let cluster = sh
-        .cluster
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let cluster = sh.cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     match sh.flavor {
         Flavor::Elasticsearch => json!({
             "name": "emulator-node",
@@ -346,12 +316,7 @@ fn check_media_types(sh: &Shared, req: &Req) -> Result<(), EsError> {
     }
     if req.has_body() {
         if let Some(ct) = &req.content_type {
-            let base = ct
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
+            let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
             let ok = matches!(
                 base.as_str(),
                 "application/json"
@@ -517,10 +482,7 @@ fn route(sh: &Shared, req: &Req, faults: &RequestFaults) -> Result<Reply, EsErro
             M::HEAD => indices::exists_alias(sh, req, Some(index), name),
             M::PUT | M::POST => indices::put_alias(sh, req, index, name),
             M::DELETE => indices::delete_alias(sh, req, index, name),
-            _ => Err(method_not_allowed(
-                req,
-                &["GET", "HEAD", "PUT", "POST", "DELETE"],
-            )),
+            _ => Err(method_not_allowed(req, &["GET", "HEAD", "PUT", "POST", "DELETE"])),
         },
         ["_mapping"] => {
             allow!(["GET"], [M::GET]);
@@ -581,10 +543,7 @@ fn route(sh: &Shared, req: &Req, faults: &RequestFaults) -> Result<Reply, EsErro
             M::PUT | M::POST => documents::index_doc(sh, req, index, Some(id), false),
             M::GET | M::HEAD => documents::get_doc(sh, req, index, id, false),
             M::DELETE => documents::delete_doc(sh, req, index, id),
-            _ => Err(method_not_allowed(
-                req,
-                &["GET", "HEAD", "PUT", "POST", "DELETE"],
-            )),
+            _ => Err(method_not_allowed(req, &["GET", "HEAD", "PUT", "POST", "DELETE"])),
         },
         [index, "_create", id] => {
             allow!(["PUT", "POST"], [M::PUT, M::POST]);
@@ -607,19 +566,13 @@ fn route(sh: &Shared, req: &Req, faults: &RequestFaults) -> Result<Reply, EsErro
         },
         _ => Err(EsError::plain(
             400,
-            format!(
-                "no handler found for uri [{}] and method [{}]",
-                req.path, req.method
-            ),
+            format!("no handler found for uri [{}] and method [{}]", req.path, req.method),
         )),
     }
 }
 
 fn admin_faults(sh: &Shared, req: &Req) -> Result<Reply, EsError> {
-    let mut faults = sh
-        .faults
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut faults = sh.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     match req.method {
         Method::GET => {}
         Method::DELETE => faults.set(FaultSpec::default()),

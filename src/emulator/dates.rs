@@ -54,9 +54,7 @@ impl DateFormats {
 
     /// Interprets a JSON number the way a date field does (epoch millis, or seconds if only that format).
     pub fn parse_number(&self, n: f64) -> Option<i128> {
-        if self.formats.contains(&Format::EpochSecond)
-            && !self.formats.contains(&Format::EpochMillis)
-        {
+        if self.formats.contains(&Format::EpochSecond) && !self.formats.contains(&Format::EpochMillis) {
             return Some((n * 1e9) as i128);
         }
         Some((n * 1e6) as i128)
@@ -129,16 +127,7 @@ fn tokenize(p: &str) -> Vec<Tok> {
 
 // Civil fields map one-to-one onto the parsed pattern letters; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
-fn to_nanos(
-    y: i32,
-    mo: u32,
-    d: u32,
-    h: u32,
-    mi: u32,
-    s: u32,
-    nano: u32,
-    offset_secs: i64,
-) -> Option<i128> {
+fn to_nanos(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, nano: u32, offset_secs: i64) -> Option<i128> {
     let dt = NaiveDate::from_ymd_opt(y, mo, d)?.and_hms_nano_opt(h, mi, s, nano)?;
     let secs = dt.and_utc().timestamp() - offset_secs;
     Some(secs as i128 * 1_000_000_000 + nano as i128)
@@ -253,8 +242,7 @@ fn parse_one(f: &Format, s: &str) -> Option<i128> {
         Format::Pattern(toks) => {
             let b = s.as_bytes();
             let mut p = 0;
-            let (mut y, mut mo, mut d, mut h, mut mi, mut sec, mut nano, mut off) =
-                (1970, 1, 1, 0, 0, 0, 0, 0i64);
+            let (mut y, mut mo, mut d, mut h, mut mi, mut sec, mut nano, mut off) = (1970, 1, 1, 0, 0, 0, 0, 0i64);
             for t in toks {
                 match t {
                     Tok::Year => y = digits(b, &mut p, 4, 4)? as i32,
@@ -427,10 +415,7 @@ fn round_down(nanos: i128, unit: char) -> Option<i128> {
     let r = match unit {
         'y' => to_nanos(y, 1, 1, 0, 0, 0, 0, 0)?,
         'M' => to_nanos(y, mo, 1, 0, 0, 0, 0, 0)?,
-        'w' => {
-            to_nanos(y, mo, d, 0, 0, 0, 0, 0)?
-                - dt.weekday().num_days_from_monday() as i128 * 86_400_000_000_000
-        }
+        'w' => to_nanos(y, mo, d, 0, 0, 0, 0, 0)? - dt.weekday().num_days_from_monday() as i128 * 86_400_000_000_000,
         'd' => to_nanos(y, mo, d, 0, 0, 0, 0, 0)?,
         'h' | 'H' => to_nanos(y, mo, d, dt.hour(), 0, 0, 0, 0)?,
         'm' => to_nanos(y, mo, d, dt.hour(), dt.minute(), 0, 0, 0)?,
@@ -449,23 +434,10 @@ fn add(nanos: i128, n: i64, unit: char) -> Option<i128> {
         's' => 1_000_000_000,
         'y' | 'M' => {
             let dt = civil(nanos);
-            let months =
-                dt.year() as i64 * 12 + dt.month0() as i64 + if unit == 'y' { n * 12 } else { n };
-            let (y, m) = (
-                months.div_euclid(12) as i32,
-                months.rem_euclid(12) as u32 + 1,
-            );
+            let months = dt.year() as i64 * 12 + dt.month0() as i64 + if unit == 'y' { n * 12 } else { n };
+            let (y, m) = (months.div_euclid(12) as i32, months.rem_euclid(12) as u32 + 1);
             let day = dt.day().min(28);
-            return to_nanos(
-                y,
-                m,
-                day,
-                dt.hour(),
-                dt.minute(),
-                dt.second(),
-                dt.nanosecond(),
-                0,
-            );
+            return to_nanos(y, m, day, dt.hour(), dt.minute(), dt.second(), dt.nanosecond(), 0);
         }
         _ => return None,
     };
@@ -528,10 +500,7 @@ mod tests {
         let n = f.parse_str("2019-10-21 08:30:04.828").unwrap();
         assert_eq!(n / NANOS_PER_MILLI, 1571646604828);
         assert_eq!(f.format(n), "2019-10-21 08:30:04.828");
-        assert_eq!(
-            DateFormats::default_date().format(n),
-            "2019-10-21T08:30:04.828Z"
-        );
+        assert_eq!(DateFormats::default_date().format(n), "2019-10-21T08:30:04.828Z");
         assert_eq!(
             DateFormats::default_date().parse_str("2019-10-21T08:30:04.828Z"),
             Some(n)

@@ -26,9 +26,7 @@ fn refresh_policy(v: Option<&str>) -> Result<Refresh, EsError> {
         None | Some("false") => Ok(Refresh::No),
         Some("") | Some("true") => Ok(Refresh::Force),
         Some("wait_for") => Ok(Refresh::WaitFor),
-        Some(other) => Err(EsError::bad_request(format!(
-            "Unknown value for refresh: [{other}]."
-        ))),
+        Some(other) => Err(EsError::bad_request(format!("Unknown value for refresh: [{other}]."))),
     }
 }
 
@@ -40,10 +38,7 @@ fn num_param(v: Option<String>, name: &str) -> Result<Option<i64>, EsError> {
     .transpose()
 }
 
-fn write_check(
-    get: impl Fn(&str) -> Option<String>,
-    create_only: bool,
-) -> Result<WriteCheck, EsError> {
+fn write_check(get: impl Fn(&str) -> Option<String>, create_only: bool) -> Result<WriteCheck, EsError> {
     let check = WriteCheck {
         create_only,
         if_seq_no: num_param(get("if_seq_no"), "if_seq_no")?,
@@ -60,9 +55,7 @@ fn write_check(
 
 fn validate_id(id: &str) -> Result<(), EsError> {
     if id.is_empty() {
-        return Err(EsError::bad_request(
-            "if _id is specified it must not be empty",
-        ));
+        return Err(EsError::bad_request("if _id is specified it must not be empty"));
     }
     if id.len() > 512 {
         return Err(EsError::validation(&[format!(
@@ -74,12 +67,7 @@ fn validate_id(id: &str) -> Result<(), EsError> {
 }
 
 /// The concrete index a write goes to, auto-creating it when allowed.
-fn write_target(
-    c: &mut Cluster,
-    name: &str,
-    require_alias: bool,
-    auto_create: bool,
-) -> Result<String, EsError> {
+fn write_target(c: &mut Cluster, name: &str, require_alias: bool, auto_create: bool) -> Result<String, EsError> {
     let name = resolve_index_date_math(name, now_nanos());
     if require_alias && !c.is_alias(&name) {
         return Err(EsError::new(
@@ -116,10 +104,7 @@ fn write_body(idx: &Index, id: &str, r: &WriteResult, forced: bool) -> Value {
         m.insert("forced_refresh".into(), json!(true));
     }
     if r.result == "noop" {
-        m.insert(
-            "_shards".into(),
-            json!({"total": 0, "successful": 0, "failed": 0}),
-        );
+        m.insert("_shards".into(), json!({"total": 0, "successful": 0, "failed": 0}));
     } else {
         m.insert("_shards".into(), idx.write_shards());
     }
@@ -129,18 +114,10 @@ fn write_body(idx: &Index, id: &str, r: &WriteResult, forced: bool) -> Value {
 }
 
 fn lock(sh: &Shared) -> std::sync::MutexGuard<'_, Cluster> {
-    sh.cluster
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    sh.cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub fn index_doc(
-    sh: &Shared,
-    req: &Req,
-    index: &str,
-    id: Option<&str>,
-    create: bool,
-) -> Result<Reply, EsError> {
+pub fn index_doc(sh: &Shared, req: &Req, index: &str, id: Option<&str>, create: bool) -> Result<Reply, EsError> {
     let create = create
         || match req.param("op_type") {
             Some("create") => true,
@@ -170,13 +147,7 @@ pub fn index_doc(
     let target = write_target(&mut c, index, req.flag("require_alias")?, true)?;
     let idx = c.indices.get_mut(&target).expect("resolved");
     let shard = shard_for(idx, &id);
-    let r = idx.index_doc(
-        &id,
-        Bytes::copy_from_slice(trim_body(&req.body)),
-        None,
-        &check,
-        shard,
-    )?;
+    let r = idx.index_doc(&id, Bytes::copy_from_slice(trim_body(&req.body)), None, &check, shard)?;
     if refresh != Refresh::No {
         idx.refresh_shard(r.shard);
     }
@@ -192,10 +163,7 @@ fn trim_body(b: &[u8]) -> &[u8] {
         .rposition(|c| !c.is_ascii_whitespace())
         .map(|p| p + 1)
         .unwrap_or(0);
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(end);
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(end);
     &b[start..end]
 }
 
@@ -217,13 +185,7 @@ pub fn delete_doc(sh: &Shared, req: &Req, index: &str, id: &str) -> Result<Reply
 }
 
 /// Renders a stored document the way GET and mget do.
-fn get_body(
-    idx: &Index,
-    id: &str,
-    doc: Option<&Doc>,
-    filter: &SourceFilter,
-    stored: &[String],
-) -> Value {
+fn get_body(idx: &Index, id: &str, doc: Option<&Doc>, filter: &SourceFilter, stored: &[String]) -> Value {
     let Some(doc) = doc else {
         return json!({"_index": idx.name, "_id": id, "found": false});
     };
@@ -244,10 +206,7 @@ fn get_body(
         let mut fields = Map::new();
         for f in stored {
             if let Some(def) = idx.mapping.field(f).filter(|d| d.store) {
-                if let Some(v) = source
-                    .as_ref()
-                    .and_then(|s| lookup_path(s, &def.source_path))
-                {
+                if let Some(v) = source.as_ref().and_then(|s| lookup_path(s, &def.source_path)) {
                     let arr = match v {
                         Value::Array(a) => a.clone(),
                         other => vec![other.clone()],
@@ -305,13 +264,7 @@ fn read_index(c: &Cluster, name: &str) -> Result<String, EsError> {
     }
 }
 
-pub fn get_doc(
-    sh: &Shared,
-    req: &Req,
-    index: &str,
-    id: &str,
-    source_only: bool,
-) -> Result<Reply, EsError> {
+pub fn get_doc(sh: &Shared, req: &Req, index: &str, id: &str, source_only: bool) -> Result<Reply, EsError> {
     let mut c = lock(sh);
     let target = read_index(&c, index)?;
     let idx = c.indices.get_mut(&target).expect("resolved");
@@ -327,15 +280,15 @@ pub fn get_doc(
     } else {
         idx.get_searchable(id)
     };
-    if let (Some(d), Some(v)) = (
-        &doc,
-        num_param(req.param("version").map(String::from), "version")?,
-    ) {
+    if let (Some(d), Some(v)) = (&doc, num_param(req.param("version").map(String::from), "version")?) {
         if d.version != v {
             return Err(EsError::new(
                 409,
                 "version_conflict_engine_exception",
-                format!("[{id}]: version conflict, current version [{}] is different than the one provided [{v}]", d.version),
+                format!(
+                    "[{id}]: version conflict, current version [{}] is different than the one provided [{v}]",
+                    d.version
+                ),
             )
             .on_shard(&idx.name, &idx.uuid));
         }
@@ -347,14 +300,8 @@ pub fn get_doc(
     )
     .unwrap_or_else(SourceFilter::all);
     let stored = list_param(req.param("stored_fields"));
-    let filter = if !stored.is_empty()
-        && req.param("_source").is_none()
-        && req.param("_source_includes").is_none()
-    {
-        SourceFilter {
-            fetch: false,
-            ..filter
-        }
+    let filter = if !stored.is_empty() && req.param("_source").is_none() && req.param("_source_includes").is_none() {
+        SourceFilter { fetch: false, ..filter }
     } else {
         filter
     };
@@ -388,10 +335,7 @@ pub fn mget(sh: &Shared, req: &Req, index: Option<&str>) -> Result<Reply, EsErro
     if let Some(Value::Array(docs)) = body.get("docs") {
         for d in docs {
             let id = d.get("_id").and_then(as_string).unwrap_or_default();
-            let idx = d
-                .get("_index")
-                .and_then(as_string)
-                .or_else(|| index.map(String::from));
+            let idx = d.get("_index").and_then(as_string).or_else(|| index.map(String::from));
             let stored = match d.get("stored_fields") {
                 Some(Value::Array(a)) => a.iter().filter_map(as_string).collect(),
                 Some(Value::String(s)) => list_param(Some(s)),
@@ -488,22 +432,16 @@ fn apply_update(
     let shard = shard_for(idx, id);
     match existing {
         None => {
-            let upsert = if body
-                .get("doc_as_upsert")
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-            {
+            let upsert = if body.get("doc_as_upsert").and_then(Value::as_bool).unwrap_or(false) {
                 doc.cloned()
             } else {
                 body.get("upsert").and_then(Value::as_object).cloned()
             };
             let Some(new_source) = upsert else {
-                return Err(EsError::new(
-                    404,
-                    "document_missing_exception",
-                    format!("[{id}]: document missing"),
-                )
-                .on_shard(&idx.name, &idx.uuid));
+                return Err(
+                    EsError::new(404, "document_missing_exception", format!("[{id}]: document missing"))
+                        .on_shard(&idx.name, &idx.uuid),
+                );
             };
             let raw = serde_json::to_vec(&new_source).expect("serializing a Map cannot fail");
             let create = WriteCheck {
@@ -514,20 +452,14 @@ fn apply_update(
             Ok((r, new_source))
         }
         Some(current) => {
-            let mut source: Map<String, Value> =
-                serde_json::from_slice(&current.source).unwrap_or_default();
+            let mut source: Map<String, Value> = serde_json::from_slice(&current.source).unwrap_or_default();
             let before = source.clone();
             if let Some(d) = doc {
                 merge_into(&mut source, d);
             } else if body.get("upsert").is_none() {
                 return Err(EsError::validation(&["script or doc is missing".into()]));
             }
-            if body
-                .get("detect_noop")
-                .and_then(Value::as_bool)
-                .unwrap_or(true)
-                && before == source
-            {
+            if body.get("detect_noop").and_then(Value::as_bool).unwrap_or(true) && before == source {
                 if let (Some(seq), Some(term)) = (check.if_seq_no, check.if_primary_term) {
                     if seq != current.seq_no || term != PRIMARY_TERM {
                         return Err(EsError::new(
@@ -649,9 +581,8 @@ fn parse_bulk(body: &[u8]) -> Result<Vec<BulkItem>, EsError> {
         if text.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let action: Value = serde_json::from_slice(text).map_err(|err| {
-            malformed(line_no, format!("expected START_OBJECT but found [{err}]"))
-        })?;
+        let action: Value = serde_json::from_slice(text)
+            .map_err(|err| malformed(line_no, format!("expected START_OBJECT but found [{err}]")))?;
         let Some(obj) = action.as_object() else {
             return Err(malformed(
                 line_no,
@@ -659,10 +590,7 @@ fn parse_bulk(body: &[u8]) -> Result<Vec<BulkItem>, EsError> {
             ));
         };
         let Some((op, meta)) = obj.iter().next() else {
-            return Err(malformed(
-                line_no,
-                "expected FIELD_NAME but found [END_OBJECT]".into(),
-            ));
+            return Err(malformed(line_no, "expected FIELD_NAME but found [END_OBJECT]".into()));
         };
         let op: &'static str = match op.as_str() {
             "index" => "index",
@@ -672,9 +600,7 @@ fn parse_bulk(body: &[u8]) -> Result<Vec<BulkItem>, EsError> {
             other => {
                 return Err(malformed(
                     line_no,
-                    format!(
-                    "expected field [create], [delete], [index] or [update] but found [{other}]"
-                ),
+                    format!("expected field [create], [delete], [index] or [update] but found [{other}]"),
                 ))
             }
         };
@@ -719,12 +645,7 @@ fn item_error(op: &str, index: &str, id: Option<&str>, e: &EsError) -> Value {
     obj(vec![(op, Value::Object(m))])
 }
 
-pub fn bulk(
-    sh: &Shared,
-    req: &Req,
-    path_index: Option<&str>,
-    faults: &RequestFaults,
-) -> Result<Reply, EsError> {
+pub fn bulk(sh: &Shared, req: &Req, path_index: Option<&str>, faults: &RequestFaults) -> Result<Reply, EsError> {
     let started = std::time::Instant::now();
     let refresh = refresh_policy(req.param("refresh"))?;
     let items = parse_bulk(&req.body)?;
@@ -732,10 +653,7 @@ pub fn bulk(
         return Err(EsError::validation(&["no requests added".into()]));
     }
     let rejected: Vec<bool> = if faults.item_reject > 0.0 {
-        let mut f = sh
-            .faults
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = sh.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         items.iter().map(|_| f.roll(faults.item_reject)).collect()
     } else {
         vec![false; items.len()]
@@ -768,12 +686,7 @@ pub fn bulk(
                 id.as_deref(),
                 &EsError::validation(&["index is missing".into()]),
             )),
-            Some(name) if rejected[n] => Some(item_error(
-                op,
-                name,
-                id.as_deref(),
-                &EsError::rejected("write"),
-            )),
+            Some(name) if rejected[n] => Some(item_error(op, name, id.as_deref(), &EsError::rejected("write"))),
             _ => None,
         };
         if let Some(item) = early {
@@ -813,9 +726,8 @@ pub fn bulk(
                     (idx.delete_doc(&id, &check, shard)?, None)
                 }
                 "update" => {
-                    let body: Value = serde_json::from_slice(raw).map_err(|e| {
-                        EsError::parsing(format!("failed to parse update request: {e}"))
-                    })?;
+                    let body: Value = serde_json::from_slice(raw)
+                        .map_err(|e| EsError::parsing(format!("failed to parse update request: {e}")))?;
                     let filter = match body.get("_source").or_else(|| meta.get("_source")) {
                         Some(v) => Some(SourceFilter::from_value(v)?),
                         None => default_filter.clone(),
@@ -829,13 +741,7 @@ pub fn bulk(
                 _ => {
                     let shard = shard_for(idx, &id);
                     (
-                        idx.index_doc(
-                            &id,
-                            Bytes::copy_from_slice(trim_body(raw)),
-                            None,
-                            &check,
-                            shard,
-                        )?,
+                        idx.index_doc(&id, Bytes::copy_from_slice(trim_body(raw)), None, &check, shard)?,
                         None,
                     )
                 }
@@ -859,8 +765,7 @@ pub fn bulk(
             ),
             Err(e) => {
                 errors = true;
-                serde_json::to_writer(&mut out, &item_error(op, &index_name, id.as_deref(), &e))
-                    .expect("vec");
+                serde_json::to_writer(&mut out, &item_error(op, &index_name, id.as_deref(), &e)).expect("vec");
             }
         }
     }
@@ -896,11 +801,7 @@ fn write_item(
     serde_json::to_writer(&mut *out, index).expect("vec");
     out.extend_from_slice(b",\"_id\":");
     serde_json::to_writer(&mut *out, id).expect("vec");
-    let _ = write!(
-        out,
-        ",\"_version\":{},\"result\":\"{}\",",
-        r.version, r.result
-    );
+    let _ = write!(out, ",\"_version\":{},\"result\":\"{}\",", r.version, r.result);
     if forced {
         out.extend_from_slice(b"\"forced_refresh\":true,");
     }

@@ -61,21 +61,15 @@ impl EsError {
 
     /// Adds the `index`/`index_uuid`/`shard` triple shard-level errors carry.
     pub fn on_shard(self, index: &str, uuid: &str) -> EsError {
-        self.with("index_uuid", uuid)
-            .with("shard", "0")
-            .with("index", index)
+        self.with("index_uuid", uuid).with("shard", "0").with("index", index)
     }
 
     pub fn index_not_found(name: &str) -> EsError {
-        EsError::new(
-            404,
-            "index_not_found_exception",
-            format!("no such index [{name}]"),
-        )
-        .with("resource.type", "index_or_alias")
-        .with("resource.id", name)
-        .with("index_uuid", "_na_")
-        .with("index", name)
+        EsError::new(404, "index_not_found_exception", format!("no such index [{name}]"))
+            .with("resource.type", "index_or_alias")
+            .with("resource.id", name)
+            .with("index_uuid", "_na_")
+            .with("index", name)
     }
 
     pub fn index_closed(name: &str, uuid: &str) -> EsError {

@@ -115,9 +115,7 @@ impl FromStr for FaultSpec {
                 "latency" => {
                     spec.latency = match v.parse::<u64>() {
                         Ok(ms) => Duration::from_millis(ms),
-                        Err(_) => {
-                            humantime::parse_duration(v).map_err(|e| format!("latency: {e}"))?
-                        }
+                        Err(_) => humantime::parse_duration(v).map_err(|e| format!("latency: {e}"))?,
                     }
                 }
                 "reset_after" => spec.reset_after = Some(count(k, v)?),
@@ -274,9 +272,7 @@ mod tests {
     #[test]
     fn every_nth_is_deterministic() {
         let mut st = FaultState::new("reject_every=3".parse().unwrap(), 7);
-        let got: Vec<_> = (0..6)
-            .map(|_| st.decide("search", "/_search").status)
-            .collect();
+        let got: Vec<_> = (0..6).map(|_| st.decide("search", "/_search").status).collect();
         assert_eq!(got, vec![None, None, Some(429), None, None, Some(429)]);
     }
 }

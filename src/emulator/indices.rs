@@ -10,9 +10,7 @@ use super::cluster::{Cluster, Reply, Req};
 use super::dates::{now_nanos, resolve_index_date_math};
 use super::error::{obj, EsError};
 use super::mapping::Mapping;
-use super::store::{
-    as_bool, as_string, default_routing_shards, parse_time_value, AliasMeta, Index,
-};
+use super::store::{as_bool, as_string, default_routing_shards, parse_time_value, AliasMeta, Index};
 use super::Shared;
 
 /// `*` glob match.
@@ -98,10 +96,7 @@ impl Cluster {
     }
 
     fn all_alias_names(&self) -> BTreeSet<String> {
-        self.indices
-            .values()
-            .flat_map(|i| i.aliases.keys().cloned())
-            .collect()
+        self.indices.values().flat_map(|i| i.aliases.keys().cloned()).collect()
     }
 
     fn state_ok(&self, name: &str, opts: &Opts) -> bool {
@@ -210,18 +205,11 @@ impl Cluster {
         if self.indices.contains_key(name) {
             return Ok(Some(name.to_string()));
         }
-        let members: Vec<&Index> = self
-            .indices
-            .values()
-            .filter(|i| i.aliases.contains_key(name))
-            .collect();
+        let members: Vec<&Index> = self.indices.values().filter(|i| i.aliases.contains_key(name)).collect();
         if members.is_empty() {
             return Ok(None);
         }
-        if let Some(w) = members
-            .iter()
-            .find(|i| i.aliases[name].is_write_index == Some(true))
-        {
+        if let Some(w) = members.iter().find(|i| i.aliases[name].is_write_index == Some(true)) {
             return Ok(Some(w.name.clone()));
         }
         if members.len() == 1 && members[0].aliases[name].is_write_index != Some(false) {
@@ -258,9 +246,7 @@ impl Cluster {
         if let Some(obj) = body.as_object() {
             for k in obj.keys() {
                 if !matches!(k.as_str(), "settings" | "mappings" | "aliases") {
-                    return Err(EsError::parsing(format!(
-                        "unknown key [{k}] for create index"
-                    )));
+                    return Err(EsError::parsing(format!("unknown key [{k}] for create index")));
                 }
             }
         }
@@ -272,11 +258,7 @@ impl Cluster {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (normalize_key(&k), v)))
             .collect();
-        if settings
-            .get("index.soft_deletes.enabled")
-            .map(String::as_str)
-            == Some("false")
-        {
+        if settings.get("index.soft_deletes.enabled").map(String::as_str) == Some("false") {
             return Err(EsError::bad_request(
                 "Creating indices with soft-deletes disabled is no longer supported. Please do not specify a value for setting [index.soft_deletes.enabled].",
             ));
@@ -480,11 +462,9 @@ fn validate_setting(key: &str, value: &str) -> Result<(), EsError> {
         | "max_terms_count"
         | "max_slices_per_scroll"
         | "number_of_routing_shards" => {
-            let n: i64 = value.parse().map_err(|_| {
-                EsError::bad_request(format!(
-                    "Failed to parse value [{value}] for setting [{key}]"
-                ))
-            })?;
+            let n: i64 = value
+                .parse()
+                .map_err(|_| EsError::bad_request(format!("Failed to parse value [{value}] for setting [{key}]")))?;
             let min = if short == "number_of_replicas" { 0 } else { 1 };
             if n < min {
                 return Err(EsError::bad_request(format!(
@@ -501,10 +481,7 @@ fn settings_json(index: &Index, flat: bool, name_filter: Option<&str>) -> Value 
     let mut all: BTreeMap<String, String> = index.settings.clone();
     all.insert("index.uuid".into(), index.uuid.clone());
     all.insert("index.provided_name".into(), index.name.clone());
-    all.insert(
-        "index.creation_date".into(),
-        index.created_millis.to_string(),
-    );
+    all.insert("index.creation_date".into(), index.created_millis.to_string());
     all.insert("index.version.created".into(), "8536000".into());
     all.entry("index.routing.allocation.include._tier_preference".into())
         .or_insert_with(|| "data_content".into());
@@ -513,11 +490,7 @@ fn settings_json(index: &Index, flat: bool, name_filter: Option<&str>) -> Value 
         all.retain(|k, _| pats.iter().any(|p| wildcard_match(p, k)));
     }
     if flat {
-        return Value::Object(
-            all.into_iter()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect(),
-        );
+        return Value::Object(all.into_iter().map(|(k, v)| (k, Value::String(v))).collect());
     }
     let mut root = Map::new();
     for (k, v) in all {
@@ -549,9 +522,7 @@ fn aliases_json(index: &Index, names: Option<&[String]>) -> Value {
 }
 
 fn lock(sh: &Shared) -> std::sync::MutexGuard<'_, Cluster> {
-    sh.cluster
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    sh.cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub fn create_index(sh: &Shared, req: &Req, name: &str) -> Result<Reply, EsError> {
@@ -632,10 +603,7 @@ pub fn get_mapping(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, 
     let names = c.resolve(expr, Opts::from_req(req, "open", false)?)?;
     let mut out = Map::new();
     for n in names {
-        out.insert(
-            n.clone(),
-            json!({"mappings": c.indices[&n].mapping.to_json()}),
-        );
+        out.insert(n.clone(), json!({"mappings": c.indices[&n].mapping.to_json()}));
     }
     Ok(Reply::ok(Value::Object(out)))
 }
@@ -655,12 +623,7 @@ pub fn put_mapping(sh: &Shared, req: &Req, expr: &str) -> Result<Reply, EsError>
     Ok(Reply::ok(json!({"acknowledged": true})))
 }
 
-pub fn get_settings(
-    sh: &Shared,
-    req: &Req,
-    expr: Option<&str>,
-    name: Option<&str>,
-) -> Result<Reply, EsError> {
+pub fn get_settings(sh: &Shared, req: &Req, expr: Option<&str>, name: Option<&str>) -> Result<Reply, EsError> {
     let c = lock(sh);
     let names = c.resolve(expr, Opts::from_req(req, "all", false)?)?;
     let flat = req.flag("flat_settings")?;
@@ -682,10 +645,7 @@ pub fn put_settings(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply,
     let body = body.get("settings").cloned().unwrap_or(body);
     let mut flat = BTreeMap::new();
     flatten_settings(&body, "", &mut flat);
-    let flat: BTreeMap<String, Option<String>> = flat
-        .into_iter()
-        .map(|(k, v)| (normalize_key(&k), v))
-        .collect();
+    let flat: BTreeMap<String, Option<String>> = flat.into_iter().map(|(k, v)| (normalize_key(&k), v)).collect();
     for (k, v) in &flat {
         if let Some(v) = v {
             validate_setting(k, v)?;
@@ -701,9 +661,7 @@ pub fn put_settings(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply,
         for k in flat.keys() {
             let short = k.strip_prefix("index.").unwrap_or(k);
             if FINAL_SETTINGS.contains(&short) {
-                return Err(EsError::bad_request(format!(
-                    "final {n} setting [{k}], not updateable"
-                )));
+                return Err(EsError::bad_request(format!("final {n} setting [{k}], not updateable")));
             }
             if STATIC_SETTINGS.contains(&short) && !idx.closed && !req.flag("reopen")? {
                 return Err(EsError::bad_request(format!(
@@ -773,9 +731,7 @@ pub fn open_close(sh: &Shared, req: &Req, expr: &str, close: bool) -> Result<Rep
             json!({"acknowledged": true, "shards_acknowledged": true, "indices": indices}),
         ))
     } else {
-        Ok(Reply::ok(
-            json!({"acknowledged": true, "shards_acknowledged": true}),
-        ))
+        Ok(Reply::ok(json!({"acknowledged": true, "shards_acknowledged": true})))
     }
 }
 
@@ -812,9 +768,7 @@ fn alias_view(
                 && requested
                     .as_ref()
                     .is_some_and(|r| r.iter().any(|x| x == "_all" || x == "*"));
-        if aliases.as_object().is_some_and(|m| !m.is_empty())
-            || (requested.is_none())
-            || (wants_all && expr.is_some())
+        if aliases.as_object().is_some_and(|m| !m.is_empty()) || (requested.is_none()) || (wants_all && expr.is_some())
         {
             out.insert(n.clone(), json!({"aliases": aliases}));
         }
@@ -827,12 +781,7 @@ fn alias_view(
     Ok((out, missing))
 }
 
-pub fn get_alias(
-    sh: &Shared,
-    req: &Req,
-    expr: Option<&str>,
-    names: Option<&str>,
-) -> Result<Reply, EsError> {
+pub fn get_alias(sh: &Shared, req: &Req, expr: Option<&str>, names: Option<&str>) -> Result<Reply, EsError> {
     let c = lock(sh);
     let (mut out, mut missing) = alias_view(&c, req, expr, names)?;
     if missing.is_empty() {
@@ -851,12 +800,7 @@ pub fn get_alias(
     Ok(Reply::json(404, &Value::Object(body)))
 }
 
-pub fn exists_alias(
-    sh: &Shared,
-    req: &Req,
-    expr: Option<&str>,
-    names: &str,
-) -> Result<Reply, EsError> {
+pub fn exists_alias(sh: &Shared, req: &Req, expr: Option<&str>, names: &str) -> Result<Reply, EsError> {
     let c = lock(sh);
     let found = match alias_view(&c, req, expr, Some(names)) {
         Ok((out, missing)) => missing.is_empty() && !out.is_empty(),
@@ -890,9 +834,7 @@ pub fn update_aliases(sh: &Shared, req: &Req) -> Result<Reply, EsError> {
         .cloned()
         .unwrap_or_default();
     if actions.is_empty() {
-        return Err(EsError::validation(&[
-            "At least one action must be defined".into(),
-        ]));
+        return Err(EsError::validation(&["At least one action must be defined".into()]));
     }
     apply_alias_actions(sh, &actions)
 }
@@ -901,10 +843,7 @@ fn names_of(action: &Map<String, Value>, one: &str, many: &str) -> Vec<String> {
     let mut out = Vec::new();
     for key in [one, many] {
         match action.get(key) {
-            Some(Value::String(s)) => out.extend(
-                s.split(',')
-                    .map(|x| resolve_index_date_math(x.trim(), now_nanos())),
-            ),
+            Some(Value::String(s)) => out.extend(s.split(',').map(|x| resolve_index_date_math(x.trim(), now_nanos()))),
             Some(Value::Array(a)) => out.extend(
                 a.iter()
                     .filter_map(Value::as_str)
@@ -919,11 +858,8 @@ fn names_of(action: &Map<String, Value>, one: &str, many: &str) -> Vec<String> {
 /// Applies alias actions atomically: all of them are checked against a copy, then committed.
 fn apply_alias_actions(sh: &Shared, actions: &[Value]) -> Result<Reply, EsError> {
     let mut c = lock(sh);
-    let mut aliases: HashMap<String, BTreeMap<String, AliasMeta>> = c
-        .indices
-        .iter()
-        .map(|(n, i)| (n.clone(), i.aliases.clone()))
-        .collect();
+    let mut aliases: HashMap<String, BTreeMap<String, AliasMeta>> =
+        c.indices.iter().map(|(n, i)| (n.clone(), i.aliases.clone())).collect();
     let mut removed: BTreeSet<String> = BTreeSet::new();
     let all_opts = Opts {
         ignore_unavailable: false,
@@ -935,16 +871,12 @@ fn apply_alias_actions(sh: &Shared, actions: &[Value]) -> Result<Reply, EsError>
     };
     for action in actions {
         let Some((kind, body)) = action.as_object().and_then(|o| o.iter().next()) else {
-            return Err(EsError::parsing(
-                "[aliases] failed to parse field [actions]",
-            ));
+            return Err(EsError::parsing("[aliases] failed to parse field [actions]"));
         };
         let body = body.as_object().cloned().unwrap_or_default();
         let index_exprs = names_of(&body, "index", "indices");
         if index_exprs.is_empty() {
-            return Err(EsError::validation(&[
-                "One of [index] or [indices] is required".into(),
-            ]));
+            return Err(EsError::validation(&["One of [index] or [indices] is required".into()]));
         }
         let mut targets = Vec::new();
         for e in &index_exprs {
@@ -955,17 +887,12 @@ fn apply_alias_actions(sh: &Shared, actions: &[Value]) -> Result<Reply, EsError>
             "add" => {
                 let names = names_of(&body, "alias", "aliases");
                 if names.is_empty() {
-                    return Err(EsError::validation(&[
-                        "One of [alias] or [aliases] is required".into(),
-                    ]));
+                    return Err(EsError::validation(&["One of [alias] or [aliases] is required".into()]));
                 }
                 let meta = AliasMeta::from_json(&Value::Object(body.clone()));
                 for t in &targets {
                     for a in &names {
-                        aliases
-                            .get_mut(t)
-                            .expect("resolved")
-                            .insert(a.clone(), meta.clone());
+                        aliases.get_mut(t).expect("resolved").insert(a.clone(), meta.clone());
                     }
                 }
             }
@@ -1001,11 +928,7 @@ fn apply_alias_actions(sh: &Shared, actions: &[Value]) -> Result<Reply, EsError>
                 }
                 removed.extend(targets.iter().cloned());
             }
-            other => {
-                return Err(EsError::parsing(format!(
-                    "[alias_action] unknown field [{other}]"
-                )))
-            }
+            other => return Err(EsError::parsing(format!("[alias_action] unknown field [{other}]"))),
         }
     }
     // Validate the end state: alias names must not collide with surviving indices; one write index each.
@@ -1031,10 +954,7 @@ fn apply_alias_actions(sh: &Shared, actions: &[Value]) -> Result<Reply, EsError>
         return Err(EsError::new(
             400,
             "illegal_state_exception",
-            format!(
-                "alias [{a}] has more than one write index [{}]",
-                idxs.join(",")
-            ),
+            format!("alias [{a}] has more than one write index [{}]", idxs.join(",")),
         ));
     }
     for r in &removed {
@@ -1078,11 +998,7 @@ pub fn cat_indices(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, 
         } else {
             human_bytes(size)
         };
-        let health = if idx.num_replicas() > 0 {
-            "yellow"
-        } else {
-            "green"
-        };
+        let health = if idx.num_replicas() > 0 { "yellow" } else { "green" };
         let closed = idx.closed;
         rows.push(vec![
             ("health", health.to_string()),
@@ -1175,9 +1091,7 @@ pub fn cat_indices(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, 
             }
         });
     }
-    let pick = |r: &Vec<(&str, String)>, col: &str| {
-        r.iter().find(|(k, _)| *k == col).map(|(_, v)| v.clone())
-    };
+    let pick = |r: &Vec<(&str, String)>, col: &str| r.iter().find(|(k, _)| *k == col).map(|(_, v)| v.clone());
     // `format` wins; without it the Accept header decides, as in Elasticsearch's cat handlers.
     let wants_json = match req.param("format") {
         Some(f) => f == "json",
@@ -1192,10 +1106,7 @@ pub fn cat_indices(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, 
             .map(|r| {
                 let mut m = Map::new();
                 for col in &columns {
-                    m.insert(
-                        col.to_string(),
-                        pick(r, col).map(Value::String).unwrap_or(Value::Null),
-                    );
+                    m.insert(col.to_string(), pick(r, col).map(Value::String).unwrap_or(Value::Null));
                 }
                 Value::Object(m)
             })
@@ -1207,32 +1118,15 @@ pub fn cat_indices(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, 
         table.push(columns.iter().map(|c| c.to_string()).collect());
     }
     for r in &rows {
-        table.push(
-            columns
-                .iter()
-                .map(|c| pick(r, c).unwrap_or_default())
-                .collect(),
-        );
+        table.push(columns.iter().map(|c| pick(r, c).unwrap_or_default()).collect());
     }
     let widths: Vec<usize> = (0..columns.len())
-        .map(|i| {
-            table
-                .iter()
-                .map(|row| row[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|i| table.iter().map(|row| row[i].chars().count()).max().unwrap_or(0))
         .collect();
     let numeric = |col: &str| {
         matches!(
             col,
-            "pri"
-                | "rep"
-                | "docs.count"
-                | "docs.deleted"
-                | "store.size"
-                | "pri.store.size"
-                | "dataset.size"
+            "pri" | "rep" | "docs.count" | "docs.deleted" | "store.size" | "pri.store.size" | "dataset.size"
         )
     };
     let mut text = String::new();
@@ -1345,9 +1239,6 @@ pub fn health(sh: &Shared, req: &Req, expr: Option<&str>) -> Result<Reply, EsErr
 /// Routing shard of a new document in `index`.
 pub fn shard_for(index: &Index, id: &str) -> u32 {
     let shards = index.num_shards();
-    let routing = index.setting_u64(
-        "index.number_of_routing_shards",
-        default_routing_shards(shards) as u64,
-    ) as u32;
+    let routing = index.setting_u64("index.number_of_routing_shards", default_routing_shards(shards) as u64) as u32;
     super::store::routing_shard(id, shards, routing)
 }

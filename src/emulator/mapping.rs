@@ -169,9 +169,7 @@ impl DocValues {
     }
 
     pub fn of(&self, field: u32) -> impl Iterator<Item = Dv<'_>> + '_ {
-        self.iter()
-            .filter(move |(f, _)| *f == field)
-            .map(|(_, v)| v)
+        self.iter().filter(move |(f, _)| *f == field).map(|(_, v)| v)
     }
 }
 
@@ -322,7 +320,9 @@ impl Mapping {
                 return Err(EsError::new(
                     400,
                     "strict_dynamic_mapping_exception",
-                    format!("[1:2] mapping set to strict, dynamic introduction of [{k}] within [{parent}] is not allowed"),
+                    format!(
+                        "[1:2] mapping set to strict, dynamic introduction of [{k}] within [{parent}] is not allowed"
+                    ),
                 ));
             }
             match sample {
@@ -334,11 +334,7 @@ impl Mapping {
                 }
                 Value::Bool(_) => out.push((path, json!({"type": "boolean"}))),
                 Value::Number(n) => {
-                    let t = if n.is_i64() || n.is_u64() {
-                        "long"
-                    } else {
-                        "float"
-                    };
+                    let t = if n.is_i64() || n.is_u64() { "long" } else { "float" };
                     out.push((path, json!({"type": t})));
                 }
                 Value::String(s) => {
@@ -395,13 +391,7 @@ impl Mapping {
         Ok(())
     }
 
-    fn extract_value(
-        &self,
-        v: &Value,
-        path: &mut String,
-        out: &mut Vec<u8>,
-        id: &str,
-    ) -> Result<(), EsError> {
+    fn extract_value(&self, v: &Value, path: &mut String, out: &mut Vec<u8>, id: &str) -> Result<(), EsError> {
         match v {
             Value::Object(inner) => self.extract_obj(inner, path, out, id),
             Value::Array(items) => {
@@ -605,11 +595,7 @@ fn encode_leaf(def: &FieldDef, l: Leaf, out: &mut Vec<u8>) -> Result<(), ()> {
             encode(
                 out,
                 id,
-                Dv::Double(if def.kind == Kind::Float {
-                    f as f32 as f64
-                } else {
-                    f
-                }),
+                Dv::Double(if def.kind == Kind::Float { f as f32 as f64 } else { f }),
             );
         }
         Kind::Boolean => {
@@ -632,9 +618,7 @@ fn encode_leaf(def: &FieldDef, l: Leaf, out: &mut Vec<u8>) -> Result<(), ()> {
             };
             let nanos = match l {
                 Leaf::Str(s) => formats.parse_str(s).ok_or(())?,
-                Leaf::Num(s) => formats
-                    .parse_number(s.parse::<f64>().map_err(|_| ())?)
-                    .ok_or(())?,
+                Leaf::Num(s) => formats.parse_number(s.parse::<f64>().map_err(|_| ())?).ok_or(())?,
                 Leaf::Bool(_) => return Err(()),
             };
             let v = if def.kind == Kind::Date {
@@ -703,7 +687,9 @@ fn merge_properties(target: &mut Value, props: &Value) -> Result<(), EsError> {
             ));
         }
         let Some(def_obj) = def.as_object() else {
-            return Err(mapping_error(format!("Expected map for property [fields] on field [{name}] but got a class java.lang.String")));
+            return Err(mapping_error(format!(
+                "Expected map for property [fields] on field [{name}] but got a class java.lang.String"
+            )));
         };
         if let Some(Value::String(t)) = def_obj.get("type") {
             if Kind::from_name(t) == Some(Kind::Other) && !KNOWN_OTHER_TYPES.contains(&t.as_str()) {
@@ -731,9 +717,7 @@ fn merge_properties(target: &mut Value, props: &Value) -> Result<(), EsError> {
                     .or_insert_with(|| json!({}));
                 merge_properties(inner, v)?;
             } else {
-                slot.as_object_mut()
-                    .expect("object")
-                    .insert(k.clone(), v.clone());
+                slot.as_object_mut().expect("object").insert(k.clone(), v.clone());
             }
         }
     }
@@ -782,9 +766,7 @@ fn insert_path(props: &mut Value, path: &str, def: Value) {
             map.insert(part.to_string(), def);
             return;
         }
-        let node = map
-            .entry(part.to_string())
-            .or_insert_with(|| json!({"properties": {}}));
+        let node = map.entry(part.to_string()).or_insert_with(|| json!({"properties": {}}));
         if node.get("properties").is_none() {
             node.as_object_mut()
                 .expect("object")
@@ -828,10 +810,7 @@ fn collect_fields(
         out.insert(path.clone(), Arc::new(field));
         if let Some(Value::Object(multi)) = def.get("fields") {
             for (sub, sub_def) in multi {
-                let t = sub_def
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("keyword");
+                let t = sub_def.get("type").and_then(Value::as_str).unwrap_or("keyword");
                 if let Some(k) = Kind::from_name(t) {
                     out.insert(
                         format!("{path}.{sub}"),
@@ -843,13 +822,7 @@ fn collect_fields(
     }
 }
 
-fn make_def(
-    kind: Kind,
-    type_name: &str,
-    source_path: Arc<str>,
-    source_id: u32,
-    def: &Value,
-) -> FieldDef {
+fn make_def(kind: Kind, type_name: &str, source_path: Arc<str>, source_id: u32, def: &Value) -> FieldDef {
     let formats = kind.is_date().then(|| {
         Arc::new(match def.get("format").and_then(Value::as_str) {
             Some(f) => DateFormats::parse(f),
@@ -861,10 +834,7 @@ fn make_def(
         type_name: type_name.to_string(),
         source_path,
         source_id,
-        ignore_above: def
-            .get("ignore_above")
-            .and_then(Value::as_u64)
-            .map(|n| n as usize),
+        ignore_above: def.get("ignore_above").and_then(Value::as_u64).map(|n| n as usize),
         formats,
         store: def
             .get("store")
@@ -888,16 +858,10 @@ mod tests {
         assert_eq!(m.field("o.b").unwrap().kind, Kind::Boolean);
         let values = m.extract(doc.as_object().unwrap(), "1").unwrap();
         let n = m.field("n").unwrap().source_id;
-        assert_eq!(
-            values.of(n).collect::<Vec<_>>(),
-            vec![Dv::Long(9007199254740993)]
-        );
+        assert_eq!(values.of(n).collect::<Vec<_>>(), vec![Dv::Long(9007199254740993)]);
         let raw = serde_json::to_vec(&doc).unwrap();
         let fast = m.extract_raw(&raw).expect("all fields mapped");
-        assert_eq!(
-            fast.iter().collect::<Vec<_>>(),
-            values.iter().collect::<Vec<_>>()
-        );
+        assert_eq!(fast.iter().collect::<Vec<_>>(), values.iter().collect::<Vec<_>>());
         assert!(m.extract_raw(br#"{"unmapped": 1}"#).is_none());
     }
 }

@@ -123,11 +123,7 @@ impl Emulator {
                 while conns.try_join_next().is_some() {}
             }
         });
-        Ok(Emulator {
-            addr,
-            shared,
-            accept,
-        })
+        Ok(Emulator { addr, shared, accept })
     }
 
     /// `http://127.0.0.1:PORT`
@@ -160,9 +156,7 @@ impl Drop for Emulator {
 type Body = BoxBody<Bytes, std::io::Error>;
 
 fn full(bytes: Bytes) -> Body {
-    Full::new(bytes)
-        .map_err(|never: Infallible| match never {})
-        .boxed()
+    Full::new(bytes).map_err(|never: Infallible| match never {}).boxed()
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
@@ -186,11 +180,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         tokio::time::sleep(faults.latency).await;
     }
     let reply = match faults.status {
-        Some(429) => Reply::error(&EsError::rejected(if kind == "bulk" {
-            "write"
-        } else {
-            "search"
-        })),
+        Some(429) => Reply::error(&EsError::rejected(if kind == "bulk" { "write" } else { "search" })),
         Some(status) => Reply::error(&EsError::new(
             status,
             "cluster_block_exception",
@@ -225,14 +215,9 @@ fn decode_body(parts: &hyper::http::request::Parts, body: Bytes) -> Result<Bytes
         "" | "identity" => return Ok(body),
         "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(&body[..]).read_to_end(&mut out),
         "deflate" => flate2::read::ZlibDecoder::new(&body[..]).read_to_end(&mut out),
-        other => {
-            return Err(EsError::bad_request(format!(
-                "Unsupported Content-Encoding [{other}]"
-            )))
-        }
+        other => return Err(EsError::bad_request(format!("Unsupported Content-Encoding [{other}]"))),
     };
-    result
-        .map_err(|e| EsError::bad_request(format!("failed to decompress the request body: {e}")))?;
+    result.map_err(|e| EsError::bad_request(format!("failed to decompress the request body: {e}")))?;
     Ok(Bytes::from(out))
 }
 
@@ -271,7 +256,5 @@ fn render(
             _ => full(reply.body),
         }
     };
-    builder
-        .body(body)
-        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+    builder.body(body).unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }

@@ -95,18 +95,12 @@ pub fn tokenize(text: &str) -> Vec<String> {
 
 /// Returns the single `{field: spec}` entry of a leaf query, ignoring `boost`/`_name`.
 fn single_field<'v>(name: &str, body: &'v Value) -> Result<(&'v String, &'v Value), EsError> {
-    let obj = body.as_object().ok_or_else(|| {
-        parse_err(format!(
-            "[{name}] query malformed, no start_object after query name"
-        ))
-    })?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| parse_err(format!("[{name}] query malformed, no start_object after query name")))?;
     obj.iter()
         .find(|(k, _)| !matches!(k.as_str(), "boost" | "_name" | "format"))
-        .ok_or_else(|| {
-            parse_err(format!(
-                "[{name}] query doesn't support multiple fields, found none"
-            ))
-        })
+        .ok_or_else(|| parse_err(format!("[{name}] query doesn't support multiple fields, found none")))
 }
 
 pub fn compile(q: &Value, ctx: &QueryContext) -> Result<Query, EsError> {
@@ -259,12 +253,7 @@ fn parse_min_should(v: &Value, n: usize) -> usize {
     }
 }
 
-fn term_query(
-    field: &str,
-    values: &[Value],
-    ci: bool,
-    ctx: &QueryContext,
-) -> Result<Query, EsError> {
+fn term_query(field: &str, values: &[Value], ci: bool, ctx: &QueryContext) -> Result<Query, EsError> {
     match field {
         "_id" => return Ok(Query::Ids(values.iter().filter_map(as_string).collect())),
         "_index" => return Ok(Query::Index(values.iter().filter_map(as_string).collect())),
@@ -280,13 +269,7 @@ fn term_query(
     })
 }
 
-fn leaf_pred(
-    def: &FieldDef,
-    values: &[Value],
-    ci: bool,
-    field: &str,
-    ctx: &QueryContext,
-) -> Result<Pred, EsError> {
+fn leaf_pred(def: &FieldDef, values: &[Value], ci: bool, field: &str, ctx: &QueryContext) -> Result<Pred, EsError> {
     Ok(match def.kind {
         Kind::Keyword => Pred::StrIn {
             values: values
@@ -313,23 +296,12 @@ fn leaf_pred(
                 .iter()
                 .map(|v| {
                     parse_f64(v)
-                        .map(|f| {
-                            if def.kind == Kind::Float {
-                                f as f32 as f64
-                            } else {
-                                f
-                            }
-                        })
+                        .map(|f| if def.kind == Kind::Float { f as f32 as f64 } else { f })
                         .ok_or_else(|| number_error(v, ctx))
                 })
                 .collect::<Result<_, _>>()?,
         ),
-        Kind::Boolean => Pred::Bool(
-            values
-                .first()
-                .and_then(super::store::as_bool)
-                .unwrap_or(false),
-        ),
+        Kind::Boolean => Pred::Bool(values.first().and_then(super::store::as_bool).unwrap_or(false)),
         Kind::Date | Kind::DateNanos => {
             let mut set = HashSet::new();
             for v in values {
@@ -353,13 +325,7 @@ fn number_error(v: &Value, ctx: &QueryContext) -> EsError {
 }
 
 /// A date query value as the field's unit (millis or nanos).
-fn date_value(
-    def: &FieldDef,
-    v: &Value,
-    now: i128,
-    field: &str,
-    format: Option<&str>,
-) -> Result<i64, EsError> {
+fn date_value(def: &FieldDef, v: &Value, now: i128, field: &str, format: Option<&str>) -> Result<i64, EsError> {
     let formats = match format {
         Some(f) => Arc::new(DateFormats::parse(f)),
         None => def
@@ -414,30 +380,16 @@ fn match_query(field: &str, text: &Value, all: bool, ctx: &QueryContext) -> Resu
 
 fn range_query(field: &str, spec: &Value, ctx: &QueryContext) -> Result<Query, EsError> {
     let get = |k: &str| spec.get(k).filter(|v| !v.is_null());
-    let mut lo = get("gte")
-        .map(|v| (v, true))
-        .or_else(|| get("gt").map(|v| (v, false)));
-    let mut hi = get("lte")
-        .map(|v| (v, true))
-        .or_else(|| get("lt").map(|v| (v, false)));
+    let mut lo = get("gte").map(|v| (v, true)).or_else(|| get("gt").map(|v| (v, false)));
+    let mut hi = get("lte").map(|v| (v, true)).or_else(|| get("lt").map(|v| (v, false)));
     if lo.is_none() {
         if let Some(v) = get("from") {
-            lo = Some((
-                v,
-                spec.get("include_lower")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(true),
-            ));
+            lo = Some((v, spec.get("include_lower").and_then(Value::as_bool).unwrap_or(true)));
         }
     }
     if hi.is_none() {
         if let Some(v) = get("to") {
-            hi = Some((
-                v,
-                spec.get("include_upper")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(true),
-            ));
+            hi = Some((v, spec.get("include_upper").and_then(Value::as_bool).unwrap_or(true)));
         }
     }
     let format = spec.get("format").and_then(Value::as_str);
@@ -475,15 +427,9 @@ fn range_query(field: &str, spec: &Value, ctx: &QueryContext) -> Result<Query, E
         Kind::Double | Kind::Float => {
             let conv = |v: &Value| parse_f64(v).ok_or_else(|| number_error(v, ctx));
             Pred::DoubleRange {
-                lo: lo
-                    .map(|(v, _)| conv(v))
-                    .transpose()?
-                    .unwrap_or(f64::NEG_INFINITY),
+                lo: lo.map(|(v, _)| conv(v)).transpose()?.unwrap_or(f64::NEG_INFINITY),
                 lo_incl: lo.map(|(_, i)| i).unwrap_or(true),
-                hi: hi
-                    .map(|(v, _)| conv(v))
-                    .transpose()?
-                    .unwrap_or(f64::INFINITY),
+                hi: hi.map(|(v, _)| conv(v)).transpose()?.unwrap_or(f64::INFINITY),
                 hi_incl: hi.map(|(_, i)| i).unwrap_or(true),
             }
         }
@@ -517,8 +463,7 @@ impl Query {
             } => {
                 must.iter().all(|q| q.matches(doc, index))
                     && !must_not.iter().any(|q| q.matches(doc, index))
-                    && (*min_should == 0
-                        || should.iter().filter(|q| q.matches(doc, index)).count() >= *min_should)
+                    && (*min_should == 0 || should.iter().filter(|q| q.matches(doc, index)).count() >= *min_should)
             }
         }
     }
@@ -596,25 +541,14 @@ impl Pred {
                     hi_incl,
                 },
                 Dv::Double(f),
-            ) => {
-                (if *lo_incl { f >= lo } else { f > lo })
-                    && (if *hi_incl { f <= hi } else { f < hi })
-            }
+            ) => (if *lo_incl { f >= lo } else { f > lo }) && (if *hi_incl { f <= hi } else { f < hi }),
             (Pred::StrRange { lo, hi }, Dv::Str(s)) => {
                 let s: &str = s;
-                lo.as_ref().is_none_or(|(l, incl)| {
-                    if *incl {
-                        s >= l.as_str()
-                    } else {
-                        s > l.as_str()
-                    }
-                }) && hi.as_ref().is_none_or(|(h, incl)| {
-                    if *incl {
-                        s <= h.as_str()
-                    } else {
-                        s < h.as_str()
-                    }
-                })
+                lo.as_ref()
+                    .is_none_or(|(l, incl)| if *incl { s >= l.as_str() } else { s > l.as_str() })
+                    && hi
+                        .as_ref()
+                        .is_none_or(|(h, incl)| if *incl { s <= h.as_str() } else { s < h.as_str() })
             }
             _ => false,
         }

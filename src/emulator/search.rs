@@ -139,9 +139,7 @@ struct Render {
 }
 
 fn lock(sh: &Shared) -> std::sync::MutexGuard<'_, Cluster> {
-    sh.cluster
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    sh.cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn new_context_id(c: &mut Cluster) -> String {
@@ -163,11 +161,7 @@ fn sweep_expired(c: &mut Cluster) {
 }
 
 /// Snapshots the resolved indices for a search (refreshing those whose interval elapsed).
-fn gather_targets(
-    c: &mut Cluster,
-    names: &[String],
-    alias_filters: &HashMap<String, Value>,
-) -> Vec<Target> {
+fn gather_targets(c: &mut Cluster, names: &[String], alias_filters: &HashMap<String, Value>) -> Vec<Target> {
     let mut base = 0;
     let mut out = Vec::new();
     for n in names {
@@ -222,9 +216,7 @@ fn resolve_terms_lookup(c: &Cluster, q: &mut Value) {
                                 .indices
                                 .get(index)
                                 .and_then(|i| i.get_live(&id))
-                                .and_then(|d| {
-                                    serde_json::from_slice::<Map<String, Value>>(&d.source).ok()
-                                })
+                                .and_then(|d| serde_json::from_slice::<Map<String, Value>>(&d.source).ok())
                                 .and_then(|src| lookup_path(&src, path).cloned())
                                 .map(|v| match v {
                                     Value::Array(a) => a,
@@ -264,16 +256,10 @@ fn parse_sort(v: &Value) -> Result<Vec<SortField>, EsError> {
                 for (f, spec) in &m {
                     match spec {
                         Value::String(o) => out.push(sort_field(f, Some(o), &Map::new())?),
-                        Value::Object(opts) => out.push(sort_field(
-                            f,
-                            opts.get("order").and_then(Value::as_str),
-                            opts,
-                        )?),
-                        _ => {
-                            return Err(EsError::parsing(format!(
-                                "[{f}] failed to parse field [sort]"
-                            )))
+                        Value::Object(opts) => {
+                            out.push(sort_field(f, opts.get("order").and_then(Value::as_str), opts)?)
                         }
+                        _ => return Err(EsError::parsing(format!("[{f}] failed to parse field [sort]"))),
                     }
                 }
             }
@@ -283,11 +269,7 @@ fn parse_sort(v: &Value) -> Result<Vec<SortField>, EsError> {
     Ok(out)
 }
 
-fn sort_field(
-    f: &str,
-    order: Option<&str>,
-    opts: &Map<String, Value>,
-) -> Result<SortField, EsError> {
+fn sort_field(f: &str, order: Option<&str>, opts: &Map<String, Value>) -> Result<SortField, EsError> {
     let order = match order {
         None => {
             if f == "_score" {
@@ -323,11 +305,7 @@ fn sort_error_for(t: &Target, e: EsError) -> EsError {
 }
 
 /// How `sf` reads target `t`, and the type its values have.
-fn accessor(
-    sf: &SortField,
-    t: &Target,
-    flavor: Flavor,
-) -> Result<(Accessor, Option<SortType>), EsError> {
+fn accessor(sf: &SortField, t: &Target, flavor: Flavor) -> Result<(Accessor, Option<SortType>), EsError> {
     match sf.field.as_str() {
         "_score" => return Ok((Accessor::Score, Some(SortType::Double))),
         "_doc" => return Ok((Accessor::Doc, Some(SortType::Long))),
@@ -395,11 +373,7 @@ fn type_of_name(t: &str) -> Option<SortType> {
     })
 }
 
-fn pick<T: PartialOrd + Copy>(
-    values: impl Iterator<Item = T>,
-    desc: bool,
-    mode: Option<&str>,
-) -> Option<T> {
+fn pick<T: PartialOrd + Copy>(values: impl Iterator<Item = T>, desc: bool, mode: Option<&str>) -> Option<T> {
     let want_max = match mode {
         Some("max") => true,
         Some("min") => false,
@@ -416,27 +390,19 @@ fn missing_val(sf: &SortField, ty: Option<SortType>, t: Option<&Target>) -> Sort
         (Missing::Value(v), Some(SortType::Str)) | (Missing::Value(v), None) => as_string(v)
             .map(|s| SortVal::Str(s.into_boxed_str()))
             .unwrap_or(SortVal::Null),
-        (Missing::Value(v), Some(SortType::Double)) => {
-            SortVal::Double(super::mapping::parse_f64(v).unwrap_or(0.0))
-        }
+        (Missing::Value(v), Some(SortType::Double)) => SortVal::Double(super::mapping::parse_f64(v).unwrap_or(0.0)),
         (Missing::Value(v), Some(SortType::Date { .. })) => {
             let _ = t;
             SortVal::Long(super::mapping::parse_long(v).unwrap_or(0))
         }
-        (Missing::Value(v), Some(SortType::Long)) => {
-            SortVal::Long(super::mapping::parse_long(v).unwrap_or(0))
-        }
+        (Missing::Value(v), Some(SortType::Long)) => SortVal::Long(super::mapping::parse_long(v).unwrap_or(0)),
         (m, Some(SortType::Str)) | (m, None) => {
             let _ = m;
             SortVal::Null
         }
         (m, Some(SortType::Double)) => {
             let high = (*m == Missing::Last) == (sf.order == Order::Asc);
-            SortVal::Double(if high {
-                f64::INFINITY
-            } else {
-                f64::NEG_INFINITY
-            })
+            SortVal::Double(if high { f64::INFINITY } else { f64::NEG_INFINITY })
         }
         (m, Some(_)) => {
             let high = (*m == Missing::Last) == (sf.order == Order::Asc);
@@ -445,13 +411,7 @@ fn missing_val(sf: &SortField, ty: Option<SortType>, t: Option<&Target>) -> Sort
     }
 }
 
-fn key_value(
-    sf: &SortField,
-    acc: &Accessor,
-    ty: Option<SortType>,
-    t: &Target,
-    ord: u32,
-) -> SortVal {
+fn key_value(sf: &SortField, acc: &Accessor, ty: Option<SortType>, t: &Target, ord: u32) -> SortVal {
     let doc = &t.snapshot.docs[ord as usize];
     let desc = sf.order == Order::Desc;
     let mode = sf.mode.as_deref();
@@ -460,9 +420,7 @@ fn key_value(
         Accessor::Doc => Some(SortVal::Long(ord as i64)),
         Accessor::ShardDoc => {
             let (shard, docid) = t.snapshot.shard_doc(ord);
-            Some(SortVal::Long(
-                (((t.shard_base + shard) as i64) << 32) | docid as i64,
-            ))
+            Some(SortVal::Long((((t.shard_base + shard) as i64) << 32) | docid as i64))
         }
         Accessor::Id => Some(SortVal::Str(doc.id.to_string().into_boxed_str())),
         Accessor::IndexName => Some(SortVal::Str(t.name.to_string().into_boxed_str())),
@@ -521,29 +479,13 @@ fn cmp_val(a: &SortVal, b: &SortVal, sf: &SortField) -> Ordering {
     let null_first = sf.missing == Missing::First;
     let natural = match (a, b) {
         (SortVal::Null, SortVal::Null) => return Ordering::Equal,
-        (SortVal::Null, _) => {
-            return if null_first {
-                Ordering::Less
-            } else {
-                Ordering::Greater
-            }
-        }
-        (_, SortVal::Null) => {
-            return if null_first {
-                Ordering::Greater
-            } else {
-                Ordering::Less
-            }
-        }
+        (SortVal::Null, _) => return if null_first { Ordering::Less } else { Ordering::Greater },
+        (_, SortVal::Null) => return if null_first { Ordering::Greater } else { Ordering::Less },
         (SortVal::Long(x), SortVal::Long(y)) => x.cmp(y),
         (SortVal::Str(x), SortVal::Str(y)) => x.as_bytes().cmp(y.as_bytes()),
         (SortVal::Double(x), SortVal::Double(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
-        (SortVal::Long(x), SortVal::Double(y)) => {
-            (*x as f64).partial_cmp(y).unwrap_or(Ordering::Equal)
-        }
-        (SortVal::Double(x), SortVal::Long(y)) => {
-            x.partial_cmp(&(*y as f64)).unwrap_or(Ordering::Equal)
-        }
+        (SortVal::Long(x), SortVal::Double(y)) => (*x as f64).partial_cmp(y).unwrap_or(Ordering::Equal),
+        (SortVal::Double(x), SortVal::Long(y)) => x.partial_cmp(&(*y as f64)).unwrap_or(Ordering::Equal),
         (SortVal::Str(_), _) => Ordering::Greater,
         (_, SortVal::Str(_)) => Ordering::Less,
     };
@@ -570,49 +512,28 @@ fn date_parse_error(v: &str, fmt: &str) -> EsError {
 }
 
 /// Converts a `search_after` entry into a key value comparable with the field's sort values.
-fn after_value(
-    v: &Value,
-    sf: &SortField,
-    ty: Option<SortType>,
-    targets: &[Target],
-) -> Result<SortVal, EsError> {
+fn after_value(v: &Value, sf: &SortField, ty: Option<SortType>, targets: &[Target]) -> Result<SortVal, EsError> {
     if v.is_null() {
         return Ok(SortVal::Null);
     }
     Ok(match ty {
-        Some(SortType::Str) | None => {
-            SortVal::Str(as_string(v).unwrap_or_default().into_boxed_str())
-        }
+        Some(SortType::Str) | None => SortVal::Str(as_string(v).unwrap_or_default().into_boxed_str()),
         Some(SortType::Long) => SortVal::Long(super::mapping::parse_long(v).ok_or_else(|| {
-            EsError::bad_request(format!(
-                "Failed to parse search_after value for field [{}].",
-                sf.field
-            ))
+            EsError::bad_request(format!("Failed to parse search_after value for field [{}].", sf.field))
         })?),
-        Some(SortType::Double) => {
-            SortVal::Double(super::mapping::parse_f64(v).ok_or_else(|| {
-                EsError::bad_request(format!(
-                    "Failed to parse search_after value for field [{}].",
-                    sf.field
-                ))
-            })?)
-        }
+        Some(SortType::Double) => SortVal::Double(super::mapping::parse_f64(v).ok_or_else(|| {
+            EsError::bad_request(format!("Failed to parse search_after value for field [{}].", sf.field))
+        })?),
         Some(SortType::Date { nanos }) => match v {
             Value::String(s) if s.parse::<i64>().is_err() || sf.format.is_some() => {
                 let formats = match &sf.format {
                     Some(f) => DateFormats::parse(f),
                     None => targets
                         .iter()
-                        .find_map(|t| {
-                            t.mapping
-                                .field(&sf.field)
-                                .and_then(|d| d.formats.as_deref().cloned())
-                        })
+                        .find_map(|t| t.mapping.field(&sf.field).and_then(|d| d.formats.as_deref().cloned()))
                         .unwrap_or_else(DateFormats::default_date),
                 };
-                let n = formats
-                    .parse_str(s)
-                    .ok_or_else(|| date_parse_error(s, &formats.text))?;
+                let n = formats.parse_str(s).ok_or_else(|| date_parse_error(s, &formats.text))?;
                 SortVal::Long(if nanos {
                     n as i64
                 } else {
@@ -620,10 +541,7 @@ fn after_value(
                 })
             }
             other => SortVal::Long(super::mapping::parse_long(other).ok_or_else(|| {
-                EsError::bad_request(format!(
-                    "Failed to parse search_after value for field [{}].",
-                    sf.field
-                ))
+                EsError::bad_request(format!("Failed to parse search_after value for field [{}].", sf.field))
             })?),
         },
     })
@@ -677,7 +595,9 @@ fn rank(
         let (q, accs) = match prepared {
             Ok(p) => p,
             Err(e) => {
-                failures.push(json!({"shard": 0, "index": &*t.name, "node": "emulator-node-id", "reason": e.error_object()}));
+                failures.push(
+                    json!({"shard": 0, "index": &*t.name, "node": "emulator-node-id", "reason": e.error_object()}),
+                );
                 if first_error.is_none() {
                     first_error = Some((e, t.name.to_string()));
                 }
@@ -756,12 +676,7 @@ impl Slice {
             n_in_shard += 1;
         }
         if self.pit {
-            let start = t
-                .snapshot
-                .shard_starts
-                .get(shard as usize)
-                .copied()
-                .unwrap_or(0);
+            let start = t.snapshot.shard_starts.get(shard as usize).copied().unwrap_or(0);
             let end = t
                 .snapshot
                 .shard_starts
@@ -845,14 +760,10 @@ fn token_name(v: &Value) -> &'static str {
 }
 
 fn parse_usize(v: &Value, name: &str) -> Result<i64, EsError> {
-    super::mapping::parse_long(v)
-        .ok_or_else(|| EsError::parsing(format!("[{name}] failed to parse field")))
+    super::mapping::parse_long(v).ok_or_else(|| EsError::parsing(format!("[{name}] failed to parse field")))
 }
 
-fn parse_spec(
-    params: &HashMap<String, String>,
-    body: Option<&Value>,
-) -> Result<SearchSpec, EsError> {
+fn parse_spec(params: &HashMap<String, String>, body: Option<&Value>) -> Result<SearchSpec, EsError> {
     let empty = Map::new();
     let b = match body {
         Some(Value::Object(m)) => m,
@@ -869,11 +780,9 @@ fn parse_spec(
     }
     let p = |k: &str| params.get(k).map(String::as_str);
     let size = match (p("size"), b.get("size")) {
-        (Some(s), _) => s.parse::<i64>().map_err(|_| {
-            EsError::bad_request(format!(
-                "Failed to parse int parameter [size] with value [{s}]"
-            ))
-        })?,
+        (Some(s), _) => s
+            .parse::<i64>()
+            .map_err(|_| EsError::bad_request(format!("Failed to parse int parameter [size] with value [{s}]")))?,
         (None, Some(v)) => parse_usize(v, "size")?,
         _ => 10,
     };
@@ -883,11 +792,9 @@ fn parse_spec(
         )));
     }
     let from = match (p("from"), b.get("from")) {
-        (Some(s), _) => s.parse::<i64>().map_err(|_| {
-            EsError::bad_request(format!(
-                "Failed to parse int parameter [from] with value [{s}]"
-            ))
-        })?,
+        (Some(s), _) => s
+            .parse::<i64>()
+            .map_err(|_| EsError::bad_request(format!("Failed to parse int parameter [from] with value [{s}]")))?,
         (None, Some(v)) => parse_usize(v, "from")?,
         _ => 0,
     };
@@ -914,9 +821,9 @@ fn parse_spec(
             Some("true") => Track::Exact,
             Some("false") => Track::Off,
             Some(n) => {
-                let n: i64 = n.parse().map_err(|_| {
-                    EsError::bad_request(format!("Failed to parse track_total_hits [{n}]"))
-                })?;
+                let n: i64 = n
+                    .parse()
+                    .map_err(|_| EsError::bad_request(format!("Failed to parse track_total_hits [{n}]")))?;
                 if n < -1 {
                     return Err(EsError::validation(&[format!(
                         "[track_total_hits] parameter must be positive or equals to -1, got {n}"
@@ -944,9 +851,7 @@ fn parse_spec(
         Some(v) => SourceFilter::from_value(v)?,
         None => SourceFilter::all(),
     };
-    if let Some(f) =
-        SourceFilter::from_params(p("_source"), p("_source_includes"), p("_source_excludes"))
-    {
+    if let Some(f) = SourceFilter::from_params(p("_source"), p("_source_includes"), p("_source_excludes")) {
         source = f;
     }
     let stored_fields: Option<Vec<String>> = match (p("stored_fields"), b.get("stored_fields")) {
@@ -968,10 +873,7 @@ fn parse_spec(
             .iter()
             .map(|v| match v {
                 Value::Object(o) => (
-                    o.get("field")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
+                    o.get("field").and_then(Value::as_str).unwrap_or("").to_string(),
                     o.get("format").and_then(Value::as_str).map(String::from),
                 ),
                 other => (as_string(other).unwrap_or_default(), None),
@@ -991,9 +893,7 @@ fn parse_spec(
                 .and_then(Value::as_str)
                 .ok_or_else(|| EsError::parsing("[pit] requires [id]"))?
                 .to_string(),
-            o.get("keep_alive")
-                .and_then(Value::as_str)
-                .map(String::from),
+            o.get("keep_alive").and_then(Value::as_str).map(String::from),
         )),
         Some(_) => return Err(EsError::parsing("[pit] must be an object")),
         None => None,
@@ -1117,12 +1017,7 @@ fn write_sort_val(out: &mut Vec<u8>, v: &SortVal, sf: &SortField, ty: Option<Sor
     }
 }
 
-fn docvalue_json(
-    t: &Target,
-    doc: &super::store::Doc,
-    field: &str,
-    format: Option<&str>,
-) -> Option<Value> {
+fn docvalue_json(t: &Target, doc: &super::store::Doc, field: &str, format: Option<&str>) -> Option<Value> {
     let def = t.mapping.field(field)?;
     let vals: Vec<Value> = doc
         .values_of(def.source_id)
@@ -1258,11 +1153,7 @@ fn render_hits(p: &Page, out: &mut Vec<u8>) {
             let _ = write!(out, ",\"_version\":{}", doc.version);
         }
         if p.render.seq_no {
-            let _ = write!(
-                out,
-                ",\"_seq_no\":{},\"_primary_term\":{}",
-                doc.seq_no, PRIMARY_TERM
-            );
+            let _ = write!(out, ",\"_seq_no\":{},\"_primary_term\":{}", doc.seq_no, PRIMARY_TERM);
         }
         if p.render.source.fetch {
             out.extend_from_slice(b",\"_source\":");
@@ -1334,13 +1225,12 @@ fn execute(
     let flavor = sh.flavor;
     let mut problems = Vec::new();
     if spec.pit.is_some() && index.is_some() {
-        problems.push("[indices] cannot be used with point in time. Do not specify any index with point in time.".to_string());
+        problems.push(
+            "[indices] cannot be used with point in time. Do not specify any index with point in time.".to_string(),
+        );
     }
     if spec.scroll.is_some() {
-        if matches!(
-            params.get("request_cache").map(String::as_str),
-            Some("true")
-        ) {
+        if matches!(params.get("request_cache").map(String::as_str), Some("true")) {
             problems.push("[request_cache] cannot be used in a scroll context".into());
         }
         if spec.size == 0 {
@@ -1390,20 +1280,12 @@ fn execute(
                     pit.keep_alive = keep_alive(ka)?;
                 }
                 pit.expires = Instant::now() + pit.keep_alive;
-                (
-                    pit.targets.clone(),
-                    Some(pit.cache.clone()),
-                    Some(id.clone()),
-                )
+                (pit.targets.clone(), Some(pit.cache.clone()), Some(id.clone()))
             }
             None => {
                 let names = c.resolve(index, opts)?;
                 let filters = alias_filters(&c, index);
-                (
-                    Arc::new(gather_targets(&mut c, &names, &filters)),
-                    None,
-                    None,
-                )
+                (Arc::new(gather_targets(&mut c, &names, &filters)), None, None)
             }
         }
     };
@@ -1480,9 +1362,7 @@ fn execute(
                         flavor,
                         &mut failures,
                     )?);
-                    let mut c = cache
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut c = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     if c.len() >= 8 {
                         c.clear();
                     }
@@ -1500,11 +1380,7 @@ fn execute(
             &mut failures,
         )?),
     };
-    let window = targets
-        .iter()
-        .map(|t| t.max_result_window)
-        .min()
-        .unwrap_or(10_000);
+    let window = targets.iter().map(|t| t.max_result_window).min().unwrap_or(10_000);
     if spec.scroll.is_none() && from + spec.size > window {
         let e = EsError::bad_request(format!(
             "Result window is too large, from + size must be less than or equal to: [{window}] but was [{}]. See the scroll api for a more efficient way to request large data sets. This limit can be set by changing the [index.max_result_window] index level setting.",
@@ -1544,11 +1420,7 @@ fn execute(
             "reason": {"type": "node_disconnected_exception", "reason": "[emulator-node][127.0.0.1:9300][indices:data/read/search[phase/query]] disconnected (injected fault)"}
         }));
     }
-    let shards = (
-        real_shards + faults.shard_failures,
-        failed_shards,
-        failure_list,
-    );
+    let shards = (real_shards + faults.shard_failures, failed_shards, failure_list);
 
     let track = if spec.scroll.is_some() {
         Track::Exact
@@ -1599,24 +1471,14 @@ fn body_with_params(req: &Req) -> Result<Option<Value>, EsError> {
     req.json()
 }
 
-pub fn search(
-    sh: &Shared,
-    req: &Req,
-    index: Option<&str>,
-    faults: &RequestFaults,
-) -> Result<Reply, EsError> {
+pub fn search(sh: &Shared, req: &Req, index: Option<&str>, faults: &RequestFaults) -> Result<Reply, EsError> {
     let body = body_with_params(req)?;
     let opts = Opts::from_req(req, "open", true)?;
     let bytes = execute(sh, index, &req.params, body, faults, opts)?;
     Ok(Reply::raw(200, bytes))
 }
 
-pub fn count(
-    sh: &Shared,
-    req: &Req,
-    index: Option<&str>,
-    faults: &RequestFaults,
-) -> Result<Reply, EsError> {
+pub fn count(sh: &Shared, req: &Req, index: Option<&str>, faults: &RequestFaults) -> Result<Reply, EsError> {
     if let Some(t) = req.param("terminate_after") {
         if t.parse::<i64>().map(|n| n <= 0).unwrap_or(true) {
             return Err(EsError::bad_request("terminateAfter must be > 0"));
@@ -1655,12 +1517,7 @@ pub fn count(
     })))
 }
 
-pub fn msearch(
-    sh: &Shared,
-    req: &Req,
-    index: Option<&str>,
-    faults: &RequestFaults,
-) -> Result<Reply, EsError> {
+pub fn msearch(sh: &Shared, req: &Req, index: Option<&str>, faults: &RequestFaults) -> Result<Reply, EsError> {
     let started = Instant::now();
     let lines: Vec<&[u8]> = req
         .body
@@ -1673,8 +1530,9 @@ pub fn msearch(
         let header: Value = serde_json::from_slice(lines[i])
             .map_err(|e| EsError::parsing(format!("failed to parse msearch header: {e}")))?;
         let body: Value = match lines.get(i + 1) {
-            Some(l) => serde_json::from_slice(l)
-                .map_err(|e| EsError::parsing(format!("failed to parse msearch body: {e}")))?,
+            Some(l) => {
+                serde_json::from_slice(l).map_err(|e| EsError::parsing(format!("failed to parse msearch body: {e}")))?
+            }
             None => json!({}),
         };
         i += 2;
@@ -1683,7 +1541,9 @@ pub fn msearch(
     let mut problems = Vec::new();
     for (h, b) in &pairs {
         if b.get("pit").is_some() && (h.get("index").is_some() || index.is_some()) {
-            problems.push("[indices] cannot be used with point in time. Do not specify any index with point in time.".to_string());
+            problems.push(
+                "[indices] cannot be used with point in time. Do not specify any index with point in time.".to_string(),
+            );
         }
     }
     if !problems.is_empty() {
@@ -1833,12 +1693,7 @@ pub fn list_pits(sh: &Shared) -> Result<Reply, EsError> {
     Ok(Reply::ok(json!({"pits": pits})))
 }
 
-pub fn scroll(
-    sh: &Shared,
-    req: &Req,
-    path_id: Option<&str>,
-    faults: &RequestFaults,
-) -> Result<Reply, EsError> {
+pub fn scroll(sh: &Shared, req: &Req, path_id: Option<&str>, faults: &RequestFaults) -> Result<Reply, EsError> {
     let started = Instant::now();
     let body = req.json()?;
     let id = body
@@ -1889,11 +1744,7 @@ pub fn scroll(
         render: &render,
         pit_id: None,
         scroll_id: Some(&id),
-        shards: (
-            real_shards + faults.shard_failures,
-            faults.shard_failures,
-            vec![],
-        ),
+        shards: (real_shards + faults.shard_failures, faults.shard_failures, vec![]),
         started,
     };
     Ok(Reply::raw(200, render_page(&page)))
@@ -1903,11 +1754,7 @@ pub fn clear_scroll(sh: &Shared, req: &Req, path_id: Option<&str>) -> Result<Rep
     let body = req.json()?;
     let mut ids = ids_from(body.as_ref().and_then(|b| b.get("scroll_id")));
     if ids.is_empty() {
-        ids = ids_from(
-            req.param("scroll_id")
-                .map(|s| Value::String(s.to_string()))
-                .as_ref(),
-        );
+        ids = ids_from(req.param("scroll_id").map(|s| Value::String(s.to_string())).as_ref());
     }
     if ids.is_empty() {
         if let Some(p) = path_id {
@@ -1927,13 +1774,6 @@ pub fn clear_scroll(sh: &Shared, req: &Req, path_id: Option<&str>) -> Result<Rep
             }
         }
     }
-    let status = if freed == 0 && !ids.is_empty() {
-        404
-    } else {
-        200
-    };
-    Ok(Reply::json(
-        status,
-        &json!({"succeeded": true, "num_freed": freed}),
-    ))
+    let status = if freed == 0 && !ids.is_empty() { 404 } else { 200 };
+    Ok(Reply::json(status, &json!({"succeeded": true, "num_freed": freed})))
 }

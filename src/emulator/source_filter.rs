@@ -19,10 +19,7 @@ fn list(v: &Value) -> Vec<String> {
             .map(|x| x.trim().to_string())
             .filter(|x| !x.is_empty())
             .collect(),
-        Value::Array(a) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(String::from))
-            .collect(),
+        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
         _ => Vec::new(),
     }
 }
@@ -43,8 +40,15 @@ impl SourceFilter {
     /// Parses the body form (`_source` in a search body or an mget doc).
     pub fn from_value(v: &Value) -> Result<SourceFilter, EsError> {
         Ok(match v {
-            Value::Bool(b) => SourceFilter { fetch: *b, ..SourceFilter::all() },
-            Value::String(_) | Value::Array(_) => SourceFilter { fetch: true, includes: list(v), excludes: vec![] },
+            Value::Bool(b) => SourceFilter {
+                fetch: *b,
+                ..SourceFilter::all()
+            },
+            Value::String(_) | Value::Array(_) => SourceFilter {
+                fetch: true,
+                includes: list(v),
+                excludes: vec![],
+            },
             Value::Object(o) => {
                 for k in o.keys() {
                     if !matches!(k.as_str(), "includes" | "include" | "excludes" | "exclude") {
@@ -53,21 +57,29 @@ impl SourceFilter {
                 }
                 SourceFilter {
                     fetch: true,
-                    includes: o.get("includes").or_else(|| o.get("include")).map(list).unwrap_or_default(),
-                    excludes: o.get("excludes").or_else(|| o.get("exclude")).map(list).unwrap_or_default(),
+                    includes: o
+                        .get("includes")
+                        .or_else(|| o.get("include"))
+                        .map(list)
+                        .unwrap_or_default(),
+                    excludes: o
+                        .get("excludes")
+                        .or_else(|| o.get("exclude"))
+                        .map(list)
+                        .unwrap_or_default(),
                 }
             }
             Value::Null => SourceFilter::all(),
-            _ => return Err(EsError::parsing("Expected one of [BOOLEAN, OBJECT, START_ARRAY, VALUE_STRING] but found [VALUE_NUMBER]")),
+            _ => {
+                return Err(EsError::parsing(
+                    "Expected one of [BOOLEAN, OBJECT, START_ARRAY, VALUE_STRING] but found [VALUE_NUMBER]",
+                ))
+            }
         })
     }
 
     /// Parses the URL form (`_source`, `_source_includes`, `_source_excludes`); `None` if absent.
-    pub fn from_params(
-        source: Option<&str>,
-        includes: Option<&str>,
-        excludes: Option<&str>,
-    ) -> Option<SourceFilter> {
+    pub fn from_params(source: Option<&str>, includes: Option<&str>, excludes: Option<&str>) -> Option<SourceFilter> {
         if source.is_none() && includes.is_none() && excludes.is_none() {
             return None;
         }
@@ -212,8 +224,7 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
         }
         _ => {
             let mut j = i;
-            while j < b.len() && !matches!(b[j], b',' | b'}' | b']') && !b[j].is_ascii_whitespace()
-            {
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']') && !b[j].is_ascii_whitespace() {
                 j += 1;
             }
             Some(j)
@@ -268,17 +279,10 @@ fn included(path: &str, includes: &[String]) -> bool {
 
 fn may_include_below(path: &str, includes: &[String]) -> bool {
     let prefix = format!("{path}.");
-    includes
-        .iter()
-        .any(|p| p.contains('*') || p.starts_with(&prefix))
+    includes.iter().any(|p| p.contains('*') || p.starts_with(&prefix))
 }
 
-fn filter_obj(
-    obj: &Map<String, Value>,
-    prefix: &str,
-    includes: &[String],
-    excludes: &[String],
-) -> Map<String, Value> {
+fn filter_obj(obj: &Map<String, Value>, prefix: &str, includes: &[String], excludes: &[String]) -> Map<String, Value> {
     let mut out = Map::new();
     for (k, v) in obj {
         let path = if prefix.is_empty() {
@@ -301,13 +305,7 @@ fn filter_obj(
     out
 }
 
-fn filter_value(
-    v: &Value,
-    path: &str,
-    includes: &[String],
-    excludes: &[String],
-    whole: bool,
-) -> Option<Value> {
+fn filter_value(v: &Value, path: &str, includes: &[String], excludes: &[String], whole: bool) -> Option<Value> {
     match v {
         Value::Object(o) => {
             let f = filter_obj(o, path, includes, excludes);
@@ -344,19 +342,13 @@ mod tests {
             includes: vec!["include.field1".into()],
             excludes: vec![],
         };
-        assert_eq!(
-            Value::Object(f.apply(m)),
-            json!({"include": {"field1": "v1"}})
-        );
+        assert_eq!(Value::Object(f.apply(m)), json!({"include": {"field1": "v1"}}));
         let f = SourceFilter {
             fetch: true,
             includes: vec!["include".into()],
             excludes: vec!["*.field2".into()],
         };
-        assert_eq!(
-            Value::Object(f.apply(m)),
-            json!({"include": {"field1": "v1"}})
-        );
+        assert_eq!(Value::Object(f.apply(m)), json!({"include": {"field1": "v1"}}));
         let f = SourceFilter {
             fetch: true,
             includes: vec![],

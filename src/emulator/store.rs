@@ -31,8 +31,15 @@ impl Doc {
 /// Parses a document source, with the error Elasticsearch gives for malformed ones.
 pub fn parse_source(raw: &[u8], id: &str) -> Result<Map<String, Value>, EsError> {
     serde_json::from_slice::<Map<String, Value>>(raw).map_err(|e| {
-        EsError::new(400, "document_parsing_exception", format!("[1:{}] failed to parse: {e}", e.column()))
-            .with("caused_by", json!({"type": "x_content_parse_exception", "reason": format!("failed to parse document with id '{id}'")}))
+        EsError::new(
+            400,
+            "document_parsing_exception",
+            format!("[1:{}] failed to parse: {e}", e.column()),
+        )
+        .with(
+            "caused_by",
+            json!({"type": "x_content_parse_exception", "reason": format!("failed to parse document with id '{id}'")}),
+        )
     })
 }
 
@@ -47,14 +54,8 @@ pub struct Snapshot {
 impl Snapshot {
     /// `_shard_doc`-style position of an ordinal: (shard, doc id within the shard).
     pub fn shard_doc(&self, ord: u32) -> (u32, u32) {
-        let shard = self
-            .shard_starts
-            .partition_point(|&s| s <= ord)
-            .saturating_sub(1);
-        (
-            shard as u32,
-            ord - self.shard_starts.get(shard).copied().unwrap_or(0),
-        )
+        let shard = self.shard_starts.partition_point(|&s| s <= ord).saturating_sub(1);
+        (shard as u32, ord - self.shard_starts.get(shard).copied().unwrap_or(0))
     }
 }
 
@@ -92,10 +93,7 @@ impl AliasMeta {
         let routing = v.get("routing").and_then(as_string);
         AliasMeta {
             filter: v.get("filter").cloned(),
-            index_routing: v
-                .get("index_routing")
-                .and_then(as_string)
-                .or_else(|| routing.clone()),
+            index_routing: v.get("index_routing").and_then(as_string).or_else(|| routing.clone()),
             search_routing: v.get("search_routing").and_then(as_string).or(routing),
             is_write_index: v.get("is_write_index").and_then(as_bool),
             is_hidden: v.get("is_hidden").and_then(as_bool),
@@ -165,11 +163,9 @@ impl VersionType {
             "external" => Ok(VersionType::External),
             "external_gte" => Ok(VersionType::ExternalGte),
             "force" => Err(EsError::validation(&[
-                "version type [force] may no longer be used".into(),
+                "version type [force] may no longer be used".into()
             ])),
-            other => Err(EsError::bad_request(format!(
-                "No version type match [{other}]"
-            ))),
+            other => Err(EsError::bad_request(format!("No version type match [{other}]"))),
         }
     }
 }
@@ -191,9 +187,7 @@ impl WriteCheck {
             }
         }
         if self.create_only && self.version_type != VersionType::Internal {
-            problems.push(
-                "create operations only support internal versioning. use index instead".to_string(),
-            );
+            problems.push("create operations only support internal versioning. use index instead".to_string());
         }
         if problems.is_empty() {
             Ok(())
@@ -215,12 +209,7 @@ pub struct WriteResult {
 pub const PRIMARY_TERM: i64 = 1;
 
 impl Index {
-    pub fn new(
-        name: String,
-        uuid: String,
-        settings: BTreeMap<String, String>,
-        mapping: Mapping,
-    ) -> Index {
+    pub fn new(name: String, uuid: String, settings: BTreeMap<String, String>, mapping: Mapping) -> Index {
         let shards = settings
             .get("index.number_of_shards")
             .and_then(|s| s.parse().ok())
@@ -264,9 +253,7 @@ impl Index {
     }
 
     pub fn setting_u64(&self, key: &str, default: u64) -> u64 {
-        self.setting(key)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
+        self.setting(key).and_then(|s| s.parse().ok()).unwrap_or(default)
     }
 
     pub fn write_shards(&self) -> Value {
@@ -274,9 +261,7 @@ impl Index {
     }
 
     pub fn get_live(&self, id: &str) -> Option<&Arc<Doc>> {
-        self.live
-            .get(id)
-            .and_then(|&slot| self.slots[slot as usize].as_ref())
+        self.live.get(id).and_then(|&slot| self.slots[slot as usize].as_ref())
     }
 
     pub fn get_searchable(&self, id: &str) -> Option<Arc<Doc>> {
@@ -320,20 +305,10 @@ impl Index {
         for (i, start) in shard_starts.iter_mut().enumerate() {
             *start = docs.len() as u32;
             if i == shard {
-                docs.extend(
-                    self.slots
-                        .iter()
-                        .flatten()
-                        .filter(|d| d.shard as usize == i)
-                        .cloned(),
-                );
+                docs.extend(self.slots.iter().flatten().filter(|d| d.shard as usize == i).cloned());
             } else {
                 let lo = old.shard_starts.get(i).copied().unwrap_or(0) as usize;
-                let hi = old
-                    .shard_starts
-                    .get(i + 1)
-                    .copied()
-                    .unwrap_or(old.docs.len() as u32) as usize;
+                let hi = old.shard_starts.get(i + 1).copied().unwrap_or(old.docs.len() as u32) as usize;
                 docs.extend(old.docs[lo..hi].iter().cloned());
             }
         }
@@ -394,12 +369,8 @@ impl Index {
     }
 
     fn conflict(&self, id: &str, reason: String) -> EsError {
-        EsError::new(
-            409,
-            "version_conflict_engine_exception",
-            format!("[{id}]: {reason}"),
-        )
-        .on_shard(&self.name, &self.uuid)
+        EsError::new(409, "version_conflict_engine_exception", format!("[{id}]: {reason}"))
+            .on_shard(&self.name, &self.uuid)
     }
 
     /// Checks a write against the document's current state; returns the version the write will get.
@@ -531,12 +502,7 @@ impl Index {
         })
     }
 
-    pub fn delete_doc(
-        &mut self,
-        id: &str,
-        check: &WriteCheck,
-        routing_shard: u32,
-    ) -> Result<WriteResult, EsError> {
+    pub fn delete_doc(&mut self, id: &str, check: &WriteCheck, routing_shard: u32) -> Result<WriteResult, EsError> {
         let version = self.check(id, check, true)?;
         let seq_no = self.next_seq_no;
         self.next_seq_no += 1;
@@ -617,9 +583,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     if s == "-1" {
         return None;
     }
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     let secs = match unit {
@@ -644,7 +608,9 @@ pub fn parse_time_value(s: &str, setting: &str) -> Result<Option<Duration>, EsEr
         EsError::new(
             400,
             "illegal_argument_exception",
-            format!("failed to parse setting [{setting}] with value [{s}] as a time value: unit is missing or unrecognized"),
+            format!(
+                "failed to parse setting [{setting}] with value [{s}] as a time value: unit is missing or unrecognized"
+            ),
         )
     })
 }
@@ -677,12 +643,7 @@ pub fn murmur3_x86_32(data: &[u8], seed: u32) -> i32 {
     let mut h1 = seed;
     let chunks = data.len() / 4;
     for i in 0..chunks {
-        let mut k1 = u32::from_le_bytes([
-            data[i * 4],
-            data[i * 4 + 1],
-            data[i * 4 + 2],
-            data[i * 4 + 3],
-        ]);
+        let mut k1 = u32::from_le_bytes([data[i * 4], data[i * 4 + 1], data[i * 4 + 2], data[i * 4 + 3]]);
         k1 = k1.wrapping_mul(c1).rotate_left(15).wrapping_mul(c2);
         h1 ^= k1;
         h1 = h1.rotate_left(13).wrapping_mul(5).wrapping_add(0xe6546b64);

@@ -96,9 +96,7 @@ impl AtomicFile {
 
 fn lock(pending: &Pending) -> MutexGuard<'_, Option<BufWriter<NamedTempFile>>> {
     // A panic while writing leaves a temp file that will never be committed; writing on is harmless.
-    pending
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn write_pending(pending: &Pending, buf: &[u8]) -> io::Result<usize> {
@@ -174,11 +172,7 @@ mod tests {
         handle.write_all(b"report\n").unwrap();
         drop(handle);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
-        assert_eq!(
-            leftovers(dir.path()).len(),
-            1,
-            "the temp file sits next to FILE"
-        );
+        assert_eq!(leftovers(dir.path()).len(), 1, "the temp file sits next to FILE");
 
         file.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new report\n");
@@ -227,21 +221,14 @@ mod tests {
         let fresh = dir.path().join("fresh.prom");
         AtomicFile::create(&fresh).unwrap().commit().unwrap();
         let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
-        assert_eq!(
-            mode,
-            0o666 & !umask(),
-            "a fresh report gets the usual mode, not 0600"
-        );
+        assert_eq!(mode, 0o666 & !umask(), "a fresh report gets the usual mode, not 0600");
     }
 
     /// The process umask, read without changing it (Linux reports it in /proc).
     #[cfg(unix)]
     fn umask() -> u32 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Umask:"))
-            .unwrap();
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:")).unwrap();
         u32::from_str_radix(line.trim(), 8).unwrap()
     }
 

@@ -51,12 +51,7 @@ pub(super) fn drift() -> Vec<Drift> {
         Key::Int(1004),
         DriftKind::Pending,
         &["1004"],
-        vec![diff(
-            "totalPrice",
-            "totalPrice",
-            Some(json!(120)),
-            Some(json!(100)),
-        )],
+        vec![diff("totalPrice", "totalPrice", Some(json!(120)), Some(json!(100)))],
     );
     pending.cause = Some(DriftKind::Mismatched);
     vec![
@@ -77,12 +72,7 @@ pub(super) fn drift() -> Vec<Drift> {
                     Some(json!("Zoë <O'Brien> & \"Sons\"\u{1}|`x`")),
                     Some(Value::Null),
                 ),
-                diff(
-                    "products[2].name",
-                    "products.name",
-                    Some(json!("Widget")),
-                    None,
-                ),
+                diff("products[2].name", "products.name", Some(json!("Widget")), None),
             ],
         ),
         drifted(Key::Int(1002), DriftKind::Missing, &[], vec![]),
@@ -142,12 +132,7 @@ pub(super) fn fields() -> BTreeMap<String, u64> {
 }
 
 /// Renders `drift` with `options` into a string, the way `recon check` drives a writer.
-pub(super) fn render(
-    options: ReportOptions,
-    drift: &[Drift],
-    summary: &Summary,
-    run: &RunInfo,
-) -> String {
+pub(super) fn render(options: ReportOptions, drift: &[Drift], summary: &Summary, run: &RunInfo) -> String {
     render_with(options, drift, summary, &fields(), run)
 }
 

@@ -170,11 +170,7 @@ pub(super) fn verdict_text(summary: &Summary, run: &RunInfo) -> String {
     if summary.pending > 0 {
         let _ = write!(text, "; {} pending", summary.pending);
         if let Some(grace) = run.grace {
-            let _ = write!(
-                text,
-                " within the {} grace period",
-                humantime::format_duration(grace)
-            );
+            let _ = write!(text, " within the {} grace period", humantime::format_duration(grace));
         }
     }
     text
@@ -211,19 +207,12 @@ pub(super) fn run_parts(run: &RunInfo) -> Vec<String> {
         format!("recon {}", run.tool_version),
         format!(
             "started {}",
-            run.started_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            run.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ),
-        format!(
-            "took {}",
-            humantime::format_duration(whole_millis(run.duration))
-        ),
+        format!("took {}", humantime::format_duration(whole_millis(run.duration))),
         format!("{} → {}", defuse(&run.source), defuse(&run.target)),
     ];
-    if let Some(snapshot) = run
-        .snapshot_ms
-        .and_then(chrono::DateTime::from_timestamp_millis)
-    {
+    if let Some(snapshot) = run.snapshot_ms.and_then(chrono::DateTime::from_timestamp_millis) {
         parts.push(format!(
             "snapshot {}",
             snapshot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -277,10 +266,7 @@ mod tests {
         drift.iter().for_each(|d| sample.offer(d));
         assert_eq!(sample.drift.len(), 2);
         assert_eq!(sample.seen(), drift.len() as u64);
-        assert!(sample
-            .drift
-            .iter()
-            .all(|d| d.expected.is_none() && d.actual.is_empty()));
+        assert!(sample.drift.iter().all(|d| d.expected.is_none() && d.actual.is_empty()));
 
         let mut limited = Sample::new(10, Listing::new(Some(1)));
         drift.iter().for_each(|d| limited.offer(d));

@@ -44,12 +44,7 @@ impl ReportWriter for JsonWriter {
         spool.push(drift)
     }
 
-    fn finish(
-        self: Box<Self>,
-        summary: &Summary,
-        fields: &BTreeMap<String, u64>,
-        run: &RunInfo,
-    ) -> io::Result<()> {
+    fn finish(self: Box<Self>, summary: &Summary, fields: &BTreeMap<String, u64>, run: &RunInfo) -> io::Result<()> {
         let JsonWriter {
             mut out,
             listing,
@@ -115,12 +110,7 @@ impl ReportWriter for NdjsonWriter {
         self.out.flush()
     }
 
-    fn finish(
-        self: Box<Self>,
-        summary: &Summary,
-        fields: &BTreeMap<String, u64>,
-        run: &RunInfo,
-    ) -> io::Result<()> {
+    fn finish(self: Box<Self>, summary: &Summary, fields: &BTreeMap<String, u64>, run: &RunInfo) -> io::Result<()> {
         let NdjsonWriter { mut out, listing } = *self;
         let line = json!({"type": "summary", "data": Value::Object(header(summary, fields, run, &listing))});
         serde_json::to_writer(&mut out, &line)?;
@@ -186,12 +176,7 @@ mod tests {
     fn limit_lists_the_first_records_and_keeps_counts_whole() {
         let mut options = ReportOptions::new(Format::Json);
         options.limit = Some(2);
-        let text = render(
-            options,
-            &fixtures::drift(),
-            &fixtures::summary(),
-            &fixtures::run(),
-        );
+        let text = render(options, &fixtures::drift(), &fixtures::summary(), &fixtures::run());
         let report = parse(&text);
         assert_eq!(report["listed"], 2);
         assert_eq!(report["truncated"], true);
@@ -213,12 +198,7 @@ mod tests {
             matched: 3,
             ..Summary::default()
         };
-        let text = render(
-            ReportOptions::new(Format::Json),
-            &[],
-            &summary,
-            &fixtures::run(),
-        );
+        let text = render(ReportOptions::new(Format::Json), &[], &summary, &fixtures::run());
         let report = parse(&text);
         assert_eq!(report["verdict"], "in_sync");
         assert_eq!(report["drift"], json!([]));
@@ -255,12 +235,7 @@ mod tests {
     fn ndjson_lines_are_drift_then_one_summary() {
         let mut options = ReportOptions::new(Format::Ndjson);
         options.limit = Some(3);
-        let text = render(
-            options,
-            &fixtures::drift(),
-            &fixtures::summary(),
-            &fixtures::run(),
-        );
+        let text = render(options, &fixtures::drift(), &fixtures::summary(), &fixtures::run());
         let lines: Vec<Value> = text.lines().map(parse).collect();
         assert_eq!(lines.len(), 4);
         for line in &lines[..3] {
@@ -280,23 +255,14 @@ mod tests {
     fn documented_schema() -> Value {
         let doc = include_str!("../../docs/report-schema.md");
         let section = doc.split("## JSON Schema (draft 2020-12)").nth(1).unwrap();
-        let block = section
-            .split("```json\n")
-            .nth(1)
-            .unwrap()
-            .split("```")
-            .next()
-            .unwrap();
+        let block = section.split("```json\n").nth(1).unwrap().split("```").next().unwrap();
         parse(block)
     }
 
     fn names(value: &Value) -> Vec<String> {
         let mut names: Vec<String> = match value {
             Value::Object(map) => map.keys().cloned().collect(),
-            Value::Array(items) => items
-                .iter()
-                .map(|v| v.as_str().unwrap().to_string())
-                .collect(),
+            Value::Array(items) => items.iter().map(|v| v.as_str().unwrap().to_string()).collect(),
             other => panic!("not a name list: {other}"),
         };
         names.sort();
@@ -310,10 +276,7 @@ mod tests {
         let props = &schema["properties"];
         assert_eq!(names(&schema["required"]), names(&report));
         assert_eq!(names(props), names(&report));
-        assert_eq!(
-            names(&props["summary"]["required"]),
-            names(&report["summary"])
-        );
+        assert_eq!(names(&props["summary"]["required"]), names(&report["summary"]));
         assert_eq!(names(&props["run"]["required"]), names(&report["run"]));
         assert_eq!(names(&props["run"]["properties"]), names(&report["run"]));
 
@@ -323,10 +286,7 @@ mod tests {
         let diff_props = names(&defs["diff"]["properties"]);
         for record in report["drift"].as_array().unwrap() {
             for member in names(record) {
-                assert!(
-                    drift_props.contains(&member),
-                    "undocumented drift member {member}"
-                );
+                assert!(drift_props.contains(&member), "undocumented drift member {member}");
             }
             for required in names(&defs["drift"]["required"]) {
                 assert!(record.get(&required).is_some(), "{record} lacks {required}");
@@ -334,10 +294,7 @@ mod tests {
             assert!(kinds.contains(&record["kind"].as_str().unwrap().to_string()));
             for diff in record["diffs"].as_array().unwrap() {
                 for member in names(diff) {
-                    assert!(
-                        diff_props.contains(&member),
-                        "undocumented diff member {member}"
-                    );
+                    assert!(diff_props.contains(&member), "undocumented diff member {member}");
                 }
             }
         }

@@ -55,12 +55,7 @@ impl ReportWriter for JunitWriter {
         spool.push(drift)
     }
 
-    fn finish(
-        self: Box<Self>,
-        summary: &Summary,
-        fields: &BTreeMap<String, u64>,
-        run: &RunInfo,
-    ) -> io::Result<()> {
+    fn finish(self: Box<Self>, summary: &Summary, fields: &BTreeMap<String, u64>, run: &RunInfo) -> io::Result<()> {
         let JunitWriter {
             mut out,
             listing,
@@ -134,21 +129,14 @@ impl ReportWriter for JunitWriter {
             } else {
                 "in sync"
             };
-            writeln!(
-                out,
-                r#"    <testcase name="{name}" classname="recon.check"/>"#
-            )?;
+            writeln!(out, r#"    <testcase name="{name}" classname="recon.check"/>"#)?;
         }
         if unlisted {
             let message = format!(
                 "{unlisted_failing} failing and {unlisted_pending} pending drifted keys not listed (--limit {})",
                 listing.limit.unwrap_or_default()
             );
-            let verdict = if unlisted_failing > 0 {
-                "failure"
-            } else {
-                "skipped"
-            };
+            let verdict = if unlisted_failing > 0 { "failure" } else { "skipped" };
             writeln!(
                 out,
                 r#"    <testcase name="unlisted drift" classname="recon.check"><{verdict} message="{}"/></testcase>"#,
@@ -208,11 +196,7 @@ fn testcase(record: &DriftIn) -> String {
         String::new()
     };
     if body.is_empty() {
-        let _ = write!(
-            case,
-            r#"<{element}{type_attr} message="{}"/>"#,
-            attr(&message)
-        );
+        let _ = write!(case, r#"<{element}{type_attr} message="{}"/>"#, attr(&message));
     } else {
         let _ = write!(
             case,
@@ -289,10 +273,7 @@ mod tests {
         assert_eq!(attr("a<b>&c\"'"), "a&lt;b&gt;&amp;c&quot;&apos;");
         assert_eq!(attr("x\ny\tz\r"), "x&#10;y&#9;z&#13;");
         assert_eq!(text("x\ny\r"), "x\ny&#13;");
-        assert_eq!(
-            text("esc\u{1b}nul\u{0}\u{FFFE}"),
-            "esc\\u{1b}nul\\u{0}\\u{fffe}"
-        );
+        assert_eq!(text("esc\u{1b}nul\u{0}\u{FFFE}"), "esc\\u{1b}nul\\u{0}\\u{fffe}");
         assert_eq!(text("Zoë 注文 😀 \u{85}"), "Zoë 注文 😀 \u{85}");
     }
 
@@ -304,9 +285,7 @@ mod tests {
         let skipped = xml.matches("<skipped").count();
         assert_eq!((cases, failures, skipped), (6, 5, 1));
         assert!(
-            xml.contains(
-                r#"<testsuite name="recon check" tests="6" failures="5" errors="0" skipped="1""#
-            ),
+            xml.contains(r#"<testsuite name="recon check" tests="6" failures="5" errors="0" skipped="1""#),
             "{xml}"
         );
         assert!(xml.contains(r#"name="orphaned 9007199254740993""#), "{xml}");
@@ -318,12 +297,7 @@ mod tests {
     fn truncated_listing_adds_a_failing_unlisted_case() {
         let mut options = ReportOptions::new(Format::Junit);
         options.limit = Some(2);
-        let xml = render(
-            options,
-            &fixtures::drift(),
-            &fixtures::summary(),
-            &fixtures::run(),
-        );
+        let xml = render(options, &fixtures::drift(), &fixtures::summary(), &fixtures::run());
         assert_eq!(xml.matches("<testcase ").count(), 3);
         assert!(
             xml.contains(r#"tests="3" failures="3" errors="0" skipped="0""#),
@@ -343,12 +317,7 @@ mod tests {
             matched: 3,
             ..Summary::default()
         };
-        let xml = render(
-            ReportOptions::new(Format::Junit),
-            &[],
-            &summary,
-            &fixtures::run(),
-        );
+        let xml = render(ReportOptions::new(Format::Junit), &[], &summary, &fixtures::run());
         assert!(
             xml.contains(r#"tests="1" failures="0" errors="0" skipped="0""#),
             "{xml}"

@@ -7,10 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use super::human::{
-    count_rows, defuse, fields_by_count, run_parts, sample_caption, sample_rows, verdict_text,
-    Sample,
-};
+use super::human::{count_rows, defuse, fields_by_count, run_parts, sample_caption, sample_rows, verdict_text, Sample};
 use super::{ReportWriter, RunInfo};
 use crate::model::{Drift, Summary};
 
@@ -31,12 +28,7 @@ impl ReportWriter for MarkdownWriter {
         Ok(())
     }
 
-    fn finish(
-        self: Box<Self>,
-        summary: &Summary,
-        fields: &BTreeMap<String, u64>,
-        run: &RunInfo,
-    ) -> io::Result<()> {
+    fn finish(self: Box<Self>, summary: &Summary, fields: &BTreeMap<String, u64>, run: &RunInfo) -> io::Result<()> {
         let in_sync = run.in_sync(summary);
         let mut md = String::new();
         let heading = if in_sync {
@@ -44,10 +36,7 @@ impl ReportWriter for MarkdownWriter {
         } else {
             "❌ recon check: drift"
         };
-        md.push_str(&format!(
-            "## {heading}\n\n{}\n\n",
-            verdict_text(summary, run)
-        ));
+        md.push_str(&format!("## {heading}\n\n{}\n\n", verdict_text(summary, run)));
 
         md.push_str("| | count |\n|:--|--:|\n");
         for (label, count, failing) in count_rows(summary) {
@@ -67,10 +56,7 @@ impl ReportWriter for MarkdownWriter {
         }
 
         if !self.sample.drift.is_empty() {
-            md.push_str(&format!(
-                "\n### Drift: {}\n\n",
-                sample_caption(&self.sample)
-            ));
+            md.push_str(&format!("\n### Drift: {}\n\n", sample_caption(&self.sample)));
             md.push_str("| kind | key | path | expected | actual |\n|:--|:--|:--|:--|:--|\n");
             for row in sample_rows(&self.sample.drift) {
                 md.push_str(&format!(

@@ -83,12 +83,7 @@ pub trait ReportWriter: Send {
     fn drift(&mut self, drift: &Drift) -> io::Result<()>;
     /// Writes the rest of the report and flushes it. The output handed to [`writer`] is dropped on
     /// return; committing an [`AtomicFile`] is the caller's step after this succeeds.
-    fn finish(
-        self: Box<Self>,
-        summary: &Summary,
-        fields: &BTreeMap<String, u64>,
-        run: &RunInfo,
-    ) -> io::Result<()>;
+    fn finish(self: Box<Self>, summary: &Summary, fields: &BTreeMap<String, u64>, run: &RunInfo) -> io::Result<()>;
 }
 
 #[derive(Debug, Clone)]
@@ -231,8 +226,7 @@ mod tests {
             .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "previous report");
         file.commit().unwrap();
-        let written: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(written["listed"], 6);
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()

@@ -28,12 +28,7 @@ impl ReportWriter for PrometheusWriter {
         Ok(())
     }
 
-    fn finish(
-        self: Box<Self>,
-        summary: &Summary,
-        fields: &BTreeMap<String, u64>,
-        run: &RunInfo,
-    ) -> io::Result<()> {
+    fn finish(self: Box<Self>, summary: &Summary, fields: &BTreeMap<String, u64>, run: &RunInfo) -> io::Result<()> {
         let mut text = String::new();
         let mut gauge = |name: &str, help: &str, samples: &[(String, String)]| {
             let _ = writeln!(text, "# HELP {name} {}", help_text(help));
@@ -88,12 +83,7 @@ impl ReportWriter for PrometheusWriter {
         );
         let by_field: Vec<(String, String)> = fields
             .iter()
-            .map(|(field, count)| {
-                (
-                    format!("{{field=\"{}\"}}", label_value(field)),
-                    count.to_string(),
-                )
-            })
+            .map(|(field, count)| (format!("{{field=\"{}\"}}", label_value(field)), count.to_string()))
             .collect();
         gauge(
             "recon_check_field_mismatches",
@@ -105,15 +95,11 @@ impl ReportWriter for PrometheusWriter {
             "Wall-clock duration of the last recon check.",
             &plain(format!("{:.3}", run.duration.as_secs_f64())),
         );
-        let finished = run.started_at
-            + chrono::Duration::from_std(run.duration).unwrap_or(chrono::Duration::zero());
+        let finished = run.started_at + chrono::Duration::from_std(run.duration).unwrap_or(chrono::Duration::zero());
         gauge(
             "recon_check_last_run_timestamp_seconds",
             "Unix time the last recon check finished.",
-            &plain(format!(
-                "{:.3}",
-                finished.timestamp_millis() as f64 / 1000.0
-            )),
+            &plain(format!("{:.3}", finished.timestamp_millis() as f64 / 1000.0)),
         );
 
         let mut out = self.out;
@@ -190,21 +176,10 @@ mod tests {
         let mut fields = fixtures::fields();
         fields.insert("evil\"} 1\nrecon_fake 2".into(), 3);
         let out = fixtures::SharedBuffer::default();
-        let report = crate::report::writer(
-            ReportOptions::new(Format::Prometheus),
-            Box::new(out.clone()),
-        );
-        report
-            .finish(&fixtures::summary(), &fields, &fixtures::run())
-            .unwrap();
+        let report = crate::report::writer(ReportOptions::new(Format::Prometheus), Box::new(out.clone()));
+        report.finish(&fixtures::summary(), &fields, &fixtures::run()).unwrap();
         let text = out.text();
-        assert!(
-            !text.lines().any(|line| line.starts_with("recon_fake")),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"{field="evil\"} 1\nrecon_fake 2"} 3"#),
-            "{text}"
-        );
+        assert!(!text.lines().any(|line| line.starts_with("recon_fake")), "{text}");
+        assert!(text.contains(r#"{field="evil\"} 1\nrecon_fake 2"} 3"#), "{text}");
     }
 }

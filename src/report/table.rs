@@ -6,9 +6,7 @@ use std::io::{self, Write};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Color, Table};
 
-use super::human::{
-    count_rows, fields_by_count, run_parts, sample_caption, sample_rows, verdict_text, Sample,
-};
+use super::human::{count_rows, fields_by_count, run_parts, sample_caption, sample_rows, verdict_text, Sample};
 use super::{ReportWriter, RunInfo};
 use crate::model::{Drift, Summary};
 
@@ -50,12 +48,7 @@ impl ReportWriter for TableWriter {
         Ok(())
     }
 
-    fn finish(
-        self: Box<Self>,
-        summary: &Summary,
-        fields: &BTreeMap<String, u64>,
-        run: &RunInfo,
-    ) -> io::Result<()> {
+    fn finish(self: Box<Self>, summary: &Summary, fields: &BTreeMap<String, u64>, run: &RunInfo) -> io::Result<()> {
         let mut text = String::new();
         text.push_str(&run_parts(run).join(" · "));
         text.push_str("\n\n");
@@ -103,14 +96,7 @@ impl ReportWriter for TableWriter {
             table.set_header(vec!["kind", "key", "path", "expected", "actual"]);
             for row in sample_rows(&self.sample.drift) {
                 let kind = Cell::new(&row.kind);
-                let kind = self.paint(
-                    kind,
-                    if row.failing {
-                        Color::Red
-                    } else {
-                        Color::Yellow
-                    },
-                );
+                let kind = self.paint(kind, if row.failing { Color::Red } else { Color::Yellow });
                 table.add_row(vec![
                     kind,
                     Cell::new(&row.key),
@@ -152,21 +138,12 @@ mod tests {
 
         let mut options = ReportOptions::new(Format::Table);
         options.color = true;
-        let colored = render(
-            options,
-            &fixtures::drift(),
-            &fixtures::summary(),
-            &fixtures::run(),
-        );
+        let colored = render(options, &fixtures::drift(), &fixtures::summary(), &fixtures::run());
         assert!(
             colored.matches("\u{1b}[").count() > 2,
             "cells are coloured too: {colored}"
         );
-        assert_eq!(
-            strip_sgr(&colored),
-            plain,
-            "colour changes nothing but colour"
-        );
+        assert_eq!(strip_sgr(&colored), plain, "colour changes nothing but colour");
     }
 
     /// Removes `ESC [ … m` sequences.

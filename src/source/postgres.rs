@@ -101,9 +101,7 @@ pub enum PostgresError {
     Connect { url: String, reason: String },
     #[error("postgres.query failed: {reason} (check postgres.query)")]
     Query { reason: String },
-    #[error(
-        "postgres.query returns column {column:?} more than once; give each column a distinct name"
-    )]
+    #[error("postgres.query returns column {column:?} more than once; give each column a distinct name")]
     DuplicateColumn { column: String },
     #[error("key column {key:?} is not a column of postgres.query; its columns are: {columns}")]
     UnknownKey { key: String, columns: String },
@@ -114,9 +112,7 @@ pub enum PostgresError {
     UnsupportedKeyType { key: String, type_name: String },
     #[error("updated_at column {column:?} is not a column of postgres.query; its columns are: {columns}")]
     UnknownUpdatedAt { column: String, columns: String },
-    #[error(
-        "updated_at column {column:?} has type {type_name}; it must be timestamptz or timestamp"
-    )]
+    #[error("updated_at column {column:?} has type {type_name}; it must be timestamptz or timestamp")]
     UpdatedAtType { column: String, type_name: String },
     #[error(
         "column {column:?} has type {type_name}, which recon cannot turn into JSON; cast it in postgres.query \
@@ -199,21 +195,16 @@ impl PostgresSource {
         for key in [&range.after, &range.until].into_iter().flatten() {
             self.plan.check_kind(key)?;
         }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| read_error(&self.settings.url, e))?;
+        let mut tx = self.pool.begin().await.map_err(|e| read_error(&self.settings.url, e))?;
         // One snapshot for the whole scan; taken by the first query after SET TRANSACTION.
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await
             .map_err(|e| read_error(&self.settings.url, e))?;
-        let snapshot_ms: i64 =
-            sqlx::query_scalar("SELECT floor(extract(epoch FROM now()) * 1000)::int8")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| read_error(&self.settings.url, e))?;
+        let snapshot_ms: i64 = sqlx::query_scalar("SELECT floor(extract(epoch FROM now()) * 1000)::int8")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| read_error(&self.settings.url, e))?;
         // On the pool, not in the snapshot's transaction: a failing EXPLAIN must not abort the scan.
         let estimate = self.estimate(&range).await;
 
@@ -248,8 +239,7 @@ impl PostgresSource {
     async fn estimate(&self, range: &KeyRange) -> Option<u64> {
         let sql = format!(
             "EXPLAIN (FORMAT JSON) {}",
-            self.plan
-                .range_sql(range.after.is_some(), range.until.is_some(), None)
+            self.plan.range_sql(range.after.is_some(), range.until.is_some(), None)
         );
         let mut query = sqlx::query_scalar::<_, sqlx::types::JsonValue>(&sql);
         for key in [&range.after, &range.until].into_iter().flatten() {
@@ -289,16 +279,8 @@ impl PostgresSource {
                 KeyKind::Text => {
                     let texts: Vec<String> = batch
                         .iter()
-                        .filter_map(|k| {
-                            if let Key::Text(s) = k {
-                                Some(s.clone())
-                            } else {
-                                None
-                            }
-                        })
-                        .filter(|s| {
-                            self.plan.key_scalar != Scalar::Uuid || uuid::Uuid::parse_str(s).is_ok()
-                        })
+                        .filter_map(|k| if let Key::Text(s) = k { Some(s.clone()) } else { None })
+                        .filter(|s| self.plan.key_scalar != Scalar::Uuid || uuid::Uuid::parse_str(s).is_ok())
                         .collect();
                     query.bind(texts).fetch_all(&mut *tx).await
                 }
@@ -373,10 +355,7 @@ impl ScanTask {
         }
     }
 
-    async fn find_null_keys(
-        &self,
-        tx: &mut sqlx::Transaction<'static, Postgres>,
-    ) -> anyhow::Result<()> {
+    async fn find_null_keys(&self, tx: &mut sqlx::Transaction<'static, Postgres>) -> anyhow::Result<()> {
         let Some(probe) = self.plan.null_probe.as_deref() else {
             return Ok(());
         };
@@ -393,10 +372,7 @@ impl ScanTask {
         Ok(())
     }
 
-    async fn next_page(
-        &mut self,
-        tx: &mut sqlx::Transaction<'static, Postgres>,
-    ) -> anyhow::Result<Vec<KeyedDoc>> {
+    async fn next_page(&mut self, tx: &mut sqlx::Transaction<'static, Postgres>) -> anyhow::Result<Vec<KeyedDoc>> {
         let plan = self.plan.clone();
         let sql = plan.page_sql(self.after.is_some(), self.until.is_some());
         let mut query = sqlx::query(sql);
@@ -406,11 +382,7 @@ impl ScanTask {
         // Rows are decoded as they arrive, while the server still produces the rest of the page.
         let mut rows = query.fetch(&mut **tx);
         let mut docs = Vec::with_capacity(self.page_size);
-        while let Some(row) = rows
-            .try_next()
-            .await
-            .map_err(|e| read_error(&self.url, e))?
-        {
+        while let Some(row) = rows.try_next().await.map_err(|e| read_error(&self.url, e))? {
             self.rows_read += 1;
             let doc = plan.decode_row(&row, self.rows_read)?;
             if self.last_key.as_ref() == Some(&doc.key) {
@@ -425,10 +397,7 @@ impl ScanTask {
     }
 }
 
-fn bind_key<'q>(
-    query: Query<'q, Postgres, PgArguments>,
-    key: &Key,
-) -> Query<'q, Postgres, PgArguments> {
+fn bind_key<'q>(query: Query<'q, Postgres, PgArguments>, key: &Key) -> Query<'q, Postgres, PgArguments> {
     match key {
         Key::Int(i) => query.bind(*i),
         Key::Text(s) => query.bind(s.clone()),
@@ -564,21 +533,10 @@ struct Plan {
 
 impl Plan {
     async fn learn(pool: &PgPool, settings: &PostgresSettings) -> Result<Plan, PostgresError> {
-        let query = settings
-            .query
-            .trim()
-            .trim_end_matches(';')
-            .trim_end()
-            .to_string();
+        let query = settings.query.trim().trim_end_matches(';').trim_end().to_string();
         let probe = format!("SELECT * FROM ({query}\n) AS recon_q");
-        let mut conn = pool
-            .acquire()
-            .await
-            .map_err(|e| read_error(&settings.url, e))?;
-        let statement = conn
-            .prepare(&probe)
-            .await
-            .map_err(|e| query_error(&settings.url, e))?;
+        let mut conn = pool.acquire().await.map_err(|e| read_error(&settings.url, e))?;
+        let statement = conn.prepare(&probe).await.map_err(|e| query_error(&settings.url, e))?;
         let mut names = Vec::new();
         let mut oids = Vec::new();
         for column in statement.columns() {
@@ -615,13 +573,7 @@ impl Plan {
                 }
             }
         }
-        let listed = || {
-            names
-                .iter()
-                .map(|n| format!("{n:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let listed = || names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ");
         let key_index = names
             .iter()
             .position(|n| *n == settings.key)
@@ -642,12 +594,13 @@ impl Plan {
         let updated_at_index = match &settings.updated_at {
             None => None,
             Some(column) => {
-                let index = names.iter().position(|n| n == column).ok_or_else(|| {
-                    PostgresError::UnknownUpdatedAt {
+                let index = names
+                    .iter()
+                    .position(|n| n == column)
+                    .ok_or_else(|| PostgresError::UnknownUpdatedAt {
                         column: column.clone(),
                         columns: listed(),
-                    }
-                })?;
+                    })?;
                 if !matches!(
                     decoders[index],
                     Decoder::Scalar(Scalar::TimestampTz | Scalar::Timestamp)
@@ -722,17 +675,11 @@ impl Plan {
         let mut conditions = Vec::new();
         if after {
             param += 1;
-            conditions.push(format!(
-                "{} > ${param}::{}",
-                self.key_expr, self.key_param_type
-            ));
+            conditions.push(format!("{} > ${param}::{}", self.key_expr, self.key_param_type));
         }
         if until {
             param += 1;
-            conditions.push(format!(
-                "{} <= ${param}::{}",
-                self.key_expr, self.key_param_type
-            ));
+            conditions.push(format!("{} <= ${param}::{}", self.key_expr, self.key_param_type));
         }
         if !conditions.is_empty() {
             let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
@@ -788,19 +735,17 @@ impl Plan {
                     reason: e.to_string(),
                 })?;
                 if index == self.key_index {
-                    key = Some(decode_key(self.key_scalar, bytes).map_err(|reason| {
-                        PostgresError::Decode {
+                    key = Some(
+                        decode_key(self.key_scalar, bytes).map_err(|reason| PostgresError::Decode {
                             column: name.clone(),
                             reason,
-                        }
-                    })?);
+                        })?,
+                    );
                 }
                 if Some(index) == self.updated_at_index {
-                    updated_at_ms = micros_to_epoch_ms(read_i64(bytes).map_err(|reason| {
-                        PostgresError::Decode {
-                            column: name.clone(),
-                            reason,
-                        }
+                    updated_at_ms = micros_to_epoch_ms(read_i64(bytes).map_err(|reason| PostgresError::Decode {
+                        column: name.clone(),
+                        reason,
                     })?);
                 }
                 decode_value(*decoder, bytes).map_err(|reason| PostgresError::Decode {
@@ -843,11 +788,7 @@ fn decode_key(scalar: Scalar, bytes: &[u8]) -> Result<Key, String> {
         Scalar::Int2 => Key::Int(i64::from(i16::from_be_bytes(fixed(bytes)?))),
         Scalar::Int4 => Key::Int(i64::from(i32::from_be_bytes(fixed(bytes)?))),
         Scalar::Int8 => Key::Int(i64::from_be_bytes(fixed(bytes)?)),
-        Scalar::Uuid => Key::Text(
-            uuid::Uuid::from_bytes(fixed(bytes)?)
-                .hyphenated()
-                .to_string(),
-        ),
+        Scalar::Uuid => Key::Text(uuid::Uuid::from_bytes(fixed(bytes)?).hyphenated().to_string()),
         _ => Key::Text(text(bytes)?.to_string()),
     })
 }
@@ -906,19 +847,13 @@ fn decode_scalar(scalar: Scalar, bytes: &[u8]) -> Result<Value, String> {
         }
         Scalar::Numeric => numeric_value(bytes)?,
         Scalar::Text => Value::String(text(bytes)?.to_string()),
-        Scalar::Uuid => Value::String(
-            uuid::Uuid::from_bytes(fixed(bytes)?)
-                .hyphenated()
-                .to_string(),
-        ),
+        Scalar::Uuid => Value::String(uuid::Uuid::from_bytes(fixed(bytes)?).hyphenated().to_string()),
         Scalar::TimestampTz => Value::String(format_timestamp(read_i64(bytes)?, true)),
         Scalar::Timestamp => Value::String(format_timestamp(read_i64(bytes)?, false)),
         Scalar::Date => Value::String(format_date(i32::from_be_bytes(fixed(bytes)?))),
         Scalar::Json => serde_json::from_slice(bytes).map_err(|e| format!("invalid json: {e}"))?,
         Scalar::Jsonb => match bytes.split_first() {
-            Some((1, json)) => {
-                serde_json::from_slice(json).map_err(|e| format!("invalid jsonb: {e}"))?
-            }
+            Some((1, json)) => serde_json::from_slice(json).map_err(|e| format!("invalid jsonb: {e}"))?,
             _ => return Err("unknown jsonb binary format version".into()),
         },
     })
@@ -956,11 +891,7 @@ fn decode_array(element: Scalar, bytes: &[u8]) -> Result<Value, String> {
     Ok(array)
 }
 
-fn read_dimension(
-    element: Scalar,
-    reader: &mut Reader<'_>,
-    lengths: &[usize],
-) -> Result<Value, String> {
+fn read_dimension(element: Scalar, reader: &mut Reader<'_>, lengths: &[usize]) -> Result<Value, String> {
     let (&length, inner) = lengths.split_first().expect("at least one dimension");
     let mut items = Vec::with_capacity(length);
     for _ in 0..length {
@@ -1141,9 +1072,7 @@ fn connect_error(url: &str, raw_url: &str, error: sqlx::Error) -> PostgresError 
             url,
             reason: e.to_string(),
         },
-        sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
-            PostgresError::Unreachable { url, reason }
-        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => PostgresError::Unreachable { url, reason },
         sqlx::Error::Configuration(_) => PostgresError::InvalidUrl { url, reason },
         _ => PostgresError::Connect { url, reason },
     }
@@ -1179,10 +1108,7 @@ mod tests {
             redact_url("postgres://app:s3cret@db:5432/shop"),
             "postgres://app:***@db:5432/shop"
         );
-        assert_eq!(
-            redact_url("postgres://app@db/shop"),
-            "postgres://app@db/shop"
-        );
+        assert_eq!(redact_url("postgres://app@db/shop"), "postgres://app@db/shop");
         let with_param = redact_url("postgres://db/shop?user=app&password=s3cret&sslmode=require");
         assert!(!with_param.contains("s3cret"), "{with_param}");
         assert!(with_param.contains("sslmode=require"), "{with_param}");
@@ -1211,25 +1137,13 @@ mod tests {
         // 12345678901234567890.10 = 1234 5678 9012 3456 7890 . 1000
         let bytes = numeric_bytes(&[1234, 5678, 9012, 3456, 7890, 1000], 4, 0, 2);
         assert_eq!(numeric_text(&bytes).unwrap(), "12345678901234567890.10");
-        assert_eq!(
-            numeric_value(&bytes).unwrap().to_string(),
-            "12345678901234567890.10"
-        );
+        assert_eq!(numeric_value(&bytes).unwrap().to_string(), "12345678901234567890.10");
         // -0.0005 with scale 4: digit 5 at weight -1 (0.0005 = 5 * 10000^-1).
-        assert_eq!(
-            numeric_text(&numeric_bytes(&[5], -1, 0x4000, 4)).unwrap(),
-            "-0.0005"
-        );
+        assert_eq!(numeric_text(&numeric_bytes(&[5], -1, 0x4000, 4)).unwrap(), "-0.0005");
         // 0.00000001: one digit 1 at weight -2 (0.0000 0001).
-        assert_eq!(
-            numeric_text(&numeric_bytes(&[1], -2, 0, 8)).unwrap(),
-            "0.00000001"
-        );
+        assert_eq!(numeric_text(&numeric_bytes(&[1], -2, 0, 8)).unwrap(), "0.00000001");
         // 10000 (trailing zero groups are not stored): digit 1 at weight 1.
-        assert_eq!(
-            numeric_text(&numeric_bytes(&[1], 1, 0, 0)).unwrap(),
-            "10000"
-        );
+        assert_eq!(numeric_text(&numeric_bytes(&[1], 1, 0, 0)).unwrap(), "10000");
         assert_eq!(numeric_text(&numeric_bytes(&[], 0, 0, 2)).unwrap(), "0.00");
         assert_eq!(
             numeric_value(&numeric_bytes(&[], 0, 0xC000, 0)).unwrap(),
@@ -1243,8 +1157,7 @@ mod tests {
 
     #[test]
     fn timestamps_render_utc_with_fraction_only_when_present() {
-        let micros =
-            |s: &str| DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros() - PG_EPOCH_MICROS;
+        let micros = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros() - PG_EPOCH_MICROS;
         assert_eq!(
             format_timestamp(micros("2024-03-01T10:00:00Z"), true),
             "2024-03-01T10:00:00Z"
@@ -1262,14 +1175,8 @@ mod tests {
             "1999-12-31T23:59:59.999Z"
         );
         assert_eq!(format_timestamp(i64::MAX, true), "infinity");
-        assert_eq!(
-            micros_to_epoch_ms(micros("1970-01-01T00:00:00.0015Z")),
-            Some(1)
-        );
-        assert_eq!(
-            micros_to_epoch_ms(micros("1969-12-31T23:59:59.9995Z")),
-            Some(-1)
-        );
+        assert_eq!(micros_to_epoch_ms(micros("1970-01-01T00:00:00.0015Z")), Some(1));
+        assert_eq!(micros_to_epoch_ms(micros("1969-12-31T23:59:59.9995Z")), Some(-1));
         assert_eq!(format_date(0), "2000-01-01");
         assert_eq!(format_date(-1), "1999-12-31");
         assert_eq!(format_date(i32::MIN), "-infinity");
@@ -1305,14 +1212,8 @@ mod tests {
             decode_array(Scalar::Int4, &bytes).unwrap(),
             serde_json::json!([[1, null], [3, 4]])
         );
-        let empty = [0i32, 0, 23]
-            .iter()
-            .flat_map(|v| v.to_be_bytes())
-            .collect::<Vec<_>>();
-        assert_eq!(
-            decode_array(Scalar::Int4, &empty).unwrap(),
-            serde_json::json!([])
-        );
+        let empty = [0i32, 0, 23].iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<_>>();
+        assert_eq!(decode_array(Scalar::Int4, &empty).unwrap(), serde_json::json!([]));
         assert!(decode_array(Scalar::Int4, &bytes[..bytes.len() - 2]).is_err());
     }
 }

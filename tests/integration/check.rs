@@ -47,21 +47,38 @@ impl Fixture {
                 (emulator.url(), Some(emulator))
             }
         };
-        let transport =
-            TransportBuilder::new(SingleNodeConnectionPool::new(es_url.parse().unwrap())).disable_proxy().build().unwrap();
-        Fixture { db, es_url, es: Elasticsearch::new(transport), _emulator: emulator, dir: tempfile::tempdir().unwrap() }
+        let transport = TransportBuilder::new(SingleNodeConnectionPool::new(es_url.parse().unwrap()))
+            .disable_proxy()
+            .build()
+            .unwrap();
+        Fixture {
+            db,
+            es_url,
+            es: Elasticsearch::new(transport),
+            _emulator: emulator,
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     /// The usual orders table and an index `name` whose key field has `key_type`.
     async fn orders(index: &str, key_type: &str) -> Fixture {
         let f = Fixture::new(ORDERS_SCHEMA).await;
-        f.create_index(index, json!({"orderId": {"type": key_type}, "orderDate": {"type": "date"}})).await;
+        f.create_index(
+            index,
+            json!({"orderId": {"type": key_type}, "orderDate": {"type": "date"}}),
+        )
+        .await;
         f.config(index, ORDERS_QUERY, "orderId", "");
         f
     }
 
     async fn create_index(&self, index: &str, properties: Value) {
-        let _ = self.es.indices().delete(elasticsearch::indices::IndicesDeleteParts::Index(&[index])).send().await;
+        let _ = self
+            .es
+            .indices()
+            .delete(elasticsearch::indices::IndicesDeleteParts::Index(&[index]))
+            .send()
+            .await;
         let response = self
             .es
             .indices()
@@ -80,14 +97,25 @@ impl Fixture {
             body.push(json!({"index": {"_index": index, "_id": id}}).into());
             body.push(doc.clone().into());
         }
-        let response = self.es.bulk(BulkParts::None).refresh(Refresh::True).body(body).send().await.unwrap();
+        let response = self
+            .es
+            .bulk(BulkParts::None)
+            .refresh(Refresh::True)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let answer: Value = response.json().await.unwrap();
         assert_eq!(answer["errors"], json!(false), "{answer}");
     }
 
     fn config(&self, index: &str, query: &str, key: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join("recon.toml");
-        let updated_at = if query.contains("\"updatedAt\"") { "updated_at = \"updatedAt\"\n" } else { "" };
+        let updated_at = if query.contains("\"updatedAt\"") {
+            "updated_at = \"updatedAt\"\n"
+        } else {
+            ""
+        };
         let text = format!(
             "[postgres]\nurl = \"{}\"\nquery = '''{query}'''\nkey = \"{key}\"\n{updated_at}\n\
              [elasticsearch]\nurl = \"{}\"\nindex = \"{index}\"\n\n\
@@ -100,7 +128,9 @@ impl Fixture {
 
     /// Runs a JSON check off the async runtime (the emulator serves on it meanwhile).
     async fn check_json(&self, args: &[&str]) -> (i32, Value, String) {
-        let (code, stdout, stderr) = self.check_async(&[&["--format", "json", "--quiet"], args].concat()).await;
+        let (code, stdout, stderr) = self
+            .check_async(&[&["--format", "json", "--quiet"], args].concat())
+            .await;
         let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
         (code, report, stderr)
     }
@@ -109,7 +139,12 @@ impl Fixture {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let dir = self.dir.path().to_path_buf();
         tokio::task::spawn_blocking(move || {
-            let out = recon().current_dir(dir).arg("check").args(&args).output().expect("recon runs");
+            let out = recon()
+                .current_dir(dir)
+                .arg("check")
+                .args(&args)
+                .output()
+                .expect("recon runs");
             (
                 out.status.code().unwrap_or(-1),
                 String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -123,8 +158,11 @@ impl Fixture {
 
 fn order_doc(id: i64, customer: &str, total: &str, date: &str, products: Value) -> (String, Value) {
     let total: Value = serde_json::from_str(total).unwrap();
-    (id.to_string(), json!({"orderId": id, "customerName": customer, "products": products,
-                              "totalPrice": total, "orderDate": date, "indexedAt": "2026-01-01T00:00:00Z"}))
+    (
+        id.to_string(),
+        json!({"orderId": id, "customerName": customer, "products": products,
+                              "totalPrice": total, "orderDate": date, "indexedAt": "2026-01-01T00:00:00Z"}),
+    )
 }
 
 async fn seed_orders(f: &Fixture) {
@@ -146,8 +184,20 @@ async fn a_read_model_in_sync_exits_0() {
         "orders",
         &[
             // Same values, spelled as a projector might: 100 for 100.00, 12.5 for 12.50.
-            order_doc(1, "Ada", "100", "2024-03-01T10:00:00Z", json!([{"sku":"A","name":"Pen","price":50},{"sku":"B","name":"Ink","price":50.0}])),
-            order_doc(2, "Zoë", "12.5", "2024-03-02T11:30:00Z", json!([{"sku":"C","name":"Pad","price":12.5}])),
+            order_doc(
+                1,
+                "Ada",
+                "100",
+                "2024-03-01T10:00:00Z",
+                json!([{"sku":"A","name":"Pen","price":50},{"sku":"B","name":"Ink","price":50.0}]),
+            ),
+            order_doc(
+                2,
+                "Zoë",
+                "12.5",
+                "2024-03-02T11:30:00Z",
+                json!([{"sku":"C","name":"Pad","price":12.5}]),
+            ),
             order_doc(3, "José", "7.00", "2024-03-03T00:00:00Z", json!([])),
             order_doc(4, "Mia", "1", "2024-03-04T00:00:00Z", json!([])),
         ],
@@ -177,8 +227,20 @@ async fn drifted() -> Fixture {
     f.index_docs(
         "orders",
         &[
-            order_doc(1, "Ada", "100", "2024-03-01T10:00:00Z", json!([{"sku":"B","name":"Ink","price":50},{"sku":"A","name":"Pen","price":55}])),
-            order_doc(2, "Zoe", "12.5", "2024-03-02T11:30:00Z", json!([{"sku":"C","name":"Pad","price":12.5}])),
+            order_doc(
+                1,
+                "Ada",
+                "100",
+                "2024-03-01T10:00:00Z",
+                json!([{"sku":"B","name":"Ink","price":50},{"sku":"A","name":"Pen","price":55}]),
+            ),
+            order_doc(
+                2,
+                "Zoe",
+                "12.5",
+                "2024-03-02T11:30:00Z",
+                json!([{"sku":"C","name":"Pad","price":12.5}]),
+            ),
             order_doc(5, "Ghost", "1", "2024-03-05T00:00:00Z", json!([])),
             four.clone(),
             ("4-retry".to_string(), four.1),
@@ -195,16 +257,30 @@ async fn every_drift_kind_is_reported_with_evidence() {
     assert_eq!(code, 1, "{report}\n{stderr}");
     let summary = &report["summary"];
     assert_eq!(
-        (summary["missing"].clone(), summary["orphaned"].clone(), summary["mismatched"].clone(), summary["duplicate"].clone()),
+        (
+            summary["missing"].clone(),
+            summary["orphaned"].clone(),
+            summary["mismatched"].clone(),
+            summary["duplicate"].clone()
+        ),
         (json!(1), json!(1), json!(2), json!(1)),
         "{report}"
     );
     assert_eq!(summary["matched"], 0);
     let drift = report["drift"].as_array().unwrap();
-    let kinds: Vec<(Value, &str)> = drift.iter().map(|d| (d["key"].clone(), d["kind"].as_str().unwrap())).collect();
+    let kinds: Vec<(Value, &str)> = drift
+        .iter()
+        .map(|d| (d["key"].clone(), d["kind"].as_str().unwrap()))
+        .collect();
     assert_eq!(
         kinds,
-        vec![(json!(1), "mismatched"), (json!(2), "mismatched"), (json!(3), "missing"), (json!(4), "duplicate"), (json!(5), "orphaned")]
+        vec![
+            (json!(1), "mismatched"),
+            (json!(2), "mismatched"),
+            (json!(3), "missing"),
+            (json!(4), "duplicate"),
+            (json!(5), "orphaned")
+        ]
     );
     // The set rule matches elements by sku, whatever their order; numbers keep their exact digits.
     let diffs = drift[0]["diffs"].as_array().unwrap();
@@ -212,8 +288,16 @@ async fn every_drift_kind_is_reported_with_evidence() {
     assert_eq!(diffs[0]["path"], "products[sku=A].price");
     assert_eq!(diffs[0]["expected"].to_string(), "50.00");
     assert_eq!(diffs[0]["actual"].to_string(), "55");
-    assert_eq!(drift[1]["diffs"], json!([{"path": "customerName", "expected": "Zoë", "actual": "Zoe"}]));
-    let mut ids: Vec<&str> = drift[3]["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(
+        drift[1]["diffs"],
+        json!([{"path": "customerName", "expected": "Zoë", "actual": "Zoe"}])
+    );
+    let mut ids: Vec<&str> = drift[3]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     ids.sort();
     assert_eq!(ids, ["4", "4-retry"]);
     assert_eq!(drift[4]["ids"], json!(["5"]));
@@ -233,8 +317,9 @@ async fn allow_limit_and_output_file() {
 
     let out = f.dir.path().join("reports/check.json");
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let (code, stdout, stderr) =
-        f.check_async(&["--format", "json", "--quiet", "--output", out.to_str().unwrap()]).await;
+    let (code, stdout, stderr) = f
+        .check_async(&["--format", "json", "--quiet", "--output", out.to_str().unwrap()])
+        .await;
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(stdout, "", "the report goes to the file, not stdout");
     let written: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
@@ -256,16 +341,35 @@ async fn every_format_renders_the_same_drift() {
 
     let (code, table, _) = f.check_async(&["--format", "table", "--quiet"]).await;
     assert_eq!(code, 1);
-    for needle in ["missing", "orphaned", "mismatched", "duplicate", "products[sku=A].price", "Zoë"] {
+    for needle in [
+        "missing",
+        "orphaned",
+        "mismatched",
+        "duplicate",
+        "products[sku=A].price",
+        "Zoë",
+    ] {
         assert!(table.contains(needle), "table lacks {needle}:\n{table}");
     }
     let (_, markdown, _) = f.check_async(&["--format", "markdown", "--quiet"]).await;
-    assert!(markdown.contains("| missing") || markdown.contains("|missing"), "{markdown}");
+    assert!(
+        markdown.contains("| missing") || markdown.contains("|missing"),
+        "{markdown}"
+    );
     let (_, junit, _) = f.check_async(&["--format", "junit", "--quiet"]).await;
-    assert!(junit.starts_with("<?xml") && junit.contains("<testsuite") && junit.contains("<failure"), "{junit}");
+    assert!(
+        junit.starts_with("<?xml") && junit.contains("<testsuite") && junit.contains("<failure"),
+        "{junit}"
+    );
     let (_, prometheus, _) = f.check_async(&["--format", "prometheus", "--quiet"]).await;
-    assert!(prometheus.contains("recon_check_keys{kind=\"missing\"} 1"), "{prometheus}");
-    assert!(prometheus.contains("recon_check_keys{kind=\"orphaned\"} 1"), "{prometheus}");
+    assert!(
+        prometheus.contains("recon_check_keys{kind=\"missing\"} 1"),
+        "{prometheus}"
+    );
+    assert!(
+        prometheus.contains("recon_check_keys{kind=\"orphaned\"} 1"),
+        "{prometheus}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -277,9 +381,14 @@ async fn keys_above_2_pow_53_survive() {
          (9223372036854775807, 'max', 1, '2024-01-01Z')",
     )
     .await;
-    f.index_docs("orders", &[order_doc(9007199254740992, "a", "1", "2024-01-01T00:00:00Z", json!([])),
-                              order_doc(9223372036854775807, "max", "1", "2024-01-01T00:00:00Z", json!([]))])
-        .await;
+    f.index_docs(
+        "orders",
+        &[
+            order_doc(9007199254740992, "a", "1", "2024-01-01T00:00:00Z", json!([])),
+            order_doc(9223372036854775807, "max", "1", "2024-01-01T00:00:00Z", json!([])),
+        ],
+    )
+    .await;
     let (code, report, stderr) = f.check_json(&[]).await;
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(report["summary"]["matched"], 2, "{report}");
@@ -297,16 +406,25 @@ async fn text_keys_sort_alike_on_both_sides() {
     .await;
     f.create_index("skus", json!({"sku": {"type": "keyword"}})).await;
     f.config("skus", "SELECT sku, name FROM skus", "sku", "");
-    let mut docs: Vec<(String, Value)> =
-        ["a", "Z", "é", "e", "日本", "😀", "～", "ab"].iter().map(|s| (s.to_string(), json!({"sku": s, "name": "x"}))).collect();
+    let mut docs: Vec<(String, Value)> = ["a", "Z", "é", "e", "日本", "😀", "～", "ab"]
+        .iter()
+        .map(|s| (s.to_string(), json!({"sku": s, "name": "x"})))
+        .collect();
     docs.push(("Ω".into(), json!({"sku": "Ω", "name": "x"})));
     f.index_docs("skus", &docs).await;
     let (code, report, stderr) = f.check_json(&[]).await;
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(report["summary"]["matched"], 8, "{report}");
-    let drift: Vec<(Value, Value)> =
-        report["drift"].as_array().unwrap().iter().map(|d| (d["key"].clone(), d["kind"].clone())).collect();
-    assert_eq!(drift, vec![(json!("a b"), json!("missing")), (json!("Ω"), json!("orphaned"))]);
+    let drift: Vec<(Value, Value)> = report["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["key"].clone(), d["kind"].clone()))
+        .collect();
+    assert_eq!(
+        drift,
+        vec![(json!("a b"), json!("missing")), (json!("Ω"), json!("orphaned"))]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -317,8 +435,20 @@ async fn grace_turns_recent_drift_into_pending() {
     f.index_docs(
         "orders",
         &[
-            order_doc(1, "Ada", "100", "2024-03-01T10:00:00Z", json!([{"sku":"A","name":"Pen","price":50},{"sku":"B","name":"Ink","price":50}])),
-            order_doc(2, "Zoë", "12.5", "2024-03-02T11:30:00Z", json!([{"sku":"C","name":"Pad","price":12.5}])),
+            order_doc(
+                1,
+                "Ada",
+                "100",
+                "2024-03-01T10:00:00Z",
+                json!([{"sku":"A","name":"Pen","price":50},{"sku":"B","name":"Ink","price":50}]),
+            ),
+            order_doc(
+                2,
+                "Zoë",
+                "12.5",
+                "2024-03-02T11:30:00Z",
+                json!([{"sku":"C","name":"Pad","price":12.5}]),
+            ),
             order_doc(4, "Mia", "1", "2024-03-04T00:00:00Z", json!([])),
         ],
     )
@@ -336,10 +466,8 @@ async fn grace_turns_recent_drift_into_pending() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_runs_read_only() {
-    let f = Fixture::new(
-        "CREATE SEQUENCE probe; CREATE TABLE t (id bigint PRIMARY KEY); INSERT INTO t VALUES (1);",
-    )
-    .await;
+    let f =
+        Fixture::new("CREATE SEQUENCE probe; CREATE TABLE t (id bigint PRIMARY KEY); INSERT INTO t VALUES (1);").await;
     f.create_index("t", json!({"id": {"type": "long"}})).await;
     // A projection with a side effect: a read-only transaction refuses it.
     f.config("t", "SELECT id, nextval('probe') AS n FROM t", "id", "");
@@ -360,7 +488,10 @@ async fn bad_input_gives_a_clear_error_and_exit_2() {
     f.config("orders", ORDERS_QUERY, "order_id", "");
     let (code, _, stderr) = f.check_async(&["--quiet"]).await;
     assert_eq!(code, 2);
-    assert!(stderr.contains("order_id") && stderr.contains("orderId"), "names the key and the columns: {stderr}");
+    assert!(
+        stderr.contains("order_id") && stderr.contains("orderId"),
+        "names the key and the columns: {stderr}"
+    );
 
     f.create_index("texty", json!({"orderId": {"type": "text"}})).await;
     f.config("texty", ORDERS_QUERY, "orderId", "");
@@ -379,14 +510,23 @@ async fn bad_input_gives_a_clear_error_and_exit_2() {
     assert_eq!(code, 2);
     assert!(stderr.contains("index or alias [absent] not found"), "{stderr}");
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     f.config("orders", ORDERS_QUERY, "orderId", "");
-    let (code, _, stderr) = f.check_async(&["--quiet", "--es-url", &format!("http://{closed}")]).await;
+    let (code, _, stderr) = f
+        .check_async(&["--quiet", "--es-url", &format!("http://{closed}")])
+        .await;
     assert_eq!(code, 2);
-    assert!(stderr.contains(&format!("cannot reach Elasticsearch at http://{closed}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach Elasticsearch at http://{closed}")),
+        "{stderr}"
+    );
 
-    let (code, _, stderr) =
-        f.check_async(&["--quiet", "--pg-url", &format!("postgres://app:hunter2@{closed}/shop")]).await;
+    let (code, _, stderr) = f
+        .check_async(&["--quiet", "--pg-url", &format!("postgres://app:hunter2@{closed}/shop")])
+        .await;
     assert_eq!(code, 2);
     assert!(!stderr.contains("hunter2"), "the password never shows: {stderr}");
     assert!(stderr.contains("PostgreSQL"), "{stderr}");

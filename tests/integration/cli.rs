@@ -8,7 +8,10 @@ use recon::commands::completions::{file_name, generate, SHELLS};
 /// The recon binary with a clean environment, so a developer's DATABASE_URL never leaks into a test.
 pub fn recon() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_recon"));
-    command.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("NO_COLOR", "1");
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1");
     command
 }
 
@@ -23,7 +26,12 @@ fn output(command: &mut Command) -> (i32, String, String) {
 
 #[test]
 fn help_texts_are_what_users_read() {
-    for args in [&["--help"][..], &["check", "--help"], &["demo", "--help"], &["completions", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["check", "--help"],
+        &["demo", "--help"],
+        &["completions", "--help"],
+    ] {
         let (code, stdout, _) = output(recon().args(args).env("COLUMNS", "100"));
         assert_eq!(code, 0, "{args:?}");
         insta::assert_snapshot!(format!("help_{}", args.join("_").replace("--", "")), stdout);

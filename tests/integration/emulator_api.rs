@@ -6,16 +6,12 @@ use elasticsearch::http::headers::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE}
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::http::Method;
 use elasticsearch::params::Refresh;
-use elasticsearch::{
-    BulkOperation, BulkParts, Elasticsearch, IndexParts, OpenPointInTimeParts, SearchParts,
-};
+use elasticsearch::{BulkOperation, BulkParts, Elasticsearch, IndexParts, OpenPointInTimeParts, SearchParts};
 use recon::emulator::{Emulator, EmulatorConfig, Flavor};
 use serde_json::{json, Value};
 
 pub async fn start_with(config: EmulatorConfig) -> (Emulator, Elasticsearch) {
-    let emulator = Emulator::start("127.0.0.1:0", config)
-        .await
-        .expect("emulator starts");
+    let emulator = Emulator::start("127.0.0.1:0", config).await.expect("emulator starts");
     let url = emulator.url().parse().expect("url parses");
     let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url))
         .disable_proxy()
@@ -67,14 +63,7 @@ pub async fn ndjson(
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     let resp = es
-        .send(
-            Method::Post,
-            path,
-            headers,
-            Some(query),
-            Some(body.to_string()),
-            None,
-        )
+        .send(Method::Post, path, headers, Some(query), Some(body.to_string()), None)
         .await
         .expect("request reaches the emulator");
     let status = resp.status_code().as_u16();
@@ -99,32 +88,15 @@ async fn create(es: &Elasticsearch, index: &str, body: Value) {
 async fn info_carries_the_product_header_and_version() {
     let (_emu, es) = start().await;
     let resp = es
-        .send(
-            Method::Get,
-            "/",
-            HeaderMap::new(),
-            None::<&()>,
-            None::<String>,
-            None,
-        )
+        .send(Method::Get, "/", HeaderMap::new(), None::<&()>, None::<String>, None)
         .await
         .unwrap();
-    assert_eq!(
-        resp.headers().get("x-elastic-product").unwrap(),
-        "Elasticsearch"
-    );
+    assert_eq!(resp.headers().get("x-elastic-product").unwrap(), "Elasticsearch");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["version"]["number"], "8.19.0");
     assert_eq!(body["tagline"], "You Know, for Search");
     let head = es
-        .send(
-            Method::Head,
-            "/",
-            HeaderMap::new(),
-            None::<&()>,
-            None::<String>,
-            None,
-        )
+        .send(Method::Head, "/", HeaderMap::new(), None::<&()>, None::<String>, None)
         .await
         .unwrap();
     assert_eq!(head.status_code().as_u16(), 200);
@@ -153,14 +125,7 @@ async fn opensearch_flavor_has_its_own_info_and_pit_api() {
     })
     .await;
     let resp = es
-        .send(
-            Method::Get,
-            "/",
-            HeaderMap::new(),
-            None::<&()>,
-            None::<String>,
-            None,
-        )
+        .send(Method::Get, "/", HeaderMap::new(), None::<&()>, None::<String>, None)
         .await
         .unwrap();
     assert!(resp.headers().get("x-elastic-product").is_none());
@@ -196,10 +161,7 @@ async fn opensearch_flavor_has_its_own_info_and_pit_api() {
     // No implicit _shard_doc tiebreaker on OpenSearch.
     assert_eq!(page["hits"]["hits"][0]["sort"], json!(["a"]));
     let (status, _) = call(&es, Method::Post, "/os/_pit", &[("keep_alive", "1m")], None).await;
-    assert_ne!(
-        status, 200,
-        "the Elasticsearch PIT path does not exist on OpenSearch"
-    );
+    assert_ne!(status, 200, "the Elasticsearch PIT path does not exist on OpenSearch");
     let (status, closed) = call(
         &es,
         Method::Delete,
@@ -282,19 +244,10 @@ async fn index_administration() {
 
     let (_, got) = call(&es, Method::Get, "/orders-1", &[], None).await;
     assert_eq!(got["orders-1"]["aliases"], json!({"orders": {}}));
-    assert_eq!(
-        got["orders-1"]["mappings"]["properties"]["k"]["type"],
-        "keyword"
-    );
+    assert_eq!(got["orders-1"]["mappings"]["properties"]["k"]["type"], "keyword");
     let (_, settings) = call(&es, Method::Get, "/orders-1/_settings", &[], None).await;
-    assert_eq!(
-        settings["orders-1"]["settings"]["index"]["number_of_replicas"],
-        "0"
-    );
-    assert_eq!(
-        settings["orders-1"]["settings"]["index"]["refresh_interval"],
-        "1s"
-    );
+    assert_eq!(settings["orders-1"]["settings"]["index"]["number_of_replicas"], "0");
+    assert_eq!(settings["orders-1"]["settings"]["index"]["refresh_interval"], "1s");
     let (status, _) = call(
         &es,
         Method::Put,
@@ -312,17 +265,18 @@ async fn index_administration() {
         None,
     )
     .await;
-    assert_eq!(
-        settings["orders-1"]["settings"]["index.refresh_interval"],
-        "-1"
-    );
-    assert_eq!(
-        settings["orders-1"]["settings"]["index.number_of_replicas"],
-        "1"
-    );
+    assert_eq!(settings["orders-1"]["settings"]["index.refresh_interval"], "-1");
+    assert_eq!(settings["orders-1"]["settings"]["index.number_of_replicas"], "1");
 
     // Dynamic mapping: text with a keyword subfield, long, float, boolean, date, object.
-    call(&es, Method::Put, "/dyn/_doc/1", &[], Some(json!({"s": "x", "n": 1, "f": 1.5, "b": true, "d": "2024-01-02T03:04:05Z", "o": {"i": 2}}))).await;
+    call(
+        &es,
+        Method::Put,
+        "/dyn/_doc/1",
+        &[],
+        Some(json!({"s": "x", "n": 1, "f": 1.5, "b": true, "d": "2024-01-02T03:04:05Z", "o": {"i": 2}})),
+    )
+    .await;
     let (_, mapping) = call(&es, Method::Get, "/dyn/_mapping", &[], None).await;
     let props = &mapping["dyn"]["mappings"]["properties"];
     assert_eq!(
@@ -345,10 +299,7 @@ async fn index_administration() {
     .await;
     let rows = cat.as_array().unwrap();
     assert_eq!(rows.len(), 2);
-    assert_eq!(
-        rows[0],
-        json!({"index": "dyn", "docs.count": "0", "health": "yellow"})
-    );
+    assert_eq!(rows[0], json!({"index": "dyn", "docs.count": "0", "health": "yellow"}));
     // Without `format`, the Accept header decides: JSON for application/json...
     let (_, cat) = call(&es, Method::Get, "/_cat/indices", &[("h", "index")], None).await;
     assert_eq!(cat, json!([{"index": "dyn"}, {"index": "orders-1"}]));
@@ -361,10 +312,7 @@ async fn index_administration() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        resp.text().await.unwrap(),
-        "index    pri\ndyn        1\norders-1   1\n"
-    );
+    assert_eq!(resp.text().await.unwrap(), "index    pri\ndyn        1\norders-1   1\n");
     let (_, health) = call(&es, Method::Get, "/_cluster/health", &[], None).await;
     assert_eq!(health["status"], "yellow");
     let (status, health) = call(
@@ -379,14 +327,7 @@ async fn index_administration() {
 
     let (status, _) = call(&es, Method::Delete, "/orders-*,dyn", &[], None).await;
     assert_eq!(status, 200);
-    let (_, cat) = call(
-        &es,
-        Method::Get,
-        "/_cat/indices",
-        &[("format", "json")],
-        None,
-    )
-    .await;
+    let (_, cat) = call(&es, Method::Get, "/_cat/indices", &[("format", "json")], None).await;
     assert_eq!(cat, json!([]));
     let (status, missing) = call(&es, Method::Delete, "/orders-1", &[], None).await;
     assert_eq!(status, 404);
@@ -409,31 +350,15 @@ async fn document_versions_and_conflicts() {
         created,
         json!({"_index": "docs", "_id": "1", "_version": 1, "result": "created", "_shards": {"total": 2, "successful": 1, "failed": 0}, "_seq_no": 0, "_primary_term": 1})
     );
-    let (status, updated) =
-        call(&es, Method::Put, "/docs/_doc/1", &[], Some(json!({"a": 2}))).await;
+    let (status, updated) = call(&es, Method::Put, "/docs/_doc/1", &[], Some(json!({"a": 2}))).await;
     assert_eq!(
-        (
-            status,
-            &updated["result"],
-            &updated["_version"],
-            &updated["_seq_no"]
-        ),
+        (status, &updated["result"], &updated["_version"], &updated["_seq_no"]),
         (200, &json!("updated"), &json!(2), &json!(1))
     );
 
-    let (status, conflict) = call(
-        &es,
-        Method::Put,
-        "/docs/_create/1",
-        &[],
-        Some(json!({"a": 3})),
-    )
-    .await;
+    let (status, conflict) = call(&es, Method::Put, "/docs/_create/1", &[], Some(json!({"a": 3}))).await;
     assert_eq!(status, 409);
-    assert_eq!(
-        conflict["error"]["type"],
-        "version_conflict_engine_exception"
-    );
+    assert_eq!(conflict["error"]["type"], "version_conflict_engine_exception");
     assert_eq!(
         conflict["error"]["reason"],
         "[1]: version conflict, document already exists (current version [2])"
@@ -472,19 +397,9 @@ async fn document_versions_and_conflicts() {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, internal) = call(
-        &es,
-        Method::Put,
-        "/docs/_doc/1",
-        &[("version", "9")],
-        Some(json!({})),
-    )
-    .await;
+    let (status, internal) = call(&es, Method::Put, "/docs/_doc/1", &[("version", "9")], Some(json!({}))).await;
     assert_eq!(status, 400);
-    assert_eq!(
-        internal["error"]["type"],
-        "action_request_validation_exception"
-    );
+    assert_eq!(internal["error"]["type"], "action_request_validation_exception");
 
     let (status, ext) = call(
         &es,
@@ -522,21 +437,13 @@ async fn document_versions_and_conflicts() {
     let (status, got) = call(&es, Method::Get, "/docs/_doc/1", &[], None).await;
     assert_eq!(status, 200);
     assert_eq!(
-        (
-            &got["_version"],
-            &got["_seq_no"],
-            &got["found"],
-            &got["_source"]
-        ),
+        (&got["_version"], &got["_seq_no"], &got["found"], &got["_source"]),
         (&json!(3), &json!(2), &json!(true), &json!({"a": 4}))
     );
     let (status, missing) = call(&es, Method::Get, "/docs/_doc/nope", &[], None).await;
     assert_eq!(
         (status, missing),
-        (
-            404,
-            json!({"_index": "docs", "_id": "nope", "found": false})
-        )
+        (404, json!({"_index": "docs", "_id": "nope", "found": false}))
     );
 
     let (status, deleted) = call(&es, Method::Delete, "/docs/_doc/1", &[], None).await;
@@ -555,10 +462,7 @@ async fn document_versions_and_conflicts() {
     let (_, mget) = call(&es, Method::Post, "/_mget", &[], Some(json!({"docs": [{"_index": "docs", "_id": "x"}, {"_index": "docs", "_id": "1"}, {"_index": "none", "_id": "1"}]}))).await;
     let docs = mget["docs"].as_array().unwrap();
     assert_eq!(docs[0]["found"], true);
-    assert_eq!(
-        docs[1],
-        json!({"_index": "docs", "_id": "1", "found": false})
-    );
+    assert_eq!(docs[1], json!({"_index": "docs", "_id": "1", "found": false}));
     assert_eq!(docs[2]["error"]["type"], "index_not_found_exception");
 }
 
@@ -567,9 +471,8 @@ async fn writes_become_searchable_only_after_a_refresh() {
     let (_emu, es) = start().await;
     create(&es, "nrt", json!({"settings": {"refresh_interval": "-1"}})).await;
     call(&es, Method::Put, "/nrt/_doc/1", &[], Some(json!({"a": 1}))).await;
-    let count = |es: Elasticsearch| async move {
-        call(&es, Method::Get, "/nrt/_count", &[], None).await.1["count"].clone()
-    };
+    let count =
+        |es: Elasticsearch| async move { call(&es, Method::Get, "/nrt/_count", &[], None).await.1["count"].clone() };
     assert_eq!(count(es.clone()).await, json!(0));
     assert_eq!(
         call(&es, Method::Get, "/nrt/_doc/1", &[], None).await.0,
@@ -578,14 +481,7 @@ async fn writes_become_searchable_only_after_a_refresh() {
     );
     call(&es, Method::Post, "/nrt/_refresh", &[], None).await;
     assert_eq!(count(es.clone()).await, json!(1));
-    let (_, forced) = call(
-        &es,
-        Method::Put,
-        "/nrt/_doc/2",
-        &[("refresh", "true")],
-        Some(json!({})),
-    )
-    .await;
+    let (_, forced) = call(&es, Method::Put, "/nrt/_doc/2", &[("refresh", "true")], Some(json!({}))).await;
     assert_eq!(forced["forced_refresh"], true);
     assert_eq!(count(es.clone()).await, json!(2));
     let (_, waited) = call(
@@ -600,12 +496,7 @@ async fn writes_become_searchable_only_after_a_refresh() {
     assert_eq!(count(es.clone()).await, json!(3));
 
     // A pending write stays invisible until its index's interval has passed...
-    create(
-        &es,
-        "slow",
-        json!({"settings": {"refresh_interval": "30s"}}),
-    )
-    .await;
+    create(&es, "slow", json!({"settings": {"refresh_interval": "30s"}})).await;
     call(&es, Method::Put, "/slow/_doc/1", &[], Some(json!({}))).await;
     let (_, first) = call(&es, Method::Get, "/slow/_count", &[], None).await;
     assert_eq!(first["count"], 0, "not visible right after the write");
@@ -627,12 +518,7 @@ async fn writes_become_searchable_only_after_a_refresh() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bulk_items_report_their_own_outcome() {
     let (_emu, es) = start().await;
-    create(
-        &es,
-        "b1",
-        json!({"aliases": {"w": {"is_write_index": true}}}),
-    )
-    .await;
+    create(&es, "b1", json!({"aliases": {"w": {"is_write_index": true}}})).await;
     create(&es, "b2", json!({"aliases": {"w": {}}})).await;
     let body = concat!(
         "{\"index\":{\"_index\":\"w\",\"_id\":\"1\"}}\n{\"a\":1}\n",
@@ -642,30 +528,17 @@ async fn bulk_items_report_their_own_outcome() {
         "{\"update\":{\"_index\":\"w\",\"_id\":\"3\"}}\n{\"doc\":{\"b\":2}}\n",
         "{\"delete\":{\"_index\":\"w\",\"_id\":\"9\"}}\r\n",
     );
-    let (status, resp) = ndjson(
-        &es,
-        "/_bulk",
-        &[("refresh", "true")],
-        body,
-        "application/x-ndjson",
-    )
-    .await;
+    let (status, resp) = ndjson(&es, "/_bulk", &[("refresh", "true")], body, "application/x-ndjson").await;
     assert_eq!(status, 200);
     assert_eq!(resp["errors"], true);
     let items = resp["items"].as_array().unwrap();
-    assert_eq!(
-        items[0]["index"]["_index"], "b1",
-        "alias writes go to the write index"
-    );
+    assert_eq!(items[0]["index"]["_index"], "b1", "alias writes go to the write index");
     assert_eq!(items[0]["index"]["status"], 201);
     assert_eq!(items[1]["create"]["status"], 409);
     assert_eq!(items[2]["update"]["result"], "updated");
     assert_eq!(items[3]["update"]["result"], "created");
     assert_eq!(items[4]["update"]["status"], 404);
-    assert_eq!(
-        items[4]["update"]["error"]["type"],
-        "document_missing_exception"
-    );
+    assert_eq!(items[4]["update"]["error"]["type"], "document_missing_exception");
     assert_eq!(items[5]["delete"]["status"], 404);
     assert_eq!(items[5]["delete"]["result"], "not_found");
     assert!(items[5]["delete"].get("error").is_none());
@@ -700,8 +573,7 @@ async fn bulk_items_report_their_own_outcome() {
     );
 
     // The typed client helpers work too.
-    let ops: Vec<BulkOperation<Value>> =
-        vec![BulkOperation::index(json!({"k": "v"})).id("t").into()];
+    let ops: Vec<BulkOperation<Value>> = vec![BulkOperation::index(json!({"k": "v"})).id("t").into()];
     let resp = es
         .bulk(BulkParts::Index("b2"))
         .body(ops)
@@ -725,27 +597,15 @@ async fn seed_sort_index(es: &Elasticsearch) {
             "1",
             json!({"k": "a", "n": 9007199254740993i64, "d": "2020-01-01T00:00:00Z", "t": "x"}),
         ),
-        (
-            "2",
-            json!({"k": "Z", "n": 5, "d": "2021-01-01T00:00:00.123Z"}),
-        ),
+        ("2", json!({"k": "Z", "n": 5, "d": "2021-01-01T00:00:00.123Z"})),
         ("3", json!({"k": "é", "n": -1})),
         ("4", json!({"n": 7, "d": 1000})),
     ];
     let mut body = String::new();
     for (id, doc) in docs {
-        body.push_str(&format!(
-            "{{\"index\":{{\"_index\":\"s\",\"_id\":\"{id}\"}}}}\n{doc}\n"
-        ));
+        body.push_str(&format!("{{\"index\":{{\"_index\":\"s\",\"_id\":\"{id}\"}}}}\n{doc}\n"));
     }
-    let (status, resp) = ndjson(
-        es,
-        "/_bulk",
-        &[("refresh", "true")],
-        &body,
-        "application/json",
-    )
-    .await;
+    let (status, resp) = ndjson(es, "/_bulk", &[("refresh", "true")], &body, "application/json").await;
     assert_eq!((status, &resp["errors"]), (200, &json!(false)), "{resp}");
 }
 
@@ -766,42 +626,18 @@ async fn search_sorts_like_elasticsearch() {
     // Longs are exact; missing numbers get Long.MAX/MIN sentinels.
     let (_, r) = search(json!({"sort": [{"n": "desc"}], "_source": ["n"]})).await;
     assert_eq!(ids(&r), ["1", "4", "2", "3"]);
-    assert_eq!(
-        r["hits"]["hits"][0]["sort"][0].to_string(),
-        "9007199254740993"
-    );
-    assert_eq!(
-        r["hits"]["hits"][0]["_source"]["n"].to_string(),
-        "9007199254740993"
-    );
+    assert_eq!(r["hits"]["hits"][0]["sort"][0].to_string(), "9007199254740993");
+    assert_eq!(r["hits"]["hits"][0]["_source"]["n"].to_string(), "9007199254740993");
     let (_, r) = search(json!({"sort": [{"d": "asc"}]})).await;
     assert_eq!(ids(&r), ["4", "1", "2", "3"]);
     assert_eq!(r["hits"]["hits"][2]["sort"], json!([1609459200123i64]));
-    assert_eq!(
-        r["hits"]["hits"][3]["sort"][0].to_string(),
-        "9223372036854775807"
-    );
-    let (_, r) =
-        search(json!({"sort": [{"d": {"order": "desc", "format": "strict_date_optional_time"}}]}))
-            .await;
-    assert_eq!(
-        r["hits"]["hits"][0]["sort"],
-        json!(["2021-01-01T00:00:00.123Z"])
-    );
-    assert_eq!(
-        ids(&r),
-        ["2", "1", "4", "3"],
-        "missing sorts last in both directions"
-    );
-    assert_eq!(
-        r["hits"]["hits"][3]["sort"],
-        json!(["-292275055-05-16T16:47:04.192Z"])
-    );
+    assert_eq!(r["hits"]["hits"][3]["sort"][0].to_string(), "9223372036854775807");
+    let (_, r) = search(json!({"sort": [{"d": {"order": "desc", "format": "strict_date_optional_time"}}]})).await;
+    assert_eq!(r["hits"]["hits"][0]["sort"], json!(["2021-01-01T00:00:00.123Z"]));
+    assert_eq!(ids(&r), ["2", "1", "4", "3"], "missing sorts last in both directions");
+    assert_eq!(r["hits"]["hits"][3]["sort"], json!(["-292275055-05-16T16:47:04.192Z"]));
     let (_, r) = search(json!({"sort": [{"d": "desc"}]})).await;
-    assert_eq!(
-        r["hits"]["hits"][3]["sort"][0].to_string(),
-        "-9223372036854775808"
-    );
+    assert_eq!(r["hits"]["hits"][3]["sort"][0].to_string(), "-9223372036854775808");
     let (_, r) = search(json!({"sort": [{"k": {"order": "asc", "missing": "_first"}}]})).await;
     assert_eq!(ids(&r), ["4", "2", "1", "3"]);
 
@@ -810,10 +646,7 @@ async fn search_sorts_like_elasticsearch() {
     assert_eq!(ids(&r), ["3", "4"]);
     let (status, r) = search(json!({"sort": [{"k": "asc"}], "search_after": ["a", 1]})).await;
     assert_eq!(status, 400);
-    assert_eq!(
-        r["error"]["reason"],
-        "search_after has 2 value(s) but sort has 1."
-    );
+    assert_eq!(r["error"]["reason"], "search_after has 2 value(s) but sort has 1.");
 
     // Only doc-valued fields sort.
     let (status, r) = search(json!({"sort": ["t"]})).await;
@@ -830,10 +663,7 @@ async fn search_sorts_like_elasticsearch() {
         "No mapping found for [nope] in order to sort on"
     );
     let (status, r) = search(json!({"sort": [{"nope": {"unmapped_type": "keyword"}}]})).await;
-    assert_eq!(
-        (status, r["hits"]["hits"].as_array().unwrap().len()),
-        (200, 4)
-    );
+    assert_eq!((status, r["hits"]["hits"].as_array().unwrap().len()), (200, 4));
     let (status, r) = search(json!({"sort": ["_id"]})).await;
     assert_eq!(status, 400);
     assert!(r["error"]["root_cause"][0]["reason"]
@@ -850,21 +680,14 @@ async fn search_queries_sources_and_totals() {
     seed_sort_index(&es).await;
     let hits = |body: Value| {
         let es = es.clone();
-        async move {
-            ids(&call(&es, Method::Post, "/s/_search", &[], Some(body))
-                .await
-                .1)
-        }
+        async move { ids(&call(&es, Method::Post, "/s/_search", &[], Some(body)).await.1) }
     };
     assert_eq!(
         hits(json!({"query": {"ids": {"values": ["3", "1"]}}})).await,
         ["1", "3"]
     );
     assert_eq!(hits(json!({"query": {"term": {"k": "Z"}}})).await, ["2"]);
-    assert_eq!(
-        hits(json!({"query": {"terms": {"k": ["a", "é"]}}})).await,
-        ["1", "3"]
-    );
+    assert_eq!(hits(json!({"query": {"terms": {"k": ["a", "é"]}}})).await, ["1", "3"]);
     assert_eq!(
         hits(json!({"query": {"range": {"n": {"gte": 0, "lt": 7}}}})).await,
         ["2"]
@@ -873,10 +696,7 @@ async fn search_queries_sources_and_totals() {
         hits(json!({"query": {"range": {"d": {"gte": "2020-06-01"}}}})).await,
         ["2"]
     );
-    assert_eq!(
-        hits(json!({"query": {"range": {"k": {"gt": "a"}}}})).await,
-        ["3"]
-    );
+    assert_eq!(hits(json!({"query": {"range": {"k": {"gt": "a"}}}})).await, ["3"]);
     assert_eq!(
         hits(json!({"query": {"bool": {"filter": [{"exists": {"field": "n"}}], "must_not": [{"term": {"k": "a"}}], "should": [{"term": {"n": 5}}, {"term": {"n": 7}}]}}})).await,
         ["2", "3", "4"],
@@ -907,10 +727,7 @@ async fn search_queries_sources_and_totals() {
     let r: Value = typed.json().await.unwrap();
     let hit = &r["hits"]["hits"][0];
     assert_eq!(hit["_source"], json!({"k": "Z"}));
-    assert_eq!(
-        (&hit["_seq_no"], &hit["_primary_term"]),
-        (&json!(1), &json!(1))
-    );
+    assert_eq!((&hit["_seq_no"], &hit["_primary_term"]), (&json!(1), &json!(1)));
     let (_, r) = call(
         &es,
         Method::Post,
@@ -984,38 +801,23 @@ async fn point_in_time_is_a_frozen_snapshot() {
         let es = es.clone();
         async move { call(&es, Method::Post, "/_search", &[], Some(body)).await }
     };
-    let (status, r) =
-        page(json!({"pit": {"id": id, "keep_alive": "1m"}, "sort": [{"n": "asc"}], "size": 2}))
-            .await;
+    let (status, r) = page(json!({"pit": {"id": id, "keep_alive": "1m"}, "sort": [{"n": "asc"}], "size": 2})).await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["pit_id"], json!(id));
-    assert_eq!(
-        r["hits"]["total"]["value"], 4,
-        "writes after opening are invisible"
-    );
+    assert_eq!(r["hits"]["total"]["value"], 4, "writes after opening are invisible");
     assert_eq!(ids(&r), ["3", "2"]);
     // The implicit _shard_doc tiebreaker: (shard << 32) | doc.
     let sort = r["hits"]["hits"][1]["sort"].as_array().unwrap().clone();
     assert_eq!(sort.len(), 2);
     assert_eq!(sort[1], json!(1));
-    let (_, r) =
-        page(json!({"pit": {"id": id}, "sort": [{"n": "asc"}], "size": 2, "search_after": sort}))
-            .await;
+    let (_, r) = page(json!({"pit": {"id": id}, "sort": [{"n": "asc"}], "size": 2, "search_after": sort})).await;
     assert_eq!(ids(&r), ["4", "1"]);
     assert_eq!(r["hits"]["hits"][0]["sort"].as_array().unwrap().len(), 2);
     // A search_after as long as the sort: no tiebreaker added.
-    let (_, r) =
-        page(json!({"pit": {"id": id}, "sort": [{"n": "asc"}], "search_after": [5]})).await;
+    let (_, r) = page(json!({"pit": {"id": id}, "sort": [{"n": "asc"}], "search_after": [5]})).await;
     assert_eq!(ids(&r), ["4", "1"]);
     assert_eq!(r["hits"]["hits"][0]["sort"], json!([7]));
-    let (status, r) = call(
-        &es,
-        Method::Post,
-        "/s/_search",
-        &[],
-        Some(json!({"pit": {"id": id}})),
-    )
-    .await;
+    let (status, r) = call(&es, Method::Post, "/s/_search", &[], Some(json!({"pit": {"id": id}}))).await;
     assert_eq!(status, 400);
     assert!(r["error"]["reason"]
         .as_str()
@@ -1025,52 +827,26 @@ async fn point_in_time_is_a_frozen_snapshot() {
     // Slices partition the snapshot.
     let mut union = Vec::new();
     for slice in 0..3 {
-        let (_, r) = page(
-            json!({"pit": {"id": id}, "slice": {"id": slice, "max": 3}, "sort": ["_shard_doc"]}),
-        )
-        .await;
+        let (_, r) = page(json!({"pit": {"id": id}, "slice": {"id": slice, "max": 3}, "sort": ["_shard_doc"]})).await;
         union.extend(ids(&r));
     }
     union.sort();
     assert_eq!(union, ["1", "2", "3", "4"]);
 
     let (status, closed) = call(&es, Method::Delete, "/_pit", &[], Some(json!({"id": id}))).await;
-    assert_eq!(
-        (status, closed),
-        (200, json!({"succeeded": true, "num_freed": 1}))
-    );
+    assert_eq!((status, closed), (200, json!({"succeeded": true, "num_freed": 1})));
     let (status, closed) = call(&es, Method::Delete, "/_pit", &[], Some(json!({"id": id}))).await;
-    assert_eq!(
-        (status, closed),
-        (404, json!({"succeeded": true, "num_freed": 0}))
-    );
+    assert_eq!((status, closed), (404, json!({"succeeded": true, "num_freed": 0})));
     let (status, r) = page(json!({"pit": {"id": id}})).await;
     assert_eq!(status, 404);
-    assert_eq!(
-        r["error"]["root_cause"][0]["type"],
-        "search_context_missing_exception"
-    );
+    assert_eq!(r["error"]["root_cause"][0]["type"], "search_context_missing_exception");
 
     // Expiry by keep_alive.
-    let (_, pit) = call(
-        &es,
-        Method::Post,
-        "/s/_pit",
-        &[("keep_alive", "200ms")],
-        None,
-    )
-    .await;
+    let (_, pit) = call(&es, Method::Post, "/s/_pit", &[("keep_alive", "200ms")], None).await;
     let short = pit["id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, r) = call(
-            &es,
-            Method::Post,
-            "/_search",
-            &[],
-            Some(json!({"pit": {"id": short}})),
-        )
-        .await;
+        let (status, r) = call(&es, Method::Post, "/_search", &[], Some(json!({"pit": {"id": short}}))).await;
         if status == 404 {
             assert_eq!(
                 r["error"]["root_cause"][0]["reason"],
@@ -1097,14 +873,7 @@ async fn scroll_pages_and_clears() {
     .await;
     let id = r["_scroll_id"].as_str().unwrap().to_string();
     assert_eq!(ids(&r).len(), 3);
-    call(
-        &es,
-        Method::Put,
-        "/s/_doc/9",
-        &[("refresh", "true")],
-        Some(json!({})),
-    )
-    .await;
+    call(&es, Method::Put, "/s/_doc/9", &[("refresh", "true")], Some(json!({}))).await;
     let (_, r) = call(
         &es,
         Method::Post,
@@ -1132,10 +901,7 @@ async fn scroll_pages_and_clears() {
         Some(json!({"scroll_id": [id]})),
     )
     .await;
-    assert_eq!(
-        (status, cleared),
-        (200, json!({"succeeded": true, "num_freed": 1}))
-    );
+    assert_eq!((status, cleared), (200, json!({"succeeded": true, "num_freed": 1})));
     let (status, _) = call(
         &es,
         Method::Post,
@@ -1218,8 +984,14 @@ async fn aliases_switch_atomically() {
         .unwrap()
         .starts_with("no write index is defined for alias [all]"));
 
-    let (status, _) =
-        call(&es, Method::Post, "/_aliases", &[], Some(json!({"actions": [{"remove": {"index": "v1", "alias": "live"}}, {"remove_index": {"index": "v1"}}]}))).await;
+    let (status, _) = call(
+        &es,
+        Method::Post,
+        "/_aliases",
+        &[],
+        Some(json!({"actions": [{"remove": {"index": "v1", "alias": "live"}}, {"remove_index": {"index": "v1"}}]})),
+    )
+    .await;
     assert_eq!(status, 200);
     let (status, _) = call(&es, Method::Head, "/v1", &[], None).await;
     assert_eq!(status, 404);
@@ -1283,9 +1055,7 @@ async fn the_binary_prints_its_address_first_and_serves() {
     let stdout = child.stdout.take().expect("piped stdout");
     let first = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .map(|_| line)
+        std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
     })
     .await
     .unwrap()
@@ -1298,10 +1068,7 @@ async fn the_binary_prints_its_address_first_and_serves() {
         .unwrap();
     let es = Elasticsearch::new(transport);
     let (status, info) = call(&es, Method::Get, "/", &[], None).await;
-    assert_eq!(
-        (status, &info["version"]["distribution"]),
-        (200, &json!("opensearch"))
-    );
+    assert_eq!((status, &info["version"]["distribution"]), (200, &json!("opensearch")));
     assert_eq!(
         call(&es, Method::Get, "/_search", &[], None).await.0,
         429,

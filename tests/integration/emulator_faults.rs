@@ -21,14 +21,7 @@ async fn seeded(es: &Elasticsearch, n: usize) {
             "{{\"index\":{{\"_index\":\"f\",\"_id\":\"{i}\"}}}}\n{{\"n\":{i}}}\n"
         ));
     }
-    let (status, resp) = ndjson(
-        es,
-        "/_bulk",
-        &[("refresh", "true")],
-        &body,
-        "application/json",
-    )
-    .await;
+    let (status, resp) = ndjson(es, "/_bulk", &[("refresh", "true")], &body, "application/json").await;
     assert_eq!((status, &resp["errors"]), (200, &json!(false)));
 }
 
@@ -39,11 +32,7 @@ async fn reject_every_nth_request_of_one_kind() {
     emu.set_faults(spec("reject_every=2,only=search"));
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        statuses.push(
-            call(&es, Method::Post, "/f/_search", &[], Some(json!({})))
-                .await
-                .0,
-        );
+        statuses.push(call(&es, Method::Post, "/f/_search", &[], Some(json!({}))).await.0);
     }
     assert_eq!(statuses, [200, 429, 200, 429]);
     let (_, body) = {
@@ -123,20 +112,12 @@ async fn connection_reset_after_some_bytes() {
             )
             .await
             .map_err(|e| e.to_string())?;
-        resp.bytes()
-            .await
-            .map(|b| b.len())
-            .map_err(|e| e.to_string())
+        resp.bytes().await.map(|b| b.len()).map_err(|e| e.to_string())
     }
     .await;
     assert!(outcome.is_err(), "the body was cut, got {outcome:?}");
     emu.set_faults(FaultSpec::default());
-    assert_eq!(
-        call(&es, Method::Post, "/f/_search", &[], Some(json!({})))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(call(&es, Method::Post, "/f/_search", &[], Some(json!({}))).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,23 +129,16 @@ async fn pit_expires_after_n_searches() {
     let id = pit["id"].as_str().unwrap().to_string();
     let body = json!({"pit": {"id": id}, "sort": [{"n": "asc"}]});
     assert_eq!(
-        call(&es, Method::Post, "/_search", &[], Some(body.clone()))
-            .await
-            .0,
+        call(&es, Method::Post, "/_search", &[], Some(body.clone())).await.0,
         200
     );
     assert_eq!(
-        call(&es, Method::Post, "/_search", &[], Some(body.clone()))
-            .await
-            .0,
+        call(&es, Method::Post, "/_search", &[], Some(body.clone())).await.0,
         200
     );
     let (status, r) = call(&es, Method::Post, "/_search", &[], Some(body)).await;
     assert_eq!(status, 404);
-    assert_eq!(
-        r["error"]["root_cause"][0]["type"],
-        "search_context_missing_exception"
-    );
+    assert_eq!(r["error"]["root_cause"][0]["type"], "search_context_missing_exception");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -205,14 +179,7 @@ async fn admin_endpoint_sets_reads_and_clears_faults() {
     )
     .await;
     assert_eq!((status, &r["shard_failures"]), (200, &json!(2)));
-    let (status, r) = call(
-        &es,
-        Method::Put,
-        "/_emulator/faults",
-        &[],
-        Some(json!({"bogus": 1})),
-    )
-    .await;
+    let (status, r) = call(&es, Method::Put, "/_emulator/faults", &[], Some(json!({"bogus": 1}))).await;
     assert_eq!(status, 400, "{r}");
     let (_, r) = call(&es, Method::Delete, "/_emulator/faults", &[], None).await;
     assert_eq!(r["spec"], "");
@@ -225,12 +192,7 @@ async fn admin_endpoint_sets_reads_and_clears_faults() {
         Some(json!({"spec": "reject_every=1"})),
     )
     .await;
-    assert_eq!(
-        call(&es, Method::Get, "/_emulator/faults", &[], None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(call(&es, Method::Get, "/_emulator/faults", &[], None).await.0, 200);
 }
 
 async fn statuses(seed: u64) -> Vec<u16> {

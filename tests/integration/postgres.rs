@@ -90,10 +90,7 @@ async fn pages_cross_boundaries_in_key_order() {
         after: None,
         until: Some(Key::Int(10)),
     };
-    assert_eq!(
-        int_keys(&scan(&source, head).await),
-        (1..=10).collect::<Vec<_>>()
-    );
+    assert_eq!(int_keys(&scan(&source, head).await), (1..=10).collect::<Vec<_>>());
     let empty = KeyRange {
         after: Some(Key::Int(23)),
         until: None,
@@ -105,15 +102,8 @@ async fn pages_cross_boundaries_in_key_order() {
         after: Some(Key::Text("5".into())),
         until: None,
     };
-    let err = source
-        .open_scan(wrong)
-        .await
-        .err()
-        .expect("text bound on an int key");
-    assert!(
-        format!("{err:#}").contains("key column \"orderId\""),
-        "{err:#}"
-    );
+    let err = source.open_scan(wrong).await.err().expect("text bound on an int key");
+    assert!(format!("{err:#}").contains("key column \"orderId\""), "{err:#}");
 }
 
 #[tokio::test]
@@ -130,10 +120,7 @@ async fn scan_reports_snapshot_time_and_an_estimate() {
         "{before} {snapshot} {after}"
     );
     let estimate = scan.estimate.expect("an estimate after ANALYZE");
-    assert!(
-        (150..=600).contains(&estimate),
-        "estimate {estimate} for 300 rows"
-    );
+    assert!((150..=600).contains(&estimate), "estimate {estimate} for 300 rows");
     let docs: Vec<KeyedDoc> = scan.docs.try_collect().await.unwrap();
     assert_eq!(docs.len(), 300);
 }
@@ -159,10 +146,7 @@ async fn shop_documents_are_consistent_with_their_lines() {
             "order {id}: {} lines",
             products.len()
         );
-        let skus: Vec<&str> = products
-            .iter()
-            .map(|p| p["sku"].as_str().unwrap())
-            .collect();
+        let skus: Vec<&str> = products.iter().map(|p| p["sku"].as_str().unwrap()).collect();
         let mut sorted = skus.clone();
         sorted.sort();
         assert_eq!(skus, sorted, "order {id}");
@@ -180,13 +164,8 @@ async fn shop_documents_are_consistent_with_their_lines() {
         let total = BigDecimal::from_str(&doc.doc["totalPrice"].to_string()).unwrap();
         assert_eq!(total, expected, "order {id}");
         // updated_at feeds the metadata, and stays in the document.
-        let updated =
-            chrono::DateTime::parse_from_rfc3339(doc.doc["updatedAt"].as_str().unwrap()).unwrap();
-        assert_eq!(
-            doc.meta.updated_at_ms,
-            Some(updated.timestamp_millis()),
-            "order {id}"
-        );
+        let updated = chrono::DateTime::parse_from_rfc3339(doc.doc["updatedAt"].as_str().unwrap()).unwrap();
+        assert_eq!(doc.meta.updated_at_ms, Some(updated.timestamp_millis()), "order {id}");
     }
 }
 
@@ -303,12 +282,10 @@ async fn text_keys_follow_utf8_byte_order() {
     // is there when the server was built with ICU (Debian's is); fall back to the default otherwise.
     let icu = {
         let mut conn = db.connect().await;
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_collation WHERE collname = 'und-x-icu'",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_collation WHERE collname = 'und-x-icu'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
             > 0
     };
     let collate = if icu { r#"COLLATE "und-x-icu""# } else { "" };
@@ -344,11 +321,7 @@ async fn text_keys_follow_utf8_byte_order() {
         .collect();
     assert_eq!(text_keys(&scan(&source, range).await), expected);
     let mut found = source
-        .lookup(&[
-            Key::Text("😀".into()),
-            Key::Text("ß".into()),
-            Key::Text("nope".into()),
-        ])
+        .lookup(&[Key::Text("😀".into()), Key::Text("ß".into()), Key::Text("nope".into())])
         .await
         .unwrap();
     found.sort_by(|a, b| a.key.cmp(&b.key));
@@ -395,10 +368,7 @@ async fn connect_errors_say_what_to_fix() {
     .await;
 
     let missing = connect_error(db.settings("SELECT * FROM orders", "id")).await;
-    assert!(
-        missing.contains(r#"relation "orders" does not exist"#),
-        "{missing}"
-    );
+    assert!(missing.contains(r#"relation "orders" does not exist"#), "{missing}");
     assert!(missing.contains("check postgres.query"), "{missing}");
 
     let syntax = connect_error(db.settings("SELEC id FROM t", "id")).await;
@@ -415,10 +385,7 @@ async fn connect_errors_say_what_to_fix() {
     assert!(unknown_key.contains(r#""id", "label""#), "{unknown_key}");
 
     let bad_key = connect_error(db.settings("SELECT amount, label FROM t", "amount")).await;
-    assert!(
-        bad_key.contains(r#"key column "amount" has type numeric"#),
-        "{bad_key}"
-    );
+    assert!(bad_key.contains(r#"key column "amount" has type numeric"#), "{bad_key}");
     assert!(
         bad_key.contains("supported: smallint, integer, bigint, text"),
         "{bad_key}"
@@ -431,10 +398,7 @@ async fn connect_errors_say_what_to_fix() {
     );
 
     let duplicate = connect_error(db.settings("SELECT id, label AS id FROM t", "id")).await;
-    assert!(
-        duplicate.contains(r#"column "id" more than once"#),
-        "{duplicate}"
-    );
+    assert!(duplicate.contains(r#"column "id" more than once"#), "{duplicate}");
 
     let mut updated = db.settings("SELECT id, label FROM t", "id");
     updated.updated_at = Some("label".into());
@@ -456,11 +420,7 @@ async fn connect_errors_say_what_to_fix() {
 #[tokio::test]
 async fn unreachable_server_is_reported_without_the_password() {
     // Port 1 on localhost: nothing listens there.
-    let mut settings = PostgresSettings::new(
-        "postgres://app:hunter2@127.0.0.1:1/shop",
-        "SELECT 1 AS id",
-        "id",
-    );
+    let mut settings = PostgresSettings::new("postgres://app:hunter2@127.0.0.1:1/shop", "SELECT 1 AS id", "id");
     settings.connect_timeout = std::time::Duration::from_secs(5);
     let message = connect_error(settings).await;
     assert!(
@@ -488,10 +448,7 @@ async fn wrong_password_is_an_authentication_error_without_the_password() {
         return;
     }
     let message = format!("{:#}", result.err().expect("a wrong password is refused"));
-    assert!(
-        message.contains("password authentication failed"),
-        "{message}"
-    );
+    assert!(message.contains("password authentication failed"), "{message}");
     assert!(message.contains("check the user and password"), "{message}");
     assert!(!message.contains("wrong-password"), "{message}");
 
@@ -511,11 +468,7 @@ async fn null_and_duplicate_keys_fail_the_scan() {
     .await;
     let source = connect(db.settings("SELECT id, v FROM loose WHERE v <> 'd'", "id")).await;
     let opened = source.open_scan(KeyRange::all()).await.unwrap();
-    let err = opened
-        .docs
-        .try_collect::<Vec<_>>()
-        .await
-        .expect_err("NULL key");
+    let err = opened.docs.try_collect::<Vec<_>>().await.expect_err("NULL key");
     let message = format!("{err:#}");
     assert!(
         message.contains(r#"row 3 of the scan has a NULL key column "id""#),
@@ -546,25 +499,16 @@ async fn null_and_duplicate_keys_fail_the_scan() {
 
     let source = connect(db.settings("SELECT id, v FROM loose WHERE id IS NOT NULL", "id")).await;
     let opened = source.open_scan(KeyRange::all()).await.unwrap();
-    let err = opened
-        .docs
-        .try_collect::<Vec<_>>()
-        .await
-        .expect_err("duplicate key");
-    assert!(
-        format!("{err:#}").contains("key 2 appears more than once"),
-        "{err:#}"
-    );
+    let err = opened.docs.try_collect::<Vec<_>>().await.expect_err("duplicate key");
+    assert!(format!("{err:#}").contains("key 2 appears more than once"), "{err:#}");
 }
 
 #[tokio::test]
 async fn describe_names_the_server_without_secrets() {
     let db = test_database().await;
     let role = format!("{}_d", db.name);
-    db.execute(&format!(
-        "CREATE ROLE {role} LOGIN PASSWORD 'pa55word' SUPERUSER"
-    ))
-    .await;
+    db.execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'pa55word' SUPERUSER"))
+        .await;
     let mut settings = db.settings("SELECT 1 AS id", "id");
     settings.url = db.url_as(&role, "pa55word");
     let source = connect(settings.clone()).await;
@@ -604,10 +548,7 @@ async fn extension_and_domain_types_decode_as_their_base_types() {
     let source = connect(settings).await;
     assert_eq!(source.key_kind(), KeyKind::Int);
     let docs = scan(&source, KeyRange::all()).await;
-    let rendered: Vec<String> = docs
-        .iter()
-        .map(|d| Value::Object(d.doc.clone()).to_string())
-        .collect();
+    let rendered: Vec<String> = docs.iter().map(|d| Value::Object(d.doc.clone()).to_string()).collect();
     assert_eq!(
         rendered,
         [

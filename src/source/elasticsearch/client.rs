@@ -62,11 +62,27 @@ pub enum EsError {
     #[error("Elasticsearch at {url} rejected the credentials (HTTP {status}); check elasticsearch.username/password or api_key")]
     Unauthorized { url: String, status: u16 },
     #[error("{method} {path} failed with HTTP {status}: {error_type}: {reason}")]
-    Api { method: String, path: String, status: u16, error_type: String, reason: String, body: Value },
+    Api {
+        method: String,
+        path: String,
+        status: u16,
+        error_type: String,
+        reason: String,
+        body: Value,
+    },
     #[error("{method} {path} still failing after {attempts} attempts: {last}")]
-    Exhausted { method: String, path: String, attempts: usize, last: String },
+    Exhausted {
+        method: String,
+        path: String,
+        attempts: usize,
+        last: String,
+    },
     #[error("{method} {path} returned a body that is not JSON: {detail}")]
-    InvalidBody { method: String, path: String, detail: String },
+    InvalidBody {
+        method: String,
+        path: String,
+        detail: String,
+    },
     #[error("invalid Elasticsearch settings: {0}")]
     Settings(String),
 }
@@ -125,7 +141,11 @@ impl EsClient {
         if let Some(api_key) = &settings.api_key {
             builder = builder.auth(Credentials::EncodedApiKey(api_key.expose().to_string()));
         } else if let Some(user) = &settings.username {
-            let password = settings.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
+            let password = settings
+                .password
+                .as_ref()
+                .map(|p| p.expose().to_string())
+                .unwrap_or_default();
             builder = builder.auth(Credentials::Basic(user.clone(), password));
         } else if !parsed.username().is_empty() {
             let password = parsed.password().unwrap_or_default().to_string();
@@ -134,11 +154,13 @@ impl EsClient {
         if settings.insecure {
             builder = builder.cert_validation(CertificateValidation::None);
         } else if let Some(path) = &settings.ca_cert {
-            let pem = std::fs::read(path).map_err(|e| {
-                EsError::Settings(format!("cannot read elasticsearch.ca_cert {}: {e}", path.display()))
-            })?;
+            let pem = std::fs::read(path)
+                .map_err(|e| EsError::Settings(format!("cannot read elasticsearch.ca_cert {}: {e}", path.display())))?;
             let cert = Certificate::from_pem(&pem).map_err(|e| {
-                EsError::Settings(format!("elasticsearch.ca_cert {} is not a PEM certificate: {e}", path.display()))
+                EsError::Settings(format!(
+                    "elasticsearch.ca_cert {} is not a PEM certificate: {e}",
+                    path.display()
+                ))
             })?;
             builder = builder.cert_validation(CertificateValidation::Full(cert));
         }
@@ -146,7 +168,10 @@ impl EsClient {
         let mut client = EsClient {
             client: Elasticsearch::new(transport),
             url: url.clone(),
-            retry: RetryPolicy { max_retries: 2, ..settings.retry.clone() },
+            retry: RetryPolicy {
+                max_retries: 2,
+                ..settings.retry.clone()
+            },
             flavor: Flavor::Elasticsearch,
             version: String::new(),
         };
@@ -156,7 +181,10 @@ impl EsClient {
             Err(e) => return Err(e),
         };
         if info.status == 401 || info.status == 403 {
-            return Err(EsError::Unauthorized { url, status: info.status });
+            return Err(EsError::Unauthorized {
+                url,
+                status: info.status,
+            });
         }
         if info.status >= 400 {
             return Err(api_error(Method::Get, "/", info.status, info.body));
@@ -264,9 +292,16 @@ impl EsClient {
         let status = response.status_code();
         // The whole body is read inside the attempt: a connection reset half-way through a page is
         // as transient as a refused request, and the request is idempotent, so it is sent again.
-        let bytes = response.bytes().await.map_err(|e| Attempt::Transient(error_chain(&e)))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Attempt::Transient(error_chain(&e)))?;
         if is_transient(status) {
-            return Err(Attempt::Transient(format!("HTTP {} {}", status.as_u16(), summarize(&bytes))));
+            return Err(Attempt::Transient(format!(
+                "HTTP {} {}",
+                status.as_u16(),
+                summarize(&bytes)
+            )));
         }
         let body = if bytes.is_empty() {
             Value::Null
@@ -284,7 +319,10 @@ impl EsClient {
                 }
             }
         };
-        Ok(EsResponse { status: status.as_u16(), body })
+        Ok(EsResponse {
+            status: status.as_u16(),
+            body,
+        })
     }
 }
 
@@ -311,7 +349,11 @@ pub fn api_error(method: Method, path: &str, status: u16, body: Value) -> EsErro
     let (error_type, reason) = match &body["error"] {
         Value::String(s) => (String::from("error"), s.clone()),
         Value::Object(e) => {
-            let root = &e.get("root_cause").and_then(|r| r.get(0)).cloned().unwrap_or(Value::Null);
+            let root = &e
+                .get("root_cause")
+                .and_then(|r| r.get(0))
+                .cloned()
+                .unwrap_or(Value::Null);
             let ty = e.get("type").and_then(Value::as_str).unwrap_or("unknown");
             let mut reason = e.get("reason").and_then(Value::as_str).unwrap_or("").to_string();
             // "all shards failed" says nothing; the root cause says what to fix.
@@ -324,7 +366,14 @@ pub fn api_error(method: Method, path: &str, status: u16, body: Value) -> EsErro
         }
         _ => (String::from("http_error"), summarize(body.to_string().as_bytes())),
     };
-    EsError::Api { method: method_name(method), path: path.to_string(), status, error_type, reason, body }
+    EsError::Api {
+        method: method_name(method),
+        path: path.to_string(),
+        status,
+        error_type,
+        reason,
+        body,
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -363,7 +412,12 @@ mod tests {
 
     #[test]
     fn api_error_accepts_string_errors() {
-        let e = api_error(Method::Get, "/_alias/a", 404, json!({"error": "alias [a] missing", "status": 404}));
+        let e = api_error(
+            Method::Get,
+            "/_alias/a",
+            404,
+            json!({"error": "alias [a] missing", "status": 404}),
+        );
         assert!(e.to_string().contains("alias [a] missing"));
         assert_eq!(e.status(), Some(404));
     }

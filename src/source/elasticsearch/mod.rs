@@ -46,7 +46,9 @@ impl ElasticsearchSource {
     pub async fn connect(settings: ElasticsearchSettings) -> anyhow::Result<ElasticsearchSource> {
         let client = EsClient::connect(&settings.connect).await?;
         let index = &settings.index;
-        let mapping = client.request(Method::Get, &format!("/{}/_mapping", encode(index)), &[], None).await?;
+        let mapping = client
+            .request(Method::Get, &format!("/{}/_mapping", encode(index)), &[], None)
+            .await?;
         if mapping.status == 404 {
             bail!(
                 "index or alias [{index}] not found on {} (elasticsearch.index); create it or fix the name",
@@ -57,7 +59,11 @@ impl ElasticsearchSource {
             return Err(client::api_error(Method::Get, "/_mapping", mapping.status, mapping.body).into());
         }
         let key_kind = key_kind_in_mappings(&mapping.body, &settings.key_field)?;
-        Ok(ElasticsearchSource { client, settings, key_kind })
+        Ok(ElasticsearchSource {
+            client,
+            settings,
+            key_kind,
+        })
     }
 
     pub fn key_kind(&self) -> KeyKind {
@@ -113,7 +119,10 @@ impl ElasticsearchSource {
             Flavor::Elasticsearch => (format!("/{index}/_pit"), "id"),
             Flavor::OpenSearch => (format!("/{index}/_search/point_in_time"), "pit_id"),
         };
-        let body = self.client.request_ok(Method::Post, &path, &[("keep_alive", keep_alive)], None).await?;
+        let body = self
+            .client
+            .request_ok(Method::Post, &path, &[("keep_alive", keep_alive)], None)
+            .await?;
         body[field]
             .as_str()
             .map(str::to_string)
@@ -124,7 +133,9 @@ impl ElasticsearchSource {
         let body = json!({"query": self.base_query(range)});
         let path = format!("/{}/_count", encode(&self.settings.index));
         let answer = self.client.request_ok(Method::Post, &path, &[], Some(&body)).await?;
-        answer["count"].as_u64().with_context(|| format!("_count answered without a count: {answer}"))
+        answer["count"]
+            .as_u64()
+            .with_context(|| format!("_count answered without a count: {answer}"))
     }
 }
 
@@ -133,7 +144,10 @@ impl DocumentSource for ElasticsearchSource {
         async move {
             let estimate = self.count(&range).await.ok();
             let pit = self.open_pit().await?;
-            let snapshot_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).ok();
+            let snapshot_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .ok();
             let pager = Pager {
                 client: self.client.clone(),
                 pit,
@@ -147,17 +161,20 @@ impl DocumentSource for ElasticsearchSource {
             };
             let (tx, rx) = mpsc::channel(self.settings.prefetch_pages.max(1));
             tokio::spawn(pager.run(tx));
-            let docs: DocStream = futures::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|page| (page, rx))
+            let docs: DocStream =
+                futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|page| (page, rx)) })
+                    .flat_map(|page: anyhow::Result<Vec<KeyedDoc>>| {
+                        futures::stream::iter(match page {
+                            Ok(docs) => docs.into_iter().map(Ok).collect::<Vec<_>>(),
+                            Err(e) => vec![Err(e)],
+                        })
+                    })
+                    .boxed();
+            Ok(Scan {
+                docs,
+                estimate,
+                snapshot_ms,
             })
-            .flat_map(|page: anyhow::Result<Vec<KeyedDoc>>| {
-                futures::stream::iter(match page {
-                    Ok(docs) => docs.into_iter().map(Ok).collect::<Vec<_>>(),
-                    Err(e) => vec![Err(e)],
-                })
-            })
-            .boxed();
-            Ok(Scan { docs, estimate, snapshot_ms })
         }
         .boxed()
     }
@@ -191,7 +208,12 @@ impl DocumentSource for ElasticsearchSource {
             Flavor::Elasticsearch => "Elasticsearch",
             Flavor::OpenSearch => "OpenSearch",
         };
-        format!("{product} {} {} index {}", self.client.version(), self.client.url(), self.settings.index)
+        format!(
+            "{product} {} {} index {}",
+            self.client.version(),
+            self.client.url(),
+            self.settings.index
+        )
     }
 }
 
@@ -262,7 +284,10 @@ impl Pager {
             }
         }
         let docs = hits_to_docs(&answer, self.key_kind, &self.key_field)?;
-        let last_sort = answer["hits"]["hits"].as_array().and_then(|h| h.last()).map(|h| h["sort"].clone());
+        let last_sort = answer["hits"]["hits"]
+            .as_array()
+            .and_then(|h| h.last())
+            .map(|h| h["sort"].clone());
         Ok((docs, last_sort))
     }
 
@@ -286,8 +311,12 @@ fn check_shards(answer: &Value) -> anyhow::Result<()> {
     let failed = answer["_shards"]["failed"].as_u64().unwrap_or(0);
     if failed > 0 {
         let total = answer["_shards"]["total"].as_u64().unwrap_or(0);
-        let reason = answer["_shards"]["failures"][0]["reason"]["reason"].as_str().unwrap_or("no reason given");
-        bail!("{failed} of {total} shards failed while reading the read model ({reason}); the scan would be incomplete");
+        let reason = answer["_shards"]["failures"][0]["reason"]["reason"]
+            .as_str()
+            .unwrap_or("no reason given");
+        bail!(
+            "{failed} of {total} shards failed while reading the read model ({reason}); the scan would be incomplete"
+        );
     }
     if answer["timed_out"].as_bool() == Some(true) {
         bail!("the search timed out on the cluster; the scan would be incomplete");
@@ -371,7 +400,10 @@ fn key_kind_in_mappings(mappings: &Value, key_field: &str) -> anyhow::Result<Key
 
 /// Index names go into URL paths; commas and wildcards are legitimate there, other bytes are escaped.
 fn encode(index: &str) -> String {
-    url::form_urlencoded::byte_serialize(index.as_bytes()).collect::<String>().replace("%2C", ",").replace("%2A", "*")
+    url::form_urlencoded::byte_serialize(index.as_bytes())
+        .collect::<String>()
+        .replace("%2C", ",")
+        .replace("%2A", "*")
 }
 
 /// A default keep-alive long enough for slow pages, short enough that a crashed run's PIT goes away.

@@ -122,8 +122,6 @@ fn server_url() -> String {
     static CLUSTER: OnceLock<Result<PgCluster, String>> = OnceLock::new();
     match CLUSTER.get_or_init(|| PgCluster::start().map_err(|e| format!("{e:#}"))) {
         Ok(cluster) => cluster.url(),
-        Err(e) => panic!(
-            "cannot start a throwaway PostgreSQL for the tests (or set {DATABASE_URL_ENV}): {e}"
-        ),
+        Err(e) => panic!("cannot start a throwaway PostgreSQL for the tests (or set {DATABASE_URL_ENV}): {e}"),
     }
 }
