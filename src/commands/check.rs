@@ -1,6 +1,6 @@
 //! `recon check`: stream both sides, merge-join, report. Never writes to either side.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -14,7 +14,7 @@ use super::Outcome;
 use crate::cli::CheckArgs;
 use crate::config::{Overrides, Settings};
 use crate::diff::{Comparator, Grace, Joiner, Outcome as KeyOutcome};
-use crate::model::Summary;
+use crate::model::{Drift, Summary};
 use crate::progress::{Counters, Progress, ProgressMode};
 use crate::report::{self, AtomicFile, Format, ReportOptions, RunInfo};
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, RetryPolicy};
@@ -72,15 +72,86 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
     Ok(run_check(&settings, &options).await?.outcome)
 }
 
-/// Runs one check with resolved settings; `recon demo` calls this too.
+/// Runs one check with resolved settings and writes its report; `recon demo` calls this too.
 pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::Result<CheckResult> {
-    let started_at = chrono::Utc::now();
-    let clock = Instant::now();
     let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
     if options.grace.is_some() && settings.postgres.updated_at.is_none() {
         bail!("--grace needs postgres.updated_at: the column with each row's last change");
     }
+    // An unwritable --output fails before any scan starts.
+    let atomic = match &options.output {
+        Some(path) => {
+            Some(AtomicFile::create(path).with_context(|| format!("cannot write the report to {}", path.display()))?)
+        }
+        None => None,
+    };
+    let sides = connect_sides(settings).await?;
+    if options.verbose {
+        eprintln!("recon: write model: {}", sides.write_model.describe());
+        eprintln!("recon: read model: {}", sides.read_model.describe());
+    }
+    let out: Box<dyn Write + Send> = match &atomic {
+        Some(file) => Box::new(file.handle()),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let mut writer = report::writer(
+        ReportOptions {
+            limit: options.limit,
+            color: options.color,
+            ..ReportOptions::new(options.format)
+        },
+        out,
+    );
+    let scope = ScanScope {
+        range: KeyRange::all(),
+        grace: options.grace,
+        progress: options.progress,
+    };
+    let scanned = scan(&sides, comparator, &scope, |drift| {
+        writer.drift(drift).context("cannot write the report")
+    })
+    .await?;
+    if scanned.interrupted {
+        eprintln!("recon: interrupted; no report written");
+        return Ok(CheckResult {
+            outcome: Outcome::Interrupted,
+            summary: scanned.summary,
+        });
+    }
+    let run = RunInfo {
+        started_at: scanned.started_at,
+        duration: scanned.duration,
+        source: sides.write_model.describe(),
+        target: sides.read_model.describe(),
+        snapshot_ms: scanned.snapshot_ms,
+        grace: options.grace,
+        limit: options.limit,
+        allow: options.allow,
+        tool_version: env!("CARGO_PKG_VERSION"),
+    };
+    let in_sync = run.in_sync(&scanned.summary);
+    writer
+        .finish(&scanned.summary, &scanned.fields, &run)
+        .context("cannot write the report")?;
+    if let Some(file) = atomic {
+        file.commit().context("cannot write the report")?;
+    }
+    let outcome = if in_sync { Outcome::InSync } else { Outcome::Drift };
+    Ok(CheckResult {
+        outcome,
+        summary: scanned.summary,
+    })
+}
 
+/// Both sides of a check, connected and known to sort keys alike.
+pub struct Sides {
+    pub write_model: PostgresSource,
+    pub read_model: ElasticsearchSource,
+}
+
+/// Connects to both sides, asks the read model for only the compared fields, and refuses a pair whose
+/// key kinds would sort differently.
+pub async fn connect_sides(settings: &Settings) -> anyhow::Result<Sides> {
     let pg_settings = PostgresSettings {
         updated_at: settings.postgres.updated_at.clone(),
         page_size: settings.postgres.page_size,
@@ -146,17 +217,48 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
             },
         );
     }
-    if options.verbose {
-        eprintln!("recon: write model: {}", write_model.describe());
-        eprintln!("recon: read model: {}", read_model.describe());
-    }
+    Ok(Sides {
+        write_model,
+        read_model,
+    })
+}
 
+/// Which keys one scan covers and how it behaves.
+#[derive(Debug, Clone)]
+pub struct ScanScope {
+    pub range: KeyRange,
+    pub grace: Option<Duration>,
+    pub progress: ProgressMode,
+}
+
+/// What one scan found, besides the drift handed to the sink.
+#[derive(Debug, Clone)]
+pub struct Scanned {
+    pub summary: Summary,
+    pub fields: BTreeMap<String, u64>,
+    pub snapshot_ms: Option<i64>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub duration: Duration,
+    /// SIGINT or SIGTERM arrived; the counts cover only part of the key space.
+    pub interrupted: bool,
+}
+
+/// Opens both snapshots, reads them concurrently and merge-joins them, handing every drifted key to
+/// `on_drift` in key order. `check` renders the drift; `repair` plans from it.
+pub async fn scan(
+    sides: &Sides,
+    comparator: Comparator,
+    scope: &ScanScope,
+    mut on_drift: impl FnMut(&Drift) -> anyhow::Result<()>,
+) -> anyhow::Result<Scanned> {
+    let started_at = chrono::Utc::now();
+    let clock = Instant::now();
     // Both snapshots are opened, then read concurrently: each side pages ahead on its own task.
     let (source_scan, target_scan) = tokio::try_join!(
-        write_model.open_scan(KeyRange::all()),
-        read_model.open_scan(KeyRange::all())
+        sides.write_model.open_scan(scope.range.clone()),
+        sides.read_model.open_scan(scope.range.clone())
     )?;
-    let grace = match (options.grace, source_scan.snapshot_ms) {
+    let grace = match (scope.grace, source_scan.snapshot_ms) {
         (Some(g), Some(snapshot_ms)) => Some(Grace {
             snapshot_ms,
             grace_ms: g.as_millis() as i64,
@@ -165,7 +267,7 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
     };
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(
-        options.progress,
+        scope.progress,
         ("PostgreSQL".into(), "Elasticsearch".into()),
         (source_scan.estimate, target_scan.estimate),
         counters.clone(),
@@ -180,41 +282,25 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
     });
     let mut joiner = Joiner::new(source, target, comparator, grace);
 
-    let atomic = match &options.output {
-        Some(path) => {
-            Some(AtomicFile::create(path).with_context(|| format!("cannot write the report to {}", path.display()))?)
-        }
-        None => None,
-    };
-    let out: Box<dyn Write + Send> = match &atomic {
-        Some(file) => Box::new(file.handle()),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
-    };
-    let mut writer = report::writer(
-        ReportOptions {
-            limit: options.limit,
-            color: options.color,
-            ..ReportOptions::new(options.format)
-        },
-        out,
-    );
-
     let interrupted = super::interrupted();
     tokio::pin!(interrupted);
+    let mut was_interrupted = false;
     loop {
         let next = tokio::select! {
             next = joiner.next() => next,
             _ = &mut interrupted => {
-                progress.finish().await;
-                eprintln!("recon: interrupted; no report written");
-                return Ok(CheckResult { outcome: Outcome::Interrupted, summary: joiner.summary().clone() });
+                was_interrupted = true;
+                break;
             }
         };
         match next {
             Ok(Some(KeyOutcome::Matched(_))) => {}
             Ok(Some(KeyOutcome::Drift(drift))) => {
                 counters.drifted.fetch_add(1, Ordering::Relaxed);
-                writer.drift(&drift).context("cannot write the report")?;
+                if let Err(e) = on_drift(&drift) {
+                    progress.finish().await;
+                    return Err(e);
+                }
             }
             Ok(None) => break,
             Err(e) => {
@@ -224,26 +310,12 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
         }
     }
     progress.finish().await;
-
-    let summary = joiner.summary().clone();
-    let run = RunInfo {
+    Ok(Scanned {
+        summary: joiner.summary().clone(),
+        fields: joiner.field_counts().clone(),
+        snapshot_ms: source_scan.snapshot_ms,
         started_at,
         duration: clock.elapsed(),
-        source: write_model.describe(),
-        target: read_model.describe(),
-        snapshot_ms: source_scan.snapshot_ms,
-        grace: options.grace,
-        limit: options.limit,
-        allow: options.allow,
-        tool_version: env!("CARGO_PKG_VERSION"),
-    };
-    let in_sync = run.in_sync(&summary);
-    writer
-        .finish(&summary, joiner.field_counts(), &run)
-        .context("cannot write the report")?;
-    if let Some(file) = atomic {
-        file.commit().context("cannot write the report")?;
-    }
-    let outcome = if in_sync { Outcome::InSync } else { Outcome::Drift };
-    Ok(CheckResult { outcome, summary })
+        interrupted: was_interrupted,
+    })
 }
