@@ -5,15 +5,7 @@ use std::process::Command;
 
 use recon::commands::completions::{file_name, generate, SHELLS};
 
-/// The recon binary with a clean environment, so a developer's DATABASE_URL never leaks into a test.
-pub fn recon() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_recon"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1");
-    command
-}
+pub use crate::support::cli_command as recon;
 
 fn output(command: &mut Command) -> (i32, String, String) {
     let out = command.output().expect("recon runs");

@@ -4,8 +4,19 @@
 // Each test module uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod fixture;
 pub mod pg;
 
 // Re-exported for every test module, whichever parts it uses.
 #[allow(unused_imports)]
 pub use pg::{shop_database, shop_projection_query, shop_schema_sql, test_database, TestDb};
+
+/// The recon binary with a clean environment, so a developer's DATABASE_URL never leaks into a test.
+pub fn cli_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_recon"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1");
+    command
+}
