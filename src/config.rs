@@ -109,6 +109,7 @@ pub struct ElasticsearchFile {
     pub insecure: Option<bool>,
     pub page_size: Option<usize>,
     pub keep_alive: Option<String>,
+    pub max_retries: Option<usize>,
     #[serde(default, with = "humantime_serde_opt")]
     pub timeout: Option<Duration>,
 }
@@ -162,6 +163,8 @@ pub struct ElasticsearchConfig {
     pub insecure: bool,
     pub page_size: usize,
     pub keep_alive: String,
+    /// Retries of a request answered 429/502/503/504 or cut off, before the run gives up.
+    pub max_retries: usize,
     pub timeout: Duration,
 }
 
@@ -291,6 +294,7 @@ impl Settings {
             insecure: es.insecure.unwrap_or(false),
             page_size: positive(es.page_size.unwrap_or(1000), &where_, "elasticsearch.page_size")?,
             keep_alive: es.keep_alive.unwrap_or_else(|| "5m".to_string()),
+            max_retries: es.max_retries.unwrap_or(8),
             timeout: es.timeout.unwrap_or(Duration::from_secs(60)),
         };
         if elasticsearch.page_size > 10_000 {

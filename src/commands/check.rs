@@ -171,7 +171,10 @@ pub async fn connect_sides(settings: &Settings) -> anyhow::Result<Sides> {
             ca_cert: es.ca_cert.clone(),
             insecure: es.insecure,
             timeout: es.timeout,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy {
+                max_retries: es.max_retries,
+                ..RetryPolicy::default()
+            },
         },
         index: es.index.clone(),
         key_field: es.key.clone(),

@@ -370,3 +370,98 @@ async fn bad_input_gives_a_clear_error_and_exit_2() {
     assert!(!stderr.contains("hunter2"), "the password never shows: {stderr}");
     assert!(stderr.contains("PostgreSQL"), "{stderr}");
 }
+
+/// The drifted fixture read in pages of two documents, with `es_extra` in `[elasticsearch]`.
+async fn drifted_in_small_pages(es_extra: &str) -> Fixture {
+    let f = drifted().await;
+    let text = format!(
+        "[postgres]\nurl = \"{}\"\nquery = '''{ORDERS_QUERY}'''\nkey = \"orderId\"\n\n\
+         [elasticsearch]\nurl = \"{}\"\nindex = \"orders\"\npage_size = 2\n{es_extra}\n\n\
+         [compare]\nignore = [\"updatedAt\", \"indexedAt\"]\n\
+         [compare.fields]\nproducts = {{ as = \"set\", key = \"sku\" }}\norderDate = {{ as = \"instant\" }}\n",
+        f.db.url, f.es_url
+    );
+    std::fs::write(f.dir.path().join("recon.toml"), text).unwrap();
+    f
+}
+
+fn set_faults(f: &Fixture, spec: &str) {
+    let emulator = f.emulator.as_ref().expect("fault tests need the emulator");
+    emulator.set_faults(spec.parse().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_and_unavailable_pages_are_retried() {
+    if std::env::var_os("RECON_TEST_ES_URL").is_some() {
+        return; // faults are the emulator's
+    }
+    let f = drifted_in_small_pages("").await;
+    let (code, clean, _) = f.check_json(&[]).await;
+    assert_eq!(code, 1);
+    set_faults(&f, "reject_every=2,only=search");
+    let (code, report, stderr) = f.check_json(&[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        report["drift"], clean["drift"],
+        "a 429 on every other page changes nothing"
+    );
+    assert_eq!(report["summary"], clean["summary"]);
+    set_faults(&f, "unavailable_every=3,only=search|count|pit");
+    let (code, report, stderr) = f.check_json(&[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(report["drift"], clean["drift"], "503s are retried too");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_model_that_keeps_failing_stops_the_run() {
+    if std::env::var_os("RECON_TEST_ES_URL").is_some() {
+        return;
+    }
+    let f = drifted_in_small_pages("max_retries = 2").await;
+
+    set_faults(&f, "reset_after=64,only=search");
+    let (code, stdout, stderr) = f.check_async(&["--quiet", "--format", "json"]).await;
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stderr.contains("still failing after 3 attempts"),
+        "connection resets are retried, then reported: {stderr}"
+    );
+
+    set_faults(&f, "reject=1.0,only=search");
+    let (code, _, stderr) = f.check_async(&["--quiet"]).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("HTTP 429") && stderr.contains("es_rejected_execution_exception"),
+        "{stderr}"
+    );
+
+    set_faults(&f, "shard_failures=1,only=search");
+    let (code, stdout, stderr) = f.check_async(&["--quiet", "--format", "json"]).await;
+    assert_eq!(code, 2);
+    assert_eq!(stdout, "", "no report from an incomplete scan");
+    assert!(
+        stderr.contains("shards failed") && stderr.contains("incomplete"),
+        "{stderr}"
+    );
+
+    set_faults(&f, "pit_expire_after=1");
+    let (code, _, stderr) = f.check_async(&["--quiet"]).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("point in time expired") && stderr.contains("keep_alive"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unwritable_output_fails_before_scanning() {
+    let f = drifted().await;
+    let (code, _, stderr) = f
+        .check_async(&["--quiet", "--output", "/nonexistent-dir/report.json"])
+        .await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("cannot write the report to /nonexistent-dir/report.json"),
+        "{stderr}"
+    );
+}
