@@ -18,9 +18,7 @@ use recon::emulator::{Emulator, EmulatorConfig};
 use recon::model::KeyedDoc;
 use recon::pgcluster::PgCluster;
 use recon::shop;
-use recon::source::elasticsearch::{
-    ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient, RetryPolicy,
-};
+use recon::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient};
 use recon::source::postgres::{PostgresSettings, PostgresSource};
 use recon::source::{DocumentSource, KeyRange};
 
@@ -160,14 +158,8 @@ async fn bench(orders: u64) -> anyhow::Result<()> {
 
 fn connect(url: &str) -> ConnectSettings {
     ConnectSettings {
-        url: url.to_string(),
-        username: None,
-        password: None,
-        api_key: None,
-        ca_cert: None,
-        insecure: false,
         timeout: Duration::from_secs(120),
-        retry: RetryPolicy::default(),
+        ..ConnectSettings::new(url)
     }
 }
 

@@ -2,7 +2,6 @@
 //! emulator in-process, a projection with injected drift of every kind — then cleanup.
 
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use elasticsearch::http::Method;
@@ -19,7 +18,7 @@ use crate::pgcluster::PgCluster;
 use crate::progress::ProgressMode;
 use crate::report::Format;
 use crate::shop;
-use crate::source::elasticsearch::{ConnectSettings, EsClient, RetryPolicy};
+use crate::source::elasticsearch::{ConnectSettings, EsClient};
 use crate::source::postgres::{PostgresSettings, PostgresSource};
 use crate::source::{DocumentSource, KeyRange};
 
@@ -52,17 +51,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
 
     say("starting the Elasticsearch-API emulator in-process");
     let emulator = Emulator::start("127.0.0.1:0", EmulatorConfig::default()).await?;
-    let es = EsClient::connect(&ConnectSettings {
-        url: emulator.url(),
-        username: None,
-        password: None,
-        api_key: None,
-        ca_cert: None,
-        insecure: false,
-        timeout: Duration::from_secs(30),
-        retry: RetryPolicy::default(),
-    })
-    .await?;
+    let es = EsClient::connect(&ConnectSettings::new(emulator.url())).await?;
     es.request_ok(Method::Put, &format!("/{INDEX}"), &[], Some(&index_body()))
         .await?;
 

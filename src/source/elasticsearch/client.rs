@@ -55,6 +55,22 @@ pub struct ConnectSettings {
     pub retry: RetryPolicy,
 }
 
+impl ConnectSettings {
+    /// No credentials, system CA roots, a 60 s timeout and the default retry policy.
+    pub fn new(url: impl Into<String>) -> ConnectSettings {
+        ConnectSettings {
+            url: url.into(),
+            username: None,
+            password: None,
+            api_key: None,
+            ca_cert: None,
+            insecure: false,
+            timeout: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EsError {
     #[error("cannot reach Elasticsearch at {url}: {detail}")]
