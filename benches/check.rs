@@ -3,7 +3,8 @@
 //! Generates N orders (default 1,000,000) in a throwaway PostgreSQL, projects them into the emulator,
 //! then times, in one run: the projection query exported alone (`psql \copy (…) to /dev/null`), the
 //! index scanned alone (PIT + search_after, the same pages recon reads), and `recon check` itself as a
-//! separate process, whose peak RSS comes from wait4(2). Prints the figures; docs/performance.md
+//! separate process, which writes its own peak RSS (VmHWM) to a file at exit: wait4's ru_maxrss would
+//! report the bench's own (the emulator's) through fork. Prints the figures; docs/performance.md
 //! records them.
 
 use std::process::Command;
@@ -24,17 +25,21 @@ use recon::source::{DocumentSource, KeyRange};
 
 fn main() -> anyhow::Result<()> {
     let mut orders: u64 = 1_000_000;
+    let mut hold = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg == "--orders" {
-            orders = args.next().context("--orders N")?.parse()?;
+        match arg.as_str() {
+            "--orders" => orders = args.next().context("--orders N")?.parse()?,
+            // Keep both servers up after loading, for profiling `recon check` by hand.
+            "--hold" => hold = true,
+            _ => {}
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(bench(orders))
+    runtime.block_on(bench(orders, hold))
 }
 
-async fn bench(orders: u64) -> anyhow::Result<()> {
+async fn bench(orders: u64, hold: bool) -> anyhow::Result<()> {
     let cluster = tokio::task::spawn_blocking(PgCluster::start).await??;
     let pg_url = cluster.create_database("bench")?;
     let clock = Instant::now();
@@ -110,6 +115,14 @@ async fn bench(orders: u64) -> anyhow::Result<()> {
             emulator.url()
         ),
     )?;
+    if hold {
+        eprintln!(
+            "holding: recon check --config {} (press Enter to stop)",
+            config.display()
+        );
+        let mut line = String::new();
+        tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await??;
+    }
     let binary = env!("CARGO_BIN_EXE_recon");
     let (check, rss_kib, code) = tokio::task::spawn_blocking(move || {
         run_measured(Command::new(binary).args([
@@ -201,23 +214,19 @@ async fn bulk(es: &EsClient, body: Vec<u8>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a command to its end; returns its wall time, peak RSS in KiB (wait4's ru_maxrss) and exit code.
+/// Runs a command to its end; returns its wall time, peak RSS in KiB and exit code. The peak comes from
+/// the child itself (`RECON_PEAK_RSS_FILE`, VmHWM after exec): wait4's ru_maxrss would report this bench
+/// process's own peak, which a child inherits through fork and exec.
 fn run_measured(command: &mut Command) -> anyhow::Result<(Duration, i64, i32)> {
+    let rss_file = tempfile::NamedTempFile::new()?;
     let clock = Instant::now();
-    let child = command.spawn()?;
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the pid is our own child, and status/usage point at live locals.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    if pid < 0 {
-        bail!("wait4 failed: {}", std::io::Error::last_os_error());
-    }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    Ok((clock.elapsed(), usage.ru_maxrss, code))
+    let status = command.env("RECON_PEAK_RSS_FILE", rss_file.path()).status()?;
+    let elapsed = clock.elapsed();
+    let rss_kib = std::fs::read_to_string(rss_file.path())?
+        .trim()
+        .parse()
+        .context("peak RSS file")?;
+    Ok((elapsed, rss_kib, status.code().unwrap_or(-1)))
 }
 
 fn which_psql() -> String {

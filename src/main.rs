@@ -12,9 +12,24 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the async runtime")),
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(outcome) => ExitCode::from(outcome.exit_code() as u8),
         Err(e) => fail(&e),
+    };
+    record_peak_rss();
+    code
+}
+
+/// For benchmarks: `RECON_PEAK_RSS_FILE=path` receives this process's peak RSS (VmHWM, kB). A parent's
+/// wait4/getrusage cannot tell it: a child inherits its parent's high-water mark through fork and exec.
+fn record_peak_rss() {
+    let Some(path) = std::env::var_os("RECON_PEAK_RSS_FILE") else {
+        return;
+    };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+        let kib = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim();
+        let _ = std::fs::write(path, kib);
     }
 }
 
