@@ -194,9 +194,9 @@ impl DocumentSource for ElasticsearchSource {
                     "seq_no_primary_term": true,
                     "track_total_hits": false,
                 });
-                let answer = self.client.request_ok(Method::Post, &path, &[], Some(&body)).await?;
+                let mut answer = self.client.request_ok(Method::Post, &path, &[], Some(&body)).await?;
                 check_shards(&answer)?;
-                found.extend(hits_to_docs(&answer, self.key_kind, &self.settings.key_field)?);
+                found.extend(hits_to_docs(&mut answer, self.key_kind, &self.settings.key_field)?);
             }
             Ok(found)
         }
@@ -268,7 +268,7 @@ impl Pager {
         if let Some(after) = search_after {
             body["search_after"] = after;
         }
-        let answer = match self.client.request_ok(Method::Post, "/_search", &[], Some(&body)).await {
+        let mut answer = match self.client.request_ok(Method::Post, "/_search", &[], Some(&body)).await {
             Ok(answer) => answer,
             Err(e) if is_pit_gone(&e) => bail!(
                 "the point in time expired during the scan ({e}); raise elasticsearch.keep_alive \
@@ -283,11 +283,11 @@ impl Pager {
                 self.pit = id.to_string();
             }
         }
-        let docs = hits_to_docs(&answer, self.key_kind, &self.key_field)?;
         let last_sort = answer["hits"]["hits"]
             .as_array()
             .and_then(|h| h.last())
             .map(|h| h["sort"].clone());
+        let docs = hits_to_docs(&mut answer, self.key_kind, &self.key_field)?;
         Ok((docs, last_sort))
     }
 
@@ -324,10 +324,14 @@ fn check_shards(answer: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn hits_to_docs(answer: &Value, key_kind: KeyKind, key_field: &str) -> anyhow::Result<Vec<KeyedDoc>> {
-    let hits = answer["hits"]["hits"].as_array().map(Vec::as_slice).unwrap_or_default();
+/// Moves each hit's `_source` out of the page (a page is read once; cloning it would double the work).
+fn hits_to_docs(answer: &mut Value, key_kind: KeyKind, key_field: &str) -> anyhow::Result<Vec<KeyedDoc>> {
+    let hits = match answer["hits"]["hits"].as_array_mut() {
+        Some(hits) => std::mem::take(hits),
+        None => Vec::new(),
+    };
     let mut docs = Vec::with_capacity(hits.len());
-    for hit in hits {
+    for mut hit in hits {
         let id = hit["_id"].as_str().unwrap_or_default().to_string();
         let raw = &hit["sort"][0];
         let key = match (key_kind, Key::from_json(raw)) {
@@ -335,8 +339,8 @@ fn hits_to_docs(answer: &Value, key_kind: KeyKind, key_field: &str) -> anyhow::R
             (KeyKind::Text, Some(Key::Text(s))) => Key::Text(s),
             _ => bail!("document _id [{id}] has key {key_field} = {raw}, which is not a {key_kind} key"),
         };
-        let doc = match &hit["_source"] {
-            Value::Object(map) => map.clone(),
+        let doc = match hit["_source"].take() {
+            Value::Object(map) => map,
             _ => Map::new(),
         };
         let meta = DocMeta {
@@ -436,11 +440,11 @@ mod tests {
             "_source":{"orderId":9007199254740993},"sort":[9007199254740993, 7]}]}}"#,
         )
         .unwrap();
-        let docs = hits_to_docs(&answer, KeyKind::Int, "orderId").unwrap();
+        let docs = hits_to_docs(&mut answer.clone(), KeyKind::Int, "orderId").unwrap();
         assert_eq!(docs[0].key, Key::Int(9007199254740993));
         assert_eq!(docs[0].meta.seq_no, Some(4));
         assert_eq!(docs[0].doc["orderId"].to_string(), "9007199254740993");
-        assert!(hits_to_docs(&answer, KeyKind::Text, "orderId").is_err());
+        assert!(hits_to_docs(&mut answer.clone(), KeyKind::Text, "orderId").is_err());
     }
 
     #[test]
