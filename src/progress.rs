@@ -75,9 +75,11 @@ impl Progress {
                     let mut tick = tokio::time::interval(Duration::from_millis(100));
                     loop {
                         let (rows, docs, drifted) = counters.snapshot();
+                        let secs = started.elapsed().as_secs_f64().max(0.001);
                         bars[0].set_position(rows);
+                        bars[0].set_message(format!("{:.0}/s", rows as f64 / secs));
                         bars[1].set_position(docs);
-                        bars[1].set_message(format!("drift so far: {drifted}"));
+                        bars[1].set_message(format!("{:.0}/s, drift so far: {drifted}", docs as f64 / secs));
                         tokio::select! {
                             _ = tick.tick() => {}
                             _ = &mut rx => break,
@@ -129,9 +131,9 @@ fn bar(multi: &MultiProgress, label: &str, estimate: Option<u64>) -> ProgressBar
         None => multi.add(ProgressBar::new_spinner()),
     };
     let template = if estimate.is_some() {
-        "{prefix:>14} {bar:30} {human_pos}/~{human_len} ({per_sec}, ETA {eta}) {msg}"
+        "{prefix:>14} {bar:30} {human_pos}/~{human_len} ETA {eta} {msg}"
     } else {
-        "{prefix:>14} {spinner} {human_pos} ({per_sec}) {msg}"
+        "{prefix:>14} {spinner} {human_pos} {msg}"
     };
     bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
     bar.set_prefix(label.to_string());
