@@ -27,7 +27,31 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tempfile::NamedTempFile;
 
 /// The temp file, until it is committed (then `None`). Dropping the last owner of a `Some` removes it.
-type Pending = Arc<Mutex<Option<BufWriter<NamedTempFile>>>>;
+type Pending = Arc<Mutex<Option<BufWriter<Sink>>>>;
+
+/// Where the bytes go: a temp file renamed over FILE at commit, or, when FILE exists and is not a
+/// regular file (`/dev/null`, a FIFO, `/dev/stdout`), FILE itself. Renaming over a device would
+/// replace it: `--output /dev/null` run as root once turned /dev/null into a regular file.
+enum Sink {
+    Temp(NamedTempFile),
+    Direct(File),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Temp(file) => file.write(buf),
+            Sink::Direct(file) => file.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Temp(file) => file.flush(),
+            Sink::Direct(file) => file.flush(),
+        }
+    }
+}
 
 pub struct AtomicFile {
     path: PathBuf,
@@ -44,6 +68,22 @@ impl AtomicFile {
     /// content; a new file gets the usual `0666 & !umask` rather than a temp file's private 0600, so a
     /// textfile collector running as another user can still read it.
     pub fn create(path: &Path) -> io::Result<Self> {
+        if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file()) {
+            if std::fs::metadata(path)?.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} is a directory", path.display()),
+                ));
+            }
+            let direct = std::fs::OpenOptions::new().write(true).open(path)?;
+            return Ok(AtomicFile {
+                path: path.to_path_buf(),
+                pending: Arc::new(Mutex::new(Some(BufWriter::with_capacity(
+                    64 * 1024,
+                    Sink::Direct(direct),
+                )))),
+            });
+        }
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
@@ -71,7 +111,7 @@ impl AtomicFile {
         }
         Ok(AtomicFile {
             path: path.to_path_buf(),
-            pending: Arc::new(Mutex::new(Some(BufWriter::with_capacity(64 * 1024, temp)))),
+            pending: Arc::new(Mutex::new(Some(BufWriter::with_capacity(64 * 1024, Sink::Temp(temp))))),
         })
     }
 
@@ -87,14 +127,18 @@ impl AtomicFile {
         let buffered = lock(&self.pending)
             .take()
             .ok_or_else(|| io::Error::other("report file already committed"))?;
-        let temp = buffered.into_inner().map_err(|e| e.into_error())?;
-        temp.as_file().sync_all()?;
-        temp.persist(&self.path).map_err(|e| e.error)?;
-        sync_parent(&self.path)
+        match buffered.into_inner().map_err(|e| e.into_error())? {
+            Sink::Temp(temp) => {
+                temp.as_file().sync_all()?;
+                temp.persist(&self.path).map_err(|e| e.error)?;
+                sync_parent(&self.path)
+            }
+            Sink::Direct(_) => Ok(()),
+        }
     }
 }
 
-fn lock(pending: &Pending) -> MutexGuard<'_, Option<BufWriter<NamedTempFile>>> {
+fn lock(pending: &Pending) -> MutexGuard<'_, Option<BufWriter<Sink>>> {
     // A panic while writing leaves a temp file that will never be committed; writing on is harmless.
     pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -158,6 +202,25 @@ mod tests {
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|name| name.ends_with(".tmp"))
             .collect()
+    }
+
+    #[test]
+    fn a_device_or_fifo_is_written_in_place_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("report.pipe");
+        let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(status.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+        };
+        let file = AtomicFile::create(&fifo).unwrap();
+        file.handle().write_all(b"through the pipe\n").unwrap();
+        file.commit().unwrap();
+        assert_eq!(reader.join().unwrap(), "through the pipe\n");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo(), "still a FIFO");
+        assert!(leftovers(dir.path()).is_empty());
     }
 
     #[test]
