@@ -34,7 +34,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, key: &Value, outcome: &OutcomeRecord) {
+    pub fn add(&mut self, key: &Value, outcome: &OutcomeRecord) {
         let reason = || outcome.error.clone().unwrap_or_default();
         match outcome.status.as_str() {
             "applied" => self.applied += 1,

@@ -291,12 +291,17 @@ pub fn read(path: &Path) -> Result<AuditContents, AuditError> {
     Ok(contents)
 }
 
-/// The default log name, in the current directory: `recon-repair-20261128T093000Z.ndjson`.
+/// The default log name, in the current directory: `recon-repair-20261128T093000Z.ndjson`, with
+/// `-2`, `-3`… when runs start within the same second.
 pub fn default_path(command: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "recon-{command}-{}.ndjson",
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-    ))
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let mut path = PathBuf::from(format!("recon-{command}-{stamp}.ndjson"));
+    let mut n = 1;
+    while path.exists() {
+        n += 1;
+        path = PathBuf::from(format!("recon-{command}-{stamp}-{n}.ndjson"));
+    }
+    path
 }
 
 #[cfg(test)]

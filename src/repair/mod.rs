@@ -413,17 +413,7 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
             .map_err(|e| e.context(resume_hint(path, options)))?;
         for o in &outcomes {
             let key = keys_of.get(&o.seq).cloned().unwrap_or(Value::Null);
-            let mut one = Tally::default();
-            one.applied = (o.status == "applied") as u64;
-            one.conflict = (o.status == "conflict") as u64;
-            one.failed = (o.status == "failed") as u64;
-            if o.status == "conflict" {
-                one.conflicts.push((key.clone(), o.error.clone().unwrap_or_default()));
-            }
-            if o.status == "failed" {
-                one.failures.push((key, o.error.clone().unwrap_or_default()));
-            }
-            tally.merge(one);
+            tally.add(&key, o);
         }
     }
     let repairer = Repairer {

@@ -127,15 +127,10 @@ pub fn plan_key(key: &Key, expected: Option<&KeyedDoc>, actual: &[KeyedDoc], cx:
             (Some(since), Some(at)) => at >= since,
             _ => false,
         };
-        recent
-            .then_some(KeyPlan {
-                drift: Some(DriftKind::Pending),
-                actions: Vec::new(),
-            })
-            .unwrap_or_else(|| KeyPlan {
-                drift: Some(drift),
-                actions: Vec::new(),
-            })
+        KeyPlan {
+            drift: Some(if recent { DriftKind::Pending } else { drift }),
+            actions: Vec::new(),
+        }
     };
     if actual.is_empty() {
         let mut plan = pending(DriftKind::Missing);

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
+use elasticsearch::http::Method;
 
 use super::apply::{Executor, Tally};
 use super::audit::{self, AuditLog, Header, Intent, OutcomeRecord, AUDIT_SCHEMA};
@@ -186,6 +187,11 @@ pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) 
             }
             tally.merge(one);
         }
+    }
+    // Searches (the next check or repair) see the undo only after a refresh.
+    let refresh = format!("/{}/_refresh", super::apply::encode(&header.index));
+    if let Err(e) = executor.client.request_ok(Method::Post, &refresh, &[], None).await {
+        eprintln!("recon: warning: cannot refresh {}: {e}", header.index);
     }
     match options.format {
         SummaryFormat::Text => {
