@@ -52,6 +52,7 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
         progress: ProgressMode::detect(args.quiet),
         format: args.format,
         config_path: args.config,
+        verbose: args.verbose,
     };
     repair::run(&settings, &options).await
 }

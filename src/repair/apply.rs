@@ -77,8 +77,14 @@ impl Executor {
     }
 
     fn record(&self, outcomes: &[OutcomeRecord]) -> anyhow::Result<()> {
-        let mut audit = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(audit.outcomes(outcomes)?)
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        // fsync blocks: keep it off the few async worker threads that also drive the requests.
+        tokio::task::block_in_place(|| {
+            let mut audit = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            Ok(audit.outcomes(outcomes)?)
+        })
     }
 
     /// Writes intents. A request that fails as a whole leaves its intents without outcome and stops
@@ -87,10 +93,10 @@ impl Executor {
         if intents.is_empty() {
             return Ok(Vec::new());
         }
-        {
+        tokio::task::block_in_place(|| {
             let mut audit = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            audit.intents(intents)?;
-        }
+            audit.intents(intents)
+        })?;
         let actions: Vec<_> = intents.iter().map(Intent::write_action).collect();
         let mut items = Vec::with_capacity(actions.len());
         for range in self.writer.batches(&actions) {
@@ -221,13 +227,17 @@ impl Repairer<'_> {
     /// Reads the planned keys again on both sides and turns each action into an intent, or into a
     /// `skipped`/`conflict` outcome when re-verification says the write must not happen.
     pub async fn prepare(&self, part: &[PlannedAction]) -> anyhow::Result<(Vec<Intent>, Vec<OutcomeRecord>)> {
-        let mut keys: Vec<Key> = part.iter().filter_map(PlannedAction::key).collect();
+        // Keys this run just verified on both sides are not read again; a plan from a file is.
+        let mut keys: Vec<Key> = part
+            .iter()
+            .filter(|a| a.verified.is_none())
+            .filter_map(PlannedAction::key)
+            .collect();
         keys.sort();
         keys.dedup();
         let need_read_model = part.iter().any(|a| a.before.is_none() && a.action != WriteKind::Create);
         let (rows, docs) = if need_read_model {
-            let (rows, docs) = tokio::try_join!(self.write_model.lookup(&keys), self.read_model.lookup(&keys))?;
-            (rows, docs)
+            tokio::try_join!(self.write_model.lookup(&keys), self.read_model.lookup(&keys))?
         } else {
             (self.write_model.lookup(&keys).await?, Vec::new())
         };
@@ -244,7 +254,10 @@ impl Repairer<'_> {
                 ));
                 continue;
             };
-            let row = rows.get(&key);
+            let row = match &a.verified {
+                Some(v) => v.row.as_ref(),
+                None => rows.get(&key).map(|d| &d.doc),
+            };
             let before = a
                 .before
                 .clone()
@@ -267,7 +280,7 @@ impl Repairer<'_> {
                         "the row was deleted since the plan",
                         "row_gone",
                     )),
-                    Some(row) => intents.push(intent(Some(row.doc.clone()))),
+                    Some(row) => intents.push(intent(Some(row.clone()))),
                 },
                 WriteKind::Delete => {
                     if a.drift == DriftKind::Orphaned && row.is_some() {
@@ -295,22 +308,22 @@ impl Repairer<'_> {
                         }
                         continue;
                     };
-                    if self.comparator.diff(&row.doc, &current.source).is_empty() {
+                    if self.comparator.diff(row, &current.source).is_empty() {
                         skipped.push(OutcomeRecord::skipped(a.seq, "already in sync", "in_sync"));
                         continue;
                     }
                     let doc = if a.action == WriteKind::Index {
-                        replacement(&row.doc, &current.source, self.ignore)
+                        replacement(row, &current.source, self.ignore)
                     } else {
                         // Fields are recomputed from the row read now: the plan's list may be stale.
                         let mut fields: Vec<String> = self
                             .comparator
-                            .diff(&row.doc, &current.source)
+                            .diff(row, &current.source)
                             .iter()
                             .map(|d| super::plan::top_field(&d.path).to_string())
                             .collect();
                         fields.dedup();
-                        patch(&row.doc, &fields)
+                        patch(row, &fields)
                     };
                     intents.push(intent(Some(doc)));
                 }

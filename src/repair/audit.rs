@@ -336,6 +336,7 @@ mod tests {
             if_primary_term: None,
             fields: None,
             before: None,
+            verified: None,
         }])
         .unwrap();
         let intent = Intent {

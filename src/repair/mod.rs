@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use elasticsearch::http::Method;
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use self::apply::{Executor, Repairer, Tally};
@@ -39,6 +40,8 @@ use crate::source::{DocumentSource, KeyRange};
 
 /// Keys looked up per request while planning and re-checking.
 const LOOKUP_CHUNK: usize = 1000;
+/// Lookup chunks in flight at once.
+const LOOKUPS_IN_FLIGHT: usize = 4;
 
 /// Where the keys to repair come from.
 #[derive(Debug, Clone)]
@@ -80,6 +83,8 @@ pub struct RepairOptions {
     pub format: SummaryFormat,
     /// The config file path, for the header and the printed resume/undo commands.
     pub config_path: PathBuf,
+    /// Timings and counts of each phase on stderr.
+    pub verbose: bool,
 }
 
 /// A repair's connections: the write model, the read model with whole `_source`s (before-images
@@ -165,6 +170,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         write_index: settings.elasticsearch.index.clone(),
         pending_since_ms: pending_since(settings, options.grace)?,
     };
+    let clock = std::time::Instant::now();
     let actions = match &options.keys {
         KeySource::Plan(path) => read_plan(path)?,
         KeySource::Check => {
@@ -181,6 +187,13 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         KeySource::Keys(texts) => plan_keys(&conn, &cx, &parse_keys(texts, conn.write_model.key_kind())?).await?,
         KeySource::Resume(_) => unreachable!("handled above"),
     };
+    if options.verbose {
+        eprintln!(
+            "recon: planned {} actions in {:.2} s (keys found and re-verified on both sides)",
+            actions.len(),
+            clock.elapsed().as_secs_f64()
+        );
+    }
     if let Some(path) = &options.plan_out {
         write_plan(path, settings, &actions).with_context(|| format!("cannot write the plan to {}", path.display()))?;
     }
@@ -231,10 +244,19 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         comparator: &conn.comparator,
         ignore: &settings.compare.ignore,
     };
+    let clock = std::time::Instant::now();
     let tally = executor
         .run_plan(&repairer, &actions, options.bulk.max_actions)
         .await
         .map_err(|e| e.context(resume_hint(&audit_path, options)))?;
+    if options.verbose {
+        let secs = clock.elapsed().as_secs_f64();
+        eprintln!(
+            "recon: applied {} actions in {secs:.2} s ({:.0} actions/s)",
+            actions.len(),
+            actions.len() as f64 / secs
+        );
+    }
     finish(settings, options, &conn, &cx, &executor, actions, tally, audit_path).await
 }
 
@@ -516,8 +538,16 @@ async fn for_each_key(
     let mut keys = keys.to_vec();
     keys.sort();
     keys.dedup();
-    for chunk in keys.chunks(LOOKUP_CHUNK) {
-        let (rows, docs) = tokio::try_join!(conn.write_model.lookup(chunk), conn.read_model.lookup(chunk))?;
+    // A few chunks in flight: each lookup is a round trip to both sides, and the write model
+    // answers several at once.
+    let mut lookups = futures::stream::iter(keys.chunks(LOOKUP_CHUNK))
+        .map(|chunk| async move {
+            let (rows, docs) = tokio::try_join!(conn.write_model.lookup(chunk), conn.read_model.lookup(chunk))?;
+            anyhow::Ok((chunk, rows, docs))
+        })
+        .buffered(LOOKUPS_IN_FLIGHT);
+    while let Some(looked_up) = lookups.next().await {
+        let (chunk, rows, docs) = looked_up?;
         let mut rows: HashMap<Key, KeyedDoc> = rows.into_iter().map(|d| (d.key.clone(), d)).collect();
         let mut by_key: HashMap<Key, Vec<KeyedDoc>> = HashMap::new();
         for d in docs {

@@ -62,6 +62,16 @@ pub struct PlannedAction {
     /// The document the plan was made against (not kept in the audit's plan lines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<BeforeImage>,
+    /// Set when this run just read both sides for this key: the write model's row as read then
+    /// (None: the key is absent). A plan read back from a file has none, and is re-read first.
+    #[serde(skip)]
+    pub verified: Option<Verified>,
+}
+
+/// The write model's row as the planning lookup read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub row: Option<Map<String, Value>>,
 }
 
 impl PlannedAction {
@@ -109,6 +119,9 @@ pub fn plan_key(key: &Key, expected: Option<&KeyedDoc>, actual: &[KeyedDoc], cx:
         if_primary_term: doc.and_then(|d| d.meta.primary_term),
         fields: None,
         before: doc.and_then(|d| BeforeImage::of(d, &cx.write_index)),
+        verified: Some(Verified {
+            row: expected.map(|e| e.doc.clone()),
+        }),
     };
     let Some(expected) = expected else {
         if actual.is_empty() {
