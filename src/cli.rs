@@ -214,7 +214,7 @@ pub struct RepairArgs {
     pub batch_bytes: usize,
 
     /// Bulk requests in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
 
     /// Most documents written per second.

@@ -205,6 +205,10 @@ impl Executor {
             total.merge(t);
         }
         drop(results);
+        tokio::task::block_in_place(|| {
+            let mut audit = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            audit.finish()
+        })?;
         if let Some(e) = first_error
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -207,10 +207,21 @@ impl AuditLog {
         self.sync()
     }
 
+    /// Appends outcomes, handed to the operating system but not fsynced: the next batch's intents
+    /// (or [`finish`](Self::finish)) make them durable. Losing one to a power cut is safe: resume sends
+    /// its intent again, which conflicts with itself and is recognised as applied.
     pub fn outcomes(&mut self, outcomes: &[OutcomeRecord]) -> Result<(), AuditError> {
         for outcome in outcomes {
             self.line("outcome", outcome)?;
         }
+        self.out.flush().map_err(|source| AuditError::Append {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn finish(&mut self) -> Result<(), AuditError> {
         self.sync()
     }
 

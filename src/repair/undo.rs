@@ -188,6 +188,11 @@ pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) 
             tally.merge(one);
         }
     }
+    executor
+        .audit
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .finish()?;
     // Searches (the next check or repair) see the undo only after a refresh.
     let refresh = format!("/{}/_refresh", super::apply::encode(&header.index));
     if let Err(e) = executor.client.request_ok(Method::Post, &refresh, &[], None).await {

@@ -259,7 +259,14 @@ impl BulkWriter {
         if response.status >= 400 {
             return Err(api_error(Method::Post, "/_bulk", response.status, response.body).into());
         }
-        let items = response.body["items"].as_array().cloned().unwrap_or_default();
+        // Taken, not cloned: a bulk answer holds one object per item.
+        let items = match response.body {
+            Value::Object(mut body) => match body.remove("items") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
         if items.len() != todo.len() {
             anyhow::bail!(
                 "_bulk answered {} items for {} actions; the outcome of this batch is unknown",
@@ -323,11 +330,8 @@ enum ItemReading {
 
 /// Reads one item of a bulk answer: `{"create": {"status": 201, "result": "created", ...}}`.
 fn read_item(kind: WriteKind, item: &Value) -> ItemReading {
-    let body = item
-        .as_object()
-        .and_then(|o| o.values().next())
-        .cloned()
-        .unwrap_or(Value::Null);
+    let null = Value::Null;
+    let body = item.as_object().and_then(|o| o.values().next()).unwrap_or(&null);
     let status = body["status"].as_u64().unwrap_or(0);
     let reason = || {
         let error = &body["error"];
