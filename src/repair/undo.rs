@@ -231,3 +231,58 @@ pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) 
         Outcome::Drift
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn intent(action: WriteKind, before: Option<BeforeImage>) -> Intent {
+        Intent {
+            seq: 7,
+            action,
+            key: json!(1),
+            index: "orders".into(),
+            id: "1".into(),
+            if_seq_no: Some(3),
+            if_primary_term: Some(1),
+            doc: json!({"customerName": "new"}).as_object().cloned(),
+            before,
+        }
+    }
+
+    fn applied(seq_no: i64) -> OutcomeRecord {
+        OutcomeRecord {
+            seq: 7,
+            status: "applied".into(),
+            result: Some("created".into()),
+            index: Some("orders-v2".into()),
+            seq_no: Some(seq_no),
+            primary_term: Some(1),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn each_write_is_reversed_on_the_version_the_repair_produced() {
+        let before = BeforeImage {
+            index: "orders-v2".into(),
+            source: json!({"customerName": "old"}).as_object().cloned().unwrap(),
+            seq_no: 3,
+            primary_term: 1,
+        };
+        let r = reversal(1, &intent(WriteKind::Create, None), &applied(9)).unwrap();
+        assert_eq!((r.action, r.index.as_str(), r.if_seq_no), (WriteKind::Delete, "orders-v2", Some(9)));
+        let r = reversal(1, &intent(WriteKind::Index, Some(before.clone())), &applied(9)).unwrap();
+        assert_eq!((r.action, r.if_seq_no), (WriteKind::Index, Some(9)));
+        assert_eq!(r.doc.unwrap()["customerName"], "old");
+        let r = reversal(1, &intent(WriteKind::Delete, Some(before.clone())), &applied(9)).unwrap();
+        assert_eq!((r.action, r.if_seq_no, r.id.as_str()), (WriteKind::Create, None, "1"));
+        assert_eq!(r.doc.unwrap()["customerName"], "old");
+        let conflict = OutcomeRecord {
+            status: "conflict".into(),
+            ..applied(9)
+        };
+        assert!(reversal(1, &intent(WriteKind::Create, None), &conflict).is_none());
+    }
+}
