@@ -80,11 +80,8 @@ impl Executor {
         if outcomes.is_empty() {
             return Ok(());
         }
-        // fsync blocks: keep it off the few async worker threads that also drive the requests.
-        tokio::task::block_in_place(|| {
-            let mut audit = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            Ok(audit.outcomes(outcomes)?)
-        })
+        let mut audit = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(audit.outcomes(outcomes)?)
     }
 
     /// Writes intents. A request that fails as a whole leaves its intents without outcome and stops
@@ -93,10 +90,15 @@ impl Executor {
         if intents.is_empty() {
             return Ok(Vec::new());
         }
-        tokio::task::block_in_place(|| {
+        let file = {
             let mut audit = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            audit.intents(intents)
-        })?;
+            audit.append_intents(intents)?
+        };
+        // Durable before any write goes out; awaited, so the other batches in flight go on meanwhile.
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .context("the audit log's fsync did not finish")?
+            .context("cannot fsync the audit log; nothing of this batch was written")?;
         let actions: Vec<_> = intents.iter().map(Intent::write_action).collect();
         let mut items = Vec::with_capacity(actions.len());
         for range in self.writer.batches(&actions) {

@@ -201,10 +201,27 @@ impl AuditLog {
 
     /// Appends intents and makes them durable: only then may the writes go out.
     pub fn intents(&mut self, intents: &[Intent]) -> Result<(), AuditError> {
+        self.append_intents(intents)?
+            .sync_data()
+            .map_err(|source| AuditError::Append {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Appends intents and hands them to the operating system; the caller makes them durable with
+    /// the returned handle's `sync_data` before sending the writes. Concurrent batches sync outside
+    /// the log's lock, so their fsyncs overlap (the filesystem commits them together).
+    pub fn append_intents(&mut self, intents: &[Intent]) -> Result<File, AuditError> {
         for intent in intents {
             self.line("intent", intent)?;
         }
-        self.sync()
+        let append = |source| AuditError::Append {
+            path: self.path.clone(),
+            source,
+        };
+        self.out.flush().map_err(append)?;
+        self.out.get_ref().try_clone().map_err(append)
     }
 
     /// Appends outcomes, handed to the operating system but not fsynced: the next batch's intents

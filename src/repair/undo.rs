@@ -272,7 +272,10 @@ mod tests {
             primary_term: 1,
         };
         let r = reversal(1, &intent(WriteKind::Create, None), &applied(9)).unwrap();
-        assert_eq!((r.action, r.index.as_str(), r.if_seq_no), (WriteKind::Delete, "orders-v2", Some(9)));
+        assert_eq!(
+            (r.action, r.index.as_str(), r.if_seq_no),
+            (WriteKind::Delete, "orders-v2", Some(9))
+        );
         let r = reversal(1, &intent(WriteKind::Index, Some(before.clone())), &applied(9)).unwrap();
         assert_eq!((r.action, r.if_seq_no), (WriteKind::Index, Some(9)));
         assert_eq!(r.doc.unwrap()["customerName"], "old");
