@@ -69,6 +69,8 @@ pub struct Executor {
     /// Set on SIGINT/SIGTERM: no new batch starts; batches in flight finish and are recorded.
     pub stop: Arc<AtomicBool>,
     pub concurrency: usize,
+    /// A progress line on stderr every few seconds (not under `--quiet`).
+    pub progress: bool,
 }
 
 impl Executor {
@@ -203,8 +205,20 @@ impl Executor {
             })
             .buffer_unordered(self.concurrency.max(1));
         let mut total = Tally::default();
+        let mut last_report = std::time::Instant::now();
         while let Some(t) = results.next().await {
             total.merge(t);
+            if self.progress && last_report.elapsed() >= std::time::Duration::from_secs(5) {
+                last_report = std::time::Instant::now();
+                let done = total.applied + total.conflict + total.failed + total.skipped;
+                eprintln!(
+                    "recon: repair: {done}/{} actions ({} applied, {} conflicts, {} failed)",
+                    actions.len(),
+                    total.applied,
+                    total.conflict,
+                    total.failed
+                );
+            }
         }
         drop(results);
         tokio::task::block_in_place(|| {

@@ -237,6 +237,13 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     let mut log = AuditLog::create(&audit_path)?;
     log.header(&header("repair", settings, options, Some(options.mode)))?;
     log.plan(&actions)?;
+    if options.progress != ProgressMode::Off {
+        eprintln!(
+            "recon: applying {changes} actions to {}; audit log {}",
+            settings.elasticsearch.index,
+            audit_path.display()
+        );
+    }
     let executor = executor(&conn, log, options)?;
     let repairer = Repairer {
         write_model: &conn.write_model,
@@ -323,6 +330,7 @@ fn executor(conn: &Connected, log: AuditLog, options: &RepairOptions) -> anyhow:
         audit: Mutex::new(log),
         stop,
         concurrency: options.concurrency,
+        progress: options.progress != ProgressMode::Off,
     })
 }
 

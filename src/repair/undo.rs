@@ -163,6 +163,7 @@ pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) 
         audit: Mutex::new(log),
         stop,
         concurrency: 1,
+        progress: false,
     };
     let mut tally = Tally::default();
     let mut not_started = 0;
