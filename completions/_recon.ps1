@@ -27,6 +27,8 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Compare the read model with the write model and report drift (never writes)')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a check on an embedded shop with injected drift, then clean up')
+            [CompletionResult]::new('repair', 'repair', [CompletionResultType]::ParameterValue, 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)')
+            [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Undo a repair from its audit log, conditionally (dry run by default)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -66,6 +68,61 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'recon;repair' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'Configuration file (TOML); see docs/configuration.md')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file (TOML); see docs/configuration.md')
+            [CompletionResult]::new('--pg-url', '--pg-url', [CompletionResultType]::ParameterName, 'PostgreSQL URL; overrides postgres.url and DATABASE_URL')
+            [CompletionResult]::new('--es-url', '--es-url', [CompletionResultType]::ParameterName, 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL')
+            [CompletionResult]::new('--index', '--index', [CompletionResultType]::ParameterName, 'Index or alias holding the read model; overrides elasticsearch.index')
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'Leave rows changed within DURATION alone (the projector may not have caught up), e.g. 5m')
+            [CompletionResult]::new('--from-report', '--from-report', [CompletionResultType]::ParameterName, 'Repair the keys listed in a `recon check` JSON or NDJSON report (each re-verified first)')
+            [CompletionResult]::new('--keys', '--keys', [CompletionResultType]::ParameterName, 'Repair these keys (comma-separated), re-verified first')
+            [CompletionResult]::new('--keys-file', '--keys-file', [CompletionResultType]::ParameterName, 'Repair the keys in FILE, one per line')
+            [CompletionResult]::new('--from-plan', '--from-plan', [CompletionResultType]::ParameterName, 'Apply a plan written earlier with --plan; anything written since it was made conflicts')
+            [CompletionResult]::new('--resume', '--resume', [CompletionResultType]::ParameterName, 'Finish an interrupted repair from its audit log, without repeating applied actions')
+            [CompletionResult]::new('--plan', '--plan', [CompletionResultType]::ParameterName, 'Write the whole plan to FILE (NDJSON); apply it later with --from-plan')
+            [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'replace: write the whole projected document, keeping compare.ignore fields; patch: update only the differing top-level fields')
+            [CompletionResult]::new('--max-changes', '--max-changes', [CompletionResultType]::ParameterName, 'Refuse to apply a plan of more than N writes')
+            [CompletionResult]::new('--max-deletes', '--max-deletes', [CompletionResultType]::ParameterName, 'Refuse to apply a plan of more than N deletes')
+            [CompletionResult]::new('--audit', '--audit', [CompletionResultType]::ParameterName, 'The write-ahead audit log [default: recon-repair-YYYYMMDDTHHMMSSZ.ndjson in the current directory]')
+            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Most documents per bulk request')
+            [CompletionResult]::new('--batch-bytes', '--batch-bytes', [CompletionResultType]::ParameterName, 'Most bytes per bulk request, e.g. 5MB, 512KB')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'Bulk requests in flight at once')
+            [CompletionResult]::new('--max-rate', '--max-rate', [CompletionResultType]::ParameterName, 'Most documents written per second')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Summary format on stdout')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Summary format on stdout')
+            [CompletionResult]::new('--apply', '--apply', [CompletionResultType]::ParameterName, 'Write to the read model (without it, only the plan is shown)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (required with --apply when stdin is not a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (required with --apply when stdin is not a terminal)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress bars or progress log lines')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress bars or progress log lines')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say where each setting came from, and more about the run, on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say where each setting came from, and more about the run, on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'recon;undo' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'Configuration file (TOML); see docs/configuration.md')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file (TOML); see docs/configuration.md')
+            [CompletionResult]::new('--es-url', '--es-url', [CompletionResultType]::ParameterName, 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL')
+            [CompletionResult]::new('--audit', '--audit', [CompletionResultType]::ParameterName, 'The undo''s own audit log [default: recon-undo-YYYYMMDDTHHMMSSZ.ndjson in the current directory]')
+            [CompletionResult]::new('--max-rate', '--max-rate', [CompletionResultType]::ParameterName, 'Most documents written per second')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Summary format on stdout')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Summary format on stdout')
+            [CompletionResult]::new('--apply', '--apply', [CompletionResultType]::ParameterName, 'Write to the read model (without it, only what would be undone is shown)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (required with --apply when stdin is not a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (required with --apply when stdin is not a terminal)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say where each setting came from on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say where each setting came from on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'recon;completions' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -76,6 +133,8 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
         'recon;help' {
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Compare the read model with the write model and report drift (never writes)')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a check on an embedded shop with injected drift, then clean up')
+            [CompletionResult]::new('repair', 'repair', [CompletionResultType]::ParameterValue, 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)')
+            [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Undo a repair from its audit log, conditionally (dry run by default)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -84,6 +143,12 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             break
         }
         'recon;help;demo' {
+            break
+        }
+        'recon;help;repair' {
+            break
+        }
+        'recon;help;undo' {
             break
         }
         'recon;help;completions' {

@@ -24,6 +24,8 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand --version 'Print version'
             cand check 'Compare the read model with the write model and report drift (never writes)'
             cand demo 'Run a check on an embedded shop with injected drift, then clean up'
+            cand repair 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
+            cand undo 'Undo a repair from its audit log, conditionally (dry run by default)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -60,6 +62,59 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'recon;repair'= {
+            cand -c 'Configuration file (TOML); see docs/configuration.md'
+            cand --config 'Configuration file (TOML); see docs/configuration.md'
+            cand --pg-url 'PostgreSQL URL; overrides postgres.url and DATABASE_URL'
+            cand --es-url 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL'
+            cand --index 'Index or alias holding the read model; overrides elasticsearch.index'
+            cand --grace 'Leave rows changed within DURATION alone (the projector may not have caught up), e.g. 5m'
+            cand --from-report 'Repair the keys listed in a `recon check` JSON or NDJSON report (each re-verified first)'
+            cand --keys 'Repair these keys (comma-separated), re-verified first'
+            cand --keys-file 'Repair the keys in FILE, one per line'
+            cand --from-plan 'Apply a plan written earlier with --plan; anything written since it was made conflicts'
+            cand --resume 'Finish an interrupted repair from its audit log, without repeating applied actions'
+            cand --plan 'Write the whole plan to FILE (NDJSON); apply it later with --from-plan'
+            cand --mode 'replace: write the whole projected document, keeping compare.ignore fields; patch: update only the differing top-level fields'
+            cand --max-changes 'Refuse to apply a plan of more than N writes'
+            cand --max-deletes 'Refuse to apply a plan of more than N deletes'
+            cand --audit 'The write-ahead audit log [default: recon-repair-YYYYMMDDTHHMMSSZ.ndjson in the current directory]'
+            cand --batch-size 'Most documents per bulk request'
+            cand --batch-bytes 'Most bytes per bulk request, e.g. 5MB, 512KB'
+            cand --concurrency 'Bulk requests in flight at once'
+            cand --max-rate 'Most documents written per second'
+            cand -f 'Summary format on stdout'
+            cand --format 'Summary format on stdout'
+            cand --apply 'Write to the read model (without it, only the plan is shown)'
+            cand -y 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
+            cand --yes 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
+            cand -q 'No progress bars or progress log lines'
+            cand --quiet 'No progress bars or progress log lines'
+            cand -v 'Say where each setting came from, and more about the run, on stderr'
+            cand --verbose 'Say where each setting came from, and more about the run, on stderr'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'recon;undo'= {
+            cand -c 'Configuration file (TOML); see docs/configuration.md'
+            cand --config 'Configuration file (TOML); see docs/configuration.md'
+            cand --es-url 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL'
+            cand --audit 'The undo''s own audit log [default: recon-undo-YYYYMMDDTHHMMSSZ.ndjson in the current directory]'
+            cand --max-rate 'Most documents written per second'
+            cand -f 'Summary format on stdout'
+            cand --format 'Summary format on stdout'
+            cand --apply 'Write to the read model (without it, only what would be undone is shown)'
+            cand -y 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
+            cand --yes 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
+            cand -v 'Say where each setting came from on stderr'
+            cand --verbose 'Say where each setting came from on stderr'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'recon;completions'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -69,12 +124,18 @@ set edit:completion:arg-completer[recon] = {|@words|
         &'recon;help'= {
             cand check 'Compare the read model with the write model and report drift (never writes)'
             cand demo 'Run a check on an embedded shop with injected drift, then clean up'
+            cand repair 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
+            cand undo 'Undo a repair from its audit log, conditionally (dry run by default)'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'recon;help;check'= {
         }
         &'recon;help;demo'= {
+        }
+        &'recon;help;repair'= {
+        }
+        &'recon;help;undo'= {
         }
         &'recon;help;completions'= {
         }

@@ -28,6 +28,8 @@ complete -c recon -n "__fish_recon_needs_command" -s h -l help -d 'Print help (s
 complete -c recon -n "__fish_recon_needs_command" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_needs_command" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
 complete -c recon -n "__fish_recon_needs_command" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
+complete -c recon -n "__fish_recon_needs_command" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
+complete -c recon -n "__fish_recon_needs_command" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
 complete -c recon -n "__fish_recon_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c recon -n "__fish_recon_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c recon -n "__fish_recon_using_subcommand check" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
@@ -58,9 +60,50 @@ prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile co
 complete -c recon -n "__fish_recon_using_subcommand demo" -s q -l quiet -d 'No progress output'
 complete -c recon -n "__fish_recon_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand demo" -s V -l version -d 'Print version'
+complete -c recon -n "__fish_recon_using_subcommand repair" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
+complete -c recon -n "__fish_recon_using_subcommand repair" -l pg-url -d 'PostgreSQL URL; overrides postgres.url and DATABASE_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l es-url -d 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l index -d 'Index or alias holding the read model; overrides elasticsearch.index' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l grace -d 'Leave rows changed within DURATION alone (the projector may not have caught up), e.g. 5m' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l from-report -d 'Repair the keys listed in a `recon check` JSON or NDJSON report (each re-verified first)' -r -F
+complete -c recon -n "__fish_recon_using_subcommand repair" -l keys -d 'Repair these keys (comma-separated), re-verified first' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l keys-file -d 'Repair the keys in FILE, one per line' -r -F
+complete -c recon -n "__fish_recon_using_subcommand repair" -l from-plan -d 'Apply a plan written earlier with --plan; anything written since it was made conflicts' -r -F
+complete -c recon -n "__fish_recon_using_subcommand repair" -l resume -d 'Finish an interrupted repair from its audit log, without repeating applied actions' -r -F
+complete -c recon -n "__fish_recon_using_subcommand repair" -l plan -d 'Write the whole plan to FILE (NDJSON); apply it later with --from-plan' -r -F
+complete -c recon -n "__fish_recon_using_subcommand repair" -l mode -d 'replace: write the whole projected document, keeping compare.ignore fields; patch: update only the differing top-level fields' -r -f -a "replace\t'The whole projected document, keeping the `compare.ignore` fields of the current one'
+patch\t'Only the differing top-level fields (`update` with a partial `doc`)'"
+complete -c recon -n "__fish_recon_using_subcommand repair" -l max-changes -d 'Refuse to apply a plan of more than N writes' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l max-deletes -d 'Refuse to apply a plan of more than N deletes' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l audit -d 'The write-ahead audit log [default: recon-repair-YYYYMMDDTHHMMSSZ.ndjson in the current directory]' -r -F
+complete -c recon -n "__fish_recon_using_subcommand repair" -l batch-size -d 'Most documents per bulk request' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l batch-bytes -d 'Most bytes per bulk request, e.g. 5MB, 512KB' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l concurrency -d 'Bulk requests in flight at once' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l max-rate -d 'Most documents written per second' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -s f -l format -d 'Summary format on stdout' -r -f -a "text\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand repair" -l apply -d 'Write to the read model (without it, only the plan is shown)'
+complete -c recon -n "__fish_recon_using_subcommand repair" -s y -l yes -d 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
+complete -c recon -n "__fish_recon_using_subcommand repair" -s q -l quiet -d 'No progress bars or progress log lines'
+complete -c recon -n "__fish_recon_using_subcommand repair" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
+complete -c recon -n "__fish_recon_using_subcommand repair" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c recon -n "__fish_recon_using_subcommand repair" -s V -l version -d 'Print version'
+complete -c recon -n "__fish_recon_using_subcommand undo" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
+complete -c recon -n "__fish_recon_using_subcommand undo" -l es-url -d 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand undo" -l audit -d 'The undo\'s own audit log [default: recon-undo-YYYYMMDDTHHMMSSZ.ndjson in the current directory]' -r -F
+complete -c recon -n "__fish_recon_using_subcommand undo" -l max-rate -d 'Most documents written per second' -r
+complete -c recon -n "__fish_recon_using_subcommand undo" -s f -l format -d 'Summary format on stdout' -r -f -a "text\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand undo" -l apply -d 'Write to the read model (without it, only what would be undone is shown)'
+complete -c recon -n "__fish_recon_using_subcommand undo" -s y -l yes -d 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
+complete -c recon -n "__fish_recon_using_subcommand undo" -s v -l verbose -d 'Say where each setting came from on stderr'
+complete -c recon -n "__fish_recon_using_subcommand undo" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c recon -n "__fish_recon_using_subcommand undo" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c recon -n "__fish_recon_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo completions help" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo completions help" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo completions help" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo completions help" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo completions help" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo completions help" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -41,6 +41,30 @@ pub enum Command {
         temporary directory is touched."
     )]
     Demo(DemoArgs),
+    /// Repair the drift a check finds, with conditional writes and an undo log (dry run by default).
+    #[command(
+        long_about = "Repair the drift a check finds, with conditional writes and an undo log.\n\n\
+        Without --apply, prints the plan and writes nothing. Keys come from a check run now (the default), \
+        from a report (--from-report), from --keys/--keys-file, or from a saved plan (--from-plan). Every key \
+        is re-verified on both sides at repair time. Missing documents are created (op_type=create), \
+        mismatched ones rewritten only over the version that was compared (if_seq_no/if_primary_term), \
+        orphans deleted conditionally once PostgreSQL confirms the row is gone, duplicates reduced to the \
+        document whose _id is the key. A conflict means someone wrote meanwhile: the key is left alone \
+        and reported. Every intended write is appended with its before-image to an audit log and fsynced \
+        before it is sent; `recon undo` and `--resume` read it.\n\n\
+        --apply asks for confirmation on a terminal; without a terminal it needs --yes.\n\n\
+        Exit codes: 0 everything planned repaired (or nothing to do), 1 drift remains (dry run, conflicts, \
+        failures), 2 error, 130 interrupted (the resume command is printed on stderr)."
+    )]
+    Repair(RepairArgs),
+    /// Undo a repair from its audit log, conditionally (dry run by default).
+    #[command(long_about = "Undo a repair from its audit log, conditionally.\n\n\
+        Documents the repair created are deleted, documents it overwrote get their old _source back, \
+        documents it deleted are created again with their _id and _source, each only if the document is \
+        still the version the repair wrote. A document changed since the repair is skipped and reported.\n\n\
+        Exit codes: 0 everything undone, 1 some documents changed since the repair (or dry run), 2 error, \
+        130 interrupted.")]
+    Undo(UndoArgs),
     /// Print a shell completion script to stdout.
     Completions {
         /// The shell to generate completions for.
@@ -103,6 +127,159 @@ pub struct CheckArgs {
     pub verbose: bool,
 }
 
+/// Flags of `recon repair`.
+#[derive(Debug, Args, Clone)]
+pub struct RepairArgs {
+    /// Configuration file (TOML); see docs/configuration.md.
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        default_value = "recon.toml",
+        env = "RECON_CONFIG"
+    )]
+    pub config: PathBuf,
+
+    /// PostgreSQL URL; overrides postgres.url and DATABASE_URL.
+    #[arg(long, value_name = "URL")]
+    pub pg_url: Option<String>,
+
+    /// Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL.
+    #[arg(long, value_name = "URL")]
+    pub es_url: Option<String>,
+
+    /// Index or alias holding the read model; overrides elasticsearch.index.
+    #[arg(long, value_name = "NAME")]
+    pub index: Option<String>,
+
+    /// Leave rows changed within DURATION alone (the projector may not have caught up), e.g. 5m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<Duration>,
+
+    /// Repair the keys listed in a `recon check` JSON or NDJSON report (each re-verified first).
+    #[arg(long, value_name = "FILE", group = "keys_from")]
+    pub from_report: Option<PathBuf>,
+
+    /// Repair these keys (comma-separated), re-verified first.
+    #[arg(long, value_name = "K1,K2", value_delimiter = ',', group = "keys_from")]
+    pub keys: Option<Vec<String>>,
+
+    /// Repair the keys in FILE, one per line.
+    #[arg(long, value_name = "FILE", group = "keys_from")]
+    pub keys_file: Option<PathBuf>,
+
+    /// Apply a plan written earlier with --plan; anything written since it was made conflicts.
+    #[arg(long, value_name = "FILE", group = "keys_from")]
+    pub from_plan: Option<PathBuf>,
+
+    /// Finish an interrupted repair from its audit log, without repeating applied actions.
+    #[arg(long, value_name = "AUDIT", group = "keys_from")]
+    pub resume: Option<PathBuf>,
+
+    /// Write to the read model (without it, only the plan is shown).
+    #[arg(long)]
+    pub apply: bool,
+
+    /// Do not ask for confirmation (required with --apply when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Write the whole plan to FILE (NDJSON); apply it later with --from-plan.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+
+    /// replace: write the whole projected document, keeping compare.ignore fields; patch: update only
+    /// the differing top-level fields.
+    #[arg(long, value_enum, default_value = "replace")]
+    pub mode: crate::repair::plan::RepairMode,
+
+    /// Refuse to apply a plan of more than N writes.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_changes: u64,
+
+    /// Refuse to apply a plan of more than N deletes.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_deletes: u64,
+
+    /// The write-ahead audit log [default: recon-repair-YYYYMMDDTHHMMSSZ.ndjson in the current directory].
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+
+    /// Most documents per bulk request.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub batch_size: usize,
+
+    /// Most bytes per bulk request, e.g. 5MB, 512KB.
+    #[arg(long, value_name = "SIZE", default_value = "5MB", value_parser = parse_bytes)]
+    pub batch_bytes: usize,
+
+    /// Bulk requests in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// Most documents written per second.
+    #[arg(long, value_name = "DOCS")]
+    pub max_rate: Option<f64>,
+
+    /// Summary format on stdout.
+    #[arg(long, short = 'f', value_enum, default_value = "text")]
+    pub format: crate::repair::SummaryFormat,
+
+    /// No progress bars or progress log lines.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+
+    /// Say where each setting came from, and more about the run, on stderr.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+/// Flags of `recon undo`.
+#[derive(Debug, Args, Clone)]
+pub struct UndoArgs {
+    /// The repair's audit log.
+    #[arg(value_name = "AUDIT")]
+    pub log: PathBuf,
+
+    /// Configuration file (TOML); see docs/configuration.md.
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        default_value = "recon.toml",
+        env = "RECON_CONFIG"
+    )]
+    pub config: PathBuf,
+
+    /// Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL.
+    #[arg(long, value_name = "URL")]
+    pub es_url: Option<String>,
+
+    /// Write to the read model (without it, only what would be undone is shown).
+    #[arg(long)]
+    pub apply: bool,
+
+    /// Do not ask for confirmation (required with --apply when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// The undo's own audit log [default: recon-undo-YYYYMMDDTHHMMSSZ.ndjson in the current directory].
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+
+    /// Most documents written per second.
+    #[arg(long, value_name = "DOCS")]
+    pub max_rate: Option<f64>,
+
+    /// Summary format on stdout.
+    #[arg(long, short = 'f', value_enum, default_value = "text")]
+    pub format: crate::repair::SummaryFormat,
+
+    /// Say where each setting came from on stderr.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct DemoArgs {
     /// Number of orders in the demo shop.
@@ -120,4 +297,24 @@ pub struct DemoArgs {
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 5m, 1h30m)"))
+}
+
+/// `5MB`, `512KB`, `1GB` or a bare number of bytes (binary units).
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim().to_ascii_uppercase();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t.as_str(), ""),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (examples: 5MB, 512KB)"))?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" => 1 << 10,
+        "M" | "MB" => 1 << 20,
+        "G" | "GB" => 1 << 30,
+        _ => return Err(format!("{text:?} is not a size (examples: 5MB, 512KB)")),
+    };
+    Ok(n * factor)
 }

@@ -37,6 +37,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Check(args) => commands::check::run(args).await,
         Command::Demo(args) => commands::demo::run(args).await,
+        Command::Repair(args) => commands::repair::run(args).await,
+        Command::Undo(args) => commands::undo::run(args).await,
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             commands::completions::generate(shell, &mut out);

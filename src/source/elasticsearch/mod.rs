@@ -2,6 +2,7 @@
 //! `search_after` pages sorted by the key field, read ahead on a background task.
 
 pub mod client;
+pub mod write;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,0 +1,167 @@
+//! `cargo bench --bench repair [-- --orders N]`: is `recon repair` as fast as raw `_bulk`?
+//!
+//! Generates N orders (default 100,000) in a throwaway PostgreSQL and an empty read model, then times,
+//! in one run: the same N projected documents sent as plain `_bulk` creates (batches of 1,000, read
+//! from PostgreSQL beforehand, so only the writes are timed), and `recon repair --apply --yes` as a
+//! separate process creating all N missing documents (check, re-verification, audit log with fsyncs,
+//! conditional bulk writes, refresh and re-check included). Prints the figures; docs/performance.md
+//! records them. Target: repair throughput >= 0.8x raw `_bulk`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use elasticsearch::http::Method;
+use futures::TryStreamExt;
+use serde_json::json;
+
+use recon::emulator::{Emulator, EmulatorConfig};
+use recon::pgcluster::PgCluster;
+use recon::shop;
+use recon::source::elasticsearch::{ConnectSettings, EsClient, RetryPolicy};
+use recon::source::postgres::{PostgresSettings, PostgresSource};
+use recon::source::{DocumentSource, KeyRange};
+
+fn main() -> anyhow::Result<()> {
+    let mut orders: u64 = 100_000;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--orders" {
+            orders = args.next().context("--orders N")?.parse()?;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(bench(orders))
+}
+
+async fn bench(orders: u64) -> anyhow::Result<()> {
+    let cluster = tokio::task::spawn_blocking(PgCluster::start).await??;
+    let pg_url = cluster.create_database("bench")?;
+    let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&pg_url).await?;
+    sqlx::raw_sql(shop::schema_sql()).execute(&mut conn).await?;
+    sqlx::raw_sql(&shop::seed_sql(orders, 7)).execute(&mut conn).await?;
+
+    let emulator = Emulator::start("127.0.0.1:0", EmulatorConfig::default()).await?;
+    let es = EsClient::connect(&connect(&emulator.url())).await?;
+    for index in ["raw", "orders"] {
+        es.request_ok(
+            Method::Put,
+            &format!("/{index}"),
+            &[],
+            Some(&json!({"settings": {"number_of_shards": 1},
+                         "mappings": {"properties": {"orderId": {"type": "long"}}}})),
+        )
+        .await?;
+    }
+
+    // 1. Raw _bulk: the projected documents, encoded beforehand, sent in batches of 1,000 creates.
+    let source = PostgresSource::connect(PostgresSettings::new(&pg_url, shop::projection_query(), "orderId")).await?;
+    let docs: Vec<_> = source.open_scan(KeyRange::all()).await?.docs.try_collect().await?;
+    let mut bodies = Vec::new();
+    for chunk in docs.chunks(1000) {
+        let mut body = Vec::with_capacity(chunk.len() * 400);
+        for d in chunk {
+            serde_json::to_writer(&mut body, &json!({"create": {"_index": "raw", "_id": d.key.doc_id()}}))?;
+            body.push(b'\n');
+            serde_json::to_writer(&mut body, &d.doc)?;
+            body.push(b'\n');
+        }
+        bodies.push(body);
+    }
+    let clock = Instant::now();
+    for body in bodies {
+        let answer = es
+            .request_bytes(Method::Post, "/_bulk", &[("refresh", "false")], Some(body))
+            .await?;
+        if answer.body["errors"].as_bool() != Some(false) {
+            bail!("raw bulk failed");
+        }
+    }
+    let raw = clock.elapsed();
+
+    // 2. recon repair, as users run it: every document is missing.
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("recon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[postgres]\nurl = \"{pg_url}\"\nquery = '''{}'''\nkey = \"orderId\"\nupdated_at = \"updatedAt\"\n\
+             [elasticsearch]\nurl = \"{}\"\nindex = \"orders\"\n[compare]\nignore = [\"updatedAt\"]\n",
+            shop::projection_query(),
+            emulator.url()
+        ),
+    )?;
+    let binary = env!("CARGO_BIN_EXE_recon");
+    let cap = orders.to_string();
+    let repair_dir = dir.path().to_path_buf();
+    let (repair, output) = tokio::task::spawn_blocking(move || {
+        let clock = Instant::now();
+        let output = Command::new(binary)
+            .current_dir(&repair_dir)
+            .args(["repair", "--quiet", "--verbose", "--apply", "--yes", "--format", "json"])
+            .args(["--max-changes", &cap, "--config", config.to_str().expect("utf-8 path")])
+            .output();
+        (clock.elapsed(), output)
+    })
+    .await?;
+    let output = output?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.code() != Some(0) {
+        bail!(
+            "recon repair failed: {stderr}\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    let applied = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("recon: applied "))
+        .and_then(|l| l.split(" in ").nth(1))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|s| s.parse::<f64>().ok())
+        .context("no apply timing on stderr")?;
+    let count = es.request_ok(Method::Get, "/orders/_count", &[], None).await?;
+
+    let n = orders as f64;
+    println!("orders: {orders}, documents in the repaired index: {}", count["count"]);
+    println!(
+        "raw _bulk (creates, 1,000/request):  {:>7.2} s  ({:.0} docs/s)",
+        secs(raw),
+        n / secs(raw)
+    );
+    println!(
+        "recon repair, apply phase:           {:>7.2} s  ({:.0} docs/s)  ratio {:.2} (target >= 0.8)",
+        applied,
+        n / applied,
+        secs(raw) / applied
+    );
+    println!(
+        "recon repair, whole run:             {:>7.2} s  ({:.0} docs/s)  ratio {:.2}",
+        secs(repair),
+        n / secs(repair),
+        secs(raw) / secs(repair)
+    );
+    for line in stderr.lines().filter(|l| l.starts_with("recon: ")) {
+        println!("  {line}");
+    }
+    emulator.shutdown().await;
+    drop(conn);
+    tokio::task::spawn_blocking(move || cluster.stop()).await??;
+    Ok(())
+}
+
+fn connect(url: &str) -> ConnectSettings {
+    ConnectSettings {
+        url: url.to_string(),
+        username: None,
+        password: None,
+        api_key: None,
+        ca_cert: None,
+        insecure: false,
+        timeout: Duration::from_secs(120),
+        retry: RetryPolicy::default(),
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}

@@ -1,0 +1,58 @@
+//! `recon repair`: flags to settings, then [`crate::repair::run`].
+
+use crate::cli::RepairArgs;
+use crate::commands::Outcome;
+use crate::config::{Overrides, Settings};
+use crate::progress::ProgressMode;
+use crate::repair::{self, KeySource, RepairOptions};
+use crate::source::elasticsearch::write::BulkSettings;
+
+pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
+    let overrides = Overrides {
+        pg_url: args.pg_url,
+        es_url: args.es_url,
+        es_index: args.index,
+    };
+    let settings = Settings::load(&args.config, &overrides, &|name| std::env::var(name).ok())?;
+    if args.verbose {
+        for line in settings.describe_origins() {
+            eprintln!("recon: {line}");
+        }
+    }
+    let keys = if let Some(path) = args.resume {
+        KeySource::Resume(path)
+    } else if let Some(path) = args.from_plan {
+        KeySource::Plan(path)
+    } else if let Some(path) = args.from_report {
+        KeySource::Report(path)
+    } else if let Some(keys) = args.keys {
+        KeySource::Keys(keys)
+    } else if let Some(path) = args.keys_file {
+        KeySource::Keys(repair::read_keys_file(&path)?)
+    } else {
+        KeySource::Check
+    };
+    let options = RepairOptions {
+        keys,
+        mode: args.mode,
+        apply: args.apply,
+        yes: args.yes,
+        plan_out: args.plan,
+        max_changes: args.max_changes,
+        max_deletes: args.max_deletes,
+        audit: args.audit,
+        bulk: BulkSettings {
+            max_bytes: args.batch_bytes.max(1),
+            max_actions: args.batch_size.max(1),
+            max_rate: args.max_rate,
+            ..BulkSettings::default()
+        },
+        concurrency: args.concurrency.max(1),
+        grace: args.grace,
+        progress: ProgressMode::detect(args.quiet),
+        format: args.format,
+        config_path: args.config,
+        verbose: args.verbose,
+    };
+    repair::run(&settings, &options).await
+}

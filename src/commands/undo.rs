@@ -1,0 +1,31 @@
+//! `recon undo AUDIT`: flags to settings, then [`crate::repair::undo::run`].
+
+use crate::cli::UndoArgs;
+use crate::commands::Outcome;
+use crate::config::{Overrides, Settings};
+use crate::repair::undo::{self, UndoOptions};
+use crate::source::elasticsearch::write::BulkSettings;
+
+pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
+    let overrides = Overrides {
+        es_url: args.es_url,
+        ..Overrides::default()
+    };
+    let settings = Settings::load(&args.config, &overrides, &|name| std::env::var(name).ok())?;
+    if args.verbose {
+        for line in settings.describe_origins() {
+            eprintln!("recon: {line}");
+        }
+    }
+    let options = UndoOptions {
+        apply: args.apply,
+        yes: args.yes,
+        audit: args.audit,
+        bulk: BulkSettings {
+            max_rate: args.max_rate,
+            ..BulkSettings::default()
+        },
+        format: args.format,
+    };
+    undo::run(&settings, &args.log, &options).await
+}

@@ -1,0 +1,368 @@
+//! Carrying out a plan: re-verify each key on both sides, build the writes from the rows read now,
+//! make the intents durable, send them as conditional bulk requests, record each outcome.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use elasticsearch::http::Method;
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::audit::{AuditLog, Intent, OutcomeRecord};
+use super::plan::{patch, replacement, BeforeImage, PlannedAction};
+use crate::diff::Comparator;
+use crate::model::{DriftKind, Key, KeyedDoc};
+use crate::source::elasticsearch::write::{BulkWriter, ConditionalWriter, ItemOutcome, ItemStatus, WriteKind};
+use crate::source::elasticsearch::{ElasticsearchSource, EsClient};
+use crate::source::postgres::PostgresSource;
+use crate::source::DocumentSource;
+
+/// How the outcomes add up.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub applied: u64,
+    pub conflict: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    /// Keys left alone because someone wrote meanwhile, with the reason.
+    pub conflicts: Vec<(Value, String)>,
+    pub failures: Vec<(Value, String)>,
+    /// Actions not attempted because the run was interrupted.
+    pub not_started: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, key: &Value, outcome: &OutcomeRecord) {
+        let reason = || outcome.error.clone().unwrap_or_default();
+        match outcome.status.as_str() {
+            "applied" => self.applied += 1,
+            "conflict" => {
+                self.conflict += 1;
+                self.conflicts.push((key.clone(), reason()));
+            }
+            "skipped" => self.skipped += 1,
+            _ => {
+                self.failed += 1;
+                self.failures.push((key.clone(), reason()));
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: Tally) {
+        self.applied += other.applied;
+        self.conflict += other.conflict;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.not_started += other.not_started;
+        self.conflicts.extend(other.conflicts);
+        self.failures.extend(other.failures);
+    }
+}
+
+/// Sends recorded intents: durable first, then the bulk requests, then the outcomes.
+pub struct Executor {
+    pub writer: BulkWriter,
+    pub client: EsClient,
+    pub audit: Mutex<AuditLog>,
+    /// Set on SIGINT/SIGTERM: no new batch starts; batches in flight finish and are recorded.
+    pub stop: Arc<AtomicBool>,
+    pub concurrency: usize,
+    /// A progress line on stderr every few seconds (not under `--quiet`).
+    pub progress: bool,
+}
+
+impl Executor {
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn record(&self, outcomes: &[OutcomeRecord]) -> anyhow::Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut audit = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(audit.outcomes(outcomes)?)
+    }
+
+    /// Writes intents. A request that fails as a whole leaves its intents without outcome and stops
+    /// the run: whether it applied is unknown, and `--resume` settles it safely.
+    pub async fn write(&self, intents: &[Intent]) -> anyhow::Result<Vec<OutcomeRecord>> {
+        if intents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let file = {
+            let mut audit = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            audit.append_intents(intents)?
+        };
+        // Durable before any write goes out; awaited, so the other batches in flight go on meanwhile.
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .context("the audit log's fsync did not finish")?
+            .context("cannot fsync the audit log; nothing of this batch was written")?;
+        let actions: Vec<_> = intents.iter().map(Intent::write_action).collect();
+        let mut items = Vec::with_capacity(actions.len());
+        for range in self.writer.batches(&actions) {
+            let batch = &actions[range];
+            items.extend(
+                self.writer
+                    .apply(batch)
+                    .await
+                    .context("a bulk request failed; its outcome is unknown until the repair is resumed")?,
+            );
+        }
+        let mut records = Vec::with_capacity(items.len());
+        for (intent, item) in intents.iter().zip(items) {
+            let item = if item.status == ItemStatus::Conflict {
+                self.settle_conflict(intent, item).await
+            } else {
+                item
+            };
+            records.push(OutcomeRecord::from_item(intent.seq, &item));
+        }
+        self.record(&records)?;
+        Ok(records)
+    }
+
+    /// A conflict may be this run's own write: a request whose answer was lost to a reset connection
+    /// is sent again by the client, and the second attempt conflicts with the first. When the
+    /// document now holds exactly what was written, the write applied; its version is recorded.
+    async fn settle_conflict(&self, intent: &Intent, item: ItemOutcome) -> ItemOutcome {
+        if intent.action == WriteKind::Delete {
+            return item;
+        }
+        let path = format!("/{}/_doc/{}", encode(&intent.index), encode(&intent.id));
+        let Ok(current) = self.client.request(Method::Get, &path, &[], None).await else {
+            return item;
+        };
+        if current.status != 200 || current.body["found"] != Value::Bool(true) {
+            return item;
+        }
+        let source = current.body["_source"].as_object();
+        let wanted = intent.doc.as_ref();
+        let holds = match (intent.action, source, wanted) {
+            (WriteKind::Create | WriteKind::Index, Some(s), Some(w)) => s == w,
+            (WriteKind::Update, Some(s), Some(w)) => w.iter().all(|(k, v)| s.get(k) == Some(v)),
+            _ => false,
+        };
+        // An index or update must also not be the version it was conditional on.
+        let moved = intent.if_seq_no != current.body["_seq_no"].as_i64();
+        if holds && (intent.action == WriteKind::Create || moved) {
+            ItemOutcome {
+                status: ItemStatus::Applied,
+                result: Some("verified".into()),
+                index: current.body["_index"].as_str().map(str::to_string),
+                seq_no: current.body["_seq_no"].as_i64(),
+                primary_term: current.body["_primary_term"].as_i64(),
+                error: None,
+            }
+        } else {
+            item
+        }
+    }
+
+    /// Prepares and writes every planned action, `chunk` keys' worth at a time, with bounded
+    /// concurrency.
+    pub async fn run_plan(
+        &self,
+        repairer: &Repairer<'_>,
+        actions: &[PlannedAction],
+        chunk: usize,
+    ) -> anyhow::Result<Tally> {
+        let chunks: Vec<&[PlannedAction]> = actions.chunks(chunk.max(1)).collect();
+        let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let mut results = futures::stream::iter(chunks)
+            .map(|part| async {
+                let mut tally = Tally::default();
+                if self.stopped() {
+                    tally.not_started = part.len() as u64;
+                    return tally;
+                }
+                let done = async {
+                    let (intents, skipped) = repairer.prepare(part).await?;
+                    self.record(&skipped)?;
+                    let outcomes = self.write(&intents).await?;
+                    anyhow::Ok((intents, skipped, outcomes))
+                }
+                .await;
+                match done {
+                    Ok((intents, skipped, outcomes)) => {
+                        let keys: HashMap<u64, &Value> = part.iter().map(|a| (a.seq, &a.key)).collect();
+                        for o in skipped.iter().chain(&outcomes) {
+                            tally.add(keys[&o.seq], o);
+                        }
+                        debug_assert_eq!(intents.len(), outcomes.len());
+                    }
+                    Err(e) => {
+                        self.stop.store(true, Ordering::SeqCst);
+                        tally.not_started = part.len() as u64;
+                        let mut slot = first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        slot.get_or_insert(e);
+                    }
+                }
+                tally
+            })
+            .buffer_unordered(self.concurrency.max(1));
+        let mut total = Tally::default();
+        let mut last_report = std::time::Instant::now();
+        while let Some(t) = results.next().await {
+            total.merge(t);
+            if self.progress && last_report.elapsed() >= std::time::Duration::from_secs(5) {
+                last_report = std::time::Instant::now();
+                let done = total.applied + total.conflict + total.failed + total.skipped;
+                eprintln!(
+                    "recon: repair: {done}/{} actions ({} applied, {} conflicts, {} failed)",
+                    actions.len(),
+                    total.applied,
+                    total.conflict,
+                    total.failed
+                );
+            }
+        }
+        drop(results);
+        tokio::task::block_in_place(|| {
+            let mut audit = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            audit.finish()
+        })?;
+        if let Some(e) = first_error
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            return Err(e);
+        }
+        Ok(total)
+    }
+}
+
+/// Re-verifies planned keys and builds their writes.
+pub struct Repairer<'a> {
+    pub write_model: &'a PostgresSource,
+    pub read_model: &'a ElasticsearchSource,
+    pub comparator: &'a Comparator,
+    pub ignore: &'a [String],
+}
+
+impl Repairer<'_> {
+    /// Reads the planned keys again on both sides and turns each action into an intent, or into a
+    /// `skipped`/`conflict` outcome when re-verification says the write must not happen.
+    pub async fn prepare(&self, part: &[PlannedAction]) -> anyhow::Result<(Vec<Intent>, Vec<OutcomeRecord>)> {
+        // Keys this run just verified on both sides are not read again; a plan from a file is.
+        let mut keys: Vec<Key> = part
+            .iter()
+            .filter(|a| a.verified.is_none())
+            .filter_map(PlannedAction::key)
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let need_read_model = part.iter().any(|a| a.before.is_none() && a.action != WriteKind::Create);
+        let (rows, docs) = if need_read_model {
+            tokio::try_join!(self.write_model.lookup(&keys), self.read_model.lookup(&keys))?
+        } else {
+            (self.write_model.lookup(&keys).await?, Vec::new())
+        };
+        let rows: HashMap<Key, KeyedDoc> = rows.into_iter().map(|d| (d.key.clone(), d)).collect();
+        let docs: HashMap<String, KeyedDoc> = docs.into_iter().filter_map(|d| Some((d.meta.id.clone()?, d))).collect();
+        let mut intents = Vec::new();
+        let mut skipped = Vec::new();
+        for a in part {
+            let Some(key) = a.key() else {
+                skipped.push(OutcomeRecord::skipped(
+                    a.seq,
+                    format!("not a key: {}", a.key),
+                    "invalid",
+                ));
+                continue;
+            };
+            let row = match &a.verified {
+                Some(v) => v.row.as_ref(),
+                None => rows.get(&key).map(|d| &d.doc),
+            };
+            let before = a
+                .before
+                .clone()
+                .or_else(|| docs.get(&a.id).and_then(|d| BeforeImage::of(d, &a.index)));
+            let intent = |doc| Intent {
+                seq: a.seq,
+                action: a.action,
+                key: a.key.clone(),
+                index: a.index.clone(),
+                id: a.id.clone(),
+                if_seq_no: a.if_seq_no,
+                if_primary_term: a.if_primary_term,
+                doc,
+                before: before.clone(),
+            };
+            match a.action {
+                WriteKind::Create => match row {
+                    None => skipped.push(OutcomeRecord::skipped(
+                        a.seq,
+                        "the row was deleted since the plan",
+                        "row_gone",
+                    )),
+                    Some(row) => intents.push(intent(Some(row.clone()))),
+                },
+                WriteKind::Delete => {
+                    if a.drift == DriftKind::Orphaned && row.is_some() {
+                        skipped.push(OutcomeRecord::skipped(
+                            a.seq,
+                            "the row exists again in the write model",
+                            "row_back",
+                        ));
+                    } else if before.is_none() {
+                        skipped.push(conflict(a.seq, "the document is gone"));
+                    } else {
+                        intents.push(intent(None));
+                    }
+                }
+                WriteKind::Index | WriteKind::Update => {
+                    let (Some(row), Some(current)) = (row, before.as_ref()) else {
+                        if row.is_none() {
+                            skipped.push(OutcomeRecord::skipped(
+                                a.seq,
+                                "the row was deleted since the plan",
+                                "row_gone",
+                            ));
+                        } else {
+                            skipped.push(conflict(a.seq, "the document is gone"));
+                        }
+                        continue;
+                    };
+                    if self.comparator.diff(row, &current.source).is_empty() {
+                        skipped.push(OutcomeRecord::skipped(a.seq, "already in sync", "in_sync"));
+                        continue;
+                    }
+                    let doc = if a.action == WriteKind::Index {
+                        replacement(row, &current.source, self.ignore)
+                    } else {
+                        // Fields are recomputed from the row read now: the plan's list may be stale.
+                        let mut fields: Vec<String> = self
+                            .comparator
+                            .diff(row, &current.source)
+                            .iter()
+                            .map(|d| super::plan::top_field(&d.path).to_string())
+                            .collect();
+                        fields.dedup();
+                        patch(row, &fields)
+                    };
+                    intents.push(intent(Some(doc)));
+                }
+            }
+        }
+        Ok((intents, skipped))
+    }
+}
+
+fn conflict(seq: u64, reason: &str) -> OutcomeRecord {
+    OutcomeRecord {
+        status: "conflict".into(),
+        ..OutcomeRecord::skipped(seq, reason, "gone")
+    }
+}
+
+/// Percent-encodes a path segment (ids may hold `/`, `?`, spaces).
+pub fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}

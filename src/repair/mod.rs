@@ -1,0 +1,818 @@
+//! `recon repair`: re-verify drifted keys on both sides, plan conditional writes, and apply them behind
+//! a write-ahead audit log that `recon undo` and `--resume` read.
+//!
+//! The rule everything here follows: a repair never loses a write. Every write is conditional on the
+//! version that was compared (`if_seq_no` + `if_primary_term`) or is a `create`; a conflict means
+//! someone wrote meanwhile, and the key is left alone and reported.
+//!
+//! [`plan`] is pure; [`apply`] re-reads and writes; [`audit`] is the log; [`undo`] reads it back.
+
+pub mod apply;
+pub mod audit;
+pub mod plan;
+pub mod undo;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use elasticsearch::http::Method;
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use self::apply::{Executor, Repairer, Tally};
+use self::audit::{AuditLog, Header, AUDIT_SCHEMA};
+use self::plan::{plan_key, PlanContext, PlannedAction, RepairMode};
+use crate::commands::check::{connect_sides, scan, ScanScope};
+use crate::commands::Outcome;
+use crate::config::Settings;
+use crate::diff::Comparator;
+use crate::model::{DriftKind, Key, KeyKind, KeyedDoc};
+use crate::progress::ProgressMode;
+use crate::source::elasticsearch::write::{BulkSettings, BulkWriter, WriteKind};
+use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, RetryPolicy};
+use crate::source::postgres::PostgresSource;
+use crate::source::{DocumentSource, KeyRange};
+
+/// Keys looked up per request while planning and re-checking.
+const LOOKUP_CHUNK: usize = 1000;
+/// Lookup chunks in flight at once.
+const LOOKUPS_IN_FLIGHT: usize = 4;
+
+/// Where the keys to repair come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A full check, now.
+    Check,
+    /// The drift listed in a `recon.check/v1` report (JSON or NDJSON).
+    Report(PathBuf),
+    /// Keys given by the operator, as text.
+    Keys(Vec<String>),
+    /// A plan written earlier with `--plan`: its conditions are kept, so anything written since
+    /// the plan was made conflicts.
+    Plan(PathBuf),
+    /// The unfinished part of an audit log.
+    Resume(PathBuf),
+}
+
+/// Output of the summary on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SummaryFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct RepairOptions {
+    pub keys: KeySource,
+    pub mode: RepairMode,
+    pub apply: bool,
+    pub yes: bool,
+    pub plan_out: Option<PathBuf>,
+    pub max_changes: u64,
+    pub max_deletes: u64,
+    pub audit: Option<PathBuf>,
+    pub bulk: BulkSettings,
+    pub concurrency: usize,
+    pub grace: Option<Duration>,
+    pub progress: ProgressMode,
+    pub format: SummaryFormat,
+    /// The config file path, for the header and the printed resume/undo commands.
+    pub config_path: PathBuf,
+    /// Timings and counts of each phase on stderr.
+    pub verbose: bool,
+}
+
+/// A repair's connections: the write model, the read model with whole `_source`s (before-images
+/// and replacements need every field), and the comparator.
+pub struct Connected {
+    pub write_model: PostgresSource,
+    pub read_model: ElasticsearchSource,
+    pub comparator: Comparator,
+}
+
+pub fn es_connect_settings(settings: &Settings) -> ConnectSettings {
+    let es = &settings.elasticsearch;
+    ConnectSettings {
+        url: es.url.expose().to_string(),
+        username: es.username.clone(),
+        password: es.password.clone(),
+        api_key: es.api_key.clone(),
+        ca_cert: es.ca_cert.clone(),
+        insecure: es.insecure,
+        timeout: es.timeout,
+        retry: RetryPolicy::default(),
+    }
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Connected> {
+    let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
+    let pg = crate::source::postgres::PostgresSettings {
+        updated_at: settings.postgres.updated_at.clone(),
+        page_size: settings.postgres.page_size,
+        ..crate::source::postgres::PostgresSettings::new(
+            settings.postgres.url.expose(),
+            &settings.postgres.query,
+            &settings.postgres.key,
+        )
+    };
+    let es = &settings.elasticsearch;
+    let es_settings = ElasticsearchSettings {
+        connect: es_connect_settings(settings),
+        index: es.index.clone(),
+        key_field: es.key.clone(),
+        page_size: es.page_size,
+        keep_alive: es.keep_alive.clone(),
+        source_includes: None,
+        source_excludes: Vec::new(),
+        prefetch_pages: 2,
+    };
+    let (write_model, read_model) =
+        tokio::try_join!(PostgresSource::connect(pg), ElasticsearchSource::connect(es_settings))?;
+    if write_model.key_kind() != read_model.key_kind() {
+        bail!(
+            "the two sides sort keys differently: postgres.key is an {} key but elasticsearch.key is mapped as {}",
+            write_model.key_kind(),
+            read_model.key_kind()
+        );
+    }
+    Ok(Connected {
+        write_model,
+        read_model,
+        comparator,
+    })
+}
+
+/// What a repair run did, for the summary.
+#[derive(Debug, Default)]
+struct RunReport {
+    planned: Vec<PlannedAction>,
+    tally: Tally,
+    remaining: BTreeMap<DriftKind, u64>,
+    remaining_keys: Vec<(Value, DriftKind)>,
+    audit: Option<PathBuf>,
+    applied: bool,
+}
+
+/// Runs `recon repair` with resolved settings.
+pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result<Outcome> {
+    if let KeySource::Resume(path) = &options.keys {
+        return resume(settings, options, path).await;
+    }
+    let conn = connect(settings).await?;
+    let cx = PlanContext {
+        comparator: &conn.comparator,
+        mode: options.mode,
+        write_index: settings.elasticsearch.index.clone(),
+        pending_since_ms: pending_since(settings, options.grace)?,
+    };
+    let clock = std::time::Instant::now();
+    let actions = match &options.keys {
+        KeySource::Plan(path) => read_plan(path)?,
+        KeySource::Check => {
+            let keys = match drifted_keys(settings, options).await? {
+                Some(keys) => keys,
+                None => {
+                    eprintln!("recon: interrupted; nothing was written");
+                    return Ok(Outcome::Interrupted);
+                }
+            };
+            plan_keys(&conn, &cx, &keys).await?
+        }
+        KeySource::Report(path) => plan_keys(&conn, &cx, &report_keys(path)?).await?,
+        KeySource::Keys(texts) => plan_keys(&conn, &cx, &parse_keys(texts, conn.write_model.key_kind())?).await?,
+        KeySource::Resume(_) => unreachable!("handled above"),
+    };
+    if options.verbose {
+        eprintln!(
+            "recon: planned {} actions in {:.2} s (keys found and re-verified on both sides)",
+            actions.len(),
+            clock.elapsed().as_secs_f64()
+        );
+    }
+    if let Some(path) = &options.plan_out {
+        write_plan(path, settings, &actions).with_context(|| format!("cannot write the plan to {}", path.display()))?;
+    }
+    print_plan(&actions, options);
+    if actions.is_empty() {
+        print_summary(options, &RunReport { ..RunReport::default() })?;
+        return Ok(Outcome::InSync);
+    }
+    let deletes = actions.iter().filter(|a| a.action == WriteKind::Delete).count() as u64;
+    let changes = actions.len() as u64;
+    let over_caps = caps_message(changes, deletes, options);
+    if !options.apply {
+        if let Some(message) = &over_caps {
+            eprintln!("recon: warning: {message}");
+        }
+        eprintln!("recon: dry run: nothing was written; run again with --apply to make these changes");
+        print_summary(
+            options,
+            &RunReport {
+                planned: actions,
+                ..RunReport::default()
+            },
+        )?;
+        return Ok(Outcome::Drift);
+    }
+    if let Some(message) = over_caps {
+        bail!("{message}");
+    }
+    if !confirm(
+        &format!(
+            "Apply {changes} changes ({deletes} deletes) to {}?",
+            settings.elasticsearch.index
+        ),
+        options.yes,
+    )? {
+        eprintln!("recon: not confirmed; nothing was written");
+        return Ok(Outcome::Drift);
+    }
+    // The log exists, durable, before the first write; an unwritable path stops the run here.
+    let audit_path = options.audit.clone().unwrap_or_else(|| audit::default_path("repair"));
+    let mut log = AuditLog::create(&audit_path)?;
+    log.header(&header("repair", settings, options, Some(options.mode)))?;
+    log.plan(&actions)?;
+    if options.progress != ProgressMode::Off {
+        eprintln!(
+            "recon: applying {changes} actions to {}; audit log {}",
+            settings.elasticsearch.index,
+            audit_path.display()
+        );
+    }
+    let executor = executor(&conn, log, options)?;
+    let repairer = Repairer {
+        write_model: &conn.write_model,
+        read_model: &conn.read_model,
+        comparator: &conn.comparator,
+        ignore: &settings.compare.ignore,
+    };
+    let clock = std::time::Instant::now();
+    let tally = executor
+        .run_plan(&repairer, &actions, options.bulk.max_actions)
+        .await
+        .map_err(|e| e.context(resume_hint(&audit_path, options)))?;
+    if options.verbose {
+        let secs = clock.elapsed().as_secs_f64();
+        eprintln!(
+            "recon: applied {} actions in {secs:.2} s ({:.0} actions/s)",
+            actions.len(),
+            actions.len() as f64 / secs
+        );
+    }
+    finish(settings, options, &conn, &cx, &executor, actions, tally, audit_path).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    settings: &Settings,
+    options: &RepairOptions,
+    conn: &Connected,
+    cx: &PlanContext<'_>,
+    executor: &Executor,
+    actions: Vec<PlannedAction>,
+    tally: Tally,
+    audit_path: PathBuf,
+) -> anyhow::Result<Outcome> {
+    if executor.stopped() {
+        eprintln!(
+            "recon: interrupted: {} actions recorded, {} not started; {}",
+            tally.applied + tally.conflict + tally.failed + tally.skipped,
+            tally.not_started,
+            resume_hint(&audit_path, options)
+        );
+        return Ok(Outcome::Interrupted);
+    }
+    // Searches see writes only after a refresh; the re-check must see the repair.
+    let refresh = format!("/{}/_refresh", apply::encode(&settings.elasticsearch.index));
+    conn.read_model
+        .client()
+        .request_ok(Method::Post, &refresh, &[], None)
+        .await?;
+    let keys: Vec<Key> = {
+        let set: BTreeSet<Key> = actions.iter().filter_map(PlannedAction::key).collect();
+        set.into_iter().collect()
+    };
+    let recheck = plan_keys_verdicts(conn, cx, &keys).await?;
+    let mut report = RunReport {
+        planned: actions,
+        tally,
+        audit: Some(audit_path),
+        applied: true,
+        ..RunReport::default()
+    };
+    for (key, drift) in recheck {
+        if drift != DriftKind::Pending {
+            *report.remaining.entry(drift).or_insert(0) += 1;
+            report.remaining_keys.push((key.to_json(), drift));
+        }
+    }
+    print_summary(options, &report)?;
+    let clean = report.remaining.is_empty() && report.tally.failed == 0 && report.tally.conflict == 0;
+    Ok(if clean { Outcome::InSync } else { Outcome::Drift })
+}
+
+fn executor(conn: &Connected, log: AuditLog, options: &RepairOptions) -> anyhow::Result<Executor> {
+    let client = conn.read_model.client().clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        crate::commands::interrupted().await;
+        flag.store(true, Ordering::SeqCst);
+    });
+    Ok(Executor {
+        writer: BulkWriter::new(client.clone(), options.bulk.clone()),
+        client,
+        audit: Mutex::new(log),
+        stop,
+        concurrency: options.concurrency,
+        progress: options.progress != ProgressMode::Off,
+    })
+}
+
+fn resume_hint(audit: &Path, options: &RepairOptions) -> String {
+    format!(
+        "finish with: recon repair --resume {} --config {} --apply --yes",
+        audit.display(),
+        options.config_path.display()
+    )
+}
+
+fn header(command: &str, settings: &Settings, options: &RepairOptions, mode: Option<RepairMode>) -> Header {
+    Header {
+        schema: AUDIT_SCHEMA.into(),
+        command: command.into(),
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        config: Some(options.config_path.display().to_string()),
+        index: settings.elasticsearch.index.clone(),
+        mode: mode.map(|m| {
+            match m {
+                RepairMode::Replace => "replace",
+                RepairMode::Patch => "patch",
+            }
+            .to_string()
+        }),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+/// `--resume AUDIT`: send the intents that have no outcome again (each applies once or conflicts),
+/// then carry out the plan's actions that never got an intent.
+async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> anyhow::Result<Outcome> {
+    let contents = audit::read(path)?;
+    let header = contents
+        .header
+        .clone()
+        .with_context(|| format!("{} has no header; is it a recon audit log?", path.display()))?;
+    if header.command != "repair" {
+        bail!(
+            "{} is the log of a `recon {}`, not of a repair",
+            path.display(),
+            header.command
+        );
+    }
+    if header.index != settings.elasticsearch.index {
+        bail!(
+            "{} repaired index {:?}, but the configuration names {:?}; pass --index {}",
+            path.display(),
+            header.index,
+            settings.elasticsearch.index,
+            header.index
+        );
+    }
+    let unrecorded: Vec<audit::Intent> = contents
+        .intents
+        .values()
+        .filter(|i| !contents.outcomes.contains_key(&i.seq))
+        .cloned()
+        .collect();
+    let untouched: Vec<PlannedAction> = contents
+        .plan
+        .iter()
+        .filter(|a| !contents.intents.contains_key(&a.seq) && !contents.outcomes.contains_key(&a.seq))
+        .cloned()
+        .collect();
+    let done = contents.outcomes.len();
+    eprintln!(
+        "recon: {}: {} actions done, {} sent without a recorded outcome, {} not started",
+        path.display(),
+        done,
+        unrecorded.len(),
+        untouched.len()
+    );
+    let mode = match header.mode.as_deref() {
+        Some("patch") => RepairMode::Patch,
+        _ => RepairMode::Replace,
+    };
+    let conn = connect(settings).await?;
+    let cx = PlanContext {
+        comparator: &conn.comparator,
+        mode,
+        write_index: settings.elasticsearch.index.clone(),
+        pending_since_ms: pending_since(settings, options.grace)?,
+    };
+    let todo = unrecorded.len() + untouched.len();
+    if !options.apply {
+        eprintln!("recon: dry run: run again with --apply to finish the repair");
+        return Ok(if todo == 0 { Outcome::InSync } else { Outcome::Drift });
+    }
+    if todo > 0 && !confirm(&format!("Finish the repair: {todo} actions?"), options.yes)? {
+        eprintln!("recon: not confirmed; nothing was written");
+        return Ok(Outcome::Drift);
+    }
+    let mut log = AuditLog::append_to(path)?;
+    log.note(
+        "resume",
+        &json!({"started_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}),
+    )?;
+    let executor = executor(&conn, log, options)?;
+    let mut tally = Tally::default();
+    let keys_of: HashMap<u64, Value> = contents.plan.iter().map(|a| (a.seq, a.key.clone())).collect();
+    for part in unrecorded.chunks(options.bulk.max_actions.max(1)) {
+        if executor.stopped() {
+            tally.not_started += part.len() as u64;
+            continue;
+        }
+        let outcomes = executor
+            .write(part)
+            .await
+            .map_err(|e| e.context(resume_hint(path, options)))?;
+        for o in &outcomes {
+            let key = keys_of.get(&o.seq).cloned().unwrap_or(Value::Null);
+            tally.add(&key, o);
+        }
+    }
+    let repairer = Repairer {
+        write_model: &conn.write_model,
+        read_model: &conn.read_model,
+        comparator: &conn.comparator,
+        ignore: &settings.compare.ignore,
+    };
+    let rest = executor
+        .run_plan(&repairer, &untouched, options.bulk.max_actions)
+        .await
+        .map_err(|e| e.context(resume_hint(path, options)))?;
+    tally.merge(rest);
+    finish(
+        settings,
+        options,
+        &conn,
+        &cx,
+        &executor,
+        contents.plan,
+        tally,
+        path.to_path_buf(),
+    )
+    .await
+}
+
+fn pending_since(settings: &Settings, grace: Option<Duration>) -> anyhow::Result<Option<i64>> {
+    let Some(grace) = grace else { return Ok(None) };
+    if settings.postgres.updated_at.is_none() {
+        bail!("--grace needs postgres.updated_at: the column with each row's last change");
+    }
+    Ok(Some(chrono::Utc::now().timestamp_millis() - grace.as_millis() as i64))
+}
+
+/// A full check's drifted keys (pending drift left out); None when interrupted.
+async fn drifted_keys(settings: &Settings, options: &RepairOptions) -> anyhow::Result<Option<Vec<Key>>> {
+    let sides = connect_sides(settings).await?;
+    let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
+    let scope = ScanScope {
+        range: KeyRange::all(),
+        grace: options.grace,
+        progress: options.progress,
+    };
+    let mut keys = Vec::new();
+    let scanned = scan(&sides, comparator, &scope, |drift| {
+        if drift.kind != DriftKind::Pending {
+            keys.push(drift.key.clone());
+        }
+        Ok(())
+    })
+    .await?;
+    if scanned.interrupted {
+        return Ok(None);
+    }
+    eprintln!(
+        "recon: check: {} rows, {} documents, {} drifted keys to re-verify",
+        scanned.summary.source_rows,
+        scanned.summary.target_docs,
+        keys.len()
+    );
+    Ok(Some(keys))
+}
+
+/// Looks `keys` up on both sides, `LOOKUP_CHUNK` at a time, and plans each.
+async fn plan_keys(conn: &Connected, cx: &PlanContext<'_>, keys: &[Key]) -> anyhow::Result<Vec<PlannedAction>> {
+    let mut actions = Vec::new();
+    let mut seq = 0u64;
+    for_each_key(conn, keys, |key, expected, actual| {
+        for mut a in plan_key(key, expected, actual, cx).actions {
+            seq += 1;
+            a.seq = seq;
+            actions.push(a);
+        }
+    })
+    .await?;
+    Ok(actions)
+}
+
+/// Each key's drift now (in-sync keys left out).
+async fn plan_keys_verdicts(
+    conn: &Connected,
+    cx: &PlanContext<'_>,
+    keys: &[Key],
+) -> anyhow::Result<Vec<(Key, DriftKind)>> {
+    let mut verdicts = Vec::new();
+    for_each_key(conn, keys, |key, expected, actual| {
+        if let Some(drift) = plan_key(key, expected, actual, cx).drift {
+            verdicts.push((key.clone(), drift));
+        }
+    })
+    .await?;
+    Ok(verdicts)
+}
+
+async fn for_each_key(
+    conn: &Connected,
+    keys: &[Key],
+    mut each: impl FnMut(&Key, Option<&KeyedDoc>, &[KeyedDoc]),
+) -> anyhow::Result<()> {
+    let mut keys = keys.to_vec();
+    keys.sort();
+    keys.dedup();
+    // A few chunks in flight: each lookup is a round trip to both sides, and the write model
+    // answers several at once.
+    let mut lookups = futures::stream::iter(keys.chunks(LOOKUP_CHUNK))
+        .map(|chunk| async move {
+            let (rows, docs) = tokio::try_join!(conn.write_model.lookup(chunk), conn.read_model.lookup(chunk))?;
+            anyhow::Ok((chunk, rows, docs))
+        })
+        .buffered(LOOKUPS_IN_FLIGHT);
+    while let Some(looked_up) = lookups.next().await {
+        let (chunk, rows, docs) = looked_up?;
+        let mut rows: HashMap<Key, KeyedDoc> = rows.into_iter().map(|d| (d.key.clone(), d)).collect();
+        let mut by_key: HashMap<Key, Vec<KeyedDoc>> = HashMap::new();
+        for d in docs {
+            by_key.entry(d.key.clone()).or_default().push(d);
+        }
+        for key in chunk {
+            let actual = by_key.remove(key).unwrap_or_default();
+            each(key, rows.remove(key).as_ref(), &actual);
+        }
+    }
+    Ok(())
+}
+
+/// The keys of a `recon.check/v1` report, JSON or NDJSON. Pending drift is included: every key is
+/// re-verified, and a row still within `--grace` is left alone then.
+pub fn report_keys(path: &Path) -> anyhow::Result<Vec<Key>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the report {}", path.display()))?;
+    let mut records = Vec::new();
+    let mut schema = None;
+    let mut truncated = false;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(report) if report.is_object() => {
+            schema = report["schema"].as_str().map(str::to_string);
+            truncated = report["truncated"] == Value::Bool(true);
+            records.extend(report["drift"].as_array().cloned().unwrap_or_default());
+        }
+        _ => {
+            for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let value: Value = serde_json::from_str(line)
+                    .with_context(|| format!("{}:{}: not a JSON report line", path.display(), n + 1))?;
+                match value["type"].as_str() {
+                    Some("drift") => records.push(value["data"].clone()),
+                    Some("summary") => {
+                        schema = value["data"]["schema"].as_str().map(str::to_string);
+                        truncated = value["data"]["truncated"] == Value::Bool(true);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    if schema.as_deref() != Some("recon.check/v1") {
+        bail!(
+            "{} is not a complete recon.check/v1 report (JSON or NDJSON from `recon check --format json`)",
+            path.display()
+        );
+    }
+    if truncated {
+        eprintln!("recon: warning: the report was cut by --limit; only the keys it lists are repaired");
+    }
+    records
+        .iter()
+        .map(|r| Key::from_json(&r["key"]).with_context(|| format!("{}: drift without a key: {r}", path.display())))
+        .collect()
+}
+
+/// Keys given as text, read as the write model's key kind.
+pub fn parse_keys(texts: &[String], kind: KeyKind) -> anyhow::Result<Vec<Key>> {
+    texts
+        .iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .map(|t| match kind {
+            KeyKind::Int => t
+                .parse::<i64>()
+                .map(Key::Int)
+                .with_context(|| format!("key {t:?} is not an integer, and the key column is")),
+            KeyKind::Text => Ok(Key::Text(t.to_string())),
+        })
+        .collect()
+}
+
+/// `--keys-file`: one key per line.
+pub fn read_keys_file(path: &Path) -> anyhow::Result<Vec<String>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read keys from {}", path.display()))?;
+    Ok(std::io::BufReader::new(file)
+        .lines()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|l| !l.trim().is_empty())
+        .collect())
+}
+
+/// `--plan FILE`: `{"type":"header",...}` then one `{"type":"action","data":...}` per action.
+fn write_plan(path: &Path, settings: &Settings, actions: &[PlannedAction]) -> anyhow::Result<()> {
+    let file = crate::report::AtomicFile::create(path)?;
+    {
+        let mut out = std::io::BufWriter::new(file.handle());
+        let header = json!({"type": "header", "data": {
+            "schema": "recon.repair-plan/v1",
+            "index": settings.elasticsearch.index,
+            "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "actions": actions.len(),
+        }});
+        serde_json::to_writer(&mut out, &header)?;
+        out.write_all(b"\n")?;
+        for a in actions {
+            serde_json::to_writer(&mut out, &json!({"type": "action", "data": a}))?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+    }
+    file.commit()?;
+    Ok(())
+}
+
+fn read_plan(path: &Path) -> anyhow::Result<Vec<PlannedAction>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
+    let mut actions = Vec::new();
+    let mut header = false;
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let value: Value =
+            serde_json::from_str(line).with_context(|| format!("{}:{}: not a plan line", path.display(), n + 1))?;
+        match value["type"].as_str() {
+            Some("header") => header = value["data"]["schema"] == "recon.repair-plan/v1",
+            Some("action") => actions.push(
+                serde_json::from_value(value["data"].clone())
+                    .with_context(|| format!("{}:{}: not a planned action", path.display(), n + 1))?,
+            ),
+            _ => {}
+        }
+    }
+    if !header {
+        bail!(
+            "{} is not a recon.repair-plan/v1 plan (written by `recon repair --plan FILE`)",
+            path.display()
+        );
+    }
+    Ok(actions)
+}
+
+fn caps_message(changes: u64, deletes: u64, options: &RepairOptions) -> Option<String> {
+    let over = if changes > options.max_changes {
+        format!(
+            "the plan makes {changes} changes, more than --max-changes {}",
+            options.max_changes
+        )
+    } else if deletes > options.max_deletes {
+        format!(
+            "the plan deletes {deletes} documents, more than --max-deletes {}",
+            options.max_deletes
+        )
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{over}; recon refuses to apply it. Drift this large usually means the projection itself is broken: \
+         rebuild the index with `recon reindex`, or raise the cap once you have read the plan (--plan FILE)"
+    ))
+}
+
+/// Asks on the terminal unless `--yes`. Without a terminal there is nobody to ask, so `--apply`
+/// needs `--yes`: a cron job never writes by accident.
+pub fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("--apply without a terminal needs --yes; nothing was written");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+fn print_plan(actions: &[PlannedAction], options: &RepairOptions) {
+    if options.format != SummaryFormat::Text {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let keys: BTreeSet<String> = actions.iter().map(|a| a.key.to_string()).collect();
+    let _ = writeln!(out, "plan: {} actions on {} keys", actions.len(), keys.len());
+    for ((drift, kind), n) in plan::counts(actions) {
+        let _ = writeln!(out, "  {:<11} {:<7} {n}", drift.as_str(), kind.as_str());
+    }
+    for a in actions.iter().take(10) {
+        let condition = match (a.if_seq_no, a.if_primary_term) {
+            (Some(s), Some(t)) if a.action != WriteKind::Create => format!(" if_seq_no={s} if_primary_term={t}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {} {}/{}{condition}  ({} key {})",
+            a.action.as_str(),
+            a.index,
+            a.id,
+            a.drift.as_str(),
+            a.key
+        );
+    }
+    if actions.len() > 10 {
+        let _ = writeln!(out, "  … {} more (--plan FILE writes them all)", actions.len() - 10);
+    }
+}
+
+fn print_summary(options: &RepairOptions, report: &RunReport) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let t = &report.tally;
+    match options.format {
+        SummaryFormat::Json => {
+            let planned: BTreeMap<String, u64> = plan::counts(&report.planned)
+                .into_iter()
+                .map(|((d, k), n)| (format!("{}.{}", d.as_str(), k.as_str()), n))
+                .collect();
+            let summary = json!({
+                "schema": "recon.repair/v1",
+                "applied": report.applied,
+                "planned": planned,
+                "actions": report.planned.len(),
+                "outcomes": {"applied": t.applied, "conflict": t.conflict, "failed": t.failed,
+                             "skipped": t.skipped, "not_started": t.not_started},
+                "conflicts": t.conflicts.iter().map(|(k, r)| json!({"key": k, "reason": r})).collect::<Vec<_>>(),
+                "failures": t.failures.iter().map(|(k, r)| json!({"key": k, "error": r})).collect::<Vec<_>>(),
+                "remaining": report.remaining.iter().map(|(d, n)| (d.as_str().to_string(), *n))
+                    .collect::<BTreeMap<_, _>>(),
+                "remaining_keys": report.remaining_keys.iter()
+                    .map(|(k, d)| json!({"key": k, "kind": d.as_str()})).collect::<Vec<_>>(),
+                "audit": report.audit.as_ref().map(|p| p.display().to_string()),
+            });
+            serde_json::to_writer(&mut out, &summary)?;
+            writeln!(out)?;
+        }
+        SummaryFormat::Text if report.applied => {
+            writeln!(
+                out,
+                "applied {}, conflicts {}, failed {}, skipped {}",
+                t.applied, t.conflict, t.failed, t.skipped
+            )?;
+            for (key, reason) in t.conflicts.iter().take(20) {
+                writeln!(out, "  conflict: key {key}: {reason}")?;
+            }
+            for (key, reason) in t.failures.iter().take(20) {
+                writeln!(out, "  failed: key {key}: {reason}")?;
+            }
+            let remaining: u64 = report.remaining.values().sum();
+            writeln!(out, "after the repair: {remaining} keys still drift")?;
+            for (key, drift) in report.remaining_keys.iter().take(20) {
+                writeln!(out, "  {} key {key}", drift.as_str())?;
+            }
+            if let Some(path) = &report.audit {
+                writeln!(
+                    out,
+                    "audit log: {} (undo: recon undo {} --config {})",
+                    path.display(),
+                    path.display(),
+                    options.config_path.display()
+                )?;
+            }
+        }
+        SummaryFormat::Text => {
+            if report.planned.is_empty() {
+                writeln!(out, "nothing to repair")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

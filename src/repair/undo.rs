@@ -1,0 +1,292 @@
+//! `recon undo AUDIT`: put back what a repair changed, conditionally, from its audit log.
+//!
+//! Each applied action is reversed only if the document is still the one the repair wrote (its
+//! `seq_no`/`primary_term` as recorded in the outcome): a created document is deleted, an
+//! overwritten one gets its before-image back, a deleted one is created again with its `_id` and
+//! `_source`. A document changed since the repair conflicts and is reported, never overwritten.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context};
+use elasticsearch::http::Method;
+
+use super::apply::{Executor, Tally};
+use super::audit::{self, AuditLog, Header, Intent, OutcomeRecord, AUDIT_SCHEMA};
+use super::plan::BeforeImage;
+use super::{confirm, SummaryFormat};
+use crate::commands::Outcome;
+use crate::config::Settings;
+use crate::source::elasticsearch::write::{BulkSettings, BulkWriter, WriteKind};
+use crate::source::elasticsearch::EsClient;
+
+#[derive(Debug, Clone)]
+pub struct UndoOptions {
+    pub apply: bool,
+    pub yes: bool,
+    /// The undo's own audit log.
+    pub audit: Option<PathBuf>,
+    pub bulk: BulkSettings,
+    pub format: SummaryFormat,
+}
+
+/// What undoing `intent` (whose outcome was `outcome`) writes; None when there is nothing to undo.
+pub fn reversal(seq: u64, intent: &Intent, outcome: &OutcomeRecord) -> Option<Intent> {
+    if outcome.status != "applied" {
+        return None;
+    }
+    let written_index = outcome.index.clone().unwrap_or_else(|| intent.index.clone());
+    let after = |source: Option<&serde_json::Map<String, serde_json::Value>>| {
+        Some(BeforeImage {
+            index: written_index.clone(),
+            source: source?.clone(),
+            seq_no: outcome.seq_no?,
+            primary_term: outcome.primary_term?,
+        })
+    };
+    let conditional = |kind: WriteKind, doc| Intent {
+        seq,
+        action: kind,
+        key: intent.key.clone(),
+        index: written_index.clone(),
+        id: intent.id.clone(),
+        if_seq_no: outcome.seq_no,
+        if_primary_term: outcome.primary_term,
+        doc,
+        before: after(intent.doc.as_ref().filter(|_| intent.action != WriteKind::Update)),
+    };
+    match intent.action {
+        WriteKind::Create => Some(conditional(WriteKind::Delete, None)),
+        WriteKind::Index | WriteKind::Update => {
+            let before = intent.before.as_ref()?;
+            Some(conditional(WriteKind::Index, Some(before.source.clone())))
+        }
+        WriteKind::Delete => {
+            let before = intent.before.as_ref()?;
+            Some(Intent {
+                seq,
+                action: WriteKind::Create,
+                key: intent.key.clone(),
+                index: before.index.clone(),
+                id: intent.id.clone(),
+                if_seq_no: None,
+                if_primary_term: None,
+                doc: Some(before.source.clone()),
+                before: None,
+            })
+        }
+    }
+}
+
+pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) -> anyhow::Result<Outcome> {
+    let contents = audit::read(repair_log)?;
+    let header = contents
+        .header
+        .clone()
+        .with_context(|| format!("{} has no header; is it a recon audit log?", repair_log.display()))?;
+    if header.command != "repair" {
+        bail!(
+            "{} is the log of a `recon {}`; only a repair can be undone",
+            repair_log.display(),
+            header.command
+        );
+    }
+    let mut reversals = Vec::new();
+    let mut unknown = 0u64;
+    for (seq, intent) in &contents.intents {
+        match contents.outcomes.get(seq) {
+            Some(outcome) => {
+                if let Some(r) = reversal(reversals.len() as u64 + 1, intent, outcome) {
+                    reversals.push(r);
+                }
+            }
+            None => unknown += 1,
+        }
+    }
+    if unknown > 0 {
+        eprintln!(
+            "recon: warning: {unknown} actions of {} have no recorded outcome (interrupted); finish the repair \
+             with --resume first, or they stay as they are",
+            repair_log.display()
+        );
+    }
+    let count = |k: WriteKind| reversals.iter().filter(|r| r.action == k).count();
+    if options.format == SummaryFormat::Text {
+        println!(
+            "undo plan: {} actions: delete {} created, restore {} overwritten, re-create {} deleted",
+            reversals.len(),
+            count(WriteKind::Delete),
+            count(WriteKind::Index),
+            count(WriteKind::Create)
+        );
+    }
+    if reversals.is_empty() {
+        return Ok(Outcome::InSync);
+    }
+    if !options.apply {
+        eprintln!("recon: dry run: nothing was written; run again with --apply to undo");
+        return Ok(Outcome::Drift);
+    }
+    if !confirm(
+        &format!("Undo {} changes on {}?", reversals.len(), header.index),
+        options.yes,
+    )? {
+        eprintln!("recon: not confirmed; nothing was written");
+        return Ok(Outcome::Drift);
+    }
+    let client = EsClient::connect(&super::es_connect_settings(settings)).await?;
+    let path = options.audit.clone().unwrap_or_else(|| audit::default_path("undo"));
+    let mut log = AuditLog::create(&path)?;
+    log.header(&Header {
+        schema: AUDIT_SCHEMA.into(),
+        command: "undo".into(),
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        config: settings.source_file.as_ref().map(|p| p.display().to_string()),
+        index: header.index.clone(),
+        mode: None,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+    })?;
+    log.note(
+        "undoes",
+        &serde_json::json!({"audit": repair_log.display().to_string()}),
+    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        crate::commands::interrupted().await;
+        flag.store(true, Ordering::SeqCst);
+    });
+    let executor = Executor {
+        writer: BulkWriter::new(client.clone(), options.bulk.clone()),
+        client,
+        audit: Mutex::new(log),
+        stop,
+        concurrency: 1,
+        progress: false,
+    };
+    let mut tally = Tally::default();
+    let mut not_started = 0;
+    for part in reversals.chunks(options.bulk.max_actions.max(1)) {
+        if executor.stopped() {
+            not_started += part.len();
+            continue;
+        }
+        for (r, o) in part.iter().zip(executor.write(part).await?) {
+            let mut one = Tally::default();
+            match o.status.as_str() {
+                "applied" => one.applied = 1,
+                "conflict" => {
+                    one.conflict = 1;
+                    one.conflicts
+                        .push((r.key.clone(), format!("_id {}: changed since the repair", r.id)));
+                }
+                _ => {
+                    one.failed = 1;
+                    one.failures.push((r.key.clone(), o.error.clone().unwrap_or_default()));
+                }
+            }
+            tally.merge(one);
+        }
+    }
+    executor
+        .audit
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .finish()?;
+    // Searches (the next check or repair) see the undo only after a refresh.
+    let refresh = format!("/{}/_refresh", super::apply::encode(&header.index));
+    if let Err(e) = executor.client.request_ok(Method::Post, &refresh, &[], None).await {
+        eprintln!("recon: warning: cannot refresh {}: {e}", header.index);
+    }
+    match options.format {
+        SummaryFormat::Text => {
+            println!(
+                "undone {}, changed since the repair (skipped) {}, failed {}",
+                tally.applied, tally.conflict, tally.failed
+            );
+            for (key, reason) in tally.conflicts.iter().chain(&tally.failures).take(20) {
+                println!("  key {key}: {reason}");
+            }
+            println!("undo audit log: {}", path.display());
+        }
+        SummaryFormat::Json => println!(
+            "{}",
+            serde_json::json!({
+                "schema": "recon.undo/v1",
+                "undone": tally.applied, "conflict": tally.conflict, "failed": tally.failed,
+                "not_started": not_started,
+                "conflicts": tally.conflicts.iter().map(|(k, r)| serde_json::json!({"key": k, "reason": r}))
+                    .collect::<Vec<_>>(),
+                "audit": path.display().to_string(),
+            })
+        ),
+    }
+    if executor.stopped() {
+        eprintln!("recon: interrupted; {not_started} reversals not started");
+        return Ok(Outcome::Interrupted);
+    }
+    Ok(if tally.conflict == 0 && tally.failed == 0 {
+        Outcome::InSync
+    } else {
+        Outcome::Drift
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn intent(action: WriteKind, before: Option<BeforeImage>) -> Intent {
+        Intent {
+            seq: 7,
+            action,
+            key: json!(1),
+            index: "orders".into(),
+            id: "1".into(),
+            if_seq_no: Some(3),
+            if_primary_term: Some(1),
+            doc: json!({"customerName": "new"}).as_object().cloned(),
+            before,
+        }
+    }
+
+    fn applied(seq_no: i64) -> OutcomeRecord {
+        OutcomeRecord {
+            seq: 7,
+            status: "applied".into(),
+            result: Some("created".into()),
+            index: Some("orders-v2".into()),
+            seq_no: Some(seq_no),
+            primary_term: Some(1),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn each_write_is_reversed_on_the_version_the_repair_produced() {
+        let before = BeforeImage {
+            index: "orders-v2".into(),
+            source: json!({"customerName": "old"}).as_object().cloned().unwrap(),
+            seq_no: 3,
+            primary_term: 1,
+        };
+        let r = reversal(1, &intent(WriteKind::Create, None), &applied(9)).unwrap();
+        assert_eq!(
+            (r.action, r.index.as_str(), r.if_seq_no),
+            (WriteKind::Delete, "orders-v2", Some(9))
+        );
+        let r = reversal(1, &intent(WriteKind::Index, Some(before.clone())), &applied(9)).unwrap();
+        assert_eq!((r.action, r.if_seq_no), (WriteKind::Index, Some(9)));
+        assert_eq!(r.doc.unwrap()["customerName"], "old");
+        let r = reversal(1, &intent(WriteKind::Delete, Some(before.clone())), &applied(9)).unwrap();
+        assert_eq!((r.action, r.if_seq_no, r.id.as_str()), (WriteKind::Create, None, "1"));
+        assert_eq!(r.doc.unwrap()["customerName"], "old");
+        let conflict = OutcomeRecord {
+            status: "conflict".into(),
+            ..applied(9)
+        };
+        assert!(reversal(1, &intent(WriteKind::Create, None), &conflict).is_none());
+    }
+}

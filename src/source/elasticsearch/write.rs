@@ -1,0 +1,460 @@
+//! Conditional writes to the read model: `_bulk` requests whose every item either applies to the
+//! document that was read (`if_seq_no` + `if_primary_term`, `op_type=create`) or conflicts.
+//!
+//! [`ConditionalWriter`] is the small trait a repair (and later a reindex) writes through, so another
+//! read model only needs one more implementation. [`BulkWriter`] is Elasticsearch's: it encodes
+//! NDJSON, splits batches by bytes and count ([`split_batches`]), paces documents (`max_rate`), and
+//! retries the items a 200 answer rejected with 429, alone, with backoff. Whole-request 429/5xx and
+//! connection resets are retried by [`EsClient`]; a conditional item makes such a retry safe: it
+//! applies once, and a second time it conflicts.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use elasticsearch::http::Method;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use tokio::sync::Mutex;
+
+use super::client::{api_error, EsClient, RetryPolicy};
+
+/// What one item asks of the read model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteKind {
+    /// `op_type=create`: only if no document has the id.
+    Create,
+    /// A whole document, only over the version that was read.
+    Index,
+    /// Some top-level fields (`doc` merge), only over the version that was read.
+    Update,
+    /// Only the version that was read.
+    Delete,
+}
+
+impl WriteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteKind::Create => "create",
+            WriteKind::Index => "index",
+            WriteKind::Update => "update",
+            WriteKind::Delete => "delete",
+        }
+    }
+}
+
+/// One conditional write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteAction {
+    pub kind: WriteKind,
+    pub index: String,
+    pub id: String,
+    /// The document (create, index) or the partial document (update).
+    pub doc: Option<Map<String, Value>>,
+    /// The version the write is conditional on (index, update, delete).
+    pub if_seq_no: Option<i64>,
+    pub if_primary_term: Option<i64>,
+}
+
+impl WriteAction {
+    /// Appends the action's NDJSON lines to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut meta = Map::new();
+        meta.insert("_index".into(), Value::String(self.index.clone()));
+        meta.insert("_id".into(), Value::String(self.id.clone()));
+        if self.kind != WriteKind::Create {
+            if let (Some(seq_no), Some(term)) = (self.if_seq_no, self.if_primary_term) {
+                meta.insert("if_seq_no".into(), Value::from(seq_no));
+                meta.insert("if_primary_term".into(), Value::from(term));
+            }
+        }
+        let line = json!({ self.kind.as_str(): meta });
+        serde_json::to_writer(&mut *out, &line).expect("a JSON value serializes");
+        out.push(b'\n');
+        let empty = Map::new();
+        match self.kind {
+            WriteKind::Create | WriteKind::Index => {
+                serde_json::to_writer(&mut *out, self.doc.as_ref().unwrap_or(&empty)).expect("serializes");
+                out.push(b'\n');
+            }
+            WriteKind::Update => {
+                serde_json::to_writer(&mut *out, &json!({"doc": self.doc.as_ref().unwrap_or(&empty)}))
+                    .expect("serializes");
+                out.push(b'\n');
+            }
+            WriteKind::Delete => {}
+        }
+    }
+
+    /// The encoded size, for batching.
+    pub fn encoded_len(&self) -> usize {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out.len()
+    }
+}
+
+/// How one item ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    /// Written (or, for a delete, the document is gone by this request).
+    Applied,
+    /// Someone wrote meanwhile (409, or a delete that found no document): left alone.
+    Conflict,
+    /// Any other error, or 429 after every retry.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemOutcome {
+    pub status: ItemStatus,
+    /// Elasticsearch's `result` (`created`, `updated`, `deleted`, `noop`, `not_found`).
+    pub result: Option<String>,
+    /// The concrete index that holds the document now.
+    pub index: Option<String>,
+    /// The version the write produced: what an undo makes its own write conditional on.
+    pub seq_no: Option<i64>,
+    pub primary_term: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl ItemOutcome {
+    pub fn failed(error: impl Into<String>) -> ItemOutcome {
+        ItemOutcome {
+            status: ItemStatus::Failed,
+            result: None,
+            index: None,
+            seq_no: None,
+            primary_term: None,
+            error: Some(error.into()),
+        }
+    }
+}
+
+/// Writes batches of conditional actions; one outcome per action, in order.
+pub trait ConditionalWriter: Send + Sync {
+    fn apply<'a>(&'a self, batch: &'a [WriteAction]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>>;
+}
+
+#[derive(Debug, Clone)]
+pub struct BulkSettings {
+    /// Most encoded bytes per `_bulk` request.
+    pub max_bytes: usize,
+    /// Most actions per `_bulk` request.
+    pub max_actions: usize,
+    /// Documents per second across every request of this writer; None is unpaced.
+    pub max_rate: Option<f64>,
+    /// Backoff for items rejected with 429 inside a 200 answer.
+    pub item_retry: RetryPolicy,
+}
+
+impl Default for BulkSettings {
+    fn default() -> Self {
+        BulkSettings {
+            max_bytes: 5 * 1024 * 1024,
+            max_actions: 1000,
+            max_rate: None,
+            item_retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Splits actions into consecutive ranges of at most `max_actions` actions and, unless one action
+/// alone is larger, at most `max_bytes` encoded bytes.
+pub fn split_batches(
+    sizes: impl IntoIterator<Item = usize>,
+    max_bytes: usize,
+    max_actions: usize,
+) -> Vec<Range<usize>> {
+    let mut batches = Vec::new();
+    let (mut start, mut bytes, mut n) = (0usize, 0usize, 0usize);
+    for (i, size) in sizes.into_iter().enumerate() {
+        if n > 0 && (n >= max_actions.max(1) || bytes + size > max_bytes) {
+            batches.push(start..i);
+            start = i;
+            bytes = 0;
+            n = 0;
+        }
+        bytes += size;
+        n += 1;
+    }
+    if n > 0 {
+        batches.push(start..start + n);
+    }
+    batches
+}
+
+/// Paces documents: each reservation of `n` documents moves the next free slot `n / rate` seconds on.
+#[derive(Debug)]
+struct Pacer {
+    rate: f64,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    async fn reserve(&self, docs: usize) {
+        let wait_until = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let start = (*next).max(now);
+            *next = start + Duration::from_secs_f64(docs as f64 / self.rate);
+            start
+        };
+        tokio::time::sleep_until(wait_until.into()).await;
+    }
+}
+
+/// Elasticsearch's conditional writer over `_bulk`.
+#[derive(Clone)]
+pub struct BulkWriter {
+    client: EsClient,
+    settings: BulkSettings,
+    pacer: Option<Arc<Pacer>>,
+}
+
+impl BulkWriter {
+    pub fn new(client: EsClient, settings: BulkSettings) -> BulkWriter {
+        let pacer = settings.max_rate.filter(|r| *r > 0.0).map(|rate| {
+            Arc::new(Pacer {
+                rate,
+                next: Mutex::new(Instant::now()),
+            })
+        });
+        BulkWriter {
+            client,
+            settings,
+            pacer,
+        }
+    }
+
+    pub fn settings(&self) -> &BulkSettings {
+        &self.settings
+    }
+
+    /// Ranges of `actions` that each fit one request.
+    pub fn batches(&self, actions: &[WriteAction]) -> Vec<Range<usize>> {
+        split_batches(
+            actions.iter().map(WriteAction::encoded_len),
+            self.settings.max_bytes,
+            self.settings.max_actions,
+        )
+    }
+
+    async fn send(&self, batch: &[WriteAction], todo: &[usize]) -> anyhow::Result<Vec<Value>> {
+        let mut body = Vec::with_capacity(todo.len() * 256);
+        for &i in todo {
+            batch[i].encode(&mut body);
+        }
+        if let Some(pacer) = &self.pacer {
+            pacer.reserve(todo.len()).await;
+        }
+        let response = self
+            .client
+            .request_bytes(Method::Post, "/_bulk", &[("refresh", "false")], Some(body))
+            .await?;
+        if response.status >= 400 {
+            return Err(api_error(Method::Post, "/_bulk", response.status, response.body).into());
+        }
+        // Taken, not cloned: a bulk answer holds one object per item.
+        let items = match response.body {
+            Value::Object(mut body) => match body.remove("items") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        if items.len() != todo.len() {
+            anyhow::bail!(
+                "_bulk answered {} items for {} actions; the outcome of this batch is unknown",
+                items.len(),
+                todo.len()
+            );
+        }
+        Ok(items)
+    }
+
+    async fn apply_batch(&self, batch: &[WriteAction]) -> anyhow::Result<Vec<ItemOutcome>> {
+        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; batch.len()];
+        let mut todo: Vec<usize> = (0..batch.len()).collect();
+        let policy = &self.settings.item_retry;
+        let mut delay = policy.min_delay;
+        let mut waited = Duration::ZERO;
+        let mut attempt = 0usize;
+        while !todo.is_empty() {
+            let items = self.send(batch, &todo).await?;
+            let mut rejected = Vec::new();
+            for (&i, item) in todo.iter().zip(&items) {
+                match read_item(batch[i].kind, item) {
+                    ItemReading::Done(outcome) => outcomes[i] = Some(outcome),
+                    ItemReading::Rejected(reason) => {
+                        outcomes[i] = Some(ItemOutcome::failed(format!(
+                            "rejected with 429 after {} attempts: {reason}",
+                            attempt + 1
+                        )));
+                        rejected.push(i);
+                    }
+                }
+            }
+            attempt += 1;
+            if rejected.is_empty() || attempt > policy.max_retries || waited >= policy.max_total_delay {
+                break;
+            }
+            // Full jitter: a storm of clients retrying in step would be rejected in step.
+            let pause = delay.mul_f64(rand::random::<f64>().max(0.1));
+            tokio::time::sleep(pause).await;
+            waited += pause;
+            delay = (delay * 2).min(policy.max_delay);
+            todo = rejected;
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| ItemOutcome::failed("no answer")))
+            .collect())
+    }
+}
+
+impl ConditionalWriter for BulkWriter {
+    fn apply<'a>(&'a self, batch: &'a [WriteAction]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>> {
+        self.apply_batch(batch).boxed()
+    }
+}
+
+enum ItemReading {
+    Done(ItemOutcome),
+    Rejected(String),
+}
+
+/// Reads one item of a bulk answer: `{"create": {"status": 201, "result": "created", ...}}`.
+fn read_item(kind: WriteKind, item: &Value) -> ItemReading {
+    let null = Value::Null;
+    let body = item.as_object().and_then(|o| o.values().next()).unwrap_or(&null);
+    let status = body["status"].as_u64().unwrap_or(0);
+    let reason = || {
+        let error = &body["error"];
+        match (error["type"].as_str(), error["reason"].as_str()) {
+            (Some(t), Some(r)) => format!("{t}: {r}"),
+            _ => format!("HTTP {status}: {error}"),
+        }
+    };
+    let outcome = |status: ItemStatus, error: Option<String>| ItemOutcome {
+        status,
+        result: body["result"].as_str().map(str::to_string),
+        index: body["_index"].as_str().map(str::to_string),
+        seq_no: body["_seq_no"].as_i64(),
+        primary_term: body["_primary_term"].as_i64(),
+        error,
+    };
+    match status {
+        200..=299 => ItemReading::Done(outcome(ItemStatus::Applied, None)),
+        // A conditional delete of a document that is gone: someone deleted it meanwhile.
+        404 if kind == WriteKind::Delete => ItemReading::Done(outcome(
+            ItemStatus::Conflict,
+            Some("the document was already gone".into()),
+        )),
+        409 => ItemReading::Done(outcome(ItemStatus::Conflict, Some(reason()))),
+        429 => ItemReading::Rejected(reason()),
+        _ => ItemReading::Done(outcome(ItemStatus::Failed, Some(reason()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(kind: WriteKind) -> WriteAction {
+        WriteAction {
+            kind,
+            index: "orders".into(),
+            id: "7".into(),
+            doc: serde_json::from_str(r#"{"orderId": 7, "totalPrice": 10.50}"#).unwrap(),
+            if_seq_no: Some(3),
+            if_primary_term: Some(1),
+        }
+    }
+
+    fn encoded(a: &WriteAction) -> String {
+        let mut out = Vec::new();
+        a.encode(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn actions_encode_as_bulk_lines_with_their_conditions() {
+        assert_eq!(
+            encoded(&action(WriteKind::Create)),
+            "{\"create\":{\"_index\":\"orders\",\"_id\":\"7\"}}\n{\"orderId\":7,\"totalPrice\":10.50}\n"
+        );
+        assert_eq!(
+            encoded(&action(WriteKind::Index)),
+            "{\"index\":{\"_index\":\"orders\",\"_id\":\"7\",\"if_seq_no\":3,\"if_primary_term\":1}}\n\
+             {\"orderId\":7,\"totalPrice\":10.50}\n"
+        );
+        assert_eq!(
+            encoded(&action(WriteKind::Update)),
+            "{\"update\":{\"_index\":\"orders\",\"_id\":\"7\",\"if_seq_no\":3,\"if_primary_term\":1}}\n\
+             {\"doc\":{\"orderId\":7,\"totalPrice\":10.50}}\n"
+        );
+        assert_eq!(
+            encoded(&action(WriteKind::Delete)),
+            "{\"delete\":{\"_index\":\"orders\",\"_id\":\"7\",\"if_seq_no\":3,\"if_primary_term\":1}}\n"
+        );
+    }
+
+    #[test]
+    fn batches_split_by_count_and_bytes() {
+        assert_eq!(split_batches([10, 10, 10, 10, 10], 1000, 2), vec![0..2, 2..4, 4..5]);
+        assert_eq!(split_batches([10, 10, 10, 10], 25, 100), vec![0..2, 2..4]);
+        // One action larger than the limit still goes, alone.
+        assert_eq!(split_batches([10, 50, 10], 25, 100), vec![0..1, 1..2, 2..3]);
+        assert!(split_batches([], 25, 100).is_empty());
+    }
+
+    #[test]
+    fn items_read_as_applied_conflict_rejected_or_failed() {
+        let created = json!({"create": {"_index": "orders-1", "_id": "7", "status": 201, "result": "created",
+            "_seq_no": 12, "_primary_term": 1}});
+        match read_item(WriteKind::Create, &created) {
+            ItemReading::Done(o) => {
+                assert_eq!(o.status, ItemStatus::Applied);
+                assert_eq!((o.seq_no, o.primary_term), (Some(12), Some(1)));
+                assert_eq!(o.index.as_deref(), Some("orders-1"));
+            }
+            ItemReading::Rejected(_) => panic!("not rejected"),
+        }
+        let conflict = json!({"index": {"status": 409, "error": {"type": "version_conflict_engine_exception",
+            "reason": "required seqNo [3]"}}});
+        assert!(matches!(
+            read_item(WriteKind::Index, &conflict),
+            ItemReading::Done(ItemOutcome {
+                status: ItemStatus::Conflict,
+                ..
+            })
+        ));
+        let gone = json!({"delete": {"status": 404, "result": "not_found"}});
+        assert!(matches!(
+            read_item(WriteKind::Delete, &gone),
+            ItemReading::Done(ItemOutcome {
+                status: ItemStatus::Conflict,
+                ..
+            })
+        ));
+        let rejected = json!({"index": {"status": 429, "error": {"type": "es_rejected_execution_exception",
+            "reason": "queue full"}}});
+        assert!(matches!(
+            read_item(WriteKind::Index, &rejected),
+            ItemReading::Rejected(_)
+        ));
+        let bad = json!({"index": {"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "x"}}});
+        assert!(matches!(
+            read_item(WriteKind::Index, &bad),
+            ItemReading::Done(ItemOutcome {
+                status: ItemStatus::Failed,
+                ..
+            })
+        ));
+    }
+}

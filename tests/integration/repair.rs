@@ -1,0 +1,665 @@
+//! `recon repair` and `recon undo` end to end: a real PostgreSQL, the emulator over HTTP, the binary.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use elasticsearch::params::Refresh;
+use elasticsearch::{GetParts, IndexParts};
+use serde_json::{json, Value};
+
+use recon::emulator::FaultSpec;
+
+use crate::support::cli_command as recon;
+use crate::support::fixture::{order_doc, Fixture, ORDERS_QUERY};
+
+/// Four rows; in the read model 1 and 2 mismatch, 3 is missing, 4 is duplicated under `4-retry`,
+/// 5 is an orphan.
+async fn drifted() -> Fixture {
+    let f = Fixture::orders("orders", "long").await;
+    f.db.execute(
+        r#"INSERT INTO orders (id, customer, total, ordered_at, items) VALUES
+        (1, 'Ada', 100.00, '2024-03-01T10:00:00Z', '[{"sku":"A","name":"Pen","price":50.00},{"sku":"B","name":"Ink","price":50.00}]'),
+        (2, 'Zoë', 12.50, '2024-03-02T11:30:00Z', '[{"sku":"C","name":"Pad","price":12.50}]'),
+        (3, 'José', 7.00, '2024-03-03T00:00:00Z', '[]'),
+        (4, 'Mia', 1.00, '2024-03-04T00:00:00Z', '[]')"#,
+    )
+    .await;
+    f.config(
+        "orders",
+        ORDERS_QUERY,
+        "orderId",
+        "[compare.fields]\nproducts = { as = \"set\", key = \"sku\" }\norderDate = { as = \"instant\" }",
+    );
+    let four = order_doc(4, "Mia", "1", "2024-03-04T01:00:00+01:00", json!([]));
+    f.index_docs(
+        "orders",
+        &[
+            order_doc(
+                1,
+                "Ada",
+                "100",
+                "2024-03-01T10:00:00Z",
+                json!([{"sku":"B","name":"Ink","price":50},{"sku":"A","name":"Pen","price":55}]),
+            ),
+            order_doc(
+                2,
+                "Zoe",
+                "12.5",
+                "2024-03-02T11:30:00Z",
+                json!([{"sku":"C","name":"Pad","price":12.5}]),
+            ),
+            order_doc(5, "Ghost", "1", "2024-03-05T00:00:00Z", json!([])),
+            four.clone(),
+            ("4-retry".to_string(), four.1),
+        ],
+    )
+    .await;
+    f
+}
+
+/// `n` rows whose documents all mismatch (a stale customer name), and `missing` more rows with no
+/// document at all.
+async fn many(n: i64, missing: i64) -> Fixture {
+    let f = Fixture::orders("orders", "long").await;
+    f.db.execute(&format!(
+        "INSERT INTO orders (id, customer, total, ordered_at) SELECT g, 'new-' || g, g, '2024-01-01T00:00:00Z' \
+         FROM generate_series(1, {}) g",
+        n + missing
+    ))
+    .await;
+    let docs: Vec<(String, Value)> = (1..=n)
+        .map(|i| {
+            order_doc(
+                i,
+                &format!("old-{i}"),
+                &i.to_string(),
+                "2024-01-01T00:00:00Z",
+                json!([]),
+            )
+        })
+        .collect();
+    if !docs.is_empty() {
+        f.index_docs("orders", &docs).await;
+    }
+    f
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        let last = self.stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+fn command(f: &Fixture, sub: &str, args: &[&str]) -> std::process::Command {
+    let mut c = recon();
+    c.current_dir(f.dir.path())
+        .arg(sub)
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+async fn run(f: &Fixture, sub: &str, args: &[&str]) -> Run {
+    let mut c = command(f, sub, args);
+    let out = tokio::task::spawn_blocking(move || c.output().expect("recon runs"))
+        .await
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn repair(f: &Fixture, args: &[&str]) -> Run {
+    run(f, "repair", &[&["--quiet"], args].concat()).await
+}
+
+/// The document `id` as `(_source, _version)`, or None.
+async fn get(f: &Fixture, id: &str) -> Option<(Value, i64)> {
+    let response = f.es.get(GetParts::IndexId("orders", id)).send().await.unwrap();
+    let body: Value = response.json().await.unwrap();
+    (body["found"] == json!(true)).then(|| (body["_source"].clone(), body["_version"].as_i64().unwrap()))
+}
+
+async fn put(f: &Fixture, id: &str, doc: Value) {
+    let response =
+        f.es.index(IndexParts::IndexId("orders", id))
+            .refresh(Refresh::True)
+            .body(doc)
+            .send()
+            .await
+            .unwrap();
+    assert!(response.status_code().is_success());
+}
+
+fn audit_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn count(lines: &[Value], kind: &str) -> usize {
+    lines.iter().filter(|l| l["type"] == kind).count()
+}
+
+fn path_in(f: &Fixture, name: &str) -> PathBuf {
+    f.dir.path().join(name)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_plans_every_action_and_writes_nothing() {
+    let f = drifted().await;
+    let plan = path_in(&f, "plan.ndjson");
+    let r = repair(&f, &["--plan", plan.to_str().unwrap()]).await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("plan: 5 actions on 5 keys"), "{}", r.stdout);
+    for line in [
+        "mismatched  index   2",
+        "missing     create  1",
+        "orphaned    delete  1",
+        "duplicate   delete  1",
+    ] {
+        assert!(r.stdout.contains(line), "{line:?} not in\n{}", r.stdout);
+    }
+    assert!(r.stderr.contains("dry run"), "{}", r.stderr);
+    let lines = audit_lines(&plan);
+    assert_eq!(lines[0]["data"]["schema"], "recon.repair-plan/v1");
+    assert_eq!(count(&lines, "action"), 5);
+    // Nothing was written and no audit log was made.
+    assert_eq!(get(&f, "2").await.unwrap().1, 1);
+    assert!(get(&f, "3").await.is_none());
+    assert!(get(&f, "5").await.is_some());
+    let leftovers: Vec<String> = std::fs::read_dir(f.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("recon-repair-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_repairs_every_drift_kind_and_logs_before_images() {
+    let f = drifted().await;
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(
+        &f,
+        &[
+            "--apply",
+            "--yes",
+            "--format",
+            "json",
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let summary = r.json();
+    assert_eq!(summary["outcomes"]["applied"], 5, "{summary}");
+    assert_eq!(summary["remaining"], json!({}));
+    let (code, report, _) = f.check_json(&[]).await;
+    assert_eq!(code, 0, "the check after a repair is clean: {report}");
+
+    // Replace keeps the ignored field of the current document; missing is created from the projection.
+    let (one, version) = get(&f, "1").await.unwrap();
+    assert_eq!(version, 2);
+    assert_eq!(one["indexedAt"], "2026-01-01T00:00:00Z");
+    assert_eq!(one["products"][0]["price"].to_string(), "50.00");
+    let (three, _) = get(&f, "3").await.unwrap();
+    assert_eq!(three["customerName"], "José");
+    assert!(get(&f, "4-retry").await.is_none() && get(&f, "4").await.is_some());
+    assert!(get(&f, "5").await.is_none());
+
+    let lines = audit_lines(&audit);
+    assert_eq!(lines[0]["type"], "header");
+    assert_eq!(lines[0]["schema"], "recon.audit/v1");
+    assert_eq!(
+        (count(&lines, "plan"), count(&lines, "intent"), count(&lines, "outcome")),
+        (5, 5, 5)
+    );
+    let orphan = lines
+        .iter()
+        .find(|l| l["type"] == "intent" && l["action"] == "delete" && l["id"] == "5")
+        .unwrap();
+    assert_eq!(orphan["before"]["source"]["customerName"], "Ghost");
+    assert_eq!(orphan["if_seq_no"], orphan["before"]["seq_no"]);
+    // Every intent is on disk before its outcome.
+    let first_outcome = lines.iter().position(|l| l["type"] == "outcome").unwrap();
+    let last_intent = lines.iter().rposition(|l| l["type"] == "intent").unwrap();
+    assert!(last_intent < first_outcome);
+
+    // A second run finds nothing to do.
+    let r = repair(&f, &["--apply", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("nothing to repair"), "{}", r.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patch_mode_updates_only_the_differing_fields() {
+    let f = drifted().await;
+    let mut doc = order_doc(
+        2,
+        "Zoe",
+        "12.5",
+        "2024-03-02T11:30:00Z",
+        json!([{"sku":"C","name":"Pad","price":12.5}]),
+    )
+    .1;
+    doc["indexedAt"] = json!("2026-05-05T00:00:00Z");
+    put(&f, "2", doc).await;
+    let r = repair(&f, &["--keys", "2", "--mode", "patch", "--apply", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let (two, _) = get(&f, "2").await.unwrap();
+    assert_eq!(two["customerName"], "Zoë");
+    assert_eq!(
+        two["indexedAt"], "2026-05-05T00:00:00Z",
+        "an ignored field is not touched"
+    );
+    assert_eq!(two["totalPrice"].to_string(), "12.5", "an equal field is not rewritten");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_and_reports_choose_what_is_repaired() {
+    let f = drifted().await;
+    let r = repair(&f, &["--keys", "3,99", "--apply", "--yes", "--format", "json"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["actions"], 1);
+    assert!(get(&f, "3").await.is_some());
+    assert_eq!(get(&f, "1").await.unwrap().1, 1, "key 1 was not asked for");
+
+    let keys = path_in(&f, "keys.txt");
+    std::fs::write(&keys, "5\n\n").unwrap();
+    let r = repair(&f, &["--keys-file", keys.to_str().unwrap(), "--apply", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(get(&f, "5").await.is_none());
+
+    let (_, report, _) = f.check_json(&[]).await;
+    let report_path = path_in(&f, "report.json");
+    std::fs::write(&report_path, report.to_string()).unwrap();
+    let r = repair(
+        &f,
+        &[
+            "--from-report",
+            report_path.to_str().unwrap(),
+            "--apply",
+            "--yes",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["actions"], 3, "1, 2 mismatched and 4's duplicate");
+    assert_eq!(f.check_json(&[]).await.0, 0);
+
+    let r = repair(&f, &["--keys", "x"]).await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not an integer"), "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_between_plan_and_apply_survives_as_a_conflict() {
+    let f = drifted().await;
+    let plan = path_in(&f, "plan.ndjson");
+    assert_eq!(repair(&f, &["--plan", plan.to_str().unwrap()]).await.code, 1);
+    // The projector writes key 2 meanwhile (still stale, so drift remains), and row 3 is deleted.
+    let mut theirs = order_doc(2, "Zoe (projector)", "12.5", "2024-03-02T11:30:00Z", json!([])).1;
+    theirs["indexedAt"] = json!("2026-02-02T00:00:00Z");
+    put(&f, "2", theirs.clone()).await;
+    f.db.execute("DELETE FROM orders WHERE id = 3").await;
+    // And row 5 comes back: the orphan is no longer one.
+    f.db.execute("INSERT INTO orders (id, customer, total, ordered_at) VALUES (5, 'Ghost', 1, '2024-03-05T00:00:00Z')")
+        .await;
+
+    let r = repair(
+        &f,
+        &[
+            "--from-plan",
+            plan.to_str().unwrap(),
+            "--apply",
+            "--yes",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let summary = r.json();
+    assert_eq!(summary["outcomes"]["conflict"], 1, "{summary}");
+    assert_eq!(summary["conflicts"][0]["key"], 2);
+    assert_eq!(summary["outcomes"]["skipped"], 2, "row 3 gone, row 5 back: {summary}");
+    assert_eq!(summary["outcomes"]["applied"], 2, "1 and 4-retry: {summary}");
+    assert_eq!(get(&f, "2").await.unwrap().0, theirs, "the concurrent write survives");
+    assert!(get(&f, "3").await.is_none(), "no document for a deleted row");
+    assert!(get(&f, "5").await.is_some(), "no delete once the row is back");
+    assert_eq!(
+        summary["remaining"],
+        json!({"mismatched": 1}),
+        "the writer's stale document"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn caps_refuse_and_point_at_reindex() {
+    let f = drifted().await;
+    let r = repair(&f, &["--apply", "--yes", "--max-deletes", "1"]).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("more than --max-deletes 1") && r.stderr.contains("recon reindex"),
+        "{}",
+        r.stderr
+    );
+    let r = repair(&f, &["--apply", "--yes", "--max-changes", "4"]).await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("more than --max-changes 4"), "{}", r.stderr);
+    assert!(
+        get(&f, "3").await.is_none() && get(&f, "5").await.is_some(),
+        "nothing written"
+    );
+    // A dry run over the caps says so, and still shows the plan.
+    let r = repair(&f, &["--max-changes", "4"]).await;
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("warning: the plan makes 5 changes"), "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_needs_yes_without_a_terminal_and_a_writable_audit_log() {
+    let f = drifted().await;
+    let r = repair(&f, &["--apply"]).await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("needs --yes"), "{}", r.stderr);
+    let r = repair(&f, &["--apply", "--yes", "--audit", "/nonexistent-dir/audit.ndjson"]).await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("cannot write the audit log"), "{}", r.stderr);
+    let existing = path_in(&f, "taken.ndjson");
+    std::fs::write(&existing, "precious\n").unwrap();
+    let r = repair(&f, &["--apply", "--yes", "--audit", existing.to_str().unwrap()]).await;
+    assert_eq!(r.code, 2, "an existing log is never overwritten");
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "precious\n");
+    assert!(
+        get(&f, "3").await.is_none() && get(&f, "5").await.is_some(),
+        "nothing written"
+    );
+    assert_eq!(get(&f, "1").await.unwrap().1, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undo_restores_the_read_model_and_skips_what_changed_since() {
+    let f = drifted().await;
+    let ids = ["1", "2", "3", "4", "4-retry", "5"];
+    let mut before = Vec::new();
+    for id in ids {
+        before.push(get(&f, id).await.map(|d| d.0));
+    }
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let r = run(&f, "undo", &[audit.to_str().unwrap()]).await;
+    assert_eq!(r.code, 1, "a dry run: {}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("delete 1 created, restore 2 overwritten, re-create 2 deleted"),
+        "{}",
+        r.stdout
+    );
+    let undo_audit = path_in(&f, "undo.ndjson");
+    let r = run(
+        &f,
+        "undo",
+        &[
+            audit.to_str().unwrap(),
+            "--apply",
+            "--yes",
+            "--audit",
+            undo_audit.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["undone"], 5);
+    for (id, was) in ids.iter().zip(&before) {
+        assert_eq!(&get(&f, id).await.map(|d| d.0), was, "document {id}");
+    }
+    assert_eq!(count(&audit_lines(&undo_audit), "intent"), 5);
+
+    // Repair again, then someone writes key 1: its undo is skipped, the rest is undone.
+    let audit2 = path_in(&f, "audit2.ndjson");
+    assert_eq!(
+        repair(&f, &["--apply", "--yes", "--audit", audit2.to_str().unwrap()])
+            .await
+            .code,
+        0
+    );
+    let theirs = order_doc(1, "Ada (projector)", "100", "2024-03-01T10:00:00Z", json!([])).1;
+    put(&f, "1", theirs.clone()).await;
+    let r = run(
+        &f,
+        "undo",
+        &[audit2.to_str().unwrap(), "--apply", "--yes", "--format", "json"],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let summary = r.json();
+    assert_eq!(
+        (summary["undone"].clone(), summary["conflict"].clone()),
+        (json!(4), json!(1))
+    );
+    assert_eq!(summary["conflicts"][0]["key"], 1);
+    assert_eq!(get(&f, "1").await.unwrap().0, theirs);
+    assert!(get(&f, "3").await.is_none() && get(&f, "5").await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn item_429_storms_are_retried_until_every_document_is_written() {
+    let f = many(0, 300).await;
+    let emulator = f.emulator.as_ref().expect("fault injection needs the emulator");
+    emulator.set_faults("item_reject=0.3,reject_every=4,only=bulk".parse::<FaultSpec>().unwrap());
+    let r = repair(&f, &["--apply", "--yes", "--batch-size", "50", "--format", "json"]).await;
+    emulator.set_faults(FaultSpec::default());
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let summary = r.json();
+    assert_eq!(summary["outcomes"]["applied"], 300, "{summary}");
+    assert_eq!(f.check_json(&[]).await.0, 0);
+    for id in ["1", "150", "300"] {
+        assert_eq!(get(&f, id).await.unwrap().1, 1, "created once");
+    }
+}
+
+/// Polls `cond` every 20 ms for at most `limit`.
+async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reset_connection_is_retried_and_its_own_conflicts_recognised() {
+    let f = many(20, 20).await;
+    let emulator = f.emulator.as_ref().expect("fault injection needs the emulator");
+    // Every bulk answer is cut after its first 100 bytes: the writes apply, their answers are lost.
+    emulator.set_faults("reset_after=100,only=bulk".parse::<FaultSpec>().unwrap());
+    let audit = path_in(&f, "audit.ndjson");
+    let child = command(
+        &f,
+        "repair",
+        &[
+            "--quiet",
+            "--apply",
+            "--yes",
+            "--batch-size",
+            "10",
+            "--concurrency",
+            "1",
+            "--format",
+            "json",
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Faults are decided when a request arrives: once the first batch's writes show, its answer is
+    // doomed, and healing the connection now lets the client's retry through.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(&f, "1").await.map(|d| d.1) != Some(2) {
+        assert!(Instant::now() < deadline, "the first batch was never written");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    emulator.set_faults(FaultSpec::default());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let lines = audit_lines(&audit);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["type"] == "outcome" && l["result"] == "verified"),
+        "the retried batch conflicted with itself and was recognised"
+    );
+    assert_eq!(f.check_json(&[]).await.0, 0);
+    for i in 1..=20 {
+        assert_eq!(
+            get(&f, &i.to_string()).await.unwrap().1,
+            2,
+            "doc {i} written exactly once"
+        );
+    }
+    for i in 21..=40 {
+        assert_eq!(
+            get(&f, &i.to_string()).await.unwrap().1,
+            1,
+            "doc {i} created exactly once"
+        );
+    }
+}
+
+async fn interrupted_then_resumed(signal: i32) {
+    let f = many(40, 0).await;
+    let emulator = f.emulator.as_ref().expect("fault injection needs the emulator");
+    emulator.set_faults("latency=300ms,only=bulk".parse::<FaultSpec>().unwrap());
+    let audit = path_in(&f, "audit.ndjson");
+    let child = command(
+        &f,
+        "repair",
+        &[
+            "--quiet",
+            "--apply",
+            "--yes",
+            "--batch-size",
+            "5",
+            "--concurrency",
+            "1",
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || count(&audit_lines(&audit), "intent") >= 10).await,
+        "the repair never got going"
+    );
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if signal == libc::SIGKILL {
+        assert_eq!(out.status.code(), None);
+    } else {
+        assert_eq!(out.status.code(), Some(130), "{stderr}");
+        assert!(stderr.contains("recon repair --resume"), "{stderr}");
+        let lines = audit_lines(&audit);
+        assert_eq!(
+            count(&lines, "intent"),
+            count(&lines, "outcome"),
+            "in-flight requests were recorded"
+        );
+    }
+    emulator.set_faults(FaultSpec::default());
+    let lines = audit_lines(&audit);
+    assert!(count(&lines, "outcome") < 40, "interrupted before the end");
+
+    let r = repair(
+        &f,
+        &[
+            "--resume",
+            audit.to_str().unwrap(),
+            "--apply",
+            "--yes",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(f.check_json(&[]).await.0, 0);
+    for i in 1..=40 {
+        assert_eq!(
+            get(&f, &i.to_string()).await.unwrap().1,
+            2,
+            "doc {i} written exactly once"
+        );
+    }
+    let lines = audit_lines(&audit);
+    let mut seqs: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["type"] == "outcome" && l["status"] == "applied")
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs, (1..=40).collect::<Vec<u64>>(), "every planned action applied");
+    // A second resume has nothing left.
+    let r = repair(&f, &["--resume", audit.to_str().unwrap(), "--apply", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("0 sent without a recorded outcome, 0 not started"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_apply_then_resume_applies_each_action_once() {
+    interrupted_then_resumed(libc::SIGKILL).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_in_flight_requests_and_exits_130() {
+    interrupted_then_resumed(libc::SIGTERM).await;
+}
+
+#[test]
+fn help_texts_are_what_users_read() {
+    for sub in ["repair", "undo"] {
+        let out = recon().args([sub, "--help"]).env("COLUMNS", "100").output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        insta::assert_snapshot!(format!("help_{sub}"), String::from_utf8_lossy(&out.stdout));
+    }
+}
