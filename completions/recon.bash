@@ -61,7 +61,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__check)
-            opts="-c -f -o -q -v -h -V --config --pg-url --es-url --index --grace --allow --limit --format --output --quiet --verbose --help --version"
+            opts="-c -f -o -q -v -h -V --config --pg-url --es-url --index --grace --allow --limit --format --output --quiet --verbose --keys --keys-file --since --recheck --parallel --shard --sample --sample-seed --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -112,6 +112,38 @@ _recon() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keys)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keys-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recheck)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sample)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sample-seed)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

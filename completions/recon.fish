@@ -44,6 +44,14 @@ junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
 markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector'"
 complete -c recon -n "__fish_recon_using_subcommand check" -s o -l output -d 'Write the report to FILE (atomically: a complete report or none) instead of stdout' -r -F
+complete -c recon -n "__fish_recon_using_subcommand check" -l keys -d 'Check only these keys (comma-separated), orphans among them included' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l keys-file -d 'Check only the keys listed in FILE, one per line (`-` for stdin; `#` starts a comment line)' -r -F
+complete -c recon -n "__fish_recon_using_subcommand check" -l since -d 'Check only rows changed since DURATION ago (e.g. 1h) or since TIMESTAMP (RFC 3339), and their documents (needs postgres.updated_at). Cannot see orphans left by deletes: run a full check too' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l recheck -d 'After the scan, wait DURATION, then read every drifted key again from both sides and drop the keys that now agree (reported as converged), e.g. 30s' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l parallel -d 'Split the key space into N ranges of about equal rows and scan them concurrently, all in one PostgreSQL snapshot and one Elasticsearch point in time' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l shard -d 'Check only the K-th of N contiguous key ranges (e.g. 2/8); combine the shards\' JSON reports with `recon report merge`' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l sample -d 'Check a seeded random set of contiguous key ranges covering about FRACTION of the rows (0 < FRACTION <= 1), and estimate the total drift' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l sample-seed -d 'Seed for --sample [default: from the clock; the report states it]' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -s q -l quiet -d 'No progress bars or progress log lines'
 complete -c recon -n "__fish_recon_using_subcommand check" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
 complete -c recon -n "__fish_recon_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'

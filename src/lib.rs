@@ -15,6 +15,7 @@ pub mod model;
 pub mod pgcluster;
 pub mod progress;
 pub mod report;
+pub mod scale;
 pub mod secret;
 pub mod shop;
 pub mod source;

@@ -69,6 +69,68 @@ pub struct RunInfo {
     /// Failing keys tolerated before the run counts as drift (`--allow`).
     pub allow: u64,
     pub tool_version: &'static str,
+    /// How the run was cut up or narrowed (`--parallel`, `--shard`, `--sample`, `--keys`, `--since`,
+    /// `--recheck`, `--resume`).
+    pub scale: ScaleInfo,
+}
+
+/// The parts of a run's description that scaled runs add; the default is a plain serial full run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleInfo {
+    /// `--recheck`: the wait before drifted keys were read again.
+    pub recheck: Option<Duration>,
+    /// How many write-model snapshots the compared data spans: 1, or 2 and more after `--resume`.
+    pub snapshots: u32,
+    /// Concurrent range scans.
+    pub parallel: u32,
+    /// A targeted run checks only some keys.
+    pub targeted: Option<Targeted>,
+    pub shard: Option<ShardInfo>,
+    pub sample: Option<SampleInfo>,
+}
+
+impl Default for ScaleInfo {
+    fn default() -> Self {
+        ScaleInfo {
+            recheck: None,
+            snapshots: 1,
+            parallel: 1,
+            targeted: None,
+            shard: None,
+            sample: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targeted {
+    /// `--keys`/`--keys-file`: this many distinct keys.
+    Keys(u64),
+    /// `--since`: rows changed at or after this instant (epoch milliseconds), this many of them.
+    Since { since_ms: i64, keys: u64 },
+}
+
+/// `--shard K/N` and the key range the shard covered (None: unbounded on that side).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardInfo {
+    pub index: u32,
+    pub count: u32,
+    pub after: Option<crate::model::Key>,
+    pub until: Option<crate::model::Key>,
+}
+
+/// `--sample`: what was asked for and what it covered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleInfo {
+    pub fraction: f64,
+    pub seed: u64,
+    /// Ranges checked, of how many the key space was cut into.
+    pub ranges: u64,
+    pub of_ranges: u64,
+    /// Rows checked / rows estimated in the whole write model.
+    pub rows_fraction: Option<f64>,
+    /// Failing keys extrapolated to the whole key space (`failing / rows_fraction`).
+    pub estimated_failing: Option<u64>,
 }
 
 impl RunInfo {

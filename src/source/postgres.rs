@@ -52,6 +52,8 @@ pub struct PostgresSettings {
     pub page_size: usize,
     pub prefetch_pages: usize,
     pub connect_timeout: Duration,
+    /// Pool size: one connection per concurrent scan, plus lookups, estimates and a shared snapshot.
+    pub max_connections: u32,
 }
 
 impl PostgresSettings {
@@ -65,6 +67,7 @@ impl PostgresSettings {
             page_size: DEFAULT_PAGE_SIZE,
             prefetch_pages: DEFAULT_PREFETCH_PAGES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -156,7 +159,7 @@ impl PostgresSource {
             })?
             .application_name("recon");
         let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(settings.max_connections.max(2))
             .min_connections(0)
             .acquire_timeout(settings.connect_timeout)
             .connect_with(options);
@@ -192,6 +195,34 @@ impl PostgresSource {
     }
 
     async fn open_scan_inner(&self, range: KeyRange) -> anyhow::Result<Scan> {
+        self.open_scan_at(range, None).await
+    }
+
+    /// Exports the snapshot of a new `REPEATABLE READ, READ ONLY` transaction, which stays open while
+    /// the returned value lives, so that scans opened with [`PostgresSource::open_scan_at`] all read
+    /// exactly the same data (`pg_export_snapshot()`, as `pg_dump -j` does).
+    pub async fn export_snapshot(&self) -> anyhow::Result<SharedSnapshot> {
+        let url = &self.settings.url;
+        let mut tx = self.pool.begin().await.map_err(|e| read_error(url, e))?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| read_error(url, e))?;
+        let (id, snapshot_ms): (String, i64) =
+            sqlx::query_as("SELECT pg_export_snapshot(), floor(extract(epoch FROM now()) * 1000)::int8")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| read_error(url, e))?;
+        Ok(SharedSnapshot {
+            id,
+            snapshot_ms,
+            _holder: tx,
+        })
+    }
+
+    /// Like [`DocumentSource::open_scan`], but inside `snapshot` when given (a parallel range), or in a
+    /// snapshot of its own.
+    pub async fn open_scan_at(&self, range: KeyRange, snapshot: Option<&SharedSnapshot>) -> anyhow::Result<Scan> {
         for key in [&range.after, &range.until].into_iter().flatten() {
             self.plan.check_kind(key)?;
         }
@@ -201,10 +232,20 @@ impl PostgresSource {
             .execute(&mut *tx)
             .await
             .map_err(|e| read_error(&self.settings.url, e))?;
-        let snapshot_ms: i64 = sqlx::query_scalar("SELECT floor(extract(epoch FROM now()) * 1000)::int8")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| read_error(&self.settings.url, e))?;
+        let snapshot_ms: i64 = match snapshot {
+            Some(shared) => {
+                // The id is the server's own text (hex and dashes); quoted anyway.
+                sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{}'", shared.id.replace('\'', "''")))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| read_error(&self.settings.url, e))?;
+                shared.snapshot_ms
+            }
+            None => sqlx::query_scalar("SELECT floor(extract(epoch FROM now()) * 1000)::int8")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| read_error(&self.settings.url, e))?,
+        };
         // On the pool, not in the snapshot's transaction: a failing EXPLAIN must not abort the scan.
         let estimate = self.estimate(&range).await;
 
@@ -236,7 +277,7 @@ impl PostgresSource {
     }
 
     /// The planner's row estimate for the range: cheap, approximate, None when unavailable.
-    async fn estimate(&self, range: &KeyRange) -> Option<u64> {
+    pub async fn estimate(&self, range: &KeyRange) -> Option<u64> {
         let sql = format!(
             "EXPLAIN (FORMAT JSON) {}",
             self.plan.range_sql(range.after.is_some(), range.until.is_some(), None)
@@ -295,6 +336,150 @@ impl PostgresSource {
         }
         tx.rollback().await.map_err(|e| read_error(url, e))?;
         Ok(docs)
+    }
+}
+
+impl PostgresSource {
+    /// Splits `within` into at most `n` contiguous ranges of about equal rows. Integer keys: boundaries
+    /// found by bisecting the planner's row estimates (the key column's statistics), or of equal width
+    /// between the smallest and largest key when the estimates say nothing or `n` is large. Text keys:
+    /// quantiles of a deterministic hash sample of the keys (one pass over the key column). The same
+    /// data and statistics give the same ranges, which shards on different machines rely on.
+    pub async fn split(&self, within: &KeyRange, n: usize) -> anyhow::Result<Vec<KeyRange>> {
+        use crate::scale::plan;
+        if n <= 1 {
+            return Ok(vec![within.clone()]);
+        }
+        let bounds = match self.plan.key_kind {
+            KeyKind::Int => {
+                let (Some(Key::Int(lo)), Some(Key::Int(hi))) =
+                    (self.edge_key(within, false).await?, self.edge_key(within, true).await?)
+                else {
+                    return Ok(vec![within.clone()]);
+                };
+                match self.estimate(within).await.filter(|&t| t > 0 && n <= 64) {
+                    Some(total) => {
+                        let mut bounds = Vec::with_capacity(n - 1);
+                        for i in 1..n {
+                            let target = total as f64 * i as f64 / n as f64;
+                            bounds.push(Key::Int(self.bisect(within, lo, hi, target).await));
+                        }
+                        bounds
+                    }
+                    None => plan::uniform_int_bounds(lo, hi, n),
+                }
+            }
+            KeyKind::Text => {
+                let total = self.estimate(within).await.unwrap_or(100_000).max(1);
+                let modulus = (total / (n as u64 * 200)).max(1);
+                let mut sample = self.hash_sample(within, modulus).await?;
+                sample.sort();
+                plan::sample_bounds(&sample, n)
+            }
+        };
+        Ok(plan::ranges_from_bounds(within, bounds))
+    }
+
+    /// The smallest integer key `v` in `lo..=hi` whose range `(after, v]` is estimated to hold at least
+    /// `target` rows.
+    async fn bisect(&self, within: &KeyRange, mut lo: i64, mut hi: i64, target: f64) -> i64 {
+        for _ in 0..64 {
+            if lo >= hi {
+                break;
+            }
+            let mid = lo + ((hi as i128 - lo as i128) / 2) as i64;
+            let range = KeyRange {
+                after: within.after.clone(),
+                until: Some(Key::Int(mid)),
+            };
+            let rows = self.estimate(&range).await.unwrap_or(0) as f64;
+            if rows >= target {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        hi
+    }
+
+    /// The first (or last) key in `range`; None when it is empty.
+    async fn edge_key(&self, range: &KeyRange, last: bool) -> anyhow::Result<Option<Key>> {
+        let sql = self
+            .plan
+            .key_sql(range, if last { "DESC LIMIT 1" } else { "LIMIT 1" }, None);
+        let mut query = sqlx::query(&sql);
+        for key in [&range.after, &range.until].into_iter().flatten() {
+            query = bind_key(query, key);
+        }
+        let row = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| read_error(&self.settings.url, e))?;
+        row.map(|r| self.plan.decode_key_only(&r))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    async fn hash_sample(&self, range: &KeyRange, modulus: u64) -> anyhow::Result<Vec<Key>> {
+        let filter = format!(
+            "abs(hashtext(recon_q.{}::text)::int8) % {modulus} = 0",
+            quote_ident(&self.plan.key_name)
+        );
+        let sql = self.plan.key_sql(range, "", Some(&filter));
+        let mut query = sqlx::query(&sql);
+        for key in [&range.after, &range.until].into_iter().flatten() {
+            query = bind_key(query, key);
+        }
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| read_error(&self.settings.url, e))?;
+        rows.iter()
+            .map(|r| self.plan.decode_key_only(r).map_err(Into::into))
+            .collect()
+    }
+
+    /// Keys of the rows whose `updated_at` column is at or after `since_ms` (epoch milliseconds), in
+    /// key order, read in one snapshot. Needs `updated_at`.
+    pub async fn keys_changed_since(&self, since_ms: i64) -> anyhow::Result<Vec<Key>> {
+        let Some(index) = self.plan.updated_at_index else {
+            anyhow::bail!("--since needs postgres.updated_at: the column with each row's last change");
+        };
+        let column = quote_ident(&self.plan.names[index]);
+        // Compare in the column's own type: a timestamp without time zone is taken as UTC.
+        let bound = match self.plan.decoders[index] {
+            Decoder::Scalar(Scalar::Timestamp) => "(to_timestamp($1::int8 / 1000.0) AT TIME ZONE 'UTC')",
+            _ => "to_timestamp($1::int8 / 1000.0)",
+        };
+        let filter = format!("recon_q.{column} >= {bound}");
+        let sql = self.plan.key_sql(&KeyRange::all(), "", Some(&filter));
+        let url = &self.settings.url;
+        let mut tx = self.pool.begin().await.map_err(|e| read_error(url, e))?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| read_error(url, e))?;
+        let mut rows = sqlx::query(&sql).bind(since_ms).fetch(&mut *tx);
+        let mut keys = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(|e| read_error(url, e))? {
+            keys.push(self.plan.decode_key_only(&row)?);
+        }
+        Ok(keys)
+    }
+}
+
+/// A write-model snapshot shared by several scans; see [`PostgresSource::export_snapshot`]. The
+/// exporting transaction stays open (and the snapshot importable) until this is dropped.
+pub struct SharedSnapshot {
+    id: String,
+    snapshot_ms: i64,
+    _holder: sqlx::Transaction<'static, Postgres>,
+}
+
+impl SharedSnapshot {
+    /// When the snapshot was taken (the exporting transaction's `now()`), epoch milliseconds.
+    pub fn snapshot_ms(&self) -> i64 {
+        self.snapshot_ms
     }
 }
 
@@ -689,6 +874,42 @@ impl Plan {
             let _ = write!(sql, " LIMIT {limit}");
         }
         sql
+    }
+
+    /// `SELECT key FROM (query) WHERE range [AND extra] ORDER BY key <tail>`; range bounds are $1, $2.
+    fn key_sql(&self, range: &KeyRange, tail: &str, extra: Option<&str>) -> String {
+        let mut conditions = Vec::new();
+        let mut param = 0;
+        if range.after.is_some() {
+            param += 1;
+            conditions.push(format!("{} > ${param}::{}", self.key_expr, self.key_param_type));
+        }
+        if range.until.is_some() {
+            param += 1;
+            conditions.push(format!("{} <= ${param}::{}", self.key_expr, self.key_param_type));
+        }
+        conditions.push(format!("recon_q.{} IS NOT NULL", quote_ident(&self.key_name)));
+        if let Some(extra) = extra {
+            conditions.push(extra.to_string());
+        }
+        format!(
+            "SELECT recon_q.{} FROM ({}\n) AS recon_q WHERE {} ORDER BY {} {tail}",
+            quote_ident(&self.key_name),
+            self.query,
+            conditions.join(" AND "),
+            self.key_expr
+        )
+    }
+
+    /// The key of a row holding only the key column.
+    fn decode_key_only(&self, row: &PgRow) -> Result<Key, PostgresError> {
+        let decode = |reason: String| PostgresError::Decode {
+            column: self.key_name.clone(),
+            reason,
+        };
+        let raw = row.try_get_raw(0).map_err(|e| decode(e.to_string()))?;
+        let bytes = raw.as_bytes().map_err(|e| decode(e.to_string()))?;
+        decode_key(self.key_scalar, bytes).map_err(decode)
     }
 
     fn page_sql(&self, after: bool, until: bool) -> &str {

@@ -5,4 +5,5 @@ mod cli;
 mod emulator_api;
 mod emulator_faults;
 mod postgres;
+mod scale;
 mod support;
