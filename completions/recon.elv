@@ -24,6 +24,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand --version 'Print version'
             cand check 'Compare the read model with the write model and report drift (never writes)'
             cand demo 'Run a check on an embedded shop with injected drift, then clean up'
+            cand report 'Work with check reports: combine shard reports into one'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -68,6 +69,32 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'recon;report'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand merge 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'recon;report;merge'= {
+            cand -f 'Report format [default: json]'
+            cand --format 'Report format [default: json]'
+            cand -o 'Write the merged report to FILE (atomically) instead of stdout'
+            cand --output 'Write the merged report to FILE (atomically) instead of stdout'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'recon;report;help'= {
+            cand merge 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'recon;report;help;merge'= {
+        }
+        &'recon;report;help;help'= {
+        }
         &'recon;completions'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -77,12 +104,18 @@ set edit:completion:arg-completer[recon] = {|@words|
         &'recon;help'= {
             cand check 'Compare the read model with the write model and report drift (never writes)'
             cand demo 'Run a check on an embedded shop with injected drift, then clean up'
+            cand report 'Work with check reports: combine shard reports into one'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'recon;help;check'= {
         }
         &'recon;help;demo'= {
+        }
+        &'recon;help;report'= {
+            cand merge 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
+        }
+        &'recon;help;report;merge'= {
         }
         &'recon;help;completions'= {
         }

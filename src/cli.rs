@@ -43,11 +43,42 @@ pub enum Command {
         temporary directory is touched."
     )]
     Demo(DemoArgs),
+    /// Work with check reports: combine shard reports into one.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Print a shell completion script to stdout.
     Completions {
         /// The shell to generate completions for.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key
+    /// space, with the exit code a full run would have had.
+    #[command(
+        long_about = "Combine the JSON reports of `recon check --shard K/N` runs into one report.\n\n\
+        Every shard 1..N must be given exactly once, and their key ranges must tile the key space (no gap, \
+        no overlap); otherwise merge fails with exit code 2. Counts are summed, drift lists concatenated in \
+        key order. Exit codes: 0 in sync (within the shards' --allow), 1 drift, 2 error."
+    )]
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct MergeArgs {
+    /// The shard reports (`recon check --shard K/N --format json`).
+    #[arg(required = true, value_name = "REPORT")]
+    pub reports: Vec<PathBuf>,
+
+    /// Report format [default: json].
+    #[arg(long, short = 'f', value_enum, value_name = "FORMAT", default_value = "json")]
+    pub format: Format,
+
+    /// Write the merged report to FILE (atomically) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Flags that choose what is compared and how much is said.

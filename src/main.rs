@@ -22,6 +22,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Check(args) => commands::check::run(args).await,
         Command::Demo(args) => commands::demo::run(args).await,
+        Command::Report(recon::cli::ReportCommand::Merge(args)) => commands::report_merge::run(args),
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             commands::completions::generate(shell, &mut out);

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod completions;
 pub mod demo;
+pub mod report_merge;
 
 /// How a run ended, as the process exit code (like diff(1): 0 same, 1 different, 2 trouble).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -157,6 +157,9 @@ pub struct ReportOptions {
     pub sample: usize,
     /// Colour the table (terminal output only; other formats ignore it).
     pub color: bool,
+    /// Drift was already left out before it reached this writer (merged shard reports that were cut by
+    /// `--limit`): the report says it is truncated whatever it lists.
+    pub truncated_upstream: bool,
 }
 
 impl ReportOptions {
@@ -166,6 +169,7 @@ impl ReportOptions {
             limit: None,
             sample: DEFAULT_SAMPLE,
             color: false,
+            truncated_upstream: false,
         }
     }
 }
@@ -173,7 +177,8 @@ impl ReportOptions {
 /// A writer for `options.format` that sends the final bytes to `out` (stdout, or an
 /// [`AtomicFile::handle`] for `--output`).
 pub fn writer(options: ReportOptions, out: Box<dyn Write + Send>) -> Box<dyn ReportWriter> {
-    let listing = Listing::new(options.limit);
+    let mut listing = Listing::new(options.limit);
+    listing.upstream = options.truncated_upstream;
     match options.format {
         Format::Json => Box::new(json::JsonWriter::new(out, listing)),
         Format::Ndjson => Box::new(json::NdjsonWriter::new(out, listing)),
@@ -197,6 +202,8 @@ struct Listing {
     limit: Option<u64>,
     seen: u64,
     listed: u64,
+    /// Drift left out before it reached the writer.
+    upstream: bool,
 }
 
 impl Listing {
@@ -205,6 +212,7 @@ impl Listing {
             limit,
             seen: 0,
             listed: 0,
+            upstream: false,
         }
     }
 
@@ -219,7 +227,7 @@ impl Listing {
     }
 
     fn truncated(&self) -> bool {
-        self.seen > self.listed
+        self.seen > self.listed || self.upstream
     }
 }
 

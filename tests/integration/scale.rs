@@ -255,3 +255,84 @@ async fn writes_after_the_shared_snapshot_are_invisible_to_every_range() {
     let fresh_docs = collect(sides.read_model.open_scan(KeyRange::all()).await.unwrap()).await;
     assert_eq!(fresh_docs.len(), 402);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shard_reports_merged_equal_a_full_run() {
+    let f = shop(3000).await;
+    let (code, full, stderr) = f.check_json(&[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    let mut paths = Vec::new();
+    for k in 1..=3 {
+        let path = f.dir.path().join(format!("shard-{k}.json"));
+        let shard = format!("{k}/3");
+        let parallel = if k == 2 { "2" } else { "1" };
+        let (code, _, stderr) = f
+            .check_async(&[
+                "--shard",
+                &shard,
+                "--parallel",
+                parallel,
+                "--format",
+                "json",
+                "-q",
+                "-o",
+                path.to_str().unwrap(),
+            ])
+            .await;
+        assert!(code == 0 || code == 1, "{stderr}");
+        paths.push(path);
+    }
+    let shard1: Value = serde_json::from_str(&std::fs::read_to_string(&paths[0]).unwrap()).unwrap();
+    assert_eq!(shard1["run"]["shard"]["index"], 1);
+    assert!(shard1["run"]["shard"]["after"].is_null());
+    assert!(shard1["summary"]["source_rows"].as_u64().unwrap() < 3000);
+
+    let merge = |paths: &[std::path::PathBuf]| {
+        let out = cli_command().args(["report", "merge"]).args(paths).output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = merge(&paths);
+    assert_eq!(code, 1, "{stderr}");
+    let merged: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(verdict_of(&merged), verdict_of(&full));
+    assert_eq!(merged["run"]["snapshots"], 3);
+
+    let (code, _, stderr) = merge(&paths[..2]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("exactly once"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sample_checks_whole_ranges_and_estimates_the_total() {
+    let f = shop(3000).await;
+    let (code, a, stderr) = f.check_json(&["--sample", "0.1", "--sample-seed", "7"]).await;
+    assert!(code == 0 || code == 1, "{stderr}");
+    let sample = &a["run"]["sample"];
+    assert_eq!(sample["seed"], 7);
+    let rows = a["summary"]["source_rows"].as_u64().unwrap();
+    assert!((150..=450).contains(&rows), "about 10% of 3000 rows: {rows}");
+    let ranges = sample["ranges"].as_u64().unwrap();
+    assert!(
+        ranges >= 1 && ranges < sample["of_ranges"].as_u64().unwrap(),
+        "{sample}"
+    );
+    let fraction = sample["rows_fraction"].as_f64().unwrap();
+    assert!((0.04..0.16).contains(&fraction), "{sample}");
+    let failing = a["failing"].as_u64().unwrap();
+    assert_eq!(
+        sample["estimated_failing"].as_u64().unwrap(),
+        (failing as f64 / fraction).round() as u64
+    );
+    // The same seed checks the same ranges.
+    let (_, b, _) = f.check_json(&["--sample", "0.1", "--sample-seed", "7"]).await;
+    assert_eq!(verdict_of(&a), verdict_of(&b));
+    // Orphans inside sampled ranges are found: sample everything and the orphan past the last row shows.
+    let (code, all, _) = f.check_json(&["--sample", "1", "--sample-seed", "7"]).await;
+    assert_eq!(code, 1);
+    let (_, full, _) = f.check_json(&[]).await;
+    assert_eq!(verdict_of(&all), verdict_of(&full));
+}
