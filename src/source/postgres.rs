@@ -190,8 +190,14 @@ impl PostgresSource {
     }
 
     /// The query's column names, in order (also the order of every document's fields).
+    /// In the flat form, `products[].sku` columns show as one `products` field.
     pub fn columns(&self) -> &[String] {
-        &self.plan.names
+        &self.plan.fields
+    }
+
+    /// Whether the query is in the flat form (one row per child, `array[].field` columns).
+    pub fn is_flat(&self) -> bool {
+        self.plan.flat.is_some()
     }
 
     async fn open_scan_inner(&self, range: KeyRange) -> anyhow::Result<Scan> {
@@ -327,10 +333,38 @@ impl PostgresSource {
                 }
             }
             .map_err(|e| read_error(url, e))?;
-            for (i, row) in rows.iter().enumerate() {
-                let doc = self.plan.decode_row(row, i as u64 + 1)?;
-                if wanted.contains(&doc.key) {
-                    docs.push(doc);
+            match &self.plan.flat {
+                None => {
+                    for (i, row) in rows.iter().enumerate() {
+                        let doc = self.plan.decode_row(row, i as u64 + 1)?;
+                        if wanted.contains(&doc.key) {
+                            docs.push(doc);
+                        }
+                    }
+                }
+                Some(flat) => {
+                    // Rows arrive in no particular order; group them by key.
+                    let mut groups: std::collections::BTreeMap<Key, (Vec<Vec<Value>>, Option<i64>)> =
+                        std::collections::BTreeMap::new();
+                    for (i, row) in rows.iter().enumerate() {
+                        let (key, values, updated_at_ms) = self.plan.decode_values(row, i as u64 + 1)?;
+                        if wanted.contains(&key) {
+                            let group = groups.entry(key).or_default();
+                            group.0.push(values);
+                            group.1 = group.1.max(updated_at_ms);
+                        }
+                    }
+                    for (key, (mut values, updated_at_ms)) in groups {
+                        self.plan.sort_children(&mut values);
+                        docs.push(KeyedDoc {
+                            key,
+                            doc: flat.nest(&values),
+                            meta: DocMeta {
+                                updated_at_ms,
+                                ..DocMeta::default()
+                            },
+                        });
+                    }
                 }
             }
         }
@@ -519,10 +553,9 @@ type PageSender = mpsc::Sender<anyhow::Result<Vec<KeyedDoc>>>;
 impl ScanTask {
     async fn run(mut self, mut tx: sqlx::Transaction<'static, Postgres>, sender: PageSender) {
         loop {
-            let mut page = self.next_page(&mut tx).await;
-            let last = match &page {
-                Ok(docs) => docs.len() < self.page_size,
-                Err(_) => true,
+            let (mut page, last) = match self.next_page(&mut tx).await {
+                Ok((docs, last)) => (Ok(docs), last),
+                Err(e) => (Err(e), true),
             };
             if last && page.is_ok() && self.probe_nulls {
                 if let Err(e) = self.find_null_keys(&mut tx).await {
@@ -557,7 +590,14 @@ impl ScanTask {
         Ok(())
     }
 
-    async fn next_page(&mut self, tx: &mut sqlx::Transaction<'static, Postgres>) -> anyhow::Result<Vec<KeyedDoc>> {
+    /// The next page of documents, and whether it is the last.
+    async fn next_page(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+    ) -> anyhow::Result<(Vec<KeyedDoc>, bool)> {
+        if self.plan.flat.is_some() {
+            return self.next_flat_page(tx).await;
+        }
         let plan = self.plan.clone();
         let sql = plan.page_sql(self.after.is_some(), self.until.is_some());
         let mut query = sqlx::query(sql);
@@ -578,7 +618,80 @@ impl ScanTask {
         }
         drop(rows);
         self.after = docs.last().map(|d| d.key.clone()).or(self.after.take());
-        Ok(docs)
+        let last = docs.len() < self.page_size;
+        Ok((docs, last))
+    }
+
+    /// Flat form: a page of rows, grouped by key. A full page may end inside a key, so its last key is
+    /// left for the next page (which starts after the last complete key); a page holding a single key
+    /// is completed by reading just that key.
+    async fn next_flat_page(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+    ) -> anyhow::Result<(Vec<KeyedDoc>, bool)> {
+        let plan = self.plan.clone();
+        let mut rows = self
+            .flat_rows(tx, plan.page_sql(self.after.is_some(), self.until.is_some()), None)
+            .await?;
+        let full = rows.len() >= self.page_size;
+        if full {
+            let last_key = rows.last().map(|r| r.0.clone()).expect("a full page has rows");
+            if rows.first().map(|r| &r.0) == Some(&last_key) {
+                // One key fills the page: read all of it, bounded above by that key.
+                let sql = plan.range_sql(self.after.is_some(), true, None);
+                rows = self.flat_rows(tx, &sql, Some(&last_key)).await?;
+            } else {
+                while rows.last().is_some_and(|r| r.0 == last_key) {
+                    rows.pop();
+                }
+            }
+        }
+        let flat = plan.flat.as_ref().expect("flat plan");
+        let mut docs = Vec::new();
+        let mut start = 0;
+        while start < rows.len() {
+            let key = rows[start].0.clone();
+            let mut end = start;
+            let mut updated_at_ms = None;
+            while end < rows.len() && rows[end].0 == key {
+                updated_at_ms = updated_at_ms.max(rows[end].2);
+                end += 1;
+            }
+            let values: Vec<Vec<Value>> = rows[start..end].iter_mut().map(|r| std::mem::take(&mut r.1)).collect();
+            docs.push(KeyedDoc {
+                key,
+                doc: flat.nest(&values),
+                meta: DocMeta {
+                    updated_at_ms,
+                    ..DocMeta::default()
+                },
+            });
+            start = end;
+        }
+        self.after = docs.last().map(|d| d.key.clone()).or(self.after.take());
+        Ok((docs, !full))
+    }
+
+    async fn flat_rows(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+        sql: &str,
+        until: Option<&Key>,
+    ) -> anyhow::Result<Vec<(Key, Vec<Value>, Option<i64>)>> {
+        let mut query = sqlx::query(sql);
+        for key in [self.after.as_ref(), until.or(self.until.as_ref())]
+            .into_iter()
+            .flatten()
+        {
+            query = bind_key(query, key);
+        }
+        let mut stream = query.fetch(&mut **tx);
+        let mut rows = Vec::with_capacity(self.page_size);
+        while let Some(row) = stream.try_next().await.map_err(|e| read_error(&self.url, e))? {
+            self.rows_read += 1;
+            rows.push(self.plan.decode_values(&row, self.rows_read)?);
+        }
+        Ok(rows)
     }
 }
 
@@ -700,6 +813,12 @@ async fn resolve_decoder(pool: &PgPool, oid: u32) -> Result<Option<Decoder>, sql
 /// column.
 struct Plan {
     names: Vec<String>,
+    /// The document's field names: `names`, or in the flat form the nested fields.
+    fields: Vec<String>,
+    /// The flat form's nesting, when any column is named `array[].field`.
+    flat: Option<crate::scale::flat::FlatShape>,
+    /// Flat form: how a key's rows are ordered (after the key), so arrays come out alike every time.
+    child_order: String,
     decoders: Vec<Decoder>,
     key_name: String,
     key_index: usize,
@@ -814,7 +933,28 @@ impl Plan {
             "SELECT * FROM ({query}\n) AS recon_q WHERE recon_q.{} = ANY($1::{key_param_type}[])",
             quote_ident(&settings.key)
         );
+        let flat = crate::scale::flat::FlatShape::of(&names);
+        let fields = flat.as_ref().map_or_else(|| names.clone(), |f| f.field_names());
+        let child_order: String = flat
+            .as_ref()
+            .map(|f| {
+                f.array_columns()
+                    .into_iter()
+                    .map(|c| {
+                        let collate = if decoders[c] == Decoder::Scalar(Scalar::Text) {
+                            " COLLATE \"C\""
+                        } else {
+                            ""
+                        };
+                        format!(", recon_q.{}{collate}", quote_ident(&names[c]))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut plan = Plan {
+            fields,
+            flat,
+            child_order,
             names,
             decoders,
             key_name: settings.key.clone(),
@@ -869,7 +1009,7 @@ impl Plan {
         if !conditions.is_empty() {
             let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
         }
-        let _ = write!(sql, " ORDER BY {}", self.key_expr);
+        let _ = write!(sql, " ORDER BY {}{}", self.key_expr, self.child_order);
         if let Some(limit) = limit {
             let _ = write!(sql, " LIMIT {limit}");
         }
@@ -931,6 +1071,31 @@ impl Plan {
         Ok(())
     }
 
+    /// A row as its key, its values in column order and its `updated_at` (flat form).
+    fn decode_values(&self, row: &PgRow, row_number: u64) -> Result<(Key, Vec<Value>, Option<i64>), PostgresError> {
+        let doc = self.decode_row(row, row_number)?;
+        Ok((
+            doc.key,
+            doc.doc.into_iter().map(|(_, v)| v).collect(),
+            doc.meta.updated_at_ms,
+        ))
+    }
+
+    /// Orders one key's rows as the scan's ORDER BY does, for lookups (which have no ORDER BY).
+    fn sort_children(&self, rows: &mut [Vec<Value>]) {
+        let Some(flat) = &self.flat else { return };
+        let columns = flat.array_columns();
+        rows.sort_by(|a, b| {
+            for &c in &columns {
+                let order = compare_cells(&a[c], &b[c]);
+                if order != std::cmp::Ordering::Equal {
+                    return order;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+    }
+
     /// `row_number` (1-based, within the scan) only names the row in errors.
     fn decode_row(&self, row: &PgRow, row_number: u64) -> Result<KeyedDoc, PostgresError> {
         let mut doc = Map::with_capacity(self.names.len());
@@ -988,6 +1153,26 @@ impl Plan {
                 ..DocMeta::default()
             },
         })
+    }
+}
+
+/// PostgreSQL's ORDER BY on child columns: text in byte order (`COLLATE "C"`), numbers by value,
+/// NULLs last.
+fn compare_cells(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Greater,
+        (_, Value::Null) => Ordering::Less,
+        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Value::Number(x), Value::Number(y)) => {
+            let big = |n: &Number| bigdecimal::BigDecimal::from_str(&n.to_string()).ok();
+            match (big(x), big(y)) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                _ => Ordering::Equal,
+            }
+        }
+        _ => a.to_string().cmp(&b.to_string()),
     }
 }
 
