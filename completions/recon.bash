@@ -82,7 +82,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__check)
-            opts="-c -f -o -q -v -h -V --config --pg-url --es-url --index --grace --allow --limit --format --output --quiet --verbose --keys --keys-file --since --recheck --parallel --shard --sample --sample-seed --help --version"
+            opts="-c -f -o -q -v -h -V --config --pg-url --es-url --index --grace --allow --limit --format --output --quiet --verbose --keys --keys-file --since --recheck --parallel --shard --sample --sample-seed --checkpoint --resume --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -165,6 +165,10 @@ _recon() {
                     return 0
                     ;;
                 --sample-seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --checkpoint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -17,6 +17,7 @@ use crate::diff::{Comparator, Grace, Joiner, Outcome as KeyOutcome};
 use crate::model::{Drift, DriftKind, Key, KeyedDoc, Summary};
 use crate::progress::{Counters, Progress, ProgressMode};
 use crate::report::{self, AtomicFile, Format, ReportOptions, RunInfo, SampleInfo, ScaleInfo, ShardInfo, Targeted};
+use crate::scale::checkpoint::{Checkpoint, CheckpointWriter};
 use crate::scale::plan::{self, Shard};
 use crate::scale::spool::DriftSpool;
 use crate::source::elasticsearch::{
@@ -48,6 +49,8 @@ pub struct ScaleOptions {
     pub parallel: u32,
     pub shard: Option<Shard>,
     pub sample: Option<(f64, u64)>,
+    /// `--checkpoint FILE` and whether to `--resume` from it.
+    pub checkpoint: Option<(PathBuf, bool)>,
 }
 
 impl Default for ScaleOptions {
@@ -58,6 +61,7 @@ impl Default for ScaleOptions {
             parallel: 1,
             shard: None,
             sample: None,
+            checkpoint: None,
         }
     }
 }
@@ -121,6 +125,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
                     .unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64);
                 (f, seed)
             }),
+            checkpoint: args.checkpoint.map(|path| (path, args.resume)),
         },
     };
     Ok(run_check(&settings, &options).await?.outcome)
@@ -198,6 +203,17 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
         shard: options.scale.shard,
         sample: options.scale.sample,
         recheck: options.scale.recheck,
+        checkpoint: options.scale.checkpoint.as_ref().map(|(path, resume)| CheckpointSpec {
+            path: path.clone(),
+            resume: *resume,
+            fingerprint: crate::scale::checkpoint::fingerprint(&[
+                &settings.postgres.query,
+                &settings.postgres.key,
+                &settings.elasticsearch.index,
+                &settings.elasticsearch.key,
+                &options.scale.shard.map(|s| s.to_string()).unwrap_or_default(),
+            ]),
+        }),
     };
     let scanned = scan(&sides, comparator, &scope, |drift| {
         writer.drift(drift).context("cannot write the report")
@@ -346,6 +362,17 @@ pub struct ScanScope {
     pub sample: Option<(f64, u64)>,
     /// Wait this long after the scan, then read every drifted key again and keep what still drifts.
     pub recheck: Option<Duration>,
+    /// Record progress for `--resume` (serial scans only).
+    pub checkpoint: Option<CheckpointSpec>,
+}
+
+/// Where a run records its progress, and whether it continues from there.
+#[derive(Debug, Clone)]
+pub struct CheckpointSpec {
+    pub path: PathBuf,
+    pub resume: bool,
+    /// What the run compares; a checkpoint of another run is refused.
+    pub fingerprint: String,
 }
 
 impl ScanScope {
@@ -360,6 +387,7 @@ impl ScanScope {
             shard: None,
             sample: None,
             recheck: None,
+            checkpoint: None,
         }
     }
 }
@@ -402,6 +430,10 @@ pub async fn scan(
     let clock = Instant::now();
     let counters = Arc::new(Counters::default());
     let hold = scope.recheck.is_some();
+    if scope.checkpoint.is_some() && scope.parallel > 1 {
+        bail!("--checkpoint records one serial scan; it cannot be combined with --parallel (use --shard to split)");
+    }
+    let mut snapshots = 1;
     let mut shard = None;
     let mut sample = None;
     let mut pass = if let Some(keys) = &scope.keys {
@@ -453,7 +485,43 @@ pub async fn scan(
             } else {
                 Sink::Direct(&mut on_drift)
             };
-            let pass = serial(sides, &comparator, &ranges[0], scope, &counters, &mut sink).await?;
+            let mut range = ranges[0].clone();
+            let mut writer = None;
+            if let Some(spec) = &scope.checkpoint {
+                let resumed = match spec.resume {
+                    true => Checkpoint::load(&spec.path)?,
+                    false => None,
+                };
+                if let Some(c) = &resumed {
+                    if !range.contains(&c.last_key) {
+                        bail!(
+                            "the checkpoint {} is outside the range this run checks",
+                            spec.path.display()
+                        );
+                    }
+                    range.after = Some(c.last_key.clone());
+                }
+                writer = Some(CheckpointWriter::open(
+                    &spec.path,
+                    spec.fingerprint.clone(),
+                    resumed.as_ref(),
+                    None,
+                    |drift| sink.take(&drift),
+                )?);
+            }
+            let mut pass = serial(sides, &comparator, &range, scope, &counters, &mut sink, writer.as_mut()).await?;
+            if let Some(writer) = writer {
+                let (summary, fields) = writer.base();
+                add_summary(&mut pass.summary, summary);
+                for (field, n) in fields {
+                    *pass.fields.entry(field.clone()).or_default() += n;
+                }
+                snapshots = writer.snapshots();
+                pass.snapshot_ms = writer.snapshot_ms().or(pass.snapshot_ms);
+                if !pass.interrupted {
+                    writer.finish()?;
+                }
+            }
             pass.with_sink(sink)
         } else {
             ranged(sides, &comparator, ranges, scope, &counters).await?
@@ -490,7 +558,7 @@ pub async fn scan(
         started_at,
         duration: clock.elapsed(),
         interrupted: pass.interrupted,
-        snapshots: 1,
+        snapshots,
         shard,
         sample,
     })
@@ -532,25 +600,44 @@ impl Pass {
 
 /// Pulls verdicts out of the join until both sides end or the process is asked to stop; true when
 /// interrupted.
-async fn drive<S, T>(joiner: &mut Joiner<S, T>, counters: &Counters, sink: &mut Sink<'_>) -> anyhow::Result<bool>
+async fn drive<S, T>(
+    joiner: &mut Joiner<S, T>,
+    counters: &Counters,
+    sink: &mut Sink<'_>,
+    mut checkpoint: Option<&mut CheckpointWriter>,
+) -> anyhow::Result<bool>
 where
     S: futures::Stream<Item = anyhow::Result<KeyedDoc>> + Unpin,
     T: futures::Stream<Item = anyhow::Result<KeyedDoc>> + Unpin,
 {
     let interrupted = super::interrupted();
     tokio::pin!(interrupted);
+    let mut last_key: Option<Key> = None;
     loop {
         let next = tokio::select! {
             next = joiner.next() => next?,
-            _ = &mut interrupted => return Ok(true),
+            _ = &mut interrupted => {
+                if let (Some(writer), Some(key)) = (checkpoint.as_deref_mut(), &last_key) {
+                    writer.maybe_save(key, joiner.summary(), joiner.field_counts(), true)?;
+                }
+                return Ok(true);
+            }
         };
-        match next {
-            Some(KeyOutcome::Matched(_)) => {}
+        let key = match next {
+            Some(KeyOutcome::Matched(key)) => key,
             Some(KeyOutcome::Drift(drift)) => {
                 counters.drifted.fetch_add(1, Ordering::Relaxed);
+                if let Some(writer) = checkpoint.as_deref_mut() {
+                    writer.drift(&drift)?;
+                }
                 sink.take(&drift)?;
+                drift.key
             }
             None => return Ok(false),
+        };
+        if let Some(writer) = checkpoint.as_deref_mut() {
+            writer.maybe_save(&key, joiner.summary(), joiner.field_counts(), false)?;
+            last_key = Some(key);
         }
     }
 }
@@ -585,6 +672,7 @@ async fn serial(
     scope: &ScanScope,
     counters: &Arc<Counters>,
     sink: &mut Sink<'_>,
+    mut checkpoint: Option<&mut CheckpointWriter>,
 ) -> anyhow::Result<Pass> {
     // Both snapshots are opened, then read concurrently: each side pages ahead on its own task.
     let (source_scan, target_scan) = tokio::try_join!(
@@ -597,6 +685,9 @@ async fn serial(
         (source_scan.estimate, target_scan.estimate),
         counters.clone(),
     );
+    if let Some(writer) = checkpoint.as_deref_mut() {
+        writer.note_snapshot(source_scan.snapshot_ms);
+    }
     let source = counted(source_scan.docs, counters.clone(), true);
     let target = counted(target_scan.docs, counters.clone(), false);
     let mut joiner = Joiner::new(
@@ -605,7 +696,7 @@ async fn serial(
         comparator.clone(),
         grace_at(scope.grace, source_scan.snapshot_ms),
     );
-    let driven = drive(&mut joiner, counters, sink).await;
+    let driven = drive(&mut joiner, counters, sink, checkpoint).await;
     progress.finish().await;
     Ok(Pass {
         interrupted: driven?,
@@ -661,7 +752,7 @@ async fn targeted(
     let source = lookup_stream(&sides.write_model, keys, counters.clone(), true);
     let target = lookup_stream(&sides.read_model, keys, counters.clone(), false);
     let mut joiner = Joiner::new(source, target, comparator.clone(), grace_at(scope.grace, snapshot_ms));
-    let driven = drive(&mut joiner, counters, sink).await;
+    let driven = drive(&mut joiner, counters, sink, None).await;
     progress.finish().await;
     Ok(Pass {
         interrupted: driven?,

@@ -2,6 +2,7 @@
 //! recheck or until parallel ranges are stitched back in key order, key-range plans for parallel,
 //! sharded and sampled runs, checkpoints, and nesting of flat joined rows.
 
+pub mod checkpoint;
 pub mod flat;
 pub mod keys;
 pub mod plan;

@@ -97,6 +97,19 @@ impl Stored {
     }
 }
 
+/// One drift as one line of text (with its newline), as the spool stores it.
+pub fn encode_line(drift: &Drift) -> io::Result<String> {
+    let mut line = serde_json::to_string(&Stored::new(drift))?;
+    line.push('\n');
+    Ok(line)
+}
+
+/// The drift of one line written by [`encode_line`].
+pub fn decode_line(line: &str) -> io::Result<Drift> {
+    let stored: Stored = serde_json::from_str(line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(stored.into_drift())
+}
+
 /// Drift written in arrival order, read back in the same order.
 pub struct DriftSpool {
     file: BufWriter<File>,

@@ -434,3 +434,75 @@ async fn flat_and_json_forms_give_identical_reports() {
     assert_eq!(verdict_of(&flat_keys), verdict_of(&json_keys));
     assert_eq!(json_keys["summary"]["source_rows"], 5, "{json_keys}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_continues_after_a_crash_in_a_new_snapshot() {
+    let f = shop(3000).await;
+    let Some(emulator) = &f.emulator else {
+        return; // needs the emulator's latency fault to crash the run midway
+    };
+    let path = f.dir.path().join("recon.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("[elasticsearch]\n", "[elasticsearch]\npage_size = 20\n", 1),
+    )
+    .unwrap();
+    emulator.set_faults("latency=40ms,only=search".parse().unwrap());
+    let checkpoint = f.dir.path().join("check.checkpoint");
+    let report_path = f.dir.path().join("report.json");
+    let mut child = cli_command()
+        .current_dir(f.dir.path())
+        .args(["check", "-q", "--format", "json", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("-o")
+        .arg(&report_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !checkpoint.exists() {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint written");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first checkpoint"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL: a crash, not a graceful stop
+    child.wait().unwrap();
+    assert!(!report_path.exists(), "a crashed run writes no report");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
+    let last = saved["last_key"].as_i64().unwrap();
+    assert!((30..2990).contains(&last), "crashed midway: {saved}");
+
+    // After the crash: a change to a key already compared stays unseen, one after it is seen.
+    f.db.execute("UPDATE orders SET customer = 'Changed' WHERE id IN (1, 2999)")
+        .await;
+    emulator.set_faults(Default::default());
+    let (code, report, stderr) = f
+        .check_json(&["--checkpoint", checkpoint.to_str().unwrap(), "--resume"])
+        .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(report["run"]["snapshots"], 2, "{report}");
+    assert_eq!(report["summary"]["source_rows"], 3000, "{report}");
+    assert_eq!(report["summary"]["target_docs"], 3001);
+    assert_eq!(
+        keys_of(&report),
+        [
+            ("10".into(), "missing".into()),
+            ("20".into(), "mismatched".into()),
+            ("30".into(), "duplicate".into()),
+            ("2999".into(), "mismatched".into()),
+            ("3005".into(), "orphaned".into()),
+        ]
+    );
+    assert!(!checkpoint.exists(), "a finished run removes its checkpoint");
+    // --resume without a checkpoint is a fresh full run.
+    let (_, fresh, _) = f
+        .check_json(&["--checkpoint", checkpoint.to_str().unwrap(), "--resume"])
+        .await;
+    assert_eq!(fresh["run"]["snapshots"], 1);
+    assert_eq!(fresh["summary"]["mismatched"], 3);
+}
