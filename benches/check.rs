@@ -1,10 +1,13 @@
-//! `cargo bench --bench check [-- --orders N]`: how fast is `recon check` against the raw exports?
+//! `cargo bench --bench check [-- --orders N] [--parallel P]`: how fast is `recon check` against the
+//! raw exports?
 //!
 //! Generates N orders (default 1,000,000) in a throwaway PostgreSQL, projects them into the emulator,
 //! then times, in one run: the projection query exported alone (`psql \copy (…) to /dev/null`), the
 //! index scanned alone (PIT + search_after, the same pages recon reads), and `recon check` itself as a
-//! separate process, whose peak RSS comes from wait4(2). Prints the figures; docs/performance.md
-//! records them.
+//! separate process, whose peak RSS comes from wait4(2). Then the same with P-fold parallelism (P
+//! concurrent `\copy`s of key ranges, P PIT slices, `recon check --parallel P`), the flat projection
+//! form serially and in parallel, and `--recheck` over 10,000 drifted keys. Prints the figures;
+//! docs/performance.md records them.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -26,17 +29,20 @@ use recon::source::{DocumentSource, KeyRange};
 
 fn main() -> anyhow::Result<()> {
     let mut orders: u64 = 1_000_000;
+    let mut parallel: u64 = 2;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--orders" {
             orders = args.next().context("--orders N")?.parse()?;
+        } else if arg == "--parallel" {
+            parallel = args.next().context("--parallel P")?.parse()?;
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(bench(orders))
+    runtime.block_on(bench(orders, parallel.max(1)))
 }
 
-async fn bench(orders: u64) -> anyhow::Result<()> {
+async fn bench(orders: u64, parallel: u64) -> anyhow::Result<()> {
     let cluster = tokio::task::spawn_blocking(PgCluster::start).await??;
     let pg_url = cluster.create_database("bench")?;
     let clock = Instant::now();
@@ -102,30 +108,21 @@ async fn bench(orders: u64) -> anyhow::Result<()> {
 
     // 3. recon check, as users run it.
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("recon.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[postgres]\nurl = \"{pg_url}\"\nquery = '''{}'''\nkey = \"orderId\"\nupdated_at = \"updatedAt\"\n\
-             [elasticsearch]\nurl = \"{}\"\nindex = \"orders\"\n[compare]\nignore = [\"updatedAt\"]\n",
-            shop::projection_query(),
-            emulator.url()
-        ),
+    let config = write_config(
+        dir.path(),
+        "recon.toml",
+        &pg_url,
+        shop::projection_query(),
+        &emulator.url(),
     )?;
-    let binary = env!("CARGO_BIN_EXE_recon");
-    let (check, rss_kib, code) = tokio::task::spawn_blocking(move || {
-        run_measured(Command::new(binary).args([
-            "check",
-            "--quiet",
-            "--format",
-            "json",
-            "--output",
-            "/dev/null",
-            "--config",
-            config.to_str().expect("utf-8 path"),
-        ]))
-    })
-    .await??;
+    let flat_config = write_config(
+        dir.path(),
+        "flat.toml",
+        &pg_url,
+        shop::flat_projection_query(),
+        &emulator.url(),
+    )?;
+    let (check, rss_kib, code) = check_measured(&config, &[]).await?;
 
     let slower = pg_export.max(es_scan);
     println!("orders: {orders}, documents scanned alone: {scanned}");
@@ -152,10 +149,193 @@ async fn bench(orders: u64) -> anyhow::Result<()> {
         "recon check peak RSS:     {:>8.1} MB (target <= 128)",
         rss_kib as f64 / 1024.0
     );
+
+    // 4. The same with P-fold parallelism on both sides.
+    let p = parallel.to_string();
+    let clock = Instant::now();
+    let mut exports = Vec::new();
+    for (after, until) in id_ranges(orders, parallel) {
+        let copy = format!(
+            "\\copy (SELECT * FROM ({}) q WHERE \"orderId\" > {after} AND \"orderId\" <= {until}) to /dev/null",
+            shop::projection_query().replace('\n', " ")
+        );
+        exports.push(
+            Command::new(&psql)
+                .args(["-X", "-q", "-d", &pg_url, "-c", &copy])
+                .spawn()?,
+        );
+    }
+    for mut export in exports {
+        if !export.wait()?.success() {
+            bail!("psql \\copy of a range failed");
+        }
+    }
+    let pg_export_p = clock.elapsed();
+    let clock = Instant::now();
+    let sliced = sliced_scan(&es, parallel).await?;
+    let es_scan_p = clock.elapsed();
+    let (check_p, rss_p, code_p) = check_measured(&config, &["--parallel", &p]).await?;
+    let slower_p = pg_export_p.max(es_scan_p);
+    println!(
+        "psql \\copy ×{parallel} ranges:     {:>8.2} s  ({:.0} rows/s)",
+        secs(pg_export_p),
+        orders as f64 / secs(pg_export_p)
+    );
+    println!(
+        "PIT scan ×{parallel} slices:      {:>8.2} s  ({:.0} docs/s, {sliced} docs)",
+        secs(es_scan_p),
+        sliced as f64 / secs(es_scan_p)
+    );
+    println!(
+        "recon check --parallel {parallel}: {:>8.2} s  ({:.0} keys/s), exit {code_p}, peak RSS {:.1} MB",
+        secs(check_p),
+        orders as f64 / secs(check_p),
+        rss_p as f64 / 1024.0
+    );
+    println!(
+        "parallel check / slower parallel export: {:>5.2} (target <= 1.2)",
+        secs(check_p) / secs(slower_p)
+    );
+
+    // 5. The flat projection form, serial and parallel.
+    let (flat, rss_flat, code_flat) = check_measured(&flat_config, &[]).await?;
+    let (flat_p, rss_flat_p, code_flat_p) = check_measured(&flat_config, &["--parallel", &p]).await?;
+    println!(
+        "recon check, flat form:   {:>8.2} s  ({:.0} docs/s), exit {code_flat}, peak RSS {:.1} MB",
+        secs(flat),
+        orders as f64 / secs(flat),
+        rss_flat as f64 / 1024.0
+    );
+    println!(
+        "flat form --parallel {parallel}:   {:>8.2} s  ({:.0} docs/s), exit {code_flat_p}, peak RSS {:.1} MB",
+        secs(flat_p),
+        orders as f64 / secs(flat_p),
+        rss_flat_p as f64 / 1024.0
+    );
+    println!(
+        "flat / JSON docs/s:       {:>8.2}   (target >= 1.5; parallel: {:.2})",
+        secs(check) / secs(flat),
+        secs(check_p) / secs(flat_p)
+    );
+
+    // 6. --recheck over 10,000 drifted keys (order dates moved in the write model).
+    let every = (orders / 10_000).max(1);
+    sqlx::raw_sql(&format!(
+        "UPDATE orders SET order_date = order_date + interval '1 day' WHERE id % {every} = 0"
+    ))
+    .execute(&mut conn)
+    .await?;
+    let (plain, _, code_plain) = check_measured(&flat_config, &["--parallel", &p]).await?;
+    let (rechecked, rss_re, code_re) = check_measured(&flat_config, &["--parallel", &p, "--recheck", "1s"]).await?;
+    println!(
+        "drifted keys: {}; check {:.2} s (exit {code_plain}), with --recheck 1s {:.2} s (exit {code_re}, peak RSS {:.1} MB)",
+        orders / every,
+        secs(plain),
+        secs(rechecked),
+        rss_re as f64 / 1024.0
+    );
+    println!(
+        "recheck cost beyond the wait: {:>5.2} s (target < 2)",
+        secs(rechecked) - secs(plain) - 1.0
+    );
     emulator.shutdown().await;
     drop(conn);
     tokio::task::spawn_blocking(move || cluster.stop()).await??;
     Ok(())
+}
+
+fn write_config(
+    dir: &std::path::Path,
+    name: &str,
+    pg_url: &str,
+    query: &str,
+    es_url: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "[postgres]\nurl = \"{pg_url}\"\nquery = '''{query}'''\nkey = \"orderId\"\nupdated_at = \"updatedAt\"\n\
+             [elasticsearch]\nurl = \"{es_url}\"\nindex = \"orders\"\n[compare]\nignore = [\"updatedAt\"]\n\
+             [compare.fields]\nproducts = {{ as = \"set\", key = \"sku\" }}\n"
+        ),
+    )?;
+    Ok(path)
+}
+
+/// `recon check` with `config` and `extra` flags as a separate process: wall time, peak RSS, exit code.
+async fn check_measured(config: &std::path::Path, extra: &[&str]) -> anyhow::Result<(Duration, i64, i32)> {
+    let binary = env!("CARGO_BIN_EXE_recon");
+    let mut args: Vec<String> = [
+        "check",
+        "--quiet",
+        "--format",
+        "json",
+        "--output",
+        "/dev/null",
+        "--config",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(config.to_str().context("utf-8 path")?.to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    tokio::task::spawn_blocking(move || run_measured(binary, &args)).await?
+}
+
+/// `parts` contiguous ranges `(after, until]` of the ids 1..=orders.
+fn id_ranges(orders: u64, parts: u64) -> Vec<(u64, u64)> {
+    (0..parts)
+        .map(|i| (orders * i / parts, orders * (i + 1) / parts))
+        .collect()
+}
+
+/// The index read by `slices` concurrent PIT slices (the raw way to read an index in parallel).
+async fn sliced_scan(es: &EsClient, slices: u64) -> anyhow::Result<u64> {
+    let pit = es
+        .request_ok(Method::Post, "/orders/_pit", &[("keep_alive", "5m")], None)
+        .await?["id"]
+        .as_str()
+        .context("no PIT id")?
+        .to_string();
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in 0..slices {
+        let es = es.clone();
+        let pit = pit.clone();
+        tasks.spawn(async move {
+            let mut count = 0u64;
+            let mut after: Option<serde_json::Value> = None;
+            loop {
+                let mut body = json!({
+                    "size": 1000,
+                    "pit": {"id": pit, "keep_alive": "5m"},
+                    "sort": [{"orderId": "asc"}],
+                    "_source": ["orderId", "customerName", "products", "totalPrice", "orderDate"],
+                    "track_total_hits": false,
+                });
+                if slices > 1 {
+                    body["slice"] = json!({"id": id, "max": slices});
+                }
+                if let Some(a) = after.take() {
+                    body["search_after"] = a;
+                }
+                let answer = es.request_ok(Method::Post, "/_search", &[], Some(&body)).await?;
+                let hits = answer["hits"]["hits"].as_array().cloned().unwrap_or_default();
+                count += hits.len() as u64;
+                if hits.len() < 1000 {
+                    return anyhow::Ok(count);
+                }
+                after = hits.last().map(|h| h["sort"].clone());
+            }
+        });
+    }
+    let mut total = 0;
+    while let Some(done) = tasks.join_next().await {
+        total += done??;
+    }
+    let _ = es
+        .request(Method::Delete, "/_pit", &[], Some(&json!({"id": pit})))
+        .await;
+    Ok(total)
 }
 
 fn connect(url: &str) -> ConnectSettings {
@@ -209,8 +389,24 @@ async fn bulk(es: &EsClient, body: Vec<u8>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a command to its end; returns its wall time, peak RSS in KiB (wait4's ru_maxrss) and exit code.
-fn run_measured(command: &mut Command) -> anyhow::Result<(Duration, i64, i32)> {
+/// Runs a program to its end; returns its wall time, peak RSS in KiB and exit code.
+///
+/// The peak RSS comes from GNU time (`%M`, its child's ru_maxrss) when it is installed: a process
+/// spawned straight from this one shares this process's memory until it execs (posix_spawn/vfork), and
+/// its own ru_maxrss then counts this process's RSS (the emulator's index) too. Without GNU time it
+/// falls back to wait4's ru_maxrss, an overestimate.
+fn run_measured(program: &str, args: &[String]) -> anyhow::Result<(Duration, i64, i32)> {
+    let gnu_time = std::path::Path::new("/usr/bin/time");
+    let rss_file = tempfile::NamedTempFile::new()?;
+    let mut command = if gnu_time.exists() {
+        let mut c = Command::new(gnu_time);
+        c.args(["-f", "%M", "-o"]).arg(rss_file.path()).arg(program).args(args);
+        c
+    } else {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    };
     let clock = Instant::now();
     let child = command.spawn()?;
     let mut status = 0;
@@ -220,12 +416,16 @@ fn run_measured(command: &mut Command) -> anyhow::Result<(Duration, i64, i32)> {
     if pid < 0 {
         bail!("wait4 failed: {}", std::io::Error::last_os_error());
     }
+    let elapsed = clock.elapsed();
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
         -1
     };
-    Ok((clock.elapsed(), usage.ru_maxrss, code))
+    let measured = std::fs::read_to_string(rss_file.path())
+        .ok()
+        .and_then(|t| t.lines().last().and_then(|l| l.trim().parse::<i64>().ok()));
+    Ok((elapsed, measured.unwrap_or(usage.ru_maxrss), code))
 }
 
 fn which_psql() -> String {

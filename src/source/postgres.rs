@@ -599,17 +599,25 @@ impl ScanTask {
             return self.next_flat_page(tx).await;
         }
         let plan = self.plan.clone();
-        let sql = plan.page_sql(self.after.is_some(), self.until.is_some());
+        // The upper bound is applied here, not in SQL: with both bounds the planner may expect a small
+        // range and hash-join and sort all of it for every page, where `key > $1 … LIMIT` streams in
+        // index order. At most one page beyond the range is read.
+        let sql = plan.page_sql(self.after.is_some(), false);
         let mut query = sqlx::query(sql);
-        for key in [&self.after, &self.until].into_iter().flatten() {
+        if let Some(key) = &self.after {
             query = bind_key(query, key);
         }
         // Rows are decoded as they arrive, while the server still produces the rest of the page.
         let mut rows = query.fetch(&mut **tx);
         let mut docs = Vec::with_capacity(self.page_size);
+        let mut beyond = false;
         while let Some(row) = rows.try_next().await.map_err(|e| read_error(&self.url, e))? {
             self.rows_read += 1;
             let doc = plan.decode_row(&row, self.rows_read)?;
+            if self.until.as_ref().is_some_and(|u| doc.key > *u) {
+                beyond = true;
+                break;
+            }
             if self.last_key.as_ref() == Some(&doc.key) {
                 return Err(PostgresError::DuplicateKey { key: doc.key }.into());
             }
@@ -618,7 +626,7 @@ impl ScanTask {
         }
         drop(rows);
         self.after = docs.last().map(|d| d.key.clone()).or(self.after.take());
-        let last = docs.len() < self.page_size;
+        let last = beyond || docs.len() < self.page_size;
         Ok((docs, last))
     }
 
@@ -630,16 +638,24 @@ impl ScanTask {
         tx: &mut sqlx::Transaction<'static, Postgres>,
     ) -> anyhow::Result<(Vec<KeyedDoc>, bool)> {
         let plan = self.plan.clone();
+        // As in `next_page`, the upper bound is applied here rather than in SQL.
+        let after = self.after.clone();
         let mut rows = self
-            .flat_rows(tx, plan.page_sql(self.after.is_some(), self.until.is_some()), None)
+            .flat_rows(tx, plan.page_sql(after.is_some(), false), after.as_ref(), None)
             .await?;
-        let full = rows.len() >= self.page_size;
+        let fetched = rows.len();
+        if let Some(until) = &self.until {
+            // Rows come in key order: every key up to `until` is complete once a later one shows.
+            rows.retain(|r| r.0 <= *until);
+        }
+        let beyond = rows.len() < fetched;
+        let full = !beyond && fetched >= self.page_size;
         if full {
             let last_key = rows.last().map(|r| r.0.clone()).expect("a full page has rows");
             if rows.first().map(|r| &r.0) == Some(&last_key) {
                 // One key fills the page: read all of it, bounded above by that key.
-                let sql = plan.range_sql(self.after.is_some(), true, None);
-                rows = self.flat_rows(tx, &sql, Some(&last_key)).await?;
+                let sql = plan.range_sql(after.is_some(), true, None);
+                rows = self.flat_rows(tx, &sql, after.as_ref(), Some(&last_key)).await?;
             } else {
                 while rows.last().is_some_and(|r| r.0 == last_key) {
                     rows.pop();
@@ -676,13 +692,11 @@ impl ScanTask {
         &mut self,
         tx: &mut sqlx::Transaction<'static, Postgres>,
         sql: &str,
+        after: Option<&Key>,
         until: Option<&Key>,
     ) -> anyhow::Result<Vec<(Key, Vec<Value>, Option<i64>)>> {
         let mut query = sqlx::query(sql);
-        for key in [self.after.as_ref(), until.or(self.until.as_ref())]
-            .into_iter()
-            .flatten()
-        {
+        for key in [after, until].into_iter().flatten() {
             query = bind_key(query, key);
         }
         let mut stream = query.fetch(&mut **tx);
