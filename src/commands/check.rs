@@ -275,7 +275,8 @@ pub async fn connect_sides(settings: &Settings) -> anyhow::Result<Sides> {
 pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::Result<Sides> {
     let pg_settings = PostgresSettings {
         updated_at: settings.postgres.updated_at.clone(),
-        page_size: settings.postgres.page_size,
+        // Read-ahead memory is pages × ranges: smaller pages per range keep the total flat in N.
+        page_size: per_range(settings.postgres.page_size, parallel, 500),
         // A scan per worker, the exported snapshot's holder, lookups and estimates.
         max_connections: (parallel + 4).max(8),
         ..PostgresSettings::new(
@@ -298,7 +299,7 @@ pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::R
         },
         index: es.index.clone(),
         key_field: es.key.clone(),
-        page_size: es.page_size,
+        page_size: per_range(es.page_size, parallel, 250),
         keep_alive: es.keep_alive.clone(),
         source_includes: None,
         source_excludes: Vec::new(),
@@ -344,6 +345,11 @@ pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::R
         write_model,
         read_model,
     })
+}
+
+/// A page size shared out over `parallel` ranges, but not below `floor` (nor above the setting).
+fn per_range(page_size: usize, parallel: u32, floor: usize) -> usize {
+    (page_size / parallel.max(1) as usize).max(floor).min(page_size)
 }
 
 /// Which keys one scan covers and how it behaves.
