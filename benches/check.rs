@@ -266,17 +266,13 @@ fn write_config(
 /// `recon check` with `config` and `extra` flags as a separate process: wall time, peak RSS, exit code.
 async fn check_measured(config: &std::path::Path, extra: &[&str]) -> anyhow::Result<(Duration, i64, i32)> {
     let binary = env!("CARGO_BIN_EXE_recon");
-    let mut args: Vec<String> = [
-        "check",
-        "--quiet",
-        "--format",
-        "json",
-        "--output",
-        "/dev/null",
-        "--config",
-    ]
-    .map(String::from)
-    .to_vec();
+    // A real file next to the config: --output renames over its target, which must not be a device.
+    let output = config.with_extension("report.json");
+    let mut args: Vec<String> = ["check", "--quiet", "--format", "json", "--output"]
+        .map(String::from)
+        .to_vec();
+    args.push(output.to_str().context("utf-8 path")?.to_string());
+    args.push("--config".into());
     args.push(config.to_str().context("utf-8 path")?.to_string());
     args.extend(extra.iter().map(|s| s.to_string()));
     tokio::task::spawn_blocking(move || run_measured(binary, &args)).await?

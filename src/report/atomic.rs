@@ -59,7 +59,19 @@ impl AtomicFile {
         prefix.push(".");
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".tmp");
-        let existing = std::fs::metadata(path).ok().map(|meta| meta.permissions());
+        let metadata = std::fs::metadata(path).ok();
+        // Committing renames over FILE: over /dev/null (as root) that would replace the device with a
+        // regular file for every process on the machine.
+        if metadata.as_ref().is_some_and(|m| !m.is_file()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is not a regular file; --output replaces a file atomically (redirect stdout for devices and pipes)",
+                    path.display()
+                ),
+            ));
+        }
+        let existing = metadata.map(|meta| meta.permissions());
         #[cfg(unix)]
         if existing.is_none() {
             use std::os::unix::fs::PermissionsExt;
@@ -158,6 +170,16 @@ mod tests {
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|name| name.ends_with(".tmp"))
             .collect()
+    }
+
+    #[test]
+    fn devices_and_directories_are_refused_not_replaced() {
+        assert!(AtomicFile::create(Path::new("/dev/null")).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        assert!(AtomicFile::create(&sub).is_err());
+        assert!(sub.is_dir());
     }
 
     #[test]
