@@ -1,11 +1,13 @@
-//! `cargo bench --bench check [-- --orders N]`: how fast is `recon check` against the raw exports?
+//! `cargo bench --bench check [-- --orders N] [--parallel P]`: how fast is `recon check` against the
+//! raw exports?
 //!
 //! Generates N orders (default 1,000,000) in a throwaway PostgreSQL, projects them into the emulator,
 //! then times, in one run: the projection query exported alone (`psql \copy (…) to /dev/null`), the
 //! index scanned alone (PIT + search_after, the same pages recon reads), and `recon check` itself as a
-//! separate process, which writes its own peak RSS (VmHWM) to a file at exit: wait4's ru_maxrss would
-//! report the bench's own (the emulator's) through fork. Prints the figures; docs/performance.md
-//! records them.
+//! separate process, which reports its own peak RSS (VmHWM) at exit. Then the same with P-fold parallelism (P
+//! concurrent `\copy`s of key ranges, P PIT slices, `recon check --parallel P`), the flat projection
+//! form serially and in parallel, and `--recheck` over 10,000 drifted keys. Prints the figures;
+//! docs/performance.md records them.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,27 +21,28 @@ use recon::emulator::{Emulator, EmulatorConfig};
 use recon::model::KeyedDoc;
 use recon::pgcluster::PgCluster;
 use recon::shop;
-use recon::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient};
+use recon::source::elasticsearch::{
+    ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient, RetryPolicy,
+};
 use recon::source::postgres::{PostgresSettings, PostgresSource};
 use recon::source::{DocumentSource, KeyRange};
 
 fn main() -> anyhow::Result<()> {
     let mut orders: u64 = 1_000_000;
-    let mut hold = false;
+    let mut parallel: u64 = 2;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--orders" => orders = args.next().context("--orders N")?.parse()?,
-            // Keep both servers up after loading, for profiling `recon check` by hand.
-            "--hold" => hold = true,
-            _ => {}
+        if arg == "--orders" {
+            orders = args.next().context("--orders N")?.parse()?;
+        } else if arg == "--parallel" {
+            parallel = args.next().context("--parallel P")?.parse()?;
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(bench(orders, hold))
+    runtime.block_on(bench(orders, parallel.max(1)))
 }
 
-async fn bench(orders: u64, hold: bool) -> anyhow::Result<()> {
+async fn bench(orders: u64, parallel: u64) -> anyhow::Result<()> {
     let cluster = tokio::task::spawn_blocking(PgCluster::start).await??;
     let pg_url = cluster.create_database("bench")?;
     let clock = Instant::now();
@@ -105,38 +108,21 @@ async fn bench(orders: u64, hold: bool) -> anyhow::Result<()> {
 
     // 3. recon check, as users run it.
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("recon.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[postgres]\nurl = \"{pg_url}\"\nquery = '''{}'''\nkey = \"orderId\"\nupdated_at = \"updatedAt\"\n\
-             [elasticsearch]\nurl = \"{}\"\nindex = \"orders\"\n[compare]\nignore = [\"updatedAt\"]\n",
-            shop::projection_query(),
-            emulator.url()
-        ),
+    let config = write_config(
+        dir.path(),
+        "recon.toml",
+        &pg_url,
+        shop::projection_query(),
+        &emulator.url(),
     )?;
-    if hold {
-        eprintln!(
-            "holding: recon check --config {} (press Enter to stop)",
-            config.display()
-        );
-        let mut line = String::new();
-        tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await??;
-    }
-    let binary = env!("CARGO_BIN_EXE_recon");
-    let (check, rss_kib, code) = tokio::task::spawn_blocking(move || {
-        run_measured(Command::new(binary).args([
-            "check",
-            "--quiet",
-            "--format",
-            "json",
-            "--output",
-            "/dev/null",
-            "--config",
-            config.to_str().expect("utf-8 path"),
-        ]))
-    })
-    .await??;
+    let flat_config = write_config(
+        dir.path(),
+        "flat.toml",
+        &pg_url,
+        shop::flat_projection_query(),
+        &emulator.url(),
+    )?;
+    let (check, rss_kib, code) = check_measured(&config, &[]).await?;
 
     let slower = pg_export.max(es_scan);
     println!("orders: {orders}, documents scanned alone: {scanned}");
@@ -163,16 +149,201 @@ async fn bench(orders: u64, hold: bool) -> anyhow::Result<()> {
         "recon check peak RSS:     {:>8.1} MB (target <= 128)",
         rss_kib as f64 / 1024.0
     );
+
+    // 4. The same with P-fold parallelism on both sides.
+    let p = parallel.to_string();
+    let clock = Instant::now();
+    let mut exports = Vec::new();
+    for (after, until) in id_ranges(orders, parallel) {
+        let copy = format!(
+            "\\copy (SELECT * FROM ({}) q WHERE \"orderId\" > {after} AND \"orderId\" <= {until}) to /dev/null",
+            shop::projection_query().replace('\n', " ")
+        );
+        exports.push(
+            Command::new(&psql)
+                .args(["-X", "-q", "-d", &pg_url, "-c", &copy])
+                .spawn()?,
+        );
+    }
+    for mut export in exports {
+        if !export.wait()?.success() {
+            bail!("psql \\copy of a range failed");
+        }
+    }
+    let pg_export_p = clock.elapsed();
+    let clock = Instant::now();
+    let sliced = sliced_scan(&es, parallel).await?;
+    let es_scan_p = clock.elapsed();
+    let (check_p, rss_p, code_p) = check_measured(&config, &["--parallel", &p]).await?;
+    let slower_p = pg_export_p.max(es_scan_p);
+    println!(
+        "psql \\copy ×{parallel} ranges:     {:>8.2} s  ({:.0} rows/s)",
+        secs(pg_export_p),
+        orders as f64 / secs(pg_export_p)
+    );
+    println!(
+        "PIT scan ×{parallel} slices:      {:>8.2} s  ({:.0} docs/s, {sliced} docs)",
+        secs(es_scan_p),
+        sliced as f64 / secs(es_scan_p)
+    );
+    println!(
+        "recon check --parallel {parallel}: {:>8.2} s  ({:.0} keys/s), exit {code_p}, peak RSS {:.1} MB",
+        secs(check_p),
+        orders as f64 / secs(check_p),
+        rss_p as f64 / 1024.0
+    );
+    println!(
+        "parallel check / slower parallel export: {:>5.2} (target <= 1.2)",
+        secs(check_p) / secs(slower_p)
+    );
+
+    // 5. The flat projection form, serial and parallel.
+    let (flat, rss_flat, code_flat) = check_measured(&flat_config, &[]).await?;
+    let (flat_p, rss_flat_p, code_flat_p) = check_measured(&flat_config, &["--parallel", &p]).await?;
+    println!(
+        "recon check, flat form:   {:>8.2} s  ({:.0} docs/s), exit {code_flat}, peak RSS {:.1} MB",
+        secs(flat),
+        orders as f64 / secs(flat),
+        rss_flat as f64 / 1024.0
+    );
+    println!(
+        "flat form --parallel {parallel}:   {:>8.2} s  ({:.0} docs/s), exit {code_flat_p}, peak RSS {:.1} MB",
+        secs(flat_p),
+        orders as f64 / secs(flat_p),
+        rss_flat_p as f64 / 1024.0
+    );
+    println!(
+        "flat / JSON docs/s:       {:>8.2}   (target >= 1.5; parallel: {:.2})",
+        secs(check) / secs(flat),
+        secs(check_p) / secs(flat_p)
+    );
+
+    // 6. --recheck over 10,000 drifted keys (order dates moved in the write model).
+    let every = (orders / 10_000).max(1);
+    sqlx::raw_sql(&format!(
+        "UPDATE orders SET order_date = order_date + interval '1 day' WHERE id % {every} = 0"
+    ))
+    .execute(&mut conn)
+    .await?;
+    let (plain, _, code_plain) = check_measured(&flat_config, &["--parallel", &p]).await?;
+    let (rechecked, rss_re, code_re) = check_measured(&flat_config, &["--parallel", &p, "--recheck", "1s"]).await?;
+    println!(
+        "drifted keys: {}; check {:.2} s (exit {code_plain}), with --recheck 1s {:.2} s (exit {code_re}, peak RSS {:.1} MB)",
+        orders / every,
+        secs(plain),
+        secs(rechecked),
+        rss_re as f64 / 1024.0
+    );
+    println!(
+        "recheck cost beyond the wait: {:>5.2} s (target < 2)",
+        secs(rechecked) - secs(plain) - 1.0
+    );
     emulator.shutdown().await;
     drop(conn);
     tokio::task::spawn_blocking(move || cluster.stop()).await??;
     Ok(())
 }
 
+fn write_config(
+    dir: &std::path::Path,
+    name: &str,
+    pg_url: &str,
+    query: &str,
+    es_url: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "[postgres]\nurl = \"{pg_url}\"\nquery = '''{query}'''\nkey = \"orderId\"\nupdated_at = \"updatedAt\"\n\
+             [elasticsearch]\nurl = \"{es_url}\"\nindex = \"orders\"\n[compare]\nignore = [\"updatedAt\"]\n\
+             [compare.fields]\nproducts = {{ as = \"set\", key = \"sku\" }}\n"
+        ),
+    )?;
+    Ok(path)
+}
+
+/// `recon check` with `config` and `extra` flags as a separate process: wall time, peak RSS, exit code.
+async fn check_measured(config: &std::path::Path, extra: &[&str]) -> anyhow::Result<(Duration, i64, i32)> {
+    let binary = env!("CARGO_BIN_EXE_recon");
+    // A real file next to the config: --output renames over its target, which must not be a device.
+    let output = config.with_extension("report.json");
+    let mut args: Vec<String> = ["check", "--quiet", "--format", "json", "--output"]
+        .map(String::from)
+        .to_vec();
+    args.push(output.to_str().context("utf-8 path")?.to_string());
+    args.push("--config".into());
+    args.push(config.to_str().context("utf-8 path")?.to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    tokio::task::spawn_blocking(move || run_measured(binary, &args)).await?
+}
+
+/// `parts` contiguous ranges `(after, until]` of the ids 1..=orders.
+fn id_ranges(orders: u64, parts: u64) -> Vec<(u64, u64)> {
+    (0..parts)
+        .map(|i| (orders * i / parts, orders * (i + 1) / parts))
+        .collect()
+}
+
+/// The index read by `slices` concurrent PIT slices (the raw way to read an index in parallel).
+async fn sliced_scan(es: &EsClient, slices: u64) -> anyhow::Result<u64> {
+    let pit = es
+        .request_ok(Method::Post, "/orders/_pit", &[("keep_alive", "5m")], None)
+        .await?["id"]
+        .as_str()
+        .context("no PIT id")?
+        .to_string();
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in 0..slices {
+        let es = es.clone();
+        let pit = pit.clone();
+        tasks.spawn(async move {
+            let mut count = 0u64;
+            let mut after: Option<serde_json::Value> = None;
+            loop {
+                let mut body = json!({
+                    "size": 1000,
+                    "pit": {"id": pit, "keep_alive": "5m"},
+                    "sort": [{"orderId": "asc"}],
+                    "_source": ["orderId", "customerName", "products", "totalPrice", "orderDate"],
+                    "track_total_hits": false,
+                });
+                if slices > 1 {
+                    body["slice"] = json!({"id": id, "max": slices});
+                }
+                if let Some(a) = after.take() {
+                    body["search_after"] = a;
+                }
+                let answer = es.request_ok(Method::Post, "/_search", &[], Some(&body)).await?;
+                let hits = answer["hits"]["hits"].as_array().cloned().unwrap_or_default();
+                count += hits.len() as u64;
+                if hits.len() < 1000 {
+                    return anyhow::Ok(count);
+                }
+                after = hits.last().map(|h| h["sort"].clone());
+            }
+        });
+    }
+    let mut total = 0;
+    while let Some(done) = tasks.join_next().await {
+        total += done??;
+    }
+    let _ = es
+        .request(Method::Delete, "/_pit", &[], Some(&json!({"id": pit})))
+        .await;
+    Ok(total)
+}
+
 fn connect(url: &str) -> ConnectSettings {
     ConnectSettings {
+        url: url.to_string(),
+        username: None,
+        password: None,
+        api_key: None,
+        ca_cert: None,
+        insecure: false,
         timeout: Duration::from_secs(120),
-        ..ConnectSettings::new(url)
+        retry: RetryPolicy::default(),
     }
 }
 
@@ -214,18 +385,23 @@ async fn bulk(es: &EsClient, body: Vec<u8>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a command to its end; returns its wall time, peak RSS in KiB and exit code. The peak comes from
-/// the child itself (`RECON_PEAK_RSS_FILE`, VmHWM after exec): wait4's ru_maxrss would report this bench
-/// process's own peak, which a child inherits through fork and exec.
-fn run_measured(command: &mut Command) -> anyhow::Result<(Duration, i64, i32)> {
+/// Runs a program to its end; returns its wall time, peak RSS in KiB and exit code.
+///
+/// The peak comes from recon itself (`RECON_PEAK_RSS_FILE`: its VmHWM at exit, counted from its own
+/// exec). wait4's ru_maxrss cannot tell it: a child inherits this process's high-water mark (the
+/// emulator's index) through fork/posix_spawn and exec.
+fn run_measured(program: &str, args: &[String]) -> anyhow::Result<(Duration, i64, i32)> {
     let rss_file = tempfile::NamedTempFile::new()?;
     let clock = Instant::now();
-    let status = command.env("RECON_PEAK_RSS_FILE", rss_file.path()).status()?;
+    let status = Command::new(program)
+        .args(args)
+        .env("RECON_PEAK_RSS_FILE", rss_file.path())
+        .status()?;
     let elapsed = clock.elapsed();
     let rss_kib = std::fs::read_to_string(rss_file.path())?
         .trim()
         .parse()
-        .context("peak RSS file")?;
+        .context("recon wrote no peak RSS")?;
     Ok((elapsed, rss_kib, status.code().unwrap_or(-1)))
 }
 

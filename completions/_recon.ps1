@@ -29,6 +29,7 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a check on an embedded shop with injected drift, then clean up')
             [CompletionResult]::new('repair', 'repair', [CompletionResultType]::ParameterValue, 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Undo a repair from its audit log, conditionally (dry run by default)')
+            [CompletionResult]::new('report', 'report', [CompletionResultType]::ParameterValue, 'Work with check reports: combine shard reports into one')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -46,10 +47,20 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Report format [default: table on a terminal, json otherwise]')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Write the report to FILE (atomically: a complete report or none) instead of stdout')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Write the report to FILE (atomically: a complete report or none) instead of stdout')
+            [CompletionResult]::new('--keys', '--keys', [CompletionResultType]::ParameterName, 'Check only these keys (comma-separated), orphans among them included')
+            [CompletionResult]::new('--keys-file', '--keys-file', [CompletionResultType]::ParameterName, 'Check only the keys listed in FILE, one per line (`-` for stdin; `#` starts a comment line)')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Check only rows changed since DURATION ago (e.g. 1h) or since TIMESTAMP (RFC 3339), and their documents (needs postgres.updated_at). Cannot see orphans left by deletes: run a full check too')
+            [CompletionResult]::new('--recheck', '--recheck', [CompletionResultType]::ParameterName, 'After the scan, wait DURATION, then read every drifted key again from both sides and drop the keys that now agree (reported as converged), e.g. 30s')
+            [CompletionResult]::new('--parallel', '--parallel', [CompletionResultType]::ParameterName, 'Split the key space into N ranges of about equal rows and scan them concurrently, all in one PostgreSQL snapshot and one Elasticsearch point in time')
+            [CompletionResult]::new('--shard', '--shard', [CompletionResultType]::ParameterName, 'Check only the K-th of N contiguous key ranges (e.g. 2/8); combine the shards'' JSON reports with `recon report merge`')
+            [CompletionResult]::new('--sample', '--sample', [CompletionResultType]::ParameterName, 'Check a seeded random set of contiguous key ranges covering about FRACTION of the rows (0 < FRACTION <= 1), and estimate the total drift')
+            [CompletionResult]::new('--sample-seed', '--sample-seed', [CompletionResultType]::ParameterName, 'Seed for --sample [default: from the clock; the report states it]')
+            [CompletionResult]::new('--checkpoint', '--checkpoint', [CompletionResultType]::ParameterName, 'Record the last key fully compared (and the counts and drift up to it) in FILE as the scan goes, so that `--resume` can continue after a crash. A finished run removes FILE')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress bars or progress log lines')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress bars or progress log lines')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say where each setting came from, and more about the run, on stderr')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say where each setting came from, and more about the run, on stderr')
+            [CompletionResult]::new('--resume', '--resume', [CompletionResultType]::ParameterName, 'Continue the run recorded in --checkpoint FILE after its last compared key, in a new snapshot (the report says how many snapshots it spans); starts from the beginning when FILE is absent')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -123,6 +134,37 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'recon;report' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('merge', 'merge', [CompletionResultType]::ParameterValue, 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'recon;report;merge' {
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Report format [default: json]')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Report format [default: json]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Write the merged report to FILE (atomically) instead of stdout')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Write the merged report to FILE (atomically) instead of stdout')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'recon;report;help' {
+            [CompletionResult]::new('merge', 'merge', [CompletionResultType]::ParameterValue, 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'recon;report;help;merge' {
+            break
+        }
+        'recon;report;help;help' {
+            break
+        }
         'recon;completions' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -135,6 +177,7 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a check on an embedded shop with injected drift, then clean up')
             [CompletionResult]::new('repair', 'repair', [CompletionResultType]::ParameterValue, 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Undo a repair from its audit log, conditionally (dry run by default)')
+            [CompletionResult]::new('report', 'report', [CompletionResultType]::ParameterValue, 'Work with check reports: combine shard reports into one')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -149,6 +192,13 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             break
         }
         'recon;help;undo' {
+            break
+        }
+        'recon;help;report' {
+            [CompletionResult]::new('merge', 'merge', [CompletionResultType]::ParameterValue, 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had')
+            break
+        }
+        'recon;help;report;merge' {
             break
         }
         'recon;help;completions' {

@@ -31,6 +31,9 @@ _recon() {
             recon,repair)
                 cmd="recon__subcmd__repair"
                 ;;
+            recon,report)
+                cmd="recon__subcmd__report"
+                ;;
             recon,undo)
                 cmd="recon__subcmd__undo"
                 ;;
@@ -49,8 +52,26 @@ _recon() {
             recon__subcmd__help,repair)
                 cmd="recon__subcmd__help__subcmd__repair"
                 ;;
+            recon__subcmd__help,report)
+                cmd="recon__subcmd__help__subcmd__report"
+                ;;
             recon__subcmd__help,undo)
                 cmd="recon__subcmd__help__subcmd__undo"
+                ;;
+            recon__subcmd__help__subcmd__report,merge)
+                cmd="recon__subcmd__help__subcmd__report__subcmd__merge"
+                ;;
+            recon__subcmd__report,help)
+                cmd="recon__subcmd__report__subcmd__help"
+                ;;
+            recon__subcmd__report,merge)
+                cmd="recon__subcmd__report__subcmd__merge"
+                ;;
+            recon__subcmd__report__subcmd__help,help)
+                cmd="recon__subcmd__report__subcmd__help__subcmd__help"
+                ;;
+            recon__subcmd__report__subcmd__help,merge)
+                cmd="recon__subcmd__report__subcmd__help__subcmd__merge"
                 ;;
             *)
                 ;;
@@ -59,7 +80,7 @@ _recon() {
 
     case "${cmd}" in
         recon)
-            opts="-h -V --help --version check demo repair undo completions help"
+            opts="-h -V --help --version check demo repair undo report completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -73,7 +94,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__check)
-            opts="-c -f -o -q -v -h -V --config --pg-url --es-url --index --grace --allow --limit --format --output --quiet --verbose --help --version"
+            opts="-c -f -o -q -v -h -V --config --pg-url --es-url --index --grace --allow --limit --format --output --quiet --verbose --keys --keys-file --since --recheck --parallel --shard --sample --sample-seed --checkpoint --resume --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -127,6 +148,42 @@ _recon() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --keys)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keys-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recheck)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sample)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sample-seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --checkpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -175,7 +232,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__help)
-            opts="check demo repair undo completions help"
+            opts="check demo repair undo report completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -247,6 +304,34 @@ _recon() {
         recon__subcmd__help__subcmd__repair)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        recon__subcmd__help__subcmd__report)
+            opts="merge"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        recon__subcmd__help__subcmd__report__subcmd__merge)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -365,6 +450,92 @@ _recon() {
                     ;;
                 -f)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        recon__subcmd__report)
+            opts="-h -V --help --version merge help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        recon__subcmd__report__subcmd__help)
+            opts="merge help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        recon__subcmd__report__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        recon__subcmd__report__subcmd__help__subcmd__merge)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        recon__subcmd__report__subcmd__merge)
+            opts="-f -o -h -V --format --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table json ndjson junit markdown prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "table json ndjson junit markdown prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -26,6 +26,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand demo 'Run a check on an embedded shop with injected drift, then clean up'
             cand repair 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
             cand undo 'Undo a repair from its audit log, conditionally (dry run by default)'
+            cand report 'Work with check reports: combine shard reports into one'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -42,10 +43,20 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand --format 'Report format [default: table on a terminal, json otherwise]'
             cand -o 'Write the report to FILE (atomically: a complete report or none) instead of stdout'
             cand --output 'Write the report to FILE (atomically: a complete report or none) instead of stdout'
+            cand --keys 'Check only these keys (comma-separated), orphans among them included'
+            cand --keys-file 'Check only the keys listed in FILE, one per line (`-` for stdin; `#` starts a comment line)'
+            cand --since 'Check only rows changed since DURATION ago (e.g. 1h) or since TIMESTAMP (RFC 3339), and their documents (needs postgres.updated_at). Cannot see orphans left by deletes: run a full check too'
+            cand --recheck 'After the scan, wait DURATION, then read every drifted key again from both sides and drop the keys that now agree (reported as converged), e.g. 30s'
+            cand --parallel 'Split the key space into N ranges of about equal rows and scan them concurrently, all in one PostgreSQL snapshot and one Elasticsearch point in time'
+            cand --shard 'Check only the K-th of N contiguous key ranges (e.g. 2/8); combine the shards'' JSON reports with `recon report merge`'
+            cand --sample 'Check a seeded random set of contiguous key ranges covering about FRACTION of the rows (0 < FRACTION <= 1), and estimate the total drift'
+            cand --sample-seed 'Seed for --sample [default: from the clock; the report states it]'
+            cand --checkpoint 'Record the last key fully compared (and the counts and drift up to it) in FILE as the scan goes, so that `--resume` can continue after a crash. A finished run removes FILE'
             cand -q 'No progress bars or progress log lines'
             cand --quiet 'No progress bars or progress log lines'
             cand -v 'Say where each setting came from, and more about the run, on stderr'
             cand --verbose 'Say where each setting came from, and more about the run, on stderr'
+            cand --resume 'Continue the run recorded in --checkpoint FILE after its last compared key, in a new snapshot (the report says how many snapshots it spans); starts from the beginning when FILE is absent'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -115,6 +126,32 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'recon;report'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand merge 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'recon;report;merge'= {
+            cand -f 'Report format [default: json]'
+            cand --format 'Report format [default: json]'
+            cand -o 'Write the merged report to FILE (atomically) instead of stdout'
+            cand --output 'Write the merged report to FILE (atomically) instead of stdout'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'recon;report;help'= {
+            cand merge 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'recon;report;help;merge'= {
+        }
+        &'recon;report;help;help'= {
+        }
         &'recon;completions'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -126,6 +163,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand demo 'Run a check on an embedded shop with injected drift, then clean up'
             cand repair 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
             cand undo 'Undo a repair from its audit log, conditionally (dry run by default)'
+            cand report 'Work with check reports: combine shard reports into one'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -136,6 +174,11 @@ set edit:completion:arg-completer[recon] = {|@words|
         &'recon;help;repair'= {
         }
         &'recon;help;undo'= {
+        }
+        &'recon;help;report'= {
+            cand merge 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
+        }
+        &'recon;help;report;merge'= {
         }
         &'recon;help;completions'= {
         }

@@ -30,6 +30,7 @@ complete -c recon -n "__fish_recon_needs_command" -f -a "check" -d 'Compare the 
 complete -c recon -n "__fish_recon_needs_command" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
 complete -c recon -n "__fish_recon_needs_command" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
 complete -c recon -n "__fish_recon_needs_command" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
+complete -c recon -n "__fish_recon_needs_command" -f -a "report" -d 'Work with check reports: combine shard reports into one'
 complete -c recon -n "__fish_recon_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c recon -n "__fish_recon_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c recon -n "__fish_recon_using_subcommand check" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
@@ -46,8 +47,18 @@ junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
 markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector'"
 complete -c recon -n "__fish_recon_using_subcommand check" -s o -l output -d 'Write the report to FILE (atomically: a complete report or none) instead of stdout' -r -F
+complete -c recon -n "__fish_recon_using_subcommand check" -l keys -d 'Check only these keys (comma-separated), orphans among them included' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l keys-file -d 'Check only the keys listed in FILE, one per line (`-` for stdin; `#` starts a comment line)' -r -F
+complete -c recon -n "__fish_recon_using_subcommand check" -l since -d 'Check only rows changed since DURATION ago (e.g. 1h) or since TIMESTAMP (RFC 3339), and their documents (needs postgres.updated_at). Cannot see orphans left by deletes: run a full check too' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l recheck -d 'After the scan, wait DURATION, then read every drifted key again from both sides and drop the keys that now agree (reported as converged), e.g. 30s' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l parallel -d 'Split the key space into N ranges of about equal rows and scan them concurrently, all in one PostgreSQL snapshot and one Elasticsearch point in time' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l shard -d 'Check only the K-th of N contiguous key ranges (e.g. 2/8); combine the shards\' JSON reports with `recon report merge`' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l sample -d 'Check a seeded random set of contiguous key ranges covering about FRACTION of the rows (0 < FRACTION <= 1), and estimate the total drift' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l sample-seed -d 'Seed for --sample [default: from the clock; the report states it]' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l checkpoint -d 'Record the last key fully compared (and the counts and drift up to it) in FILE as the scan goes, so that `--resume` can continue after a crash. A finished run removes FILE' -r -F
 complete -c recon -n "__fish_recon_using_subcommand check" -s q -l quiet -d 'No progress bars or progress log lines'
 complete -c recon -n "__fish_recon_using_subcommand check" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
+complete -c recon -n "__fish_recon_using_subcommand check" -l resume -d 'Continue the run recorded in --checkpoint FILE after its last compared key, in a new snapshot (the report says how many snapshots it spans); starts from the beginning when FILE is absent'
 complete -c recon -n "__fish_recon_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand check" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand demo" -l orders -d 'Number of orders in the demo shop' -r
@@ -99,11 +110,28 @@ complete -c recon -n "__fish_recon_using_subcommand undo" -s y -l yes -d 'Do not
 complete -c recon -n "__fish_recon_using_subcommand undo" -s v -l verbose -d 'Say where each setting came from on stderr'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s V -l version -d 'Print version'
+complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -s h -l help -d 'Print help'
+complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -s V -l version -d 'Print version'
+complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
+complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s f -l format -d 'Report format [default: json]' -r -f -a "table\t'Summary, per-field counts and a sample of drifted keys, for a terminal'
+json\t'One `recon.check/v1` JSON document'
+ndjson\t'One JSON object per line: each drifted key as it is found, then the summary'
+junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
+markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
+prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector'"
+complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s o -l output -d 'Write the merged report to FILE (atomically) instead of stdout' -r -F
+complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s V -l version -d 'Print version'
+complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from help" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
+complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c recon -n "__fish_recon_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c recon -n "__fish_recon_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo completions help" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo completions help" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo completions help" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo completions help" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "report" -d 'Work with check reports: combine shard reports into one'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c recon -n "__fish_recon_using_subcommand help; and __fish_seen_subcommand_from report" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'

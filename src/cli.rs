@@ -23,6 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process; boxing the big flag set would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Compare the read model with the write model and report drift (never writes).
@@ -65,11 +67,42 @@ pub enum Command {
         Exit codes: 0 everything undone, 1 some documents changed since the repair (or dry run), 2 error, \
         130 interrupted.")]
     Undo(UndoArgs),
+    /// Work with check reports: combine shard reports into one.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Print a shell completion script to stdout.
     Completions {
         /// The shell to generate completions for.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key
+    /// space, with the exit code a full run would have had.
+    #[command(
+        long_about = "Combine the JSON reports of `recon check --shard K/N` runs into one report.\n\n\
+        Every shard 1..N must be given exactly once, and their key ranges must tile the key space (no gap, \
+        no overlap); otherwise merge fails with exit code 2. Counts are summed, drift lists concatenated in \
+        key order. Exit codes: 0 in sync (within the shards' --allow), 1 drift, 2 error."
+    )]
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct MergeArgs {
+    /// The shard reports (`recon check --shard K/N --format json`).
+    #[arg(required = true, value_name = "REPORT")]
+    pub reports: Vec<PathBuf>,
+
+    /// Report format [default: json].
+    #[arg(long, short = 'f', value_enum, value_name = "FORMAT", default_value = "json")]
+    pub format: Format,
+
+    /// Write the merged report to FILE (atomically) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Flags that choose what is compared and how much is said.
@@ -125,6 +158,53 @@ pub struct CheckArgs {
     /// Say where each setting came from, and more about the run, on stderr.
     #[arg(long, short = 'v')]
     pub verbose: bool,
+
+    /// Check only these keys (comma-separated), orphans among them included.
+    #[arg(long, value_name = "K1,K2,…", conflicts_with_all = ["keys_file", "since", "shard", "sample"])]
+    pub keys: Option<String>,
+
+    /// Check only the keys listed in FILE, one per line (`-` for stdin; `#` starts a comment line).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["since", "shard", "sample"])]
+    pub keys_file: Option<PathBuf>,
+
+    /// Check only rows changed since DURATION ago (e.g. 1h) or since TIMESTAMP (RFC 3339), and their
+    /// documents (needs postgres.updated_at). Cannot see orphans left by deletes: run a full check too.
+    #[arg(long, value_name = "DURATION|TIMESTAMP", conflicts_with_all = ["shard", "sample"])]
+    pub since: Option<String>,
+
+    /// After the scan, wait DURATION, then read every drifted key again from both sides and drop the
+    /// keys that now agree (reported as converged), e.g. 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub recheck: Option<Duration>,
+
+    /// Split the key space into N ranges of about equal rows and scan them concurrently, all in one
+    /// PostgreSQL snapshot and one Elasticsearch point in time.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
+
+    /// Check only the K-th of N contiguous key ranges (e.g. 2/8); combine the shards' JSON reports with
+    /// `recon report merge`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::scale::plan::Shard>,
+
+    /// Check a seeded random set of contiguous key ranges covering about FRACTION of the rows (0 < FRACTION
+    /// <= 1), and estimate the total drift.
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    pub sample: Option<f64>,
+
+    /// Seed for --sample [default: from the clock; the report states it].
+    #[arg(long, value_name = "N", requires = "sample")]
+    pub sample_seed: Option<u64>,
+
+    /// Record the last key fully compared (and the counts and drift up to it) in FILE as the scan
+    /// goes, so that `--resume` can continue after a crash. A finished run removes FILE.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["keys", "keys_file", "since", "sample"])]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Continue the run recorded in --checkpoint FILE after its last compared key, in a new snapshot
+    /// (the report says how many snapshots it spans); starts from the beginning when FILE is absent.
+    #[arg(long, requires = "checkpoint")]
+    pub resume: bool,
 }
 
 /// Flags of `recon repair`.
@@ -293,6 +373,13 @@ pub struct DemoArgs {
     /// No progress output.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
+        _ => Err(format!("{text:?} is not a fraction in (0, 1], e.g. 0.05")),
+    }
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -16,6 +16,7 @@ pub mod pgcluster;
 pub mod progress;
 pub mod repair;
 pub mod report;
+pub mod scale;
 pub mod secret;
 pub mod shop;
 pub mod source;

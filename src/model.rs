@@ -188,6 +188,10 @@ pub struct Summary {
     pub mismatched: u64,
     pub duplicate: u64,
     pub pending: u64,
+    /// Keys that drifted in the scan but agreed when `--recheck` read them again (counted in
+    /// `matched` too). Zero without a recheck.
+    #[serde(default)]
+    pub converged: u64,
 }
 
 impl Summary {

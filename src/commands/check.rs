@@ -14,11 +14,16 @@ use super::Outcome;
 use crate::cli::CheckArgs;
 use crate::config::{Overrides, Settings};
 use crate::diff::{Comparator, Grace, Joiner, Outcome as KeyOutcome};
-use crate::model::{Drift, Summary};
+use crate::model::{Drift, DriftKind, Key, KeyedDoc, Summary};
 use crate::progress::{Counters, Progress, ProgressMode};
-use crate::report::{self, AtomicFile, Format, ReportOptions, RunInfo};
-use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, RetryPolicy};
-use crate::source::postgres::{PostgresSettings, PostgresSource};
+use crate::report::{self, AtomicFile, Format, ReportOptions, RunInfo, SampleInfo, ScaleInfo, ShardInfo, Targeted};
+use crate::scale::checkpoint::{Checkpoint, CheckpointWriter};
+use crate::scale::plan::{self, Shard};
+use crate::scale::spool::DriftSpool;
+use crate::source::elasticsearch::{
+    ConnectSettings, ElasticsearchSettings, ElasticsearchSource, RetryPolicy, SharedPit,
+};
+use crate::source::postgres::{PostgresSettings, PostgresSource, SharedSnapshot};
 use crate::source::{DocumentSource, KeyRange};
 
 /// How one check runs, beyond what the configuration says.
@@ -32,6 +37,42 @@ pub struct CheckOptions {
     pub progress: ProgressMode,
     pub verbose: bool,
     pub color: bool,
+    /// Which keys and how: targeted, parallel, sharded, sampled, rechecked runs.
+    pub scale: ScaleOptions,
+}
+
+/// The production-scale knobs of a check; the default is one serial scan of every key.
+#[derive(Debug, Clone)]
+pub struct ScaleOptions {
+    pub keys: Option<KeySelection>,
+    pub recheck: Option<Duration>,
+    pub parallel: u32,
+    pub shard: Option<Shard>,
+    pub sample: Option<(f64, u64)>,
+    /// `--checkpoint FILE` and whether to `--resume` from it.
+    pub checkpoint: Option<(PathBuf, bool)>,
+}
+
+impl Default for ScaleOptions {
+    fn default() -> Self {
+        ScaleOptions {
+            keys: None,
+            recheck: None,
+            parallel: 1,
+            shard: None,
+            sample: None,
+            checkpoint: None,
+        }
+    }
+}
+
+/// Keys a targeted run is limited to, resolved against the write model once connected.
+#[derive(Debug, Clone)]
+pub enum KeySelection {
+    List(String),
+    File(PathBuf),
+    /// Rows changed at or after this instant, epoch milliseconds.
+    Since(i64),
 }
 
 /// What a finished check found.
@@ -68,6 +109,24 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
         progress: ProgressMode::detect(args.quiet),
         verbose: args.verbose,
         color: stdout_is_terminal && std::env::var_os("NO_COLOR").is_none(),
+        scale: ScaleOptions {
+            keys: match (args.keys, args.keys_file, args.since) {
+                (Some(list), _, _) => Some(KeySelection::List(list)),
+                (_, Some(file), _) => Some(KeySelection::File(file)),
+                (_, _, Some(since)) => Some(KeySelection::Since(parse_since(&since, chrono::Utc::now())?)),
+                _ => None,
+            },
+            recheck: args.recheck,
+            parallel: args.parallel,
+            shard: args.shard,
+            sample: args.sample.map(|f| {
+                let seed = args
+                    .sample_seed
+                    .unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64);
+                (f, seed)
+            }),
+            checkpoint: args.checkpoint.map(|path| (path, args.resume)),
+        },
     };
     Ok(run_check(&settings, &options).await?.outcome)
 }
@@ -85,7 +144,40 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
         }
         None => None,
     };
-    let sides = connect_sides(settings).await?;
+    if matches!(options.scale.keys, Some(KeySelection::Since(_))) && settings.postgres.updated_at.is_none() {
+        bail!("--since needs postgres.updated_at: the column with each row's last change");
+    }
+    let sides = connect_sides_with(settings, options.scale.parallel).await?;
+    let (keys, targeted) = match &options.scale.keys {
+        None => (None, None),
+        Some(selection) => {
+            let kind = sides.write_model.key_kind();
+            let (keys, targeted) = match selection {
+                KeySelection::List(list) => {
+                    let keys = crate::scale::keys::normalize(crate::scale::keys::parse_list(list, kind)?);
+                    let n = keys.len() as u64;
+                    (keys, Targeted::Keys(n))
+                }
+                KeySelection::File(path) => {
+                    let keys = crate::scale::keys::normalize(crate::scale::keys::read_file(path, kind)?);
+                    let n = keys.len() as u64;
+                    (keys, Targeted::Keys(n))
+                }
+                KeySelection::Since(since_ms) => {
+                    let keys = sides.write_model.keys_changed_since(*since_ms).await?;
+                    let n = keys.len() as u64;
+                    (
+                        keys,
+                        Targeted::Since {
+                            since_ms: *since_ms,
+                            keys: n,
+                        },
+                    )
+                }
+            };
+            (Some(keys), Some(targeted))
+        }
+    };
     if options.verbose {
         eprintln!("recon: write model: {}", sides.write_model.describe());
         eprintln!("recon: read model: {}", sides.read_model.describe());
@@ -106,6 +198,22 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
         range: KeyRange::all(),
         grace: options.grace,
         progress: options.progress,
+        keys,
+        parallel: options.scale.parallel.max(1) as usize,
+        shard: options.scale.shard,
+        sample: options.scale.sample,
+        recheck: options.scale.recheck,
+        checkpoint: options.scale.checkpoint.as_ref().map(|(path, resume)| CheckpointSpec {
+            path: path.clone(),
+            resume: *resume,
+            fingerprint: crate::scale::checkpoint::fingerprint(&[
+                &settings.postgres.query,
+                &settings.postgres.key,
+                &settings.elasticsearch.index,
+                &settings.elasticsearch.key,
+                &options.scale.shard.map(|s| s.to_string()).unwrap_or_default(),
+            ]),
+        }),
     };
     let scanned = scan(&sides, comparator, &scope, |drift| {
         writer.drift(drift).context("cannot write the report")
@@ -128,6 +236,14 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
         limit: options.limit,
         allow: options.allow,
         tool_version: env!("CARGO_PKG_VERSION"),
+        scale: ScaleInfo {
+            recheck: options.scale.recheck,
+            snapshots: scanned.snapshots,
+            parallel: options.scale.parallel.max(1),
+            targeted,
+            shard: scanned.shard.clone(),
+            sample: scanned.sample.clone(),
+        },
     };
     let in_sync = run.in_sync(&scanned.summary);
     writer
@@ -152,9 +268,17 @@ pub struct Sides {
 /// Connects to both sides, asks the read model for only the compared fields, and refuses a pair whose
 /// key kinds would sort differently.
 pub async fn connect_sides(settings: &Settings) -> anyhow::Result<Sides> {
+    connect_sides_with(settings, 1).await
+}
+
+/// [`connect_sides`] with room in the PostgreSQL pool for `parallel` concurrent range scans.
+pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::Result<Sides> {
     let pg_settings = PostgresSettings {
         updated_at: settings.postgres.updated_at.clone(),
-        page_size: settings.postgres.page_size,
+        // Read-ahead memory is pages × ranges: smaller pages per range keep the total flat in N.
+        page_size: per_range(settings.postgres.page_size, parallel, 500),
+        // A scan per worker, the exported snapshot's holder, lookups and estimates.
+        max_connections: (parallel + 4).max(8),
         ..PostgresSettings::new(
             settings.postgres.url.expose(),
             &settings.postgres.query,
@@ -178,7 +302,7 @@ pub async fn connect_sides(settings: &Settings) -> anyhow::Result<Sides> {
         },
         index: es.index.clone(),
         key_field: es.key.clone(),
-        page_size: es.page_size,
+        page_size: per_range(es.page_size, parallel, 250),
         keep_alive: es.keep_alive.clone(),
         source_includes: None,
         source_excludes: Vec::new(),
@@ -226,12 +350,55 @@ pub async fn connect_sides(settings: &Settings) -> anyhow::Result<Sides> {
     })
 }
 
+/// A page size shared out over `parallel` ranges, but not below `floor` (nor above the setting).
+fn per_range(page_size: usize, parallel: u32, floor: usize) -> usize {
+    (page_size / parallel.max(1) as usize).max(floor).min(page_size)
+}
+
 /// Which keys one scan covers and how it behaves.
 #[derive(Debug, Clone)]
 pub struct ScanScope {
     pub range: KeyRange,
     pub grace: Option<Duration>,
     pub progress: ProgressMode,
+    /// Only these keys (ascending, distinct), looked up on both sides instead of scanned.
+    pub keys: Option<Vec<Key>>,
+    /// Concurrent range scans; more than one shares one snapshot and one point in time.
+    pub parallel: usize,
+    /// Only the K-th of N ranges of `range`.
+    pub shard: Option<Shard>,
+    /// A seeded subset of ranges covering about this fraction of the rows: (fraction, seed).
+    pub sample: Option<(f64, u64)>,
+    /// Wait this long after the scan, then read every drifted key again and keep what still drifts.
+    pub recheck: Option<Duration>,
+    /// Record progress for `--resume` (serial scans only).
+    pub checkpoint: Option<CheckpointSpec>,
+}
+
+/// Where a run records its progress, and whether it continues from there.
+#[derive(Debug, Clone)]
+pub struct CheckpointSpec {
+    pub path: PathBuf,
+    pub resume: bool,
+    /// What the run compares; a checkpoint of another run is refused.
+    pub fingerprint: String,
+}
+
+impl ScanScope {
+    /// One serial scan of `range` in one snapshot.
+    pub fn serial(range: KeyRange, grace: Option<Duration>, progress: ProgressMode) -> ScanScope {
+        ScanScope {
+            range,
+            grace,
+            progress,
+            keys: None,
+            parallel: 1,
+            shard: None,
+            sample: None,
+            recheck: None,
+            checkpoint: None,
+        }
+    }
 }
 
 /// What one scan found, besides the drift handed to the sink.
@@ -244,10 +411,24 @@ pub struct Scanned {
     pub duration: Duration,
     /// SIGINT or SIGTERM arrived; the counts cover only part of the key space.
     pub interrupted: bool,
+    /// Write-model snapshots the compared data spans (parallel ranges share one).
+    pub snapshots: u32,
+    /// The shard's range, for `--shard`.
+    pub shard: Option<ShardInfo>,
+    /// What `--sample` covered.
+    pub sample: Option<SampleInfo>,
 }
+
+/// Ranges the key space is cut into for `--sample`: fine enough that a few percent is several ranges.
+const SAMPLE_RANGES: usize = 200;
+/// Keys per lookup round trip in targeted runs and rechecks.
+const LOOKUP_BATCH: usize = 1000;
 
 /// Opens both snapshots, reads them concurrently and merge-joins them, handing every drifted key to
 /// `on_drift` in key order. `check` renders the drift; `repair` plans from it.
+///
+/// A serial scan without recheck hands drift over as it is found. Parallel ranges and rechecks park
+/// drift in temp files (never in memory) and hand it over in key order once it is final.
 pub async fn scan(
     sides: &Sides,
     comparator: Comparator,
@@ -256,69 +437,582 @@ pub async fn scan(
 ) -> anyhow::Result<Scanned> {
     let started_at = chrono::Utc::now();
     let clock = Instant::now();
-    // Both snapshots are opened, then read concurrently: each side pages ahead on its own task.
-    let (source_scan, target_scan) = tokio::try_join!(
-        sides.write_model.open_scan(scope.range.clone()),
-        sides.read_model.open_scan(scope.range.clone())
-    )?;
-    let grace = match (scope.grace, source_scan.snapshot_ms) {
+    let counters = Arc::new(Counters::default());
+    let hold = scope.recheck.is_some();
+    if scope.checkpoint.is_some() && scope.parallel > 1 {
+        bail!("--checkpoint records one serial scan; it cannot be combined with --parallel (use --shard to split)");
+    }
+    let mut snapshots = 1;
+    let mut shard = None;
+    let mut sample = None;
+    let mut pass = if let Some(keys) = &scope.keys {
+        let mut sink = if hold {
+            Sink::Spool(DriftSpool::new()?)
+        } else {
+            Sink::Direct(&mut on_drift)
+        };
+        let pass = targeted(sides, &comparator, keys, scope, &counters, &mut sink).await?;
+        pass.with_sink(sink)
+    } else {
+        let mut ranges = vec![scope.range.clone()];
+        if let Some(k) = scope.shard {
+            let all = sides.write_model.split(&scope.range, k.count as usize).await?;
+            let range = all.get(k.index as usize - 1).cloned().with_context(|| {
+                format!(
+                    "shard {k}: the key space splits into only {} ranges (too few distinct keys for {} shards)",
+                    all.len(),
+                    k.count
+                )
+            })?;
+            shard = Some(ShardInfo {
+                index: k.index,
+                count: k.count,
+                after: range.after.clone(),
+                until: range.until.clone(),
+            });
+            ranges = vec![range];
+        }
+        if let Some((fraction, seed)) = scope.sample {
+            let all = sides.write_model.split(&ranges[0], SAMPLE_RANGES).await?;
+            let of_ranges = all.len() as u64;
+            ranges = plan::sample(all, fraction, seed);
+            sample = Some(SampleInfo {
+                fraction,
+                seed,
+                ranges: ranges.len() as u64,
+                of_ranges,
+                rows_fraction: None,
+                estimated_failing: None,
+            });
+        }
+        if scope.parallel > 1 && ranges.len() == 1 {
+            ranges = sides.write_model.split(&ranges[0], scope.parallel).await?;
+        }
+        if ranges.len() == 1 {
+            let mut sink = if hold {
+                Sink::Spool(DriftSpool::new()?)
+            } else {
+                Sink::Direct(&mut on_drift)
+            };
+            let mut range = ranges[0].clone();
+            let mut writer = None;
+            if let Some(spec) = &scope.checkpoint {
+                let resumed = match spec.resume {
+                    true => Checkpoint::load(&spec.path)?,
+                    false => None,
+                };
+                if let Some(c) = &resumed {
+                    if !range.contains(&c.last_key) {
+                        bail!(
+                            "the checkpoint {} is outside the range this run checks",
+                            spec.path.display()
+                        );
+                    }
+                    range.after = Some(c.last_key.clone());
+                }
+                writer = Some(CheckpointWriter::open(
+                    &spec.path,
+                    spec.fingerprint.clone(),
+                    resumed.as_ref(),
+                    None,
+                    |drift| sink.take(&drift),
+                )?);
+            }
+            let mut pass = serial(sides, &comparator, &range, scope, &counters, &mut sink, writer.as_mut()).await?;
+            if let Some(writer) = writer {
+                let (summary, fields) = writer.base();
+                add_summary(&mut pass.summary, summary);
+                for (field, n) in fields {
+                    *pass.fields.entry(field.clone()).or_default() += n;
+                }
+                snapshots = writer.snapshots();
+                pass.snapshot_ms = writer.snapshot_ms().or(pass.snapshot_ms);
+                if !pass.interrupted {
+                    writer.finish()?;
+                }
+            }
+            pass.with_sink(sink)
+        } else {
+            ranged(sides, &comparator, ranges, scope, &counters).await?
+        }
+    };
+    if !pass.interrupted && !hold {
+        // Parallel ranges: their drift, in range order, which is key order.
+        for spool in std::mem::take(&mut pass.spools) {
+            let mut replay = spool.replay().context("cannot read back the parked drift")?;
+            while let Some(drift) = replay.next_drift().context("cannot read back the parked drift")? {
+                on_drift(&drift)?;
+            }
+        }
+    }
+    if !pass.interrupted {
+        if let Some(wait) = scope.recheck {
+            let spools = std::mem::take(&mut pass.spools);
+            pass.interrupted = recheck(sides, &comparator, scope, wait, spools, &mut pass, &mut on_drift).await?;
+        }
+    }
+    if let (Some(sample), Some(total)) = (&mut sample, sides.write_model.estimate(&scope.range).await) {
+        if total > 0 {
+            let fraction = (pass.summary.source_rows as f64 / total as f64).min(1.0);
+            sample.rows_fraction = Some(fraction);
+            if fraction > 0.0 {
+                sample.estimated_failing = Some((pass.summary.failing() as f64 / fraction).round() as u64);
+            }
+        }
+    }
+    Ok(Scanned {
+        summary: pass.summary,
+        fields: pass.fields,
+        snapshot_ms: pass.snapshot_ms,
+        started_at,
+        duration: clock.elapsed(),
+        interrupted: pass.interrupted,
+        snapshots,
+        shard,
+        sample,
+    })
+}
+
+/// Where a pass puts drift: straight to the caller, or into a temp file to be handed over later.
+enum Sink<'a> {
+    Direct(&'a mut (dyn FnMut(&Drift) -> anyhow::Result<()> + 'a)),
+    Spool(DriftSpool),
+}
+
+impl Sink<'_> {
+    fn take(&mut self, drift: &Drift) -> anyhow::Result<()> {
+        match self {
+            Sink::Direct(f) => f(drift),
+            Sink::Spool(spool) => spool.push(drift).context("cannot park drift in a temp file"),
+        }
+    }
+}
+
+/// What a pass over the key space found before any recheck.
+struct Pass {
+    summary: Summary,
+    fields: BTreeMap<String, u64>,
+    snapshot_ms: Option<i64>,
+    /// Drift not yet handed over, in key order.
+    spools: Vec<DriftSpool>,
+    interrupted: bool,
+}
+
+impl Pass {
+    fn with_sink(mut self, sink: Sink<'_>) -> Pass {
+        if let Sink::Spool(spool) = sink {
+            self.spools.push(spool);
+        }
+        self
+    }
+}
+
+/// Pulls verdicts out of the join until both sides end or the process is asked to stop; true when
+/// interrupted.
+async fn drive<S, T>(
+    joiner: &mut Joiner<S, T>,
+    counters: &Counters,
+    sink: &mut Sink<'_>,
+    mut checkpoint: Option<&mut CheckpointWriter>,
+) -> anyhow::Result<bool>
+where
+    S: futures::Stream<Item = anyhow::Result<KeyedDoc>> + Unpin,
+    T: futures::Stream<Item = anyhow::Result<KeyedDoc>> + Unpin,
+{
+    let interrupted = super::interrupted();
+    tokio::pin!(interrupted);
+    let mut last_key: Option<Key> = None;
+    loop {
+        let next = tokio::select! {
+            next = joiner.next() => next?,
+            _ = &mut interrupted => {
+                if let (Some(writer), Some(key)) = (checkpoint.as_deref_mut(), &last_key) {
+                    writer.maybe_save(key, joiner.summary(), joiner.field_counts(), true)?;
+                }
+                return Ok(true);
+            }
+        };
+        let key = match next {
+            Some(KeyOutcome::Matched(key)) => key,
+            Some(KeyOutcome::Drift(drift)) => {
+                counters.drifted.fetch_add(1, Ordering::Relaxed);
+                if let Some(writer) = checkpoint.as_deref_mut() {
+                    writer.drift(&drift)?;
+                }
+                sink.take(&drift)?;
+                drift.key
+            }
+            None => return Ok(false),
+        };
+        if let Some(writer) = checkpoint.as_deref_mut() {
+            writer.maybe_save(&key, joiner.summary(), joiner.field_counts(), false)?;
+            last_key = Some(key);
+        }
+    }
+}
+
+fn grace_at(grace: Option<Duration>, snapshot_ms: Option<i64>) -> Option<Grace> {
+    match (grace, snapshot_ms) {
         (Some(g), Some(snapshot_ms)) => Some(Grace {
             snapshot_ms,
             grace_ms: g.as_millis() as i64,
         }),
         _ => None,
-    };
-    let counters = Arc::new(Counters::default());
+    }
+}
+
+fn counted(docs: crate::source::DocStream, counter: Arc<Counters>, source: bool) -> crate::source::DocStream {
+    docs.inspect(move |_| {
+        let c = if source {
+            &counter.source_rows
+        } else {
+            &counter.target_docs
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    })
+    .boxed()
+}
+
+/// One range in its own snapshot and PIT: the plain `recon check`.
+async fn serial(
+    sides: &Sides,
+    comparator: &Comparator,
+    range: &KeyRange,
+    scope: &ScanScope,
+    counters: &Arc<Counters>,
+    sink: &mut Sink<'_>,
+    mut checkpoint: Option<&mut CheckpointWriter>,
+) -> anyhow::Result<Pass> {
+    // Both snapshots are opened, then read concurrently: each side pages ahead on its own task.
+    let (source_scan, target_scan) = tokio::try_join!(
+        sides.write_model.open_scan(range.clone()),
+        sides.read_model.open_scan(range.clone())
+    )?;
     let progress = Progress::start(
         scope.progress,
         ("PostgreSQL".into(), "Elasticsearch".into()),
         (source_scan.estimate, target_scan.estimate),
         counters.clone(),
     );
-    let c = counters.clone();
-    let source = source_scan.docs.inspect(move |_| {
-        c.source_rows.fetch_add(1, Ordering::Relaxed);
-    });
-    let c = counters.clone();
-    let target = target_scan.docs.inspect(move |_| {
-        c.target_docs.fetch_add(1, Ordering::Relaxed);
-    });
-    let mut joiner = Joiner::new(source, target, comparator, grace);
-
-    let interrupted = super::interrupted();
-    tokio::pin!(interrupted);
-    let mut was_interrupted = false;
-    loop {
-        let next = tokio::select! {
-            next = joiner.next() => next,
-            _ = &mut interrupted => {
-                was_interrupted = true;
-                break;
-            }
-        };
-        match next {
-            Ok(Some(KeyOutcome::Matched(_))) => {}
-            Ok(Some(KeyOutcome::Drift(drift))) => {
-                counters.drifted.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = on_drift(&drift) {
-                    progress.finish().await;
-                    return Err(e);
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                progress.finish().await;
-                return Err(e);
-            }
-        }
+    if let Some(writer) = checkpoint.as_deref_mut() {
+        writer.note_snapshot(source_scan.snapshot_ms);
     }
+    let source = counted(source_scan.docs, counters.clone(), true);
+    let target = counted(target_scan.docs, counters.clone(), false);
+    let mut joiner = Joiner::new(
+        source,
+        target,
+        comparator.clone(),
+        grace_at(scope.grace, source_scan.snapshot_ms),
+    );
+    let driven = drive(&mut joiner, counters, sink, checkpoint).await;
     progress.finish().await;
-    Ok(Scanned {
+    Ok(Pass {
+        interrupted: driven?,
         summary: joiner.summary().clone(),
         fields: joiner.field_counts().clone(),
         snapshot_ms: source_scan.snapshot_ms,
-        started_at,
-        duration: clock.elapsed(),
-        interrupted: was_interrupted,
+        spools: Vec::new(),
     })
+}
+
+/// The documents of `keys` on one side, in key order, looked up a batch at a time.
+fn lookup_stream<'a, S: DocumentSource>(
+    source: &'a S,
+    keys: &'a [Key],
+    counter: Arc<Counters>,
+    write_model: bool,
+) -> futures::stream::BoxStream<'a, anyhow::Result<KeyedDoc>> {
+    use futures::TryStreamExt;
+    futures::stream::iter(keys.chunks(LOOKUP_BATCH))
+        .then(move |chunk| async move {
+            let mut docs = source.lookup(chunk).await?;
+            docs.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.meta.id.cmp(&b.meta.id)));
+            Ok::<_, anyhow::Error>(futures::stream::iter(docs.into_iter().map(Ok)))
+        })
+        .try_flatten()
+        .inspect(move |_| {
+            let c = if write_model {
+                &counter.source_rows
+            } else {
+                &counter.target_docs
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+        })
+        .boxed()
+}
+
+/// `--keys`, `--keys-file`, `--since`: both sides looked up by key, joined like a scan.
+async fn targeted(
+    sides: &Sides,
+    comparator: &Comparator,
+    keys: &[Key],
+    scope: &ScanScope,
+    counters: &Arc<Counters>,
+    sink: &mut Sink<'_>,
+) -> anyhow::Result<Pass> {
+    let snapshot_ms = Some(chrono::Utc::now().timestamp_millis());
+    let progress = Progress::start(
+        scope.progress,
+        ("PostgreSQL".into(), "Elasticsearch".into()),
+        (Some(keys.len() as u64), Some(keys.len() as u64)),
+        counters.clone(),
+    );
+    let source = lookup_stream(&sides.write_model, keys, counters.clone(), true);
+    let target = lookup_stream(&sides.read_model, keys, counters.clone(), false);
+    let mut joiner = Joiner::new(source, target, comparator.clone(), grace_at(scope.grace, snapshot_ms));
+    let driven = drive(&mut joiner, counters, sink, None).await;
+    progress.finish().await;
+    Ok(Pass {
+        interrupted: driven?,
+        summary: joiner.summary().clone(),
+        fields: joiner.field_counts().clone(),
+        snapshot_ms,
+        spools: Vec::new(),
+    })
+}
+
+/// Several ranges, `scope.parallel` at a time, all in one exported PostgreSQL snapshot and one
+/// point in time: exactly as consistent as a serial scan. Each range's join runs on its own task and
+/// parks its drift in a temp file; the files come back in range order.
+async fn ranged(
+    sides: &Sides,
+    comparator: &Comparator,
+    ranges: Vec<KeyRange>,
+    scope: &ScanScope,
+    counters: &Arc<Counters>,
+) -> anyhow::Result<Pass> {
+    let snapshot = sides.write_model.export_snapshot().await?;
+    let pit = sides.read_model.open_shared_pit().await?;
+    let result = run_ranges(sides, comparator, ranges, scope, counters, &snapshot, &pit).await;
+    sides.read_model.close_shared_pit(pit).await;
+    drop(snapshot);
+    result
+}
+
+/// One range's counts, per-field counts and parked drift.
+type RangeFound = (Summary, BTreeMap<String, u64>, DriftSpool);
+type RangeDone = anyhow::Result<(usize, Summary, BTreeMap<String, u64>, DriftSpool)>;
+
+async fn run_ranges(
+    sides: &Sides,
+    comparator: &Comparator,
+    ranges: Vec<KeyRange>,
+    scope: &ScanScope,
+    counters: &Arc<Counters>,
+    snapshot: &SharedSnapshot,
+    pit: &SharedPit,
+) -> anyhow::Result<Pass> {
+    let snapshot_ms = Some(snapshot.snapshot_ms());
+    let grace = grace_at(scope.grace, snapshot_ms);
+    // Estimates only size the progress bars; a cheap EXPLAIN per range.
+    let mut estimate = 0;
+    for range in ranges.iter().take(16) {
+        estimate += sides.write_model.estimate(range).await.unwrap_or(0);
+    }
+    let estimate = (ranges.len() <= 16 && estimate > 0).then_some(estimate);
+    let progress = Progress::start(
+        scope.progress,
+        (
+            format!("PostgreSQL ×{}", scope.parallel.min(ranges.len())),
+            "Elasticsearch".into(),
+        ),
+        (estimate, estimate),
+        counters.clone(),
+    );
+    let mut results: Vec<Option<RangeFound>> = (0..ranges.len()).map(|_| None).collect();
+    let mut pending = ranges.into_iter().enumerate();
+    let mut running: tokio::task::JoinSet<RangeDone> = tokio::task::JoinSet::new();
+    let interrupted = super::interrupted();
+    tokio::pin!(interrupted);
+    let outcome: anyhow::Result<bool> = async {
+        loop {
+            while running.len() < scope.parallel.max(1) {
+                let Some((index, range)) = pending.next() else { break };
+                let (source_scan, target_scan) = tokio::try_join!(
+                    sides.write_model.open_scan_at(range.clone(), Some(snapshot)),
+                    sides.read_model.open_scan_at(range, Some(pit))
+                )?;
+                let source = counted(source_scan.docs, counters.clone(), true);
+                let target = counted(target_scan.docs, counters.clone(), false);
+                let comparator = comparator.clone();
+                let counters = counters.clone();
+                running.spawn(async move {
+                    let mut joiner = Joiner::new(source, target, comparator, grace);
+                    let mut spool = DriftSpool::new().context("cannot park drift in a temp file")?;
+                    while let Some(outcome) = joiner.next().await? {
+                        if let KeyOutcome::Drift(drift) = outcome {
+                            counters.drifted.fetch_add(1, Ordering::Relaxed);
+                            spool.push(&drift).context("cannot park drift in a temp file")?;
+                        }
+                    }
+                    Ok((index, joiner.summary().clone(), joiner.field_counts().clone(), spool))
+                });
+            }
+            let done = tokio::select! {
+                done = running.join_next() => done,
+                _ = &mut interrupted => return Ok(true),
+            };
+            let Some(done) = done else { return Ok(false) };
+            let (index, summary, fields, spool) = done.context("a range worker panicked")??;
+            results[index] = Some((summary, fields, spool));
+        }
+    }
+    .await;
+    running.abort_all();
+    progress.finish().await;
+    let interrupted = outcome?;
+    let mut pass = Pass {
+        summary: Summary::default(),
+        fields: BTreeMap::new(),
+        snapshot_ms,
+        spools: Vec::new(),
+        interrupted,
+    };
+    for (summary, fields, spool) in results.into_iter().flatten() {
+        add_summary(&mut pass.summary, &summary);
+        for (field, n) in fields {
+            *pass.fields.entry(field).or_default() += n;
+        }
+        pass.spools.push(spool);
+    }
+    Ok(pass)
+}
+
+pub(crate) fn add_summary(total: &mut Summary, part: &Summary) {
+    total.source_rows += part.source_rows;
+    total.target_docs += part.target_docs;
+    total.matched += part.matched;
+    total.missing += part.missing;
+    total.orphaned += part.orphaned;
+    total.mismatched += part.mismatched;
+    total.duplicate += part.duplicate;
+    total.pending += part.pending;
+    total.converged += part.converged;
+}
+
+/// Counts `drift` in (`up`) or out of the verdict counts and per-field counts, as the join does.
+fn tally(summary: &mut Summary, fields: &mut BTreeMap<String, u64>, drift: &Drift, up: bool) {
+    let step = |n: &mut u64| *n = if up { *n + 1 } else { n.saturating_sub(1) };
+    match drift.kind {
+        DriftKind::Missing => step(&mut summary.missing),
+        DriftKind::Orphaned => step(&mut summary.orphaned),
+        DriftKind::Mismatched => step(&mut summary.mismatched),
+        DriftKind::Duplicate => step(&mut summary.duplicate),
+        DriftKind::Pending => step(&mut summary.pending),
+    }
+    if matches!(drift.kind, DriftKind::Mismatched | DriftKind::Duplicate) {
+        let distinct: BTreeSet<&str> = drift.diffs.iter().map(|d| d.field.as_str()).collect();
+        for field in distinct {
+            let n = fields.entry(field.to_string()).or_default();
+            step(n);
+            if *n == 0 {
+                fields.remove(field);
+            }
+        }
+    }
+}
+
+/// `--recheck`: waits, then reads every parked drifted key again from both sides (PostgreSQL in a
+/// fresh transaction, Elasticsearch by key) and compares once more. Keys that now agree, or are gone
+/// from both sides, are converged; the rest is handed over with its fresh evidence. True when
+/// interrupted.
+async fn recheck(
+    sides: &Sides,
+    comparator: &Comparator,
+    scope: &ScanScope,
+    wait: Duration,
+    spools: Vec<DriftSpool>,
+    pass: &mut Pass,
+    on_drift: &mut impl FnMut(&Drift) -> anyhow::Result<()>,
+) -> anyhow::Result<bool> {
+    let parked: u64 = spools.iter().map(DriftSpool::len).sum();
+    if parked == 0 {
+        return Ok(false);
+    }
+    if scope.progress != ProgressMode::Off {
+        eprintln!(
+            "recon: scan done; rechecking {parked} drifted keys in {}",
+            humantime::format_duration(wait)
+        );
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = super::interrupted() => return Ok(true),
+    }
+    let grace = grace_at(scope.grace, Some(chrono::Utc::now().timestamp_millis()));
+    for spool in spools {
+        let mut replay = spool.replay().context("cannot read back the parked drift")?;
+        loop {
+            let batch = replay
+                .next_batch(LOOKUP_BATCH)
+                .context("cannot read back the parked drift")?;
+            if batch.is_empty() {
+                break;
+            }
+            let keys: Vec<Key> = batch.iter().map(|d| d.key.clone()).collect();
+            let (mut expected, mut actual) =
+                tokio::try_join!(sides.write_model.lookup(&keys), sides.read_model.lookup(&keys))?;
+            expected.sort_by(|a, b| a.key.cmp(&b.key));
+            actual.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.meta.id.cmp(&b.meta.id)));
+            let mut joiner = Joiner::new(
+                futures::stream::iter(expected.into_iter().map(Ok)),
+                futures::stream::iter(actual.into_iter().map(Ok)),
+                comparator.clone(),
+                grace,
+            );
+            let mut still: BTreeMap<Key, Drift> = BTreeMap::new();
+            while let Some(outcome) = joiner.next().await? {
+                if let KeyOutcome::Drift(drift) = outcome {
+                    still.insert(drift.key.clone(), drift);
+                }
+            }
+            for old in batch {
+                tally(&mut pass.summary, &mut pass.fields, &old, false);
+                match still.remove(&old.key) {
+                    Some(drift) => {
+                        tally(&mut pass.summary, &mut pass.fields, &drift, true);
+                        on_drift(&drift)?;
+                    }
+                    None => {
+                        pass.summary.converged += 1;
+                        pass.summary.matched += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// `--since`: a duration before `now` (`90m`) or an RFC 3339 instant, as epoch milliseconds.
+pub fn parse_since(text: &str, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<i64> {
+    if let Ok(duration) = humantime::parse_duration(text) {
+        let duration = chrono::Duration::from_std(duration).context("--since: duration too large")?;
+        return Ok((now - duration).timestamp_millis());
+    }
+    match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(t) => Ok(t.timestamp_millis()),
+        Err(_) => {
+            bail!("--since {text:?} is neither a duration (30m, 24h) nor an RFC 3339 timestamp (2026-11-28T02:00:00Z)")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_durations_and_instants() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-28T02:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(parse_since("1h", now).unwrap(), now.timestamp_millis() - 3_600_000);
+        assert_eq!(
+            parse_since("2026-11-28T01:00:00+01:00", now).unwrap(),
+            now.timestamp_millis() - 7_200_000
+        );
+        assert!(parse_since("yesterday", now).is_err());
+    }
 }

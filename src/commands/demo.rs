@@ -85,6 +85,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
         progress: ProgressMode::detect(args.quiet),
         verbose: false,
         color: terminal && std::env::var_os("NO_COLOR").is_none(),
+        scale: Default::default(),
     };
     let result = run_check(&settings, &options).await?;
 

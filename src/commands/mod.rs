@@ -4,6 +4,7 @@ pub mod check;
 pub mod completions;
 pub mod demo;
 pub mod repair;
+pub mod report_merge;
 pub mod undo;
 
 /// How a run ended, as the process exit code (like diff(1): 0 same, 1 different, 2 trouble).

@@ -515,6 +515,7 @@ mod tests {
             mismatched: 1,
             duplicate: 1,
             pending: 0,
+            converged: 0,
         };
         assert_eq!(j.summary(), &expected_summary);
         assert_eq!(j.field_counts(), &BTreeMap::from([("name".to_string(), 1)]));

@@ -482,11 +482,7 @@ fn pending_since(settings: &Settings, grace: Option<Duration>) -> anyhow::Result
 async fn drifted_keys(settings: &Settings, options: &RepairOptions) -> anyhow::Result<Option<Vec<Key>>> {
     let sides = connect_sides(settings).await?;
     let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
-    let scope = ScanScope {
-        range: KeyRange::all(),
-        grace: options.grace,
-        progress: options.progress,
-    };
+    let scope = ScanScope::serial(KeyRange::all(), options.grace, options.progress);
     let mut keys = Vec::new();
     let scanned = scan(&sides, comparator, &scope, |drift| {
         if drift.kind != DriftKind::Pending {

@@ -205,6 +205,15 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        assert!(AtomicFile::create(&sub).is_err());
+        assert!(sub.is_dir());
+    }
+
+    #[test]
     fn a_device_or_fifo_is_written_in_place_never_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("report.pipe");

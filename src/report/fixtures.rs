@@ -20,6 +20,7 @@ pub(super) fn run() -> RunInfo {
         limit: None,
         allow: 0,
         tool_version: "0.1.0",
+        scale: super::ScaleInfo::default(),
     }
 }
 
@@ -118,6 +119,7 @@ pub(super) fn summary() -> Summary {
         mismatched: 2,
         duplicate: 1,
         pending: 1,
+        converged: 0,
     }
 }
 

@@ -69,6 +69,68 @@ pub struct RunInfo {
     /// Failing keys tolerated before the run counts as drift (`--allow`).
     pub allow: u64,
     pub tool_version: &'static str,
+    /// How the run was cut up or narrowed (`--parallel`, `--shard`, `--sample`, `--keys`, `--since`,
+    /// `--recheck`, `--resume`).
+    pub scale: ScaleInfo,
+}
+
+/// The parts of a run's description that scaled runs add; the default is a plain serial full run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleInfo {
+    /// `--recheck`: the wait before drifted keys were read again.
+    pub recheck: Option<Duration>,
+    /// How many write-model snapshots the compared data spans: 1, or 2 and more after `--resume`.
+    pub snapshots: u32,
+    /// Concurrent range scans.
+    pub parallel: u32,
+    /// A targeted run checks only some keys.
+    pub targeted: Option<Targeted>,
+    pub shard: Option<ShardInfo>,
+    pub sample: Option<SampleInfo>,
+}
+
+impl Default for ScaleInfo {
+    fn default() -> Self {
+        ScaleInfo {
+            recheck: None,
+            snapshots: 1,
+            parallel: 1,
+            targeted: None,
+            shard: None,
+            sample: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targeted {
+    /// `--keys`/`--keys-file`: this many distinct keys.
+    Keys(u64),
+    /// `--since`: rows changed at or after this instant (epoch milliseconds), this many of them.
+    Since { since_ms: i64, keys: u64 },
+}
+
+/// `--shard K/N` and the key range the shard covered (None: unbounded on that side).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardInfo {
+    pub index: u32,
+    pub count: u32,
+    pub after: Option<crate::model::Key>,
+    pub until: Option<crate::model::Key>,
+}
+
+/// `--sample`: what was asked for and what it covered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleInfo {
+    pub fraction: f64,
+    pub seed: u64,
+    /// Ranges checked, of how many the key space was cut into.
+    pub ranges: u64,
+    pub of_ranges: u64,
+    /// Rows checked / rows estimated in the whole write model.
+    pub rows_fraction: Option<f64>,
+    /// Failing keys extrapolated to the whole key space (`failing / rows_fraction`).
+    pub estimated_failing: Option<u64>,
 }
 
 impl RunInfo {
@@ -95,6 +157,9 @@ pub struct ReportOptions {
     pub sample: usize,
     /// Colour the table (terminal output only; other formats ignore it).
     pub color: bool,
+    /// Drift was already left out before it reached this writer (merged shard reports that were cut by
+    /// `--limit`): the report says it is truncated whatever it lists.
+    pub truncated_upstream: bool,
 }
 
 impl ReportOptions {
@@ -104,6 +169,7 @@ impl ReportOptions {
             limit: None,
             sample: DEFAULT_SAMPLE,
             color: false,
+            truncated_upstream: false,
         }
     }
 }
@@ -111,7 +177,8 @@ impl ReportOptions {
 /// A writer for `options.format` that sends the final bytes to `out` (stdout, or an
 /// [`AtomicFile::handle`] for `--output`).
 pub fn writer(options: ReportOptions, out: Box<dyn Write + Send>) -> Box<dyn ReportWriter> {
-    let listing = Listing::new(options.limit);
+    let mut listing = Listing::new(options.limit);
+    listing.upstream = options.truncated_upstream;
     match options.format {
         Format::Json => Box::new(json::JsonWriter::new(out, listing)),
         Format::Ndjson => Box::new(json::NdjsonWriter::new(out, listing)),
@@ -135,6 +202,8 @@ struct Listing {
     limit: Option<u64>,
     seen: u64,
     listed: u64,
+    /// Drift left out before it reached the writer.
+    upstream: bool,
 }
 
 impl Listing {
@@ -143,6 +212,7 @@ impl Listing {
             limit,
             seen: 0,
             listed: 0,
+            upstream: false,
         }
     }
 
@@ -157,7 +227,7 @@ impl Listing {
     }
 
     fn truncated(&self) -> bool {
-        self.seen > self.listed
+        self.seen > self.listed || self.upstream
     }
 }
 

@@ -97,6 +97,27 @@ pub(super) fn run_object(run: &RunInfo) -> Value {
         "limit": run.limit,
         "allow": run.allow,
         "tool_version": run.tool_version,
+        "recheck_ms": run.scale.recheck.map(duration_ms),
+        "snapshots": run.scale.snapshots,
+        "parallel": run.scale.parallel,
+        "targeted": run.scale.targeted.as_ref().map(|t| match t {
+            super::Targeted::Keys(keys) => json!({"keys": keys}),
+            super::Targeted::Since { since_ms, keys } => json!({"since_ms": since_ms, "keys": keys}),
+        }),
+        "shard": run.scale.shard.as_ref().map(|s| json!({
+            "index": s.index,
+            "count": s.count,
+            "after": s.after.as_ref().map(crate::model::Key::to_json),
+            "until": s.until.as_ref().map(crate::model::Key::to_json),
+        })),
+        "sample": run.scale.sample.as_ref().map(|s| json!({
+            "fraction": s.fraction,
+            "seed": s.seed,
+            "ranges": s.ranges,
+            "of_ranges": s.of_ranges,
+            "rows_fraction": s.rows_fraction,
+            "estimated_failing": s.estimated_failing,
+        })),
     })
 }
 

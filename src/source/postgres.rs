@@ -52,6 +52,8 @@ pub struct PostgresSettings {
     pub page_size: usize,
     pub prefetch_pages: usize,
     pub connect_timeout: Duration,
+    /// Pool size: one connection per concurrent scan, plus lookups, estimates and a shared snapshot.
+    pub max_connections: u32,
 }
 
 impl PostgresSettings {
@@ -65,6 +67,7 @@ impl PostgresSettings {
             page_size: DEFAULT_PAGE_SIZE,
             prefetch_pages: DEFAULT_PREFETCH_PAGES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -156,7 +159,7 @@ impl PostgresSource {
             })?
             .application_name("recon");
         let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(settings.max_connections.max(2))
             .min_connections(0)
             .acquire_timeout(settings.connect_timeout)
             .connect_with(options);
@@ -187,11 +190,45 @@ impl PostgresSource {
     }
 
     /// The query's column names, in order (also the order of every document's fields).
+    /// In the flat form, `products[].sku` columns show as one `products` field.
     pub fn columns(&self) -> &[String] {
-        &self.plan.names
+        &self.plan.fields
+    }
+
+    /// Whether the query is in the flat form (one row per child, `array[].field` columns).
+    pub fn is_flat(&self) -> bool {
+        self.plan.flat.is_some()
     }
 
     async fn open_scan_inner(&self, range: KeyRange) -> anyhow::Result<Scan> {
+        self.open_scan_at(range, None).await
+    }
+
+    /// Exports the snapshot of a new `REPEATABLE READ, READ ONLY` transaction, which stays open while
+    /// the returned value lives, so that scans opened with [`PostgresSource::open_scan_at`] all read
+    /// exactly the same data (`pg_export_snapshot()`, as `pg_dump -j` does).
+    pub async fn export_snapshot(&self) -> anyhow::Result<SharedSnapshot> {
+        let url = &self.settings.url;
+        let mut tx = self.pool.begin().await.map_err(|e| read_error(url, e))?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| read_error(url, e))?;
+        let (id, snapshot_ms): (String, i64) =
+            sqlx::query_as("SELECT pg_export_snapshot(), floor(extract(epoch FROM now()) * 1000)::int8")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| read_error(url, e))?;
+        Ok(SharedSnapshot {
+            id,
+            snapshot_ms,
+            _holder: tx,
+        })
+    }
+
+    /// Like [`DocumentSource::open_scan`], but inside `snapshot` when given (a parallel range), or in a
+    /// snapshot of its own.
+    pub async fn open_scan_at(&self, range: KeyRange, snapshot: Option<&SharedSnapshot>) -> anyhow::Result<Scan> {
         for key in [&range.after, &range.until].into_iter().flatten() {
             self.plan.check_kind(key)?;
         }
@@ -201,10 +238,20 @@ impl PostgresSource {
             .execute(&mut *tx)
             .await
             .map_err(|e| read_error(&self.settings.url, e))?;
-        let snapshot_ms: i64 = sqlx::query_scalar("SELECT floor(extract(epoch FROM now()) * 1000)::int8")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| read_error(&self.settings.url, e))?;
+        let snapshot_ms: i64 = match snapshot {
+            Some(shared) => {
+                // The id is the server's own text (hex and dashes); quoted anyway.
+                sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{}'", shared.id.replace('\'', "''")))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| read_error(&self.settings.url, e))?;
+                shared.snapshot_ms
+            }
+            None => sqlx::query_scalar("SELECT floor(extract(epoch FROM now()) * 1000)::int8")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| read_error(&self.settings.url, e))?,
+        };
         // On the pool, not in the snapshot's transaction: a failing EXPLAIN must not abort the scan.
         let estimate = self.estimate(&range).await;
 
@@ -236,7 +283,7 @@ impl PostgresSource {
     }
 
     /// The planner's row estimate for the range: cheap, approximate, None when unavailable.
-    async fn estimate(&self, range: &KeyRange) -> Option<u64> {
+    pub async fn estimate(&self, range: &KeyRange) -> Option<u64> {
         let sql = format!(
             "EXPLAIN (FORMAT JSON) {}",
             self.plan.range_sql(range.after.is_some(), range.until.is_some(), None)
@@ -286,15 +333,187 @@ impl PostgresSource {
                 }
             }
             .map_err(|e| read_error(url, e))?;
-            for (i, row) in rows.iter().enumerate() {
-                let doc = self.plan.decode_row(row, i as u64 + 1)?;
-                if wanted.contains(&doc.key) {
-                    docs.push(doc);
+            match &self.plan.flat {
+                None => {
+                    for (i, row) in rows.iter().enumerate() {
+                        let doc = self.plan.decode_row(row, i as u64 + 1)?;
+                        if wanted.contains(&doc.key) {
+                            docs.push(doc);
+                        }
+                    }
+                }
+                Some(flat) => {
+                    // Rows arrive in no particular order; group them by key.
+                    let mut groups: std::collections::BTreeMap<Key, (Vec<Vec<Value>>, Option<i64>)> =
+                        std::collections::BTreeMap::new();
+                    for (i, row) in rows.iter().enumerate() {
+                        let (key, values, updated_at_ms) = self.plan.decode_values(row, i as u64 + 1)?;
+                        if wanted.contains(&key) {
+                            let group = groups.entry(key).or_default();
+                            group.0.push(values);
+                            group.1 = group.1.max(updated_at_ms);
+                        }
+                    }
+                    for (key, (mut values, updated_at_ms)) in groups {
+                        self.plan.sort_children(&mut values);
+                        docs.push(KeyedDoc {
+                            key,
+                            doc: flat.nest(&values),
+                            meta: DocMeta {
+                                updated_at_ms,
+                                ..DocMeta::default()
+                            },
+                        });
+                    }
                 }
             }
         }
         tx.rollback().await.map_err(|e| read_error(url, e))?;
         Ok(docs)
+    }
+}
+
+impl PostgresSource {
+    /// Splits `within` into at most `n` contiguous ranges of about equal rows. Integer keys: boundaries
+    /// found by bisecting the planner's row estimates (the key column's statistics), or of equal width
+    /// between the smallest and largest key when the estimates say nothing or `n` is large. Text keys:
+    /// quantiles of a deterministic hash sample of the keys (one pass over the key column). The same
+    /// data and statistics give the same ranges, which shards on different machines rely on.
+    pub async fn split(&self, within: &KeyRange, n: usize) -> anyhow::Result<Vec<KeyRange>> {
+        use crate::scale::plan;
+        if n <= 1 {
+            return Ok(vec![within.clone()]);
+        }
+        let bounds = match self.plan.key_kind {
+            KeyKind::Int => {
+                let (Some(Key::Int(lo)), Some(Key::Int(hi))) =
+                    (self.edge_key(within, false).await?, self.edge_key(within, true).await?)
+                else {
+                    return Ok(vec![within.clone()]);
+                };
+                match self.estimate(within).await.filter(|&t| t > 0 && n <= 64) {
+                    Some(total) => {
+                        let mut bounds = Vec::with_capacity(n - 1);
+                        for i in 1..n {
+                            let target = total as f64 * i as f64 / n as f64;
+                            bounds.push(Key::Int(self.bisect(within, lo, hi, target).await));
+                        }
+                        bounds
+                    }
+                    None => plan::uniform_int_bounds(lo, hi, n),
+                }
+            }
+            KeyKind::Text => {
+                let total = self.estimate(within).await.unwrap_or(100_000).max(1);
+                let modulus = (total / (n as u64 * 200)).max(1);
+                let mut sample = self.hash_sample(within, modulus).await?;
+                sample.sort();
+                plan::sample_bounds(&sample, n)
+            }
+        };
+        Ok(plan::ranges_from_bounds(within, bounds))
+    }
+
+    /// The smallest integer key `v` in `lo..=hi` whose range `(after, v]` is estimated to hold at least
+    /// `target` rows.
+    async fn bisect(&self, within: &KeyRange, mut lo: i64, mut hi: i64, target: f64) -> i64 {
+        for _ in 0..64 {
+            if lo >= hi {
+                break;
+            }
+            let mid = lo + ((hi as i128 - lo as i128) / 2) as i64;
+            let range = KeyRange {
+                after: within.after.clone(),
+                until: Some(Key::Int(mid)),
+            };
+            let rows = self.estimate(&range).await.unwrap_or(0) as f64;
+            if rows >= target {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        hi
+    }
+
+    /// The first (or last) key in `range`; None when it is empty.
+    async fn edge_key(&self, range: &KeyRange, last: bool) -> anyhow::Result<Option<Key>> {
+        let sql = self
+            .plan
+            .key_sql(range, if last { "DESC LIMIT 1" } else { "LIMIT 1" }, None);
+        let mut query = sqlx::query(&sql);
+        for key in [&range.after, &range.until].into_iter().flatten() {
+            query = bind_key(query, key);
+        }
+        let row = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| read_error(&self.settings.url, e))?;
+        row.map(|r| self.plan.decode_key_only(&r))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    async fn hash_sample(&self, range: &KeyRange, modulus: u64) -> anyhow::Result<Vec<Key>> {
+        let filter = format!(
+            "abs(hashtext(recon_q.{}::text)::int8) % {modulus} = 0",
+            quote_ident(&self.plan.key_name)
+        );
+        let sql = self.plan.key_sql(range, "", Some(&filter));
+        let mut query = sqlx::query(&sql);
+        for key in [&range.after, &range.until].into_iter().flatten() {
+            query = bind_key(query, key);
+        }
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| read_error(&self.settings.url, e))?;
+        rows.iter()
+            .map(|r| self.plan.decode_key_only(r).map_err(Into::into))
+            .collect()
+    }
+
+    /// Keys of the rows whose `updated_at` column is at or after `since_ms` (epoch milliseconds), in
+    /// key order, read in one snapshot. Needs `updated_at`.
+    pub async fn keys_changed_since(&self, since_ms: i64) -> anyhow::Result<Vec<Key>> {
+        let Some(index) = self.plan.updated_at_index else {
+            anyhow::bail!("--since needs postgres.updated_at: the column with each row's last change");
+        };
+        let column = quote_ident(&self.plan.names[index]);
+        // Compare in the column's own type: a timestamp without time zone is taken as UTC.
+        let bound = match self.plan.decoders[index] {
+            Decoder::Scalar(Scalar::Timestamp) => "(to_timestamp($1::int8 / 1000.0) AT TIME ZONE 'UTC')",
+            _ => "to_timestamp($1::int8 / 1000.0)",
+        };
+        let filter = format!("recon_q.{column} >= {bound}");
+        let sql = self.plan.key_sql(&KeyRange::all(), "", Some(&filter));
+        let url = &self.settings.url;
+        let mut tx = self.pool.begin().await.map_err(|e| read_error(url, e))?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| read_error(url, e))?;
+        let mut rows = sqlx::query(&sql).bind(since_ms).fetch(&mut *tx);
+        let mut keys = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(|e| read_error(url, e))? {
+            keys.push(self.plan.decode_key_only(&row)?);
+        }
+        Ok(keys)
+    }
+}
+
+/// A write-model snapshot shared by several scans; see [`PostgresSource::export_snapshot`]. The
+/// exporting transaction stays open (and the snapshot importable) until this is dropped.
+pub struct SharedSnapshot {
+    id: String,
+    snapshot_ms: i64,
+    _holder: sqlx::Transaction<'static, Postgres>,
+}
+
+impl SharedSnapshot {
+    /// When the snapshot was taken (the exporting transaction's `now()`), epoch milliseconds.
+    pub fn snapshot_ms(&self) -> i64 {
+        self.snapshot_ms
     }
 }
 
@@ -334,10 +553,9 @@ type PageSender = mpsc::Sender<anyhow::Result<Vec<KeyedDoc>>>;
 impl ScanTask {
     async fn run(mut self, mut tx: sqlx::Transaction<'static, Postgres>, sender: PageSender) {
         loop {
-            let mut page = self.next_page(&mut tx).await;
-            let last = match &page {
-                Ok(docs) => docs.len() < self.page_size,
-                Err(_) => true,
+            let (mut page, last) = match self.next_page(&mut tx).await {
+                Ok((docs, last)) => (Ok(docs), last),
+                Err(e) => (Err(e), true),
             };
             if last && page.is_ok() && self.probe_nulls {
                 if let Err(e) = self.find_null_keys(&mut tx).await {
@@ -372,19 +590,34 @@ impl ScanTask {
         Ok(())
     }
 
-    async fn next_page(&mut self, tx: &mut sqlx::Transaction<'static, Postgres>) -> anyhow::Result<Vec<KeyedDoc>> {
+    /// The next page of documents, and whether it is the last.
+    async fn next_page(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+    ) -> anyhow::Result<(Vec<KeyedDoc>, bool)> {
+        if self.plan.flat.is_some() {
+            return self.next_flat_page(tx).await;
+        }
         let plan = self.plan.clone();
-        let sql = plan.page_sql(self.after.is_some(), self.until.is_some());
+        // The upper bound is applied here, not in SQL: with both bounds the planner may expect a small
+        // range and hash-join and sort all of it for every page, where `key > $1 … LIMIT` streams in
+        // index order. At most one page beyond the range is read.
+        let sql = plan.page_sql(self.after.is_some(), false);
         let mut query = sqlx::query(sql);
-        for key in [&self.after, &self.until].into_iter().flatten() {
+        if let Some(key) = &self.after {
             query = bind_key(query, key);
         }
         // Rows are decoded as they arrive, while the server still produces the rest of the page.
         let mut rows = query.fetch(&mut **tx);
         let mut docs = Vec::with_capacity(self.page_size);
+        let mut beyond = false;
         while let Some(row) = rows.try_next().await.map_err(|e| read_error(&self.url, e))? {
             self.rows_read += 1;
             let doc = plan.decode_row(&row, self.rows_read)?;
+            if self.until.as_ref().is_some_and(|u| doc.key > *u) {
+                beyond = true;
+                break;
+            }
             if self.last_key.as_ref() == Some(&doc.key) {
                 return Err(PostgresError::DuplicateKey { key: doc.key }.into());
             }
@@ -393,7 +626,86 @@ impl ScanTask {
         }
         drop(rows);
         self.after = docs.last().map(|d| d.key.clone()).or(self.after.take());
-        Ok(docs)
+        let last = beyond || docs.len() < self.page_size;
+        Ok((docs, last))
+    }
+
+    /// Flat form: a page of rows, grouped by key. A full page may end inside a key, so its last key is
+    /// left for the next page (which starts after the last complete key); a page holding a single key
+    /// is completed by reading just that key.
+    async fn next_flat_page(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+    ) -> anyhow::Result<(Vec<KeyedDoc>, bool)> {
+        let plan = self.plan.clone();
+        // As in `next_page`, the upper bound is applied here rather than in SQL.
+        let after = self.after.clone();
+        let mut rows = self
+            .flat_rows(tx, plan.page_sql(after.is_some(), false), after.as_ref(), None)
+            .await?;
+        let fetched = rows.len();
+        if let Some(until) = &self.until {
+            // Rows come in key order: every key up to `until` is complete once a later one shows.
+            rows.retain(|r| r.0 <= *until);
+        }
+        let beyond = rows.len() < fetched;
+        let full = !beyond && fetched >= self.page_size;
+        if full {
+            let last_key = rows.last().map(|r| r.0.clone()).expect("a full page has rows");
+            if rows.first().map(|r| &r.0) == Some(&last_key) {
+                // One key fills the page: read all of it, bounded above by that key.
+                let sql = plan.range_sql(after.is_some(), true, None);
+                rows = self.flat_rows(tx, &sql, after.as_ref(), Some(&last_key)).await?;
+            } else {
+                while rows.last().is_some_and(|r| r.0 == last_key) {
+                    rows.pop();
+                }
+            }
+        }
+        let flat = plan.flat.as_ref().expect("flat plan");
+        let mut docs = Vec::new();
+        let mut start = 0;
+        while start < rows.len() {
+            let key = rows[start].0.clone();
+            let mut end = start;
+            let mut updated_at_ms = None;
+            while end < rows.len() && rows[end].0 == key {
+                updated_at_ms = updated_at_ms.max(rows[end].2);
+                end += 1;
+            }
+            let values: Vec<Vec<Value>> = rows[start..end].iter_mut().map(|r| std::mem::take(&mut r.1)).collect();
+            docs.push(KeyedDoc {
+                key,
+                doc: flat.nest(&values),
+                meta: DocMeta {
+                    updated_at_ms,
+                    ..DocMeta::default()
+                },
+            });
+            start = end;
+        }
+        self.after = docs.last().map(|d| d.key.clone()).or(self.after.take());
+        Ok((docs, !full))
+    }
+
+    async fn flat_rows(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+        sql: &str,
+        after: Option<&Key>,
+        until: Option<&Key>,
+    ) -> anyhow::Result<Vec<(Key, Vec<Value>, Option<i64>)>> {
+        let mut query = sqlx::query(sql);
+        for key in [after, until].into_iter().flatten() {
+            query = bind_key(query, key);
+        }
+        let mut stream = query.fetch(&mut **tx);
+        let mut rows = Vec::with_capacity(self.page_size);
+        while let Some(row) = stream.try_next().await.map_err(|e| read_error(&self.url, e))? {
+            self.rows_read += 1;
+            rows.push(self.plan.decode_values(&row, self.rows_read)?);
+        }
+        Ok(rows)
     }
 }
 
@@ -515,6 +827,12 @@ async fn resolve_decoder(pool: &PgPool, oid: u32) -> Result<Option<Decoder>, sql
 /// column.
 struct Plan {
     names: Vec<String>,
+    /// The document's field names: `names`, or in the flat form the nested fields.
+    fields: Vec<String>,
+    /// The flat form's nesting, when any column is named `array[].field`.
+    flat: Option<crate::scale::flat::FlatShape>,
+    /// Flat form: how a key's rows are ordered (after the key), so arrays come out alike every time.
+    child_order: String,
     decoders: Vec<Decoder>,
     key_name: String,
     key_index: usize,
@@ -629,7 +947,28 @@ impl Plan {
             "SELECT * FROM ({query}\n) AS recon_q WHERE recon_q.{} = ANY($1::{key_param_type}[])",
             quote_ident(&settings.key)
         );
+        let flat = crate::scale::flat::FlatShape::of(&names);
+        let fields = flat.as_ref().map_or_else(|| names.clone(), |f| f.field_names());
+        let child_order: String = flat
+            .as_ref()
+            .map(|f| {
+                f.array_columns()
+                    .into_iter()
+                    .map(|c| {
+                        let collate = if decoders[c] == Decoder::Scalar(Scalar::Text) {
+                            " COLLATE \"C\""
+                        } else {
+                            ""
+                        };
+                        format!(", recon_q.{}{collate}", quote_ident(&names[c]))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut plan = Plan {
+            fields,
+            flat,
+            child_order,
             names,
             decoders,
             key_name: settings.key.clone(),
@@ -684,11 +1023,47 @@ impl Plan {
         if !conditions.is_empty() {
             let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
         }
-        let _ = write!(sql, " ORDER BY {}", self.key_expr);
+        let _ = write!(sql, " ORDER BY {}{}", self.key_expr, self.child_order);
         if let Some(limit) = limit {
             let _ = write!(sql, " LIMIT {limit}");
         }
         sql
+    }
+
+    /// `SELECT key FROM (query) WHERE range [AND extra] ORDER BY key <tail>`; range bounds are $1, $2.
+    fn key_sql(&self, range: &KeyRange, tail: &str, extra: Option<&str>) -> String {
+        let mut conditions = Vec::new();
+        let mut param = 0;
+        if range.after.is_some() {
+            param += 1;
+            conditions.push(format!("{} > ${param}::{}", self.key_expr, self.key_param_type));
+        }
+        if range.until.is_some() {
+            param += 1;
+            conditions.push(format!("{} <= ${param}::{}", self.key_expr, self.key_param_type));
+        }
+        conditions.push(format!("recon_q.{} IS NOT NULL", quote_ident(&self.key_name)));
+        if let Some(extra) = extra {
+            conditions.push(extra.to_string());
+        }
+        format!(
+            "SELECT recon_q.{} FROM ({}\n) AS recon_q WHERE {} ORDER BY {} {tail}",
+            quote_ident(&self.key_name),
+            self.query,
+            conditions.join(" AND "),
+            self.key_expr
+        )
+    }
+
+    /// The key of a row holding only the key column.
+    fn decode_key_only(&self, row: &PgRow) -> Result<Key, PostgresError> {
+        let decode = |reason: String| PostgresError::Decode {
+            column: self.key_name.clone(),
+            reason,
+        };
+        let raw = row.try_get_raw(0).map_err(|e| decode(e.to_string()))?;
+        let bytes = raw.as_bytes().map_err(|e| decode(e.to_string()))?;
+        decode_key(self.key_scalar, bytes).map_err(decode)
     }
 
     fn page_sql(&self, after: bool, until: bool) -> &str {
@@ -708,6 +1083,31 @@ impl Plan {
             });
         }
         Ok(())
+    }
+
+    /// A row as its key, its values in column order and its `updated_at` (flat form).
+    fn decode_values(&self, row: &PgRow, row_number: u64) -> Result<(Key, Vec<Value>, Option<i64>), PostgresError> {
+        let doc = self.decode_row(row, row_number)?;
+        Ok((
+            doc.key,
+            doc.doc.into_iter().map(|(_, v)| v).collect(),
+            doc.meta.updated_at_ms,
+        ))
+    }
+
+    /// Orders one key's rows as the scan's ORDER BY does, for lookups (which have no ORDER BY).
+    fn sort_children(&self, rows: &mut [Vec<Value>]) {
+        let Some(flat) = &self.flat else { return };
+        let columns = flat.array_columns();
+        rows.sort_by(|a, b| {
+            for &c in &columns {
+                let order = compare_cells(&a[c], &b[c]);
+                if order != std::cmp::Ordering::Equal {
+                    return order;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
     }
 
     /// `row_number` (1-based, within the scan) only names the row in errors.
@@ -767,6 +1167,26 @@ impl Plan {
                 ..DocMeta::default()
             },
         })
+    }
+}
+
+/// PostgreSQL's ORDER BY on child columns: text in byte order (`COLLATE "C"`), numbers by value,
+/// NULLs last.
+fn compare_cells(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Greater,
+        (_, Value::Null) => Ordering::Less,
+        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Value::Number(x), Value::Number(y)) => {
+            let big = |n: &Number| bigdecimal::BigDecimal::from_str(&n.to_string()).ok();
+            match (big(x), big(y)) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                _ => Ordering::Equal,
+            }
+        }
+        _ => a.to_string().cmp(&b.to_string()),
     }
 }
 

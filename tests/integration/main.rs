@@ -6,4 +6,5 @@ mod emulator_api;
 mod emulator_faults;
 mod postgres;
 mod repair;
+mod scale;
 mod support;

@@ -140,18 +140,40 @@ impl ElasticsearchSource {
     }
 }
 
-impl DocumentSource for ElasticsearchSource {
-    fn open_scan(&self, range: KeyRange) -> BoxFuture<'_, anyhow::Result<Scan>> {
+impl ElasticsearchSource {
+    /// Opens one point in time for several range scans ([`ElasticsearchSource::open_scan_at`]), so a
+    /// parallel run reads one consistent view. Close it with [`ElasticsearchSource::close_shared_pit`].
+    pub async fn open_shared_pit(&self) -> anyhow::Result<SharedPit> {
+        let id = self.open_pit().await?;
+        Ok(SharedPit {
+            id,
+            snapshot_ms: now_ms(),
+        })
+    }
+
+    /// Best effort, like a scan's own PIT: an unclosed one expires after keep_alive.
+    pub async fn close_shared_pit(&self, pit: SharedPit) {
+        let (path, body) = pit_close_request(self.client.flavor(), &pit.id);
+        let _ = self.client.request(Method::Delete, path, &[], Some(&body)).await;
+    }
+
+    /// Like [`DocumentSource::open_scan`], but searching `pit` when given (a parallel range: the
+    /// range query restricts the shared PIT to the range), or a PIT of its own, closed at the end.
+    pub fn open_scan_at<'a>(
+        &'a self,
+        range: KeyRange,
+        pit: Option<&'a SharedPit>,
+    ) -> BoxFuture<'a, anyhow::Result<Scan>> {
         async move {
             let estimate = self.count(&range).await.ok();
-            let pit = self.open_pit().await?;
-            let snapshot_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .ok();
+            let (pit_id, owns_pit, snapshot_ms) = match pit {
+                Some(shared) => (shared.id.clone(), false, shared.snapshot_ms),
+                None => (self.open_pit().await?, true, now_ms()),
+            };
             let pager = Pager {
+                owns_pit,
                 client: self.client.clone(),
-                pit,
+                pit: pit_id,
                 keep_alive: self.settings.keep_alive.clone(),
                 page_size: self.settings.page_size,
                 query: self.base_query(&range),
@@ -178,6 +200,39 @@ impl DocumentSource for ElasticsearchSource {
             })
         }
         .boxed()
+    }
+}
+
+/// A point in time shared by several range scans of one run.
+pub struct SharedPit {
+    id: String,
+    snapshot_ms: Option<i64>,
+}
+
+impl SharedPit {
+    /// When the PIT was opened, epoch milliseconds.
+    pub fn snapshot_ms(&self) -> Option<i64> {
+        self.snapshot_ms
+    }
+}
+
+fn now_ms() -> Option<i64> {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .ok()
+}
+
+fn pit_close_request(flavor: Flavor, id: &str) -> (&'static str, Value) {
+    match flavor {
+        Flavor::Elasticsearch => ("/_pit", json!({"id": id})),
+        Flavor::OpenSearch => ("/_search/point_in_time", json!({"pit_id": [id]})),
+    }
+}
+
+impl DocumentSource for ElasticsearchSource {
+    fn open_scan(&self, range: KeyRange) -> BoxFuture<'_, anyhow::Result<Scan>> {
+        self.open_scan_at(range, None)
     }
 
     fn lookup<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, anyhow::Result<Vec<KeyedDoc>>> {
@@ -220,6 +275,8 @@ impl DocumentSource for ElasticsearchSource {
 
 /// Reads the pages of one scan on its own task, so the read model is read while the diff works.
 struct Pager {
+    /// A scan's own PIT is closed when it ends; a shared one by whoever opened it.
+    owns_pit: bool,
     client: EsClient,
     pit: String,
     keep_alive: String,
@@ -293,10 +350,10 @@ impl Pager {
     }
 
     async fn close(&self) {
-        let (path, body) = match self.client.flavor() {
-            Flavor::Elasticsearch => ("/_pit", json!({"id": self.pit})),
-            Flavor::OpenSearch => ("/_search/point_in_time", json!({"pit_id": [self.pit]})),
-        };
+        if !self.owns_pit {
+            return;
+        }
+        let (path, body) = pit_close_request(self.client.flavor(), &self.pit);
         // Best effort: an unclosed PIT expires on its own after keep_alive.
         let _ = self.client.request(Method::Delete, path, &[], Some(&body)).await;
     }

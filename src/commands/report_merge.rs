@@ -1,0 +1,349 @@
+//! `recon report merge`: shard reports in, one report for the whole key space out.
+//!
+//! Shards are checked on different machines, each in its own snapshot, so the merged report says how
+//! many snapshots it spans. The shards' key ranges must tile the key space exactly: shard boundaries
+//! come from each machine's view of the planner's statistics, and a gap or overlap (statistics that
+//! changed between the shards' starts) would silently skip or double-count keys, so it is an error.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::Outcome;
+use crate::cli::MergeArgs;
+use crate::model::{Drift, DriftKind, FieldDiff, Key, Summary};
+use crate::report::{self, AtomicFile, ReportOptions, RunInfo, ScaleInfo, ShardInfo, SCHEMA};
+
+pub fn run(args: MergeArgs) -> anyhow::Result<Outcome> {
+    let mut shards = Vec::with_capacity(args.reports.len());
+    for path in &args.reports {
+        shards.push(ShardReport::read(path)?);
+    }
+    let merged = merge(shards)?;
+    let atomic = match &args.output {
+        Some(path) => {
+            Some(AtomicFile::create(path).with_context(|| format!("cannot write the report to {}", path.display()))?)
+        }
+        None => None,
+    };
+    let out: Box<dyn Write + Send> = match &atomic {
+        Some(file) => Box::new(file.handle()),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let mut writer = report::writer(
+        ReportOptions {
+            truncated_upstream: merged.truncated,
+            ..ReportOptions::new(args.format)
+        },
+        out,
+    );
+    for drift in &merged.drift {
+        writer.drift(drift).context("cannot write the report")?;
+    }
+    let in_sync = merged.run.in_sync(&merged.summary);
+    writer
+        .finish(&merged.summary, &merged.fields, &merged.run)
+        .context("cannot write the report")?;
+    if let Some(file) = atomic {
+        file.commit().context("cannot write the report")?;
+    }
+    Ok(if in_sync { Outcome::InSync } else { Outcome::Drift })
+}
+
+/// One shard's JSON report, as far as merging needs it.
+#[derive(Debug)]
+pub struct ShardReport {
+    path: PathBuf,
+    report: Map<String, Value>,
+    shard: ShardInfo,
+}
+
+impl ShardReport {
+    pub fn read(path: &Path) -> anyhow::Result<ShardReport> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let value: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JSON report (run check with --format json)", path.display()))?;
+        ShardReport::from_value(path, value)
+    }
+
+    pub fn from_value(path: &Path, value: Value) -> anyhow::Result<ShardReport> {
+        let Value::Object(report) = value else {
+            bail!("{} is not a JSON report object", path.display());
+        };
+        if report.get("schema").and_then(Value::as_str) != Some(SCHEMA) {
+            bail!("{} is not a {SCHEMA} report", path.display());
+        }
+        let shard = &report["run"]["shard"];
+        if !shard.is_object() {
+            bail!(
+                "{} is not a shard report (run.shard is null); merge combines `recon check --shard K/N` reports",
+                path.display()
+            );
+        }
+        let count = |name: &str| shard[name].as_u64().map(|n| n as u32);
+        let shard = ShardInfo {
+            index: count("index").context("run.shard.index missing")?,
+            count: count("count").context("run.shard.count missing")?,
+            after: Key::from_json(&shard["after"]),
+            until: Key::from_json(&shard["until"]),
+        };
+        Ok(ShardReport {
+            path: path.to_path_buf(),
+            report,
+            shard,
+        })
+    }
+}
+
+/// The merged counts, drift list and run description.
+#[derive(Debug)]
+pub struct Merged {
+    pub summary: Summary,
+    pub fields: std::collections::BTreeMap<String, u64>,
+    pub run: RunInfo,
+    pub drift: Vec<Drift>,
+    pub truncated: bool,
+}
+
+pub fn merge(mut shards: Vec<ShardReport>) -> anyhow::Result<Merged> {
+    shards.sort_by_key(|s| s.shard.index);
+    let Some(first) = shards.first() else {
+        bail!("no reports to merge");
+    };
+    let count = shards.iter().map(|s| s.shard.count).max().unwrap_or(0);
+    let indices: Vec<u32> = shards.iter().map(|s| s.shard.index).collect();
+    let expected: Vec<u32> = (1..=count).collect();
+    if shards.iter().any(|s| s.shard.count != count) || indices != expected {
+        let given: Vec<String> = shards
+            .iter()
+            .map(|s| format!("{} ({}/{})", s.path.display(), s.shard.index, s.shard.count))
+            .collect();
+        bail!(
+            "need each of the shards 1/{count} to {count}/{count} exactly once; got {}",
+            given.join(", ")
+        );
+    }
+    check_tiling(&shards)?;
+
+    let same = |pointer: &str| -> anyhow::Result<Value> {
+        let value = first.report["run"].pointer(pointer).cloned().unwrap_or(Value::Null);
+        for s in &shards {
+            if s.report["run"].pointer(pointer).cloned().unwrap_or(Value::Null) != value {
+                bail!(
+                    "the shards were run with different settings: run{pointer} is {} in {} but {value} in {}",
+                    s.report["run"].pointer(pointer).cloned().unwrap_or(Value::Null),
+                    s.path.display(),
+                    first.path.display()
+                );
+            }
+        }
+        Ok(value)
+    };
+    let allow = same("/allow")?.as_u64().unwrap_or(0);
+    let grace = same("/grace_ms")?.as_u64().map(Duration::from_millis);
+    let limit = same("/limit")?.as_u64();
+    let recheck = same("/recheck_ms")?.as_u64().map(Duration::from_millis);
+
+    let mut summary = Summary::default();
+    let mut fields = std::collections::BTreeMap::new();
+    let mut drift = Vec::new();
+    let mut truncated = false;
+    let mut started: Option<DateTime<Utc>> = None;
+    let mut ended: Option<DateTime<Utc>> = None;
+    let mut snapshot_ms: Option<i64> = None;
+    let mut snapshots = 0;
+    let mut parallel = 1;
+    for s in &shards {
+        let part: Summary = serde_json::from_value(s.report["summary"].clone())
+            .with_context(|| format!("{}: unreadable summary", s.path.display()))?;
+        super::check::add_summary(&mut summary, &part);
+        if let Some(Value::Object(f)) = s.report.get("fields") {
+            for (field, n) in f {
+                *fields.entry(field.clone()).or_default() += n.as_u64().unwrap_or(0);
+            }
+        }
+        truncated |= s.report["truncated"].as_bool().unwrap_or(false);
+        let run = &s.report["run"];
+        let start = run["started_at"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.to_utc())
+            .with_context(|| format!("{}: run.started_at missing", s.path.display()))?;
+        let end = start + chrono::Duration::milliseconds(run["duration_ms"].as_i64().unwrap_or(0));
+        started = Some(started.map_or(start, |t| t.min(start)));
+        ended = Some(ended.map_or(end, |t| t.max(end)));
+        if let Some(ms) = run["snapshot_ms"].as_i64() {
+            snapshot_ms = Some(snapshot_ms.map_or(ms, |t: i64| t.min(ms)));
+        }
+        snapshots += run["snapshots"].as_u64().unwrap_or(1) as u32;
+        parallel = parallel.max(run["parallel"].as_u64().unwrap_or(1) as u32);
+        for record in s.report["drift"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            drift.push(drift_from_record(record).with_context(|| format!("{}: bad drift record", s.path.display()))?);
+        }
+    }
+    let started = started.expect("at least one shard");
+    let run = RunInfo {
+        started_at: started,
+        duration: (ended.expect("at least one shard") - started)
+            .to_std()
+            .unwrap_or_default(),
+        source: first.report["run"]["source"].as_str().unwrap_or_default().to_string(),
+        target: first.report["run"]["target"].as_str().unwrap_or_default().to_string(),
+        snapshot_ms,
+        grace,
+        limit,
+        allow,
+        tool_version: env!("CARGO_PKG_VERSION"),
+        scale: ScaleInfo {
+            recheck,
+            snapshots,
+            parallel,
+            ..ScaleInfo::default()
+        },
+    };
+    Ok(Merged {
+        summary,
+        fields,
+        run,
+        drift,
+        truncated,
+    })
+}
+
+/// Shard k's range must start where shard k-1's ends; the first and last must be open-ended.
+fn check_tiling(sorted: &[ShardReport]) -> anyhow::Result<()> {
+    let show = |k: &Option<Key>| k.as_ref().map_or("(open)".to_string(), |k| k.to_string());
+    if let Some(first) = sorted.first() {
+        if first.shard.after.is_some() {
+            bail!(
+                "shard 1 starts after key {}, so keys before it were not checked",
+                show(&first.shard.after)
+            );
+        }
+    }
+    if let Some(last) = sorted.last() {
+        if last.shard.until.is_some() {
+            bail!(
+                "the last shard ends at key {}, so keys after it were not checked",
+                show(&last.shard.until)
+            );
+        }
+    }
+    for pair in sorted.windows(2) {
+        if pair[0].shard.until != pair[1].shard.after {
+            bail!(
+                "shards {} and {} do not meet: one ends at key {}, the next starts after {} (the shards computed \
+                 their ranges from different statistics; run them closer together or after the same ANALYZE)",
+                pair[0].shard.index,
+                pair[1].shard.index,
+                show(&pair[0].shard.until),
+                show(&pair[1].shard.after)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn drift_from_record(record: &Value) -> anyhow::Result<Drift> {
+    let key = Key::from_json(&record["key"]).context("no key")?;
+    let kind: DriftKind = serde_json::from_value(record["kind"].clone()).context("no kind")?;
+    let cause: Option<DriftKind> = match record.get("cause") {
+        Some(c) => Some(serde_json::from_value(c.clone()).context("bad cause")?),
+        None => None,
+    };
+    let ids = record["ids"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(|i| i.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let diffs = record["diffs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            let path = d["path"].as_str().unwrap_or_default().to_string();
+            FieldDiff {
+                field: path.clone(),
+                path,
+                // A member that is there (even null) is a value; an absent one means absent.
+                expected: d.get("expected").cloned(),
+                actual: d.get("actual").cloned(),
+            }
+        })
+        .collect();
+    Ok(Drift {
+        key,
+        kind,
+        cause,
+        ids,
+        diffs,
+        expected: None,
+        actual: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn shard(index: u32, count: u32, after: Value, until: Value, missing: u64) -> ShardReport {
+        let value = json!({
+            "schema": SCHEMA, "verdict": "drift", "failing": missing,
+            "summary": {"source_rows": 10, "target_docs": 10 - missing, "matched": 10 - missing, "missing": missing,
+                        "orphaned": 0, "mismatched": 0, "duplicate": 0, "pending": 0, "converged": 0},
+            "fields": {},
+            "run": {"started_at": "2026-11-28T02:00:00.000Z", "duration_ms": 1000 * index, "source": "pg",
+                    "target": "es", "snapshot_ms": 1000 + index, "grace_ms": null, "limit": null, "allow": 1,
+                    "tool_version": "0", "recheck_ms": null, "snapshots": 1, "parallel": 2, "targeted": null,
+                    "shard": {"index": index, "count": count, "after": after, "until": until}, "sample": null},
+            "listed": missing, "truncated": false,
+            "drift": (0..missing).map(|i| json!({"key": index * 100 + i as u32, "kind": "missing", "ids": [], "diffs": []})).collect::<Vec<_>>(),
+        });
+        ShardReport::from_value(Path::new(&format!("s{index}.json")), value).unwrap()
+    }
+
+    #[test]
+    fn shards_merge_into_one_run_in_key_order() {
+        let merged = merge(vec![
+            shard(2, 3, json!(10), json!(20), 1),
+            shard(1, 3, Value::Null, json!(10), 0),
+            shard(3, 3, json!(20), Value::Null, 1),
+        ])
+        .unwrap();
+        assert_eq!(merged.summary.source_rows, 30);
+        assert_eq!(merged.summary.missing, 2);
+        assert_eq!(merged.run.scale.snapshots, 3);
+        assert_eq!(merged.run.duration, Duration::from_secs(3));
+        assert_eq!(merged.run.snapshot_ms, Some(1001));
+        assert!(!merged.run.in_sync(&merged.summary), "2 failing keys > allow 1");
+        let keys: Vec<Key> = merged.drift.iter().map(|d| d.key.clone()).collect();
+        assert_eq!(keys, [Key::Int(200), Key::Int(300)]);
+    }
+
+    #[test]
+    fn gaps_overlaps_and_missing_shards_are_errors() {
+        let e = merge(vec![shard(1, 2, Value::Null, json!(10), 0)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exactly once"), "{e}");
+        let e = merge(vec![
+            shard(1, 2, Value::Null, json!(10), 0),
+            shard(2, 2, json!(12), Value::Null, 0),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("do not meet"), "{e}");
+        let e = merge(vec![
+            shard(1, 2, Value::Null, json!(10), 0),
+            shard(2, 2, json!(10), json!(99), 0),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not checked"), "{e}");
+    }
+}

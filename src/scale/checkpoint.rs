@@ -1,0 +1,219 @@
+//! `--checkpoint FILE`: the last key fully compared, the counts up to it and, in `FILE.drift`, the
+//! drift found up to it, so that `--resume` continues a crashed run after that key (in a new
+//! snapshot) and still writes one report for the whole key space.
+//!
+//! The checkpoint is rewritten atomically (temp file, fsync, rename) every couple of seconds; the drift
+//! file is appended to and its length at the checkpoint recorded, so a crash between the two leaves
+//! a consistent pair (the drift file is cut back to the recorded length on resume).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Drift, Key, Summary};
+
+/// How often the checkpoint is rewritten while a scan runs.
+pub const SAVE_EVERY: Duration = Duration::from_secs(2);
+
+/// What a checkpoint file holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    /// Identifies the run's query, key, index and range: resuming another run's checkpoint is refused.
+    pub fingerprint: String,
+    /// Every key up to and including this one has been compared.
+    pub last_key: Key,
+    pub summary: Summary,
+    pub fields: BTreeMap<String, u64>,
+    /// Bytes of `FILE.drift` that hold the drift up to `last_key`.
+    pub drift_bytes: u64,
+    /// Snapshots the compared keys span so far.
+    pub snapshots: u32,
+    pub snapshot_ms: Option<i64>,
+}
+
+impl Checkpoint {
+    /// The checkpoint at `path`, or None when there is none (a run that finished removes it).
+    pub fn load(path: &Path) -> anyhow::Result<Option<Checkpoint>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .with_context(|| format!("{} is not a recon checkpoint", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read the checkpoint {}", path.display())),
+        }
+    }
+}
+
+pub fn drift_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".drift");
+    PathBuf::from(name)
+}
+
+/// Keeps the checkpoint and its drift file up to date during a scan.
+pub struct CheckpointWriter {
+    path: PathBuf,
+    fingerprint: String,
+    drift: BufWriter<File>,
+    drift_bytes: u64,
+    base_summary: Summary,
+    base_fields: BTreeMap<String, u64>,
+    snapshots: u32,
+    snapshot_ms: Option<i64>,
+    last_save: Instant,
+}
+
+impl CheckpointWriter {
+    /// Starts a fresh checkpoint, or continues `resumed` (whose drift is handed to `replay` first).
+    pub fn open(
+        path: &Path,
+        fingerprint: String,
+        resumed: Option<&Checkpoint>,
+        snapshot_ms: Option<i64>,
+        mut replay: impl FnMut(Drift) -> anyhow::Result<()>,
+    ) -> anyhow::Result<CheckpointWriter> {
+        let drift_path = drift_path(path);
+        let (drift_bytes, base_summary, base_fields, snapshots) = match resumed {
+            None => (0, Summary::default(), BTreeMap::new(), 1),
+            Some(c) => {
+                if c.fingerprint != fingerprint {
+                    bail!(
+                        "the checkpoint {} belongs to another run (different query, key, index or range); \
+                         remove it or use another --checkpoint file",
+                        path.display()
+                    );
+                }
+                (c.drift_bytes, c.summary.clone(), c.fields.clone(), c.snapshots + 1)
+            }
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(&drift_path)
+            .with_context(|| format!("cannot open {}", drift_path.display()))?;
+        file.set_len(drift_bytes)
+            .with_context(|| format!("cannot cut {} back to the checkpoint", drift_path.display()))?;
+        if drift_bytes > 0 {
+            let reader = BufReader::new(File::open(&drift_path)?);
+            for line in reader.lines() {
+                let stored = super::spool::decode_line(&line?)?;
+                replay(stored)?;
+            }
+        }
+        let mut drift = BufWriter::new(file);
+        io::Seek::seek(&mut drift, io::SeekFrom::End(0))?;
+        Ok(CheckpointWriter {
+            path: path.to_path_buf(),
+            fingerprint,
+            drift,
+            drift_bytes,
+            base_summary,
+            base_fields,
+            snapshots,
+            snapshot_ms: resumed.and_then(|c| c.snapshot_ms).or(snapshot_ms),
+            last_save: Instant::now(),
+        })
+    }
+
+    /// Counts and fields recorded by the run(s) this one continues.
+    pub fn base(&self) -> (&Summary, &BTreeMap<String, u64>) {
+        (&self.base_summary, &self.base_fields)
+    }
+
+    pub fn snapshots(&self) -> u32 {
+        self.snapshots
+    }
+
+    /// Records the snapshot of a fresh run (a resumed one keeps its first).
+    pub fn note_snapshot(&mut self, snapshot_ms: Option<i64>) {
+        self.snapshot_ms = self.snapshot_ms.or(snapshot_ms);
+    }
+
+    /// The earliest snapshot the compared data comes from.
+    pub fn snapshot_ms(&self) -> Option<i64> {
+        self.snapshot_ms
+    }
+
+    pub fn drift(&mut self, drift: &Drift) -> anyhow::Result<()> {
+        let line = super::spool::encode_line(drift)?;
+        self.drift.write_all(line.as_bytes())?;
+        self.drift_bytes += line.len() as u64;
+        Ok(())
+    }
+
+    /// Saves when the last save is older than [`SAVE_EVERY`] (or `force`). `summary` and `fields` are
+    /// this run's counts so far, `last_key` the last key they cover.
+    pub fn maybe_save(
+        &mut self,
+        last_key: &Key,
+        summary: &Summary,
+        fields: &BTreeMap<String, u64>,
+        force: bool,
+    ) -> anyhow::Result<()> {
+        if !force && self.last_save.elapsed() < SAVE_EVERY {
+            return Ok(());
+        }
+        self.drift.flush()?;
+        self.drift.get_ref().sync_data()?;
+        let mut total = self.base_summary.clone();
+        crate::commands::check::add_summary(&mut total, summary);
+        let mut all_fields = self.base_fields.clone();
+        for (field, n) in fields {
+            *all_fields.entry(field.clone()).or_default() += n;
+        }
+        let checkpoint = Checkpoint {
+            fingerprint: self.fingerprint.clone(),
+            last_key: last_key.clone(),
+            summary: total,
+            fields: all_fields,
+            drift_bytes: self.drift_bytes,
+            snapshots: self.snapshots,
+            snapshot_ms: self.snapshot_ms,
+        };
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("cannot write a checkpoint next to {}", self.path.display()))?;
+        serde_json::to_writer(&mut tmp, &checkpoint)?;
+        tmp.as_file().sync_data()?;
+        tmp.persist(&self.path)
+            .with_context(|| format!("cannot write the checkpoint {}", self.path.display()))?;
+        self.last_save = Instant::now();
+        Ok(())
+    }
+
+    /// The run finished: nothing is left to resume.
+    pub fn finish(self) -> anyhow::Result<()> {
+        drop(self.drift);
+        for path in [self.path.clone(), drift_path(&self.path)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A stable fingerprint of what a run compares (FNV-1a: the same on every build and platform).
+pub fn fingerprint(parts: &[&str]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain([0u8]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}

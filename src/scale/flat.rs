@@ -1,0 +1,157 @@
+//! The flat projection form: the query returns one row per child (order line), ordered by key, and
+//! columns named `array[].field` are nested by recon into an array of objects per key. Building JSON
+//! inside PostgreSQL (`jsonb_agg` per order) costs far more than streaming plain joined rows, so the
+//! flat form is the fast one; the JSON form stays supported and both give the same documents.
+//!
+//! Rows of one key merge: scalar columns come from the key's first row; each array gets one object
+//! per row, except rows whose columns of that array are all NULL (a LEFT JOIN finding no child, or a
+//! `UNION ALL` branch filling another array), which add nothing. An order without lines thus gets
+//! `[]`. Several arrays in one query should come from `UNION ALL` branches (each filling one array,
+//! the others NULL): a plain join of two child tables multiplies their rows, and every combination
+//! would become an object.
+
+use serde_json::{Map, Value};
+
+/// Which columns are nested where, learnt once from the query's column names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlatShape {
+    /// The document's fields in column order: a scalar column, or an array built from columns.
+    fields: Vec<Field>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Field {
+    Scalar {
+        column: usize,
+        name: String,
+    },
+    Array {
+        name: String,
+        members: Vec<(usize, String)>,
+    },
+}
+
+impl FlatShape {
+    /// None when no column is named `array[].field` (the JSON form).
+    pub fn of(columns: &[String]) -> Option<FlatShape> {
+        let mut fields: Vec<Field> = Vec::new();
+        let mut nested = false;
+        for (column, name) in columns.iter().enumerate() {
+            match name.split_once("[].") {
+                Some((array, member)) if !array.is_empty() && !member.is_empty() => {
+                    nested = true;
+                    let existing = fields
+                        .iter_mut()
+                        .find(|f| matches!(f, Field::Array { name, .. } if name == array));
+                    match existing {
+                        Some(Field::Array { members, .. }) => members.push((column, member.to_string())),
+                        _ => fields.push(Field::Array {
+                            name: array.to_string(),
+                            members: vec![(column, member.to_string())],
+                        }),
+                    }
+                }
+                _ => fields.push(Field::Scalar {
+                    column,
+                    name: name.clone(),
+                }),
+            }
+        }
+        nested.then_some(FlatShape { fields })
+    }
+
+    /// The document's field names, in order (arrays under their own name).
+    pub fn field_names(&self) -> Vec<String> {
+        self.fields
+            .iter()
+            .map(|f| match f {
+                Field::Scalar { name, .. } | Field::Array { name, .. } => name.clone(),
+            })
+            .collect()
+    }
+
+    /// Array columns, for ordering a key's rows deterministically.
+    pub fn array_columns(&self) -> Vec<usize> {
+        self.fields
+            .iter()
+            .flat_map(|f| match f {
+                Field::Array { members, .. } => members.iter().map(|(c, _)| *c).collect(),
+                Field::Scalar { .. } => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// One document from the rows of one key, each row its values in column order.
+    pub fn nest(&self, rows: &[Vec<Value>]) -> Map<String, Value> {
+        let mut doc = Map::with_capacity(self.fields.len());
+        for field in &self.fields {
+            match field {
+                Field::Scalar { column, name } => {
+                    let value = rows.first().map_or(Value::Null, |r| r[*column].clone());
+                    doc.insert(name.clone(), value);
+                }
+                Field::Array { name, members } => {
+                    let items = rows
+                        .iter()
+                        .filter(|row| members.iter().any(|(c, _)| !row[*c].is_null()))
+                        .map(|row| {
+                            Value::Object(
+                                members
+                                    .iter()
+                                    .map(|(c, member)| (member.clone(), row[*c].clone()))
+                                    .collect(),
+                            )
+                        })
+                        .collect();
+                    doc.insert(name.clone(), Value::Array(items));
+                }
+            }
+        }
+        doc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn json_form_queries_are_not_flat() {
+        assert_eq!(FlatShape::of(&names(&["orderId", "products", "tags[]"])), None);
+    }
+
+    #[test]
+    fn rows_of_one_key_nest_into_arrays_and_empty_children_vanish() {
+        let shape = FlatShape::of(&names(&[
+            "orderId",
+            "products[].sku",
+            "customerName",
+            "products[].price",
+            "payments[].id",
+        ]))
+        .unwrap();
+        assert_eq!(shape.field_names(), ["orderId", "products", "customerName", "payments"]);
+        assert_eq!(shape.array_columns(), [1, 3, 4]);
+        let price: Value = serde_json::from_str("50.10").unwrap();
+        let rows = vec![
+            vec![json!(7), json!("A"), json!("Ada"), price.clone(), Value::Null],
+            vec![json!(7), json!("B"), json!("Ada"), json!(1), Value::Null],
+            vec![json!(7), Value::Null, json!("Ada"), Value::Null, json!("P1")],
+        ];
+        let doc = shape.nest(&rows);
+        assert_eq!(
+            Value::Object(doc.clone()),
+            json!({"orderId": 7, "products": [{"sku": "A", "price": price}, {"sku": "B", "price": 1}],
+                   "customerName": "Ada", "payments": [{"id": "P1"}]})
+        );
+        assert_eq!(doc["products"][0]["price"].to_string(), "50.10");
+        let lone = shape.nest(&[vec![json!(8), Value::Null, json!("Bo"), Value::Null, Value::Null]]);
+        assert_eq!(lone["products"], json!([]));
+        assert_eq!(lone["payments"], json!([]));
+    }
+}
