@@ -105,9 +105,9 @@ pub struct MergeArgs {
     pub output: Option<PathBuf>,
 }
 
-/// Flags that choose what is compared and how much is said.
+/// Where the configuration is, and the settings a flag may override; shared by check and repair.
 #[derive(Debug, Args, Clone)]
-pub struct CheckArgs {
+pub struct ConnectionArgs {
     /// Configuration file (TOML); see docs/configuration.md.
     #[arg(
         long,
@@ -129,6 +129,25 @@ pub struct CheckArgs {
     /// Index or alias holding the read model; overrides elasticsearch.index.
     #[arg(long, value_name = "NAME")]
     pub index: Option<String>,
+}
+
+impl ConnectionArgs {
+    /// Resolves the settings: defaults < file < environment < these flags.
+    pub fn load(&self) -> Result<crate::config::Settings, crate::config::ConfigError> {
+        let overrides = crate::config::Overrides {
+            pg_url: self.pg_url.clone(),
+            es_url: self.es_url.clone(),
+            es_index: self.index.clone(),
+        };
+        crate::config::Settings::load(&self.config, &overrides, &|name| std::env::var(name).ok())
+    }
+}
+
+/// Flags that choose what is compared and how much is said.
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 
     /// Report drift on rows changed within DURATION before the snapshot as `pending` instead of failing
     /// (needs postgres.updated_at), e.g. 30s, 5m.
@@ -210,27 +229,8 @@ pub struct CheckArgs {
 /// Flags of `recon repair`.
 #[derive(Debug, Args, Clone)]
 pub struct RepairArgs {
-    /// Configuration file (TOML); see docs/configuration.md.
-    #[arg(
-        long,
-        short = 'c',
-        value_name = "FILE",
-        default_value = "recon.toml",
-        env = "RECON_CONFIG"
-    )]
-    pub config: PathBuf,
-
-    /// PostgreSQL URL; overrides postgres.url and DATABASE_URL.
-    #[arg(long, value_name = "URL")]
-    pub pg_url: Option<String>,
-
-    /// Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL.
-    #[arg(long, value_name = "URL")]
-    pub es_url: Option<String>,
-
-    /// Index or alias holding the read model; overrides elasticsearch.index.
-    #[arg(long, value_name = "NAME")]
-    pub index: Option<String>,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 
     /// Leave rows changed within DURATION alone (the projector may not have caught up), e.g. 5m.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

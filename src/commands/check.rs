@@ -12,7 +12,7 @@ use futures::StreamExt;
 
 use super::Outcome;
 use crate::cli::CheckArgs;
-use crate::config::{Overrides, Settings};
+use crate::config::Settings;
 use crate::diff::{Comparator, Grace, Joiner, Outcome as KeyOutcome};
 use crate::model::{Drift, DriftKind, Key, KeyedDoc, Summary};
 use crate::progress::{Counters, Progress, ProgressMode};
@@ -83,12 +83,7 @@ pub struct CheckResult {
 }
 
 pub async fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
-    let overrides = Overrides {
-        pg_url: args.pg_url,
-        es_url: args.es_url,
-        es_index: args.index,
-    };
-    let settings = Settings::load(&args.config, &overrides, &|name| std::env::var(name).ok())?;
+    let settings = args.connection.load()?;
     if args.verbose {
         for line in settings.describe_origins() {
             eprintln!("recon: {line}");

@@ -2,18 +2,12 @@
 
 use crate::cli::RepairArgs;
 use crate::commands::Outcome;
-use crate::config::{Overrides, Settings};
 use crate::progress::ProgressMode;
 use crate::repair::{self, KeySource, RepairOptions};
 use crate::source::elasticsearch::write::BulkSettings;
 
 pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
-    let overrides = Overrides {
-        pg_url: args.pg_url,
-        es_url: args.es_url,
-        es_index: args.index,
-    };
-    let settings = Settings::load(&args.config, &overrides, &|name| std::env::var(name).ok())?;
+    let settings = args.connection.load()?;
     if args.verbose {
         for line in settings.describe_origins() {
             eprintln!("recon: {line}");
@@ -51,7 +45,7 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
         grace: args.grace,
         progress: ProgressMode::detect(args.quiet),
         format: args.format,
-        config_path: args.config,
+        config_path: args.connection.config,
         verbose: args.verbose,
     };
     repair::run(&settings, &options).await
