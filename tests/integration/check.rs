@@ -2,18 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::fixture::{order_doc, Fixture, ORDERS_QUERY};
-
-async fn seed_orders(f: &Fixture) {
-    f.db.execute(
-        r#"INSERT INTO orders (id, customer, total, ordered_at, items) VALUES
-        (1, 'Ada', 100.00, '2024-03-01T10:00:00Z', '[{"sku":"A","name":"Pen","price":50.00},{"sku":"B","name":"Ink","price":50.00}]'),
-        (2, 'Zoë', 12.50, '2024-03-02T11:30:00Z', '[{"sku":"C","name":"Pad","price":12.50}]'),
-        (3, 'José', 7.00, '2024-03-03T00:00:00Z', '[]'),
-        (4, 'Mia', 1.00, '2024-03-04T00:00:00Z', '[]')"#,
-    )
-    .await;
-}
+use crate::support::fixture::{drifted, order_doc, seed_orders, Fixture, ORDERS_QUERY};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_model_in_sync_exits_0() {
@@ -49,44 +38,6 @@ async fn a_read_model_in_sync_exits_0() {
     assert_eq!(report["summary"]["target_docs"], 4);
     assert_eq!(report["summary"]["matched"], 4);
     assert_eq!(report["drift"], json!([]));
-}
-
-/// The fixture with one drift of each kind: 2 mismatched (nested price), 3 missing, 5 orphaned,
-/// 4 duplicated under a second id.
-async fn drifted() -> Fixture {
-    let f = Fixture::orders("orders", "long").await;
-    seed_orders(&f).await;
-    f.config(
-        "orders",
-        ORDERS_QUERY,
-        "orderId",
-        "[compare.fields]\nproducts = { as = \"set\", key = \"sku\" }\norderDate = { as = \"instant\" }",
-    );
-    let four = order_doc(4, "Mia", "1", "2024-03-04T01:00:00+01:00", json!([]));
-    f.index_docs(
-        "orders",
-        &[
-            order_doc(
-                1,
-                "Ada",
-                "100",
-                "2024-03-01T10:00:00Z",
-                json!([{"sku":"B","name":"Ink","price":50},{"sku":"A","name":"Pen","price":55}]),
-            ),
-            order_doc(
-                2,
-                "Zoe",
-                "12.5",
-                "2024-03-02T11:30:00Z",
-                json!([{"sku":"C","name":"Pad","price":12.5}]),
-            ),
-            order_doc(5, "Ghost", "1", "2024-03-05T00:00:00Z", json!([])),
-            four.clone(),
-            ("4-retry".to_string(), four.1),
-        ],
-    )
-    .await;
-    f
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,52 +10,7 @@ use serde_json::{json, Value};
 use recon::emulator::FaultSpec;
 
 use crate::support::cli_command as recon;
-use crate::support::fixture::{order_doc, Fixture, ORDERS_QUERY};
-
-/// Four rows; in the read model 1 and 2 mismatch, 3 is missing, 4 is duplicated under `4-retry`,
-/// 5 is an orphan.
-async fn drifted() -> Fixture {
-    let f = Fixture::orders("orders", "long").await;
-    f.db.execute(
-        r#"INSERT INTO orders (id, customer, total, ordered_at, items) VALUES
-        (1, 'Ada', 100.00, '2024-03-01T10:00:00Z', '[{"sku":"A","name":"Pen","price":50.00},{"sku":"B","name":"Ink","price":50.00}]'),
-        (2, 'Zoë', 12.50, '2024-03-02T11:30:00Z', '[{"sku":"C","name":"Pad","price":12.50}]'),
-        (3, 'José', 7.00, '2024-03-03T00:00:00Z', '[]'),
-        (4, 'Mia', 1.00, '2024-03-04T00:00:00Z', '[]')"#,
-    )
-    .await;
-    f.config(
-        "orders",
-        ORDERS_QUERY,
-        "orderId",
-        "[compare.fields]\nproducts = { as = \"set\", key = \"sku\" }\norderDate = { as = \"instant\" }",
-    );
-    let four = order_doc(4, "Mia", "1", "2024-03-04T01:00:00+01:00", json!([]));
-    f.index_docs(
-        "orders",
-        &[
-            order_doc(
-                1,
-                "Ada",
-                "100",
-                "2024-03-01T10:00:00Z",
-                json!([{"sku":"B","name":"Ink","price":50},{"sku":"A","name":"Pen","price":55}]),
-            ),
-            order_doc(
-                2,
-                "Zoe",
-                "12.5",
-                "2024-03-02T11:30:00Z",
-                json!([{"sku":"C","name":"Pad","price":12.5}]),
-            ),
-            order_doc(5, "Ghost", "1", "2024-03-05T00:00:00Z", json!([])),
-            four.clone(),
-            ("4-retry".to_string(), four.1),
-        ],
-    )
-    .await;
-    f
-}
+use crate::support::fixture::{drifted, order_doc, Fixture};
 
 /// `n` rows whose documents all mismatch (a stale customer name), and `missing` more rows with no
 /// document at all.
