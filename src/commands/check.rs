@@ -14,15 +14,13 @@ use super::Outcome;
 use crate::cli::CheckArgs;
 use crate::config::Settings;
 use crate::diff::{Comparator, Grace, Joiner, Outcome as KeyOutcome};
-use crate::model::{Drift, DriftKind, Key, KeyedDoc, Summary};
+use crate::model::{Drift, DriftKind, Key, KeyKind, KeyedDoc, Summary};
 use crate::progress::{Counters, Progress, ProgressMode};
 use crate::report::{self, AtomicFile, Format, ReportOptions, RunInfo, SampleInfo, ScaleInfo, ShardInfo, Targeted};
 use crate::scale::checkpoint::{Checkpoint, CheckpointWriter};
 use crate::scale::plan::{self, Shard};
 use crate::scale::spool::DriftSpool;
-use crate::source::elasticsearch::{
-    ConnectSettings, ElasticsearchSettings, ElasticsearchSource, RetryPolicy, SharedPit,
-};
+use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, SharedPit};
 use crate::source::postgres::{PostgresSettings, PostgresSource, SharedSnapshot};
 use crate::source::{DocumentSource, KeyRange};
 
@@ -282,19 +280,7 @@ pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::R
     };
     let es = &settings.elasticsearch;
     let mut es_settings = ElasticsearchSettings {
-        connect: ConnectSettings {
-            url: es.url.expose().to_string(),
-            username: es.username.clone(),
-            password: es.password.clone(),
-            api_key: es.api_key.clone(),
-            ca_cert: es.ca_cert.clone(),
-            insecure: es.insecure,
-            timeout: es.timeout,
-            retry: RetryPolicy {
-                max_retries: es.max_retries,
-                ..RetryPolicy::default()
-            },
-        },
+        connect: ConnectSettings::from_config(es),
         index: es.index.clone(),
         key_field: es.key.clone(),
         page_size: per_range(es.page_size, parallel, 250),
@@ -325,24 +311,30 @@ pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::R
         .cloned()
         .collect();
     let read_model = ElasticsearchSource::connect(es_settings).await?;
-    if write_model.key_kind() != read_model.key_kind() {
-        bail!(
-            "the two sides sort keys differently: postgres.key {:?} is an {} key but elasticsearch.key {:?} is \
-             mapped as {}; map the field as {} (or cast the key in the query) so both sort alike",
-            settings.postgres.key,
-            write_model.key_kind(),
-            es.key,
-            read_model.key_kind(),
-            match write_model.key_kind() {
-                crate::model::KeyKind::Int => "long",
-                crate::model::KeyKind::Text => "keyword",
-            },
-        );
-    }
+    ensure_same_key_kind(settings, write_model.key_kind(), read_model.key_kind())?;
     Ok(Sides {
         write_model,
         read_model,
     })
+}
+
+/// Both sides must order keys alike, or the merge join would pair the wrong documents.
+pub fn ensure_same_key_kind(settings: &Settings, write: KeyKind, read: KeyKind) -> anyhow::Result<()> {
+    if write != read {
+        bail!(
+            "the two sides sort keys differently: postgres.key {:?} is an {} key but elasticsearch.key {:?} is \
+             mapped as {}; map the field as {} (or cast the key in the query) so both sort alike",
+            settings.postgres.key,
+            write,
+            settings.elasticsearch.key,
+            read,
+            match write {
+                KeyKind::Int => "long",
+                KeyKind::Text => "keyword",
+            },
+        );
+    }
+    Ok(())
 }
 
 /// A page size shared out over `parallel` ranges, but not below `floor` (nor above the setting).

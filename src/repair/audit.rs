@@ -140,29 +140,19 @@ pub struct AuditLog {
 impl AuditLog {
     /// Creates a new log; an existing file is never overwritten.
     pub fn create(path: &Path) -> Result<AuditLog, AuditError> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|source| AuditError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(AuditLog {
-            path: path.to_path_buf(),
-            out: BufWriter::with_capacity(1 << 20, file),
-        })
+        AuditLog::open(path, OpenOptions::new().write(true).create_new(true))
     }
 
     /// Opens an existing log to go on appending (`--resume`).
     pub fn append_to(path: &Path) -> Result<AuditLog, AuditError> {
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(|source| AuditError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        AuditLog::open(path, OpenOptions::new().append(true))
+    }
+
+    fn open(path: &Path, options: &OpenOptions) -> Result<AuditLog, AuditError> {
+        let file = options.open(path).map_err(|source| AuditError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(AuditLog {
             path: path.to_path_buf(),
             out: BufWriter::with_capacity(1 << 20, file),

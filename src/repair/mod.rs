@@ -34,7 +34,7 @@ use crate::diff::Comparator;
 use crate::model::{DriftKind, Key, KeyKind, KeyedDoc};
 use crate::progress::ProgressMode;
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter, WriteKind};
-use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, RetryPolicy};
+use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource};
 use crate::source::postgres::PostgresSource;
 use crate::source::{DocumentSource, KeyRange};
 
@@ -96,17 +96,7 @@ pub struct Connected {
 }
 
 pub fn es_connect_settings(settings: &Settings) -> ConnectSettings {
-    let es = &settings.elasticsearch;
-    ConnectSettings {
-        url: es.url.expose().to_string(),
-        username: es.username.clone(),
-        password: es.password.clone(),
-        api_key: es.api_key.clone(),
-        ca_cert: es.ca_cert.clone(),
-        insecure: es.insecure,
-        timeout: es.timeout,
-        retry: RetryPolicy::default(),
-    }
+    ConnectSettings::from_config(&settings.elasticsearch)
 }
 
 async fn connect(settings: &Settings) -> anyhow::Result<Connected> {
@@ -133,13 +123,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<Connected> {
     };
     let (write_model, read_model) =
         tokio::try_join!(PostgresSource::connect(pg), ElasticsearchSource::connect(es_settings))?;
-    if write_model.key_kind() != read_model.key_kind() {
-        bail!(
-            "the two sides sort keys differently: postgres.key is an {} key but elasticsearch.key is mapped as {}",
-            write_model.key_kind(),
-            read_model.key_kind()
-        );
-    }
+    crate::commands::check::ensure_same_key_kind(settings, write_model.key_kind(), read_model.key_kind())?;
     Ok(Connected {
         write_model,
         read_model,
