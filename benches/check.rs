@@ -7,7 +7,8 @@
 //! separate process, which reports its own peak RSS (VmHWM) at exit. Then the same with P-fold parallelism (P
 //! concurrent `\copy`s of key ranges, P PIT slices, `recon check --parallel P`), the flat projection
 //! form serially and in parallel, and `--recheck` over 10,000 drifted keys. Prints the figures;
-//! docs/performance.md records them.
+//! docs/performance.md records them. `--hold` only seeds and loads, prints the URLs and a config, and keeps
+//! both servers up until stdin closes (for profiling `recon check` by hand).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -30,19 +31,22 @@ use recon::source::{DocumentSource, KeyRange};
 fn main() -> anyhow::Result<()> {
     let mut orders: u64 = 1_000_000;
     let mut parallel: u64 = 2;
+    let mut hold = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--orders" {
             orders = args.next().context("--orders N")?.parse()?;
         } else if arg == "--parallel" {
             parallel = args.next().context("--parallel P")?.parse()?;
+        } else if arg == "--hold" {
+            hold = true;
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(bench(orders, parallel.max(1)))
+    runtime.block_on(bench(orders, parallel.max(1), hold))
 }
 
-async fn bench(orders: u64, parallel: u64) -> anyhow::Result<()> {
+async fn bench(orders: u64, parallel: u64, hold: bool) -> anyhow::Result<()> {
     let cluster = tokio::task::spawn_blocking(PgCluster::start).await??;
     let pg_url = cluster.create_database("bench")?;
     let clock = Instant::now();
@@ -68,6 +72,36 @@ async fn bench(orders: u64, parallel: u64) -> anyhow::Result<()> {
         "projected {loaded} documents into the emulator in {:.1?}",
         clock.elapsed()
     );
+
+    if hold {
+        // For profiling by hand: the seeded database and the loaded emulator stay up until stdin closes.
+        let dir = tempfile::tempdir()?;
+        let config = write_config(
+            dir.path(),
+            "recon.toml",
+            &pg_url,
+            shop::projection_query(),
+            &emulator.url(),
+        )?;
+        let flat = write_config(
+            dir.path(),
+            "flat.toml",
+            &pg_url,
+            shop::flat_projection_query(),
+            &emulator.url(),
+        )?;
+        println!("holding: postgres {pg_url}\nholding: elasticsearch {}", emulator.url());
+        println!(
+            "holding: config {}\nholding: flat config {}",
+            config.display(),
+            flat.display()
+        );
+        println!("holding until stdin closes");
+        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink())).await??;
+        emulator.shutdown().await;
+        drop(conn);
+        return tokio::task::spawn_blocking(move || cluster.stop()).await?;
+    }
 
     // 1. The projection query alone, as psql exports it.
     let psql = which_psql();

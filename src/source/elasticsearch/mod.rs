@@ -2,6 +2,7 @@
 //! `search_after` pages sorted by the key field, read ahead on a background task.
 
 pub mod client;
+pub mod wire;
 pub mod write;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -326,7 +327,11 @@ impl Pager {
         if let Some(after) = search_after {
             body["search_after"] = after;
         }
-        let mut answer = match self.client.request_ok(Method::Post, "/_search", &[], Some(&body)).await {
+        let answer: wire::SearchResponse = match self
+            .client
+            .request_ok_as(Method::Post, "/_search", &[], Some(&body))
+            .await
+        {
             Ok(answer) => answer,
             Err(e) if is_pit_gone(&e) => bail!(
                 "the point in time expired during the scan ({e}); raise elasticsearch.keep_alive \
@@ -335,17 +340,26 @@ impl Pager {
             ),
             Err(e) => return Err(e.into()),
         };
-        check_shards(&answer)?;
-        if let Some(id) = answer["pit_id"].as_str() {
+        page_complete(answer.shards.as_ref(), answer.timed_out)?;
+        if let Some(id) = answer.pit_id {
             if id != self.pit {
-                self.pit = id.to_string();
+                self.pit = id;
             }
         }
-        let last_sort = answer["hits"]["hits"]
-            .as_array()
-            .and_then(|h| h.last())
-            .map(|h| h["sort"].clone());
-        let docs = hits_to_docs(&mut answer, self.key_kind, &self.key_field)?;
+        let last_sort = answer.hits.hits.last().map(|h| Value::Array(h.sort.clone()));
+        let mut docs = Vec::with_capacity(answer.hits.hits.len());
+        for hit in answer.hits.hits {
+            let doc = hit.source.unwrap_or_default();
+            let meta = DocMeta {
+                id: Some(hit.id),
+                index: hit.index,
+                seq_no: hit.seq_no,
+                primary_term: hit.primary_term,
+                updated_at_ms: None,
+            };
+            let key = hit_key(hit.sort.first(), self.key_kind, &self.key_field, meta.id.as_deref())?;
+            docs.push(KeyedDoc { key, doc, meta });
+        }
         Ok((docs, last_sort))
     }
 
@@ -366,20 +380,40 @@ fn is_pit_gone(e: &EsError) -> bool {
 
 /// A 200 can hide failed shards or a timeout; either would make the scan silently incomplete.
 fn check_shards(answer: &Value) -> anyhow::Result<()> {
-    let failed = answer["_shards"]["failed"].as_u64().unwrap_or(0);
-    if failed > 0 {
-        let total = answer["_shards"]["total"].as_u64().unwrap_or(0);
-        let reason = answer["_shards"]["failures"][0]["reason"]["reason"]
-            .as_str()
+    let shards = serde_json::from_value::<Option<wire::Shards>>(answer["_shards"].clone()).unwrap_or(None);
+    page_complete(shards.as_ref(), answer["timed_out"].as_bool() == Some(true))
+}
+
+fn page_complete(shards: Option<&wire::Shards>, timed_out: bool) -> anyhow::Result<()> {
+    if let Some(shards) = shards.filter(|s| s.failed > 0) {
+        let reason = shards
+            .failures
+            .first()
+            .and_then(|f| f["reason"]["reason"].as_str())
             .unwrap_or("no reason given");
         bail!(
-            "{failed} of {total} shards failed while reading the read model ({reason}); the scan would be incomplete"
+            "{} of {} shards failed while reading the read model ({reason}); the scan would be incomplete",
+            shards.failed,
+            shards.total
         );
     }
-    if answer["timed_out"].as_bool() == Some(true) {
+    if timed_out {
         bail!("the search timed out on the cluster; the scan would be incomplete");
     }
     Ok(())
+}
+
+/// The key a hit was sorted by, checked against the write model's key kind.
+fn hit_key(sort: Option<&Value>, key_kind: KeyKind, key_field: &str, id: Option<&str>) -> anyhow::Result<Key> {
+    let raw = sort.unwrap_or(&Value::Null);
+    match (key_kind, Key::from_json(raw)) {
+        (KeyKind::Int, Some(k @ Key::Int(_))) => Ok(k),
+        (KeyKind::Text, Some(Key::Text(s))) => Ok(Key::Text(s)),
+        _ => bail!(
+            "document _id [{}] has key {key_field} = {raw}, which is not a {key_kind} key",
+            id.unwrap_or_default()
+        ),
+    }
 }
 
 /// Moves each hit's `_source` out of the page (a page is read once; cloning it would double the work).
@@ -391,12 +425,7 @@ fn hits_to_docs(answer: &mut Value, key_kind: KeyKind, key_field: &str) -> anyho
     let mut docs = Vec::with_capacity(hits.len());
     for mut hit in hits {
         let id = hit["_id"].as_str().unwrap_or_default().to_string();
-        let raw = &hit["sort"][0];
-        let key = match (key_kind, Key::from_json(raw)) {
-            (KeyKind::Int, Some(k @ Key::Int(_))) => k,
-            (KeyKind::Text, Some(Key::Text(s))) => Key::Text(s),
-            _ => bail!("document _id [{id}] has key {key_field} = {raw}, which is not a {key_kind} key"),
-        };
+        let key = hit_key(hit["sort"].get(0), key_kind, key_field, Some(&id))?;
         let doc = match hit["_source"].take() {
             Value::Object(map) => map,
             _ => Map::new(),
