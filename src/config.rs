@@ -93,6 +93,7 @@ pub struct PostgresFile {
     pub key: Option<String>,
     pub updated_at: Option<String>,
     pub page_size: Option<usize>,
+    pub scan: Option<crate::source::postgres::ScanMode>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +150,7 @@ pub struct PostgresConfig {
     pub key: String,
     pub updated_at: Option<String>,
     pub page_size: usize,
+    pub scan: crate::source::postgres::ScanMode,
 }
 
 #[derive(Debug, Clone)]
@@ -250,6 +252,7 @@ impl Settings {
             key: key.clone(),
             updated_at: pg.updated_at,
             page_size: positive(pg.page_size.unwrap_or(5000), &where_, "postgres.page_size")?,
+            scan: pg.scan.unwrap_or_default(),
         };
 
         let es = file.elasticsearch;

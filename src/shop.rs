@@ -58,25 +58,23 @@ pub fn projection_query() -> &'static str {
 /// the `products` array. No JSON is built in PostgreSQL, which makes it the faster form; recon orders a
 /// key's rows by its array columns (sku first), as the JSON form's `ORDER BY p.sku` does.
 ///
-/// The lines stay in a per-order LATERAL (the order's total is a window over just its lines): a
-/// window over the whole join (`OVER (PARTITION BY o.id)`) or a plain join to order_lines lets the
-/// planner sort or merge-join from the start of the table for every keyset page.
+/// A plain join, with the order's total as a window over its lines: streamed as one ordered query
+/// (`postgres.scan = "stream"`), PostgreSQL merge-joins orders and lines once and never builds JSON.
+/// (Under `scan = "pages"` the same query would sort the rest of the table for every page; a per-order
+/// LATERAL suits that mode better.)
 pub fn flat_projection_query() -> &'static str {
     r#"SELECT o.id AS "orderId",
        c.name AS "customerName",
-       l.sku AS "products[].sku",
-       l.name AS "products[].name",
-       l.price AS "products[].price",
-       COALESCE(l.total, 0)::numeric(14,2) AS "totalPrice",
+       p.sku AS "products[].sku",
+       p.name AS "products[].name",
+       p.price AS "products[].price",
+       COALESCE(sum(p.price * ol.quantity) OVER (PARTITION BY o.id), 0)::numeric(14,2) AS "totalPrice",
        o.order_date AS "orderDate",
        o.updated_at AS "updatedAt"
   FROM orders o
   JOIN customers c ON c.id = o.customer_id
-  LEFT JOIN LATERAL (
-       SELECT p.sku, p.name, p.price, sum(p.price * ol.quantity) OVER () AS total
-         FROM order_lines ol
-         JOIN products p ON p.sku = ol.sku
-        WHERE ol.order_id = o.id) l ON true"#
+  LEFT JOIN order_lines ol ON ol.order_id = o.id
+  LEFT JOIN products p ON p.sku = ol.sku"#
 }
 
 /// Number of products in the catalogue the seed creates.

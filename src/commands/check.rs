@@ -270,6 +270,7 @@ pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::R
         updated_at: settings.postgres.updated_at.clone(),
         // Read-ahead memory is pages × ranges: smaller pages per range keep the total flat in N.
         page_size: per_range(settings.postgres.page_size, parallel, 500),
+        scan: settings.postgres.scan,
         // A scan per worker, the exported snapshot's holder, lookups and estimates.
         max_connections: (parallel + 4).max(8),
         ..PostgresSettings::new(

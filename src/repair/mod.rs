@@ -104,6 +104,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<Connected> {
     let pg = crate::source::postgres::PostgresSettings {
         updated_at: settings.postgres.updated_at.clone(),
         page_size: settings.postgres.page_size,
+        scan: settings.postgres.scan,
         ..crate::source::postgres::PostgresSettings::new(
             settings.postgres.url.expose(),
             &settings.postgres.query,

@@ -1,15 +1,18 @@
 //! The write model as a [`DocumentSource`]: the rows of a user-supplied projection query, one document
-//! per row, streamed in key order by keyset pagination inside one `REPEATABLE READ` snapshot.
+//! per row, in key order inside one `REPEATABLE READ` snapshot. A range is read as one ordered query whose
+//! rows are streamed as the server produces them ([`ScanMode::Stream`], the default), or as keyset pages
+//! ([`ScanMode::Pages`]).
 //!
 //! Text keys are compared and ordered with `COLLATE "C"` (byte order). On a column with a linguistic
-//! collation no ordinary index serves that order, so every page sorts what remains: create an index
-//! on `(key COLLATE "C")` (or use a `C`-collated column) for large tables. Integer and uuid keys use
-//! their plain index.
+//! collation no ordinary index serves that order, so the query sorts: create an index on
+//! `(key COLLATE "C")` (or use a `C`-collated column) for large tables, especially with keyset pages.
+//! Integer and uuid keys use their plain index.
 //!
-//! A row whose key is NULL fails the scan. Keyset pages after the first (`key > last`) never return
-//! such rows, so a scan from the start ends with a probe for NULL keys in the same snapshot, when the
-//! planner expects it to be cheap (an index on the key column); where it would be a full extra pass it
-//! is skipped, and NULL keys beyond the first page go unseen: make the key column NOT NULL.
+//! A row whose key is NULL fails the scan. A streamed range without bounds returns such rows (last) and
+//! fails on them; a range bounded by keys (`key > last`, `key <= until`) leaves them out, so a scan from
+//! the start ends with a probe for NULL keys in the same snapshot, when the planner expects it to be cheap
+//! (an index on the key column); where it would be a full extra pass it is skipped, and such NULL keys go
+//! unseen: make the key column NOT NULL.
 //!
 //! Values are decoded from PostgreSQL's binary wire format directly (sqlx asks for binary results), with
 //! a decoder chosen once per column at connect time. That keeps exact digits (numeric, int8 above 2^53,
@@ -54,6 +57,23 @@ pub struct PostgresSettings {
     pub connect_timeout: Duration,
     /// Pool size: one connection per concurrent scan, plus lookups, estimates and a shared snapshot.
     pub max_connections: u32,
+    /// One ordered query per range, or keyset pages.
+    pub scan: ScanMode,
+}
+
+/// How a range is read. Both read one snapshot and give the same documents in the same order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanMode {
+    /// One `ORDER BY key` query per range, streamed as the server produces it (as `pg_dump` reads a
+    /// table): the planner picks one plan for the whole range, hash and merge joins included, and
+    /// sorts at most once. The first row may take a while when that plan sorts.
+    #[default]
+    Stream,
+    /// Keyset pages of `page_size` rows (`key > last ORDER BY key LIMIT n`): short statements that start
+    /// at once, but each page is planned and joined anew, and a query whose ordered plan must sort
+    /// (joins the planner cannot drive from the key's index) sorts the rest of the range for every page.
+    Pages,
 }
 
 impl PostgresSettings {
@@ -68,6 +88,7 @@ impl PostgresSettings {
             prefetch_pages: DEFAULT_PREFETCH_PAGES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
+            scan: ScanMode::default(),
         }
     }
 }
@@ -80,6 +101,7 @@ impl std::fmt::Debug for PostgresSettings {
             .field("key", &self.key)
             .field("updated_at", &self.updated_at)
             .field("page_size", &self.page_size)
+            .field("scan", &self.scan)
             .field("prefetch_pages", &self.prefetch_pages)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
@@ -214,6 +236,11 @@ impl PostgresSource {
             .execute(&mut *tx)
             .await
             .map_err(|e| read_error(url, e))?;
+        // This connection only holds the snapshot and stays idle in its transaction for the whole run.
+        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| read_error(url, e))?;
         let (id, snapshot_ms): (String, i64) =
             sqlx::query_as("SELECT pg_export_snapshot(), floor(extract(epoch FROM now()) * 1000)::int8")
                 .fetch_one(&mut *tx)
@@ -259,6 +286,7 @@ impl PostgresSource {
         let task = ScanTask {
             plan: self.plan.clone(),
             url: self.settings.url.clone(),
+            mode: self.settings.scan,
             page_size: self.settings.page_size.max(1),
             probe_nulls: range.after.is_none(),
             after: range.after,
@@ -539,6 +567,8 @@ impl DocumentSource for PostgresSource {
 struct ScanTask {
     plan: Arc<Plan>,
     url: String,
+    mode: ScanMode,
+    /// Documents per message to the consumer (and rows per keyset page).
     page_size: usize,
     after: Option<Key>,
     until: Option<Key>,
@@ -551,7 +581,97 @@ struct ScanTask {
 type PageSender = mpsc::Sender<anyhow::Result<Vec<KeyedDoc>>>;
 
 impl ScanTask {
-    async fn run(mut self, mut tx: sqlx::Transaction<'static, Postgres>, sender: PageSender) {
+    async fn run(self, tx: sqlx::Transaction<'static, Postgres>, sender: PageSender) {
+        match self.mode {
+            ScanMode::Stream => self.run_stream(tx, sender).await,
+            ScanMode::Pages => self.run_pages(tx, sender).await,
+        }
+    }
+
+    /// One query for the whole range, both bounds in SQL; rows are decoded as they arrive and handed
+    /// on in batches. The channel's bound is the read-ahead: when the consumer falls behind, the
+    /// socket fills and the server waits.
+    async fn run_stream(mut self, mut tx: sqlx::Transaction<'static, Postgres>, sender: PageSender) {
+        let result = self.stream(&mut tx, &sender).await;
+        let result = match result {
+            // Without bounds the query itself returns NULL keys (last, in ascending order) and decoding
+            // them fails; a range ending at a key (`key <= $1`) leaves them out, so look for them.
+            Ok(true) if self.probe_nulls && self.until.is_some() => self.find_null_keys(&mut tx).await.map(|()| true),
+            other => other,
+        };
+        if let Err(e) = result {
+            let _ = sender.send(Err(e)).await;
+        }
+    }
+
+    /// Streams the range; `Ok(false)` when the consumer went away.
+    async fn stream(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+        sender: &PageSender,
+    ) -> anyhow::Result<bool> {
+        let plan = self.plan.clone();
+        // A long scan is one long statement: lift a statement_timeout meant for the application
+        // (pg_dump does the same). LOCAL: it ends with this read-only transaction.
+        sqlx::query("SET LOCAL statement_timeout = 0")
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| read_error(&self.url, e))?;
+        let sql = plan.range_sql(self.after.is_some(), self.until.is_some(), None);
+        let mut query = sqlx::query(&sql);
+        for key in [&self.after, &self.until].into_iter().flatten() {
+            query = bind_key(query, key);
+        }
+        let mut rows = query.fetch(&mut **tx);
+        let mut batch = Vec::with_capacity(self.page_size);
+        // Flat form: the rows of the key being read, nested once the next key shows.
+        let mut group: Option<FlatGroup> = None;
+        while let Some(row) = rows.try_next().await.map_err(|e| read_error(&self.url, e))? {
+            self.rows_read += 1;
+            if let Some(flat) = plan.flat.as_ref() {
+                let (key, values, updated_at_ms) = plan.decode_values(&row, self.rows_read)?;
+                match group.as_mut() {
+                    Some(g) if g.key == key => {
+                        g.updated_at_ms = g.updated_at_ms.max(updated_at_ms);
+                        g.rows.push(values);
+                        continue;
+                    }
+                    _ => {}
+                }
+                let next = FlatGroup {
+                    key,
+                    rows: vec![values],
+                    updated_at_ms,
+                };
+                if let Some(done) = group.replace(next) {
+                    batch.push(done.nest(flat));
+                }
+            } else {
+                let doc = plan.decode_row(&row, self.rows_read)?;
+                if self.last_key.as_ref() == Some(&doc.key) {
+                    return Err(PostgresError::DuplicateKey { key: doc.key }.into());
+                }
+                self.last_key = Some(doc.key.clone());
+                batch.push(doc);
+            }
+            if batch.len() >= self.page_size {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(self.page_size));
+                if sender.send(Ok(full)).await.is_err() {
+                    return Ok(false);
+                }
+            }
+        }
+        drop(rows);
+        if let (Some(done), Some(flat)) = (group, plan.flat.as_ref()) {
+            batch.push(done.nest(flat));
+        }
+        if !batch.is_empty() && sender.send(Ok(batch)).await.is_err() {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    async fn run_pages(mut self, mut tx: sqlx::Transaction<'static, Postgres>, sender: PageSender) {
         loop {
             let (mut page, last) = match self.next_page(&mut tx).await {
                 Ok((docs, last)) => (Ok(docs), last),
@@ -706,6 +826,26 @@ impl ScanTask {
             rows.push(self.plan.decode_values(&row, self.rows_read)?);
         }
         Ok(rows)
+    }
+}
+
+/// The rows of one key in the flat form, as they arrive.
+struct FlatGroup {
+    key: Key,
+    rows: Vec<Vec<Value>>,
+    updated_at_ms: Option<i64>,
+}
+
+impl FlatGroup {
+    fn nest(self, flat: &crate::scale::flat::FlatShape) -> KeyedDoc {
+        KeyedDoc {
+            key: self.key,
+            doc: flat.nest(&self.rows),
+            meta: DocMeta {
+                updated_at_ms: self.updated_at_ms,
+                ..DocMeta::default()
+            },
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use bigdecimal::BigDecimal;
 use futures::TryStreamExt;
 use recon::model::{Key, KeyedDoc};
-use recon::source::postgres::{KeyKind, PostgresSettings, PostgresSource};
+use recon::source::postgres::{KeyKind, PostgresSettings, PostgresSource, ScanMode};
 use recon::source::{DocumentSource, KeyRange};
 use serde_json::Value;
 
@@ -58,7 +58,23 @@ fn shop_settings(db: &TestDb, page_size: usize) -> PostgresSettings {
 #[tokio::test]
 async fn pages_cross_boundaries_in_key_order() {
     let db = shop_database(23, 1).await;
-    let source = connect(shop_settings(&db, 5)).await;
+    for mode in [ScanMode::Stream, ScanMode::Pages] {
+        let mut settings = shop_settings(&db, 5);
+        settings.scan = mode;
+        ranges_in_key_order(&connect(settings).await).await;
+    }
+    // Both modes read the same documents.
+    let mut pages = shop_settings(&db, 5);
+    pages.scan = ScanMode::Pages;
+    let streamed = scan(&connect(shop_settings(&db, 5)).await, KeyRange::all()).await;
+    let paged = scan(&connect(pages).await, KeyRange::all()).await;
+    assert_eq!(
+        streamed.iter().map(|d| &d.doc).collect::<Vec<_>>(),
+        paged.iter().map(|d| &d.doc).collect::<Vec<_>>()
+    );
+}
+
+async fn ranges_in_key_order(source: &PostgresSource) {
     assert_eq!(source.key_kind(), KeyKind::Int);
     assert_eq!(
         source.columns(),
@@ -72,7 +88,7 @@ async fn pages_cross_boundaries_in_key_order() {
         ]
     );
 
-    let all = scan(&source, KeyRange::all()).await;
+    let all = scan(source, KeyRange::all()).await;
     assert_eq!(int_keys(&all), (1..=23).collect::<Vec<_>>());
 
     // Bounds inside pages and exactly on a page multiple (5 rows in 5-row pages: an empty last page).
@@ -80,22 +96,22 @@ async fn pages_cross_boundaries_in_key_order() {
         after: Some(Key::Int(4)),
         until: Some(Key::Int(9)),
     };
-    assert_eq!(int_keys(&scan(&source, range).await), vec![5, 6, 7, 8, 9]);
+    assert_eq!(int_keys(&scan(source, range).await), vec![5, 6, 7, 8, 9]);
     let tail = KeyRange {
         after: Some(Key::Int(20)),
         until: None,
     };
-    assert_eq!(int_keys(&scan(&source, tail).await), vec![21, 22, 23]);
+    assert_eq!(int_keys(&scan(source, tail).await), vec![21, 22, 23]);
     let head = KeyRange {
         after: None,
         until: Some(Key::Int(10)),
     };
-    assert_eq!(int_keys(&scan(&source, head).await), (1..=10).collect::<Vec<_>>());
+    assert_eq!(int_keys(&scan(source, head).await), (1..=10).collect::<Vec<_>>());
     let empty = KeyRange {
         after: Some(Key::Int(23)),
         until: None,
     };
-    assert!(scan(&source, empty).await.is_empty());
+    assert!(scan(source, empty).await.is_empty());
 
     // A range key of the wrong kind is refused rather than silently matching nothing.
     let wrong = KeyRange {
@@ -475,21 +491,45 @@ async fn null_and_duplicate_keys_fail_the_scan() {
         "{message}"
     );
 
-    // Beyond the first page `id > last` hides NULL keys; the probe at the end finds them.
+    // Read up to the error: the keys before it, and its message.
+    async fn until_error(source: &PostgresSource, range: KeyRange) -> (Vec<Key>, String) {
+        let mut docs = source.open_scan(range).await.unwrap().docs;
+        let mut keys = Vec::new();
+        loop {
+            match docs.try_next().await {
+                Ok(Some(doc)) => keys.push(doc.key),
+                Ok(None) => panic!("scan ended without noticing the NULL key"),
+                Err(e) => return (keys, format!("{e:#}")),
+            }
+        }
+    }
+    let up_to_9 = KeyRange {
+        after: None,
+        until: Some(Key::Int(9)),
+    };
+    // Streamed, NULL keys sort last and fail when decoded; a range bounded above (`id <= 9`) leaves
+    // them out of the query, so the probe at the end finds them.
     let mut settings = db.settings("SELECT id, v FROM loose WHERE v <> 'b'", "id");
     settings.page_size = 1;
-    let source = connect(settings).await;
-    let mut docs = source.open_scan(KeyRange::all()).await.unwrap().docs;
-    let mut keys = Vec::new();
-    let message = loop {
-        match docs.try_next().await {
-            Ok(Some(doc)) => keys.push(doc.key),
-            Ok(None) => panic!("scan ended without noticing the NULL key"),
-            Err(e) => break format!("{e:#}"),
-        }
-    };
+    let source = connect(settings.clone()).await;
+    let (keys, message) = until_error(&source, KeyRange::all()).await;
+    assert_eq!(keys, vec![Key::Int(1), Key::Int(2)]);
+    assert!(
+        message.contains(r#"row 3 of the scan has a NULL key column "id""#),
+        "{message}"
+    );
+    let (keys, message) = until_error(&source, up_to_9.clone()).await;
     assert_eq!(keys, vec![Key::Int(1), Key::Int(2)]);
     assert!(message.contains(r#"key column "id" is NULL"#), "{message}");
+
+    // In pages, beyond the first page `id > last` hides NULL keys; the probe at the end finds them.
+    settings.scan = ScanMode::Pages;
+    let source = connect(settings).await;
+    for range in [KeyRange::all(), up_to_9] {
+        let (keys, message) = until_error(&source, range).await;
+        assert_eq!(keys, vec![Key::Int(1), Key::Int(2)]);
+        assert!(message.contains(r#"key column "id" is NULL"#), "{message}");
+    }
     // A scan starting after a key covers no NULLs: no probe, no error.
     let range = KeyRange {
         after: Some(Key::Int(0)),

@@ -394,6 +394,10 @@ async fn shop_both_forms(orders: u64) -> Fixture {
 }
 
 fn shop_config(f: &Fixture, query: &str, page_size: usize) {
+    shop_config_scan(f, query, page_size, "stream");
+}
+
+fn shop_config_scan(f: &Fixture, query: &str, page_size: usize, scan: &str) {
     let path = f.config(
         "orders",
         query,
@@ -403,7 +407,11 @@ fn shop_config(f: &Fixture, query: &str, page_size: usize) {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
         &path,
-        text.replacen("[postgres]\n", &format!("[postgres]\npage_size = {page_size}\n"), 1),
+        text.replacen(
+            "[postgres]\n",
+            &format!("[postgres]\npage_size = {page_size}\nscan = \"{scan}\"\n"),
+            1,
+        ),
     )
     .unwrap();
 }
@@ -419,12 +427,23 @@ async fn flat_and_json_forms_give_identical_reports() {
     assert_eq!(summary["orphaned"], 1);
     assert!(summary["mismatched"].as_u64().unwrap() >= 15, "{summary}");
     // Small pages: keys of several rows straddle page ends; 3 rows per page forces one-key pages too.
-    for page_size in [100, 7, 3] {
-        shop_config(&f, recon::shop::flat_projection_query(), page_size);
-        let (code, flat_form, stderr) = f.check_json(&[]).await;
-        assert_eq!(code, 1, "{stderr}");
-        assert_eq!(verdict_of(&flat_form), verdict_of(&json_form), "page size {page_size}");
+    // Streamed, the same sizes only batch the documents handed on.
+    for scan in ["stream", "pages"] {
+        for page_size in [100, 7, 3] {
+            shop_config_scan(&f, recon::shop::flat_projection_query(), page_size, scan);
+            let (code, flat_form, stderr) = f.check_json(&[]).await;
+            assert_eq!(code, 1, "{stderr}");
+            assert_eq!(
+                verdict_of(&flat_form),
+                verdict_of(&json_form),
+                "{scan}, page size {page_size}"
+            );
+        }
+        shop_config_scan(&f, recon::shop::projection_query(), 7, scan);
+        let (_, json_scan, _) = f.check_json(&[]).await;
+        assert_eq!(verdict_of(&json_scan), verdict_of(&json_form), "{scan}, JSON form");
     }
+    shop_config(&f, recon::shop::flat_projection_query(), 100);
     let (_, parallel, _) = f.check_json(&["--parallel", "3"]).await;
     assert_eq!(verdict_of(&parallel), verdict_of(&json_form));
     // Lookups nest too: a targeted run on the flat form.

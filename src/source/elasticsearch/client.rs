@@ -364,6 +364,8 @@ struct RawResponse {
 }
 
 impl RawResponse {
+    // The same EsError every request returns; boxing it here alone would buy nothing.
+    #[allow(clippy::result_large_err)]
     fn into_json(self, method: Method, path: &str) -> Result<EsResponse, EsError> {
         let RawResponse { status, bytes } = self;
         let body = if bytes.is_empty() {
