@@ -463,6 +463,28 @@ totalPrice = { as = "number", tolerance = 0.005 }
     }
 
     #[test]
+    fn scan_mode_defaults_to_stream_and_rejects_unknown_modes() {
+        use crate::source::postgres::ScanMode;
+        let file = parse_file(FILE, "recon.toml").unwrap();
+        let s = Settings::resolve(file, None, &Overrides::default(), &no_env).unwrap();
+        assert_eq!(s.postgres.scan, ScanMode::Stream);
+        let text = FILE.replacen("[postgres]\n", "[postgres]\nscan = \"pages\"\n", 1);
+        let s = Settings::resolve(
+            parse_file(&text, "recon.toml").unwrap(),
+            None,
+            &Overrides::default(),
+            &no_env,
+        );
+        assert_eq!(s.unwrap().postgres.scan, ScanMode::Pages);
+        let text = FILE.replacen("[postgres]\n", "[postgres]\nscan = \"fast\"\n", 1);
+        let e = parse_file(&text, "recon.toml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("recon.toml:3:8: unknown variant `fast`, expected `stream` or `pages`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_their_line() {
         let text = FILE.replace("index = \"orders\"", "index = \"orders\"\nindx = \"typo\"");
         let e = parse_file(&text, "recon.toml").unwrap_err().to_string();
