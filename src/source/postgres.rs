@@ -38,6 +38,9 @@ use crate::source::{DocumentSource, KeyRange, Scan};
 
 pub const DEFAULT_PAGE_SIZE: usize = 5000;
 pub const DEFAULT_PREFETCH_PAGES: usize = 2;
+/// Documents per batch handed on by a streamed scan (fewer when `page_size` is smaller): the read-ahead
+/// is a few batches, and a streamed query gains nothing from larger ones.
+const STREAM_BATCH: usize = 1000;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keys per `= ANY($1)` lookup query.
 const LOOKUP_BATCH: usize = 1000;
@@ -623,7 +626,8 @@ impl ScanTask {
             query = bind_key(query, key);
         }
         let mut rows = query.fetch(&mut **tx);
-        let mut batch = Vec::with_capacity(self.page_size);
+        let batch_size = self.page_size.min(STREAM_BATCH);
+        let mut batch = Vec::with_capacity(batch_size);
         // Flat form: the rows of the key being read, nested once the next key shows.
         let mut group: Option<FlatGroup> = None;
         while let Some(row) = rows.try_next().await.map_err(|e| read_error(&self.url, e))? {
@@ -654,8 +658,8 @@ impl ScanTask {
                 self.last_key = Some(doc.key.clone());
                 batch.push(doc);
             }
-            if batch.len() >= self.page_size {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(self.page_size));
+            if batch.len() >= batch_size {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
                 if sender.send(Ok(full)).await.is_err() {
                     return Ok(false);
                 }
@@ -1227,12 +1231,10 @@ impl Plan {
 
     /// A row as its key, its values in column order and its `updated_at` (flat form).
     fn decode_values(&self, row: &PgRow, row_number: u64) -> Result<(Key, Vec<Value>, Option<i64>), PostgresError> {
-        let doc = self.decode_row(row, row_number)?;
-        Ok((
-            doc.key,
-            doc.doc.into_iter().map(|(_, v)| v).collect(),
-            doc.meta.updated_at_ms,
-        ))
+        // Straight into a vector: no map, no column names copied, for each of a key's rows.
+        let mut values = Vec::with_capacity(self.names.len());
+        let (key, updated_at_ms) = self.decode_cells(row, row_number, |_, value| values.push(value))?;
+        Ok((key, values, updated_at_ms))
     }
 
     /// Orders one key's rows as the scan's ORDER BY does, for lookups (which have no ORDER BY).
@@ -1253,6 +1255,27 @@ impl Plan {
     /// `row_number` (1-based, within the scan) only names the row in errors.
     fn decode_row(&self, row: &PgRow, row_number: u64) -> Result<KeyedDoc, PostgresError> {
         let mut doc = Map::with_capacity(self.names.len());
+        let (key, updated_at_ms) = self.decode_cells(row, row_number, |index, value| {
+            doc.insert(self.names[index].clone(), value);
+        })?;
+        Ok(KeyedDoc {
+            key,
+            doc,
+            meta: DocMeta {
+                updated_at_ms,
+                ..DocMeta::default()
+            },
+        })
+    }
+
+    /// Decodes every column of `row` into `sink(column index, value)`; returns the row's key and
+    /// `updated_at`.
+    fn decode_cells(
+        &self,
+        row: &PgRow,
+        row_number: u64,
+        mut sink: impl FnMut(usize, Value),
+    ) -> Result<(Key, Option<i64>), PostgresError> {
         let mut key = None;
         let mut updated_at_ms = None;
         for (index, (name, decoder)) in self.names.iter().zip(&self.decoders).enumerate() {
@@ -1293,20 +1316,13 @@ impl Plan {
                     reason,
                 })?
             };
-            doc.insert(name.clone(), value);
+            sink(index, value);
         }
         let key = key.ok_or_else(|| PostgresError::NullKey {
             row: row_number,
             key: self.key_name.clone(),
         })?;
-        Ok(KeyedDoc {
-            key,
-            doc,
-            meta: DocMeta {
-                updated_at_ms,
-                ..DocMeta::default()
-            },
-        })
+        Ok((key, updated_at_ms))
     }
 }
 
