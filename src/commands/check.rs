@@ -410,6 +410,9 @@ pub struct Scanned {
 const SAMPLE_RANGES: usize = 200;
 /// Keys per lookup round trip in targeted runs and rechecks.
 const LOOKUP_BATCH: usize = 1000;
+/// Lookup batches in flight at once per side in targeted runs and rechecks: enough to hide the round
+/// trips, few enough that only a few batches of keys and documents are held at a time.
+const LOOKUPS_IN_FLIGHT: usize = 4;
 
 /// Opens both snapshots, reads them concurrently and merge-joins them, handing every drifted key to
 /// `on_drift` in key order. `check` renders the drift; `repair` plans from it.
@@ -703,7 +706,7 @@ async fn serial(
     })
 }
 
-/// The documents of `keys` on one side, in key order, looked up a batch at a time.
+/// The documents of `keys` on one side, in key order, looked up a few batches at a time.
 fn lookup_stream<'a, S: DocumentSource>(
     source: &'a S,
     keys: &'a [Key],
@@ -712,11 +715,12 @@ fn lookup_stream<'a, S: DocumentSource>(
 ) -> futures::stream::BoxStream<'a, anyhow::Result<KeyedDoc>> {
     use futures::TryStreamExt;
     futures::stream::iter(keys.chunks(LOOKUP_BATCH))
-        .then(move |chunk| async move {
+        .map(move |chunk| async move {
             let mut docs = source.lookup(chunk).await?;
             docs.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.meta.id.cmp(&b.meta.id)));
             Ok::<_, anyhow::Error>(futures::stream::iter(docs.into_iter().map(Ok)))
         })
+        .buffered(LOOKUPS_IN_FLIGHT)
         .try_flatten()
         .inspect(move |_| {
             let c = if write_model {
@@ -928,43 +932,57 @@ async fn recheck(
         _ = super::interrupted() => return Ok(true),
     }
     let grace = grace_at(scope.grace, Some(chrono::Utc::now().timestamp_millis()));
-    for spool in spools {
-        let mut replay = spool.replay().context("cannot read back the parked drift")?;
-        loop {
-            let batch = replay
-                .next_batch(LOOKUP_BATCH)
-                .context("cannot read back the parked drift")?;
-            if batch.is_empty() {
-                break;
-            }
+    // Batches of parked drift in key order, read from the temp files as the lookups need them.
+    let mut spools = spools.into_iter();
+    let mut replay: Option<crate::scale::spool::DriftReplay> = None;
+    let batches = std::iter::from_fn(move || loop {
+        let current = match &mut replay {
+            Some(current) => current,
+            None => match spools.next()?.replay() {
+                Ok(opened) => replay.insert(opened),
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        match current.next_batch(LOOKUP_BATCH) {
+            Ok(batch) if batch.is_empty() => replay = None,
+            found => return Some(found),
+        }
+    });
+    // A few batches in flight hide the round trips; `buffered` hands them back in key order.
+    let mut looked_up = futures::stream::iter(batches)
+        .map(|batch| async move {
+            let batch = batch.context("cannot read back the parked drift")?;
             let keys: Vec<Key> = batch.iter().map(|d| d.key.clone()).collect();
-            let (mut expected, mut actual) =
-                tokio::try_join!(sides.write_model.lookup(&keys), sides.read_model.lookup(&keys))?;
-            expected.sort_by(|a, b| a.key.cmp(&b.key));
-            actual.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.meta.id.cmp(&b.meta.id)));
-            let mut joiner = Joiner::new(
-                futures::stream::iter(expected.into_iter().map(Ok)),
-                futures::stream::iter(actual.into_iter().map(Ok)),
-                comparator.clone(),
-                grace,
-            );
-            let mut still: BTreeMap<Key, Drift> = BTreeMap::new();
-            while let Some(outcome) = joiner.next().await? {
-                if let KeyOutcome::Drift(drift) = outcome {
-                    still.insert(drift.key.clone(), drift);
-                }
+            let (expected, actual) = tokio::try_join!(sides.write_model.lookup(&keys), sides.read_model.lookup(&keys))?;
+            Ok::<_, anyhow::Error>((batch, expected, actual))
+        })
+        .buffered(LOOKUPS_IN_FLIGHT);
+    while let Some(looked_up) = looked_up.next().await {
+        let (batch, mut expected, mut actual) = looked_up?;
+        expected.sort_by(|a, b| a.key.cmp(&b.key));
+        actual.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.meta.id.cmp(&b.meta.id)));
+        let mut joiner = Joiner::new(
+            futures::stream::iter(expected.into_iter().map(Ok)),
+            futures::stream::iter(actual.into_iter().map(Ok)),
+            comparator.clone(),
+            grace,
+        );
+        let mut still: BTreeMap<Key, Drift> = BTreeMap::new();
+        while let Some(outcome) = joiner.next().await? {
+            if let KeyOutcome::Drift(drift) = outcome {
+                still.insert(drift.key.clone(), drift);
             }
-            for old in batch {
-                tally(&mut pass.summary, &mut pass.fields, &old, false);
-                match still.remove(&old.key) {
-                    Some(drift) => {
-                        tally(&mut pass.summary, &mut pass.fields, &drift, true);
-                        on_drift(&drift)?;
-                    }
-                    None => {
-                        pass.summary.converged += 1;
-                        pass.summary.matched += 1;
-                    }
+        }
+        for old in batch {
+            tally(&mut pass.summary, &mut pass.fields, &old, false);
+            match still.remove(&old.key) {
+                Some(drift) => {
+                    tally(&mut pass.summary, &mut pass.fields, &drift, true);
+                    on_drift(&drift)?;
+                }
+                None => {
+                    pass.summary.converged += 1;
+                    pass.summary.matched += 1;
                 }
             }
         }
