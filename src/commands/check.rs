@@ -449,8 +449,8 @@ pub async fn scan(
         let resumed_ranges = match &scope.checkpoint {
             Some(spec) if spec.resume => match Saved::load(&spec.path)? {
                 Some(Saved::Ranges(saved)) => Some(saved),
-                Some(Saved::Serial(_)) if scope.parallel > 1 || scope.sample.is_some() => bail!(
-                    "the checkpoint {} was written by a serial run; resume it without --parallel and --sample",
+                Some(Saved::Serial(_)) if scope.parallel > 1 => bail!(
+                    "the checkpoint {} was written by a serial run; resume it without --parallel",
                     spec.path.display()
                 ),
                 _ => None,

@@ -58,8 +58,7 @@ impl Checkpoint {
             None => Ok(None),
             Some(Saved::Serial(c)) => Ok(Some(c)),
             Some(Saved::Ranges(_)) => bail!(
-                "the checkpoint {} was written by a run over several ranges (--parallel, --sample); resume it \
-                 with --parallel",
+                "the checkpoint {} records several ranges (a --parallel run), not one serial scan",
                 path.display()
             ),
         }
