@@ -609,3 +609,19 @@ async fn parallel_run_interrupted_and_resumed_reports_as_an_uninterrupted_one() 
         "a finished run removes its checkpoint and drift files: {left:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recheck_over_many_batches_and_ranges_keeps_key_order_and_counts() {
+    let f = shop(6000).await;
+    // 4,500 mismatched keys that stay mismatched: five lookup batches, parked by three ranges.
+    f.db.execute("UPDATE orders SET customer = 'Renamed' WHERE id <= 4500")
+        .await;
+    let (code, plain, stderr) = f.check_json(&["--parallel", "3"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    // 10 is missing and 30 duplicated already.
+    assert_eq!(plain["summary"]["mismatched"], 4498, "{}", plain["summary"]);
+    let (code, rechecked, stderr) = f.check_json(&["--parallel", "3", "--recheck", "10ms"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(rechecked["summary"]["converged"], 0);
+    assert_eq!(verdict_of(&rechecked), verdict_of(&plain));
+}
