@@ -245,7 +245,9 @@ async fn bench(orders: u64, parallel: u64, only: Option<&str>) -> anyhow::Result
         .execute(&mut conn)
         .await?;
         let (plain, _, code_plain) = check_measured(&flat_config, &["--parallel", &p]).await?;
-        let (rechecked, rss_re, code_re) = check_measured(&flat_config, &["--parallel", &p, "--recheck", "1s"]).await?;
+        // Not quiet: recon's last stderr line says how long the recheck itself took.
+        let (rechecked, rss_re, code_re) =
+            check_measured_with(&flat_config, &["--parallel", &p, "--recheck", "1s"], false).await?;
         println!(
         "drifted keys: {}; check {:.2} s (exit {code_plain}), with --recheck 1s {:.2} s (exit {code_re}, peak RSS {:.1} MB)",
         orders / every,
@@ -296,12 +298,22 @@ fn write_config(
 
 /// `recon check` with `config` and `extra` flags as a separate process: wall time, peak RSS, exit code.
 async fn check_measured(config: &std::path::Path, extra: &[&str]) -> anyhow::Result<(Duration, i64, i32)> {
+    check_measured_with(config, extra, true).await
+}
+
+/// [`check_measured`], with recon's progress lines on stderr unless `quiet`.
+async fn check_measured_with(
+    config: &std::path::Path,
+    extra: &[&str],
+    quiet: bool,
+) -> anyhow::Result<(Duration, i64, i32)> {
     let binary = env!("CARGO_BIN_EXE_recon");
     // A real file next to the config: --output renames over its target, which must not be a device.
     let output = config.with_extension("report.json");
-    let mut args: Vec<String> = ["check", "--quiet", "--format", "json", "--output"]
-        .map(String::from)
-        .to_vec();
+    let mut args: Vec<String> = ["check", "--format", "json", "--output"].map(String::from).to_vec();
+    if quiet {
+        args.insert(1, "--quiet".into());
+    }
     args.push(output.to_str().context("utf-8 path")?.to_string());
     args.push("--config".into());
     args.push(config.to_str().context("utf-8 path")?.to_string());

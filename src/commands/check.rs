@@ -1105,6 +1105,8 @@ async fn recheck(
         _ = super::interrupted() => return Ok(true),
     }
     let grace = grace_at(scope.grace, Some(chrono::Utc::now().timestamp_millis()));
+    let started = Instant::now();
+    let converged_before = pass.summary.converged;
     // Batches of parked drift in key order, read from the temp files as the lookups need them.
     let mut spools = spools.into_iter();
     let mut replay: Option<crate::scale::spool::DriftReplay> = None;
@@ -1159,6 +1161,13 @@ async fn recheck(
                 }
             }
         }
+    }
+    if scope.progress != ProgressMode::Off {
+        eprintln!(
+            "recon: rechecked {parked} keys in {:.2} s; {} converged",
+            started.elapsed().as_secs_f64(),
+            pass.summary.converged - converged_before
+        );
     }
     Ok(false)
 }
