@@ -1,5 +1,5 @@
-//! `cargo bench --bench check [-- --orders N] [--parallel P]`: how fast is `recon check` against the
-//! raw exports?
+//! `cargo bench --bench check [-- --orders N] [--parallel P] [--only recheck|rss|hold]`: how fast is
+//! `recon check` against the raw exports?
 //!
 //! Generates N orders (default 1,000,000) in a throwaway PostgreSQL, projects them into the emulator,
 //! then times, in one run: the projection query exported alone (`psql \copy (…) to /dev/null`), the
@@ -7,8 +7,10 @@
 //! separate process, which reports its own peak RSS (VmHWM) at exit. Then the same with P-fold parallelism (P
 //! concurrent `\copy`s of key ranges, P PIT slices, `recon check --parallel P`), the flat projection
 //! form serially and in parallel, and `--recheck` over 10,000 drifted keys. Prints the figures;
-//! docs/performance.md records them. `--hold` only seeds and loads, prints the URLs and a config, and keeps
-//! both servers up until stdin closes (for profiling `recon check` by hand).
+//! docs/performance.md records them. `--only recheck` runs step 6 alone (and times the drifted keys'
+//! lookups alone, with `--keys-file`); `--only rss` runs the serial check alone, for its peak RSS;
+//! `--only hold` only seeds and loads, prints the URLs and two configs, and keeps both servers up until
+//! stdin closes (for profiling `recon check` by hand).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -31,22 +33,26 @@ use recon::source::{DocumentSource, KeyRange};
 fn main() -> anyhow::Result<()> {
     let mut orders: u64 = 1_000_000;
     let mut parallel: u64 = 2;
-    let mut hold = false;
+    let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--orders" {
             orders = args.next().context("--orders N")?.parse()?;
         } else if arg == "--parallel" {
             parallel = args.next().context("--parallel P")?.parse()?;
-        } else if arg == "--hold" {
-            hold = true;
+        } else if arg == "--only" {
+            let part = args.next().context("--only recheck|rss|hold")?;
+            if !matches!(part.as_str(), "recheck" | "rss" | "hold") {
+                bail!("--only takes recheck (step 6), rss (the serial check's peak RSS) or hold (servers only)");
+            }
+            only = Some(part);
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(bench(orders, parallel.max(1), hold))
+    runtime.block_on(bench(orders, parallel.max(1), only.as_deref()))
 }
 
-async fn bench(orders: u64, parallel: u64, hold: bool) -> anyhow::Result<()> {
+async fn bench(orders: u64, parallel: u64, only: Option<&str>) -> anyhow::Result<()> {
     let cluster = tokio::task::spawn_blocking(PgCluster::start).await??;
     let pg_url = cluster.create_database("bench")?;
     let clock = Instant::now();
@@ -73,74 +79,6 @@ async fn bench(orders: u64, parallel: u64, hold: bool) -> anyhow::Result<()> {
         clock.elapsed()
     );
 
-    if hold {
-        // For profiling by hand: the seeded database and the loaded emulator stay up until stdin closes.
-        let dir = tempfile::tempdir()?;
-        let config = write_config(
-            dir.path(),
-            "recon.toml",
-            &pg_url,
-            shop::projection_query(),
-            &emulator.url(),
-        )?;
-        let flat = write_config(
-            dir.path(),
-            "flat.toml",
-            &pg_url,
-            shop::flat_projection_query(),
-            &emulator.url(),
-        )?;
-        println!("holding: postgres {pg_url}\nholding: elasticsearch {}", emulator.url());
-        println!(
-            "holding: config {}\nholding: flat config {}",
-            config.display(),
-            flat.display()
-        );
-        println!("holding until stdin closes");
-        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink())).await??;
-        emulator.shutdown().await;
-        drop(conn);
-        return tokio::task::spawn_blocking(move || cluster.stop()).await?;
-    }
-
-    // 1. The projection query alone, as psql exports it.
-    let psql = which_psql();
-    let copy = format!("\\copy ({}) to /dev/null", shop::projection_query().replace('\n', " "));
-    let clock = Instant::now();
-    let status = Command::new(&psql)
-        .args(["-X", "-q", "-d", &pg_url, "-c", &copy])
-        .status()?;
-    let pg_export = clock.elapsed();
-    if !status.success() {
-        bail!("psql \\copy failed");
-    }
-
-    // 2. The index alone, through the same PIT + search_after pages recon reads.
-    let source = ElasticsearchSource::connect(ElasticsearchSettings {
-        connect: connect(&emulator.url()),
-        index: "orders".into(),
-        key_field: "orderId".into(),
-        page_size: 1000,
-        keep_alive: "5m".into(),
-        source_includes: Some(
-            ["orderId", "customerName", "products", "totalPrice", "orderDate"]
-                .map(String::from)
-                .to_vec(),
-        ),
-        source_excludes: Vec::new(),
-        prefetch_pages: 2,
-    })
-    .await?;
-    let clock = Instant::now();
-    let scanned = source
-        .open_scan(KeyRange::all())
-        .await?
-        .docs
-        .try_fold(0u64, |n, _| async move { Ok(n + 1) })
-        .await?;
-    let es_scan = clock.elapsed();
-
-    // 3. recon check, as users run it.
     let dir = tempfile::tempdir()?;
     let config = write_config(
         dir.path(),
@@ -156,122 +94,195 @@ async fn bench(orders: u64, parallel: u64, hold: bool) -> anyhow::Result<()> {
         shop::flat_projection_query(),
         &emulator.url(),
     )?;
-    let (check, rss_kib, code) = check_measured(&config, &[]).await?;
-
-    let slower = pg_export.max(es_scan);
-    println!("orders: {orders}, documents scanned alone: {scanned}");
-    println!(
-        "psql \\copy export:        {:>8.2} s  ({:.0} rows/s)",
-        secs(pg_export),
-        orders as f64 / secs(pg_export)
-    );
-    println!(
-        "index scan (PIT pages):   {:>8.2} s  ({:.0} docs/s)",
-        secs(es_scan),
-        scanned as f64 / secs(es_scan)
-    );
-    println!(
-        "recon check:              {:>8.2} s  ({:.0} keys/s), exit {code}",
-        secs(check),
-        orders as f64 / secs(check)
-    );
-    println!(
-        "check / slower export:    {:>8.2}   (target <= 1.25)",
-        secs(check) / secs(slower)
-    );
-    println!(
-        "recon check peak RSS:     {:>8.1} MB (target <= 128)",
-        rss_kib as f64 / 1024.0
-    );
-
-    // 4. The same with P-fold parallelism on both sides.
     let p = parallel.to_string();
-    let clock = Instant::now();
-    let mut exports = Vec::new();
-    for (after, until) in id_ranges(orders, parallel) {
-        let copy = format!(
-            "\\copy (SELECT * FROM ({}) q WHERE \"orderId\" > {after} AND \"orderId\" <= {until}) to /dev/null",
-            shop::projection_query().replace('\n', " ")
+    if only == Some("hold") {
+        println!("holding: postgres {pg_url}\nholding: elasticsearch {}", emulator.url());
+        println!(
+            "holding: config {}\nholding: flat config {}",
+            config.display(),
+            flat_config.display()
         );
-        exports.push(
-            Command::new(&psql)
-                .args(["-X", "-q", "-d", &pg_url, "-c", &copy])
-                .spawn()?,
+        println!("holding until stdin closes");
+        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink())).await??;
+    }
+    if only == Some("rss") {
+        let (check, rss_kib, code) = check_measured(&config, &[]).await?;
+        println!(
+            "orders: {orders}; recon check (JSON form, serial) {:.2} s, exit {code}, peak RSS {:.1} MB",
+            secs(check),
+            rss_kib as f64 / 1024.0
         );
     }
-    for mut export in exports {
-        if !export.wait()?.success() {
-            bail!("psql \\copy of a range failed");
+    if only.is_none() {
+        // 1. The projection query alone, as psql exports it.
+        let psql = which_psql();
+        let copy = format!("\\copy ({}) to /dev/null", shop::projection_query().replace('\n', " "));
+        let clock = Instant::now();
+        let status = Command::new(&psql)
+            .args(["-X", "-q", "-d", &pg_url, "-c", &copy])
+            .status()?;
+        let pg_export = clock.elapsed();
+        if !status.success() {
+            bail!("psql \\copy failed");
         }
+
+        // 2. The index alone, through the same PIT + search_after pages recon reads.
+        let source = ElasticsearchSource::connect(ElasticsearchSettings {
+            connect: connect(&emulator.url()),
+            index: "orders".into(),
+            key_field: "orderId".into(),
+            page_size: 1000,
+            keep_alive: "5m".into(),
+            source_includes: Some(
+                ["orderId", "customerName", "products", "totalPrice", "orderDate"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+            source_excludes: Vec::new(),
+            prefetch_pages: 2,
+        })
+        .await?;
+        let clock = Instant::now();
+        let scanned = source
+            .open_scan(KeyRange::all())
+            .await?
+            .docs
+            .try_fold(0u64, |n, _| async move { Ok(n + 1) })
+            .await?;
+        let es_scan = clock.elapsed();
+
+        // 3. recon check, as users run it.
+        let (check, rss_kib, code) = check_measured(&config, &[]).await?;
+
+        let slower = pg_export.max(es_scan);
+        println!("orders: {orders}, documents scanned alone: {scanned}");
+        println!(
+            "psql \\copy export:        {:>8.2} s  ({:.0} rows/s)",
+            secs(pg_export),
+            orders as f64 / secs(pg_export)
+        );
+        println!(
+            "index scan (PIT pages):   {:>8.2} s  ({:.0} docs/s)",
+            secs(es_scan),
+            scanned as f64 / secs(es_scan)
+        );
+        println!(
+            "recon check:              {:>8.2} s  ({:.0} keys/s), exit {code}",
+            secs(check),
+            orders as f64 / secs(check)
+        );
+        println!(
+            "check / slower export:    {:>8.2}   (target <= 1.25)",
+            secs(check) / secs(slower)
+        );
+        println!(
+            "recon check peak RSS:     {:>8.1} MB (target <= 128)",
+            rss_kib as f64 / 1024.0
+        );
+
+        // 4. The same with P-fold parallelism on both sides.
+        let clock = Instant::now();
+        let mut exports = Vec::new();
+        for (after, until) in id_ranges(orders, parallel) {
+            let copy = format!(
+                "\\copy (SELECT * FROM ({}) q WHERE \"orderId\" > {after} AND \"orderId\" <= {until}) to /dev/null",
+                shop::projection_query().replace('\n', " ")
+            );
+            exports.push(
+                Command::new(&psql)
+                    .args(["-X", "-q", "-d", &pg_url, "-c", &copy])
+                    .spawn()?,
+            );
+        }
+        for mut export in exports {
+            if !export.wait()?.success() {
+                bail!("psql \\copy of a range failed");
+            }
+        }
+        let pg_export_p = clock.elapsed();
+        let clock = Instant::now();
+        let sliced = sliced_scan(&es, parallel).await?;
+        let es_scan_p = clock.elapsed();
+        let (check_p, rss_p, code_p) = check_measured(&config, &["--parallel", &p]).await?;
+        let slower_p = pg_export_p.max(es_scan_p);
+        println!(
+            "psql \\copy ×{parallel} ranges:     {:>8.2} s  ({:.0} rows/s)",
+            secs(pg_export_p),
+            orders as f64 / secs(pg_export_p)
+        );
+        println!(
+            "PIT scan ×{parallel} slices:      {:>8.2} s  ({:.0} docs/s, {sliced} docs)",
+            secs(es_scan_p),
+            sliced as f64 / secs(es_scan_p)
+        );
+        println!(
+            "recon check --parallel {parallel}: {:>8.2} s  ({:.0} keys/s), exit {code_p}, peak RSS {:.1} MB",
+            secs(check_p),
+            orders as f64 / secs(check_p),
+            rss_p as f64 / 1024.0
+        );
+        println!(
+            "parallel check / slower parallel export: {:>5.2} (target <= 1.2)",
+            secs(check_p) / secs(slower_p)
+        );
+
+        // 5. The flat projection form, serial and parallel.
+        let (flat, rss_flat, code_flat) = check_measured(&flat_config, &[]).await?;
+        let (flat_p, rss_flat_p, code_flat_p) = check_measured(&flat_config, &["--parallel", &p]).await?;
+        println!(
+            "recon check, flat form:   {:>8.2} s  ({:.0} docs/s), exit {code_flat}, peak RSS {:.1} MB",
+            secs(flat),
+            orders as f64 / secs(flat),
+            rss_flat as f64 / 1024.0
+        );
+        println!(
+            "flat form --parallel {parallel}:   {:>8.2} s  ({:.0} docs/s), exit {code_flat_p}, peak RSS {:.1} MB",
+            secs(flat_p),
+            orders as f64 / secs(flat_p),
+            rss_flat_p as f64 / 1024.0
+        );
+        println!(
+            "flat / JSON docs/s:       {:>8.2}   (target >= 1.5; parallel: {:.2})",
+            secs(check) / secs(flat),
+            secs(check_p) / secs(flat_p)
+        );
     }
-    let pg_export_p = clock.elapsed();
-    let clock = Instant::now();
-    let sliced = sliced_scan(&es, parallel).await?;
-    let es_scan_p = clock.elapsed();
-    let (check_p, rss_p, code_p) = check_measured(&config, &["--parallel", &p]).await?;
-    let slower_p = pg_export_p.max(es_scan_p);
-    println!(
-        "psql \\copy ×{parallel} ranges:     {:>8.2} s  ({:.0} rows/s)",
-        secs(pg_export_p),
-        orders as f64 / secs(pg_export_p)
-    );
-    println!(
-        "PIT scan ×{parallel} slices:      {:>8.2} s  ({:.0} docs/s, {sliced} docs)",
-        secs(es_scan_p),
-        sliced as f64 / secs(es_scan_p)
-    );
-    println!(
-        "recon check --parallel {parallel}: {:>8.2} s  ({:.0} keys/s), exit {code_p}, peak RSS {:.1} MB",
-        secs(check_p),
-        orders as f64 / secs(check_p),
-        rss_p as f64 / 1024.0
-    );
-    println!(
-        "parallel check / slower parallel export: {:>5.2} (target <= 1.2)",
-        secs(check_p) / secs(slower_p)
-    );
 
-    // 5. The flat projection form, serial and parallel.
-    let (flat, rss_flat, code_flat) = check_measured(&flat_config, &[]).await?;
-    let (flat_p, rss_flat_p, code_flat_p) = check_measured(&flat_config, &["--parallel", &p]).await?;
-    println!(
-        "recon check, flat form:   {:>8.2} s  ({:.0} docs/s), exit {code_flat}, peak RSS {:.1} MB",
-        secs(flat),
-        orders as f64 / secs(flat),
-        rss_flat as f64 / 1024.0
-    );
-    println!(
-        "flat form --parallel {parallel}:   {:>8.2} s  ({:.0} docs/s), exit {code_flat_p}, peak RSS {:.1} MB",
-        secs(flat_p),
-        orders as f64 / secs(flat_p),
-        rss_flat_p as f64 / 1024.0
-    );
-    println!(
-        "flat / JSON docs/s:       {:>8.2}   (target >= 1.5; parallel: {:.2})",
-        secs(check) / secs(flat),
-        secs(check_p) / secs(flat_p)
-    );
-
-    // 6. --recheck over 10,000 drifted keys (order dates moved in the write model).
-    let every = (orders / 10_000).max(1);
-    sqlx::raw_sql(&format!(
-        "UPDATE orders SET order_date = order_date + interval '1 day' WHERE id % {every} = 0"
-    ))
-    .execute(&mut conn)
-    .await?;
-    let (plain, _, code_plain) = check_measured(&flat_config, &["--parallel", &p]).await?;
-    let (rechecked, rss_re, code_re) = check_measured(&flat_config, &["--parallel", &p, "--recheck", "1s"]).await?;
-    println!(
+    if only.is_none() || only == Some("recheck") {
+        // 6. --recheck over 10,000 drifted keys (order dates moved in the write model).
+        let every = (orders / 10_000).max(1);
+        sqlx::raw_sql(&format!(
+            "UPDATE orders SET order_date = order_date + interval '1 day' WHERE id % {every} = 0"
+        ))
+        .execute(&mut conn)
+        .await?;
+        let (plain, _, code_plain) = check_measured(&flat_config, &["--parallel", &p]).await?;
+        // Not quiet: recon's last stderr line says how long the recheck itself took.
+        let (rechecked, rss_re, code_re) =
+            check_measured_with(&flat_config, &["--parallel", &p, "--recheck", "1s"], false).await?;
+        println!(
         "drifted keys: {}; check {:.2} s (exit {code_plain}), with --recheck 1s {:.2} s (exit {code_re}, peak RSS {:.1} MB)",
         orders / every,
         secs(plain),
         secs(rechecked),
         rss_re as f64 / 1024.0
     );
-    println!(
-        "recheck cost beyond the wait: {:>5.2} s (target < 2)",
-        secs(rechecked) - secs(plain) - 1.0
-    );
+        println!(
+            "recheck cost beyond the wait: {:>5.2} s (target < 2)",
+            secs(rechecked) - secs(plain) - 1.0
+        );
+        // What the recheck reads, alone: both sides looked up by the drifted keys, 1,000 per request. The
+        // difference of two full runs above carries both scans' noise; this does not.
+        let keys_file = dir.path().join("drifted.keys");
+        let keys: Vec<String> = (1..=orders / every).map(|i| (i * every).to_string()).collect();
+        std::fs::write(&keys_file, keys.join("\n"))?;
+        let keys_arg = keys_file.to_str().context("utf-8 path")?;
+        let (looked_up, _, code_keys) = check_measured(&flat_config, &["--keys-file", keys_arg]).await?;
+        println!(
+            "the drifted keys looked up alone (--keys-file): {:.2} s (exit {code_keys})",
+            secs(looked_up)
+        );
+    }
     emulator.shutdown().await;
     drop(conn);
     tokio::task::spawn_blocking(move || cluster.stop()).await??;
@@ -299,12 +310,22 @@ fn write_config(
 
 /// `recon check` with `config` and `extra` flags as a separate process: wall time, peak RSS, exit code.
 async fn check_measured(config: &std::path::Path, extra: &[&str]) -> anyhow::Result<(Duration, i64, i32)> {
+    check_measured_with(config, extra, true).await
+}
+
+/// [`check_measured`], with recon's progress lines on stderr unless `quiet`.
+async fn check_measured_with(
+    config: &std::path::Path,
+    extra: &[&str],
+    quiet: bool,
+) -> anyhow::Result<(Duration, i64, i32)> {
     let binary = env!("CARGO_BIN_EXE_recon");
     // A real file next to the config: --output renames over its target, which must not be a device.
     let output = config.with_extension("report.json");
-    let mut args: Vec<String> = ["check", "--quiet", "--format", "json", "--output"]
-        .map(String::from)
-        .to_vec();
+    let mut args: Vec<String> = ["check", "--format", "json", "--output"].map(String::from).to_vec();
+    if quiet {
+        args.insert(1, "--quiet".into());
+    }
     args.push(output.to_str().context("utf-8 path")?.to_string());
     args.push("--config".into());
     args.push(config.to_str().context("utf-8 path")?.to_string());

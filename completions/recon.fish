@@ -55,10 +55,10 @@ complete -c recon -n "__fish_recon_using_subcommand check" -l parallel -d 'Split
 complete -c recon -n "__fish_recon_using_subcommand check" -l shard -d 'Check only the K-th of N contiguous key ranges (e.g. 2/8); combine the shards\' JSON reports with `recon report merge`' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l sample -d 'Check a seeded random set of contiguous key ranges covering about FRACTION of the rows (0 < FRACTION <= 1), and estimate the total drift' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l sample-seed -d 'Seed for --sample [default: from the clock; the report states it]' -r
-complete -c recon -n "__fish_recon_using_subcommand check" -l checkpoint -d 'Record the last key fully compared (and the counts and drift up to it) in FILE as the scan goes, so that `--resume` can continue after a crash. A finished run removes FILE' -r -F
+complete -c recon -n "__fish_recon_using_subcommand check" -l checkpoint -d 'Record the last key fully compared (and the counts and drift up to it) in FILE as the scan goes, per range with --parallel, so that `--resume` can continue after a crash or an interrupt. A finished run removes FILE' -r -F
 complete -c recon -n "__fish_recon_using_subcommand check" -s q -l quiet -d 'No progress bars or progress log lines'
 complete -c recon -n "__fish_recon_using_subcommand check" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
-complete -c recon -n "__fish_recon_using_subcommand check" -l resume -d 'Continue the run recorded in --checkpoint FILE after its last compared key, in a new snapshot (the report says how many snapshots it spans); starts from the beginning when FILE is absent'
+complete -c recon -n "__fish_recon_using_subcommand check" -l resume -d 'Continue the run recorded in --checkpoint FILE after its last compared key (every range after its own), in a new snapshot (the report says how many snapshots it spans); starts from the beginning when FILE is absent'
 complete -c recon -n "__fish_recon_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand check" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand demo" -l orders -d 'Number of orders in the demo shop' -r

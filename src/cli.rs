@@ -216,12 +216,14 @@ pub struct CheckArgs {
     pub sample_seed: Option<u64>,
 
     /// Record the last key fully compared (and the counts and drift up to it) in FILE as the scan
-    /// goes, so that `--resume` can continue after a crash. A finished run removes FILE.
+    /// goes, per range with --parallel, so that `--resume` can continue after a crash or an interrupt.
+    /// A finished run removes FILE.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["keys", "keys_file", "since", "sample"])]
     pub checkpoint: Option<PathBuf>,
 
-    /// Continue the run recorded in --checkpoint FILE after its last compared key, in a new snapshot
-    /// (the report says how many snapshots it spans); starts from the beginning when FILE is absent.
+    /// Continue the run recorded in --checkpoint FILE after its last compared key (every range after
+    /// its own), in a new snapshot (the report says how many snapshots it spans); starts from the
+    /// beginning when FILE is absent.
     #[arg(long, requires = "checkpoint")]
     pub resume: bool,
 }

@@ -4,7 +4,7 @@
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -114,6 +114,111 @@ impl Progress {
         }
     }
 
+    /// Starts drawing a parallel scan: the two total bars of [`Progress::start`] under one bar per range in
+    /// flight (or, not on a terminal, a log line per range). Ranges come and go through the returned board.
+    pub fn start_ranged(
+        mode: ProgressMode,
+        labels: (String, String),
+        estimates: (Option<u64>, Option<u64>),
+        counters: Arc<Counters>,
+    ) -> (Progress, Arc<RangeBoard>) {
+        let board = Arc::new(RangeBoard {
+            mode,
+            ranges: Mutex::new(Vec::new()),
+        });
+        if mode == ProgressMode::Off {
+            return (Progress { stop: None, task: None }, board);
+        }
+        let (tx, mut rx) = oneshot::channel::<()>();
+        let shown = board.clone();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            match mode {
+                ProgressMode::Bars => {
+                    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+                    let totals = [bar(&multi, &labels.0, estimates.0), bar(&multi, &labels.1, estimates.1)];
+                    // Bars of the ranges in flight, above the totals, by range index.
+                    let mut drawn: Vec<(usize, ProgressBar)> = Vec::new();
+                    let mut tick = tokio::time::interval(Duration::from_millis(100));
+                    loop {
+                        let (rows, docs, drifted) = counters.snapshot();
+                        let secs = started.elapsed().as_secs_f64().max(0.001);
+                        totals[0].set_position(rows);
+                        totals[0].set_message(format!("{:.0}/s", rows as f64 / secs));
+                        totals[1].set_position(docs);
+                        totals[1].set_message(format!("{:.0}/s, drift so far: {drifted}", docs as f64 / secs));
+                        {
+                            let mut ranges = shown.lock();
+                            drawn.retain(|(index, b)| {
+                                let live = ranges.iter().any(|r| r.index == *index && !r.done);
+                                if !live {
+                                    b.finish_and_clear();
+                                }
+                                live
+                            });
+                            ranges.retain(|r| !r.done);
+                            for range in ranges.iter().filter(|r| !r.done) {
+                                let drawn_bar = match drawn.iter().position(|(i, _)| *i == range.index) {
+                                    Some(at) => &drawn[at].1,
+                                    None => {
+                                        let b = bar_before(&multi, Some(&totals[0]), &range.label, range.estimate);
+                                        drawn.push((range.index, b));
+                                        &drawn[drawn.len() - 1].1
+                                    }
+                                };
+                                let (rows, docs, drifted) = range.counters.snapshot();
+                                drawn_bar.set_position(rows);
+                                drawn_bar.set_message(format!("{docs} docs, drift {drifted}"));
+                            }
+                        }
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            _ = &mut rx => break,
+                        }
+                    }
+                    for (_, b) in &drawn {
+                        b.finish_and_clear();
+                    }
+                    for b in &totals {
+                        b.finish_and_clear();
+                    }
+                }
+                ProgressMode::Log => {
+                    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + LOG_EVERY, LOG_EVERY);
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => {
+                                for range in shown.lock().iter().filter(|r| !r.done) {
+                                    let (rows, docs, drifted) = range.counters.snapshot();
+                                    eprintln!(
+                                        "recon: {}: {rows} rows, {docs} docs read{}, {drifted} drifted so far",
+                                        range.label,
+                                        range.estimate.map(|n| format!(" of ~{n}")).unwrap_or_default(),
+                                    );
+                                }
+                                let (rows, docs, drifted) = counters.snapshot();
+                                let secs = started.elapsed().as_secs_f64().max(0.001);
+                                eprintln!(
+                                    "recon: all ranges: {rows} rows, {docs} docs read ({:.0} rows/s), {drifted} drifted so far",
+                                    rows.max(docs) as f64 / secs
+                                );
+                            }
+                            _ = &mut rx => break,
+                        }
+                    }
+                }
+                ProgressMode::Off => {}
+            }
+        });
+        (
+            Progress {
+                stop: Some(tx),
+                task: Some(task),
+            },
+            board,
+        )
+    }
+
     /// Stops drawing and clears the bars before the report is printed.
     pub async fn finish(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -125,10 +230,74 @@ impl Progress {
     }
 }
 
+/// The ranges of a parallel scan, as the progress display sees them.
+pub struct RangeBoard {
+    mode: ProgressMode,
+    ranges: Mutex<Vec<RangeShown>>,
+}
+
+struct RangeShown {
+    index: usize,
+    label: String,
+    estimate: Option<u64>,
+    counters: Arc<Counters>,
+    done: bool,
+}
+
+impl RangeBoard {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RangeShown>> {
+        self.ranges.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A range starts: its own counters, which its scan bumps besides the totals.
+    pub fn begin(&self, index: usize, label: String, estimate: Option<u64>) -> Arc<Counters> {
+        let counters = Arc::new(Counters::default());
+        self.lock().push(RangeShown {
+            index,
+            label,
+            estimate,
+            counters: counters.clone(),
+            done: false,
+        });
+        counters
+    }
+
+    /// A range is done: its bar goes; not on a terminal, one line says what it found.
+    pub fn end(&self, index: usize) {
+        let mut ranges = self.lock();
+        let Some(at) = ranges.iter().position(|r| r.index == index) else {
+            return;
+        };
+        if self.mode == ProgressMode::Log {
+            let range = &ranges[at];
+            let (rows, docs, drifted) = range.counters.snapshot();
+            eprintln!(
+                "recon: {} done: {rows} rows, {docs} docs, {drifted} drifted",
+                range.label
+            );
+        }
+        if self.mode == ProgressMode::Bars {
+            // The drawing task clears the bar (and forgets the range) at its next tick.
+            ranges[at].done = true;
+        } else {
+            ranges.remove(at);
+        }
+    }
+}
+
 fn bar(multi: &MultiProgress, label: &str, estimate: Option<u64>) -> ProgressBar {
-    let bar = match estimate {
-        Some(n) => multi.add(ProgressBar::new(n)),
-        None => multi.add(ProgressBar::new_spinner()),
+    bar_before(multi, None, label, estimate)
+}
+
+/// A bar added at the end, or inserted above `before`.
+fn bar_before(multi: &MultiProgress, before: Option<&ProgressBar>, label: &str, estimate: Option<u64>) -> ProgressBar {
+    let new = match estimate {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    let bar = match before {
+        Some(below) => multi.insert_before(below, new),
+        None => multi.add(new),
     };
     let template = if estimate.is_some() {
         "{prefix:>14} {bar:30} {human_pos}/~{human_len} ETA {eta} {msg}"

@@ -17,7 +17,9 @@ use crate::diff::{Comparator, Grace, Joiner, Outcome as KeyOutcome};
 use crate::model::{Drift, DriftKind, Key, KeyKind, KeyedDoc, Summary};
 use crate::progress::{Counters, Progress, ProgressMode};
 use crate::report::{self, AtomicFile, Format, ReportOptions, RunInfo, SampleInfo, ScaleInfo, ShardInfo, Targeted};
-use crate::scale::checkpoint::{Checkpoint, CheckpointWriter};
+use crate::scale::checkpoint::{
+    Checkpoint, CheckpointWriter, RangeProgress, RangesCheckpoint, RangesCheckpointWriter, Saved,
+};
 use crate::scale::plan::{self, Shard};
 use crate::scale::spool::DriftSpool;
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, SharedPit};
@@ -411,6 +413,9 @@ pub struct Scanned {
 const SAMPLE_RANGES: usize = 200;
 /// Keys per lookup round trip in targeted runs and rechecks.
 const LOOKUP_BATCH: usize = 1000;
+/// Lookup batches in flight at once per side in targeted runs and rechecks: enough to hide the round
+/// trips, few enough that only a few batches of keys and documents are held at a time.
+const LOOKUPS_IN_FLIGHT: usize = 4;
 
 /// Opens both snapshots, reads them concurrently and merge-joins them, handing every drifted key to
 /// `on_drift` in key order. `check` renders the drift; `repair` plans from it.
@@ -427,9 +432,6 @@ pub async fn scan(
     let clock = Instant::now();
     let counters = Arc::new(Counters::default());
     let hold = scope.recheck.is_some();
-    if scope.checkpoint.is_some() && scope.parallel > 1 {
-        bail!("--checkpoint records one serial scan; it cannot be combined with --parallel (use --shard to split)");
-    }
     let mut snapshots = 1;
     let mut shard = None;
     let mut sample = None;
@@ -443,6 +445,19 @@ pub async fn scan(
         pass.with_sink(sink)
     } else {
         let mut ranges = vec![scope.range.clone()];
+        // A run over several ranges pins them in its checkpoint: a resume continues those ranges, whatever
+        // the statistics say now.
+        let resumed_ranges = match &scope.checkpoint {
+            Some(spec) if spec.resume => match Saved::load(&spec.path)? {
+                Some(Saved::Ranges(saved)) => Some(saved),
+                Some(Saved::Serial(_)) if scope.parallel > 1 => bail!(
+                    "the checkpoint {} was written by a serial run; resume it without --parallel",
+                    spec.path.display()
+                ),
+                _ => None,
+            },
+            _ => None,
+        };
         if let Some(k) = scope.shard {
             let all = sides.write_model.split(&scope.range, k.count as usize).await?;
             let range = all.get(k.index as usize - 1).cloned().with_context(|| {
@@ -476,7 +491,17 @@ pub async fn scan(
         if scope.parallel > 1 && ranges.len() == 1 {
             ranges = sides.write_model.split(&ranges[0], scope.parallel).await?;
         }
-        if ranges.len() == 1 {
+        if let Some(saved) = &resumed_ranges {
+            ranges = saved
+                .ranges
+                .iter()
+                .map(|r| KeyRange {
+                    after: r.after.clone(),
+                    until: r.until.clone(),
+                })
+                .collect();
+        }
+        if ranges.len() == 1 && resumed_ranges.is_none() {
             let mut sink = if hold {
                 Sink::Spool(DriftSpool::new()?)
             } else {
@@ -521,7 +546,9 @@ pub async fn scan(
             }
             pass.with_sink(sink)
         } else {
-            ranged(sides, &comparator, ranges, scope, &counters).await?
+            let (pass, spanned) = ranged(sides, &comparator, ranges, scope, &counters, resumed_ranges).await?;
+            snapshots = spanned;
+            pass
         }
     };
     if !pass.interrupted && !hold {
@@ -609,16 +636,32 @@ where
 {
     let interrupted = super::interrupted();
     tokio::pin!(interrupted);
+    // With a checkpoint, an interrupt is acted on only between keys: `next()` may have counted a row
+    // whose verdict it has not given yet, and the saved counts must cover exactly the keys up to
+    // `last_key`.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = checkpoint.is_some().then(|| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            super::interrupted().await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    });
+    let _watcher = AbortOnDrop(watcher);
     let mut last_key: Option<Key> = None;
     loop {
-        let next = tokio::select! {
-            next = joiner.next() => next?,
-            _ = &mut interrupted => {
-                if let (Some(writer), Some(key)) = (checkpoint.as_deref_mut(), &last_key) {
-                    writer.maybe_save(key, joiner.summary(), joiner.field_counts(), true)?;
-                }
-                return Ok(true);
+        if stop.load(Ordering::Relaxed) {
+            if let (Some(writer), Some(key)) = (checkpoint.as_deref_mut(), &last_key) {
+                writer.maybe_save(key, joiner.summary(), joiner.field_counts(), true)?;
             }
+            return Ok(true);
+        }
+        let next = match checkpoint {
+            Some(_) => joiner.next().await?,
+            None => tokio::select! {
+                next = joiner.next() => next?,
+                _ = &mut interrupted => return Ok(true),
+            },
         };
         let key = match next {
             Some(KeyOutcome::Matched(key)) => key,
@@ -635,6 +678,17 @@ where
         if let Some(writer) = checkpoint.as_deref_mut() {
             writer.maybe_save(&key, joiner.summary(), joiner.field_counts(), false)?;
             last_key = Some(key);
+        }
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
         }
     }
 }
@@ -704,7 +758,7 @@ async fn serial(
     })
 }
 
-/// The documents of `keys` on one side, in key order, looked up a batch at a time.
+/// The documents of `keys` on one side, in key order, looked up a few batches at a time.
 fn lookup_stream<'a, S: DocumentSource>(
     source: &'a S,
     keys: &'a [Key],
@@ -713,11 +767,12 @@ fn lookup_stream<'a, S: DocumentSource>(
 ) -> futures::stream::BoxStream<'a, anyhow::Result<KeyedDoc>> {
     use futures::TryStreamExt;
     futures::stream::iter(keys.chunks(LOOKUP_BATCH))
-        .then(move |chunk| async move {
+        .map(move |chunk| async move {
             let mut docs = source.lookup(chunk).await?;
             docs.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.meta.id.cmp(&b.meta.id)));
             Ok::<_, anyhow::Error>(futures::stream::iter(docs.into_iter().map(Ok)))
         })
+        .buffered(LOOKUPS_IN_FLIGHT)
         .try_flatten()
         .inspect(move |_| {
             let c = if write_model {
@@ -763,25 +818,61 @@ async fn targeted(
 /// Several ranges, `scope.parallel` at a time, all in one exported PostgreSQL snapshot and one
 /// point in time: exactly as consistent as a serial scan. Each range's join runs on its own task and
 /// parks its drift in a temp file; the files come back in range order.
+///
+/// With `--checkpoint`, every range records its own progress; `resumed` is the checkpoint a `--resume`
+/// continues (its ranges are the ones given). Returns the pass and the snapshots its data spans.
 async fn ranged(
     sides: &Sides,
     comparator: &Comparator,
     ranges: Vec<KeyRange>,
     scope: &ScanScope,
     counters: &Arc<Counters>,
-) -> anyhow::Result<Pass> {
+    resumed: Option<RangesCheckpoint>,
+) -> anyhow::Result<(Pass, u32)> {
     let snapshot = sides.write_model.export_snapshot().await?;
+    let checkpoint = match &scope.checkpoint {
+        Some(spec) => Some(Arc::new(RangesCheckpointWriter::open(
+            &spec.path,
+            spec.fingerprint.clone(),
+            &ranges,
+            resumed,
+            Some(snapshot.snapshot_ms()),
+        )?)),
+        None => None,
+    };
     let pit = sides.read_model.open_shared_pit().await?;
-    let result = run_ranges(sides, comparator, ranges, scope, counters, &snapshot, &pit).await;
+    let result = run_ranges(
+        sides,
+        comparator,
+        ranges,
+        scope,
+        counters,
+        &snapshot,
+        &pit,
+        checkpoint.clone(),
+    )
+    .await;
     sides.read_model.close_shared_pit(pit).await;
     drop(snapshot);
-    result
+    let mut pass = result?;
+    let mut snapshots = 1;
+    if let Some(writer) = checkpoint {
+        snapshots = writer.snapshots();
+        pass.snapshot_ms = writer.snapshot_ms().or(pass.snapshot_ms);
+        if !pass.interrupted {
+            let writer = Arc::into_inner(writer).context("a range worker outlived the scan")?;
+            writer.finish()?;
+        }
+    }
+    Ok((pass, snapshots))
 }
 
 /// One range's counts, per-field counts and parked drift.
 type RangeFound = (Summary, BTreeMap<String, u64>, DriftSpool);
-type RangeDone = anyhow::Result<(usize, Summary, BTreeMap<String, u64>, DriftSpool)>;
+/// A range worker's end: what it found, or `None` when it stopped early (interrupted, progress saved).
+type RangeDone = anyhow::Result<Option<(usize, Summary, BTreeMap<String, u64>, DriftSpool)>>;
 
+#[allow(clippy::too_many_arguments)]
 async fn run_ranges(
     sides: &Sides,
     comparator: &Comparator,
@@ -790,16 +881,19 @@ async fn run_ranges(
     counters: &Arc<Counters>,
     snapshot: &SharedSnapshot,
     pit: &SharedPit,
+    checkpoint: Option<Arc<RangesCheckpointWriter>>,
 ) -> anyhow::Result<Pass> {
     let snapshot_ms = Some(snapshot.snapshot_ms());
     let grace = grace_at(scope.grace, snapshot_ms);
     // Estimates only size the progress bars; a cheap EXPLAIN per range.
-    let mut estimate = 0;
-    for range in ranges.iter().take(16) {
-        estimate += sides.write_model.estimate(range).await.unwrap_or(0);
+    let mut estimates: Vec<Option<u64>> = vec![None; ranges.len()];
+    if scope.progress != ProgressMode::Off {
+        for (range, estimate) in ranges.iter().zip(estimates.iter_mut()).take(16) {
+            *estimate = sides.write_model.estimate(range).await;
+        }
     }
-    let estimate = (ranges.len() <= 16 && estimate > 0).then_some(estimate);
-    let progress = Progress::start(
+    let estimate = estimates.iter().copied().sum::<Option<u64>>().filter(|&n| n > 0);
+    let (progress, board) = Progress::start_ranged(
         scope.progress,
         (
             format!("PostgreSQL ×{}", scope.parallel.min(ranges.len())),
@@ -808,41 +902,124 @@ async fn run_ranges(
         (estimate, estimate),
         counters.clone(),
     );
+    let of_ranges = ranges.len();
+    let saved: Vec<Option<RangeProgress>> = match &checkpoint {
+        Some(writer) => writer.ranges().into_iter().map(Some).collect(),
+        None => vec![None; ranges.len()],
+    };
+    // Tells the range workers to save their progress and stop (only with a checkpoint: without one they
+    // are simply aborted).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut results: Vec<Option<RangeFound>> = (0..ranges.len()).map(|_| None).collect();
-    let mut pending = ranges.into_iter().enumerate();
+    let mut pending = ranges.into_iter().zip(saved).enumerate();
     let mut running: tokio::task::JoinSet<RangeDone> = tokio::task::JoinSet::new();
     let interrupted = super::interrupted();
     tokio::pin!(interrupted);
     let outcome: anyhow::Result<bool> = async {
         loop {
             while running.len() < scope.parallel.max(1) {
-                let Some((index, range)) = pending.next() else { break };
+                let Some((index, (range, saved))) = pending.next() else {
+                    break;
+                };
+                let mut spool = DriftSpool::new().context("cannot park drift in a temp file")?;
+                // Drift a checkpointed earlier run found in this range comes first: its keys are smaller.
+                let mut log = match &checkpoint {
+                    Some(writer) => Some(writer.range_log(index, |drift| {
+                        spool.push(&drift).context("cannot park drift in a temp file")
+                    })?),
+                    None => None,
+                };
+                let (base_summary, base_fields) = match &saved {
+                    Some(saved) => (saved.summary.clone(), saved.fields.clone()),
+                    None => (Summary::default(), BTreeMap::new()),
+                };
+                if saved.as_ref().is_some_and(|s| s.done) {
+                    results[index] = Some((base_summary, base_fields, spool));
+                    continue;
+                }
+                let rest = saved.as_ref().map(RangeProgress::rest).unwrap_or(range);
+                let label = format!("range {}/{of_ranges}", index + 1);
+                let own = board.begin(index, label, estimates[index]);
                 let (source_scan, target_scan) = tokio::try_join!(
-                    sides.write_model.open_scan_at(range.clone(), Some(snapshot)),
-                    sides.read_model.open_scan_at(range, Some(pit))
+                    sides.write_model.open_scan_at(rest.clone(), Some(snapshot)),
+                    sides.read_model.open_scan_at(rest, Some(pit))
                 )?;
-                let source = counted(source_scan.docs, counters.clone(), true);
-                let target = counted(target_scan.docs, counters.clone(), false);
+                let source = counted(counted(source_scan.docs, counters.clone(), true), own.clone(), true);
+                let target = counted(counted(target_scan.docs, counters.clone(), false), own.clone(), false);
                 let comparator = comparator.clone();
                 let counters = counters.clone();
+                let checkpoint = checkpoint.clone();
+                let stop = stop.clone();
                 running.spawn(async move {
                     let mut joiner = Joiner::new(source, target, comparator, grace);
-                    let mut spool = DriftSpool::new().context("cannot park drift in a temp file")?;
-                    while let Some(outcome) = joiner.next().await? {
-                        if let KeyOutcome::Drift(drift) = outcome {
-                            counters.drifted.fetch_add(1, Ordering::Relaxed);
-                            spool.push(&drift).context("cannot park drift in a temp file")?;
+                    // The range's counts so far, earlier runs included.
+                    let so_far = |joiner: &Joiner<_, _>| {
+                        let mut summary = base_summary.clone();
+                        add_summary(&mut summary, joiner.summary());
+                        let mut fields = base_fields.clone();
+                        for (field, n) in joiner.field_counts() {
+                            *fields.entry(field.clone()).or_default() += n;
+                        }
+                        (summary, fields)
+                    };
+                    let mut last_key: Option<Key> = None;
+                    loop {
+                        // Asked to stop: only between keys, never inside `next()`, which may have counted
+                        // a row whose verdict it has not given yet (the saved counts must cover exactly
+                        // the keys up to `last_key`).
+                        if stop.load(Ordering::Relaxed) {
+                            if let (Some(writer), Some(log)) = (&checkpoint, log.as_mut()) {
+                                let (summary, fields) = so_far(&joiner);
+                                writer.save_range(index, log, last_key.as_ref(), &summary, &fields, false)?;
+                            }
+                            return Ok(None);
+                        }
+                        let key = match joiner.next().await? {
+                            None => break,
+                            Some(KeyOutcome::Matched(key)) => key,
+                            Some(KeyOutcome::Drift(drift)) => {
+                                counters.drifted.fetch_add(1, Ordering::Relaxed);
+                                own.drifted.fetch_add(1, Ordering::Relaxed);
+                                if let Some(log) = log.as_mut() {
+                                    log.drift(&drift)?;
+                                }
+                                spool.push(&drift).context("cannot park drift in a temp file")?;
+                                drift.key
+                            }
+                        };
+                        if let (Some(writer), Some(log)) = (&checkpoint, log.as_mut()) {
+                            if log.due() {
+                                let (summary, fields) = so_far(&joiner);
+                                writer.save_range(index, log, Some(&key), &summary, &fields, false)?;
+                            }
+                            last_key = Some(key);
                         }
                     }
-                    Ok((index, joiner.summary().clone(), joiner.field_counts().clone(), spool))
+                    let (summary, fields) = so_far(&joiner);
+                    if let (Some(writer), Some(log)) = (&checkpoint, log.as_mut()) {
+                        writer.save_range(index, log, last_key.as_ref(), &summary, &fields, true)?;
+                    }
+                    Ok(Some((index, summary, fields, spool)))
                 });
             }
             let done = tokio::select! {
                 done = running.join_next() => done,
-                _ = &mut interrupted => return Ok(true),
+                _ = &mut interrupted => {
+                    if checkpoint.is_some() {
+                        // Each worker saves how far it got, then stops.
+                        stop.store(true, Ordering::Relaxed);
+                        while let Some(done) = running.join_next().await {
+                            done.context("a range worker panicked")??;
+                        }
+                    }
+                    return Ok(true);
+                }
             };
             let Some(done) = done else { return Ok(false) };
-            let (index, summary, fields, spool) = done.context("a range worker panicked")??;
+            let Some((index, summary, fields, spool)) = done.context("a range worker panicked")?? else {
+                continue;
+            };
+            board.end(index);
             results[index] = Some((summary, fields, spool));
         }
     }
@@ -929,46 +1106,69 @@ async fn recheck(
         _ = super::interrupted() => return Ok(true),
     }
     let grace = grace_at(scope.grace, Some(chrono::Utc::now().timestamp_millis()));
-    for spool in spools {
-        let mut replay = spool.replay().context("cannot read back the parked drift")?;
-        loop {
-            let batch = replay
-                .next_batch(LOOKUP_BATCH)
-                .context("cannot read back the parked drift")?;
-            if batch.is_empty() {
-                break;
-            }
+    let started = Instant::now();
+    let converged_before = pass.summary.converged;
+    // Batches of parked drift in key order, read from the temp files as the lookups need them.
+    let mut spools = spools.into_iter();
+    let mut replay: Option<crate::scale::spool::DriftReplay> = None;
+    let batches = std::iter::from_fn(move || loop {
+        let current = match &mut replay {
+            Some(current) => current,
+            None => match spools.next()?.replay() {
+                Ok(opened) => replay.insert(opened),
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        match current.next_batch(LOOKUP_BATCH) {
+            Ok(batch) if batch.is_empty() => replay = None,
+            found => return Some(found),
+        }
+    });
+    // A few batches in flight hide the round trips; `buffered` hands them back in key order.
+    let mut looked_up = futures::stream::iter(batches)
+        .map(|batch| async move {
+            let batch = batch.context("cannot read back the parked drift")?;
             let keys: Vec<Key> = batch.iter().map(|d| d.key.clone()).collect();
-            let (mut expected, mut actual) =
-                tokio::try_join!(sides.write_model.lookup(&keys), sides.read_model.lookup(&keys))?;
-            expected.sort_by(|a, b| a.key.cmp(&b.key));
-            actual.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.meta.id.cmp(&b.meta.id)));
-            let mut joiner = Joiner::new(
-                futures::stream::iter(expected.into_iter().map(Ok)),
-                futures::stream::iter(actual.into_iter().map(Ok)),
-                comparator.clone(),
-                grace,
-            );
-            let mut still: BTreeMap<Key, Drift> = BTreeMap::new();
-            while let Some(outcome) = joiner.next().await? {
-                if let KeyOutcome::Drift(drift) = outcome {
-                    still.insert(drift.key.clone(), drift);
-                }
+            let (expected, actual) = tokio::try_join!(sides.write_model.lookup(&keys), sides.read_model.lookup(&keys))?;
+            Ok::<_, anyhow::Error>((batch, expected, actual))
+        })
+        .buffered(LOOKUPS_IN_FLIGHT);
+    while let Some(looked_up) = looked_up.next().await {
+        let (batch, mut expected, mut actual) = looked_up?;
+        expected.sort_by(|a, b| a.key.cmp(&b.key));
+        actual.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.meta.id.cmp(&b.meta.id)));
+        let mut joiner = Joiner::new(
+            futures::stream::iter(expected.into_iter().map(Ok)),
+            futures::stream::iter(actual.into_iter().map(Ok)),
+            comparator.clone(),
+            grace,
+        );
+        let mut still: BTreeMap<Key, Drift> = BTreeMap::new();
+        while let Some(outcome) = joiner.next().await? {
+            if let KeyOutcome::Drift(drift) = outcome {
+                still.insert(drift.key.clone(), drift);
             }
-            for old in batch {
-                tally(&mut pass.summary, &mut pass.fields, &old, false);
-                match still.remove(&old.key) {
-                    Some(drift) => {
-                        tally(&mut pass.summary, &mut pass.fields, &drift, true);
-                        on_drift(&drift)?;
-                    }
-                    None => {
-                        pass.summary.converged += 1;
-                        pass.summary.matched += 1;
-                    }
+        }
+        for old in batch {
+            tally(&mut pass.summary, &mut pass.fields, &old, false);
+            match still.remove(&old.key) {
+                Some(drift) => {
+                    tally(&mut pass.summary, &mut pass.fields, &drift, true);
+                    on_drift(&drift)?;
+                }
+                None => {
+                    pass.summary.converged += 1;
+                    pass.summary.matched += 1;
                 }
             }
         }
+    }
+    if scope.progress != ProgressMode::Off {
+        eprintln!(
+            "recon: rechecked {parked} keys in {:.2} s; {} converged",
+            started.elapsed().as_secs_f64(),
+            pass.summary.converged - converged_before
+        );
     }
     Ok(false)
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::dates::{date_math, DateFormats, NANOS_PER_MILLI};
 use super::error::EsError;
 use super::mapping::{parse_f64, parse_long, Dv, FieldDef, Kind, Mapping};
-use super::store::{as_string, Doc};
+use super::store::{as_string, Doc, ExactField, ExactValue, Snapshot};
 
 /// What a compiled query needs to know about the index it runs on.
 pub struct QueryContext<'a> {
@@ -444,6 +444,45 @@ fn range_query(field: &str, spec: &Value, ctx: &QueryContext) -> Result<Query, E
 impl Query {
     pub fn is_all(&self) -> bool {
         matches!(self, Query::All)
+    }
+
+    /// The ordinals of `snapshot` that may match, ascending and distinct, from its exact-value indexes
+    /// (as an inverted index answers `term`, `terms` and `ids`); `None` when nothing in the query narrows
+    /// the documents that way and every document must be tried. Always a superset of the matches: the
+    /// caller still runs [`Query::matches`] on each, so the answer is the scan's, only cheaper.
+    pub fn candidates(&self, snapshot: &Snapshot) -> Option<Vec<u32>> {
+        let mut ords: Vec<u32> = match self {
+            Query::None => Vec::new(),
+            Query::Ids(ids) => {
+                let index = snapshot.exact(ExactField::Id);
+                ids.iter().flat_map(|id| index.lookup(ExactValue::Str(id))).collect()
+            }
+            Query::Leaf {
+                field,
+                pred:
+                    Pred::StrIn {
+                        values,
+                        case_insensitive: false,
+                        ..
+                    },
+            } => {
+                let index = snapshot.exact(ExactField::Values(*field));
+                values.iter().flat_map(|v| index.lookup(ExactValue::Str(v))).collect()
+            }
+            Query::Leaf {
+                field,
+                pred: Pred::LongIn(values),
+            } => {
+                let index = snapshot.exact(ExactField::Values(*field));
+                values.iter().flat_map(|&n| index.lookup(ExactValue::Long(n))).collect()
+            }
+            // Every `must`/`filter` clause must match: the narrowest one bounds the matches.
+            Query::Bool { must, .. } => return must.iter().filter_map(|q| q.candidates(snapshot)).min_by_key(Vec::len),
+            _ => return None,
+        };
+        ords.sort_unstable();
+        ords.dedup();
+        Some(ords)
     }
 
     pub fn matches(&self, doc: &Doc, index: &str) -> bool {

@@ -558,6 +558,19 @@ fn rank(
     flavor: Flavor,
     failures: &mut Vec<Value>,
 ) -> Result<Ranked, EsError> {
+    rank_with(targets, query, sorts, slice, flavor, failures, true)
+}
+
+/// [`rank`], with or without the exact-value indexes (`exact: false` tries every document).
+fn rank_with(
+    targets: &[Target],
+    query: &Option<Value>,
+    sorts: &[SortField],
+    slice: Option<&Slice>,
+    flavor: Flavor,
+    failures: &mut Vec<Value>,
+    exact: bool,
+) -> Result<Ranked, EsError> {
     let now = now_nanos();
     let mut hits: Vec<(u32, u32)> = Vec::new();
     let mut keys: Vec<Vec<SortVal>> = Vec::new();
@@ -606,8 +619,15 @@ fn rank(
         };
         ok_targets += 1;
         let all = q.is_all();
-        for (ord, doc) in t.snapshot.docs.iter().enumerate() {
-            let ord = ord as u32;
+        // Exact clauses narrow the documents tried, as an inverted index does; the order tried (and so
+        // the answer) is the scan's.
+        let candidates = if exact { q.candidates(&t.snapshot) } else { None };
+        let tried: Box<dyn Iterator<Item = u32>> = match candidates {
+            Some(ords) => Box::new(ords.into_iter()),
+            None => Box::new(0..t.snapshot.docs.len() as u32),
+        };
+        for ord in tried {
+            let doc = &t.snapshot.docs[ord as usize];
             if let Some(s) = slice {
                 if !s.contains(t, ord, total_shards, doc) {
                     continue;
@@ -1776,4 +1796,155 @@ pub fn clear_scroll(sh: &Shared, req: &Req, path_id: Option<&str>) -> Result<Rep
     }
     let status = if freed == 0 && !ids.is_empty() { 404 } else { 200 };
     Ok(Reply::json(status, &json!({"succeeded": true, "num_freed": freed})))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+
+    use super::super::store::{Index, WriteCheck};
+    use super::*;
+
+    fn target(index: &Index) -> Target {
+        Target {
+            name: Arc::from(index.name.as_str()),
+            uuid: Arc::from(index.uuid.as_str()),
+            snapshot: index.searchable.clone(),
+            mapping: index.mapping.clone(),
+            shard_base: 0,
+            num_shards: index.num_shards(),
+            max_result_window: 10_000,
+            max_terms_count: 65_536,
+            max_slices: 1024,
+            alias_filter: None,
+        }
+    }
+
+    fn put(index: &mut Index, id: &str, doc: Value) {
+        let shard = super::super::store::routing_shard(id, index.num_shards(), 640);
+        index
+            .index_doc(id, Bytes::from(doc.to_string()), None, &WriteCheck::default(), shard)
+            .unwrap();
+    }
+
+    /// Matches of `query` as ids in result order, with and without the exact-value indexes; both must agree.
+    fn both(targets: &[Target], query: Value, sort: Value) -> Vec<String> {
+        answer(targets, query, sort).expect("the query is valid")
+    }
+
+    /// [`both`], for queries that may fail (both paths must fail alike).
+    fn answer(targets: &[Target], query: Value, sort: Value) -> Result<Vec<String>, String> {
+        let sorts = parse_sort(&sort).unwrap();
+        let query = Some(query);
+        let run = |exact| {
+            let r = rank_with(
+                targets,
+                &query,
+                &sorts,
+                None,
+                Flavor::Elasticsearch,
+                &mut Vec::new(),
+                exact,
+            )
+            .map_err(|e| e.error_object().to_string())?;
+            let ids: Vec<String> = r
+                .hits
+                .iter()
+                .map(|&(t, ord)| targets[t as usize].snapshot.docs[ord as usize].id.to_string())
+                .collect();
+            Ok::<_, String>((ids, r.keys))
+        };
+        let scanned = run(false);
+        let indexed = run(true);
+        assert_eq!(indexed, scanned, "{query:?}");
+        indexed.map(|(ids, _)| ids)
+    }
+
+    #[test]
+    fn exact_value_indexes_answer_as_the_scan_does() {
+        let mapping = Mapping::from_json(&json!({"properties": {
+            "orderId": {"type": "long"},
+            "sku": {"type": "keyword", "ignore_above": 5},
+            "customerName": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+            "orderDate": {"type": "date"},
+            "price": {"type": "double"},
+        }}))
+        .unwrap();
+        let settings = BTreeMap::from([("index.number_of_shards".to_string(), "2".to_string())]);
+        let mut index = Index::new("orders".into(), "uuid".into(), settings, mapping);
+        for i in 0..40 {
+            let mut doc = json!({"orderId": i % 30, "customerName": format!("Ada {}", i % 7), "price": i as f64 / 2.0});
+            if i % 3 != 0 {
+                doc["sku"] = json!(["AB", format!("S{i}"), "TOOLONG"]);
+            }
+            if i % 5 == 0 {
+                doc["orderDate"] = json!(format!("2026-11-{:02}", 1 + i % 28));
+            }
+            put(&mut index, &i.to_string(), doc);
+        }
+        index.refresh();
+        // Written after the refresh: invisible to search on both paths.
+        put(
+            &mut index,
+            "late",
+            json!({"orderId": 3, "sku": "AB", "customerName": "Ada 3"}),
+        );
+        let targets = vec![target(&index)];
+        let by_key = json!([{"orderId": "asc"}, {"_shard_doc": "asc"}]);
+
+        let failed = answer(&targets, json!({"terms": {"orderId": [3, "x"]}}), by_key.clone());
+        assert!(failed.is_err(), "a value that is no number fails the query: {failed:?}");
+        let found = both(&targets, json!({"terms": {"orderId": [3, "4", 35]}}), by_key.clone());
+        assert_eq!(found, ["3", "33", "4", "34"]);
+        assert!(!found.contains(&"late".to_string()));
+        assert_eq!(
+            both(&targets, json!({"term": {"orderId": "3.0"}}), by_key.clone()),
+            ["3", "33"]
+        );
+        assert_eq!(both(&targets, json!({"term": {"sku": "AB"}}), by_key.clone()).len(), 26);
+        assert!(both(&targets, json!({"term": {"sku": "TOOLONG"}}), by_key.clone()).is_empty());
+        assert_eq!(
+            both(&targets, json!({"terms": {"sku": ["S1", "S2", "S3"]}}), by_key.clone()),
+            ["1", "2"]
+        );
+        assert_eq!(
+            both(
+                &targets,
+                json!({"term": {"customerName.keyword": "Ada 3"}}),
+                by_key.clone()
+            ),
+            ["31", "3", "38", "10", "17", "24"]
+        );
+        assert_eq!(
+            both(&targets, json!({"term": {"customerName": "Ada 3"}}), by_key.clone()).len(),
+            6
+        );
+        assert!(both(&targets, json!({"term": {"missing": 1}}), by_key.clone()).is_empty());
+        assert_eq!(
+            both(&targets, json!({"term": {"orderDate": "2026-11-06"}}), by_key.clone()),
+            ["5"]
+        );
+        assert_eq!(
+            both(
+                &targets,
+                json!({"ids": {"values": ["7", "late", "nope"]}}),
+                by_key.clone()
+            ),
+            ["7"]
+        );
+        assert_eq!(both(&targets, json!({"term": {"_id": "8"}}), by_key.clone()), ["8"]);
+        assert_eq!(both(&targets, json!({"term": {"price": 2}}), by_key.clone()), ["4"]);
+        let bool_query = json!({"bool": {
+            "filter": [{"terms": {"orderId": [1, 2, 3, 4]}}, {"range": {"orderId": {"gt": 1}}}],
+            "must_not": [{"term": {"customerName.keyword": "Ada 4"}}],
+        }});
+        assert_eq!(both(&targets, bool_query, by_key.clone()), ["2", "3", "33", "34"]);
+        let should = json!({"bool": {"should": [{"term": {"orderId": 1}}, {"term": {"sku": "S2"}}]}});
+        assert_eq!(both(&targets, should, by_key.clone()), ["31", "1", "2"]);
+        // No sort: the scan's order (shard, then indexing order) is kept.
+        let unsorted = both(&targets, json!({"terms": {"orderId": [0, 1]}}), json!([]));
+        assert_eq!(unsorted.len(), 4);
+    }
 }

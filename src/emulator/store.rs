@@ -2,7 +2,8 @@
 //! (what search sees), sequence numbers, versions and delete tombstones.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -49,9 +50,96 @@ pub struct Snapshot {
     pub docs: Vec<Arc<Doc>>,
     /// Ordinal of the first document of each shard.
     pub shard_starts: Vec<u32>,
+    /// Exact-value indexes over `docs`, built on first use. A refresh makes a new snapshot, so they are
+    /// never stale and an unrefreshed write is never in them.
+    exact: Mutex<HashMap<ExactField, Arc<OnceLock<Arc<ExactIndex>>>>>,
+}
+
+/// What an exact-value index is built over: a field's doc values (by source id), or `_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExactField {
+    Id,
+    Values(u32),
+}
+
+/// A value looked up exactly: strings (keyword, text) and integers (longs, dates in the field's unit).
+#[derive(Debug, Clone, Copy, Hash)]
+pub enum ExactValue<'a> {
+    Str(&'a str),
+    Long(i64),
+}
+
+/// Hashes of a field's values with the ordinals of the documents holding them, sorted: what an inverted
+/// index answers for `term`/`terms`/`ids`, in 12 bytes per value. A hash collision only adds a candidate,
+/// which the query itself then rejects, so candidates are always a superset of the matches.
+#[derive(Debug, Default)]
+pub struct ExactIndex {
+    entries: Vec<(u64, u32)>,
+}
+
+fn exact_hash(v: ExactValue) -> u64 {
+    // Fixed keys: the same value hashes alike at build and at lookup.
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(v)
+}
+
+impl ExactIndex {
+    fn build(docs: &[Arc<Doc>], field: ExactField) -> ExactIndex {
+        let mut entries = Vec::with_capacity(docs.len());
+        for (ord, doc) in docs.iter().enumerate() {
+            let ord = ord as u32;
+            match field {
+                ExactField::Id => entries.push((exact_hash(ExactValue::Str(&doc.id)), ord)),
+                ExactField::Values(id) => {
+                    for v in doc.values_of(id) {
+                        let v = match v {
+                            Dv::Str(s) => ExactValue::Str(s),
+                            Dv::Long(n) | Dv::Date(n) => ExactValue::Long(n),
+                            Dv::Double(_) | Dv::Bool(_) => continue,
+                        };
+                        entries.push((exact_hash(v), ord));
+                    }
+                }
+            }
+        }
+        entries.sort_unstable();
+        entries.dedup();
+        ExactIndex { entries }
+    }
+
+    /// Ordinals of the documents that may hold `value`, ascending.
+    pub fn lookup(&self, value: ExactValue) -> impl Iterator<Item = u32> + '_ {
+        let hash = exact_hash(value);
+        let start = self.entries.partition_point(|&(h, _)| h < hash);
+        self.entries[start..]
+            .iter()
+            .take_while(move |&&(h, _)| h == hash)
+            .map(|&(_, ord)| ord)
+    }
 }
 
 impl Snapshot {
+    pub fn new(docs: Vec<Arc<Doc>>, shard_starts: Vec<u32>) -> Snapshot {
+        Snapshot {
+            docs,
+            shard_starts,
+            exact: Mutex::default(),
+        }
+    }
+
+    /// The exact-value index of `field` over this snapshot, built on first use (concurrent searches for
+    /// the same field wait for one build).
+    pub fn exact(&self, field: ExactField) -> Arc<ExactIndex> {
+        let cell = self
+            .exact
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(field)
+            .or_default()
+            .clone();
+        cell.get_or_init(|| Arc::new(ExactIndex::build(&self.docs, field)))
+            .clone()
+    }
+
     /// `_shard_doc`-style position of an ordinal: (shard, doc id within the shard).
     pub fn shard_doc(&self, ord: u32) -> (u32, u32) {
         let shard = self.shard_starts.partition_point(|&s| s <= ord).saturating_sub(1);
@@ -226,10 +314,7 @@ impl Index {
             slots: Vec::new(),
             tombstones: HashMap::new(),
             next_seq_no: 0,
-            searchable: Arc::new(Snapshot {
-                docs: Vec::new(),
-                shard_starts: vec![0; shards as usize],
-            }),
+            searchable: Arc::new(Snapshot::new(Vec::new(), vec![0; shards as usize])),
             dirty_since: None,
             dirty_shards: vec![false; shards.max(1) as usize],
             deleted_docs: 0,
@@ -312,7 +397,7 @@ impl Index {
                 docs.extend(old.docs[lo..hi].iter().cloned());
             }
         }
-        self.searchable = Arc::new(Snapshot { docs, shard_starts });
+        self.searchable = Arc::new(Snapshot::new(docs, shard_starts));
         self.dirty_shards[shard] = false;
         if !self.dirty_shards.iter().any(|&d| d) {
             self.dirty_since = None;
@@ -340,7 +425,7 @@ impl Index {
                 docs.extend(p);
             }
         }
-        self.searchable = Arc::new(Snapshot { docs, shard_starts });
+        self.searchable = Arc::new(Snapshot::new(docs, shard_starts));
         // Compact the slot table when more than half of it is holes left by updates and deletes.
         if self.slots.len() > 1024 && self.live.len() * 2 < self.slots.len() {
             let mut slots = Vec::with_capacity(self.live.len());

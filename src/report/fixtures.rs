@@ -123,6 +123,20 @@ pub(super) fn summary() -> Summary {
     }
 }
 
+/// The counts and run of a resumed check (two snapshots) with `--recheck 30s` in which 3 keys
+/// converged (they are counted in `matched` too).
+pub(super) fn rechecked() -> (Summary, RunInfo) {
+    let summary = Summary {
+        matched: 999_994,
+        converged: 3,
+        ..summary()
+    };
+    let mut run = run();
+    run.scale.recheck = Some(Duration::from_secs(30));
+    run.scale.snapshots = 2;
+    (summary, run)
+}
+
 pub(super) fn fields() -> BTreeMap<String, u64> {
     BTreeMap::from([
         ("customerName".to_string(), 1),

@@ -173,12 +173,20 @@ pub(super) fn verdict_text(summary: &Summary, run: &RunInfo) -> String {
             let _ = write!(text, " within the {} grace period", humantime::format_duration(grace));
         }
     }
+    if summary.converged > 0 {
+        let _ = write!(text, "; {} converged", summary.converged);
+        if let Some(wait) = run.scale.recheck {
+            let _ = write!(text, " during the {} recheck", humantime::format_duration(wait));
+        }
+    }
     text
 }
 
-/// Count rows of the summary, in reading order: what was read, then what was found.
-pub(super) fn count_rows(summary: &Summary) -> [(&'static str, u64, bool); 8] {
-    [
+/// Count rows of the summary, in reading order: what was read, then what was found. `converged` (keys
+/// that drifted in the scan and agreed at the recheck, counted in `matched` too) only when the run
+/// rechecked.
+pub(super) fn count_rows(summary: &Summary, run: &RunInfo) -> Vec<(&'static str, u64, bool)> {
+    let mut rows = vec![
         ("source rows", summary.source_rows, false),
         ("target docs", summary.target_docs, false),
         ("matched", summary.matched, false),
@@ -187,7 +195,11 @@ pub(super) fn count_rows(summary: &Summary) -> [(&'static str, u64, bool); 8] {
         ("mismatched", summary.mismatched, true),
         ("duplicate", summary.duplicate, true),
         ("pending", summary.pending, false),
-    ]
+    ];
+    if run.scale.recheck.is_some() || summary.converged > 0 {
+        rows.push(("converged", summary.converged, false));
+    }
+    rows
 }
 
 /// Fields with at least one mismatch, most mismatched first (ties by name).
@@ -217,6 +229,10 @@ pub(super) fn run_parts(run: &RunInfo) -> Vec<String> {
             "snapshot {}",
             snapshot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ));
+    }
+    // A resumed run (or merged shards): keys were compared as of different snapshots.
+    if run.scale.snapshots > 1 {
+        parts.push(format!("spans {} snapshots", run.scale.snapshots));
     }
     parts
 }

@@ -39,7 +39,7 @@ impl ReportWriter for MarkdownWriter {
         md.push_str(&format!("## {heading}\n\n{}\n\n", verdict_text(summary, run)));
 
         md.push_str("| | count |\n|:--|--:|\n");
-        for (label, count, failing) in count_rows(summary) {
+        for (label, count, failing) in count_rows(summary, run) {
             if failing && count > 0 {
                 md.push_str(&format!("| **{label}** | **{count}** |\n"));
             } else {
@@ -107,6 +107,14 @@ mod tests {
     #[test]
     fn markdown_snapshot() {
         insta::assert_snapshot!(render_all(Format::Markdown));
+    }
+
+    #[test]
+    fn markdown_snapshot_after_a_recheck() {
+        let (summary, run) = fixtures::rechecked();
+        let text = render(ReportOptions::new(Format::Markdown), &fixtures::drift(), &summary, &run);
+        assert!(text.contains("| converged | 3 |"), "{text}");
+        insta::assert_snapshot!(text);
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl ReportWriter for TableWriter {
 
         let mut counts = self.table();
         counts.set_header(vec!["", "count"]);
-        for (label, count, failing) in count_rows(summary) {
+        for (label, count, failing) in count_rows(summary, run) {
             let mut cell = Cell::new(count).set_alignment(CellAlignment::Right);
             if count > 0 && failing {
                 cell = self.paint(cell, Color::Red);
@@ -129,6 +129,14 @@ mod tests {
     #[test]
     fn table_snapshot() {
         insta::assert_snapshot!(render_all(Format::Table));
+    }
+
+    #[test]
+    fn table_snapshot_after_a_recheck() {
+        let (summary, run) = fixtures::rechecked();
+        let text = render(ReportOptions::new(Format::Table), &fixtures::drift(), &summary, &run);
+        assert!(text.contains("3 converged during the 30s recheck"), "{text}");
+        insta::assert_snapshot!(text);
     }
 
     #[test]

@@ -1084,3 +1084,56 @@ async fn the_binary_prints_its_address_first_and_serves() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown fault"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exact_lookups_answer_from_the_refreshed_view_only() {
+    let (_emu, es) = start().await;
+    create(
+        &es,
+        "lookups",
+        json!({"settings": {"refresh_interval": "-1"},
+               "mappings": {"properties": {"orderId": {"type": "long"}, "sku": {"type": "keyword"},
+                            "name": {"type": "text", "fields": {"keyword": {"type": "keyword"}}}}}}),
+    )
+    .await;
+    for i in 1..=5 {
+        let doc = json!({"orderId": i, "sku": format!("S{i}"), "name": format!("Ada {i}")});
+        call(&es, Method::Put, &format!("/lookups/_doc/{i}"), &[], Some(doc)).await;
+    }
+    call(&es, Method::Post, "/lookups/_refresh", &[], None).await;
+    let search = |query: Value| {
+        let es = es.clone();
+        async move {
+            let body = json!({"query": query, "sort": [{"orderId": "asc"}, {"sku": "asc"}]});
+            let (status, hits) = call(&es, Method::Post, "/lookups/_search", &[], Some(body)).await;
+            assert_eq!(status, 200, "{hits}");
+            ids(&hits)
+        }
+    };
+    assert_eq!(search(json!({"terms": {"orderId": ["2", 3, 9]}})).await, ["2", "3"]);
+    assert_eq!(search(json!({"term": {"sku": "S4"}})).await, ["4"]);
+    assert_eq!(search(json!({"term": {"name.keyword": "Ada 5"}})).await, ["5"]);
+    assert_eq!(search(json!({"ids": {"values": ["1", "nope"]}})).await, ["1"]);
+
+    // Written but not refreshed: invisible to every lookup, however it is asked for.
+    let doc = json!({"orderId": 2, "sku": "S2-copy", "name": "Ada 2"});
+    call(&es, Method::Put, "/lookups/_doc/6", &[], Some(doc)).await;
+    call(
+        &es,
+        Method::Put,
+        "/lookups/_doc/3",
+        &[],
+        Some(json!({"orderId": 30, "sku": "S3"})),
+    )
+    .await;
+    assert_eq!(search(json!({"terms": {"orderId": [2, 3, 30]}})).await, ["2", "3"]);
+    assert_eq!(search(json!({"ids": {"values": ["6"]}})).await, Vec::<String>::new());
+    // After the refresh, the new view answers.
+    call(&es, Method::Post, "/lookups/_refresh", &[], None).await;
+    assert_eq!(search(json!({"terms": {"orderId": [2, 3, 30]}})).await, ["2", "6", "3"]);
+    assert_eq!(search(json!({"term": {"name.keyword": "Ada 2"}})).await, ["2", "6"]);
+    assert_eq!(
+        search(json!({"bool": {"filter": [{"ids": {"values": ["3", "6"]}}, {"term": {"sku": "S3"}}]}})).await,
+        ["3"]
+    );
+}

@@ -525,3 +525,122 @@ async fn resume_continues_after_a_crash_in_a_new_snapshot() {
     assert_eq!(fresh["run"]["snapshots"], 1);
     assert_eq!(fresh["summary"]["mismatched"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_run_interrupted_and_resumed_reports_as_an_uninterrupted_one() {
+    let f = shop(3000).await;
+    let Some(emulator) = &f.emulator else {
+        return; // needs the emulator's latency fault to stop the run midway
+    };
+    let path = f.dir.path().join("recon.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("[elasticsearch]\n", "[elasticsearch]\npage_size = 20\n", 1),
+    )
+    .unwrap();
+    let (code, uninterrupted, stderr) = f.check_json(&["--parallel", "2"]).await;
+    assert_eq!(code, 1, "{stderr}");
+
+    emulator.set_faults("latency=100ms,only=search".parse().unwrap());
+    let checkpoint = f.dir.path().join("check.checkpoint");
+    let report_path = f.dir.path().join("report.json");
+    let mut child = cli_command()
+        .current_dir(f.dir.path())
+        .args(["check", "-q", "--format", "json", "--parallel", "2", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("-o")
+        .arg(&report_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Until every range has recorded progress of its own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let saved: Option<Value> = std::fs::read_to_string(&checkpoint)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        let ranges_started = saved
+            .as_ref()
+            .and_then(|s| s["ranges"].as_array())
+            .is_some_and(|ranges| ranges.len() == 2 && ranges.iter().all(|r| !r["last_key"].is_null()));
+        if ranges_started {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no range recorded progress: {saved:?}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before every range recorded progress"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let interrupt = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(!report_path.exists(), "an interrupted run writes no report");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
+    assert_eq!(saved["format"], 2, "{saved}");
+    let ranges = saved["ranges"].as_array().unwrap();
+    assert!(
+        ranges.iter().all(|r| {
+            let last = r["last_key"].as_i64().unwrap();
+            r["done"] == false && r["until"].as_i64().is_none_or(|until| last < until)
+        }),
+        "stopped midway in every range: {saved}"
+    );
+
+    emulator.set_faults(Default::default());
+    let (code, resumed, stderr) = f
+        .check_json(&[
+            "--parallel",
+            "2",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--resume",
+        ])
+        .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(resumed["run"]["snapshots"], 2, "{resumed}");
+    assert_eq!(verdict_of(&resumed), verdict_of(&uninterrupted));
+    assert_eq!(
+        keys_of(&resumed),
+        [
+            ("10".into(), "missing".into()),
+            ("20".into(), "mismatched".into()),
+            ("30".into(), "duplicate".into()),
+            ("3005".into(), "orphaned".into()),
+        ]
+    );
+    let left: Vec<_> = std::fs::read_dir(f.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("check.checkpoint"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "a finished run removes its checkpoint and drift files: {left:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recheck_over_many_batches_and_ranges_keeps_key_order_and_counts() {
+    let f = shop(6000).await;
+    // 4,500 mismatched keys that stay mismatched: five lookup batches, parked by three ranges.
+    f.db.execute("UPDATE orders SET customer = 'Renamed' WHERE id <= 4500")
+        .await;
+    let (code, plain, stderr) = f.check_json(&["--parallel", "3"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    // 10 is missing and 30 duplicated already.
+    assert_eq!(plain["summary"]["mismatched"], 4498, "{}", plain["summary"]);
+    let (code, rechecked, stderr) = f.check_json(&["--parallel", "3", "--recheck", "10ms"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(rechecked["summary"]["converged"], 0);
+    assert_eq!(verdict_of(&rechecked), verdict_of(&plain));
+}
