@@ -643,3 +643,31 @@ async fn an_order_without_lines_has_no_products_and_a_zero_total() {
     assert_eq!(doc["updatedAt"], "2024-05-02T08:30:00.25Z");
     assert_eq!(docs[0].meta.updated_at_ms, Some(1_714_638_600_250));
 }
+
+#[tokio::test]
+async fn a_streamed_scan_outlives_the_roles_statement_timeout() {
+    let db = test_database().await;
+    let role = format!("{}_t", db.name);
+    // An application role whose statements are cut off after 200 ms, and a scan that takes longer:
+    // four rows at 100 ms each.
+    db.execute(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'pw' SUPERUSER;
+         ALTER ROLE {role} SET statement_timeout = '200ms';
+         CREATE TABLE slow (id int PRIMARY KEY);
+         INSERT INTO slow SELECT generate_series(1, 4);"
+    ))
+    .await;
+    let query = "SELECT id, pg_sleep(0.1)::text AS slept FROM slow";
+    let mut settings = db.settings(query, "id");
+    settings.url = db.url_as(&role, "pw");
+    let source = connect(settings.clone()).await;
+    assert_eq!(int_keys(&scan(&source, KeyRange::all()).await), vec![1, 2, 3, 4]);
+
+    // The timeout itself is real: the same query as one plain statement of that role is cancelled.
+    let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&settings.url).await.unwrap();
+    let err = sqlx::query(query)
+        .fetch_all(&mut conn)
+        .await
+        .expect_err("statement_timeout");
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+}
