@@ -271,7 +271,17 @@ async fn rollback(
     // Rows changed while the newer generation was live were projected only there.
     let since = state::load(client, &current).await?.and_then(|s| s.watermark_ms);
     let mut written = Written::default();
-    if let (Some(since), Some(_)) = (since, &settings.postgres.updated_at) {
+    if settings.postgres.updated_at.is_none() || since.is_none() {
+        eprintln!(
+            "recon: warning: the rows changed while {current} was live are not caught up on {previous} ({}); run \
+             `recon check` and `recon repair` on {alias}",
+            if since.is_none() {
+                "it has no recon watermark"
+            } else {
+                "postgres.updated_at is not set"
+            }
+        );
+    } else if let Some(since) = since {
         let write_model = connect_write_model(settings, 1).await?;
         let generation = connect_generation(settings, &previous).await?;
         let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
@@ -296,11 +306,6 @@ async fn rollback(
             written.applied,
             written.conflicts
         ));
-    } else {
-        eprintln!(
-            "recon: warning: without postgres.updated_at the rows changed since {current} went live are not \
-             caught up; run `recon check` and `recon repair` on {alias}"
-        );
     }
     summary(
         options,
@@ -725,7 +730,9 @@ async fn finish_build(
         swap::swap(client, alias, &from, &index, state.adopt).await?;
         options.say(format!("swapped {alias} → {index}"));
         failpoint("swap");
-        for old in from.iter().filter(|i| *i != &index && !state.adopt) {
+    }
+    if !state.adopt {
+        for old in from.iter().filter(|i| *i != &index) {
             state::set_phase(client, old, Phase::Retired).await?;
         }
     }

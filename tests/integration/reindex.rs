@@ -180,9 +180,22 @@ async fn reindex_swaps_to_a_verified_generation_lists_and_rolls_back() {
     let text = reindex(&f, &["--list"]).await;
     assert!(text.stdout.contains(&format!("* {new}")), "{}", text.stdout);
 
+    // While the new generation is live, the projector changes an order; a rollback carries it over.
+    f.db.execute("UPDATE orders SET customer = 'moved', updated_at = now() WHERE id = 3")
+        .await;
+    let (status, _) = call(
+        &f,
+        Method::Put,
+        "/orders/_doc/3?refresh=true",
+        Some(projected(3, "moved", "3.75")),
+    )
+    .await;
+    assert_eq!(status, 200);
     let back = reindex(&f, &["--rollback", "--yes", "--quiet"]).await;
     assert_eq!(back.code, 0, "{}", back.stderr);
     assert_eq!(behind_alias(&f).await, vec!["orders-v1".to_string()]);
+    let (_, doc) = call(&f, Method::Get, "/orders-v1/_doc/3", None).await;
+    assert_eq!(doc["_source"]["customerName"], "moved", "{doc}");
     let list = generations(&f).await;
     assert_eq!(list[1].2, "retired");
     // Nothing older than the first generation: a second rollback is refused.
