@@ -381,6 +381,30 @@ mod tests {
     }
 
     #[test]
+    fn mapping_file_is_the_mappings_or_a_create_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.json");
+        std::fs::write(&plain, r#"{"properties": {"orderId": {"type": "long"}}}"#).unwrap();
+        let (mappings, settings) = read_mapping_file(&plain).unwrap();
+        assert_eq!(mappings["properties"]["orderId"]["type"], "long");
+        assert!(settings.is_empty());
+        let body = dir.path().join("body.json");
+        std::fs::write(
+            &body,
+            r#"{"settings": {"number_of_shards": 3, "index": {"refresh_interval": "5s"}},
+                "mappings": {"dynamic": "strict", "properties": {}}}"#,
+        )
+        .unwrap();
+        let (mappings, settings) = read_mapping_file(&body).unwrap();
+        assert_eq!(mappings["dynamic"], "strict");
+        assert_eq!(settings["index.number_of_shards"], "3");
+        assert_eq!(settings["index.refresh_interval"], "5s");
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "[1]").unwrap();
+        assert!(read_mapping_file(&bad).is_err());
+    }
+
+    #[test]
     fn create_body_turns_refresh_and_replicas_off_and_remembers_them() {
         let settings: Map<String, Value> =
             serde_json::from_value(json!({"index.number_of_shards": "1", "index.number_of_replicas": "2"})).unwrap();
