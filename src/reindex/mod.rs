@@ -124,6 +124,22 @@ fn failpoint(stage: &str) {
     }
 }
 
+/// `RECON_REINDEX_HOLD_BEFORE_SWAP=PATH`: once the verify gate opened, creates PATH and waits (at most a
+/// minute) until it is removed; the tests' way to act inside the window between the last check and the
+/// swap.
+async fn hold_before_swap() -> anyhow::Result<()> {
+    let Some(path) = std::env::var_os("RECON_REINDEX_HOLD_BEFORE_SWAP") else {
+        return Ok(());
+    };
+    let path = PathBuf::from(path);
+    std::fs::write(&path, b"held\n")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while path.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 fn fail_after_batches() -> Option<u64> {
     std::env::var("RECON_REINDEX_FAIL_AFTER")
         .ok()?
@@ -725,6 +741,7 @@ async fn finish_build(
             return Ok(Outcome::Drift);
         }
         failpoint("verify");
+        hold_before_swap().await?;
         state.phase = Phase::Swapped;
         state::save(client, &index, &state).await?;
         swap::swap(client, alias, &from, &index, state.adopt).await?;

@@ -265,7 +265,7 @@ struct Played {
 
 /// Plays the projector until `stop`: inserts, updates and deletes rows in PostgreSQL (committed first)
 /// and writes the matching documents through the alias. Deletes stop once the load is over: a delete
-/// between the last check and the swap is the documented window (next test).
+/// between the last check and the swap is the documented window (`a_delete_between_the_last_check_…`).
 async fn project(f: &Fixture, stop: Arc<AtomicBool>, played: Arc<Played>) {
     let mut conn = f.db.connect().await;
     let mut next_id = 1_000_000i64;
@@ -578,5 +578,57 @@ async fn a_concrete_index_is_refused_and_adopted_on_request() {
     let summary: Value = serde_json::from_str(adopted.stdout.trim()).unwrap();
     let new = summary["index"].as_str().unwrap().to_string();
     assert_eq!(behind_alias(&f).await, vec![new]);
+    assert_alias_in_sync(&f).await;
+}
+
+/// The documented window: a delete committed between the last verify check and the swap goes to the old
+/// index; the new one keeps the document. The next check reports it as orphaned and repair removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delete_between_the_last_check_and_the_swap_is_caught_by_the_next_check() {
+    let f = aliased(40).await;
+    let hold = f.dir.path().join("hold");
+    let child = recon()
+        .current_dir(f.dir.path())
+        .args(["reindex", "--yes", "--quiet", "--format", "json"])
+        .env("RECON_REINDEX_HOLD_BEFORE_SWAP", &hold)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held = eventually(Duration::from_secs(30), || {
+        let hold = hold.clone();
+        async move { hold.exists() }
+    })
+    .await;
+    assert!(held, "the reindex reached the swap");
+    // The projector deletes order 17 now: row first, then the document through the alias (still old).
+    f.db.execute("DELETE FROM orders WHERE id = 17").await;
+    let response = f.es.delete(DeleteParts::IndexId("orders", "17")).send().await.unwrap();
+    assert_eq!(response.status_code().as_u16(), 200);
+    std::fs::remove_file(&hold).unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+
+    let (code, report, _) = f.check_json(&[]).await;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["summary"]["orphaned"], 1, "{report}");
+    assert_eq!(report["failing"], 1, "{report}");
+    assert_eq!(report["drift"][0]["key"], 17, "{report}");
+    let mut repair = recon();
+    repair
+        .current_dir(f.dir.path())
+        .args(["repair", "--apply", "--yes", "--quiet"])
+        .stdin(std::process::Stdio::null());
+    let repaired = tokio::task::spawn_blocking(move || repair.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        repaired.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&repaired.stderr)
+    );
     assert_alias_in_sync(&f).await;
 }
