@@ -42,6 +42,44 @@ use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, Elast
 use crate::source::postgres::{PostgresSettings, PostgresSource};
 use crate::source::{DocumentSource, KeyRange};
 
+/// Why `recon reindex` refuses to act; each message says what to run instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ReindexError {
+    #[error(
+        "recon reindex needs postgres.updated_at (the column with each row's last change): without it the rows \
+         changed during the load cannot be caught up"
+    )]
+    NeedsUpdatedAt,
+    #[error(
+        "elasticsearch.index {alias:?} is a concrete index, not an alias; recon reindex builds a new index and moves \
+         an alias to it. Point readers and the projector at an alias, or let recon do it: `{adopt}` rebuilds {alias} \
+         into {alias}-<timestamp> and replaces the index {alias} by an alias of that name in one atomic call (the \
+         old index is deleted then; there is nothing to roll back to)"
+    )]
+    ConcreteIndex { alias: String, adopt: String },
+    #[error(
+        "no alias or index named {0:?} (elasticsearch.index); create the first generation with your projector, or \
+         create the alias"
+    )]
+    Missing(String),
+    #[error(
+        "{describe}; the alias still points at {behind}. Continue it with `{resume}` or delete it and start again \
+         with `{discard}`"
+    )]
+    Unfinished {
+        describe: String,
+        behind: String,
+        resume: String,
+        discard: String,
+    },
+    #[error("{alias} is not an alias; there is nothing to roll back")]
+    NotAnAlias { alias: String },
+    #[error("no older generation of {alias} to roll back to (see `{list}`)")]
+    NothingToRollBackTo { alias: String, list: String },
+    #[error("recon reindex without a terminal needs --yes; nothing was changed")]
+    NeedsYes,
+}
+
 /// Check-and-repair passes before the verify gate gives up.
 const MAX_PASSES: u32 = 3;
 
@@ -154,7 +192,7 @@ fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
         return Ok(true);
     }
     if !std::io::stdin().is_terminal() {
-        bail!("recon reindex without a terminal needs --yes; nothing was changed");
+        return Err(ReindexError::NeedsYes.into());
     }
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;
@@ -258,7 +296,7 @@ async fn rollback(
     options: &ReindexOptions,
 ) -> anyhow::Result<Outcome> {
     let Target::Alias { indices } = generations::resolve(client, alias).await? else {
-        bail!("{alias} is not an alias; there is nothing to roll back");
+        return Err(ReindexError::NotAnAlias { alias: alias.into() }.into());
     };
     let generations = generations::list(client, alias).await?;
     let current = indices.first().cloned().context("the alias points at no index")?;
@@ -268,10 +306,11 @@ async fn rollback(
         .find(|g| !g.live && g.state.as_ref().is_none_or(|s| !s.phase.unfinished()))
         .map(|g| g.index.clone());
     let Some(previous) = previous else {
-        bail!(
-            "no older generation of {alias} to roll back to (see `{}`)",
-            options.command("--list")
-        );
+        return Err(ReindexError::NothingToRollBackTo {
+            alias: alias.into(),
+            list: options.command("--list"),
+        }
+        .into());
     };
     if !confirm(
         &format!("Point the alias {alias} back from {current} to {previous}?"),
@@ -422,25 +461,19 @@ async fn rebuild(
     options: &ReindexOptions,
 ) -> anyhow::Result<Outcome> {
     if settings.postgres.updated_at.is_none() {
-        bail!(
-            "recon reindex needs postgres.updated_at (the column with each row's last change): without it the \
-             rows changed during the load cannot be caught up"
-        );
+        return Err(ReindexError::NeedsUpdatedAt.into());
     }
     let (from, adopt) = match generations::resolve(client, alias).await? {
         Target::Alias { indices } => (indices, false),
         Target::Index if options.adopt => (vec![alias.to_string()], true),
-        Target::Index => bail!(
-            "elasticsearch.index {alias:?} is a concrete index, not an alias; recon reindex builds a new index and \
-             moves an alias to it. Point readers and the projector at an alias, or let recon do it: `{}` rebuilds \
-             {alias} into {alias}-<timestamp> and replaces the index {alias} by an alias of that name in one \
-             atomic call (the old index is deleted then; there is nothing to roll back to)",
-            options.command("--adopt")
-        ),
-        Target::Missing => bail!(
-            "no alias or index named {alias:?} (elasticsearch.index); create the first generation with your \
-             projector, or create the alias"
-        ),
+        Target::Index => {
+            return Err(ReindexError::ConcreteIndex {
+                alias: alias.into(),
+                adopt: options.command("--adopt"),
+            }
+            .into())
+        }
+        Target::Missing => return Err(ReindexError::Missing(alias.into()).into()),
     };
     let write_model = connect_write_model(settings, options.parallel).await?;
     let generations = generations::list(client, alias).await?;
@@ -490,27 +523,33 @@ async fn unfinished(
         state.watermark.as_deref().unwrap_or("-"),
         state.loaded_upto()
     );
-    let choice =
-        match options.unfinished {
-            Unfinished::Ask if std::io::stdin().is_terminal() && !options.yes => {
-                eprint!("recon: {describe}.\n[r]esume it, [d]iscard it and start again, or [q]uit? ");
-                std::io::stderr().flush()?;
-                let mut answer = String::new();
-                std::io::stdin().lock().read_line(&mut answer)?;
-                match answer.trim().to_ascii_lowercase().as_str() {
-                    "r" | "resume" => Unfinished::Resume,
-                    "d" | "discard" => Unfinished::Discard,
-                    _ => bail!("nothing was changed"),
-                }
+    let choice = match options.unfinished {
+        Unfinished::Ask if std::io::stdin().is_terminal() && !options.yes => {
+            eprint!("recon: {describe}.\n[r]esume it, [d]iscard it and start again, or [q]uit? ");
+            std::io::stderr().flush()?;
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            match answer.trim().to_ascii_lowercase().as_str() {
+                "r" | "resume" => Unfinished::Resume,
+                "d" | "discard" => Unfinished::Discard,
+                _ => bail!("nothing was changed"),
             }
-            Unfinished::Ask => bail!(
-            "{describe}; the alias still points at {}. Continue it with `{}` or delete it and start again with `{}`",
-            if from.is_empty() { "nothing".to_string() } else { from.join(",") },
-            options.command("--resume --yes"),
-            options.command("--discard --yes")
-        ),
-            other => other,
-        };
+        }
+        Unfinished::Ask => {
+            return Err(ReindexError::Unfinished {
+                describe,
+                behind: if from.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    from.join(",")
+                },
+                resume: options.command("--resume --yes"),
+                discard: options.command("--discard --yes"),
+            }
+            .into())
+        }
+        other => other,
+    };
     match choice {
         Unfinished::Discard => {
             for (g, _) in &partial {
