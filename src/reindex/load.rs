@@ -3,12 +3,12 @@
 //! bulk writer, a bounded number of requests in flight. After each batch the range's last written
 //! key is noted; every few batches the state is saved in `_meta`, so a killed load resumes after it.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
@@ -45,6 +45,15 @@ pub struct Loaded {
     /// Documents Elasticsearch refused (after retries); the verify gate sees them as missing.
     pub failed: u64,
     pub failures: Vec<String>,
+}
+
+/// A bulk request on its own task, aborted if the load stops before its answer is read.
+struct Request(tokio::task::JoinHandle<anyhow::Result<Answered>>);
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// One batch written: its actions, their outcomes, and the last key in it.
@@ -116,7 +125,7 @@ impl Loader<'_> {
         let mut docs = scan.docs;
         let max_actions = self.writer.settings().max_actions.max(1);
         let max_bytes = self.writer.settings().max_bytes.max(1);
-        let mut in_flight = FuturesOrdered::new();
+        let mut in_flight: VecDeque<Request> = VecDeque::new();
         let mut batch: Vec<WriteAction> = Vec::with_capacity(max_actions);
         let mut bytes = 0usize;
         let mut batches = 0u64;
@@ -141,19 +150,21 @@ impl Loader<'_> {
                 let actions = std::mem::replace(&mut batch, Vec::with_capacity(max_actions));
                 bytes = 0;
                 let last = last_key.clone();
-                let writer = &self.writer;
-                in_flight.push_back(async move {
+                let writer = self.writer.clone();
+                // A task of its own: the request goes out now and proceeds while the next batch is read.
+                in_flight.push_back(Request(tokio::spawn(async move {
                     let outcomes = writer.apply(&actions).await?;
                     anyhow::Ok(Answered {
                         actions,
                         outcomes,
                         last,
                     })
-                });
+                })));
             }
             // In order: when a batch's answer comes out, every batch before it has been written.
             while in_flight.len() >= self.in_flight.max(1) || (end && !in_flight.is_empty()) {
-                let answered = in_flight.next().await.expect("not empty")?;
+                let mut request = in_flight.pop_front().expect("not empty");
+                let answered = (&mut request.0).await.context("a bulk request's task failed")??;
                 batches += 1;
                 let last_batch = end && in_flight.is_empty();
                 self.settle(shared, i, answered, batches, last_batch).await?;
