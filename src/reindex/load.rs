@@ -105,16 +105,17 @@ impl Loader<'_> {
             t.abort();
         }
         result?;
-        let shared = Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("a load task outlived the load"))?;
-        let state = shared.state.into_inner();
+        // Read out, not unwrapped: the aborted ticker may still hold its clone for a moment.
+        let state = shared.state.lock().await.clone();
         state::save(&self.client, &self.index, &state).await?;
         let loaded = Loaded {
-            docs: shared.written.into_inner(),
-            failed: shared.failed.into_inner(),
+            docs: shared.written.load(Ordering::Relaxed),
+            failed: shared.failed.load(Ordering::Relaxed),
             failures: shared
                 .failures
-                .into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         };
         Ok((state, loaded))
     }

@@ -210,7 +210,13 @@ async fn keep_deletes_generations_beyond_it_only_after_a_swap() {
     let f = aliased(20).await;
     let first = reindex(&f, &["--yes", "--quiet", "--format", "json"]).await;
     assert_eq!(first.code, 0, "{}", first.stderr);
-    let second = reindex(&f, &["--yes", "--quiet", "--format", "json", "--parallel", "3"]).await;
+    // With progress lines on stderr (not a terminal: log lines), in parallel.
+    let second = reindex(&f, &["--yes", "--format", "json", "--parallel", "3"]).await;
+    assert!(
+        second.stderr.contains("recon: loaded 20 documents"),
+        "{}",
+        second.stderr
+    );
     assert_eq!(second.code, 0, "{}", second.stderr);
     let second: Value = serde_json::from_str(second.stdout.trim()).unwrap();
     let first: Value = serde_json::from_str(first.stdout.trim()).unwrap();
