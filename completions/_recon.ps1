@@ -29,6 +29,7 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a check on an embedded shop with injected drift, then clean up')
             [CompletionResult]::new('repair', 'repair', [CompletionResultType]::ParameterValue, 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Undo a repair from its audit log, conditionally (dry run by default)')
+            [CompletionResult]::new('reindex', 'reindex', [CompletionResultType]::ParameterValue, 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)')
             [CompletionResult]::new('report', 'report', [CompletionResultType]::ParameterValue, 'Work with check reports: combine shard reports into one')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -134,6 +135,36 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'recon;reindex' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'Configuration file (TOML); see docs/configuration.md')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file (TOML); see docs/configuration.md')
+            [CompletionResult]::new('--pg-url', '--pg-url', [CompletionResultType]::ParameterName, 'PostgreSQL URL; overrides postgres.url and DATABASE_URL')
+            [CompletionResult]::new('--es-url', '--es-url', [CompletionResultType]::ParameterName, 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL')
+            [CompletionResult]::new('--index', '--index', [CompletionResultType]::ParameterName, 'Index or alias holding the read model; overrides elasticsearch.index')
+            [CompletionResult]::new('--mapping', '--mapping', [CompletionResultType]::ParameterName, 'Create the new index with the mappings in FILE (JSON: the `mappings` object, or a body with `mappings` and optionally `settings`) instead of copying them from the current index')
+            [CompletionResult]::new('--max-drift', '--max-drift', [CompletionResultType]::ParameterName, 'Swap only when at most N keys of the new index still drift after the catch-up passes')
+            [CompletionResult]::new('--keep', '--keep', [CompletionResultType]::ParameterName, 'Older generations to keep after a successful swap (the rest are deleted)')
+            [CompletionResult]::new('--catch-up-margin', '--catch-up-margin', [CompletionResultType]::ParameterName, 'Rows changed this long before a pass''s snapshot are re-projected again by the next pass (covers transactions that commit after their updated_at), e.g. 5m')
+            [CompletionResult]::new('--parallel', '--parallel', [CompletionResultType]::ParameterName, 'Load N key ranges concurrently, all in one PostgreSQL snapshot')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Output of --list and of the final summary on stdout')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output of --list and of the final summary on stdout')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (required when stdin is not a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (required when stdin is not a terminal)')
+            [CompletionResult]::new('--rollback', '--rollback', [CompletionResultType]::ParameterName, 'Point the alias back at the newest older generation (one atomic _aliases call)')
+            [CompletionResult]::new('--list', '--list', [CompletionResultType]::ParameterName, 'List the generations of the alias: doc counts, creation times, phase, which one is live')
+            [CompletionResult]::new('--adopt', '--adopt', [CompletionResultType]::ParameterName, 'elasticsearch.index names a concrete index: rebuild it into a generation and replace it by an alias of the same name (the concrete index is deleted in the same atomic call)')
+            [CompletionResult]::new('--resume', '--resume', [CompletionResultType]::ParameterName, 'Continue the unfinished reindex found at start (load from its last key, original watermark)')
+            [CompletionResult]::new('--discard', '--discard', [CompletionResultType]::ParameterName, 'Delete the unfinished reindex found at start, then start a new one')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress lines on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress lines on stderr')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say where each setting came from, and more about the run, on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say where each setting came from, and more about the run, on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'recon;report' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -177,6 +208,7 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a check on an embedded shop with injected drift, then clean up')
             [CompletionResult]::new('repair', 'repair', [CompletionResultType]::ParameterValue, 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Undo a repair from its audit log, conditionally (dry run by default)')
+            [CompletionResult]::new('reindex', 'reindex', [CompletionResultType]::ParameterValue, 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)')
             [CompletionResult]::new('report', 'report', [CompletionResultType]::ParameterValue, 'Work with check reports: combine shard reports into one')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -192,6 +224,9 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             break
         }
         'recon;help;undo' {
+            break
+        }
+        'recon;help;reindex' {
             break
         }
         'recon;help;report' {

@@ -26,6 +26,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand demo 'Run a check on an embedded shop with injected drift, then clean up'
             cand repair 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
             cand undo 'Undo a repair from its audit log, conditionally (dry run by default)'
+            cand reindex 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)'
             cand report 'Work with check reports: combine shard reports into one'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -126,6 +127,35 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'recon;reindex'= {
+            cand -c 'Configuration file (TOML); see docs/configuration.md'
+            cand --config 'Configuration file (TOML); see docs/configuration.md'
+            cand --pg-url 'PostgreSQL URL; overrides postgres.url and DATABASE_URL'
+            cand --es-url 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL'
+            cand --index 'Index or alias holding the read model; overrides elasticsearch.index'
+            cand --mapping 'Create the new index with the mappings in FILE (JSON: the `mappings` object, or a body with `mappings` and optionally `settings`) instead of copying them from the current index'
+            cand --max-drift 'Swap only when at most N keys of the new index still drift after the catch-up passes'
+            cand --keep 'Older generations to keep after a successful swap (the rest are deleted)'
+            cand --catch-up-margin 'Rows changed this long before a pass''s snapshot are re-projected again by the next pass (covers transactions that commit after their updated_at), e.g. 5m'
+            cand --parallel 'Load N key ranges concurrently, all in one PostgreSQL snapshot'
+            cand -f 'Output of --list and of the final summary on stdout'
+            cand --format 'Output of --list and of the final summary on stdout'
+            cand -y 'Do not ask for confirmation (required when stdin is not a terminal)'
+            cand --yes 'Do not ask for confirmation (required when stdin is not a terminal)'
+            cand --rollback 'Point the alias back at the newest older generation (one atomic _aliases call)'
+            cand --list 'List the generations of the alias: doc counts, creation times, phase, which one is live'
+            cand --adopt 'elasticsearch.index names a concrete index: rebuild it into a generation and replace it by an alias of the same name (the concrete index is deleted in the same atomic call)'
+            cand --resume 'Continue the unfinished reindex found at start (load from its last key, original watermark)'
+            cand --discard 'Delete the unfinished reindex found at start, then start a new one'
+            cand -q 'No progress lines on stderr'
+            cand --quiet 'No progress lines on stderr'
+            cand -v 'Say where each setting came from, and more about the run, on stderr'
+            cand --verbose 'Say where each setting came from, and more about the run, on stderr'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'recon;report'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -163,6 +193,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand demo 'Run a check on an embedded shop with injected drift, then clean up'
             cand repair 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
             cand undo 'Undo a repair from its audit log, conditionally (dry run by default)'
+            cand reindex 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)'
             cand report 'Work with check reports: combine shard reports into one'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -174,6 +205,8 @@ set edit:completion:arg-completer[recon] = {|@words|
         &'recon;help;repair'= {
         }
         &'recon;help;undo'= {
+        }
+        &'recon;help;reindex'= {
         }
         &'recon;help;report'= {
             cand merge 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'

@@ -30,6 +30,7 @@ complete -c recon -n "__fish_recon_needs_command" -f -a "check" -d 'Compare the 
 complete -c recon -n "__fish_recon_needs_command" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
 complete -c recon -n "__fish_recon_needs_command" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
 complete -c recon -n "__fish_recon_needs_command" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
+complete -c recon -n "__fish_recon_needs_command" -f -a "reindex" -d 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)'
 complete -c recon -n "__fish_recon_needs_command" -f -a "report" -d 'Work with check reports: combine shard reports into one'
 complete -c recon -n "__fish_recon_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c recon -n "__fish_recon_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -110,6 +111,27 @@ complete -c recon -n "__fish_recon_using_subcommand undo" -s y -l yes -d 'Do not
 complete -c recon -n "__fish_recon_using_subcommand undo" -s v -l verbose -d 'Say where each setting came from on stderr'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s V -l version -d 'Print version'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l pg-url -d 'PostgreSQL URL; overrides postgres.url and DATABASE_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l es-url -d 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l index -d 'Index or alias holding the read model; overrides elasticsearch.index' -r
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l mapping -d 'Create the new index with the mappings in FILE (JSON: the `mappings` object, or a body with `mappings` and optionally `settings`) instead of copying them from the current index' -r -F
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l max-drift -d 'Swap only when at most N keys of the new index still drift after the catch-up passes' -r
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l keep -d 'Older generations to keep after a successful swap (the rest are deleted)' -r
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l catch-up-margin -d 'Rows changed this long before a pass\'s snapshot are re-projected again by the next pass (covers transactions that commit after their updated_at), e.g. 5m' -r
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l parallel -d 'Load N key ranges concurrently, all in one PostgreSQL snapshot' -r
+complete -c recon -n "__fish_recon_using_subcommand reindex" -s f -l format -d 'Output of --list and of the final summary on stdout' -r -f -a "text\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand reindex" -s y -l yes -d 'Do not ask for confirmation (required when stdin is not a terminal)'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l rollback -d 'Point the alias back at the newest older generation (one atomic _aliases call)'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l list -d 'List the generations of the alias: doc counts, creation times, phase, which one is live'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l adopt -d 'elasticsearch.index names a concrete index: rebuild it into a generation and replace it by an alias of the same name (the concrete index is deleted in the same atomic call)'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l resume -d 'Continue the unfinished reindex found at start (load from its last key, original watermark)'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l discard -d 'Delete the unfinished reindex found at start, then start a new one'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -s q -l quiet -d 'No progress lines on stderr'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -s h -l help -d 'Print help'
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
@@ -127,11 +149,12 @@ complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subc
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c recon -n "__fish_recon_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c recon -n "__fish_recon_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "report" -d 'Work with check reports: combine shard reports into one'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo report completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions help" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions help" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions help" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions help" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions help" -f -a "reindex" -d 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions help" -f -a "report" -d 'Work with check reports: combine shard reports into one'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c recon -n "__fish_recon_using_subcommand help; and __fish_seen_subcommand_from report" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'

@@ -67,6 +67,21 @@ pub enum Command {
         Exit codes: 0 everything undone, 1 some documents changed since the repair (or dry run), 2 error, \
         130 interrupted.")]
     Undo(UndoArgs),
+    /// Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime).
+    #[command(
+        long_about = "Rebuild the read model into a fresh index, verify it, swap the alias.\n\n\
+        elasticsearch.index must name an alias. recon creates <alias>-<YYYYMMDDtHHMMSSz> with the mapping and \
+        settings of the index behind it (or --mapping FILE), loads the projection in key order with refresh \
+        off and no replicas, catches up on rows changed since the load's snapshot (postgres.updated_at), \
+        checks the new index and repairs its drift until at most --max-drift keys drift, then moves the \
+        alias in one atomic _aliases call and makes a last conditional catch-up pass. Progress is kept in \
+        the new index's _meta: a killed run leaves the alias untouched and can be resumed (--resume) or \
+        discarded (--discard). The previous index is kept (--keep) for --rollback.\n\n\
+        Asks before acting on a terminal; without a terminal it needs --yes.\n\n\
+        Exit codes: 0 swapped (or rolled back, listed), 1 the verify gate failed (alias untouched, new index \
+        kept) or not confirmed, 2 error, 130 interrupted (resume with --resume)."
+    )]
+    Reindex(ReindexArgs),
     /// Work with check reports: combine shard reports into one.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -308,6 +323,72 @@ pub struct RepairArgs {
     pub format: crate::repair::SummaryFormat,
 
     /// No progress bars or progress log lines.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+
+    /// Say where each setting came from, and more about the run, on stderr.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+/// Flags of `recon reindex`.
+#[derive(Debug, Args, Clone)]
+pub struct ReindexArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Create the new index with the mappings in FILE (JSON: the `mappings` object, or a body with
+    /// `mappings` and optionally `settings`) instead of copying them from the current index.
+    #[arg(long, value_name = "FILE")]
+    pub mapping: Option<PathBuf>,
+
+    /// Swap only when at most N keys of the new index still drift after the catch-up passes.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_drift: u64,
+
+    /// Older generations to keep after a successful swap (the rest are deleted).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub keep: usize,
+
+    /// Rows changed this long before a pass's snapshot are re-projected again by the next pass
+    /// (covers transactions that commit after their updated_at), e.g. 5m.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub catch_up_margin: Duration,
+
+    /// Point the alias back at the newest older generation (one atomic _aliases call).
+    #[arg(long, conflicts_with_all = ["list", "adopt", "mapping", "resume", "discard"])]
+    pub rollback: bool,
+
+    /// List the generations of the alias: doc counts, creation times, phase, which one is live.
+    #[arg(long, conflicts_with_all = ["adopt", "mapping", "resume", "discard"])]
+    pub list: bool,
+
+    /// elasticsearch.index names a concrete index: rebuild it into a generation and replace it by an
+    /// alias of the same name (the concrete index is deleted in the same atomic call).
+    #[arg(long)]
+    pub adopt: bool,
+
+    /// Load N key ranges concurrently, all in one PostgreSQL snapshot.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
+
+    /// Continue the unfinished reindex found at start (load from its last key, original watermark).
+    #[arg(long, conflicts_with = "discard")]
+    pub resume: bool,
+
+    /// Delete the unfinished reindex found at start, then start a new one.
+    #[arg(long)]
+    pub discard: bool,
+
+    /// Output of --list and of the final summary on stdout.
+    #[arg(long, short = 'f', value_enum, default_value = "text")]
+    pub format: crate::repair::SummaryFormat,
+
+    /// No progress lines on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 

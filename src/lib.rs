@@ -14,6 +14,7 @@ pub mod emulator;
 pub mod model;
 pub mod pgcluster;
 pub mod progress;
+pub mod reindex;
 pub mod repair;
 pub mod report;
 pub mod scale;

@@ -44,6 +44,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Demo(args) => commands::demo::run(args).await,
         Command::Repair(args) => commands::repair::run(args).await,
         Command::Undo(args) => commands::undo::run(args).await,
+        Command::Reindex(args) => commands::reindex::run(args).await,
         Command::Report(recon::cli::ReportCommand::Merge(args)) => commands::report_merge::run(args),
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod completions;
 pub mod demo;
+pub mod reindex;
 pub mod repair;
 pub mod report_merge;
 pub mod undo;

@@ -1137,3 +1137,84 @@ async fn exact_lookups_answer_from_the_refreshed_view_only() {
         ["3"]
     );
 }
+
+/// What `recon reindex` relies on: `_meta` lives in the mapping, `PUT _mapping {"_meta"}` replaces it
+/// whole; `index.creation_date` in `_settings`; one `_aliases` call that swaps, or that deletes a
+/// concrete index and gives its name to an alias (`remove_index`).
+#[tokio::test(flavor = "multi_thread")]
+async fn mapping_meta_settings_and_alias_swaps_for_reindex() {
+    let (_emu, es) = start().await;
+    create(
+        &es,
+        "gen-1",
+        json!({"mappings": {"_meta": {"recon": {"phase": "loading", "n": 1}}, "properties": {"k": {"type": "long"}}}}),
+    )
+    .await;
+    let (status, body) = call(&es, Method::Get, "/gen-1/_mapping", &[], None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["gen-1"]["mappings"]["_meta"],
+        json!({"recon": {"phase": "loading", "n": 1}})
+    );
+    assert_eq!(body["gen-1"]["mappings"]["properties"]["k"]["type"], "long");
+    let (status, _) = call(
+        &es,
+        Method::Put,
+        "/gen-1/_mapping",
+        &[],
+        Some(json!({"_meta": {"recon": {"phase": "live"}}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, body) = call(&es, Method::Get, "/gen-1/_mapping", &[], None).await;
+    // Replaced, not merged: `n` is gone; the properties stay.
+    assert_eq!(body["gen-1"]["mappings"]["_meta"], json!({"recon": {"phase": "live"}}));
+    assert_eq!(body["gen-1"]["mappings"]["properties"]["k"]["type"], "long");
+
+    let (_, settings) = call(&es, Method::Get, "/gen-1/_settings", &[("flat_settings", "true")], None).await;
+    let created: i64 = settings["gen-1"]["settings"]["index.creation_date"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(created > 1_700_000_000_000, "{settings}");
+
+    create(&es, "orders", json!({})).await;
+    create(&es, "gen-2", json!({})).await;
+    let (status, body) = call(
+        &es,
+        Method::Post,
+        "/_aliases",
+        &[],
+        Some(json!({"actions": [
+            {"remove_index": {"index": "orders"}},
+            {"add": {"index": "gen-1", "alias": "orders", "is_write_index": true}}
+        ]})),
+    )
+    .await;
+    assert_eq!((status, body["acknowledged"].clone()), (200, json!(true)), "{body}");
+    let (_, alias) = call(&es, Method::Get, "/_alias/orders", &[], None).await;
+    assert_eq!(
+        alias,
+        json!({"gen-1": {"aliases": {"orders": {"is_write_index": true}}}})
+    );
+    let (status, _) = call(
+        &es,
+        Method::Post,
+        "/_aliases",
+        &[],
+        Some(json!({"actions": [
+            {"remove": {"index": "gen-1", "alias": "orders"}},
+            {"add": {"index": "gen-2", "alias": "orders", "is_write_index": true}}
+        ]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, alias) = call(&es, Method::Get, "/_alias/orders", &[], None).await;
+    assert_eq!(
+        alias,
+        json!({"gen-2": {"aliases": {"orders": {"is_write_index": true}}}})
+    );
+    let (status, body) = call(&es, Method::Get, "/_alias/nothing", &[], None).await;
+    assert_eq!(status, 404, "{body}");
+}

@@ -5,6 +5,7 @@ mod cli;
 mod emulator_api;
 mod emulator_faults;
 mod postgres;
+mod reindex;
 mod repair;
 mod scale;
 mod support;

@@ -1,0 +1,41 @@
+//! `recon reindex`: flags to settings, then [`crate::reindex::run`].
+
+use crate::cli::ReindexArgs;
+use crate::commands::Outcome;
+use crate::progress::ProgressMode;
+use crate::reindex::{self, Action, ReindexOptions, Unfinished};
+
+pub async fn run(args: ReindexArgs) -> anyhow::Result<Outcome> {
+    let settings = args.connection.load()?;
+    if args.verbose {
+        for line in settings.describe_origins() {
+            eprintln!("recon: {line}");
+        }
+    }
+    let options = ReindexOptions {
+        action: if args.list {
+            Action::List
+        } else if args.rollback {
+            Action::Rollback
+        } else {
+            Action::Rebuild
+        },
+        yes: args.yes,
+        mapping: args.mapping,
+        max_drift: args.max_drift,
+        keep: args.keep,
+        margin: args.catch_up_margin,
+        adopt: args.adopt,
+        parallel: args.parallel,
+        unfinished: match (args.resume, args.discard) {
+            (true, _) => Unfinished::Resume,
+            (_, true) => Unfinished::Discard,
+            _ => Unfinished::Ask,
+        },
+        format: args.format,
+        progress: ProgressMode::detect(args.quiet),
+        verbose: args.verbose,
+        config_path: args.connection.config,
+    };
+    reindex::run(&settings, &options).await
+}

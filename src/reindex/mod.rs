@@ -1,0 +1,913 @@
+//! `recon reindex`: rebuild the read model into a fresh generation behind the alias, with no lost
+//! writes, a verify gate before the swap, generations to roll back to, and progress kept in the new
+//! index's `_meta` so that a killed run resumes.
+//!
+//! Stages, one file each: [`generations`] (names, listing, what to create), [`load`] (the bulk load
+//! out of one snapshot), [`catchup`] (re-projecting changed rows, repairing the check's drift),
+//! [`swap`] (the alias), [`state`] (`_meta`).
+//!
+//! The order that loses no write: load the snapshot taken at the watermark W; re-project rows with
+//! `updated_at >= W - margin`; check the new index and repair its drift, each pass catching up on
+//! rows changed since the previous one, until at most `--max-drift` keys drift; swap the alias; a last
+//! pass over rows changed since the last check, written conditionally because the projector now
+//! writes the new index too. See docs/runbooks/reindex.md for the one window a delete can slip through.
+
+pub mod catchup;
+pub mod generations;
+pub mod load;
+pub mod state;
+pub mod swap;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use elasticsearch::http::Method;
+use serde_json::{json, Map, Value};
+
+use self::catchup::{CatchUp, Written};
+use self::generations::{Generation, Target};
+use self::state::{Phase, RangeProgress, ReindexState};
+use crate::commands::check::{connect_sides_with, scan, ScanScope};
+use crate::commands::Outcome;
+use crate::config::Settings;
+use crate::diff::Comparator;
+use crate::model::{DriftKind, Key};
+use crate::progress::ProgressMode;
+use crate::repair::apply::encode;
+use crate::repair::SummaryFormat;
+use crate::source::elasticsearch::write::{BulkSettings, BulkWriter};
+use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient};
+use crate::source::postgres::{PostgresSettings, PostgresSource};
+use crate::source::{DocumentSource, KeyRange};
+
+/// Why `recon reindex` refuses to act; each message says what to run instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ReindexError {
+    #[error(
+        "recon reindex needs postgres.updated_at (the column with each row's last change): without it the rows \
+         changed during the load cannot be caught up"
+    )]
+    NeedsUpdatedAt,
+    #[error(
+        "elasticsearch.index {alias:?} is a concrete index, not an alias; recon reindex builds a new index and moves \
+         an alias to it. Point readers and the projector at an alias, or let recon do it: `{adopt}` rebuilds {alias} \
+         into {alias}-<timestamp> and replaces the index {alias} by an alias of that name in one atomic call (the \
+         old index is deleted then; there is nothing to roll back to)"
+    )]
+    ConcreteIndex { alias: String, adopt: String },
+    #[error(
+        "no alias or index named {0:?} (elasticsearch.index); create the first generation with your projector, or \
+         create the alias"
+    )]
+    Missing(String),
+    #[error(
+        "{describe}; the alias still points at {behind}. Continue it with `{resume}` or delete it and start again \
+         with `{discard}`"
+    )]
+    Unfinished {
+        describe: String,
+        behind: String,
+        resume: String,
+        discard: String,
+    },
+    #[error("{alias} is not an alias; there is nothing to roll back")]
+    NotAnAlias { alias: String },
+    #[error("no older generation of {alias} to roll back to (see `{list}`)")]
+    NothingToRollBackTo { alias: String, list: String },
+    #[error("recon reindex without a terminal needs --yes; nothing was changed")]
+    NeedsYes,
+}
+
+/// Check-and-repair passes before the verify gate gives up.
+const MAX_PASSES: u32 = 3;
+
+/// What `recon reindex` was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Rebuild,
+    Rollback,
+    List,
+}
+
+/// What to do with an unfinished reindex found at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfinished {
+    Resume,
+    Discard,
+    /// Ask on a terminal; refuse without one.
+    Ask,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReindexOptions {
+    pub action: Action,
+    pub yes: bool,
+    pub mapping: Option<PathBuf>,
+    pub max_drift: u64,
+    pub keep: usize,
+    pub margin: Duration,
+    pub adopt: bool,
+    pub parallel: u32,
+    pub unfinished: Unfinished,
+    pub format: SummaryFormat,
+    pub progress: ProgressMode,
+    pub verbose: bool,
+    /// For the commands printed in messages.
+    pub config_path: PathBuf,
+}
+
+impl ReindexOptions {
+    fn say(&self, line: impl AsRef<str>) {
+        if self.progress != ProgressMode::Off {
+            eprintln!("recon: {}", line.as_ref());
+        }
+    }
+
+    fn command(&self, flag: &str) -> String {
+        format!("recon reindex --config {} {flag}", self.config_path.display())
+    }
+}
+
+/// Runs `recon reindex` with resolved settings.
+pub async fn run(settings: &Settings, options: &ReindexOptions) -> anyhow::Result<Outcome> {
+    let client = EsClient::connect(&ConnectSettings::from_config(&settings.elasticsearch)).await?;
+    let alias = settings.elasticsearch.index.clone();
+    match options.action {
+        Action::List => list(&client, &alias, options).await,
+        Action::Rollback => rollback(&client, settings, &alias, options).await,
+        Action::Rebuild => {
+            tokio::select! {
+                outcome = rebuild(&client, settings, &alias, options) => outcome,
+                _ = crate::commands::interrupted() => {
+                    eprintln!(
+                        "recon: interrupted; the alias {alias} is where it was unless the swap was done; continue \
+                         with: {}",
+                        options.command("--resume")
+                    );
+                    Ok(Outcome::Interrupted)
+                }
+            }
+        }
+    }
+}
+
+/// `RECON_REINDEX_FAIL_AFTER=STAGE`: exits hard right after STAGE (`load`, `verify`, `swap`), as a
+/// crash would; the tests' way to kill a run at a known point.
+fn failpoint(stage: &str) {
+    if std::env::var("RECON_REINDEX_FAIL_AFTER").is_ok_and(|s| s == stage) {
+        eprintln!("recon: RECON_REINDEX_FAIL_AFTER={stage}: exiting hard (test hook)");
+        std::process::abort();
+    }
+}
+
+/// `RECON_REINDEX_HOLD_BEFORE_SWAP=PATH`: once the verify gate opened, creates PATH and waits (at most a
+/// minute) until it is removed; the tests' way to act inside the window between the last check and the
+/// swap.
+async fn hold_before_swap() -> anyhow::Result<()> {
+    let Some(path) = std::env::var_os("RECON_REINDEX_HOLD_BEFORE_SWAP") else {
+        return Ok(());
+    };
+    let path = PathBuf::from(path);
+    std::fs::write(&path, b"held\n")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while path.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+fn fail_after_batches() -> Option<u64> {
+    std::env::var("RECON_REINDEX_FAIL_AFTER")
+        .ok()?
+        .strip_prefix("batches:")?
+        .parse()
+        .ok()
+}
+
+/// Asks on the terminal unless `--yes`; without a terminal `--yes` is required.
+fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(ReindexError::NeedsYes.into());
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The instant of PostgreSQL's clock (`now()` of a fresh snapshot), epoch milliseconds.
+async fn pg_now(write_model: &PostgresSource) -> anyhow::Result<i64> {
+    Ok(write_model.export_snapshot().await?.snapshot_ms())
+}
+
+async fn connect_write_model(settings: &Settings, parallel: u32) -> anyhow::Result<PostgresSource> {
+    let pg = PostgresSettings {
+        updated_at: settings.postgres.updated_at.clone(),
+        page_size: settings.postgres.page_size,
+        max_connections: parallel + 4,
+        ..PostgresSettings::new(
+            settings.postgres.url.expose(),
+            &settings.postgres.query,
+            &settings.postgres.key,
+        )
+    };
+    PostgresSource::connect(pg).await
+}
+
+/// The new generation as a source: by its concrete name, whole `_source`s.
+async fn connect_generation(settings: &Settings, index: &str) -> anyhow::Result<ElasticsearchSource> {
+    let es = &settings.elasticsearch;
+    ElasticsearchSource::connect(ElasticsearchSettings {
+        connect: ConnectSettings::from_config(es),
+        index: index.to_string(),
+        key_field: es.key.clone(),
+        page_size: es.page_size,
+        keep_alive: es.keep_alive.clone(),
+        source_includes: None,
+        source_excludes: Vec::new(),
+        prefetch_pages: 2,
+    })
+    .await
+}
+
+/// `--list`.
+async fn list(client: &EsClient, alias: &str, options: &ReindexOptions) -> anyhow::Result<Outcome> {
+    let generations = generations::list(client, alias).await?;
+    let mut out = std::io::stdout().lock();
+    match options.format {
+        SummaryFormat::Json => {
+            let rows: Vec<Value> = generations
+                .iter()
+                .map(|g| {
+                    json!({
+                        "index": g.index,
+                        "docs": g.docs,
+                        "created_at": g.created_ms.map(rfc3339_ms),
+                        "phase": g.state.as_ref().map(|s| s.phase.as_str()),
+                        "live": g.live,
+                    })
+                })
+                .collect();
+            serde_json::to_writer(&mut out, &json!({"alias": alias, "generations": rows}))?;
+            writeln!(out)?;
+        }
+        SummaryFormat::Text => {
+            if generations.is_empty() {
+                writeln!(out, "no generations of {alias}")?;
+            } else {
+                writeln!(out, "  {:<40} {:>12}  {:<24}  PHASE", "INDEX", "DOCS", "CREATED")?;
+                for g in &generations {
+                    writeln!(
+                        out,
+                        "{} {:<40} {:>12}  {:<24}  {}",
+                        if g.live { "*" } else { " " },
+                        g.index,
+                        g.docs.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                        g.created_ms.map(rfc3339_ms).unwrap_or_else(|| "-".into()),
+                        g.state.as_ref().map(|s| s.phase.as_str()).unwrap_or("-"),
+                    )?;
+                }
+                writeln!(out, "(* = behind the alias {alias})")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(Outcome::InSync)
+}
+
+/// `--rollback`: the alias back to the newest older generation, then a conditional catch-up of the
+/// rows changed since the newer one was started (they were written only there).
+async fn rollback(
+    client: &EsClient,
+    settings: &Settings,
+    alias: &str,
+    options: &ReindexOptions,
+) -> anyhow::Result<Outcome> {
+    let Target::Alias { indices } = generations::resolve(client, alias).await? else {
+        return Err(ReindexError::NotAnAlias { alias: alias.into() }.into());
+    };
+    let generations = generations::list(client, alias).await?;
+    let current = indices.first().cloned().context("the alias points at no index")?;
+    let previous = generations::newest_first(&generations)
+        .into_iter()
+        .skip_while(|g| g.index != current)
+        .find(|g| !g.live && g.state.as_ref().is_none_or(|s| !s.phase.unfinished()))
+        .map(|g| g.index.clone());
+    let Some(previous) = previous else {
+        return Err(ReindexError::NothingToRollBackTo {
+            alias: alias.into(),
+            list: options.command("--list"),
+        }
+        .into());
+    };
+    if !confirm(
+        &format!("Point the alias {alias} back from {current} to {previous}?"),
+        options.yes,
+    )? {
+        eprintln!("recon: not confirmed; nothing was changed");
+        return Ok(Outcome::Drift);
+    }
+    swap::swap(client, alias, &indices, &previous, false).await?;
+    state::set_phase(client, &previous, Phase::Live).await?;
+    state::set_phase(client, &current, Phase::Retired).await?;
+    options.say(format!("rolled back: {alias} → {previous} (was {current})"));
+    // Rows changed while the newer generation was live were projected only there.
+    let since = state::load(client, &current).await?.and_then(|s| s.watermark_ms);
+    let mut written = Written::default();
+    if settings.postgres.updated_at.is_none() || since.is_none() {
+        eprintln!(
+            "recon: warning: the rows changed while {current} was live are not caught up on {previous} ({}); run \
+             `recon check` and `recon repair` on {alias}",
+            if since.is_none() {
+                "it has no recon watermark"
+            } else {
+                "postgres.updated_at is not set"
+            }
+        );
+    } else if let Some(since) = since {
+        let write_model = connect_write_model(settings, 1).await?;
+        let generation = connect_generation(settings, &previous).await?;
+        let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
+        let writer = BulkWriter::new(client.clone(), BulkSettings::default());
+        let catch_up = CatchUp {
+            write_model: &write_model,
+            generation: &generation,
+            comparator: &comparator,
+            ignore: &settings.compare.ignore,
+            writer: &writer,
+            index: &previous,
+        };
+        catch_up.refresh().await?;
+        let keys = write_model
+            .keys_changed_since(since - options.margin.as_millis() as i64)
+            .await?;
+        written = catch_up.repair(&keys).await?;
+        options.say(format!(
+            "caught {previous} up on {} rows changed since {}: {} written, {} left to the projector",
+            keys.len(),
+            rfc3339_ms(since),
+            written.applied,
+            written.conflicts
+        ));
+    }
+    summary(
+        options,
+        "rolled_back",
+        alias,
+        &previous,
+        Some(&current),
+        &Pass::default(),
+        &written,
+    )?;
+    Ok(Outcome::InSync)
+}
+
+/// What the verify passes found.
+#[derive(Debug, Default, Clone)]
+struct Pass {
+    passes: u32,
+    /// Keys failing the last check of the new generation (before its repair).
+    failing: u64,
+    pending: u64,
+    loaded: u64,
+    load_failed: u64,
+}
+
+fn summary(
+    options: &ReindexOptions,
+    result: &str,
+    alias: &str,
+    index: &str,
+    previous: Option<&str>,
+    pass: &Pass,
+    last: &Written,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match options.format {
+        SummaryFormat::Json => {
+            serde_json::to_writer(
+                &mut out,
+                &json!({
+                    "schema": "recon.reindex/v1",
+                    "result": result,
+                    "alias": alias,
+                    "index": index,
+                    "previous": previous,
+                    "loaded": pass.loaded,
+                    "load_failed": pass.load_failed,
+                    "passes": pass.passes,
+                    "failing": pass.failing,
+                    "pending": pass.pending,
+                    "final_pass": {"applied": last.applied, "conflicts": last.conflicts,
+                                   "skipped": last.skipped, "failed": last.failed},
+                }),
+            )?;
+            writeln!(out)?;
+        }
+        SummaryFormat::Text => match result {
+            "swapped" => {
+                writeln!(
+                    out,
+                    "{alias} → {index} (was {}); loaded {} documents; {} check pass(es), {} keys drifting at the \
+                     gate; last pass: {} written, {} left to the projector",
+                    previous.unwrap_or("nothing"),
+                    pass.loaded,
+                    pass.passes,
+                    pass.failing,
+                    last.applied,
+                    last.conflicts
+                )?;
+            }
+            "rolled_back" => writeln!(out, "{alias} → {index} (rolled back from {})", previous.unwrap_or("-"))?,
+            _ => writeln!(
+                out,
+                "verify gate failed: {} keys of {index} still drift after {} pass(es) (--max-drift {}); {alias} \
+                 still points at {}; {index} is kept for inspection",
+                pass.failing,
+                pass.passes,
+                options.max_drift,
+                previous.unwrap_or("nothing")
+            )?,
+        },
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The generation being built and where it came from.
+struct Build {
+    index: String,
+    state: ReindexState,
+    /// Indices the alias points at now (the concrete index itself with `--adopt`).
+    from: Vec<String>,
+}
+
+async fn rebuild(
+    client: &EsClient,
+    settings: &Settings,
+    alias: &str,
+    options: &ReindexOptions,
+) -> anyhow::Result<Outcome> {
+    if settings.postgres.updated_at.is_none() {
+        return Err(ReindexError::NeedsUpdatedAt.into());
+    }
+    let (from, adopt) = match generations::resolve(client, alias).await? {
+        Target::Alias { indices } => (indices, false),
+        Target::Index if options.adopt => (vec![alias.to_string()], true),
+        Target::Index => {
+            return Err(ReindexError::ConcreteIndex {
+                alias: alias.into(),
+                adopt: options.command("--adopt"),
+            }
+            .into())
+        }
+        Target::Missing => return Err(ReindexError::Missing(alias.into()).into()),
+    };
+    let write_model = connect_write_model(settings, options.parallel).await?;
+    let generations = generations::list(client, alias).await?;
+    let build = match unfinished(client, &generations, options, &from).await? {
+        Some(build) => build,
+        None => match create(client, alias, options, &write_model, from, adopt, &generations).await? {
+            Some(build) => build,
+            None => return Ok(Outcome::Drift),
+        },
+    };
+    finish_build(client, settings, alias, options, &write_model, build).await
+}
+
+/// An unfinished reindex found at start: resumed, discarded, or refused with the commands to run.
+async fn unfinished(
+    client: &EsClient,
+    generations: &[Generation],
+    options: &ReindexOptions,
+    from: &[String],
+) -> anyhow::Result<Option<Build>> {
+    let partial: Vec<(&Generation, &ReindexState)> = generations
+        .iter()
+        .filter_map(|g| g.state.as_ref().filter(|s| s.phase.unfinished()).map(|s| (g, s)))
+        .collect();
+    let Some((newest, state)) = partial.last() else {
+        return Ok(None);
+    };
+    // Already behind the alias: only the last pass is missing. Never discarded.
+    if newest.live {
+        options.say(format!(
+            "{} is behind the alias but its last pass did not finish; finishing it",
+            newest.index
+        ));
+        let mut from = state.source_index.clone().into_iter().collect::<Vec<_>>();
+        from.retain(|i| i != &newest.index);
+        return Ok(Some(Build {
+            index: newest.index.clone(),
+            state: (*state).clone(),
+            from,
+        }));
+    }
+    let describe = format!(
+        "an unfinished reindex of {}: {} (phase {}, watermark {}, load {})",
+        state.alias,
+        newest.index,
+        state.phase.as_str(),
+        state.watermark.as_deref().unwrap_or("-"),
+        state.loaded_upto()
+    );
+    let choice = match options.unfinished {
+        Unfinished::Ask if std::io::stdin().is_terminal() && !options.yes => {
+            eprint!("recon: {describe}.\n[r]esume it, [d]iscard it and start again, or [q]uit? ");
+            std::io::stderr().flush()?;
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            match answer.trim().to_ascii_lowercase().as_str() {
+                "r" | "resume" => Unfinished::Resume,
+                "d" | "discard" => Unfinished::Discard,
+                _ => bail!("nothing was changed"),
+            }
+        }
+        Unfinished::Ask => {
+            return Err(ReindexError::Unfinished {
+                describe,
+                behind: if from.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    from.join(",")
+                },
+                resume: options.command("--resume --yes"),
+                discard: options.command("--discard --yes"),
+            }
+            .into())
+        }
+        other => other,
+    };
+    match choice {
+        Unfinished::Discard => {
+            for (g, _) in &partial {
+                if !g.live {
+                    swap::delete(client, &g.index).await?;
+                    options.say(format!("discarded {}", g.index));
+                }
+            }
+            Ok(None)
+        }
+        _ => {
+            options.say(format!("resuming {describe}"));
+            Ok(Some(Build {
+                index: newest.index.clone(),
+                state: (*state).clone(),
+                from: from.to_vec(),
+            }))
+        }
+    }
+}
+
+/// A new generation: the plan, the confirmation, the index with its initial state.
+#[allow(clippy::too_many_arguments)]
+async fn create(
+    client: &EsClient,
+    alias: &str,
+    options: &ReindexOptions,
+    write_model: &PostgresSource,
+    from: Vec<String>,
+    adopt: bool,
+    generations: &[Generation],
+) -> anyhow::Result<Option<Build>> {
+    let source_index = from.first().cloned();
+    let (mut flat, mut mappings) = match &source_index {
+        Some(index) => {
+            let (flat, mappings) = generations::settings_and_mappings(client, index).await?;
+            (generations::copyable_settings(&flat), mappings)
+        }
+        None => (Map::new(), Value::Null),
+    };
+    if let Some(path) = &options.mapping {
+        let (file_mappings, file_settings) = generations::read_mapping_file(path)?;
+        mappings = file_mappings;
+        flat.extend(file_settings);
+    } else if source_index.is_none() {
+        bail!("the alias {alias} points at no index to copy the mapping from; pass --mapping FILE");
+    }
+    let mut now = chrono::Utc::now();
+    let mut index = generations::generation_name(alias, now);
+    // Two runs within one second: the next free second.
+    while generations
+        .iter()
+        .any(|g| generations::generation_time(alias, &g.index).is_some() && g.index >= index)
+    {
+        now += chrono::Duration::seconds(1);
+        index = generations::generation_name(alias, now);
+    }
+    let estimate = write_model.estimate(&KeyRange::all()).await;
+    let keep: Vec<&str> = generations::newest_first(generations)
+        .into_iter()
+        .filter(|g| !g.live && generations::generation_time(alias, &g.index).is_some())
+        .map(|g| g.index.as_str())
+        .collect();
+    let mut plan = format!(
+        "plan: rebuild {alias} (now {}) into {index} from {} (about {} rows)\n  load in {} range(s) with \
+         refresh off and no replicas, then restore them\n  catch up on rows changed since the load's snapshot \
+         (margin {}), check and repair {index} until at most {} keys drift ({} passes at most)\n  swap {alias} to \
+         {index} in one _aliases call, then a last conditional pass",
+        if from.is_empty() {
+            "nothing".to_string()
+        } else {
+            from.join(",")
+        },
+        write_model.describe(),
+        estimate.map(|e| e.to_string()).unwrap_or_else(|| "?".into()),
+        options.parallel,
+        humantime::format_duration(options.margin),
+        options.max_drift,
+        MAX_PASSES,
+    );
+    if adopt {
+        plan.push_str(&format!(
+            "\n  --adopt: the concrete index {alias} is DELETED in the same call and {alias} becomes an alias; \
+             there is no generation to roll back to"
+        ));
+    } else {
+        let doomed: Vec<&str> = keep.iter().skip(options.keep.saturating_sub(1)).copied().collect();
+        plan.push_str(&format!(
+            "\n  keep {} older generation(s){}",
+            options.keep,
+            if doomed.is_empty() {
+                String::new()
+            } else {
+                format!("; delete {}", doomed.join(", "))
+            }
+        ));
+    }
+    if options.progress != ProgressMode::Off || !options.yes {
+        eprintln!("{plan}");
+    }
+    if !confirm(&format!("Rebuild {alias} into {index}?"), options.yes)? {
+        eprintln!("recon: not confirmed; nothing was changed");
+        return Ok(None);
+    }
+    let ranges = if options.parallel > 1 {
+        write_model.split(&KeyRange::all(), options.parallel as usize).await?
+    } else {
+        vec![KeyRange::all()]
+    };
+    let state = ReindexState {
+        phase: Phase::Loading,
+        watermark: None,
+        watermark_ms: None,
+        caught_up_ms: None,
+        ranges: ranges.iter().map(RangeProgress::of).collect(),
+        source_index,
+        alias: alias.to_string(),
+        adopt,
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        restore: Map::new(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let (body, restore) = generations::create_body(&flat, &mappings, state.to_meta())?;
+    client
+        .request_ok(Method::Put, &format!("/{}", encode(&index)), &[], Some(&body))
+        .await
+        .with_context(|| format!("cannot create {index}"))?;
+    let state = ReindexState { restore, ..state };
+    state::save(client, &index, &state).await?;
+    options.say(format!("created {index}"));
+    Ok(Some(Build { index, state, from }))
+}
+
+/// Load (or its rest), catch up, verify, swap, last pass, prune: whatever the build still lacks.
+async fn finish_build(
+    client: &EsClient,
+    settings: &Settings,
+    alias: &str,
+    options: &ReindexOptions,
+    write_model: &PostgresSource,
+    build: Build,
+) -> anyhow::Result<Outcome> {
+    let Build { index, mut state, from } = build;
+    let writer = BulkWriter::new(client.clone(), BulkSettings::default());
+    let mut pass = Pass::default();
+    if state.phase == Phase::Loading {
+        // A fresh snapshot, also when resuming: rows changed since the ORIGINAL watermark are caught up
+        // below, so the keys loaded before the crash need no second look.
+        let snapshot = write_model.export_snapshot().await?;
+        if state.watermark_ms.is_none() {
+            state.watermark_ms = Some(snapshot.snapshot_ms());
+            state.watermark = Some(rfc3339_ms(snapshot.snapshot_ms()));
+            state::save(client, &index, &state).await?;
+        }
+        options.say(format!(
+            "loading {index} from the snapshot of {} (watermark {})",
+            rfc3339_ms(snapshot.snapshot_ms()),
+            state.watermark.as_deref().unwrap_or("-")
+        ));
+        let clock = std::time::Instant::now();
+        let loader = load::Loader {
+            write_model,
+            writer: writer.clone(),
+            client: client.clone(),
+            index: index.clone(),
+            in_flight: if options.parallel > 1 { 2 } else { 3 },
+            progress: options.progress != ProgressMode::Off,
+            fail_after_batches: fail_after_batches(),
+        };
+        let (loaded_state, loaded) = loader.load(state, &snapshot).await?;
+        drop(snapshot);
+        state = loaded_state;
+        pass.loaded = loaded.docs;
+        pass.load_failed = loaded.failed;
+        options.say(format!(
+            "loaded {} documents in {:.1} s{}",
+            loaded.docs,
+            clock.elapsed().as_secs_f64(),
+            if loaded.failed > 0 {
+                format!("; {} refused (first: {})", loaded.failed, loaded.failures.join("; "))
+            } else {
+                String::new()
+            }
+        ));
+        swap::restore_settings(client, &index, &state.restore).await?;
+        state.phase = Phase::CatchingUp;
+        state::save(client, &index, &state).await?;
+        failpoint("load");
+    }
+    let watermark = state
+        .watermark_ms
+        .context("the generation's _meta has no watermark; discard it (--discard)")?;
+    let margin = options.margin.as_millis() as i64;
+    let generation = connect_generation(settings, &index).await?;
+    let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
+    let catch_up = CatchUp {
+        write_model,
+        generation: &generation,
+        comparator: &comparator,
+        ignore: &settings.compare.ignore,
+        writer: &writer,
+        index: &index,
+    };
+    let live = match generations::resolve(client, alias).await? {
+        Target::Alias { indices } => indices.contains(&index),
+        _ => false,
+    };
+    if !live {
+        let passed = verify(settings, options, &catch_up, &mut state, &mut pass, watermark).await?;
+        if !passed {
+            state.phase = Phase::VerifyFailed;
+            state::save(client, &index, &state).await?;
+            summary(
+                options,
+                "verify_failed",
+                alias,
+                &index,
+                from.first().map(String::as_str),
+                &pass,
+                &Written::default(),
+            )?;
+            eprintln!(
+                "recon: the verify gate kept {alias} where it was; inspect {index} (`recon check --index {index}`), \
+                 then `{}` or `{}`",
+                options.command("--resume --yes"),
+                options.command("--discard --yes")
+            );
+            return Ok(Outcome::Drift);
+        }
+        failpoint("verify");
+        hold_before_swap().await?;
+        state.phase = Phase::Swapped;
+        state::save(client, &index, &state).await?;
+        swap::swap(client, alias, &from, &index, state.adopt).await?;
+        options.say(format!("swapped {alias} → {index}"));
+        failpoint("swap");
+    }
+    if !state.adopt {
+        for old in from.iter().filter(|i| *i != &index) {
+            state::set_phase(client, old, Phase::Retired).await?;
+        }
+    }
+    // The last pass: rows changed since the last check; the projector writes here too now.
+    let since = state.caught_up_ms.unwrap_or(watermark) - margin;
+    catch_up.refresh().await?;
+    let keys = write_model.keys_changed_since(since).await?;
+    let last = catch_up.repair(&keys).await?;
+    // Searches (the next check) see the last pass at once, not a refresh interval later.
+    catch_up.refresh().await?;
+    options.say(format!(
+        "last pass: {} rows changed since {}: {} written, {} left to the projector, {} already right",
+        keys.len(),
+        rfc3339_ms(since),
+        last.applied,
+        last.conflicts,
+        last.skipped
+    ));
+    state.phase = Phase::Live;
+    state::save(client, &index, &state).await?;
+    if !state.adopt {
+        prune(client, alias, &index, options).await?;
+    }
+    summary(
+        options,
+        "swapped",
+        alias,
+        &index,
+        from.first().map(String::as_str),
+        &pass,
+        &last,
+    )?;
+    if last.failed > 0 {
+        eprintln!(
+            "recon: warning: {} writes of the last pass failed ({}); run `recon check` on {alias}",
+            last.failed,
+            last.failures.join("; ")
+        );
+    }
+    Ok(Outcome::InSync)
+}
+
+/// Catch-up and check passes until at most `--max-drift` keys drift; false when the gate stays shut.
+async fn verify(
+    settings: &Settings,
+    options: &ReindexOptions,
+    catch_up: &CatchUp<'_>,
+    state: &mut ReindexState,
+    pass: &mut Pass,
+    watermark: i64,
+) -> anyhow::Result<bool> {
+    let margin = options.margin.as_millis() as i64;
+    let client = catch_up.generation.client();
+    let mut check_settings = settings.clone();
+    check_settings.elasticsearch.index = catch_up.index.to_string();
+    for n in 1..=MAX_PASSES {
+        pass.passes = n;
+        let started = pg_now(catch_up.write_model).await?;
+        let since = state.caught_up_ms.unwrap_or(watermark) - margin;
+        let keys = catch_up.write_model.keys_changed_since(since).await?;
+        let written = catch_up.reproject(&keys).await?;
+        options.say(format!(
+            "pass {n}: re-projected {} rows changed since {} ({} written)",
+            keys.len(),
+            rfc3339_ms(since),
+            written.applied
+        ));
+        catch_up.refresh().await?;
+        // Rows changed since this pass started are the next pass's (or the last pass's): pending here.
+        let grace = Duration::from_millis((pg_now(catch_up.write_model).await? - started + margin).max(0) as u64);
+        let sides = connect_sides_with(&check_settings, options.parallel).await?;
+        let mut scope = ScanScope::serial(KeyRange::all(), Some(grace), ProgressMode::Off);
+        scope.parallel = options.parallel as usize;
+        let mut drifted: Vec<Key> = Vec::new();
+        let scanned = scan(&sides, catch_up.comparator.clone(), &scope, |drift| {
+            if drift.kind != DriftKind::Pending {
+                drifted.push(drift.key.clone());
+            }
+            Ok(())
+        })
+        .await?;
+        if scanned.interrupted {
+            bail!("interrupted during the check of {}", catch_up.index);
+        }
+        pass.failing = scanned.summary.failing();
+        pass.pending = scanned.summary.pending;
+        state.caught_up_ms = Some(started);
+        state::save(client, catch_up.index, state).await?;
+        options.say(format!(
+            "pass {n}: checked {}: {} rows, {} documents, {} keys drift, {} pending (changed since the pass began)",
+            catch_up.index, scanned.summary.source_rows, scanned.summary.target_docs, pass.failing, pass.pending
+        ));
+        if !drifted.is_empty() {
+            let repaired = catch_up.repair(&drifted).await?;
+            options.say(format!(
+                "pass {n}: repaired {} of {} drifted keys ({} failed)",
+                repaired.applied,
+                drifted.len(),
+                repaired.failed
+            ));
+        }
+        if pass.failing <= options.max_drift {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Deletes the generations older than the live one beyond `--keep`.
+async fn prune(client: &EsClient, alias: &str, live: &str, options: &ReindexOptions) -> anyhow::Result<()> {
+    let generations = generations::list(client, alias).await?;
+    let older: Vec<&Generation> = generations::newest_first(&generations)
+        .into_iter()
+        .skip_while(|g| g.index != live)
+        .filter(|g| !g.live && generations::generation_time(alias, &g.index).is_some())
+        .collect();
+    for g in older.into_iter().skip(options.keep) {
+        swap::delete(client, &g.index).await?;
+        options.say(format!("deleted {} (beyond --keep {})", g.index, options.keep));
+    }
+    Ok(())
+}
