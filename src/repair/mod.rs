@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -243,9 +243,10 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     if options.verbose {
         let secs = clock.elapsed().as_secs_f64();
         eprintln!(
-            "recon: applied {} actions in {secs:.2} s ({:.0} actions/s)",
+            "recon: applied {} actions in {secs:.2} s ({:.0} actions/s, {} audit fsyncs)",
             actions.len(),
-            actions.len() as f64 / secs
+            actions.len() as f64 / secs,
+            executor.durable.fsyncs()
         );
     }
     finish(settings, options, &conn, &cx, &executor, actions, tally, audit_path).await
@@ -308,14 +309,14 @@ fn executor(conn: &Connected, log: AuditLog, options: &RepairOptions) -> anyhow:
         crate::commands::interrupted().await;
         flag.store(true, Ordering::SeqCst);
     });
-    Ok(Executor {
-        writer: BulkWriter::new(client.clone(), options.bulk.clone()),
+    Ok(Executor::new(
+        BulkWriter::new(client.clone(), options.bulk.clone()),
         client,
-        audit: Mutex::new(log),
+        log,
         stop,
-        concurrency: options.concurrency,
-        progress: options.progress != ProgressMode::Off,
-    })
+        options.concurrency,
+        options.progress != ProgressMode::Off,
+    ))
 }
 
 fn resume_hint(audit: &Path, options: &RepairOptions) -> String {
@@ -421,8 +422,9 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
             tally.not_started += part.len() as u64;
             continue;
         }
+        let part: Vec<apply::EncodedIntent> = part.iter().map(apply::EncodedIntent::of).collect();
         let outcomes = executor
-            .write(part)
+            .write(&part, true)
             .await
             .map_err(|e| e.context(resume_hint(path, options)))?;
         for o in &outcomes {

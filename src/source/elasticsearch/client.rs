@@ -145,7 +145,10 @@ pub struct EsResponse {
 
 /// Why one attempt failed, and whether another may succeed.
 enum Attempt {
+    /// Answered with a status worth retrying (429, 502, 503, 504): the request was not carried out.
     Transient(String),
+    /// No complete answer (connection refused or reset, timeout): the request may have been carried out.
+    Broken(String),
     Final(EsError),
 }
 
@@ -266,10 +269,40 @@ impl EsClient {
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<EsResponse, EsError> {
+        self.request_bytes_noting_lost(method, path, query, body).await.0
+    }
+
+    /// Like [`request_bytes`](Self::request_bytes), and says whether an attempt broke off after the
+    /// request may have reached the server (a reset connection, a timeout): a write answered by a
+    /// later attempt may then have applied already, and its conflict be its own.
+    pub async fn request_bytes_noting_lost(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> (Result<EsResponse, EsError>, bool) {
+        let lost = std::sync::atomic::AtomicBool::new(false);
+        let result = self.request_bytes_inner(method, path, query, body, &lost).await;
+        (result, lost.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    async fn request_bytes_inner(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+        lost: &std::sync::atomic::AtomicBool,
+    ) -> Result<EsResponse, EsError> {
         let attempts = std::sync::atomic::AtomicUsize::new(0);
         let attempt = || async {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.attempt(method, path, query, body.clone()).await
+            let result = self.attempt(method, path, query, body.clone()).await;
+            if let Err(Attempt::Broken(_)) = &result {
+                lost.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            result
         };
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.retry.min_delay)
@@ -280,12 +313,12 @@ impl EsClient {
         let result = attempt
             .retry(backoff)
             .sleep(tokio::time::sleep)
-            .when(|e| matches!(e, Attempt::Transient(_)))
+            .when(|e| matches!(e, Attempt::Transient(_) | Attempt::Broken(_)))
             .await;
         match result {
             Ok(response) => Ok(response),
             Err(Attempt::Final(e)) => Err(e),
-            Err(Attempt::Transient(last)) => Err(EsError::Exhausted {
+            Err(Attempt::Transient(last) | Attempt::Broken(last)) => Err(EsError::Exhausted {
                 method: method_name(method),
                 path: path.to_string(),
                 attempts: attempts.load(std::sync::atomic::Ordering::Relaxed),
@@ -321,14 +354,11 @@ impl EsClient {
             .client
             .send(method, path, HeaderMap::new(), query, body, None)
             .await
-            .map_err(|e| Attempt::Transient(error_chain(&e)))?;
+            .map_err(|e| Attempt::Broken(error_chain(&e)))?;
         let status = response.status_code();
         // The whole body is read inside the attempt: a connection reset half-way through a page is
         // as transient as a refused request, and the request is idempotent, so it is sent again.
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Attempt::Transient(error_chain(&e)))?;
+        let bytes = response.bytes().await.map_err(|e| Attempt::Broken(error_chain(&e)))?;
         if is_transient(status) {
             return Err(Attempt::Transient(format!(
                 "HTTP {} {}",

@@ -62,31 +62,18 @@ pub struct WriteAction {
 impl WriteAction {
     /// Appends the action's NDJSON lines to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut meta = Map::new();
-        meta.insert("_index".into(), Value::String(self.index.clone()));
-        meta.insert("_id".into(), Value::String(self.id.clone()));
-        if self.kind != WriteKind::Create {
-            if let (Some(seq_no), Some(term)) = (self.if_seq_no, self.if_primary_term) {
-                meta.insert("if_seq_no".into(), Value::from(seq_no));
-                meta.insert("if_primary_term".into(), Value::from(term));
-            }
-        }
-        let line = json!({ self.kind.as_str(): meta });
-        serde_json::to_writer(&mut *out, &line).expect("a JSON value serializes");
-        out.push(b'\n');
-        let empty = Map::new();
-        match self.kind {
-            WriteKind::Create | WriteKind::Index => {
-                serde_json::to_writer(&mut *out, self.doc.as_ref().unwrap_or(&empty)).expect("serializes");
-                out.push(b'\n');
-            }
-            WriteKind::Update => {
-                serde_json::to_writer(&mut *out, &json!({"doc": self.doc.as_ref().unwrap_or(&empty)}))
-                    .expect("serializes");
-                out.push(b'\n');
-            }
-            WriteKind::Delete => {}
-        }
+        let doc = self
+            .doc
+            .as_ref()
+            .map(|d| serde_json::to_vec(d).expect("a JSON object serializes"));
+        encode_item(self.kind, &self.index, &self.id, self.condition(), doc.as_deref(), out);
+    }
+
+    /// The action encoded once, for [`BulkWriter::apply_encoded`].
+    pub fn encoded(&self) -> EncodedAction {
+        let mut lines = Vec::new();
+        self.encode(&mut lines);
+        EncodedAction { kind: self.kind, lines }
     }
 
     /// The encoded size, for batching.
@@ -94,6 +81,56 @@ impl WriteAction {
         let mut out = Vec::new();
         self.encode(&mut out);
         out.len()
+    }
+
+    fn condition(&self) -> Option<(i64, i64)> {
+        self.if_seq_no.zip(self.if_primary_term)
+    }
+}
+
+/// One action's NDJSON lines, encoded once: a request is the concatenation of its items' lines, and
+/// items rejected with 429 are sent again from the same bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedAction {
+    pub kind: WriteKind,
+    pub lines: Vec<u8>,
+}
+
+/// Appends one bulk item to `out`: its action line, conditional on `condition` (`if_seq_no`,
+/// `if_primary_term`) unless it is a create, then the document, already encoded as JSON (`doc_json`;
+/// an empty object when None), as the body a create or index takes or inside an update's `doc`.
+pub fn encode_item(
+    kind: WriteKind,
+    index: &str,
+    id: &str,
+    condition: Option<(i64, i64)>,
+    doc_json: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
+    let mut meta = Map::new();
+    meta.insert("_index".into(), Value::String(index.to_string()));
+    meta.insert("_id".into(), Value::String(id.to_string()));
+    if kind != WriteKind::Create {
+        if let Some((seq_no, term)) = condition {
+            meta.insert("if_seq_no".into(), Value::from(seq_no));
+            meta.insert("if_primary_term".into(), Value::from(term));
+        }
+    }
+    let line = json!({ kind.as_str(): meta });
+    serde_json::to_writer(&mut *out, &line).expect("a JSON value serializes");
+    out.push(b'\n');
+    let doc = doc_json.unwrap_or(b"{}");
+    match kind {
+        WriteKind::Create | WriteKind::Index => {
+            out.extend_from_slice(doc);
+            out.push(b'\n');
+        }
+        WriteKind::Update => {
+            out.extend_from_slice(b"{\"doc\":");
+            out.extend_from_slice(doc);
+            out.extend_from_slice(b"}\n");
+        }
+        WriteKind::Delete => {}
     }
 }
 
@@ -120,6 +157,10 @@ pub struct ItemOutcome {
     pub seq_no: Option<i64>,
     pub primary_term: Option<i64>,
     pub error: Option<String>,
+    /// The request was sent more than once because an attempt broke off after it may have reached
+    /// the read model (a reset connection): a conflict may then be this item's own earlier attempt.
+    #[serde(default)]
+    pub answer_lost: bool,
 }
 
 impl ItemOutcome {
@@ -131,6 +172,7 @@ impl ItemOutcome {
             seq_no: None,
             primary_term: None,
             error: Some(error.into()),
+            answer_lost: false,
         }
     }
 }
@@ -244,18 +286,30 @@ impl BulkWriter {
         )
     }
 
-    async fn send(&self, batch: &[WriteAction], todo: &[usize]) -> anyhow::Result<Vec<Value>> {
-        let mut body = Vec::with_capacity(todo.len() * 256);
+    /// Ranges of encoded `actions` that each fit one request.
+    pub fn batches_encoded(&self, actions: &[EncodedAction]) -> Vec<Range<usize>> {
+        split_batches(
+            actions.iter().map(|a| a.lines.len()),
+            self.settings.max_bytes,
+            self.settings.max_actions,
+        )
+    }
+
+    /// Sends the `todo` items of `batch` as one request: the items of the answer, and whether an
+    /// attempt's answer was lost on the way.
+    async fn send(&self, batch: &[EncodedAction], todo: &[usize]) -> anyhow::Result<(Vec<Value>, bool)> {
+        let mut body = Vec::with_capacity(todo.iter().map(|&i| batch[i].lines.len()).sum());
         for &i in todo {
-            batch[i].encode(&mut body);
+            body.extend_from_slice(&batch[i].lines);
         }
         if let Some(pacer) = &self.pacer {
             pacer.reserve(todo.len()).await;
         }
-        let response = self
+        let (response, answer_lost) = self
             .client
-            .request_bytes(Method::Post, "/_bulk", &[("refresh", "false")], Some(body))
-            .await?;
+            .request_bytes_noting_lost(Method::Post, "/_bulk", &[("refresh", "false")], Some(body))
+            .await;
+        let response = response?;
         if response.status >= 400 {
             return Err(api_error(Method::Post, "/_bulk", response.status, response.body).into());
         }
@@ -274,10 +328,12 @@ impl BulkWriter {
                 todo.len()
             );
         }
-        Ok(items)
+        Ok((items, answer_lost))
     }
 
-    async fn apply_batch(&self, batch: &[WriteAction]) -> anyhow::Result<Vec<ItemOutcome>> {
+    /// Writes actions encoded beforehand (one request; split with [`batches_encoded`](Self::batches_encoded)):
+    /// one outcome per action, in order.
+    pub async fn apply_encoded(&self, batch: &[EncodedAction]) -> anyhow::Result<Vec<ItemOutcome>> {
         let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; batch.len()];
         let mut todo: Vec<usize> = (0..batch.len()).collect();
         let policy = &self.settings.item_retry;
@@ -285,11 +341,14 @@ impl BulkWriter {
         let mut waited = Duration::ZERO;
         let mut attempt = 0usize;
         while !todo.is_empty() {
-            let items = self.send(batch, &todo).await?;
+            let (items, answer_lost) = self.send(batch, &todo).await?;
             let mut rejected = Vec::new();
             for (&i, item) in todo.iter().zip(&items) {
                 match read_item(batch[i].kind, item) {
-                    ItemReading::Done(outcome) => outcomes[i] = Some(outcome),
+                    ItemReading::Done(mut outcome) => {
+                        outcome.answer_lost = answer_lost;
+                        outcomes[i] = Some(outcome)
+                    }
                     ItemReading::Rejected(reason) => {
                         outcomes[i] = Some(ItemOutcome::failed(format!(
                             "rejected with 429 after {} attempts: {reason}",
@@ -314,6 +373,11 @@ impl BulkWriter {
             .into_iter()
             .map(|o| o.unwrap_or_else(|| ItemOutcome::failed("no answer")))
             .collect())
+    }
+
+    async fn apply_batch(&self, batch: &[WriteAction]) -> anyhow::Result<Vec<ItemOutcome>> {
+        let encoded: Vec<EncodedAction> = batch.iter().map(WriteAction::encoded).collect();
+        self.apply_encoded(&encoded).await
     }
 }
 
@@ -347,6 +411,7 @@ fn read_item(kind: WriteKind, item: &Value) -> ItemReading {
         seq_no: body["_seq_no"].as_i64(),
         primary_term: body["_primary_term"].as_i64(),
         error,
+        answer_lost: false,
     };
     match status {
         200..=299 => ItemReading::Done(outcome(ItemStatus::Applied, None)),
