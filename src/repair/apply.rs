@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::audit::{encode_intent, AuditLog, GroupSync, Intent, OutcomeRecord, ANSWER_LOST_VERIFIED};
-use super::plan::{patch, replacement, BeforeImage, PlannedAction};
+use super::plan::{patch, replacement, BeforeImage, PlannedAction, Row};
 use crate::diff::Comparator;
 use crate::model::{DriftKind, Key, KeyedDoc};
 use crate::source::elasticsearch::write::{encode_item, BulkWriter, EncodedAction, ItemOutcome, ItemStatus, WriteKind};
@@ -257,25 +257,36 @@ impl Executor {
         }
     }
 
-    /// Prepares and writes every planned action, `chunk` keys' worth at a time, with bounded
-    /// concurrency.
+    /// Prepares and writes every planned action, a chunk (read as it is needed: the plan may be a
+    /// spool on disk) at a time, with bounded concurrency. `planned`: the actions in all chunks.
     pub async fn run_plan(
         &self,
         repairer: &Repairer<'_>,
-        actions: &[PlannedAction],
-        chunk: usize,
+        chunks: impl Iterator<Item = std::io::Result<Vec<PlannedAction>>>,
+        planned: u64,
     ) -> anyhow::Result<Tally> {
-        let chunks: Vec<&[PlannedAction]> = actions.chunks(chunk.max(1)).collect();
         let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let fail = |e: anyhow::Error| {
+            self.stop.store(true, Ordering::SeqCst);
+            let mut slot = first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            slot.get_or_insert(e);
+        };
         let mut results = futures::stream::iter(chunks)
             .map(|part| async {
                 let mut tally = Tally::default();
+                let part = match part {
+                    Ok(part) => part,
+                    Err(e) => {
+                        fail(anyhow::Error::new(e).context("cannot read the plan back from its temporary file"));
+                        return tally;
+                    }
+                };
                 if self.stopped() {
                     tally.not_started = part.len() as u64;
                     return tally;
                 }
                 let done = async {
-                    let (intents, skipped) = repairer.prepare(part).await?;
+                    let (intents, skipped) = repairer.prepare(&part).await?;
                     self.record(&skipped)?;
                     let outcomes = self.write(&intents, false).await?;
                     anyhow::Ok((intents, skipped, outcomes))
@@ -290,10 +301,8 @@ impl Executor {
                         debug_assert_eq!(intents.len(), outcomes.len());
                     }
                     Err(e) => {
-                        self.stop.store(true, Ordering::SeqCst);
                         tally.not_started = part.len() as u64;
-                        let mut slot = first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        slot.get_or_insert(e);
+                        fail(e);
                     }
                 }
                 tally
@@ -307,11 +316,8 @@ impl Executor {
                 last_report = std::time::Instant::now();
                 let done = total.applied + total.conflict + total.failed + total.skipped;
                 eprintln!(
-                    "recon: repair: {done}/{} actions ({} applied, {} conflicts, {} failed)",
-                    actions.len(),
-                    total.applied,
-                    total.conflict,
-                    total.failed
+                    "recon: repair: {done}/{planned} actions ({} applied, {} conflicts, {} failed)",
+                    total.applied, total.conflict, total.failed
                 );
             }
         }
@@ -356,7 +362,7 @@ impl Repairer<'_> {
         } else {
             (self.write_model.lookup(&keys).await?, Vec::new())
         };
-        let rows: HashMap<Key, KeyedDoc> = rows.into_iter().map(|d| (d.key.clone(), d)).collect();
+        let rows: HashMap<Key, Row> = rows.into_iter().map(|d| (d.key, Row::Doc(d.doc))).collect();
         let docs: HashMap<String, KeyedDoc> = docs.into_iter().filter_map(|d| Some((d.meta.id.clone()?, d))).collect();
         let mut intents = Vec::new();
         let mut skipped = Vec::new();
@@ -371,13 +377,13 @@ impl Repairer<'_> {
             };
             let row = match &a.verified {
                 Some(v) => v.row.as_ref(),
-                None => rows.get(&key).map(|d| &d.doc),
+                None => rows.get(&key),
             };
             let before = a
                 .before
                 .clone()
                 .or_else(|| docs.get(&a.id).and_then(|d| BeforeImage::of(d, &a.index)));
-            let intent = |doc: Option<&serde_json::Map<String, Value>>| EncodedIntent {
+            let intent = |doc_json: Option<Vec<u8>>| EncodedIntent {
                 intent: Intent {
                     seq: a.seq,
                     action: a.action,
@@ -389,7 +395,7 @@ impl Repairer<'_> {
                     doc: None,
                     before: before.clone(),
                 },
-                doc_json: doc.map(|d| serde_json::to_vec(d).expect("a JSON object serializes")),
+                doc_json,
             };
             match a.action {
                 WriteKind::Create => match row {
@@ -398,7 +404,8 @@ impl Repairer<'_> {
                         "the row was deleted since the plan",
                         "row_gone",
                     )),
-                    Some(row) => intents.push(intent(Some(row))),
+                    // A row kept as JSON by the plan spool is written as it is.
+                    Some(row) => intents.push(intent(Some(row.json().into_owned()))),
                 },
                 WriteKind::Delete => {
                     if a.drift == DriftKind::Orphaned && row.is_some() {
@@ -426,6 +433,8 @@ impl Repairer<'_> {
                         }
                         continue;
                     };
+                    let row = row.doc();
+                    let row = row.as_ref();
                     if self.comparator.diff(row, &current.source).is_empty() {
                         skipped.push(OutcomeRecord::skipped(a.seq, "already in sync", "in_sync"));
                         continue;
@@ -443,7 +452,9 @@ impl Repairer<'_> {
                         fields.dedup();
                         patch(row, &fields)
                     };
-                    intents.push(intent(Some(&doc)));
+                    intents.push(intent(Some(
+                        serde_json::to_vec(&doc).expect("a JSON object serializes"),
+                    )));
                 }
             }
         }

@@ -312,15 +312,17 @@ impl AuditLog {
     }
 
     /// The plan, without documents or before-images: resume needs only what is left to do.
+    /// Appended a chunk at a time; made durable by [`finish`](Self::finish) (or the first intents).
     pub fn plan(&mut self, actions: &[PlannedAction]) -> Result<(), AuditError> {
         for a in actions {
             let light = PlannedAction {
                 before: None,
+                verified: None,
                 ..a.clone()
             };
             self.line("plan", &light)?;
         }
-        self.sync()
+        Ok(())
     }
 
     /// Appends intents and makes them durable: only then may the writes go out.
