@@ -135,6 +135,9 @@ async fn one_run(
     let cap = orders.to_string();
     let repair_dir = dir.path().to_path_buf();
     let extra = extra.to_vec();
+    // Peak RSS from recon itself: a child inherits this process's high-water mark (the emulator's).
+    let rss_file = tempfile::NamedTempFile::new()?;
+    let rss_path = rss_file.path().to_path_buf();
     let (repair, output) = tokio::task::spawn_blocking(move || {
         let clock = Instant::now();
         let output = Command::new(binary)
@@ -142,6 +145,7 @@ async fn one_run(
             .args(["repair", "--quiet", "--verbose", "--apply", "--yes", "--format", "json"])
             .args(["--max-changes", &cap, "--config", config.to_str().expect("utf-8 path")])
             .args(&extra)
+            .env("RECON_PEAK_RSS_FILE", &rss_path)
             .output();
         (clock.elapsed(), output)
     })
@@ -182,6 +186,12 @@ async fn one_run(
         n / secs(repair),
         secs(raw) / secs(repair)
     );
+    let rss_mb = std::fs::read_to_string(rss_file.path())?
+        .trim()
+        .parse::<f64>()
+        .context("recon wrote no peak RSS")?
+        / 1024.0;
+    println!("recon repair, peak RSS:              {rss_mb:>7.1} MB");
     for line in stderr
         .lines()
         .filter(|l| l.starts_with("recon: ") && !l.contains("(from "))
