@@ -143,13 +143,12 @@ pub struct EsResponse {
     pub body: Value,
 }
 
-/// Why one attempt failed, and whether another may succeed.
+/// Why one attempt failed; another may succeed.
 enum Attempt {
     /// Answered with a status worth retrying (429, 502, 503, 504): the request was not carried out.
     Transient(String),
     /// No complete answer (connection refused or reset, timeout): the request may have been carried out.
     Broken(String),
-    Final(EsError),
 }
 
 #[derive(Clone)]
@@ -269,19 +268,22 @@ impl EsClient {
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<EsResponse, EsError> {
-        self.request_bytes_noting_lost(method, path, query, body).await.0
+        let lost = std::sync::atomic::AtomicBool::new(false);
+        let raw = self.request_bytes_inner(method, path, query, body, &lost).await?;
+        parse_body(method, path, raw)
     }
 
-    /// Like [`request_bytes`](Self::request_bytes), and says whether an attempt broke off after the
-    /// request may have reached the server (a reset connection, a timeout): a write answered by a
-    /// later attempt may then have applied already, and its conflict be its own.
-    pub async fn request_bytes_noting_lost(
+    /// Like [`request_bytes`](Self::request_bytes), with the answer's body left unparsed (a bulk
+    /// answer is read into its own types), and says whether an attempt broke off after the request
+    /// may have reached the server (a reset connection, a timeout): a write answered by a later
+    /// attempt may then have applied already, and its conflict be its own.
+    pub async fn request_raw_noting_lost(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
-    ) -> (Result<EsResponse, EsError>, bool) {
+    ) -> (Result<RawResponse, EsError>, bool) {
         let lost = std::sync::atomic::AtomicBool::new(false);
         let result = self.request_bytes_inner(method, path, query, body, &lost).await;
         (result, lost.load(std::sync::atomic::Ordering::Relaxed))
@@ -294,7 +296,7 @@ impl EsClient {
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
         lost: &std::sync::atomic::AtomicBool,
-    ) -> Result<EsResponse, EsError> {
+    ) -> Result<RawResponse, EsError> {
         let attempts = std::sync::atomic::AtomicUsize::new(0);
         let attempt = || async {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -310,14 +312,9 @@ impl EsClient {
             .with_max_times(self.retry.max_retries)
             .with_total_delay(Some(self.retry.max_total_delay))
             .with_jitter();
-        let result = attempt
-            .retry(backoff)
-            .sleep(tokio::time::sleep)
-            .when(|e| matches!(e, Attempt::Transient(_) | Attempt::Broken(_)))
-            .await;
+        let result = attempt.retry(backoff).sleep(tokio::time::sleep).await;
         match result {
             Ok(response) => Ok(response),
-            Err(Attempt::Final(e)) => Err(e),
             Err(Attempt::Transient(last) | Attempt::Broken(last)) => Err(EsError::Exhausted {
                 method: method_name(method),
                 path: path.to_string(),
@@ -348,7 +345,7 @@ impl EsClient {
         path: &str,
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
-    ) -> Result<EsResponse, Attempt> {
+    ) -> Result<RawResponse, Attempt> {
         let query = if query.is_empty() { None } else { Some(query) };
         let response = self
             .client
@@ -366,27 +363,39 @@ impl EsClient {
                 summarize(&bytes)
             )));
         }
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            match serde_json::from_slice(&bytes) {
-                Ok(v) => v,
-                // Text answers (cat APIs without format=json) are kept as a string.
-                Err(_) if status.is_success() => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
-                Err(e) => {
-                    return Err(Attempt::Final(EsError::InvalidBody {
-                        method: method_name(method),
-                        path: path.to_string(),
-                        detail: format!("HTTP {}: {e}: {}", status.as_u16(), summarize(&bytes)),
-                    }))
-                }
-            }
-        };
-        Ok(EsResponse {
+        Ok(RawResponse {
             status: status.as_u16(),
-            body,
+            body: bytes.to_vec(),
         })
     }
+}
+
+/// A response with its body as it came.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+fn parse_body(method: Method, path: &str, raw: RawResponse) -> Result<EsResponse, EsError> {
+    let RawResponse { status, body: bytes } = raw;
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            // Text answers (cat APIs without format=json) are kept as a string.
+            Err(_) if (200..300).contains(&status) => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(e) => {
+                return Err(EsError::InvalidBody {
+                    method: method_name(method),
+                    path: path.to_string(),
+                    detail: format!("HTTP {status}: {e}: {}", summarize(&bytes)),
+                })
+            }
+        }
+    };
+    Ok(EsResponse { status, body })
 }
 
 fn method_name(method: Method) -> String {

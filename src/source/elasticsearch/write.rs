@@ -297,7 +297,7 @@ impl BulkWriter {
 
     /// Sends the `todo` items of `batch` as one request: the items of the answer, and whether an
     /// attempt's answer was lost on the way.
-    async fn send(&self, batch: &[EncodedAction], todo: &[usize]) -> anyhow::Result<(Vec<Value>, bool)> {
+    async fn send(&self, batch: &[EncodedAction], todo: &[usize]) -> anyhow::Result<(Vec<BulkItem>, bool)> {
         let mut body = Vec::with_capacity(todo.iter().map(|&i| batch[i].lines.len()).sum());
         for &i in todo {
             body.extend_from_slice(&batch[i].lines);
@@ -307,20 +307,18 @@ impl BulkWriter {
         }
         let (response, answer_lost) = self
             .client
-            .request_bytes_noting_lost(Method::Post, "/_bulk", &[("refresh", "false")], Some(body))
+            .request_raw_noting_lost(Method::Post, "/_bulk", &[("refresh", "false")], Some(body))
             .await;
         let response = response?;
         if response.status >= 400 {
-            return Err(api_error(Method::Post, "/_bulk", response.status, response.body).into());
+            let body = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+            return Err(api_error(Method::Post, "/_bulk", response.status, body).into());
         }
-        // Taken, not cloned: a bulk answer holds one object per item.
-        let items = match response.body {
-            Value::Object(mut body) => match body.remove("items") {
-                Some(Value::Array(items)) => items,
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
+        // Read into its own types, not a `Value`: an answer holds an object per item, and only a few
+        // of their fields matter.
+        let items = serde_json::from_slice::<BulkAnswer>(&response.body)
+            .map_err(|e| anyhow::anyhow!("_bulk answered something that is not a bulk answer: {e}"))?
+            .items;
         if items.len() != todo.len() {
             anyhow::bail!(
                 "_bulk answered {} items for {} actions; the outcome of this batch is unknown",
@@ -392,13 +390,45 @@ enum ItemReading {
     Rejected(String),
 }
 
-/// Reads one item of a bulk answer: `{"create": {"status": 201, "result": "created", ...}}`.
-fn read_item(kind: WriteKind, item: &Value) -> ItemReading {
-    let null = Value::Null;
-    let body = item.as_object().and_then(|o| o.values().next()).unwrap_or(&null);
-    let status = body["status"].as_u64().unwrap_or(0);
+/// The part of a bulk answer recon reads.
+#[derive(Deserialize)]
+struct BulkAnswer {
+    #[serde(default)]
+    items: Vec<BulkItem>,
+}
+
+/// One item: `{"create": {"status": 201, "result": "created", ...}}`, whatever the operation.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BulkItem {
+    Create(ItemAnswer),
+    Index(ItemAnswer),
+    Update(ItemAnswer),
+    Delete(ItemAnswer),
+}
+
+#[derive(Deserialize, Default)]
+struct ItemAnswer {
+    #[serde(default)]
+    status: u64,
+    #[serde(default)]
+    result: Option<String>,
+    #[serde(default, rename = "_index")]
+    index: Option<String>,
+    #[serde(default, rename = "_seq_no")]
+    seq_no: Option<i64>,
+    #[serde(default, rename = "_primary_term")]
+    primary_term: Option<i64>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// Reads one item of a bulk answer.
+fn read_item(kind: WriteKind, item: &BulkItem) -> ItemReading {
+    let (BulkItem::Create(body) | BulkItem::Index(body) | BulkItem::Update(body) | BulkItem::Delete(body)) = item;
+    let status = body.status;
     let reason = || {
-        let error = &body["error"];
+        let error = body.error.as_ref().unwrap_or(&Value::Null);
         match (error["type"].as_str(), error["reason"].as_str()) {
             (Some(t), Some(r)) => format!("{t}: {r}"),
             _ => format!("HTTP {status}: {error}"),
@@ -406,10 +436,10 @@ fn read_item(kind: WriteKind, item: &Value) -> ItemReading {
     };
     let outcome = |status: ItemStatus, error: Option<String>| ItemOutcome {
         status,
-        result: body["result"].as_str().map(str::to_string),
-        index: body["_index"].as_str().map(str::to_string),
-        seq_no: body["_seq_no"].as_i64(),
-        primary_term: body["_primary_term"].as_i64(),
+        result: body.result.clone(),
+        index: body.index.clone(),
+        seq_no: body.seq_no,
+        primary_term: body.primary_term,
         error,
         answer_lost: false,
     };
@@ -478,11 +508,15 @@ mod tests {
         assert!(split_batches([], 25, 100).is_empty());
     }
 
+    fn item(answer: Value) -> BulkItem {
+        serde_json::from_value(answer).unwrap()
+    }
+
     #[test]
     fn items_read_as_applied_conflict_rejected_or_failed() {
         let created = json!({"create": {"_index": "orders-1", "_id": "7", "status": 201, "result": "created",
             "_seq_no": 12, "_primary_term": 1}});
-        match read_item(WriteKind::Create, &created) {
+        match read_item(WriteKind::Create, &item(created)) {
             ItemReading::Done(o) => {
                 assert_eq!(o.status, ItemStatus::Applied);
                 assert_eq!((o.seq_no, o.primary_term), (Some(12), Some(1)));
@@ -493,7 +527,7 @@ mod tests {
         let conflict = json!({"index": {"status": 409, "error": {"type": "version_conflict_engine_exception",
             "reason": "required seqNo [3]"}}});
         assert!(matches!(
-            read_item(WriteKind::Index, &conflict),
+            read_item(WriteKind::Index, &item(conflict)),
             ItemReading::Done(ItemOutcome {
                 status: ItemStatus::Conflict,
                 ..
@@ -501,7 +535,7 @@ mod tests {
         ));
         let gone = json!({"delete": {"status": 404, "result": "not_found"}});
         assert!(matches!(
-            read_item(WriteKind::Delete, &gone),
+            read_item(WriteKind::Delete, &item(gone)),
             ItemReading::Done(ItemOutcome {
                 status: ItemStatus::Conflict,
                 ..
@@ -510,12 +544,12 @@ mod tests {
         let rejected = json!({"index": {"status": 429, "error": {"type": "es_rejected_execution_exception",
             "reason": "queue full"}}});
         assert!(matches!(
-            read_item(WriteKind::Index, &rejected),
+            read_item(WriteKind::Index, &item(rejected)),
             ItemReading::Rejected(_)
         ));
         let bad = json!({"index": {"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "x"}}});
         assert!(matches!(
-            read_item(WriteKind::Index, &bad),
+            read_item(WriteKind::Index, &item(bad)),
             ItemReading::Done(ItemOutcome {
                 status: ItemStatus::Failed,
                 ..
