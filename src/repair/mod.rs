@@ -323,7 +323,14 @@ async fn finish(
         .client()
         .request_ok(Method::Post, &refresh, &[], None)
         .await?;
+    let clock = std::time::Instant::now();
     let recheck = plan_keys_verdicts(conn, cx, keys).await?;
+    if options.verbose {
+        eprintln!(
+            "recon: re-checked the repaired keys in {:.2} s",
+            clock.elapsed().as_secs_f64()
+        );
+    }
     let mut report = RunReport {
         planned,
         tally,
@@ -531,10 +538,11 @@ async fn drifted_keys(settings: &Settings, options: &RepairOptions) -> anyhow::R
         return Ok(None);
     }
     eprintln!(
-        "recon: check: {} rows, {} documents, {} drifted keys to re-verify",
+        "recon: check: {} rows, {} documents, {} drifted keys to re-verify ({:.2} s)",
         scanned.summary.source_rows,
         scanned.summary.target_docs,
-        keys.len()
+        keys.len(),
+        scanned.duration.as_secs_f64()
     );
     Ok(Some(keys))
 }
