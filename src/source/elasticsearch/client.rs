@@ -377,6 +377,8 @@ pub struct RawResponse {
     pub body: Vec<u8>,
 }
 
+// The error every request returns; boxing it here alone would gain nothing.
+#[allow(clippy::result_large_err)]
 fn parse_body(method: Method, path: &str, raw: RawResponse) -> Result<EsResponse, EsError> {
     let RawResponse { status, body: bytes } = raw;
     let body = if bytes.is_empty() {
