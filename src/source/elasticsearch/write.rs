@@ -338,8 +338,12 @@ impl BulkWriter {
         let mut delay = policy.min_delay;
         let mut waited = Duration::ZERO;
         let mut attempt = 0usize;
+        // Sticky: an item rejected with 429 by the answered attempt may have applied in an earlier
+        // attempt whose answer was lost, and then conflict with itself in a later round.
+        let mut answer_lost = false;
         while !todo.is_empty() {
-            let (items, answer_lost) = self.send(batch, &todo).await?;
+            let (items, lost) = self.send(batch, &todo).await?;
+            answer_lost |= lost;
             let mut rejected = Vec::new();
             for (&i, item) in todo.iter().zip(&items) {
                 match read_item(batch[i].kind, item) {
