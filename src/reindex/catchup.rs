@@ -14,8 +14,8 @@ use elasticsearch::http::Method;
 
 use crate::diff::Comparator;
 use crate::model::{Key, KeyedDoc};
+use crate::repair::apply::EncodedIntent;
 use crate::repair::apply::{encode, Repairer};
-use crate::repair::audit::Intent;
 use crate::repair::plan::{plan_key, PlanContext, RepairMode};
 use crate::source::elasticsearch::write::{BulkWriter, ConditionalWriter, ItemStatus, WriteAction, WriteKind};
 use crate::source::elasticsearch::ElasticsearchSource;
@@ -154,7 +154,7 @@ impl CatchUp<'_> {
             let (intents, skipped) = repairer.prepare(&actions).await?;
             written.skipped += skipped.iter().filter(|o| o.status != "conflict").count() as u64;
             written.conflicts += skipped.iter().filter(|o| o.status == "conflict").count() as u64;
-            let writes: Vec<WriteAction> = intents.iter().map(Intent::write_action).collect();
+            let writes: Vec<WriteAction> = intents.iter().map(EncodedIntent::write_action).collect();
             written.merge(self.send(&writes).await?);
         }
         Ok(written)

@@ -10,11 +10,13 @@ use elasticsearch::http::Method;
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::audit::{AuditLog, Intent, OutcomeRecord};
-use super::plan::{patch, replacement, BeforeImage, PlannedAction};
+use super::audit::{encode_intent, AuditLog, GroupSync, Intent, OutcomeRecord, ANSWER_LOST_VERIFIED};
+use super::plan::{patch, replacement, BeforeImage, PlannedAction, Row};
 use crate::diff::Comparator;
 use crate::model::{DriftKind, Key, KeyedDoc};
-use crate::source::elasticsearch::write::{BulkWriter, ConditionalWriter, ItemOutcome, ItemStatus, WriteKind};
+use crate::source::elasticsearch::write::{
+    encode_item, BulkWriter, EncodedAction, ItemOutcome, ItemStatus, WriteAction, WriteKind,
+};
 use crate::source::elasticsearch::{ElasticsearchSource, EsClient};
 use crate::source::postgres::PostgresSource;
 use crate::source::DocumentSource;
@@ -23,6 +25,8 @@ use crate::source::DocumentSource;
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
     pub applied: u64,
+    /// Of the applied: writes whose answer was lost, recognised by reading the document back.
+    pub answer_lost: u64,
     pub conflict: u64,
     pub failed: u64,
     pub skipped: u64,
@@ -37,7 +41,12 @@ impl Tally {
     pub fn add(&mut self, key: &Value, outcome: &OutcomeRecord) {
         let reason = || outcome.error.clone().unwrap_or_default();
         match outcome.status.as_str() {
-            "applied" => self.applied += 1,
+            "applied" => {
+                self.applied += 1;
+                if outcome.note.as_deref() == Some(ANSWER_LOST_VERIFIED) {
+                    self.answer_lost += 1;
+                }
+            }
             "conflict" => {
                 self.conflict += 1;
                 self.conflicts.push((key.clone(), reason()));
@@ -52,6 +61,7 @@ impl Tally {
 
     pub fn merge(&mut self, other: Tally) {
         self.applied += other.applied;
+        self.answer_lost += other.answer_lost;
         self.conflict += other.conflict;
         self.failed += other.failed;
         self.skipped += other.skipped;
@@ -61,11 +71,51 @@ impl Tally {
     }
 }
 
+/// An intent whose document is already encoded as JSON: the same bytes go into the audit log and
+/// into the bulk body, and the document is never cloned or serialised twice.
+#[derive(Debug, Clone)]
+pub struct EncodedIntent {
+    /// Without its `doc`: that is `doc_json`.
+    pub intent: Intent,
+    pub doc_json: Option<Vec<u8>>,
+}
+
+impl EncodedIntent {
+    pub fn of(intent: &Intent) -> EncodedIntent {
+        EncodedIntent {
+            doc_json: intent
+                .doc
+                .as_ref()
+                .map(|d| serde_json::to_vec(d).expect("a JSON object serializes")),
+            intent: Intent {
+                doc: None,
+                ..intent.clone()
+            },
+        }
+    }
+
+    /// The document, decoded again (only to verify a write whose answer was lost).
+    fn doc(&self) -> Option<serde_json::Map<String, Value>> {
+        self.doc_json.as_ref().and_then(|d| serde_json::from_slice(d).ok())
+    }
+
+    /// The write, document included, for a writer that sends plain actions (reindex's catch-up,
+    /// which keeps no audit log).
+    pub fn write_action(&self) -> WriteAction {
+        WriteAction {
+            doc: self.doc(),
+            ..self.intent.write_action()
+        }
+    }
+}
+
 /// Sends recorded intents: durable first, then the bulk requests, then the outcomes.
 pub struct Executor {
     pub writer: BulkWriter,
     pub client: EsClient,
     pub audit: Mutex<AuditLog>,
+    /// The log's group commit: batches in flight share fsyncs.
+    pub durable: Arc<GroupSync>,
     /// Set on SIGINT/SIGTERM: no new batch starts; batches in flight finish and are recorded.
     pub stop: Arc<AtomicBool>,
     pub concurrency: usize,
@@ -74,6 +124,25 @@ pub struct Executor {
 }
 
 impl Executor {
+    pub fn new(
+        writer: BulkWriter,
+        client: EsClient,
+        audit: AuditLog,
+        stop: Arc<AtomicBool>,
+        concurrency: usize,
+        progress: bool,
+    ) -> Executor {
+        Executor {
+            writer,
+            client,
+            durable: audit.group_sync(),
+            audit: Mutex::new(audit),
+            stop,
+            concurrency,
+            progress,
+        }
+    }
+
     pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
@@ -87,60 +156,99 @@ impl Executor {
     }
 
     /// Writes intents. A request that fails as a whole leaves its intents without outcome and stops
-    /// the run: whether it applied is unknown, and `--resume` settles it safely.
-    pub async fn write(&self, intents: &[Intent]) -> anyhow::Result<Vec<OutcomeRecord>> {
+    /// the run: whether it applied is unknown, and `--resume` settles it safely. `resent`: these
+    /// intents may have been sent before (resume), so a conflict may be their own earlier write.
+    pub async fn write(&self, intents: &[EncodedIntent], resent: bool) -> anyhow::Result<Vec<OutcomeRecord>> {
         if intents.is_empty() {
             return Ok(Vec::new());
         }
-        let file = {
+        // Outside the log's lock: the log's lines and the bulk items, from the same document bytes.
+        let size: usize = intents
+            .iter()
+            .map(|i| i.doc_json.as_ref().map_or(0, Vec::len) + 256)
+            .sum();
+        let mut lines = Vec::with_capacity(size);
+        let mut actions = Vec::with_capacity(intents.len());
+        for EncodedIntent { intent, doc_json } in intents {
+            let doc = doc_json.as_deref();
+            encode_intent(intent, doc, &mut lines);
+            let mut item = Vec::with_capacity(doc.map_or(0, <[u8]>::len) + 128);
+            let condition = intent.if_seq_no.zip(intent.if_primary_term);
+            encode_item(intent.action, &intent.index, &intent.id, condition, doc, &mut item);
+            actions.push(EncodedAction {
+                kind: intent.action,
+                lines: item,
+            });
+        }
+        let position = {
             let mut audit = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            audit.append_intents(intents)?
+            audit.append_encoded(&lines)?
         };
-        // Durable before any write goes out; awaited, so the other batches in flight go on meanwhile.
-        tokio::task::spawn_blocking(move || file.sync_data())
+        drop(lines);
+        // Durable before any write goes out. Awaited, so the other batches in flight go on meanwhile,
+        // and those that arrive during an fsync share the next one.
+        self.durable
+            .through(position)
             .await
-            .context("the audit log's fsync did not finish")?
             .context("cannot fsync the audit log; nothing of this batch was written")?;
-        let actions: Vec<_> = intents.iter().map(Intent::write_action).collect();
         let mut items = Vec::with_capacity(actions.len());
-        for range in self.writer.batches(&actions) {
-            let batch = &actions[range];
+        for range in self.writer.batches_encoded(&actions) {
             items.extend(
                 self.writer
-                    .apply(batch)
+                    .apply_encoded(&actions[range])
                     .await
                     .context("a bulk request failed; its outcome is unknown until the repair is resumed")?,
             );
         }
         let mut records = Vec::with_capacity(items.len());
         for (intent, item) in intents.iter().zip(items) {
-            let item = if item.status == ItemStatus::Conflict {
+            let record = if item.status == ItemStatus::Conflict && (item.answer_lost || resent) {
                 self.settle_conflict(intent, item).await
             } else {
-                item
+                OutcomeRecord::from_item(intent.intent.seq, &item)
             };
-            records.push(OutcomeRecord::from_item(intent.seq, &item));
+            records.push(record);
         }
         self.record(&records)?;
         Ok(records)
     }
 
-    /// A conflict may be this run's own write: a request whose answer was lost to a reset connection
-    /// is sent again by the client, and the second attempt conflicts with the first. When the
-    /// document now holds exactly what was written, the write applied; its version is recorded.
-    async fn settle_conflict(&self, intent: &Intent, item: ItemOutcome) -> ItemOutcome {
-        if intent.action == WriteKind::Delete {
-            return item;
-        }
+    /// A conflict after a lost answer may be this write's own: the request applied, its answer was
+    /// lost to a reset connection (or to a crash, on resume), and the attempt sent again conflicts
+    /// with the first. When the document now holds exactly what was written (or, for a delete, is
+    /// gone), the write applied; anything else is someone else's write, and stays a conflict.
+    async fn settle_conflict(&self, encoded: &EncodedIntent, item: ItemOutcome) -> OutcomeRecord {
+        let intent = &encoded.intent;
+        let as_conflict = |item: &ItemOutcome| OutcomeRecord::from_item(intent.seq, item);
         let path = format!("/{}/_doc/{}", encode(&intent.index), encode(&intent.id));
         let Ok(current) = self.client.request(Method::Get, &path, &[], None).await else {
-            return item;
+            return as_conflict(&item);
         };
-        if current.status != 200 || current.body["found"] != Value::Bool(true) {
-            return item;
+        let found = current.status == 200 && current.body["found"] == Value::Bool(true);
+        let verified = |result: &str, index: Option<String>, seq_no, primary_term| OutcomeRecord {
+            seq: intent.seq,
+            status: "applied".into(),
+            result: Some(result.into()),
+            index,
+            seq_no,
+            primary_term,
+            error: None,
+            note: Some(ANSWER_LOST_VERIFIED.into()),
+        };
+        if intent.action == WriteKind::Delete {
+            // Gone, with no newer write visible: our delete. A document there now is a newer write.
+            return if current.status == 404 && !found {
+                verified("verified", None, None, None)
+            } else {
+                as_conflict(&item)
+            };
+        }
+        if !found {
+            return as_conflict(&item);
         }
         let source = current.body["_source"].as_object();
-        let wanted = intent.doc.as_ref();
+        let wanted = encoded.doc();
+        let wanted = wanted.as_ref();
         let holds = match (intent.action, source, wanted) {
             (WriteKind::Create | WriteKind::Index, Some(s), Some(w)) => s == w,
             (WriteKind::Update, Some(s), Some(w)) => w.iter().all(|(k, v)| s.get(k) == Some(v)),
@@ -149,40 +257,49 @@ impl Executor {
         // An index or update must also not be the version it was conditional on.
         let moved = intent.if_seq_no != current.body["_seq_no"].as_i64();
         if holds && (intent.action == WriteKind::Create || moved) {
-            ItemOutcome {
-                status: ItemStatus::Applied,
-                result: Some("verified".into()),
-                index: current.body["_index"].as_str().map(str::to_string),
-                seq_no: current.body["_seq_no"].as_i64(),
-                primary_term: current.body["_primary_term"].as_i64(),
-                error: None,
-            }
+            verified(
+                "verified",
+                current.body["_index"].as_str().map(str::to_string),
+                current.body["_seq_no"].as_i64(),
+                current.body["_primary_term"].as_i64(),
+            )
         } else {
-            item
+            as_conflict(&item)
         }
     }
 
-    /// Prepares and writes every planned action, `chunk` keys' worth at a time, with bounded
-    /// concurrency.
+    /// Prepares and writes every planned action, a chunk (read as it is needed: the plan may be a
+    /// spool on disk) at a time, with bounded concurrency. `planned`: the actions in all chunks.
     pub async fn run_plan(
         &self,
         repairer: &Repairer<'_>,
-        actions: &[PlannedAction],
-        chunk: usize,
+        chunks: impl Iterator<Item = std::io::Result<Vec<PlannedAction>>>,
+        planned: u64,
     ) -> anyhow::Result<Tally> {
-        let chunks: Vec<&[PlannedAction]> = actions.chunks(chunk.max(1)).collect();
         let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let fail = |e: anyhow::Error| {
+            self.stop.store(true, Ordering::SeqCst);
+            let mut slot = first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            slot.get_or_insert(e);
+        };
         let mut results = futures::stream::iter(chunks)
             .map(|part| async {
                 let mut tally = Tally::default();
+                let part = match part {
+                    Ok(part) => part,
+                    Err(e) => {
+                        fail(anyhow::Error::new(e).context("cannot read the plan back from its temporary file"));
+                        return tally;
+                    }
+                };
                 if self.stopped() {
                     tally.not_started = part.len() as u64;
                     return tally;
                 }
                 let done = async {
-                    let (intents, skipped) = repairer.prepare(part).await?;
+                    let (intents, skipped) = repairer.prepare(&part).await?;
                     self.record(&skipped)?;
-                    let outcomes = self.write(&intents).await?;
+                    let outcomes = self.write(&intents, false).await?;
                     anyhow::Ok((intents, skipped, outcomes))
                 }
                 .await;
@@ -195,10 +312,8 @@ impl Executor {
                         debug_assert_eq!(intents.len(), outcomes.len());
                     }
                     Err(e) => {
-                        self.stop.store(true, Ordering::SeqCst);
                         tally.not_started = part.len() as u64;
-                        let mut slot = first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        slot.get_or_insert(e);
+                        fail(e);
                     }
                 }
                 tally
@@ -212,11 +327,8 @@ impl Executor {
                 last_report = std::time::Instant::now();
                 let done = total.applied + total.conflict + total.failed + total.skipped;
                 eprintln!(
-                    "recon: repair: {done}/{} actions ({} applied, {} conflicts, {} failed)",
-                    actions.len(),
-                    total.applied,
-                    total.conflict,
-                    total.failed
+                    "recon: repair: {done}/{planned} actions ({} applied, {} conflicts, {} failed)",
+                    total.applied, total.conflict, total.failed
                 );
             }
         }
@@ -246,7 +358,7 @@ pub struct Repairer<'a> {
 impl Repairer<'_> {
     /// Reads the planned keys again on both sides and turns each action into an intent, or into a
     /// `skipped`/`conflict` outcome when re-verification says the write must not happen.
-    pub async fn prepare(&self, part: &[PlannedAction]) -> anyhow::Result<(Vec<Intent>, Vec<OutcomeRecord>)> {
+    pub async fn prepare(&self, part: &[PlannedAction]) -> anyhow::Result<(Vec<EncodedIntent>, Vec<OutcomeRecord>)> {
         // Keys this run just verified on both sides are not read again; a plan from a file is.
         let mut keys: Vec<Key> = part
             .iter()
@@ -261,7 +373,7 @@ impl Repairer<'_> {
         } else {
             (self.write_model.lookup(&keys).await?, Vec::new())
         };
-        let rows: HashMap<Key, KeyedDoc> = rows.into_iter().map(|d| (d.key.clone(), d)).collect();
+        let rows: HashMap<Key, Row> = rows.into_iter().map(|d| (d.key, Row::Doc(d.doc))).collect();
         let docs: HashMap<String, KeyedDoc> = docs.into_iter().filter_map(|d| Some((d.meta.id.clone()?, d))).collect();
         let mut intents = Vec::new();
         let mut skipped = Vec::new();
@@ -276,22 +388,25 @@ impl Repairer<'_> {
             };
             let row = match &a.verified {
                 Some(v) => v.row.as_ref(),
-                None => rows.get(&key).map(|d| &d.doc),
+                None => rows.get(&key),
             };
             let before = a
                 .before
                 .clone()
                 .or_else(|| docs.get(&a.id).and_then(|d| BeforeImage::of(d, &a.index)));
-            let intent = |doc| Intent {
-                seq: a.seq,
-                action: a.action,
-                key: a.key.clone(),
-                index: a.index.clone(),
-                id: a.id.clone(),
-                if_seq_no: a.if_seq_no,
-                if_primary_term: a.if_primary_term,
-                doc,
-                before: before.clone(),
+            let intent = |doc_json: Option<Vec<u8>>| EncodedIntent {
+                intent: Intent {
+                    seq: a.seq,
+                    action: a.action,
+                    key: a.key.clone(),
+                    index: a.index.clone(),
+                    id: a.id.clone(),
+                    if_seq_no: a.if_seq_no,
+                    if_primary_term: a.if_primary_term,
+                    doc: None,
+                    before: before.clone(),
+                },
+                doc_json,
             };
             match a.action {
                 WriteKind::Create => match row {
@@ -300,7 +415,8 @@ impl Repairer<'_> {
                         "the row was deleted since the plan",
                         "row_gone",
                     )),
-                    Some(row) => intents.push(intent(Some(row.clone()))),
+                    // A row kept as JSON by the plan spool is written as it is.
+                    Some(row) => intents.push(intent(Some(row.json().into_owned()))),
                 },
                 WriteKind::Delete => {
                     if a.drift == DriftKind::Orphaned && row.is_some() {
@@ -328,6 +444,8 @@ impl Repairer<'_> {
                         }
                         continue;
                     };
+                    let row = row.doc();
+                    let row = row.as_ref();
                     if self.comparator.diff(row, &current.source).is_empty() {
                         skipped.push(OutcomeRecord::skipped(a.seq, "already in sync", "in_sync"));
                         continue;
@@ -345,7 +463,9 @@ impl Repairer<'_> {
                         fields.dedup();
                         patch(row, &fields)
                     };
-                    intents.push(intent(Some(doc)));
+                    intents.push(intent(Some(
+                        serde_json::to_vec(&doc).expect("a JSON object serializes"),
+                    )));
                 }
             }
         }

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -55,10 +57,51 @@ pub struct Intent {
     pub if_seq_no: Option<i64>,
     #[serde(default)]
     pub if_primary_term: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doc: Option<Map<String, Value>>,
     #[serde(default)]
     pub before: Option<BeforeImage>,
+}
+
+/// An intent's line without its document, borrowed: [`encode_intent`] splices in the document's
+/// bytes, encoded once for both the log and the bulk body.
+#[derive(Serialize)]
+struct IntentLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    seq: u64,
+    action: WriteKind,
+    key: &'a Value,
+    index: &'a str,
+    id: &'a str,
+    if_seq_no: Option<i64>,
+    if_primary_term: Option<i64>,
+    before: &'a Option<BeforeImage>,
+}
+
+/// Appends `intent`'s log line to `out`, its document given as JSON bytes (`doc_json`, the encoding
+/// of `intent.doc`). Reads back as the same [`Intent`].
+pub fn encode_intent(intent: &Intent, doc_json: Option<&[u8]>, out: &mut Vec<u8>) {
+    let line = IntentLine {
+        kind: "intent",
+        seq: intent.seq,
+        action: intent.action,
+        key: &intent.key,
+        index: &intent.index,
+        id: &intent.id,
+        if_seq_no: intent.if_seq_no,
+        if_primary_term: intent.if_primary_term,
+        before: &intent.before,
+    };
+    serde_json::to_writer(&mut *out, &line).expect("an intent serializes");
+    if let Some(doc) = doc_json {
+        // `{...}` becomes `{...,"doc":DOC}`.
+        out.pop();
+        out.extend_from_slice(b",\"doc\":");
+        out.extend_from_slice(doc);
+        out.push(b'}');
+    }
+    out.push(b'\n');
 }
 
 impl Intent {
@@ -90,7 +133,13 @@ pub struct OutcomeRecord {
     pub primary_term: Option<i64>,
     #[serde(default)]
     pub error: Option<String>,
+    /// How the outcome was established when the answer did not say it (`applied, answer lost; verified`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
+
+/// The note of a write whose answer was lost and whose effect was then read back.
+pub const ANSWER_LOST_VERIFIED: &str = "applied, answer lost; verified";
 
 impl OutcomeRecord {
     pub fn from_item(seq: u64, item: &ItemOutcome) -> OutcomeRecord {
@@ -107,6 +156,7 @@ impl OutcomeRecord {
             seq_no: item.seq_no,
             primary_term: item.primary_term,
             error: item.error.clone(),
+            note: None,
         }
     }
 
@@ -119,6 +169,7 @@ impl OutcomeRecord {
             seq_no: None,
             primary_term: None,
             error: Some(reason.into()),
+            note: None,
         }
     }
 }
@@ -135,6 +186,49 @@ struct Tagged<'a, T: Serialize> {
 pub struct AuditLog {
     path: PathBuf,
     out: BufWriter<File>,
+    /// Bytes handed to the operating system so far (what [`GroupSync`] makes durable).
+    appended: Arc<AtomicU64>,
+    sync: Arc<GroupSync>,
+}
+
+/// Group commit: whoever needs the log durable up to a point waits for one fsync that covers it;
+/// batches appended while an fsync runs share the next one instead of queueing one each.
+pub struct GroupSync {
+    path: PathBuf,
+    file: Arc<File>,
+    appended: Arc<AtomicU64>,
+    /// How far the log is known durable.
+    synced: tokio::sync::Mutex<u64>,
+    fsyncs: AtomicU64,
+}
+
+impl GroupSync {
+    /// Returns once every byte appended up to `position` is on disk.
+    pub async fn through(&self, position: u64) -> Result<(), AuditError> {
+        let mut synced = self.synced.lock().await;
+        if *synced >= position {
+            return Ok(());
+        }
+        // Everything appended by now, including batches that arrived while the last fsync ran.
+        let target = self.appended.load(Ordering::Acquire);
+        let file = self.file.clone();
+        let append = |source| AuditError::Append {
+            path: self.path.clone(),
+            source,
+        };
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(|e| append(std::io::Error::other(e)))?
+            .map_err(append)?;
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        *synced = target;
+        Ok(())
+    }
+
+    /// The fsyncs made through this group so far.
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
 }
 
 impl AuditLog {
@@ -149,13 +243,24 @@ impl AuditLog {
     }
 
     fn open(path: &Path, options: &OpenOptions) -> Result<AuditLog, AuditError> {
-        let file = options.open(path).map_err(|source| AuditError::Open {
+        let open = |source| AuditError::Open {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let file = options.open(path).map_err(open)?;
+        let appended = Arc::new(AtomicU64::new(0));
+        let sync = Arc::new(GroupSync {
+            path: path.to_path_buf(),
+            file: Arc::new(file.try_clone().map_err(open)?),
+            appended: appended.clone(),
+            synced: tokio::sync::Mutex::new(0),
+            fsyncs: AtomicU64::new(0),
+        });
         Ok(AuditLog {
             path: path.to_path_buf(),
             out: BufWriter::with_capacity(1 << 20, file),
+            appended,
+            sync,
         })
     }
 
@@ -163,13 +268,42 @@ impl AuditLog {
         &self.path
     }
 
+    /// The log's group commit, shared by the batches in flight.
+    pub fn group_sync(&self) -> Arc<GroupSync> {
+        self.sync.clone()
+    }
+
     fn line<T: Serialize>(&mut self, kind: &str, record: &T) -> Result<(), AuditError> {
-        let append = |source| AuditError::Append {
+        let mut line = serde_json::to_vec(&Tagged { kind, record }).map_err(|e| AuditError::Append {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        line.push(b'\n');
+        self.write(&line)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), AuditError> {
+        self.out.write_all(bytes).map_err(|source| AuditError::Append {
             path: self.path.clone(),
             source,
-        };
-        serde_json::to_writer(&mut self.out, &Tagged { kind, record }).map_err(|e| append(e.into()))?;
-        self.out.write_all(b"\n").map_err(append)
+        })?;
+        self.appended.fetch_add(bytes.len() as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), AuditError> {
+        self.out.flush().map_err(|source| AuditError::Append {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Appends lines encoded beforehand ([`encode_intent`]) and hands them to the operating system:
+    /// the position to make durable with [`GroupSync::through`] before their writes go out.
+    pub fn append_encoded(&mut self, lines: &[u8]) -> Result<u64, AuditError> {
+        self.write(lines)?;
+        self.flush()?;
+        Ok(self.appended.load(Ordering::Acquire))
     }
 
     pub fn header(&mut self, header: &Header) -> Result<(), AuditError> {
@@ -178,53 +312,48 @@ impl AuditLog {
     }
 
     /// The plan, without documents or before-images: resume needs only what is left to do.
+    /// Appended a chunk at a time; made durable by [`finish`](Self::finish) (or the first intents).
     pub fn plan(&mut self, actions: &[PlannedAction]) -> Result<(), AuditError> {
         for a in actions {
             let light = PlannedAction {
                 before: None,
+                verified: None,
                 ..a.clone()
             };
             self.line("plan", &light)?;
         }
-        self.sync()
+        Ok(())
     }
 
     /// Appends intents and makes them durable: only then may the writes go out.
     pub fn intents(&mut self, intents: &[Intent]) -> Result<(), AuditError> {
-        self.append_intents(intents)?
-            .sync_data()
-            .map_err(|source| AuditError::Append {
-                path: self.path.clone(),
-                source,
-            })
-    }
-
-    /// Appends intents and hands them to the operating system; the caller makes them durable with
-    /// the returned handle's `sync_data` before sending the writes. Concurrent batches sync outside
-    /// the log's lock, so their fsyncs overlap (the filesystem commits them together).
-    pub fn append_intents(&mut self, intents: &[Intent]) -> Result<File, AuditError> {
         for intent in intents {
             self.line("intent", intent)?;
         }
-        let append = |source| AuditError::Append {
-            path: self.path.clone(),
-            source,
-        };
-        self.out.flush().map_err(append)?;
-        self.out.get_ref().try_clone().map_err(append)
+        self.sync()
     }
 
     /// Appends outcomes, handed to the operating system but not fsynced: the next batch's intents
     /// (or [`finish`](Self::finish)) make them durable. Losing one to a power cut is safe: resume sends
     /// its intent again, which conflicts with itself and is recognised as applied.
     pub fn outcomes(&mut self, outcomes: &[OutcomeRecord]) -> Result<(), AuditError> {
-        for outcome in outcomes {
-            self.line("outcome", outcome)?;
+        let mut lines = Vec::with_capacity(outcomes.len() * 160);
+        for record in outcomes {
+            serde_json::to_writer(
+                &mut lines,
+                &Tagged {
+                    kind: "outcome",
+                    record,
+                },
+            )
+            .map_err(|e| AuditError::Append {
+                path: self.path.clone(),
+                source: e.into(),
+            })?;
+            lines.push(b'\n');
         }
-        self.out.flush().map_err(|source| AuditError::Append {
-            path: self.path.clone(),
-            source,
-        })
+        self.write(&lines)?;
+        self.flush()
     }
 
     /// Makes everything appended so far durable.
@@ -238,12 +367,11 @@ impl AuditLog {
     }
 
     fn sync(&mut self) -> Result<(), AuditError> {
-        let append = |source| AuditError::Append {
+        self.flush()?;
+        self.out.get_ref().sync_data().map_err(|source| AuditError::Append {
             path: self.path.clone(),
             source,
-        };
-        self.out.flush().map_err(append)?;
-        self.out.get_ref().sync_data().map_err(append)
+        })
     }
 }
 
@@ -385,5 +513,63 @@ mod tests {
         );
         assert_eq!(contents.outcomes[&1].error.as_deref(), Some("second"));
         assert!(!contents.outcomes.contains_key(&2));
+    }
+
+    #[tokio::test]
+    async fn encoded_intents_read_back_whole_and_are_durable_through_one_group_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.ndjson");
+        let mut log = AuditLog::create(&path).unwrap();
+        let sync = log.group_sync();
+        let doc_text = r#"{"orderId":9007199254740993,"totalPrice":10.50,"note":"a\nb"}"#;
+        let create = Intent {
+            seq: 1,
+            action: WriteKind::Create,
+            key: json!(9007199254740993i64),
+            index: "orders".into(),
+            id: "9007199254740993".into(),
+            if_seq_no: None,
+            if_primary_term: None,
+            doc: None,
+            before: None,
+        };
+        let delete = Intent {
+            seq: 2,
+            action: WriteKind::Delete,
+            before: Some(BeforeImage {
+                index: "orders-v1".into(),
+                source: serde_json::from_str(r#"{"orderId": 2}"#).unwrap(),
+                seq_no: 4,
+                primary_term: 1,
+            }),
+            if_seq_no: Some(4),
+            if_primary_term: Some(1),
+            ..create.clone()
+        };
+        let mut lines = Vec::new();
+        encode_intent(&create, Some(doc_text.as_bytes()), &mut lines);
+        encode_intent(&delete, None, &mut lines);
+        let first = log.append_encoded(&lines).unwrap();
+        let second = log.append_encoded(&lines[..0]).unwrap();
+        assert_eq!((first, second), (lines.len() as u64, lines.len() as u64));
+        sync.through(first).await.unwrap();
+        sync.through(second).await.unwrap();
+        assert_eq!(sync.fsyncs(), 1, "a position already durable needs no second fsync");
+        drop(log);
+        let contents = read(&path).unwrap();
+        let read_back = &contents.intents[&1];
+        assert_eq!(
+            read_back.doc.as_ref().unwrap(),
+            &serde_json::from_str::<Map<String, Value>>(doc_text).unwrap()
+        );
+        assert_eq!(read_back.doc.as_ref().unwrap()["totalPrice"].to_string(), "10.50");
+        assert_eq!(
+            Intent {
+                doc: None,
+                ..read_back.clone()
+            },
+            create
+        );
+        assert_eq!(contents.intents[&2], delete);
     }
 }

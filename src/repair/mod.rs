@@ -10,13 +10,14 @@
 pub mod apply;
 pub mod audit;
 pub mod plan;
+pub mod spool;
 pub mod undo;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -27,6 +28,7 @@ use serde_json::{json, Value};
 use self::apply::{Executor, Repairer, Tally};
 use self::audit::{AuditLog, Header, AUDIT_SCHEMA};
 use self::plan::{plan_key, PlanContext, PlannedAction, RepairMode};
+use self::spool::{KeySpool, PlanSpool};
 use crate::commands::check::{connect_sides, scan, ScanScope};
 use crate::commands::Outcome;
 use crate::config::Settings;
@@ -135,7 +137,8 @@ async fn connect(settings: &Settings) -> anyhow::Result<Connected> {
 /// What a repair run did, for the summary.
 #[derive(Debug, Default)]
 struct RunReport {
-    planned: Vec<PlannedAction>,
+    /// Actions planned, per (drift, action).
+    planned: BTreeMap<(DriftKind, WriteKind), u64>,
     tally: Tally,
     remaining: BTreeMap<DriftKind, u64>,
     remaining_keys: Vec<(Value, DriftKind)>,
@@ -155,9 +158,12 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         write_index: settings.elasticsearch.index.clone(),
         pending_since_ms: pending_since(settings, options.grace)?,
     };
-    let clock = std::time::Instant::now();
-    let actions = match &options.keys {
-        KeySource::Plan(path) => read_plan(path)?,
+    let mut clock = std::time::Instant::now();
+    // The plan goes to disk as it is made, counted on the way: memory stays flat however much
+    // drift there is, and the caps are checked on the whole plan before any write.
+    let mut spool = PlanSpool::new().context("cannot create a temporary file for the plan")?;
+    match &options.keys {
+        KeySource::Plan(path) => read_plan(path, &mut spool)?,
         KeySource::Check => {
             let keys = match drifted_keys(settings, options).await? {
                 Some(keys) => keys,
@@ -166,29 +172,35 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
                     return Ok(Outcome::Interrupted);
                 }
             };
-            plan_keys(&conn, &cx, &keys).await?
+            // The check hands drift over in key order, each key once. It reports its own time.
+            clock = std::time::Instant::now();
+            plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?
         }
-        KeySource::Report(path) => plan_keys(&conn, &cx, &report_keys(path)?).await?,
-        KeySource::Keys(texts) => plan_keys(&conn, &cx, &parse_keys(texts, conn.write_model.key_kind())?).await?,
+        KeySource::Report(path) => plan_keys(&conn, &cx, in_chunks(report_keys(path)?), &mut spool).await?,
+        KeySource::Keys(texts) => {
+            let keys = parse_keys(texts, conn.write_model.key_kind())?;
+            plan_keys(&conn, &cx, in_chunks(keys), &mut spool).await?
+        }
         KeySource::Resume(_) => unreachable!("handled above"),
     };
     if options.verbose {
         eprintln!(
-            "recon: planned {} actions in {:.2} s (keys found and re-verified on both sides)",
-            actions.len(),
+            "recon: planned {} actions in {:.2} s (keys looked up and re-verified on both sides)",
+            spool.len(),
             clock.elapsed().as_secs_f64()
         );
     }
     if let Some(path) = &options.plan_out {
-        write_plan(path, settings, &actions).with_context(|| format!("cannot write the plan to {}", path.display()))?;
+        write_plan(path, settings, &mut spool)
+            .with_context(|| format!("cannot write the plan to {}", path.display()))?;
     }
-    print_plan(&actions, options);
-    if actions.is_empty() {
+    print_plan(&spool, options);
+    if spool.is_empty() {
         print_summary(options, &RunReport { ..RunReport::default() })?;
         return Ok(Outcome::InSync);
     }
-    let deletes = actions.iter().filter(|a| a.action == WriteKind::Delete).count() as u64;
-    let changes = actions.len() as u64;
+    let deletes = spool.deletes();
+    let changes = spool.len();
     let over_caps = caps_message(changes, deletes, options);
     if !options.apply {
         if let Some(message) = &over_caps {
@@ -198,7 +210,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         print_summary(
             options,
             &RunReport {
-                planned: actions,
+                planned: spool.counts().clone(),
                 ..RunReport::default()
             },
         )?;
@@ -221,7 +233,10 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     let audit_path = options.audit.clone().unwrap_or_else(|| audit::default_path("repair"));
     let mut log = AuditLog::create(&audit_path)?;
     log.header(&header("repair", settings, options, Some(options.mode)))?;
-    log.plan(&actions)?;
+    for part in spool.read(LOOKUP_CHUNK)? {
+        log.plan(&part?)?;
+    }
+    log.finish()?;
     if options.progress != ProgressMode::Off {
         eprintln!(
             "recon: applying {changes} actions to {}; audit log {}",
@@ -238,18 +253,49 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     };
     let clock = std::time::Instant::now();
     let tally = executor
-        .run_plan(&repairer, &actions, options.bulk.max_actions)
+        .run_plan(&repairer, spool.read(options.bulk.max_actions)?, changes)
         .await
         .map_err(|e| e.context(resume_hint(&audit_path, options)))?;
     if options.verbose {
         let secs = clock.elapsed().as_secs_f64();
         eprintln!(
-            "recon: applied {} actions in {secs:.2} s ({:.0} actions/s)",
-            actions.len(),
-            actions.len() as f64 / secs
+            "recon: applied {changes} actions in {secs:.2} s ({:.0} actions/s, {} audit fsyncs)",
+            changes as f64 / secs,
+            executor.durable.fsyncs()
         );
     }
-    finish(settings, options, &conn, &cx, &executor, actions, tally, audit_path).await
+    let planned = spool.counts().clone();
+    let keys = planned_keys(spool.read(LOOKUP_CHUNK)?);
+    finish(
+        settings, options, &conn, &cx, &executor, planned, keys, tally, audit_path,
+    )
+    .await
+}
+
+/// The keys of planned actions, `LOOKUP_CHUNK` at a time. A key's actions are consecutive (planned
+/// together), so each key comes once.
+fn planned_keys(
+    actions: impl Iterator<Item = std::io::Result<Vec<PlannedAction>>>,
+) -> impl Iterator<Item = std::io::Result<Vec<Key>>> {
+    let mut last: Option<Key> = None;
+    actions.map(move |part| {
+        let mut keys = Vec::new();
+        for key in part?.iter().filter_map(PlannedAction::key) {
+            if last.as_ref() != Some(&key) {
+                last = Some(key.clone());
+                keys.push(key);
+            }
+        }
+        Ok(keys)
+    })
+}
+
+/// Keys given as a list, sorted and each once, `LOOKUP_CHUNK` at a time.
+fn in_chunks(mut keys: Vec<Key>) -> impl Iterator<Item = std::io::Result<Vec<Key>>> {
+    keys.sort();
+    keys.dedup();
+    let chunks: Vec<Vec<Key>> = keys.chunks(LOOKUP_CHUNK).map(<[Key]>::to_vec).collect();
+    chunks.into_iter().map(Ok)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -259,7 +305,8 @@ async fn finish(
     conn: &Connected,
     cx: &PlanContext<'_>,
     executor: &Executor,
-    actions: Vec<PlannedAction>,
+    planned: BTreeMap<(DriftKind, WriteKind), u64>,
+    keys: impl Iterator<Item = std::io::Result<Vec<Key>>>,
     tally: Tally,
     audit_path: PathBuf,
 ) -> anyhow::Result<Outcome> {
@@ -278,13 +325,16 @@ async fn finish(
         .client()
         .request_ok(Method::Post, &refresh, &[], None)
         .await?;
-    let keys: Vec<Key> = {
-        let set: BTreeSet<Key> = actions.iter().filter_map(PlannedAction::key).collect();
-        set.into_iter().collect()
-    };
-    let recheck = plan_keys_verdicts(conn, cx, &keys).await?;
+    let clock = std::time::Instant::now();
+    let recheck = plan_keys_verdicts(conn, cx, keys).await?;
+    if options.verbose {
+        eprintln!(
+            "recon: re-checked the repaired keys in {:.2} s",
+            clock.elapsed().as_secs_f64()
+        );
+    }
     let mut report = RunReport {
-        planned: actions,
+        planned,
         tally,
         audit: Some(audit_path),
         applied: true,
@@ -309,14 +359,14 @@ fn executor(conn: &Connected, log: AuditLog, options: &RepairOptions) -> anyhow:
         crate::commands::interrupted().await;
         flag.store(true, Ordering::SeqCst);
     });
-    Ok(Executor {
-        writer: BulkWriter::new(client.clone(), options.bulk.clone()),
+    Ok(Executor::new(
+        BulkWriter::new(client.clone(), options.bulk.clone()),
         client,
-        audit: Mutex::new(log),
+        log,
         stop,
-        concurrency: options.concurrency,
-        progress: options.progress != ProgressMode::Off,
-    })
+        options.concurrency,
+        options.progress != ProgressMode::Off,
+    ))
 }
 
 fn resume_hint(audit: &Path, options: &RepairOptions) -> String {
@@ -422,8 +472,9 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
             tally.not_started += part.len() as u64;
             continue;
         }
+        let part: Vec<apply::EncodedIntent> = part.iter().map(apply::EncodedIntent::of).collect();
         let outcomes = executor
-            .write(part)
+            .write(&part, true)
             .await
             .map_err(|e| e.context(resume_hint(path, options)))?;
         for o in &outcomes {
@@ -438,7 +489,13 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
         ignore: &settings.compare.ignore,
     };
     let rest = executor
-        .run_plan(&repairer, &untouched, options.bulk.max_actions)
+        .run_plan(
+            &repairer,
+            untouched
+                .chunks(options.bulk.max_actions.max(1))
+                .map(|c| Ok(c.to_vec())),
+            untouched.len() as u64,
+        )
         .await
         .map_err(|e| e.context(resume_hint(path, options)))?;
     tally.merge(rest);
@@ -448,7 +505,8 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
         &conn,
         &cx,
         &executor,
-        contents.plan,
+        plan::counts(&contents.plan),
+        planned_keys(std::iter::once(Ok(contents.plan.clone()))),
         tally,
         path.to_path_buf(),
     )
@@ -463,15 +521,17 @@ fn pending_since(settings: &Settings, grace: Option<Duration>) -> anyhow::Result
     Ok(Some(chrono::Utc::now().timestamp_millis() - grace.as_millis() as i64))
 }
 
-/// A full check's drifted keys (pending drift left out); None when interrupted.
-async fn drifted_keys(settings: &Settings, options: &RepairOptions) -> anyhow::Result<Option<Vec<Key>>> {
+/// A full check's drifted keys (pending drift left out), parked on disk in key order; None when
+/// interrupted.
+async fn drifted_keys(settings: &Settings, options: &RepairOptions) -> anyhow::Result<Option<KeySpool>> {
     let sides = connect_sides(settings).await?;
     let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
     let scope = ScanScope::serial(KeyRange::all(), options.grace, options.progress);
-    let mut keys = Vec::new();
+    let mut keys = KeySpool::new().context("cannot create a temporary file for the drifted keys")?;
     let scanned = scan(&sides, comparator, &scope, |drift| {
         if drift.kind != DriftKind::Pending {
-            keys.push(drift.key.clone());
+            keys.push(&drift.key)
+                .context("cannot park a drifted key in a temporary file")?;
         }
         Ok(())
     })
@@ -480,34 +540,45 @@ async fn drifted_keys(settings: &Settings, options: &RepairOptions) -> anyhow::R
         return Ok(None);
     }
     eprintln!(
-        "recon: check: {} rows, {} documents, {} drifted keys to re-verify",
+        "recon: check: {} rows, {} documents, {} drifted keys to re-verify ({:.2} s)",
         scanned.summary.source_rows,
         scanned.summary.target_docs,
-        keys.len()
+        keys.len(),
+        scanned.duration.as_secs_f64()
     );
     Ok(Some(keys))
 }
 
-/// Looks `keys` up on both sides, `LOOKUP_CHUNK` at a time, and plans each.
-async fn plan_keys(conn: &Connected, cx: &PlanContext<'_>, keys: &[Key]) -> anyhow::Result<Vec<PlannedAction>> {
-    let mut actions = Vec::new();
+/// Looks keys up on both sides a chunk at a time and plans each into `spool`.
+async fn plan_keys(
+    conn: &Connected,
+    cx: &PlanContext<'_>,
+    keys: impl Iterator<Item = std::io::Result<Vec<Key>>>,
+    spool: &mut PlanSpool,
+) -> anyhow::Result<()> {
     let mut seq = 0u64;
+    let mut failed = None;
     for_each_key(conn, keys, |key, expected, actual| {
         for mut a in plan_key(key, expected, actual, cx).actions {
             seq += 1;
             a.seq = seq;
-            actions.push(a);
+            if let Err(e) = spool.push(&a) {
+                failed.get_or_insert(e);
+            }
         }
     })
     .await?;
-    Ok(actions)
+    match failed {
+        Some(e) => Err(anyhow::Error::new(e).context("cannot write the plan to a temporary file")),
+        None => Ok(()),
+    }
 }
 
 /// Each key's drift now (in-sync keys left out).
 async fn plan_keys_verdicts(
     conn: &Connected,
     cx: &PlanContext<'_>,
-    keys: &[Key],
+    keys: impl Iterator<Item = std::io::Result<Vec<Key>>>,
 ) -> anyhow::Result<Vec<(Key, DriftKind)>> {
     let mut verdicts = Vec::new();
     for_each_key(conn, keys, |key, expected, actual| {
@@ -519,19 +590,19 @@ async fn plan_keys_verdicts(
     Ok(verdicts)
 }
 
+/// Looks each chunk of keys up on both sides, a few chunks in flight, and hands each key's row and
+/// documents to `each`, in the order of the chunks.
 async fn for_each_key(
     conn: &Connected,
-    keys: &[Key],
+    keys: impl Iterator<Item = std::io::Result<Vec<Key>>>,
     mut each: impl FnMut(&Key, Option<&KeyedDoc>, &[KeyedDoc]),
 ) -> anyhow::Result<()> {
-    let mut keys = keys.to_vec();
-    keys.sort();
-    keys.dedup();
     // A few chunks in flight: each lookup is a round trip to both sides, and the write model
     // answers several at once.
-    let mut lookups = futures::stream::iter(keys.chunks(LOOKUP_CHUNK))
+    let mut lookups = futures::stream::iter(keys)
         .map(|chunk| async move {
-            let (rows, docs) = tokio::try_join!(conn.write_model.lookup(chunk), conn.read_model.lookup(chunk))?;
+            let chunk = chunk.context("cannot read keys back from a temporary file")?;
+            let (rows, docs) = tokio::try_join!(conn.write_model.lookup(&chunk), conn.read_model.lookup(&chunk))?;
             anyhow::Ok((chunk, rows, docs))
         })
         .buffered(LOOKUPS_IN_FLIGHT);
@@ -542,7 +613,7 @@ async fn for_each_key(
         for d in docs {
             by_key.entry(d.key.clone()).or_default().push(d);
         }
-        for key in chunk {
+        for key in &chunk {
             let actual = by_key.remove(key).unwrap_or_default();
             each(key, rows.remove(key).as_ref(), &actual);
         }
@@ -621,7 +692,7 @@ pub fn read_keys_file(path: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 /// `--plan FILE`: `{"type":"header",...}` then one `{"type":"action","data":...}` per action.
-fn write_plan(path: &Path, settings: &Settings, actions: &[PlannedAction]) -> anyhow::Result<()> {
+fn write_plan(path: &Path, settings: &Settings, spool: &mut PlanSpool) -> anyhow::Result<()> {
     let file = crate::report::AtomicFile::create(path)?;
     {
         let mut out = std::io::BufWriter::new(file.handle());
@@ -629,13 +700,15 @@ fn write_plan(path: &Path, settings: &Settings, actions: &[PlannedAction]) -> an
             "schema": "recon.repair-plan/v1",
             "index": settings.elasticsearch.index,
             "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "actions": actions.len(),
+            "actions": spool.len(),
         }});
         serde_json::to_writer(&mut out, &header)?;
         out.write_all(b"\n")?;
-        for a in actions {
-            serde_json::to_writer(&mut out, &json!({"type": "action", "data": a}))?;
-            out.write_all(b"\n")?;
+        for part in spool.read(LOOKUP_CHUNK)? {
+            for a in part? {
+                serde_json::to_writer(&mut out, &json!({"type": "action", "data": a}))?;
+                out.write_all(b"\n")?;
+            }
         }
         out.flush()?;
     }
@@ -643,19 +716,23 @@ fn write_plan(path: &Path, settings: &Settings, actions: &[PlannedAction]) -> an
     Ok(())
 }
 
-fn read_plan(path: &Path) -> anyhow::Result<Vec<PlannedAction>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
-    let mut actions = Vec::new();
+/// Reads a `--plan` file into `spool`, a line at a time.
+fn read_plan(path: &Path, spool: &mut PlanSpool) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
     let mut header = false;
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read the plan {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
         let value: Value =
-            serde_json::from_str(line).with_context(|| format!("{}:{}: not a plan line", path.display(), n + 1))?;
+            serde_json::from_str(&line).with_context(|| format!("{}:{}: not a plan line", path.display(), n + 1))?;
         match value["type"].as_str() {
             Some("header") => header = value["data"]["schema"] == "recon.repair-plan/v1",
-            Some("action") => actions.push(
-                serde_json::from_value(value["data"].clone())
+            Some("action") => spool.push(
+                &serde_json::from_value(value["data"].clone())
                     .with_context(|| format!("{}:{}: not a planned action", path.display(), n + 1))?,
-            ),
+            )?,
             _ => {}
         }
     }
@@ -665,7 +742,7 @@ fn read_plan(path: &Path) -> anyhow::Result<Vec<PlannedAction>> {
             path.display()
         );
     }
-    Ok(actions)
+    Ok(())
 }
 
 fn caps_message(changes: u64, deletes: u64, options: &RepairOptions) -> Option<String> {
@@ -704,17 +781,17 @@ pub fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
-fn print_plan(actions: &[PlannedAction], options: &RepairOptions) {
+fn print_plan(spool: &PlanSpool, options: &RepairOptions) {
     if options.format != SummaryFormat::Text {
         return;
     }
     let mut out = std::io::stdout().lock();
-    let keys: BTreeSet<String> = actions.iter().map(|a| a.key.to_string()).collect();
-    let _ = writeln!(out, "plan: {} actions on {} keys", actions.len(), keys.len());
-    for ((drift, kind), n) in plan::counts(actions) {
+    let _ = writeln!(out, "plan: {} actions on {} keys", spool.len(), spool.keys());
+    for ((drift, kind), n) in spool.counts() {
         let _ = writeln!(out, "  {:<11} {:<7} {n}", drift.as_str(), kind.as_str());
     }
-    for a in actions.iter().take(10) {
+    let shown = spool.sample();
+    for a in shown {
         let condition = match (a.if_seq_no, a.if_primary_term) {
             (Some(s), Some(t)) if a.action != WriteKind::Create => format!(" if_seq_no={s} if_primary_term={t}"),
             _ => String::new(),
@@ -729,8 +806,12 @@ fn print_plan(actions: &[PlannedAction], options: &RepairOptions) {
             a.key
         );
     }
-    if actions.len() > 10 {
-        let _ = writeln!(out, "  … {} more (--plan FILE writes them all)", actions.len() - 10);
+    if spool.len() > shown.len() as u64 {
+        let _ = writeln!(
+            out,
+            "  … {} more (--plan FILE writes them all)",
+            spool.len() - shown.len() as u64
+        );
     }
 }
 
@@ -739,16 +820,18 @@ fn print_summary(options: &RepairOptions, report: &RunReport) -> anyhow::Result<
     let t = &report.tally;
     match options.format {
         SummaryFormat::Json => {
-            let planned: BTreeMap<String, u64> = plan::counts(&report.planned)
-                .into_iter()
-                .map(|((d, k), n)| (format!("{}.{}", d.as_str(), k.as_str()), n))
+            let planned: BTreeMap<String, u64> = report
+                .planned
+                .iter()
+                .map(|((d, k), n)| (format!("{}.{}", d.as_str(), k.as_str()), *n))
                 .collect();
             let summary = json!({
                 "schema": "recon.repair/v1",
                 "applied": report.applied,
                 "planned": planned,
-                "actions": report.planned.len(),
-                "outcomes": {"applied": t.applied, "conflict": t.conflict, "failed": t.failed,
+                "actions": report.planned.values().sum::<u64>(),
+                "outcomes": {"applied": t.applied, "answer_lost_verified": t.answer_lost,
+                             "conflict": t.conflict, "failed": t.failed,
                              "skipped": t.skipped, "not_started": t.not_started},
                 "conflicts": t.conflicts.iter().map(|(k, r)| json!({"key": k, "reason": r})).collect::<Vec<_>>(),
                 "failures": t.failures.iter().map(|(k, r)| json!({"key": k, "error": r})).collect::<Vec<_>>(),
@@ -789,7 +872,7 @@ fn print_summary(options: &RepairOptions, report: &RunReport) -> anyhow::Result<
             }
         }
         SummaryFormat::Text => {
-            if report.planned.is_empty() {
+            if report.planned.values().sum::<u64>() == 0 {
                 writeln!(out, "nothing to repair")?;
             }
         }

@@ -71,7 +71,31 @@ pub struct PlannedAction {
 /// The write model's row as the planning lookup read it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
-    pub row: Option<Map<String, Value>>,
+    pub row: Option<Row>,
+}
+
+/// A row's projected document: decoded, or as the JSON a plan spool keeps (a create writes those
+/// bytes as they are; only a replace or patch needs the document decoded).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Row {
+    Doc(Map<String, Value>),
+    Json(Vec<u8>),
+}
+
+impl Row {
+    pub fn doc(&self) -> std::borrow::Cow<'_, Map<String, Value>> {
+        match self {
+            Row::Doc(doc) => std::borrow::Cow::Borrowed(doc),
+            Row::Json(json) => std::borrow::Cow::Owned(serde_json::from_slice(json).unwrap_or_default()),
+        }
+    }
+
+    pub fn json(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Row::Doc(doc) => std::borrow::Cow::Owned(serde_json::to_vec(doc).expect("a JSON object serializes")),
+            Row::Json(json) => std::borrow::Cow::Borrowed(json),
+        }
+    }
 }
 
 impl PlannedAction {
@@ -120,7 +144,7 @@ pub fn plan_key(key: &Key, expected: Option<&KeyedDoc>, actual: &[KeyedDoc], cx:
         fields: None,
         before: doc.and_then(|d| BeforeImage::of(d, &cx.write_index)),
         verified: Some(Verified {
-            row: expected.map(|e| e.doc.clone()),
+            row: expected.map(|e| Row::Doc(e.doc.clone())),
         }),
     };
     let Some(expected) = expected else {

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use elasticsearch::http::Method;
@@ -157,14 +157,14 @@ pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) 
         crate::commands::interrupted().await;
         flag.store(true, Ordering::SeqCst);
     });
-    let executor = Executor {
-        writer: BulkWriter::new(client.clone(), options.bulk.clone()),
+    let executor = Executor::new(
+        BulkWriter::new(client.clone(), options.bulk.clone()),
         client,
-        audit: Mutex::new(log),
+        log,
         stop,
-        concurrency: 1,
-        progress: false,
-    };
+        1,
+        false,
+    );
     let mut tally = Tally::default();
     let mut not_started = 0;
     for part in reversals.chunks(options.bulk.max_actions.max(1)) {
@@ -172,7 +172,8 @@ pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) 
             not_started += part.len();
             continue;
         }
-        for (r, o) in part.iter().zip(executor.write(part).await?) {
+        let encoded: Vec<super::apply::EncodedIntent> = part.iter().map(super::apply::EncodedIntent::of).collect();
+        for (r, o) in part.iter().zip(executor.write(&encoded, false).await?) {
             let mut one = Tally::default();
             match o.status.as_str() {
                 "applied" => one.applied = 1,
@@ -261,6 +262,7 @@ mod tests {
             seq_no: Some(seq_no),
             primary_term: Some(1),
             error: None,
+            note: None,
         }
     }
 

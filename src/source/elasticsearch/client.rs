@@ -143,8 +143,13 @@ pub struct EsResponse {
     pub body: Value,
 }
 
-/// Why one attempt failed where another may succeed (every other answer is returned as it is).
-struct Transient(String);
+/// Why one attempt failed; another may succeed.
+enum Attempt {
+    /// Answered with a status worth retrying (429, 502, 503, 504): the request was not carried out.
+    Transient(String),
+    /// No complete answer (connection refused or reset, timeout): the request may have been carried out.
+    Broken(String),
+}
 
 #[derive(Clone)]
 pub struct EsClient {
@@ -263,45 +268,43 @@ impl EsClient {
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<EsResponse, EsError> {
-        self.request_raw(method, path, query, body)
-            .await?
-            .into_json(method, path)
+        let lost = std::sync::atomic::AtomicBool::new(false);
+        let raw = self.request_bytes_inner(method, path, query, body, &lost).await?;
+        parse_body(method, path, raw)
     }
 
-    /// Like [`request_ok`](Self::request_ok), but the answer is deserialized straight into `T`: for
-    /// search pages, where building a generic JSON tree of every hit's envelope first cost a tenth of
-    /// a whole check run's CPU.
-    pub async fn request_ok_as<T: serde::de::DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-    ) -> Result<T, EsError> {
-        let bytes = body.map(|b| serde_json::to_vec(b).expect("a JSON value serializes"));
-        let raw = self.request_raw(method, path, query, bytes).await?;
-        if raw.status.as_u16() >= 400 {
-            let response = raw.into_json(method, path)?;
-            return Err(api_error(method, path, response.status, response.body));
-        }
-        serde_json::from_slice(&raw.bytes).map_err(|e| EsError::InvalidBody {
-            method: method_name(method),
-            path: path.to_string(),
-            detail: format!("HTTP {}: {e}: {}", raw.status.as_u16(), summarize(&raw.bytes)),
-        })
-    }
-
-    async fn request_raw(
+    /// Like [`request_bytes`](Self::request_bytes), with the answer's body left unparsed (a bulk
+    /// answer is read into its own types), and says whether an attempt broke off after the request
+    /// may have reached the server (a reset connection, a timeout): a write answered by a later
+    /// attempt may then have applied already, and its conflict be its own.
+    pub async fn request_raw_noting_lost(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
+    ) -> (Result<RawResponse, EsError>, bool) {
+        let lost = std::sync::atomic::AtomicBool::new(false);
+        let result = self.request_bytes_inner(method, path, query, body, &lost).await;
+        (result, lost.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    async fn request_bytes_inner(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+        lost: &std::sync::atomic::AtomicBool,
     ) -> Result<RawResponse, EsError> {
         let attempts = std::sync::atomic::AtomicUsize::new(0);
         let attempt = || async {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.attempt(method, path, query, body.clone()).await
+            let result = self.attempt(method, path, query, body.clone()).await;
+            if let Err(Attempt::Broken(_)) = &result {
+                lost.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            result
         };
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.retry.min_delay)
@@ -310,12 +313,15 @@ impl EsClient {
             .with_total_delay(Some(self.retry.max_total_delay))
             .with_jitter();
         let result = attempt.retry(backoff).sleep(tokio::time::sleep).await;
-        result.map_err(|Transient(last)| EsError::Exhausted {
-            method: method_name(method),
-            path: path.to_string(),
-            attempts: attempts.load(std::sync::atomic::Ordering::Relaxed),
-            last,
-        })
+        match result {
+            Ok(response) => Ok(response),
+            Err(Attempt::Transient(last) | Attempt::Broken(last)) => Err(EsError::Exhausted {
+                method: method_name(method),
+                path: path.to_string(),
+                attempts: attempts.load(std::sync::atomic::Ordering::Relaxed),
+                last,
+            }),
+        }
     }
 
     /// Like [`request`](Self::request), but any status >= 400 is an error.
@@ -333,62 +339,89 @@ impl EsClient {
         Ok(response.body)
     }
 
+    /// Like [`request_ok`](Self::request_ok), but the answer is deserialized straight into `T`: for
+    /// search pages, where building a generic JSON tree of every hit's envelope first cost a tenth of
+    /// a whole check run's CPU.
+    pub async fn request_ok_as<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<T, EsError> {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("a JSON value serializes"));
+        let lost = std::sync::atomic::AtomicBool::new(false);
+        let raw = self.request_bytes_inner(method, path, query, bytes, &lost).await?;
+        if raw.status >= 400 {
+            let response = parse_body(method, path, raw)?;
+            return Err(api_error(method, path, response.status, response.body));
+        }
+        serde_json::from_slice(&raw.body).map_err(|e| EsError::InvalidBody {
+            method: method_name(method),
+            path: path.to_string(),
+            detail: format!("HTTP {}: {e}: {}", raw.status, summarize(&raw.body)),
+        })
+    }
+
     async fn attempt(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
-    ) -> Result<RawResponse, Transient> {
+    ) -> Result<RawResponse, Attempt> {
         let query = if query.is_empty() { None } else { Some(query) };
         let response = self
             .client
             .send(method, path, HeaderMap::new(), query, body, None)
             .await
-            .map_err(|e| Transient(error_chain(&e)))?;
+            .map_err(|e| Attempt::Broken(error_chain(&e)))?;
         let status = response.status_code();
         // The whole body is read inside the attempt: a connection reset half-way through a page is
         // as transient as a refused request, and the request is idempotent, so it is sent again.
-        let bytes = response.bytes().await.map_err(|e| Transient(error_chain(&e)))?;
+        let bytes = response.bytes().await.map_err(|e| Attempt::Broken(error_chain(&e)))?;
         if is_transient(status) {
-            return Err(Transient(format!("HTTP {} {}", status.as_u16(), summarize(&bytes))));
+            return Err(Attempt::Transient(format!(
+                "HTTP {} {}",
+                status.as_u16(),
+                summarize(&bytes)
+            )));
         }
-        Ok(RawResponse { status, bytes })
-    }
-}
-
-/// A response whose body has not been parsed yet.
-struct RawResponse {
-    status: StatusCode,
-    bytes: bytes::Bytes,
-}
-
-impl RawResponse {
-    // The same EsError every request returns; boxing it here alone would buy nothing.
-    #[allow(clippy::result_large_err)]
-    fn into_json(self, method: Method, path: &str) -> Result<EsResponse, EsError> {
-        let RawResponse { status, bytes } = self;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            match serde_json::from_slice(&bytes) {
-                Ok(v) => v,
-                // Text answers (cat APIs without format=json) are kept as a string.
-                Err(_) if status.is_success() => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
-                Err(e) => {
-                    return Err(EsError::InvalidBody {
-                        method: method_name(method),
-                        path: path.to_string(),
-                        detail: format!("HTTP {}: {e}: {}", status.as_u16(), summarize(&bytes)),
-                    })
-                }
-            }
-        };
-        Ok(EsResponse {
+        Ok(RawResponse {
             status: status.as_u16(),
-            body,
+            body: bytes.to_vec(),
         })
     }
+}
+
+/// A response with its body as it came.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+// The error every request returns; boxing it here alone would gain nothing.
+#[allow(clippy::result_large_err)]
+fn parse_body(method: Method, path: &str, raw: RawResponse) -> Result<EsResponse, EsError> {
+    let RawResponse { status, body: bytes } = raw;
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            // Text answers (cat APIs without format=json) are kept as a string.
+            Err(_) if (200..300).contains(&status) => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(e) => {
+                return Err(EsError::InvalidBody {
+                    method: method_name(method),
+                    path: path.to_string(),
+                    detail: format!("HTTP {status}: {e}: {}", summarize(&bytes)),
+                })
+            }
+        }
+    };
+    Ok(EsResponse { status, body })
 }
 
 fn method_name(method: Method) -> String {

@@ -62,31 +62,18 @@ pub struct WriteAction {
 impl WriteAction {
     /// Appends the action's NDJSON lines to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut meta = Map::new();
-        meta.insert("_index".into(), Value::String(self.index.clone()));
-        meta.insert("_id".into(), Value::String(self.id.clone()));
-        if self.kind != WriteKind::Create {
-            if let (Some(seq_no), Some(term)) = (self.if_seq_no, self.if_primary_term) {
-                meta.insert("if_seq_no".into(), Value::from(seq_no));
-                meta.insert("if_primary_term".into(), Value::from(term));
-            }
-        }
-        let line = json!({ self.kind.as_str(): meta });
-        serde_json::to_writer(&mut *out, &line).expect("a JSON value serializes");
-        out.push(b'\n');
-        let empty = Map::new();
-        match self.kind {
-            WriteKind::Create | WriteKind::Index => {
-                serde_json::to_writer(&mut *out, self.doc.as_ref().unwrap_or(&empty)).expect("serializes");
-                out.push(b'\n');
-            }
-            WriteKind::Update => {
-                serde_json::to_writer(&mut *out, &json!({"doc": self.doc.as_ref().unwrap_or(&empty)}))
-                    .expect("serializes");
-                out.push(b'\n');
-            }
-            WriteKind::Delete => {}
-        }
+        let doc = self
+            .doc
+            .as_ref()
+            .map(|d| serde_json::to_vec(d).expect("a JSON object serializes"));
+        encode_item(self.kind, &self.index, &self.id, self.condition(), doc.as_deref(), out);
+    }
+
+    /// The action encoded once, for [`BulkWriter::apply_encoded`].
+    pub fn encoded(&self) -> EncodedAction {
+        let mut lines = Vec::new();
+        self.encode(&mut lines);
+        EncodedAction { kind: self.kind, lines }
     }
 
     /// The encoded size, for batching.
@@ -94,6 +81,56 @@ impl WriteAction {
         let mut out = Vec::new();
         self.encode(&mut out);
         out.len()
+    }
+
+    fn condition(&self) -> Option<(i64, i64)> {
+        self.if_seq_no.zip(self.if_primary_term)
+    }
+}
+
+/// One action's NDJSON lines, encoded once: a request is the concatenation of its items' lines, and
+/// items rejected with 429 are sent again from the same bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedAction {
+    pub kind: WriteKind,
+    pub lines: Vec<u8>,
+}
+
+/// Appends one bulk item to `out`: its action line, conditional on `condition` (`if_seq_no`,
+/// `if_primary_term`) unless it is a create, then the document, already encoded as JSON (`doc_json`;
+/// an empty object when None), as the body a create or index takes or inside an update's `doc`.
+pub fn encode_item(
+    kind: WriteKind,
+    index: &str,
+    id: &str,
+    condition: Option<(i64, i64)>,
+    doc_json: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
+    let mut meta = Map::new();
+    meta.insert("_index".into(), Value::String(index.to_string()));
+    meta.insert("_id".into(), Value::String(id.to_string()));
+    if kind != WriteKind::Create {
+        if let Some((seq_no, term)) = condition {
+            meta.insert("if_seq_no".into(), Value::from(seq_no));
+            meta.insert("if_primary_term".into(), Value::from(term));
+        }
+    }
+    let line = json!({ kind.as_str(): meta });
+    serde_json::to_writer(&mut *out, &line).expect("a JSON value serializes");
+    out.push(b'\n');
+    let doc = doc_json.unwrap_or(b"{}");
+    match kind {
+        WriteKind::Create | WriteKind::Index => {
+            out.extend_from_slice(doc);
+            out.push(b'\n');
+        }
+        WriteKind::Update => {
+            out.extend_from_slice(b"{\"doc\":");
+            out.extend_from_slice(doc);
+            out.extend_from_slice(b"}\n");
+        }
+        WriteKind::Delete => {}
     }
 }
 
@@ -120,6 +157,10 @@ pub struct ItemOutcome {
     pub seq_no: Option<i64>,
     pub primary_term: Option<i64>,
     pub error: Option<String>,
+    /// The request was sent more than once because an attempt broke off after it may have reached
+    /// the read model (a reset connection): a conflict may then be this item's own earlier attempt.
+    #[serde(default)]
+    pub answer_lost: bool,
 }
 
 impl ItemOutcome {
@@ -131,6 +172,7 @@ impl ItemOutcome {
             seq_no: None,
             primary_term: None,
             error: Some(error.into()),
+            answer_lost: false,
         }
     }
 }
@@ -244,29 +286,39 @@ impl BulkWriter {
         )
     }
 
-    async fn send(&self, batch: &[WriteAction], todo: &[usize]) -> anyhow::Result<Vec<Value>> {
-        let mut body = Vec::with_capacity(todo.len() * 256);
+    /// Ranges of encoded `actions` that each fit one request.
+    pub fn batches_encoded(&self, actions: &[EncodedAction]) -> Vec<Range<usize>> {
+        split_batches(
+            actions.iter().map(|a| a.lines.len()),
+            self.settings.max_bytes,
+            self.settings.max_actions,
+        )
+    }
+
+    /// Sends the `todo` items of `batch` as one request: the items of the answer, and whether an
+    /// attempt's answer was lost on the way.
+    async fn send(&self, batch: &[EncodedAction], todo: &[usize]) -> anyhow::Result<(Vec<BulkItem>, bool)> {
+        let mut body = Vec::with_capacity(todo.iter().map(|&i| batch[i].lines.len()).sum());
         for &i in todo {
-            batch[i].encode(&mut body);
+            body.extend_from_slice(&batch[i].lines);
         }
         if let Some(pacer) = &self.pacer {
             pacer.reserve(todo.len()).await;
         }
-        let response = self
+        let (response, answer_lost) = self
             .client
-            .request_bytes(Method::Post, "/_bulk", &[("refresh", "false")], Some(body))
-            .await?;
+            .request_raw_noting_lost(Method::Post, "/_bulk", &[("refresh", "false")], Some(body))
+            .await;
+        let response = response?;
         if response.status >= 400 {
-            return Err(api_error(Method::Post, "/_bulk", response.status, response.body).into());
+            let body = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+            return Err(api_error(Method::Post, "/_bulk", response.status, body).into());
         }
-        // Taken, not cloned: a bulk answer holds one object per item.
-        let items = match response.body {
-            Value::Object(mut body) => match body.remove("items") {
-                Some(Value::Array(items)) => items,
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
+        // Read into its own types, not a `Value`: an answer holds an object per item, and only a few
+        // of their fields matter.
+        let items = serde_json::from_slice::<BulkAnswer>(&response.body)
+            .map_err(|e| anyhow::anyhow!("_bulk answered something that is not a bulk answer: {e}"))?
+            .items;
         if items.len() != todo.len() {
             anyhow::bail!(
                 "_bulk answered {} items for {} actions; the outcome of this batch is unknown",
@@ -274,22 +326,31 @@ impl BulkWriter {
                 todo.len()
             );
         }
-        Ok(items)
+        Ok((items, answer_lost))
     }
 
-    async fn apply_batch(&self, batch: &[WriteAction]) -> anyhow::Result<Vec<ItemOutcome>> {
+    /// Writes actions encoded beforehand (one request; split with [`batches_encoded`](Self::batches_encoded)):
+    /// one outcome per action, in order.
+    pub async fn apply_encoded(&self, batch: &[EncodedAction]) -> anyhow::Result<Vec<ItemOutcome>> {
         let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; batch.len()];
         let mut todo: Vec<usize> = (0..batch.len()).collect();
         let policy = &self.settings.item_retry;
         let mut delay = policy.min_delay;
         let mut waited = Duration::ZERO;
         let mut attempt = 0usize;
+        // Sticky: an item rejected with 429 by the answered attempt may have applied in an earlier
+        // attempt whose answer was lost, and then conflict with itself in a later round.
+        let mut answer_lost = false;
         while !todo.is_empty() {
-            let items = self.send(batch, &todo).await?;
+            let (items, lost) = self.send(batch, &todo).await?;
+            answer_lost |= lost;
             let mut rejected = Vec::new();
             for (&i, item) in todo.iter().zip(&items) {
                 match read_item(batch[i].kind, item) {
-                    ItemReading::Done(outcome) => outcomes[i] = Some(outcome),
+                    ItemReading::Done(mut outcome) => {
+                        outcome.answer_lost = answer_lost;
+                        outcomes[i] = Some(outcome)
+                    }
                     ItemReading::Rejected(reason) => {
                         outcomes[i] = Some(ItemOutcome::failed(format!(
                             "rejected with 429 after {} attempts: {reason}",
@@ -315,6 +376,11 @@ impl BulkWriter {
             .map(|o| o.unwrap_or_else(|| ItemOutcome::failed("no answer")))
             .collect())
     }
+
+    async fn apply_batch(&self, batch: &[WriteAction]) -> anyhow::Result<Vec<ItemOutcome>> {
+        let encoded: Vec<EncodedAction> = batch.iter().map(WriteAction::encoded).collect();
+        self.apply_encoded(&encoded).await
+    }
 }
 
 impl ConditionalWriter for BulkWriter {
@@ -328,13 +394,45 @@ enum ItemReading {
     Rejected(String),
 }
 
-/// Reads one item of a bulk answer: `{"create": {"status": 201, "result": "created", ...}}`.
-fn read_item(kind: WriteKind, item: &Value) -> ItemReading {
-    let null = Value::Null;
-    let body = item.as_object().and_then(|o| o.values().next()).unwrap_or(&null);
-    let status = body["status"].as_u64().unwrap_or(0);
+/// The part of a bulk answer recon reads.
+#[derive(Deserialize)]
+struct BulkAnswer {
+    #[serde(default)]
+    items: Vec<BulkItem>,
+}
+
+/// One item: `{"create": {"status": 201, "result": "created", ...}}`, whatever the operation.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BulkItem {
+    Create(ItemAnswer),
+    Index(ItemAnswer),
+    Update(ItemAnswer),
+    Delete(ItemAnswer),
+}
+
+#[derive(Deserialize, Default)]
+struct ItemAnswer {
+    #[serde(default)]
+    status: u64,
+    #[serde(default)]
+    result: Option<String>,
+    #[serde(default, rename = "_index")]
+    index: Option<String>,
+    #[serde(default, rename = "_seq_no")]
+    seq_no: Option<i64>,
+    #[serde(default, rename = "_primary_term")]
+    primary_term: Option<i64>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// Reads one item of a bulk answer.
+fn read_item(kind: WriteKind, item: &BulkItem) -> ItemReading {
+    let (BulkItem::Create(body) | BulkItem::Index(body) | BulkItem::Update(body) | BulkItem::Delete(body)) = item;
+    let status = body.status;
     let reason = || {
-        let error = &body["error"];
+        let error = body.error.as_ref().unwrap_or(&Value::Null);
         match (error["type"].as_str(), error["reason"].as_str()) {
             (Some(t), Some(r)) => format!("{t}: {r}"),
             _ => format!("HTTP {status}: {error}"),
@@ -342,11 +440,12 @@ fn read_item(kind: WriteKind, item: &Value) -> ItemReading {
     };
     let outcome = |status: ItemStatus, error: Option<String>| ItemOutcome {
         status,
-        result: body["result"].as_str().map(str::to_string),
-        index: body["_index"].as_str().map(str::to_string),
-        seq_no: body["_seq_no"].as_i64(),
-        primary_term: body["_primary_term"].as_i64(),
+        result: body.result.clone(),
+        index: body.index.clone(),
+        seq_no: body.seq_no,
+        primary_term: body.primary_term,
         error,
+        answer_lost: false,
     };
     match status {
         200..=299 => ItemReading::Done(outcome(ItemStatus::Applied, None)),
@@ -413,11 +512,15 @@ mod tests {
         assert!(split_batches([], 25, 100).is_empty());
     }
 
+    fn item(answer: Value) -> BulkItem {
+        serde_json::from_value(answer).unwrap()
+    }
+
     #[test]
     fn items_read_as_applied_conflict_rejected_or_failed() {
         let created = json!({"create": {"_index": "orders-1", "_id": "7", "status": 201, "result": "created",
             "_seq_no": 12, "_primary_term": 1}});
-        match read_item(WriteKind::Create, &created) {
+        match read_item(WriteKind::Create, &item(created)) {
             ItemReading::Done(o) => {
                 assert_eq!(o.status, ItemStatus::Applied);
                 assert_eq!((o.seq_no, o.primary_term), (Some(12), Some(1)));
@@ -428,7 +531,7 @@ mod tests {
         let conflict = json!({"index": {"status": 409, "error": {"type": "version_conflict_engine_exception",
             "reason": "required seqNo [3]"}}});
         assert!(matches!(
-            read_item(WriteKind::Index, &conflict),
+            read_item(WriteKind::Index, &item(conflict)),
             ItemReading::Done(ItemOutcome {
                 status: ItemStatus::Conflict,
                 ..
@@ -436,7 +539,7 @@ mod tests {
         ));
         let gone = json!({"delete": {"status": 404, "result": "not_found"}});
         assert!(matches!(
-            read_item(WriteKind::Delete, &gone),
+            read_item(WriteKind::Delete, &item(gone)),
             ItemReading::Done(ItemOutcome {
                 status: ItemStatus::Conflict,
                 ..
@@ -445,12 +548,12 @@ mod tests {
         let rejected = json!({"index": {"status": 429, "error": {"type": "es_rejected_execution_exception",
             "reason": "queue full"}}});
         assert!(matches!(
-            read_item(WriteKind::Index, &rejected),
+            read_item(WriteKind::Index, &item(rejected)),
             ItemReading::Rejected(_)
         ));
         let bad = json!({"index": {"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "x"}}});
         assert!(matches!(
-            read_item(WriteKind::Index, &bad),
+            read_item(WriteKind::Index, &item(bad)),
             ItemReading::Done(ItemOutcome {
                 status: ItemStatus::Failed,
                 ..
