@@ -216,6 +216,7 @@ async fn connect_write_model(settings: &Settings, parallel: u32) -> anyhow::Resu
     let pg = PostgresSettings {
         updated_at: settings.postgres.updated_at.clone(),
         page_size: settings.postgres.page_size,
+        scan: settings.postgres.scan,
         max_connections: parallel + 4,
         ..PostgresSettings::new(
             settings.postgres.url.expose(),
