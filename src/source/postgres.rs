@@ -338,9 +338,10 @@ impl PostgresSource {
             return Ok(docs);
         }
         let wanted: HashSet<&Key> = keys.iter().collect();
-        let mut tx = self.pool.begin().await.map_err(|e| read_error(url, e))?;
-        sqlx::query("SET TRANSACTION READ ONLY")
-            .execute(&mut *tx)
+        // One round trip fewer than BEGIN + SET TRANSACTION: lookups come in many small batches.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN READ ONLY")
             .await
             .map_err(|e| read_error(url, e))?;
         for batch in keys.chunks(LOOKUP_BATCH) {
