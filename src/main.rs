@@ -11,7 +11,22 @@ use recon::commands::{self, Outcome, EXIT_ERROR};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc.h (the same value in mimalloc 2 and 3; libmimalloc-sys names no
+/// constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Hand freed memory back to the system after 10 ms instead of this build's default of a second: a scan
+/// frees a page's documents continuously, and with the long delay the peak RSS crept up with the table's
+/// size (1M orders 70-75 MB, 4M 86 MB); with 10 ms it stays near 50 MB, at no measurable cost in time.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one integer option; mimalloc reads options at each purge decision.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
