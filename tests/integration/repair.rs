@@ -581,49 +581,6 @@ async fn a_delete_whose_answer_was_lost_is_verified_and_a_newer_write_stays_a_co
     assert_eq!(get(&f, "902").await.unwrap().0, theirs, "their write survives");
 }
 
-/// Repairs `missing` missing documents and returns recon's peak RSS in KiB (its own VmHWM).
-async fn peak_rss_of_repairing(missing: i64) -> i64 {
-    let f = many(0, missing).await;
-    let rss = path_in(&f, "rss");
-    let mut c = command(
-        &f,
-        "repair",
-        &[
-            "--quiet",
-            "--apply",
-            "--yes",
-            "--max-changes",
-            "1000000",
-            "--format",
-            "json",
-        ],
-    );
-    c.env("RECON_PEAK_RSS_FILE", &rss);
-    // Few malloc arenas: the peak then follows what is live, not how many threads freed where.
-    c.env("MALLOC_ARENA_MAX", "2");
-    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
-    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(summary["outcomes"]["applied"], missing, "{summary}");
-    std::fs::read_to_string(&rss).unwrap().trim().parse().unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn memory_stays_flat_however_many_keys_drift() {
-    // Five times the drift: the keys and the plan (every row as read) are parked on disk, so the peak
-    // grows by far less than the 20,000 more planned rows would take in memory (over 1 KB each, about
-    // 25 MB; measured growth with the spools: about 5 MB). Both runs are past the chunks a repair
-    // holds at once (4 lookups and 4 bulk batches of 1,000).
-    let small = peak_rss_of_repairing(5_000).await;
-    let large = peak_rss_of_repairing(25_000).await;
-    eprintln!("peak RSS: {small} KiB for 5,000 missing documents, {large} KiB for 25,000");
-    assert!(
-        large < small + 12 * 1024,
-        "peak RSS {small} KiB for 5,000 missing documents, {large} KiB for 25,000"
-    );
-}
-
 async fn interrupted_then_resumed(signal: i32) {
     let f = many(40, 0).await;
     let emulator = f.emulator.as_ref().expect("fault injection needs the emulator");
