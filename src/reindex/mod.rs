@@ -33,9 +33,10 @@ use crate::commands::check::{connect_sides_with, scan, ScanScope};
 use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::diff::Comparator;
-use crate::model::{DriftKind, Key};
+use crate::model::DriftKind;
 use crate::progress::ProgressMode;
 use crate::repair::apply::encode;
+use crate::repair::spool::KeySpool;
 use crate::repair::SummaryFormat;
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter};
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient};
@@ -82,6 +83,8 @@ pub enum ReindexError {
 
 /// Check-and-repair passes before the verify gate gives up.
 const MAX_PASSES: u32 = 3;
+/// Drifted keys re-verified and repaired at a time by a verify pass.
+const REPAIR_CHUNK: usize = 10_000;
 
 /// What `recon reindex` was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -863,10 +866,11 @@ async fn verify(
         let sides = connect_sides_with(&check_settings, options.parallel).await?;
         let mut scope = ScanScope::serial(KeyRange::all(), Some(grace), ProgressMode::Off);
         scope.parallel = options.parallel as usize;
-        let mut drifted: Vec<Key> = Vec::new();
+        // On disk: a mapping that refuses most documents makes most keys drift.
+        let mut drifted = KeySpool::new().context("cannot create a temporary file for the drifted keys")?;
         let scanned = scan(&sides, catch_up.comparator.clone(), &scope, |drift| {
             if drift.kind != DriftKind::Pending {
-                drifted.push(drift.key.clone());
+                drifted.push(&drift.key)?;
             }
             Ok(())
         })
@@ -883,12 +887,14 @@ async fn verify(
             catch_up.index, scanned.summary.source_rows, scanned.summary.target_docs, pass.failing, pass.pending
         ));
         if !drifted.is_empty() {
-            let repaired = catch_up.repair(&drifted).await?;
+            let count = drifted.len();
+            let mut repaired = Written::default();
+            for chunk in drifted.chunks(REPAIR_CHUNK)? {
+                repaired.merge(catch_up.repair(&chunk?).await?);
+            }
             options.say(format!(
-                "pass {n}: repaired {} of {} drifted keys ({} failed)",
-                repaired.applied,
-                drifted.len(),
-                repaired.failed
+                "pass {n}: repaired {} of {count} drifted keys ({} failed)",
+                repaired.applied, repaired.failed
             ));
         }
         if pass.failing <= options.max_drift {
