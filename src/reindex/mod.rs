@@ -863,6 +863,7 @@ async fn verify(
         catch_up.refresh().await?;
         // Rows changed since this pass started are the next pass's (or the last pass's): pending here.
         let grace = Duration::from_millis((pg_now(catch_up.write_model).await? - started + margin).max(0) as u64);
+        let clock = std::time::Instant::now();
         let sides = connect_sides_with(&check_settings, options.parallel).await?;
         let mut scope = ScanScope::serial(KeyRange::all(), Some(grace), ProgressMode::Off);
         scope.parallel = options.parallel as usize;
@@ -883,8 +884,14 @@ async fn verify(
         state.caught_up_ms = Some(started);
         state::save(client, catch_up.index, state).await?;
         options.say(format!(
-            "pass {n}: checked {}: {} rows, {} documents, {} keys drift, {} pending (changed since the pass began)",
-            catch_up.index, scanned.summary.source_rows, scanned.summary.target_docs, pass.failing, pass.pending
+            "pass {n}: checked {} in {:.1} s: {} rows, {} documents, {} keys drift, {} pending (changed since the \
+             pass began)",
+            catch_up.index,
+            clock.elapsed().as_secs_f64(),
+            scanned.summary.source_rows,
+            scanned.summary.target_docs,
+            pass.failing,
+            pass.pending
         ));
         if !drifted.is_empty() {
             let count = drifted.len();
