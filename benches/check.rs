@@ -24,11 +24,13 @@ use recon::emulator::{Emulator, EmulatorConfig};
 use recon::model::KeyedDoc;
 use recon::pgcluster::PgCluster;
 use recon::shop;
-use recon::source::elasticsearch::{
-    ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient, RetryPolicy,
-};
+use recon::source::elasticsearch::{ElasticsearchSettings, ElasticsearchSource, EsClient};
 use recon::source::postgres::{PostgresSettings, PostgresSource};
 use recon::source::{DocumentSource, KeyRange};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{bulk, connect, peak_rss_kib, secs, which_psql};
 
 fn main() -> anyhow::Result<()> {
     let mut orders: u64 = 1_000_000;
@@ -389,19 +391,6 @@ async fn sliced_scan(es: &EsClient, slices: u64) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-fn connect(url: &str) -> ConnectSettings {
-    ConnectSettings {
-        url: url.to_string(),
-        username: None,
-        password: None,
-        api_key: None,
-        ca_cert: None,
-        insecure: false,
-        timeout: Duration::from_secs(120),
-        retry: RetryPolicy::default(),
-    }
-}
-
 /// Plays the projector: every row of the projection query becomes a document.
 async fn load(pg_url: &str, es: &EsClient) -> anyhow::Result<u64> {
     let source = PostgresSource::connect(PostgresSettings::new(pg_url, shop::projection_query(), "orderId")).await?;
@@ -426,25 +415,8 @@ async fn load(pg_url: &str, es: &EsClient) -> anyhow::Result<u64> {
     Ok(count)
 }
 
-async fn bulk(es: &EsClient, body: Vec<u8>) -> anyhow::Result<()> {
-    if body.is_empty() {
-        return Ok(());
-    }
-    let answer = es.request_bytes(Method::Post, "/_bulk", &[], Some(body)).await?;
-    if answer.body["errors"].as_bool() != Some(false) {
-        bail!(
-            "bulk load failed: {}",
-            answer.body.to_string().chars().take(500).collect::<String>()
-        );
-    }
-    Ok(())
-}
-
-/// Runs a program to its end; returns its wall time, peak RSS in KiB and exit code.
-///
-/// The peak comes from recon itself (`RECON_PEAK_RSS_FILE`: its VmHWM at exit, counted from its own
-/// exec). wait4's ru_maxrss cannot tell it: a child inherits this process's high-water mark (the
-/// emulator's index) through fork/posix_spawn and exec.
+/// Runs a program to its end; returns its wall time, peak RSS in KiB (recon's own, see
+/// [`peak_rss_kib`]) and exit code.
 fn run_measured(program: &str, args: &[String]) -> anyhow::Result<(Duration, i64, i32)> {
     let rss_file = tempfile::NamedTempFile::new()?;
     let clock = Instant::now();
@@ -453,29 +425,5 @@ fn run_measured(program: &str, args: &[String]) -> anyhow::Result<(Duration, i64
         .env("RECON_PEAK_RSS_FILE", rss_file.path())
         .status()?;
     let elapsed = clock.elapsed();
-    let rss_kib = std::fs::read_to_string(rss_file.path())?
-        .trim()
-        .parse()
-        .context("recon wrote no peak RSS")?;
-    Ok((elapsed, rss_kib, status.code().unwrap_or(-1)))
-}
-
-fn which_psql() -> String {
-    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.path().join("bin/psql"))
-                .filter(|p| p.exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    versions.sort();
-    versions
-        .pop()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "psql".into())
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
+    Ok((elapsed, peak_rss_kib(rss_file.path())?, status.code().unwrap_or(-1)))
 }

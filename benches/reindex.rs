@@ -21,9 +21,13 @@ use recon::emulator::{Emulator, EmulatorConfig};
 use recon::model::KeyedDoc;
 use recon::pgcluster::PgCluster;
 use recon::shop;
-use recon::source::elasticsearch::{ConnectSettings, EsClient, RetryPolicy};
+use recon::source::elasticsearch::EsClient;
 use recon::source::postgres::{PostgresSettings, PostgresSource};
 use recon::source::{DocumentSource, KeyRange};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{bulk, connect, peak_rss_kib, secs, which_psql};
 
 fn main() -> anyhow::Result<()> {
     let mut orders: u64 = 1_000_000;
@@ -172,17 +176,6 @@ async fn encode(pg_url: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(bodies)
 }
 
-async fn bulk(es: &EsClient, body: Vec<u8>) -> anyhow::Result<()> {
-    let answer = es.request_bytes(Method::Post, "/_bulk", &[], Some(body)).await?;
-    if answer.body["errors"].as_bool() != Some(false) {
-        bail!(
-            "bulk load failed: {}",
-            answer.body.to_string().chars().take(500).collect::<String>()
-        );
-    }
-    Ok(())
-}
-
 fn write_config(dir: &std::path::Path, pg_url: &str, es_url: &str) -> anyhow::Result<std::path::PathBuf> {
     let path = dir.join("recon.toml");
     std::fs::write(
@@ -224,44 +217,7 @@ async fn reindex_measured(config: &std::path::Path, extra: &[&str]) -> anyhow::R
         {
             eprintln!("  {line}");
         }
-        let rss_kib = std::fs::read_to_string(rss_file.path())?
-            .trim()
-            .parse()
-            .context("recon wrote no peak RSS")?;
-        anyhow::Ok((elapsed, rss_kib, out.status.code().unwrap_or(-1)))
+        anyhow::Ok((elapsed, peak_rss_kib(rss_file.path())?, out.status.code().unwrap_or(-1)))
     })
     .await?
-}
-
-fn connect(url: &str) -> ConnectSettings {
-    ConnectSettings {
-        url: url.to_string(),
-        username: None,
-        password: None,
-        api_key: None,
-        ca_cert: None,
-        insecure: false,
-        timeout: Duration::from_secs(120),
-        retry: RetryPolicy::default(),
-    }
-}
-
-fn which_psql() -> String {
-    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.path().join("bin/psql"))
-                .filter(|p| p.exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    versions.sort();
-    versions
-        .pop()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "psql".into())
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
 }

@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use elasticsearch::http::Method;
@@ -20,9 +20,13 @@ use serde_json::json;
 use recon::emulator::{Emulator, EmulatorConfig};
 use recon::pgcluster::PgCluster;
 use recon::shop;
-use recon::source::elasticsearch::{ConnectSettings, EsClient, RetryPolicy};
+use recon::source::elasticsearch::EsClient;
 use recon::source::postgres::{PostgresSettings, PostgresSource};
 use recon::source::{DocumentSource, KeyRange};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{connect, peak_rss_kib, secs};
 
 fn main() -> anyhow::Result<()> {
     let mut orders: u64 = 100_000;
@@ -186,11 +190,7 @@ async fn one_run(
         n / secs(repair),
         secs(raw) / secs(repair)
     );
-    let rss_mb = std::fs::read_to_string(rss_file.path())?
-        .trim()
-        .parse::<f64>()
-        .context("recon wrote no peak RSS")?
-        / 1024.0;
+    let rss_mb = peak_rss_kib(rss_file.path())? as f64 / 1024.0;
     println!("recon repair, peak RSS:              {rss_mb:>7.1} MB");
     for line in stderr
         .lines()
@@ -199,21 +199,4 @@ async fn one_run(
         println!("  {line}");
     }
     Ok(())
-}
-
-fn connect(url: &str) -> ConnectSettings {
-    ConnectSettings {
-        url: url.to_string(),
-        username: None,
-        password: None,
-        api_key: None,
-        ca_cert: None,
-        insecure: false,
-        timeout: Duration::from_secs(120),
-        retry: RetryPolicy::default(),
-    }
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
 }
