@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use elasticsearch::http::Method;
 use elasticsearch::{DeleteParts, IndexParts};
@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use recon::emulator::FaultSpec;
 
 use crate::support::cli_command as recon;
+use crate::support::eventually;
 use crate::support::fixture::{Fixture, ORDERS_QUERY};
 
 const FIELDS: &str = "[compare.fields]\norderDate = { as = \"instant\" }";
@@ -341,22 +342,6 @@ async fn write_doc(f: &Fixture, id: i64, name: &str, total: &str) {
             .await
             .unwrap();
     assert!(response.status_code().is_success(), "{:?}", response.text().await);
-}
-
-/// Polls `condition` until it holds or `deadline` passes.
-async fn eventually<F, Fut>(deadline: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if condition().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread")]

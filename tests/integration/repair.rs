@@ -1,7 +1,7 @@
 //! `recon repair` and `recon undo` end to end: a real PostgreSQL, the emulator over HTTP, the binary.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use elasticsearch::params::Refresh;
 use elasticsearch::{GetParts, IndexParts};
@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use recon::emulator::FaultSpec;
 
 use crate::support::cli_command as recon;
+use crate::support::eventually;
 use crate::support::fixture::{drifted, order_doc, Fixture};
 
 /// `n` rows whose documents all mismatch (a stale customer name), and `missing` more rows with no
@@ -433,18 +434,6 @@ async fn item_429_storms_are_retried_until_every_document_is_written() {
     }
 }
 
-/// Polls `cond` every 20 ms for at most `limit`.
-async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reset_connection_is_retried_and_its_own_conflicts_recognised() {
     let f = many(20, 20).await;
@@ -474,11 +463,13 @@ async fn a_reset_connection_is_retried_and_its_own_conflicts_recognised() {
     .unwrap();
     // Faults are decided when a request arrives: once the first batch's writes show, its answer is
     // doomed, and healing the connection now lets the client's retry through.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get(&f, "1").await.map(|d| d.1) != Some(2) {
-        assert!(Instant::now() < deadline, "the first batch was never written");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            get(&f, "1").await.map(|d| d.1) == Some(2)
+        })
+        .await,
+        "the first batch was never written"
+    );
     emulator.set_faults(FaultSpec::default());
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
@@ -539,11 +530,13 @@ async fn a_delete_whose_answer_was_lost_is_verified_and_a_newer_write_stays_a_co
     .stdout(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get(&f, "901").await.is_some() || get(&f, "902").await.is_some() {
-        assert!(Instant::now() < deadline, "the deletes were never applied");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            get(&f, "901").await.is_none() && get(&f, "902").await.is_none()
+        })
+        .await,
+        "the deletes were never applied"
+    );
     // Someone writes 902 again before the retry gets through: that write is not ours.
     let theirs = json!({"orderId": 902, "customerName": "theirs"});
     put(&f, "902", theirs.clone()).await;
@@ -606,7 +599,10 @@ async fn interrupted_then_resumed(signal: i32) {
     .spawn()
     .unwrap();
     assert!(
-        wait_for(Duration::from_secs(20), || count(&audit_lines(&audit), "intent") >= 10).await,
+        eventually(Duration::from_secs(20), || async {
+            count(&audit_lines(&audit), "intent") >= 10
+        })
+        .await,
         "the repair never got going"
     );
     unsafe {

@@ -20,3 +20,20 @@ pub fn cli_command() -> std::process::Command {
         .env("NO_COLOR", "1");
     command
 }
+
+/// Polls `condition` every 5 ms until it holds (true) or `limit` passes (false): synchronization on an
+/// observable state, never a fixed sleep.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    false
+}
