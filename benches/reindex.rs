@@ -5,9 +5,10 @@
 //! empty first generation in the emulator, then times, in one run: the projection query exported
 //! alone (`psql \copy (…) to /dev/null`), a raw `_bulk` load of the same documents into a fresh
 //! index (pre-encoded 1,000-document requests, 3 in flight, refresh off, as recon loads), and
-//! `recon reindex --yes` as a separate process (load, catch-up, the verifying check of the new
-//! index, swap, last pass). Prints the ratio to export + bulk (target <= 1.3), then the same with
-//! `--parallel P`. docs/performance.md records the figures.
+//! `recon reindex --yes` as a separate process (load, catch-up, the verify gate by the load's
+//! fingerprints, swap, last pass). Prints the ratio to export + bulk (target <= 1.3), then the same
+//! with `--parallel P`, then serially with `--verify full` (the gate that reads the projection again)
+//! for comparison. docs/performance.md records the figures.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -141,6 +142,19 @@ async fn bench(orders: u64, parallel: u64) -> anyhow::Result<()> {
     println!(
         "parallel reindex / (export + bulk): {:>5.2}",
         secs(reindex_p) / secs(raw)
+    );
+
+    // 5. Serial again with the gate that reads the projection a second time, for comparison.
+    let (reindex_f, rss_f, code_f) = reindex_measured(&config, &["--verify", "full", "--keep", "0"]).await?;
+    println!(
+        "recon reindex --verify full: {:>6.2} s  ({:.0} docs/s), exit {code_f}, peak RSS {:.1} MB",
+        secs(reindex_f),
+        orders as f64 / secs(reindex_f),
+        rss_f as f64 / 1024.0
+    );
+    println!(
+        "full-gate reindex / (export + bulk): {:>4.2}",
+        secs(reindex_f) / secs(raw)
     );
     emulator.shutdown().await;
     drop(conn);

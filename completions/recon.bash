@@ -378,7 +378,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__reindex)
-            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --yes --mapping --max-drift --keep --catch-up-margin --rollback --list --adopt --parallel --resume --discard --format --quiet --verbose --help --version"
+            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --yes --mapping --max-drift --verify --keep --catch-up-margin --rollback --list --adopt --parallel --resume --discard --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -410,6 +410,10 @@ _recon() {
                     ;;
                 --max-drift)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --verify)
+                    COMPREPLY=($(compgen -W "fingerprints full" -- "${cur}"))
                     return 0
                     ;;
                 --keep)

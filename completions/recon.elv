@@ -135,6 +135,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand --index 'Index or alias holding the read model; overrides elasticsearch.index'
             cand --mapping 'Create the new index with the mappings in FILE (JSON: the `mappings` object, or a body with `mappings` and optionally `settings`) instead of copying them from the current index'
             cand --max-drift 'Swap only when at most N keys of the new index still drift after the catch-up passes'
+            cand --verify 'How the verify gate checks the new index before the swap. `fingerprints`: against the documents the load sent (a 128-bit fingerprint each, kept in a temp file), the rows changed since (by updated_at) and a key-only scan of the write model for deletes; every key that is not proven equal that way is compared in full, as `recon check --keys` does. `full`: a whole `recon check` of the new index per pass, which reads the projection again (about twice the time) and also catches rows changed without an updated_at bump. A resumed load always verifies in full'
             cand --keep 'Older generations to keep after a successful swap (the rest are deleted)'
             cand --catch-up-margin 'Rows changed this long before a pass''s snapshot are re-projected again by the next pass (covers transactions that commit after their updated_at), e.g. 5m'
             cand --parallel 'Load N key ranges concurrently, all in one PostgreSQL snapshot'

@@ -350,6 +350,15 @@ pub struct ReindexArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_drift: u64,
 
+    /// How the verify gate checks the new index before the swap. `fingerprints`: against the
+    /// documents the load sent (a 128-bit fingerprint each, kept in a temp file), the rows changed
+    /// since (by updated_at) and a key-only scan of the write model for deletes; every key that is not
+    /// proven equal that way is compared in full, as `recon check --keys` does. `full`: a whole `recon
+    /// check` of the new index per pass, which reads the projection again (about twice the time) and
+    /// also catches rows changed without an updated_at bump. A resumed load always verifies in full.
+    #[arg(long, value_enum, value_name = "GATE", default_value = "fingerprints")]
+    pub verify: crate::reindex::Gate,
+
     /// Older generations to keep after a successful swap (the rest are deleted).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub keep: usize,

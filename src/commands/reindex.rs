@@ -23,6 +23,7 @@ pub async fn run(args: ReindexArgs) -> anyhow::Result<Outcome> {
         yes: args.yes,
         mapping: args.mapping,
         max_drift: args.max_drift,
+        gate: args.verify,
         keep: args.keep,
         margin: args.catch_up_margin,
         adopt: args.adopt,

@@ -36,6 +36,7 @@ use std::str::FromStr;
 
 use bigdecimal::BigDecimal;
 use serde_json::{Map, Value};
+use xxhash_rust::xxh3::Xxh3;
 
 use super::value::{instant_from_millis, numbers_equal, parse_instant, within_tolerance, Decimal};
 use crate::config::{CompareConfig, FieldRule, RuleKind};
@@ -184,6 +185,59 @@ impl Comparator {
             project_object(&self.root, doc);
         }
     }
+
+    /// A 128-bit fingerprint of the document as this comparator sees it: ignored paths are left out,
+    /// everything else is hashed exactly as written (field order, number text). Equal fingerprints mean
+    /// identical documents, which [`Comparator::diff`] always finds equal; different fingerprints prove
+    /// nothing (`1.0` and `1`, reordered fields), so a caller compares such documents with `diff`.
+    pub fn fingerprint(&self, doc: &Map<String, Value>) -> u128 {
+        let mut hasher = Xxh3::new();
+        fingerprint_object(Some(&self.root), doc, &mut hasher);
+        hasher.digest128()
+    }
+}
+
+fn fingerprint_object(node: Option<&RuleNode>, doc: &Map<String, Value>, hasher: &mut Xxh3) {
+    hasher.update(b"{");
+    for (name, value) in doc {
+        let child = node.filter(|n| n.has_ignored).and_then(|n| n.child(name));
+        if child.is_some_and(|c| c.ignored) {
+            continue;
+        }
+        fingerprint_str(name, hasher);
+        fingerprint_value(child, value, hasher);
+    }
+    hasher.update(b"}");
+}
+
+fn fingerprint_value(node: Option<&RuleNode>, value: &Value, hasher: &mut Xxh3) {
+    match value {
+        Value::Null => hasher.update(b"n"),
+        Value::Bool(true) => hasher.update(b"t"),
+        Value::Bool(false) => hasher.update(b"f"),
+        Value::Number(n) => {
+            hasher.update(b"#");
+            fingerprint_str(n.as_str(), hasher);
+        }
+        Value::String(s) => {
+            hasher.update(b"\"");
+            fingerprint_str(s, hasher);
+        }
+        Value::Array(items) => {
+            hasher.update(b"[");
+            hasher.update(&(items.len() as u64).to_le_bytes());
+            for item in items {
+                fingerprint_value(node, item, hasher);
+            }
+        }
+        Value::Object(map) => fingerprint_object(node, map, hasher),
+    }
+}
+
+/// Length-prefixed, so that no two different sequences of strings hash the same bytes.
+fn fingerprint_str(s: &str, hasher: &mut Xxh3) {
+    hasher.update(&(s.len() as u64).to_le_bytes());
+    hasher.update(s.as_bytes());
 }
 
 fn compile_rule(path: &str, field_rule: &FieldRule) -> Result<Rule, RuleError> {
@@ -839,6 +893,41 @@ mod tests {
         let e = doc(json!({"products": [[{"internalNote": 1, "name": "a"}]]}));
         let a = doc(json!({"products": [[{"internalNote": 2, "name": "a"}]]}));
         assert!(c.diff(&e, &a).is_empty());
+    }
+
+    #[test]
+    fn fingerprints_leave_out_ignored_paths_and_tell_any_other_difference() {
+        let c = comparator(r#"ignore = ["indexedAt", "products.internalNote"]"#);
+        let fp = |text: &str| c.fingerprint(&parsed(text));
+        let base = fp(r#"{"orderId": 1, "products": [{"name": "pen", "internalNote": "x", "price": 1.50}]}"#);
+        // Ignored paths, at the top and inside array elements, do not count.
+        assert_eq!(
+            base,
+            fp(
+                r#"{"orderId": 1, "indexedAt": "now", "products": [{"name": "pen", "internalNote": "y", "price": 1.50}]}"#
+            )
+        );
+        // Anything else does: a value, the number's text, a type, the field order, an element more.
+        for other in [
+            r#"{"orderId": 2, "products": [{"name": "pen", "internalNote": "x", "price": 1.50}]}"#,
+            r#"{"orderId": 1, "products": [{"name": "pen", "internalNote": "x", "price": 1.5}]}"#,
+            r#"{"orderId": "1", "products": [{"name": "pen", "internalNote": "x", "price": 1.50}]}"#,
+            r#"{"products": [{"name": "pen", "internalNote": "x", "price": 1.50}], "orderId": 1}"#,
+            r#"{"orderId": 1, "products": [{"name": "pen", "price": 1.50}, {}]}"#,
+            r#"{"orderId": 1, "products": []}"#,
+        ] {
+            assert_ne!(base, fp(other), "{other}");
+        }
+        // Strings are length-prefixed: moving a boundary changes the fingerprint.
+        assert_ne!(fp(r#"{"a": ["ab", "c"]}"#), fp(r#"{"a": ["a", "bc"]}"#));
+        assert_ne!(fp(r#"{"ab": "c"}"#), fp(r#"{"a": "bc"}"#));
+        assert_ne!(fp(r#"{"a": null}"#), fp(r#"{"a": "null"}"#));
+        // Without ignore rules nothing is left out.
+        let plain = comparator("");
+        assert_ne!(
+            plain.fingerprint(&parsed(r#"{"orderId": 1}"#)),
+            plain.fingerprint(&parsed(r#"{"orderId": 1, "indexedAt": "now"}"#))
+        );
     }
 
     #[test]

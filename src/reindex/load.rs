@@ -12,7 +12,9 @@ use anyhow::Context;
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
+use super::fingerprints::{FingerprintWriter, Fingerprints};
 use super::state::{self, ReindexState};
+use crate::diff::Comparator;
 use crate::model::Key;
 use crate::source::elasticsearch::write::{
     BulkWriter, ConditionalWriter, ItemOutcome, ItemStatus, WriteAction, WriteKind,
@@ -36,6 +38,8 @@ pub struct Loader<'a> {
     pub progress: bool,
     /// Test hook: exit hard after this many batches (`RECON_REINDEX_FAIL_AFTER=batches:N`).
     pub fail_after_batches: Option<u64>,
+    /// Keep the fingerprint of every document sent, as this comparator sees it, for the verify gate.
+    pub fingerprint: Option<Comparator>,
 }
 
 /// What a load did.
@@ -45,6 +49,9 @@ pub struct Loaded {
     /// Documents Elasticsearch refused (after retries); the verify gate sees them as missing.
     pub failed: u64,
     pub failures: Vec<String>,
+    /// The fingerprints of every document sent, when asked for and the whole load ran here (a resumed
+    /// load did not see the documents sent before the crash).
+    pub fingerprints: Option<Fingerprints>,
 }
 
 /// A bulk request on its own task, aborted if the load stops before its answer is read.
@@ -77,6 +84,8 @@ impl Loader<'_> {
     /// with every range done when this returns Ok.
     pub async fn load(&self, state: ReindexState, snapshot: &SharedSnapshot) -> anyhow::Result<(ReindexState, Loaded)> {
         let todo: Vec<usize> = (0..state.ranges.len()).filter(|i| !state.ranges[*i].done).collect();
+        let whole = state.ranges.iter().all(|r| !r.done && r.last_key.is_none());
+        let comparator = self.fingerprint.as_ref().filter(|_| whole);
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             saved_at: std::sync::Mutex::new(Instant::now()),
@@ -99,12 +108,20 @@ impl Loader<'_> {
                 }
             })
         });
-        let result =
-            futures::future::try_join_all(todo.into_iter().map(|i| self.load_range(&shared, i, snapshot))).await;
+        let result = futures::future::try_join_all(
+            todo.into_iter()
+                .map(|i| self.load_range(&shared, i, snapshot, comparator)),
+        )
+        .await;
         if let Some(t) = ticker {
             t.abort();
         }
-        result?;
+        // In range order, as try_join_all returns them.
+        let parts: Option<Vec<FingerprintWriter>> = result?.into_iter().collect();
+        let fingerprints = match parts {
+            Some(parts) if comparator.is_some() => Some(Fingerprints::new(parts)?),
+            _ => None,
+        };
         // Read out, not unwrapped: the aborted ticker may still hold its clone for a moment.
         let state = shared.state.lock().await.clone();
         state::save(&self.client, &self.index, &state).await?;
@@ -116,11 +133,19 @@ impl Loader<'_> {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
+            fingerprints,
         };
         Ok((state, loaded))
     }
 
-    async fn load_range(&self, shared: &Shared, i: usize, snapshot: &SharedSnapshot) -> anyhow::Result<()> {
+    async fn load_range(
+        &self,
+        shared: &Shared,
+        i: usize,
+        snapshot: &SharedSnapshot,
+        comparator: Option<&Comparator>,
+    ) -> anyhow::Result<Option<FingerprintWriter>> {
+        let mut fingerprints = comparator.map(|_| FingerprintWriter::new()).transpose()?;
         let range = shared.state.lock().await.ranges[i].remaining();
         let scan = self.write_model.open_scan_at(range, Some(snapshot)).await?;
         let mut docs = scan.docs;
@@ -136,6 +161,9 @@ impl Loader<'_> {
             let end = next.is_none();
             if let Some(doc) = next {
                 last_key = Some(doc.key.clone());
+                if let (Some(writer), Some(comparator)) = (fingerprints.as_mut(), comparator) {
+                    writer.push(&doc.key, comparator.fingerprint(&doc.doc))?;
+                }
                 let action = WriteAction {
                     kind: WriteKind::Index,
                     index: self.index.clone(),
@@ -176,7 +204,7 @@ impl Loader<'_> {
         }
         let mut state = shared.state.lock().await;
         state.ranges[i].done = true;
-        Ok(())
+        Ok(fingerprints)
     }
 
     /// Counts one batch's outcomes, notes the range's last key and saves the state when due.

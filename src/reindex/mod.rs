@@ -13,11 +13,13 @@
 //! writes the new index too. See docs/runbooks/reindex.md for the one window a delete can slip through.
 
 pub mod catchup;
+pub mod fingerprints;
 pub mod generations;
 pub mod load;
 pub mod state;
 pub mod swap;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,13 +29,14 @@ use elasticsearch::http::Method;
 use serde_json::{json, Map, Value};
 
 use self::catchup::{CatchUp, Written};
+use self::fingerprints::Fingerprints;
 use self::generations::{Generation, Target};
 use self::state::{Phase, RangeProgress, ReindexState};
-use crate::commands::check::{connect_sides_with, scan, ScanScope};
+use crate::commands::check::{add_summary, connect_sides_with, scan, ScanScope};
 use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::diff::Comparator;
-use crate::model::DriftKind;
+use crate::model::{Drift, DriftKind, Key, Summary};
 use crate::progress::ProgressMode;
 use crate::repair::apply::encode;
 use crate::repair::spool::KeySpool;
@@ -94,6 +97,24 @@ pub enum Action {
     List,
 }
 
+/// How the verify gate checks the new generation (`--verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Gate {
+    /// The load's fingerprints, the changed rows and a key scan; the rest compared in full.
+    Fingerprints,
+    /// A whole check of the new generation per pass.
+    Full,
+}
+
+impl Gate {
+    fn as_str(self) -> &'static str {
+        match self {
+            Gate::Fingerprints => "fingerprints",
+            Gate::Full => "full",
+        }
+    }
+}
+
 /// What to do with an unfinished reindex found at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unfinished {
@@ -109,6 +130,7 @@ pub struct ReindexOptions {
     pub yes: bool,
     pub mapping: Option<PathBuf>,
     pub max_drift: u64,
+    pub gate: Gate,
     pub keep: usize,
     pub margin: Duration,
     pub adopt: bool,
@@ -165,11 +187,11 @@ fn failpoint(stage: &str) {
     }
 }
 
-/// `RECON_REINDEX_HOLD_BEFORE_SWAP=PATH`: once the verify gate opened, creates PATH and waits (at most a
-/// minute) until it is removed; the tests' way to act inside the window between the last check and the
-/// swap.
-async fn hold_before_swap() -> anyhow::Result<()> {
-    let Some(path) = std::env::var_os("RECON_REINDEX_HOLD_BEFORE_SWAP") else {
+/// `RECON_REINDEX_HOLD_<STAGE>=PATH`: creates PATH and waits (at most a minute) until it is removed;
+/// the tests' way to act at a known point. `AFTER_LOAD`: between the load and the first verify pass;
+/// `BEFORE_SWAP`: once the verify gate opened, in the window between the last check and the swap.
+async fn hold(stage: &str) -> anyhow::Result<()> {
+    let Some(path) = std::env::var_os(format!("RECON_REINDEX_HOLD_{stage}")) else {
         return Ok(());
     };
     let path = PathBuf::from(path);
@@ -387,6 +409,12 @@ struct Pass {
     pending: u64,
     loaded: u64,
     load_failed: u64,
+    /// How the last pass verified: `fingerprints` or `full`.
+    gate: Option<&'static str>,
+    /// Keys the last pass proved in sync by their fingerprint…
+    settled: u64,
+    /// …and keys it compared in full.
+    compared: u64,
 }
 
 fn summary(
@@ -414,6 +442,9 @@ fn summary(
                     "passes": pass.passes,
                     "failing": pass.failing,
                     "pending": pass.pending,
+                    "gate": pass.gate,
+                    "settled_by_fingerprint": pass.settled,
+                    "compared_in_full": pass.compared,
                     "final_pass": {"applied": last.applied, "conflicts": last.conflicts,
                                    "skipped": last.skipped, "failed": last.failed},
                 }),
@@ -620,8 +651,8 @@ async fn create(
     let mut plan = format!(
         "plan: rebuild {alias} (now {}) into {index} from {} (about {} rows)\n  load in {} range(s) with \
          refresh off and no replicas, then restore them\n  catch up on rows changed since the load's snapshot \
-         (margin {}), check and repair {index} until at most {} keys drift ({} passes at most)\n  swap {alias} to \
-         {index} in one _aliases call, then a last conditional pass",
+         (margin {}), check ({}) and repair {index} until at most {} keys drift ({} passes at most)\n  swap \
+         {alias} to {index} in one _aliases call, then a last conditional pass",
         if from.is_empty() {
             "nothing".to_string()
         } else {
@@ -631,6 +662,10 @@ async fn create(
         estimate.map(|e| e.to_string()).unwrap_or_else(|| "?".into()),
         options.parallel,
         humantime::format_duration(options.margin),
+        match options.gate {
+            Gate::Fingerprints => "by the load's fingerprints and a key scan",
+            Gate::Full => "a full check per pass",
+        },
         options.max_drift,
         MAX_PASSES,
     );
@@ -699,6 +734,8 @@ async fn finish_build(
     let Build { index, mut state, from } = build;
     let writer = BulkWriter::new(client.clone(), BulkSettings::default());
     let mut pass = Pass::default();
+    let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
+    let mut fingerprints = None;
     if state.phase == Phase::Loading {
         // A fresh snapshot, also when resuming: rows changed since the ORIGINAL watermark are caught up
         // below, so the keys loaded before the crash need no second look.
@@ -722,8 +759,10 @@ async fn finish_build(
             in_flight: if options.parallel > 1 { 2 } else { 3 },
             progress: options.progress != ProgressMode::Off,
             fail_after_batches: fail_after_batches(),
+            fingerprint: (options.gate == Gate::Fingerprints).then(|| comparator.clone()),
         };
-        let (loaded_state, loaded) = loader.load(state, &snapshot).await?;
+        let (loaded_state, mut loaded) = loader.load(state, &snapshot).await?;
+        fingerprints = loaded.fingerprints.take();
         drop(snapshot);
         state = loaded_state;
         pass.loaded = loaded.docs;
@@ -742,13 +781,13 @@ async fn finish_build(
         state.phase = Phase::CatchingUp;
         state::save(client, &index, &state).await?;
         failpoint("load");
+        hold("AFTER_LOAD").await?;
     }
     let watermark = state
         .watermark_ms
         .context("the generation's _meta has no watermark; discard it (--discard)")?;
     let margin = options.margin.as_millis() as i64;
     let generation = connect_generation(settings, &index).await?;
-    let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
     let catch_up = CatchUp {
         write_model,
         generation: &generation,
@@ -762,7 +801,19 @@ async fn finish_build(
         _ => false,
     };
     if !live {
-        let passed = verify(settings, options, &catch_up, &mut state, &mut pass, watermark).await?;
+        if options.gate == Gate::Fingerprints && fingerprints.is_none() {
+            options.say("the load did not run whole in this process (resumed): the verify gate checks in full");
+        }
+        let passed = verify(
+            settings,
+            options,
+            &catch_up,
+            fingerprints.as_ref(),
+            &mut state,
+            &mut pass,
+            watermark,
+        )
+        .await?;
         if !passed {
             state.phase = Phase::VerifyFailed;
             state::save(client, &index, &state).await?;
@@ -784,7 +835,7 @@ async fn finish_build(
             return Ok(Outcome::Drift);
         }
         failpoint("verify");
-        hold_before_swap().await?;
+        hold("BEFORE_SWAP").await?;
         state.phase = Phase::Swapped;
         state::save(client, &index, &state).await?;
         swap::swap(client, alias, &from, &index, state.adopt).await?;
@@ -836,10 +887,16 @@ async fn finish_build(
 }
 
 /// Catch-up and check passes until at most `--max-drift` keys drift; false when the gate stays shut.
+///
+/// Each pass re-projects the rows changed since the previous one, then checks the whole generation:
+/// with the load's `fingerprints` when there are some (see [`fingerprints`]), else with a full check.
+/// The drifted keys are parked on disk and repaired; the gate opens once a pass finds at most
+/// `--max-drift` of them.
 async fn verify(
     settings: &Settings,
     options: &ReindexOptions,
     catch_up: &CatchUp<'_>,
+    fingerprints: Option<&Fingerprints>,
     state: &mut ReindexState,
     pass: &mut Pass,
     watermark: i64,
@@ -848,6 +905,9 @@ async fn verify(
     let client = catch_up.generation.client();
     let mut check_settings = settings.clone();
     check_settings.elasticsearch.index = catch_up.index.to_string();
+    // Every key re-projected since the watermark: their fingerprints are stale. Bounded by the writes
+    // made during the reindex, not by the table.
+    let mut changed: BTreeSet<Key> = BTreeSet::new();
     for n in 1..=MAX_PASSES {
         pass.passes = n;
         let started = pg_now(catch_up.write_model).await?;
@@ -862,34 +922,80 @@ async fn verify(
         ));
         catch_up.refresh().await?;
         // Rows changed since this pass started are the next pass's (or the last pass's): pending here.
-        let grace = Duration::from_millis((pg_now(catch_up.write_model).await? - started + margin).max(0) as u64);
+        let grace = || async {
+            anyhow::Ok(Duration::from_millis(
+                (pg_now(catch_up.write_model).await? - started + margin).max(0) as u64,
+            ))
+        };
         let clock = std::time::Instant::now();
         let sides = connect_sides_with(&check_settings, options.parallel).await?;
-        let mut scope = ScanScope::serial(KeyRange::all(), Some(grace), ProgressMode::Off);
-        scope.parallel = options.parallel as usize;
         // On disk: a mapping that refuses most documents makes most keys drift.
         let mut drifted = KeySpool::new().context("cannot create a temporary file for the drifted keys")?;
-        let scanned = scan(&sides, catch_up.comparator.clone(), &scope, |drift| {
+        let mut on_drift = |drift: &Drift| {
             if drift.kind != DriftKind::Pending {
                 drifted.push(&drift.key)?;
             }
             Ok(())
-        })
-        .await?;
-        if scanned.interrupted {
-            bail!("interrupted during the check of {}", catch_up.index);
-        }
-        pass.failing = scanned.summary.failing();
-        pass.pending = scanned.summary.pending;
+        };
+        let summary = match fingerprints {
+            Some(fingerprints) => {
+                changed.extend(keys);
+                let documents = catch_up.generation.open_scan(KeyRange::all()).await?.docs;
+                let rows = catch_up.write_model.key_stream();
+                let sifted = fingerprints::sift(fingerprints, &changed, rows, documents, catch_up.comparator).await?;
+                let mut summary = Summary {
+                    matched: sifted.settled,
+                    ..Summary::default()
+                };
+                pass.gate = Some(Gate::Fingerprints.as_str());
+                pass.settled = sifted.settled;
+                pass.compared = sifted.candidates.len();
+                let (rows, documents) = (sifted.rows, sifted.documents);
+                for chunk in sifted.candidates.chunks(REPAIR_CHUNK)? {
+                    let mut scope = ScanScope::serial(KeyRange::all(), Some(grace().await?), ProgressMode::Off);
+                    scope.keys = Some(chunk?);
+                    let scanned = scan(&sides, catch_up.comparator.clone(), &scope, &mut on_drift).await?;
+                    if scanned.interrupted {
+                        bail!("interrupted during the check of {}", catch_up.index);
+                    }
+                    add_summary(&mut summary, &scanned.summary);
+                }
+                // The lookups read the candidates again; the key scan and the index scan saw them all.
+                summary.source_rows = rows;
+                summary.target_docs = documents;
+                summary
+            }
+            None => {
+                let mut scope = ScanScope::serial(KeyRange::all(), Some(grace().await?), ProgressMode::Off);
+                scope.parallel = options.parallel as usize;
+                let scanned = scan(&sides, catch_up.comparator.clone(), &scope, &mut on_drift).await?;
+                if scanned.interrupted {
+                    bail!("interrupted during the check of {}", catch_up.index);
+                }
+                pass.gate = Some(Gate::Full.as_str());
+                pass.settled = 0;
+                pass.compared = scanned.summary.source_rows.max(scanned.summary.target_docs);
+                scanned.summary
+            }
+        };
+        pass.failing = summary.failing();
+        pass.pending = summary.pending;
         state.caught_up_ms = Some(started);
         state::save(client, catch_up.index, state).await?;
+        let how = match fingerprints {
+            Some(_) => format!(
+                " ({} by the load's fingerprints, {} compared in full)",
+                pass.settled, pass.compared
+            ),
+            None => " (full check)".to_string(),
+        };
         options.say(format!(
-            "pass {n}: checked {} in {:.1} s: {} rows, {} documents, {} keys drift, {} pending (changed since the \
-             pass began)",
+            "pass {n}: checked {} in {:.1} s{how}: {} rows, {} documents, {} keys drift, {} pending (changed since \
+             the pass began)",
             catch_up.index,
             clock.elapsed().as_secs_f64(),
-            scanned.summary.source_rows,
-            scanned.summary.target_docs,
+            summary.source_rows,
+            summary.target_docs,
             pass.failing,
             pass.pending
         ));

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike};
 use futures::future::BoxFuture;
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde_json::{Map, Number, Value};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgValueFormat};
 use sqlx::query::Query;
@@ -531,6 +531,65 @@ impl PostgresSource {
             keys.push(self.plan.decode_key_only(&row)?);
         }
         Ok(keys)
+    }
+
+    /// Every key of the projection now, ascending, each once (a flat-form key's rows give one key): the
+    /// projection query reduced to its key column, which PostgreSQL plans without the joins and
+    /// aggregates the other columns need (a LATERAL whose columns go unused is not run at all). Streamed
+    /// by a background task out of one read-only transaction; the channel bounds its read-ahead.
+    pub fn key_stream(&self) -> BoxStream<'static, anyhow::Result<Key>> {
+        let (sender, receiver) = mpsc::channel::<anyhow::Result<Vec<Key>>>(2);
+        let plan = self.plan.clone();
+        let pool = self.pool.clone();
+        let url = self.settings.url.clone();
+        tokio::spawn(async move {
+            let result: anyhow::Result<()> = async {
+                let mut tx = pool.begin().await.map_err(|e| read_error(&url, e))?;
+                for statement in [
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                    "SET LOCAL statement_timeout = 0",
+                ] {
+                    sqlx::query(statement)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| read_error(&url, e))?;
+                }
+                let sql = plan.key_sql(&KeyRange::all(), "", None);
+                let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+                let mut batch = Vec::with_capacity(STREAM_BATCH);
+                let mut last: Option<Key> = None;
+                while let Some(row) = rows.try_next().await.map_err(|e| read_error(&url, e))? {
+                    let key = plan.decode_key_only(&row)?;
+                    if last.as_ref() == Some(&key) {
+                        continue;
+                    }
+                    last = Some(key.clone());
+                    batch.push(key);
+                    if batch.len() >= STREAM_BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(STREAM_BATCH));
+                        if sender.send(Ok(full)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                if !batch.is_empty() {
+                    let _ = sender.send(Ok(batch)).await;
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = sender.send(Err(e)).await;
+            }
+        });
+        stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|batch| (batch, receiver))
+        })
+        .flat_map(|batch: anyhow::Result<Vec<Key>>| match batch {
+            Ok(keys) => stream::iter(keys.into_iter().map(Ok)).left_stream(),
+            Err(e) => stream::once(async move { Err(e) }).right_stream(),
+        })
+        .boxed()
     }
 }
 

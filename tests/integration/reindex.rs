@@ -105,6 +105,38 @@ async fn reindex(f: &Fixture, args: &[&str]) -> Run {
     reindex_env(f, args, &[]).await
 }
 
+/// Runs a reindex that stops at `stage` (`AFTER_LOAD`: between the load and the first verify pass;
+/// `BEFORE_SWAP`: after the gate opened) until `act` has run.
+async fn reindex_held<A: std::future::Future<Output = ()>>(f: &Fixture, args: &[&str], stage: &str, act: A) -> Run {
+    let hold = f.dir.path().join(format!("hold-{stage}"));
+    let child = recon()
+        .current_dir(f.dir.path())
+        .arg("reindex")
+        .args(args)
+        .env(format!("RECON_REINDEX_HOLD_{stage}"), &hold)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held = eventually(Duration::from_secs(30), || {
+        let hold = hold.clone();
+        async move { hold.exists() }
+    })
+    .await;
+    assert!(held, "the reindex reached {stage}");
+    act.await;
+    std::fs::remove_file(&hold).unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// The indices the alias points at.
 async fn behind_alias(f: &Fixture) -> Vec<String> {
     let (status, body) = call(f, Method::Get, "/_alias/orders", None).await;
@@ -154,6 +186,10 @@ async fn reindex_swaps_to_a_verified_generation_lists_and_rolls_back() {
     assert_eq!(summary["result"], "swapped");
     assert_eq!(summary["loaded"], 300);
     assert_eq!(summary["previous"], "orders-v1");
+    // Nothing changed during the run: every key proven by the fingerprint of what the load sent.
+    assert_eq!(summary["gate"], "fingerprints");
+    assert_eq!(summary["settled_by_fingerprint"], 300, "{summary}");
+    assert_eq!(summary["compared_in_full"], 0, "{summary}");
     let new = summary["index"].as_str().unwrap().to_string();
     assert!(
         new.starts_with("orders-") && new.ends_with('z') && new.len() == "orders-".len() + 16,
@@ -435,8 +471,9 @@ async fn a_run_killed_during_the_load_leaves_the_alias_and_resumes() {
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     let summary: Value = serde_json::from_str(resumed.stdout.trim()).unwrap();
     assert_eq!(summary["index"], partial.0.as_str());
-    // Only the rest was loaded.
+    // Only the rest was loaded, so the load's fingerprints cover part of it: the gate checks in full.
     assert_eq!(summary["loaded"], 500);
+    assert_eq!(summary["gate"], "full");
     assert_eq!(behind_alias(&f).await, vec![partial.0.clone()]);
     let (_, mapping) = call(&f, Method::Get, &format!("/{}/_mapping", partial.0), None).await;
     assert_eq!(
@@ -542,6 +579,8 @@ async fn a_429_storm_during_the_load_is_ridden_out() {
     let summary: Value = serde_json::from_str(run.stdout.trim()).unwrap();
     assert_eq!(summary["loaded"], 2000);
     assert_eq!(summary["load_failed"], 0);
+    // Two ranges' fingerprints, read back in order; retried items do not change what was sent.
+    assert_eq!(summary["settled_by_fingerprint"], 2000, "{summary}");
     assert_alias_in_sync(&f).await;
 }
 
@@ -577,30 +616,14 @@ async fn a_concrete_index_is_refused_and_adopted_on_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delete_between_the_last_check_and_the_swap_is_caught_by_the_next_check() {
     let f = aliased(40).await;
-    let hold = f.dir.path().join("hold");
-    let child = recon()
-        .current_dir(f.dir.path())
-        .args(["reindex", "--yes", "--quiet", "--format", "json"])
-        .env("RECON_REINDEX_HOLD_BEFORE_SWAP", &hold)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let held = eventually(Duration::from_secs(30), || {
-        let hold = hold.clone();
-        async move { hold.exists() }
+    let run = reindex_held(&f, &["--yes", "--quiet", "--format", "json"], "BEFORE_SWAP", async {
+        // The projector deletes order 17 now: row first, then the document through the alias (still old).
+        f.db.execute("DELETE FROM orders WHERE id = 17").await;
+        let response = f.es.delete(DeleteParts::IndexId("orders", "17")).send().await.unwrap();
+        assert_eq!(response.status_code().as_u16(), 200);
     })
     .await;
-    assert!(held, "the reindex reached the swap");
-    // The projector deletes order 17 now: row first, then the document through the alias (still old).
-    f.db.execute("DELETE FROM orders WHERE id = 17").await;
-    let response = f.es.delete(DeleteParts::IndexId("orders", "17")).send().await.unwrap();
-    assert_eq!(response.status_code().as_u16(), 200);
-    std::fs::remove_file(&hold).unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(run.code, 0, "{}", run.stderr);
 
     let (code, report, _) = f.check_json(&[]).await;
     assert_eq!(code, 1, "{report}");
@@ -621,5 +644,95 @@ async fn a_delete_between_the_last_check_and_the_swap_is_caught_by_the_next_chec
         "{}",
         String::from_utf8_lossy(&repaired.stderr)
     );
+    assert_alias_in_sync(&f).await;
+}
+
+/// The newest generation's name (the one being built).
+async fn newest_generation(f: &Fixture) -> String {
+    let list = generations(f).await;
+    list.into_iter()
+        .map(|g| g.0)
+        .filter(|i| i != "orders-v1")
+        .max()
+        .unwrap()
+}
+
+/// After the load, before the first verify pass: a row deleted and one inserted with an old
+/// `updated_at` (neither re-projected by the catch-up), a document of the new generation overwritten
+/// behind recon's back, and a row updated the usual way. The fingerprint gate settles every other key
+/// by its fingerprint, finds the three drifts, repairs them, and passes on its second pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fingerprint_gate_finds_what_changed_after_the_load() {
+    let f = aliased(200).await;
+    let run = reindex_held(&f, &["--yes", "--format", "json"], "AFTER_LOAD", async {
+        f.db.execute("DELETE FROM orders WHERE id = 5").await;
+        f.db.execute(
+            "INSERT INTO orders (id, customer, total, ordered_at, updated_at) \
+             VALUES (9001, 'imported', 1.00, '2024-01-01T00:00:00Z', '2001-01-01T00:00:00Z')",
+        )
+        .await;
+        f.db.execute("UPDATE orders SET customer = 'late', updated_at = now() WHERE id = 8")
+            .await;
+        let new = newest_generation(&f).await;
+        let (status, body) = call(
+            &f,
+            Method::Put,
+            &format!("/{new}/_doc/7"),
+            Some(projected(7, "tampered", "8.75")),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    })
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let summary: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(summary["gate"], "fingerprints", "{summary}");
+    assert!(
+        run.stderr.contains("pass 1: checked") && run.stderr.contains("3 keys drift"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(summary["passes"], 2, "{summary}");
+    assert_eq!(summary["failing"], 0, "{summary}");
+    // Second pass: 200 loaded, 5 deleted, 8 re-projected → 198 by fingerprint (7 repaired to the loaded
+    // document); 5, 8 and 9001 compared in full.
+    assert_eq!(summary["settled_by_fingerprint"], 198, "{summary}");
+    assert_eq!(summary["compared_in_full"], 3, "{summary}");
+    assert_alias_in_sync(&f).await;
+    let (_, doc) = call(&f, Method::Get, "/orders/_doc/9001", None).await;
+    assert_eq!(doc["_source"]["customerName"], "imported", "{doc}");
+}
+
+/// A row changed without an `updated_at` bump: the fingerprint gate trusts `updated_at`, so the swap
+/// goes through and the next check reports the key (the documented limit); `--verify full` reads the
+/// projection again and repairs it before the swap.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_full_gate_sees_a_change_that_did_not_bump_updated_at() {
+    let f = aliased(60).await;
+    let silent = |id: i64| {
+        let f = &f;
+        async move {
+            f.db.execute(&format!("UPDATE orders SET customer = 'silent' WHERE id = {id}"))
+                .await;
+        }
+    };
+    let fast = reindex_held(&f, &["--yes", "--quiet", "--format", "json"], "AFTER_LOAD", silent(9)).await;
+    assert_eq!(fast.code, 0, "{}", fast.stderr);
+    let (code, report, _) = f.check_json(&[]).await;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["summary"]["mismatched"], 1, "{report}");
+    assert_eq!(report["drift"][0]["key"], 9, "{report}");
+
+    let full = reindex_held(
+        &f,
+        &["--yes", "--quiet", "--format", "json", "--verify", "full"],
+        "AFTER_LOAD",
+        silent(10),
+    )
+    .await;
+    assert_eq!(full.code, 0, "{}", full.stderr);
+    let summary: Value = serde_json::from_str(full.stdout.trim()).unwrap();
+    assert_eq!(summary["gate"], "full", "{summary}");
+    assert_eq!(summary["passes"], 2, "{summary}");
     assert_alias_in_sync(&f).await;
 }

@@ -1,0 +1,454 @@
+//! The verify gate without a second read of the projection.
+//!
+//! The load knows every document it sent. It keeps `(key, fingerprint)` of each, range by range in key
+//! order, in temp files ([`FingerprintWriter`], [`Fingerprints`]). A verify pass then merges four
+//! key-ordered inputs ([`sift`]): those fingerprints, the keys re-projected since the watermark, a
+//! key-only scan of the write model (cheap: PostgreSQL drops the joins and aggregates the key does not
+//! need), and a scan of the new generation, fingerprinted the same way.
+//!
+//! A key is *settled* when nobody changed its row since the watermark (it is not among the re-projected
+//! keys), the write model still has it, and the generation holds exactly one document for it, with the
+//! fingerprint of the document the load sent. That document is the projection of the row in the load's
+//! snapshot; the row has not changed since, so a check would compute the same document now and find it
+//! equal. Every other key is a *candidate*, and the caller decides it the way `recon check --keys`
+//! does: both sides read by key and compared by the `[compare]` rules, pending by `updated_at`. A
+//! fingerprint only ever saves a comparison, never makes one: two documents that differ only in field
+//! order or a number's spelling become candidates and are compared in full.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+
+use anyhow::bail;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+use crate::diff::Comparator;
+use crate::model::Key;
+use crate::repair::spool::KeySpool;
+use crate::source::DocStream;
+
+/// `(key, fingerprint)` pairs of one range, in ascending key order, in an anonymous temp file.
+pub struct FingerprintWriter {
+    file: BufWriter<File>,
+    last: Option<Key>,
+    len: u64,
+}
+
+impl FingerprintWriter {
+    pub fn new() -> io::Result<FingerprintWriter> {
+        Ok(FingerprintWriter {
+            file: BufWriter::with_capacity(1 << 16, tempfile::tempfile()?),
+            last: None,
+            len: 0,
+        })
+    }
+
+    /// Appends one pair; keys must ascend strictly, as the load reads them.
+    pub fn push(&mut self, key: &Key, fingerprint: u128) -> anyhow::Result<()> {
+        if self.last.as_ref().is_some_and(|last| key <= last) {
+            bail!(
+                "the load's keys are out of order: {key} after {}",
+                self.last.as_ref().expect("checked")
+            );
+        }
+        match key {
+            Key::Int(i) => {
+                self.file.write_all(&[0])?;
+                self.file.write_all(&i.to_le_bytes())?;
+            }
+            Key::Text(s) => {
+                self.file.write_all(&[1])?;
+                self.file.write_all(&(s.len() as u64).to_le_bytes())?;
+                self.file.write_all(s.as_bytes())?;
+            }
+        }
+        self.file.write_all(&fingerprint.to_le_bytes())?;
+        self.last = Some(key.clone());
+        self.len += 1;
+        Ok(())
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The fingerprints of a whole load: one file per range, in range order, read again by every pass.
+pub struct Fingerprints {
+    files: Vec<File>,
+    len: u64,
+}
+
+impl std::fmt::Debug for Fingerprints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fingerprints({} documents in {} files)", self.len, self.files.len())
+    }
+}
+
+impl Fingerprints {
+    /// The ranges' writers, in the order of their ranges.
+    pub fn new(parts: Vec<FingerprintWriter>) -> io::Result<Fingerprints> {
+        let mut files = Vec::with_capacity(parts.len());
+        let mut len = 0;
+        for part in parts {
+            len += part.len;
+            files.push(part.file.into_inner().map_err(|e| e.into_error())?);
+        }
+        Ok(Fingerprints { files, len })
+    }
+
+    /// Documents the load sent.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn read(&self) -> Reader<'_> {
+        Reader {
+            files: self.files.iter(),
+            current: None,
+        }
+    }
+}
+
+struct Reader<'a> {
+    files: std::slice::Iter<'a, File>,
+    current: Option<BufReader<&'a File>>,
+}
+
+impl Reader<'_> {
+    fn next_pair(&mut self) -> io::Result<Option<(Key, u128)>> {
+        loop {
+            if self.current.is_none() {
+                let Some(mut file) = self.files.next() else {
+                    return Ok(None);
+                };
+                file.seek(SeekFrom::Start(0))?;
+                self.current = Some(BufReader::with_capacity(1 << 16, file));
+            }
+            let reader = self.current.as_mut().expect("just set");
+            let mut tag = [0u8; 1];
+            if reader.read(&mut tag)? == 0 {
+                self.current = None;
+                continue;
+            }
+            let key = match tag[0] {
+                0 => Key::Int(i64::from_le_bytes(read_array(reader)?)),
+                1 => {
+                    let len = u64::from_le_bytes(read_array(reader)?) as usize;
+                    let mut bytes = vec![0u8; len];
+                    reader.read_exact(&mut bytes)?;
+                    Key::Text(String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?)
+                }
+                other => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("fingerprint file: unknown key tag {other}"),
+                    ))
+                }
+            };
+            return Ok(Some((key, u128::from_le_bytes(read_array(reader)?))));
+        }
+    }
+}
+
+fn read_array<const N: usize>(reader: &mut impl Read) -> io::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    reader.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// What [`sift`] found.
+pub struct Sifted {
+    /// Keys proven in sync by their fingerprint.
+    pub settled: u64,
+    /// Every other key, ascending: to be compared in full.
+    pub candidates: KeySpool,
+    /// Keys the write model has now.
+    pub rows: u64,
+    /// Documents in the generation.
+    pub documents: u64,
+}
+
+/// A key-ordered input with one item of look-ahead and an order check.
+struct Ahead<T> {
+    what: &'static str,
+    next: Option<(Key, T)>,
+    last: Option<Key>,
+    /// Several items may carry one key (the generation's duplicates).
+    repeats: bool,
+}
+
+impl<T> Ahead<T> {
+    fn new(what: &'static str, repeats: bool) -> Ahead<T> {
+        Ahead {
+            what,
+            next: None,
+            last: None,
+            repeats,
+        }
+    }
+
+    fn offer(&mut self, item: Option<(Key, T)>) -> anyhow::Result<()> {
+        if let (Some((key, _)), Some(last)) = (&item, &self.last) {
+            if key < last || (key == last && !self.repeats) {
+                bail!(
+                    "{} out of order: key {key} arrived after {last}; both sides must return keys in ascending \
+                     order (text keys in byte order, as PostgreSQL's COLLATE \"C\" and an Elasticsearch keyword sort \
+                     give)",
+                    self.what
+                );
+            }
+        }
+        if let Some((key, _)) = &item {
+            self.last = Some(key.clone());
+        }
+        self.next = item;
+        Ok(())
+    }
+
+    fn key(&self) -> Option<&Key> {
+        self.next.as_ref().map(|(k, _)| k)
+    }
+
+    /// The item if it carries `key`.
+    fn take_if(&mut self, key: &Key) -> Option<T> {
+        if self.key() == Some(key) {
+            self.next.take().map(|(_, t)| t)
+        } else {
+            None
+        }
+    }
+}
+
+/// Merges the load's fingerprints, the keys re-projected since the watermark (`changed`), the write
+/// model's keys now (`rows`) and the generation's documents (`documents`), all ascending, into settled
+/// keys and candidates. Holds one item of each input at a time; the candidates go to a temp file.
+pub async fn sift(
+    fingerprints: &Fingerprints,
+    changed: &BTreeSet<Key>,
+    mut rows: BoxStream<'_, anyhow::Result<Key>>,
+    mut documents: DocStream,
+    comparator: &Comparator,
+) -> anyhow::Result<Sifted> {
+    let mut sent_reader = fingerprints.read();
+    let mut sent: Ahead<u128> = Ahead::new("the load's fingerprints", false);
+    let mut row: Ahead<()> = Ahead::new("write model key scan", false);
+    let mut doc: Ahead<u128> = Ahead::new("new generation scan", true);
+    let mut changed = changed.iter().peekable();
+    let mut sifted = Sifted {
+        settled: 0,
+        candidates: KeySpool::new()?,
+        rows: 0,
+        documents: 0,
+    };
+    sent.offer(sent_reader.next_pair()?)?;
+    row.offer(rows.next().await.transpose()?.map(|k| (k, ())))?;
+    doc.offer(next_doc(&mut documents, comparator).await?)?;
+    loop {
+        let key = [sent.key(), row.key(), doc.key(), changed.peek().copied()]
+            .into_iter()
+            .flatten()
+            .min()
+            .cloned();
+        let Some(key) = key else { break };
+        let sent_fp = sent.take_if(&key);
+        if sent_fp.is_some() {
+            sent.offer(sent_reader.next_pair()?)?;
+        }
+        let present = row.take_if(&key).is_some();
+        if present {
+            sifted.rows += 1;
+            row.offer(rows.next().await.transpose()?.map(|k| (k, ())))?;
+        }
+        let mut found = Vec::new();
+        while let Some(fp) = doc.take_if(&key) {
+            found.push(fp);
+            sifted.documents += 1;
+            doc.offer(next_doc(&mut documents, comparator).await?)?;
+        }
+        let was_changed = changed.next_if(|k| **k == key).is_some();
+        let settled =
+            !was_changed && present && sent_fp.is_some() && found.len() == 1 && found.first() == sent_fp.as_ref();
+        if settled {
+            sifted.settled += 1;
+        } else {
+            sifted.candidates.push(&key)?;
+        }
+    }
+    Ok(sifted)
+}
+
+async fn next_doc(documents: &mut DocStream, comparator: &Comparator) -> anyhow::Result<Option<(Key, u128)>> {
+    Ok(documents
+        .next()
+        .await
+        .transpose()?
+        .map(|d| (d.key, comparator.fingerprint(&d.doc))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CompareConfig;
+    use crate::model::KeyedDoc;
+    use serde_json::{json, Map, Value};
+
+    fn comparator() -> Comparator {
+        Comparator::new(&CompareConfig::default()).expect("default rules")
+    }
+
+    fn body(n: i64) -> Map<String, Value> {
+        match json!({"orderId": n, "total": format!("{n}.00")}) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    fn loaded(keys: &[i64], c: &Comparator) -> Fingerprints {
+        // Two ranges, as a parallel load writes them.
+        let (low, high) = keys.split_at(keys.len() / 2);
+        let parts = [low, high]
+            .iter()
+            .map(|part| {
+                let mut w = FingerprintWriter::new().expect("temp file");
+                for &k in *part {
+                    w.push(&Key::Int(k), c.fingerprint(&body(k))).expect("ascending");
+                }
+                w
+            })
+            .collect();
+        Fingerprints::new(parts).expect("files")
+    }
+
+    fn docs(items: Vec<(i64, Map<String, Value>)>) -> DocStream {
+        futures::stream::iter(items.into_iter().map(|(k, doc)| {
+            Ok(KeyedDoc {
+                key: Key::Int(k),
+                doc,
+                meta: Default::default(),
+            })
+        }))
+        .boxed()
+    }
+
+    fn keys(items: &[i64]) -> BoxStream<'static, anyhow::Result<Key>> {
+        futures::stream::iter(items.iter().map(|&k| Ok(Key::Int(k))).collect::<Vec<_>>()).boxed()
+    }
+
+    async fn candidates(sifted: Sifted) -> Vec<Key> {
+        sifted
+            .candidates
+            .chunks(100)
+            .expect("spool")
+            .flat_map(|c| c.expect("chunk"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn only_unchanged_identical_single_documents_settle() {
+        let c = comparator();
+        let fps = loaded(&[1, 2, 3, 4, 5, 6, 7, 8], &c);
+        assert_eq!(fps.len(), 8);
+        let mut changed_doc = body(3);
+        changed_doc.insert("total".into(), json!("9.99"));
+        // 1 settles; 2 was re-projected; 3 differs; 4 is missing; 5 is twice in the index; 6's row is
+        // gone; 7 settles; 8 settles; 9 is a row the load never saw; 10 is a document without a row.
+        let generation = docs(vec![
+            (1, body(1)),
+            (2, body(2)),
+            (3, changed_doc),
+            (5, body(5)),
+            (5, body(5)),
+            (6, body(6)),
+            (7, body(7)),
+            (8, body(8)),
+            (10, body(10)),
+        ]);
+        let changed: BTreeSet<Key> = [Key::Int(2)].into();
+        let sifted = sift(&fps, &changed, keys(&[1, 2, 3, 4, 5, 7, 8, 9]), generation, &c)
+            .await
+            .expect("sift");
+        assert_eq!(sifted.settled, 3);
+        assert_eq!(sifted.rows, 8);
+        assert_eq!(sifted.documents, 9);
+        let expect: Vec<Key> = [2, 3, 4, 5, 6, 9, 10].into_iter().map(Key::Int).collect();
+        assert_eq!(candidates(sifted).await, expect);
+    }
+
+    #[tokio::test]
+    async fn a_reordered_document_is_a_candidate_not_a_verdict() {
+        let c = comparator();
+        let fps = loaded(&[1, 2], &c);
+        let mut reordered = Map::new();
+        reordered.insert("total".into(), json!("1.00"));
+        reordered.insert("orderId".into(), json!(1));
+        let sifted = sift(
+            &fps,
+            &BTreeSet::new(),
+            keys(&[1, 2]),
+            docs(vec![(1, reordered), (2, body(2))]),
+            &c,
+        )
+        .await
+        .expect("sift");
+        assert_eq!(sifted.settled, 1);
+        assert_eq!(candidates(sifted).await, [Key::Int(1)]);
+    }
+
+    #[tokio::test]
+    async fn an_input_out_of_order_stops_the_pass() {
+        let c = comparator();
+        let fps = loaded(&[1, 2, 3], &c);
+        let err = sift(
+            &fps,
+            &BTreeSet::new(),
+            keys(&[1, 3, 2]),
+            docs(vec![(1, body(1)), (2, body(2)), (3, body(3))]),
+            &c,
+        )
+        .await
+        .err()
+        .expect("out of order");
+        assert!(
+            err.to_string()
+                .contains("write model key scan out of order: key 2 arrived after 3"),
+            "{err}"
+        );
+        let err = sift(
+            &fps,
+            &BTreeSet::new(),
+            keys(&[1, 2, 3]),
+            docs(vec![(1, body(1)), (3, body(3)), (2, body(2))]),
+            &c,
+        )
+        .await
+        .err()
+        .expect("out of order");
+        assert!(err.to_string().contains("new generation scan out of order"), "{err}");
+    }
+
+    #[test]
+    fn the_writer_refuses_keys_out_of_order_and_text_keys_read_back() {
+        let mut w = FingerprintWriter::new().expect("temp file");
+        w.push(&Key::Text("a".into()), 1).expect("first");
+        w.push(&Key::Text("é".into()), u128::MAX)
+            .expect("after a in byte order");
+        assert!(w.push(&Key::Text("b".into()), 3).is_err());
+        let fps = Fingerprints::new(vec![w]).expect("file");
+        let mut r = fps.read();
+        assert_eq!(r.next_pair().expect("read"), Some((Key::Text("a".into()), 1)));
+        assert_eq!(r.next_pair().expect("read"), Some((Key::Text("é".into()), u128::MAX)));
+        assert_eq!(r.next_pair().expect("read"), None);
+        // Read again from the start by the next pass.
+        assert_eq!(fps.read().next_pair().expect("read"), Some((Key::Text("a".into()), 1)));
+    }
+}
