@@ -43,7 +43,7 @@ use crate::repair::spool::KeySpool;
 use crate::repair::SummaryFormat;
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter};
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient};
-use crate::source::postgres::{PostgresSettings, PostgresSource};
+use crate::source::postgres::{PostgresSettings, PostgresSource, SharedSnapshot};
 use crate::source::{DocumentSource, KeyRange};
 
 /// Why `recon reindex` refuses to act; each message says what to run instead.
@@ -235,6 +235,23 @@ fn rfc3339_ms(ms: i64) -> String {
 /// The instant of PostgreSQL's clock (`now()` of a fresh snapshot), epoch milliseconds.
 async fn pg_now(write_model: &PostgresSource) -> anyhow::Result<i64> {
     Ok(write_model.export_snapshot().await?.snapshot_ms())
+}
+
+/// Where a catch-up from now must start: PostgreSQL's `now()`, or the start of the oldest transaction
+/// writing now (its rows commit later with an older `updated_at`); see [`SharedSnapshot::horizon_ms`].
+async fn pg_horizon(write_model: &PostgresSource, options: &ReindexOptions) -> anyhow::Result<i64> {
+    let snapshot = write_model.export_snapshot().await?;
+    say_horizon(options, &snapshot);
+    Ok(snapshot.horizon_ms())
+}
+
+fn say_horizon(options: &ReindexOptions, snapshot: &SharedSnapshot) {
+    if snapshot.horizon_ms() < snapshot.snapshot_ms() {
+        options.say(format!(
+            "a transaction writing since {} is still open: the catch-up reads rows changed since then",
+            rfc3339_ms(snapshot.horizon_ms())
+        ));
+    }
 }
 
 async fn connect_write_model(settings: &Settings, parallel: u32) -> anyhow::Result<PostgresSource> {
@@ -741,8 +758,9 @@ async fn finish_build(
         // below, so the keys loaded before the crash need no second look.
         let snapshot = write_model.export_snapshot().await?;
         if state.watermark_ms.is_none() {
-            state.watermark_ms = Some(snapshot.snapshot_ms());
-            state.watermark = Some(rfc3339_ms(snapshot.snapshot_ms()));
+            say_horizon(options, &snapshot);
+            state.watermark_ms = Some(snapshot.horizon_ms());
+            state.watermark = Some(rfc3339_ms(snapshot.horizon_ms()));
             state::save(client, &index, &state).await?;
         }
         options.say(format!(
@@ -910,7 +928,7 @@ async fn verify(
     let mut changed: BTreeSet<Key> = BTreeSet::new();
     for n in 1..=MAX_PASSES {
         pass.passes = n;
-        let started = pg_now(catch_up.write_model).await?;
+        let started = pg_horizon(catch_up.write_model, options).await?;
         let since = state.caught_up_ms.unwrap_or(watermark) - margin;
         let keys = catch_up.write_model.keys_changed_since(since).await?;
         let written = catch_up.reproject(&keys).await?;

@@ -244,14 +244,14 @@ impl PostgresSource {
             .execute(&mut *tx)
             .await
             .map_err(|e| read_error(url, e))?;
-        let (id, snapshot_ms): (String, i64) =
-            sqlx::query_as("SELECT pg_export_snapshot(), floor(extract(epoch FROM now()) * 1000)::int8")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| read_error(url, e))?;
+        let (id, snapshot_ms, horizon_ms): (String, i64, i64) = sqlx::query_as(HORIZON_SQL)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| read_error(url, e))?;
         Ok(SharedSnapshot {
             id,
             snapshot_ms,
+            horizon_ms,
             _holder: tx,
         })
     }
@@ -593,11 +593,19 @@ impl PostgresSource {
     }
 }
 
+/// The snapshot's id, its `now()`, and its horizon (see [`SharedSnapshot::horizon_ms`]), epoch ms.
+/// `least` skips the NULL of an empty `min`, and pg_stat_activity shows `xact_start` only of the
+/// sessions the role may see (its own role's; all with pg_read_all_stats or as a superuser).
+const HORIZON_SQL: &str = "SELECT pg_export_snapshot(), floor(extract(epoch FROM now()) * 1000)::int8, \
+     floor(extract(epoch FROM least(now(), (SELECT min(xact_start) FROM pg_stat_activity \
+     WHERE backend_xid IS NOT NULL AND datname = current_database() AND pid <> pg_backend_pid()))) * 1000)::int8";
+
 /// A write-model snapshot shared by several scans; see [`PostgresSource::export_snapshot`]. The
 /// exporting transaction stays open (and the snapshot importable) until this is dropped.
 pub struct SharedSnapshot {
     id: String,
     snapshot_ms: i64,
+    horizon_ms: i64,
     _holder: sqlx::Transaction<'static, Postgres>,
 }
 
@@ -605,6 +613,15 @@ impl SharedSnapshot {
     /// When the snapshot was taken (the exporting transaction's `now()`), epoch milliseconds.
     pub fn snapshot_ms(&self) -> i64 {
         self.snapshot_ms
+    }
+
+    /// The earliest `updated_at` a row missing from this snapshot can carry, epoch milliseconds: the
+    /// snapshot's `now()`, or the start of the oldest transaction that was writing when it was taken,
+    /// if earlier. Such a transaction commits after the snapshot, and a row it stamps with `now()`
+    /// carries its start, however long ago that was: a catch-up from the horizon finds it, a catch-up
+    /// from `now()` minus a margin only if it started within the margin.
+    pub fn horizon_ms(&self) -> i64 {
+        self.horizon_ms
     }
 }
 

@@ -736,3 +736,27 @@ async fn only_the_full_gate_sees_a_change_that_did_not_bump_updated_at() {
     assert_eq!(summary["passes"], 2, "{summary}");
     assert_alias_in_sync(&f).await;
 }
+
+/// A transaction that wrote before the reindex began and commits during it: its row is not in the
+/// load's snapshot and carries an `updated_at` older than the snapshot by more than the margin, yet the
+/// catch-up starts at that transaction's start and re-projects it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_transaction_open_across_the_snapshot_is_caught_up() {
+    let f = aliased(50).await;
+    let mut long = f.db.connect().await;
+    sqlx::query("BEGIN").execute(&mut long).await.unwrap();
+    sqlx::query("UPDATE orders SET customer = 'long', updated_at = now() WHERE id = 3")
+        .execute(&mut long)
+        .await
+        .unwrap();
+    let args = ["--yes", "--format", "json", "--catch-up-margin", "0s"];
+    let run = reindex_held(&f, &args, "AFTER_LOAD", async {
+        sqlx::query("COMMIT").execute(&mut long).await.unwrap();
+    })
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("a transaction writing since"), "{}", run.stderr);
+    assert_alias_in_sync(&f).await;
+    let (_, doc) = call(&f, Method::Get, "/orders/_doc/3", None).await;
+    assert_eq!(doc["_source"]["customerName"], "long", "{doc}");
+}
