@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use elasticsearch::http::Method;
 
+use super::fingerprints::KeyFile;
 use crate::diff::Comparator;
 use crate::model::{Key, KeyedDoc};
 use crate::repair::apply::EncodedIntent;
@@ -81,6 +82,29 @@ impl CatchUp<'_> {
             .request_ok(Method::Post, &path, &[], None)
             .await?;
         Ok(())
+    }
+
+    /// The keys of the rows with `updated_at` at or after `since_ms`, parked on disk.
+    pub async fn changed_since(&self, since_ms: i64) -> anyhow::Result<KeyFile> {
+        KeyFile::from_stream(self.write_model.changed_key_stream(since_ms)?).await
+    }
+
+    /// [`CatchUp::reproject`] of every key in the file, a chunk at a time.
+    pub async fn reproject_all(&self, keys: &KeyFile) -> anyhow::Result<Written> {
+        let mut written = Written::default();
+        for chunk in keys.chunks(CHUNK)? {
+            written.merge(self.reproject(&chunk?).await?);
+        }
+        Ok(written)
+    }
+
+    /// [`CatchUp::repair`] of every key in the file, a chunk at a time.
+    pub async fn repair_all(&self, keys: &KeyFile) -> anyhow::Result<Written> {
+        let mut written = Written::default();
+        for chunk in keys.chunks(CHUNK)? {
+            written.merge(self.repair(&chunk?).await?);
+        }
+        Ok(written)
     }
 
     /// Plain writes of the current rows of `keys`: `index` for a row, `delete` for a key whose row is gone.

@@ -15,7 +15,6 @@
 //! fingerprint only ever saves a comparison, never makes one: two documents that differ only in field
 //! order or a number's spelling become candidates and are compared in full.
 
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 
@@ -52,17 +51,7 @@ impl FingerprintWriter {
                 self.last.as_ref().expect("checked")
             );
         }
-        match key {
-            Key::Int(i) => {
-                self.file.write_all(&[0])?;
-                self.file.write_all(&i.to_le_bytes())?;
-            }
-            Key::Text(s) => {
-                self.file.write_all(&[1])?;
-                self.file.write_all(&(s.len() as u64).to_le_bytes())?;
-                self.file.write_all(s.as_bytes())?;
-            }
-        }
+        write_key(&mut self.file, key)?;
         self.file.write_all(&fingerprint.to_le_bytes())?;
         self.last = Some(key.clone());
         self.len += 1;
@@ -135,28 +124,172 @@ impl Reader<'_> {
                 self.current = Some(BufReader::with_capacity(1 << 16, file));
             }
             let reader = self.current.as_mut().expect("just set");
-            let mut tag = [0u8; 1];
-            if reader.read(&mut tag)? == 0 {
+            let Some(key) = read_key(reader)? else {
                 self.current = None;
                 continue;
-            }
-            let key = match tag[0] {
-                0 => Key::Int(i64::from_le_bytes(read_array(reader)?)),
-                1 => {
-                    let len = u64::from_le_bytes(read_array(reader)?) as usize;
-                    let mut bytes = vec![0u8; len];
-                    reader.read_exact(&mut bytes)?;
-                    Key::Text(String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?)
-                }
-                other => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("fingerprint file: unknown key tag {other}"),
-                    ))
-                }
             };
             return Ok(Some((key, u128::from_le_bytes(read_array(reader)?))));
         }
+    }
+}
+
+/// A key as a tag byte (0: integer, 1: text) and its bytes: little-endian `i64`, or length and UTF-8.
+fn write_key(writer: &mut impl Write, key: &Key) -> io::Result<()> {
+    match key {
+        Key::Int(i) => {
+            writer.write_all(&[0])?;
+            writer.write_all(&i.to_le_bytes())
+        }
+        Key::Text(s) => {
+            writer.write_all(&[1])?;
+            writer.write_all(&(s.len() as u64).to_le_bytes())?;
+            writer.write_all(s.as_bytes())
+        }
+    }
+}
+
+/// The next key written by [`write_key`]; None at the end of the file.
+fn read_key(reader: &mut impl Read) -> io::Result<Option<Key>> {
+    let mut tag = [0u8; 1];
+    if reader.read(&mut tag)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match tag[0] {
+        0 => Key::Int(i64::from_le_bytes(read_array(reader)?)),
+        1 => {
+            let len = u64::from_le_bytes(read_array(reader)?) as usize;
+            let mut bytes = vec![0u8; len];
+            reader.read_exact(&mut bytes)?;
+            Key::Text(String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?)
+        }
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("key file: unknown key tag {other}"),
+            ))
+        }
+    }))
+}
+
+/// Keys in ascending order, each once, in an anonymous temp file that can be read again and again:
+/// the keys a catch-up re-projects, and the union of them over the passes. On disk because how many
+/// rows change during a reindex grows with how long it runs, and so with the table.
+pub struct KeyFile {
+    file: File,
+    len: u64,
+}
+
+impl KeyFile {
+    pub fn empty() -> io::Result<KeyFile> {
+        KeyFileWriter::new()?.finish()
+    }
+
+    /// Writes the keys of an ascending stream (a repeated key is kept once; a smaller one is an error).
+    pub async fn from_stream(mut keys: BoxStream<'_, anyhow::Result<Key>>) -> anyhow::Result<KeyFile> {
+        let mut writer = KeyFileWriter::new()?;
+        while let Some(key) = keys.next().await.transpose()? {
+            writer.push(&key)?;
+        }
+        Ok(writer.finish()?)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The keys from the first, in order.
+    pub fn keys(&self) -> io::Result<KeyReader<'_>> {
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(0))?;
+        Ok(KeyReader {
+            reader: BufReader::with_capacity(1 << 16, file),
+        })
+    }
+
+    /// The keys `size` at a time.
+    pub fn chunks(&self, size: usize) -> io::Result<impl Iterator<Item = io::Result<Vec<Key>>> + '_> {
+        let mut keys = self.keys()?;
+        let size = size.max(1);
+        Ok(std::iter::from_fn(move || {
+            let mut chunk = Vec::with_capacity(size.min(self.len as usize));
+            for _ in 0..size {
+                match keys.next() {
+                    Some(Ok(key)) => chunk.push(key),
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => break,
+                }
+            }
+            (!chunk.is_empty()).then_some(Ok(chunk))
+        }))
+    }
+
+    /// Every key of either file, in order, each once.
+    pub fn union(&self, other: &KeyFile) -> anyhow::Result<KeyFile> {
+        let mut writer = KeyFileWriter::new()?;
+        let mut a = self.keys()?.peekable();
+        let mut b = other.keys()?.peekable();
+        loop {
+            let take_a = match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some(Err(_)), _) | (Some(Ok(_)), None) => true,
+                (_, Some(Err(_))) | (None, Some(Ok(_))) => false,
+                (Some(Ok(x)), Some(Ok(y))) => x <= y,
+            };
+            let key = if take_a { a.next() } else { b.next() }.expect("peeked")?;
+            writer.push(&key)?;
+        }
+        Ok(writer.finish()?)
+    }
+}
+
+pub struct KeyReader<'a> {
+    reader: BufReader<&'a File>,
+}
+
+impl Iterator for KeyReader<'_> {
+    type Item = io::Result<Key>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        read_key(&mut self.reader).transpose()
+    }
+}
+
+struct KeyFileWriter {
+    file: BufWriter<File>,
+    last: Option<Key>,
+    len: u64,
+}
+
+impl KeyFileWriter {
+    fn new() -> io::Result<KeyFileWriter> {
+        Ok(KeyFileWriter {
+            file: BufWriter::with_capacity(1 << 16, tempfile::tempfile()?),
+            last: None,
+            len: 0,
+        })
+    }
+
+    fn push(&mut self, key: &Key) -> anyhow::Result<()> {
+        match &self.last {
+            Some(last) if key == last => return Ok(()),
+            Some(last) if key < last => bail!("keys out of order: {key} after {last}"),
+            _ => {}
+        }
+        write_key(&mut self.file, key)?;
+        self.last = Some(key.clone());
+        self.len += 1;
+        Ok(())
+    }
+
+    fn finish(self) -> io::Result<KeyFile> {
+        Ok(KeyFile {
+            file: self.file.into_inner().map_err(|e| e.into_error())?,
+            len: self.len,
+        })
     }
 }
 
@@ -234,7 +367,7 @@ impl<T> Ahead<T> {
 /// keys and candidates. Holds one item of each input at a time; the candidates go to a temp file.
 pub async fn sift(
     fingerprints: &Fingerprints,
-    changed: &BTreeSet<Key>,
+    changed: &KeyFile,
     mut rows: BoxStream<'_, anyhow::Result<Key>>,
     mut documents: DocStream,
     comparator: &Comparator,
@@ -243,7 +376,8 @@ pub async fn sift(
     let mut sent: Ahead<u128> = Ahead::new("the load's fingerprints", false);
     let mut row: Ahead<()> = Ahead::new("write model key scan", false);
     let mut doc: Ahead<u128> = Ahead::new("new generation scan", true);
-    let mut changed = changed.iter().peekable();
+    let mut changed_reader = changed.keys()?;
+    let mut changed: Ahead<()> = Ahead::new("the re-projected keys", false);
     let mut sifted = Sifted {
         settled: 0,
         candidates: KeySpool::new()?,
@@ -253,8 +387,9 @@ pub async fn sift(
     sent.offer(sent_reader.next_pair()?)?;
     row.offer(rows.next().await.transpose()?.map(|k| (k, ())))?;
     doc.offer(next_doc(&mut documents, comparator).await?)?;
+    changed.offer(changed_reader.next().transpose()?.map(|k| (k, ())))?;
     loop {
-        let key = [sent.key(), row.key(), doc.key(), changed.peek().copied()]
+        let key = [sent.key(), row.key(), doc.key(), changed.key()]
             .into_iter()
             .flatten()
             .min()
@@ -275,7 +410,10 @@ pub async fn sift(
             sifted.documents += 1;
             doc.offer(next_doc(&mut documents, comparator).await?)?;
         }
-        let was_changed = changed.next_if(|k| **k == key).is_some();
+        let was_changed = changed.take_if(&key).is_some();
+        if was_changed {
+            changed.offer(changed_reader.next().transpose()?.map(|k| (k, ())))?;
+        }
         let settled =
             !was_changed && present && sent_fp.is_some() && found.len() == 1 && found.first() == sent_fp.as_ref();
         if settled {
@@ -344,6 +482,30 @@ mod tests {
         futures::stream::iter(items.iter().map(|&k| Ok(Key::Int(k))).collect::<Vec<_>>()).boxed()
     }
 
+    async fn key_file(items: &[i64]) -> KeyFile {
+        KeyFile::from_stream(keys(items)).await.expect("ascending keys")
+    }
+
+    fn read_all(file: &KeyFile) -> Vec<Key> {
+        file.keys().expect("read").map(|k| k.expect("key")).collect()
+    }
+
+    #[tokio::test]
+    async fn key_files_keep_each_key_once_read_again_and_unite() {
+        let a = key_file(&[1, 3, 3, 5]).await;
+        assert_eq!(a.len(), 3);
+        assert_eq!(read_all(&a), read_all(&a), "read again from the start");
+        let b = key_file(&[2, 3, 9]).await;
+        let union = a.union(&b).expect("union");
+        assert_eq!(read_all(&union), [1, 2, 3, 5, 9].map(Key::Int));
+        assert_eq!(union.len(), 5);
+        let chunks: Vec<Vec<Key>> = union.chunks(2).expect("chunks").map(|c| c.expect("chunk")).collect();
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[2], [Key::Int(9)]);
+        assert!(KeyFile::from_stream(keys(&[2, 1])).await.is_err(), "out of order");
+        assert!(read_all(&KeyFile::empty().unwrap().union(&KeyFile::empty().unwrap()).unwrap()).is_empty());
+    }
+
     async fn candidates(sifted: Sifted) -> Vec<Key> {
         sifted
             .candidates
@@ -373,7 +535,7 @@ mod tests {
             (8, body(8)),
             (10, body(10)),
         ]);
-        let changed: BTreeSet<Key> = [Key::Int(2)].into();
+        let changed = key_file(&[2]).await;
         let sifted = sift(&fps, &changed, keys(&[1, 2, 3, 4, 5, 7, 8, 9]), generation, &c)
             .await
             .expect("sift");
@@ -393,7 +555,7 @@ mod tests {
         reordered.insert("orderId".into(), json!(1));
         let sifted = sift(
             &fps,
-            &BTreeSet::new(),
+            &KeyFile::empty().unwrap(),
             keys(&[1, 2]),
             docs(vec![(1, reordered), (2, body(2))]),
             &c,
@@ -410,7 +572,7 @@ mod tests {
         let fps = loaded(&[1, 2, 3], &c);
         let err = sift(
             &fps,
-            &BTreeSet::new(),
+            &KeyFile::empty().unwrap(),
             keys(&[1, 3, 2]),
             docs(vec![(1, body(1)), (2, body(2)), (3, body(3))]),
             &c,
@@ -425,7 +587,7 @@ mod tests {
         );
         let err = sift(
             &fps,
-            &BTreeSet::new(),
+            &KeyFile::empty().unwrap(),
             keys(&[1, 2, 3]),
             docs(vec![(1, body(1)), (3, body(3)), (2, body(2))]),
             &c,

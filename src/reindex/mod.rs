@@ -19,7 +19,6 @@ pub mod load;
 pub mod state;
 pub mod swap;
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,14 +28,14 @@ use elasticsearch::http::Method;
 use serde_json::{json, Map, Value};
 
 use self::catchup::{CatchUp, Written};
-use self::fingerprints::Fingerprints;
+use self::fingerprints::{Fingerprints, KeyFile};
 use self::generations::{Generation, Target};
 use self::state::{Phase, RangeProgress, ReindexState};
 use crate::commands::check::{add_summary, connect_sides_with, scan, ScanScope};
 use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::diff::Comparator;
-use crate::model::{Drift, DriftKind, Key, Summary};
+use crate::model::{Drift, DriftKind, Summary};
 use crate::progress::ProgressMode;
 use crate::repair::apply::encode;
 use crate::repair::spool::KeySpool;
@@ -393,10 +392,10 @@ async fn rollback(
             index: &previous,
         };
         catch_up.refresh().await?;
-        let keys = write_model
-            .keys_changed_since(since - options.margin.as_millis() as i64)
+        let keys = catch_up
+            .changed_since(since - options.margin.as_millis() as i64)
             .await?;
-        written = catch_up.repair(&keys).await?;
+        written = catch_up.repair_all(&keys).await?;
         options.say(format!(
             "caught {previous} up on {} rows changed since {}: {} written, {} left to the projector",
             keys.len(),
@@ -868,8 +867,8 @@ async fn finish_build(
     // The last pass: rows changed since the last check; the projector writes here too now.
     let since = state.caught_up_ms.unwrap_or(watermark) - margin;
     catch_up.refresh().await?;
-    let keys = write_model.keys_changed_since(since).await?;
-    let last = catch_up.repair(&keys).await?;
+    let keys = catch_up.changed_since(since).await?;
+    let last = catch_up.repair_all(&keys).await?;
     // Searches (the next check) see the last pass at once, not a refresh interval later.
     catch_up.refresh().await?;
     options.say(format!(
@@ -923,15 +922,14 @@ async fn verify(
     let client = catch_up.generation.client();
     let mut check_settings = settings.clone();
     check_settings.elasticsearch.index = catch_up.index.to_string();
-    // Every key re-projected since the watermark: their fingerprints are stale. Bounded by the writes
-    // made during the reindex, not by the table.
-    let mut changed: BTreeSet<Key> = BTreeSet::new();
+    // Every key re-projected since the watermark: their fingerprints are stale.
+    let mut changed = KeyFile::empty()?;
     for n in 1..=MAX_PASSES {
         pass.passes = n;
         let started = pg_horizon(catch_up.write_model, options).await?;
         let since = state.caught_up_ms.unwrap_or(watermark) - margin;
-        let keys = catch_up.write_model.keys_changed_since(since).await?;
-        let written = catch_up.reproject(&keys).await?;
+        let keys = catch_up.changed_since(since).await?;
+        let written = catch_up.reproject_all(&keys).await?;
         options.say(format!(
             "pass {n}: re-projected {} rows changed since {} ({} written)",
             keys.len(),
@@ -957,7 +955,7 @@ async fn verify(
         };
         let summary = match fingerprints {
             Some(fingerprints) => {
-                changed.extend(keys);
+                changed = changed.union(&keys)?;
                 let documents = catch_up.generation.open_scan(KeyRange::all()).await?.docs;
                 let rows = catch_up.write_model.key_stream();
                 let sifted = fingerprints::sift(fingerprints, &changed, rows, documents, catch_up.comparator).await?;

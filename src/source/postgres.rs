@@ -508,6 +508,11 @@ impl PostgresSource {
     /// Keys of the rows whose `updated_at` column is at or after `since_ms` (epoch milliseconds), in
     /// key order, read in one snapshot. Needs `updated_at`.
     pub async fn keys_changed_since(&self, since_ms: i64) -> anyhow::Result<Vec<Key>> {
+        self.changed_key_stream(since_ms)?.try_collect().await
+    }
+
+    /// [`PostgresSource::keys_changed_since`] as a stream, like [`PostgresSource::key_stream`].
+    pub fn changed_key_stream(&self, since_ms: i64) -> anyhow::Result<BoxStream<'static, anyhow::Result<Key>>> {
         let Some(index) = self.plan.updated_at_index else {
             anyhow::bail!("--since needs postgres.updated_at: the column with each row's last change");
         };
@@ -517,27 +522,19 @@ impl PostgresSource {
             Decoder::Scalar(Scalar::Timestamp) => "(to_timestamp($1::int8 / 1000.0) AT TIME ZONE 'UTC')",
             _ => "to_timestamp($1::int8 / 1000.0)",
         };
-        let filter = format!("recon_q.{column} >= {bound}");
-        let sql = self.plan.key_sql(&KeyRange::all(), "", Some(&filter));
-        let url = &self.settings.url;
-        let mut tx = self.pool.begin().await.map_err(|e| read_error(url, e))?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| read_error(url, e))?;
-        let mut rows = sqlx::query(&sql).bind(since_ms).fetch(&mut *tx);
-        let mut keys = Vec::new();
-        while let Some(row) = rows.try_next().await.map_err(|e| read_error(url, e))? {
-            keys.push(self.plan.decode_key_only(&row)?);
-        }
-        Ok(keys)
+        Ok(self.keys_where(Some((format!("recon_q.{column} >= {bound}"), since_ms))))
     }
 
     /// Every key of the projection now, ascending, each once (a flat-form key's rows give one key): the
     /// projection query reduced to its key column, which PostgreSQL plans without the joins and
-    /// aggregates the other columns need (a LATERAL whose columns go unused is not run at all). Streamed
-    /// by a background task out of one read-only transaction; the channel bounds its read-ahead.
+    /// aggregates the other columns need (a LATERAL whose columns go unused is not run at all).
     pub fn key_stream(&self) -> BoxStream<'static, anyhow::Result<Key>> {
+        self.keys_where(None)
+    }
+
+    /// Keys of the rows passing `filter` (SQL over `recon_q`, with its one `int8` parameter), streamed
+    /// by a background task out of one read-only transaction; the channel bounds its read-ahead.
+    fn keys_where(&self, filter: Option<(String, i64)>) -> BoxStream<'static, anyhow::Result<Key>> {
         let (sender, receiver) = mpsc::channel::<anyhow::Result<Vec<Key>>>(2);
         let plan = self.plan.clone();
         let pool = self.pool.clone();
@@ -554,8 +551,12 @@ impl PostgresSource {
                         .await
                         .map_err(|e| read_error(&url, e))?;
                 }
-                let sql = plan.key_sql(&KeyRange::all(), "", None);
-                let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+                let sql = plan.key_sql(&KeyRange::all(), "", filter.as_ref().map(|(sql, _)| sql.as_str()));
+                let mut query = sqlx::query(&sql);
+                if let Some((_, value)) = filter {
+                    query = query.bind(value);
+                }
+                let mut rows = query.fetch(&mut *tx);
                 let mut batch = Vec::with_capacity(STREAM_BATCH);
                 let mut last: Option<Key> = None;
                 while let Some(row) = rows.try_next().await.map_err(|e| read_error(&url, e))? {
