@@ -25,7 +25,7 @@ use futures::StreamExt;
 use crate::diff::Comparator;
 use crate::model::Key;
 use crate::repair::spool::KeySpool;
-use crate::source::DocStream;
+use crate::source::{DocStream, KeyRange};
 
 /// `(key, fingerprint)` pairs of one range, in ascending key order, in an anonymous temp file.
 pub struct FingerprintWriter {
@@ -67,69 +67,83 @@ impl FingerprintWriter {
     }
 }
 
-/// The fingerprints of a whole load: one file per range, in range order, read again by every pass.
+/// The fingerprints of a whole load: one file per range of the load, read again by every pass.
 pub struct Fingerprints {
-    files: Vec<File>,
+    parts: Vec<Part>,
+}
+
+/// The fingerprints of one range.
+pub struct Part {
+    range: KeyRange,
+    file: File,
     len: u64,
 }
 
 impl std::fmt::Debug for Fingerprints {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Fingerprints({} documents in {} files)", self.len, self.files.len())
+        write!(
+            f,
+            "Fingerprints({} documents in {} ranges)",
+            self.len(),
+            self.parts.len()
+        )
     }
 }
 
 impl Fingerprints {
-    /// The ranges' writers, in the order of their ranges.
-    pub fn new(parts: Vec<FingerprintWriter>) -> io::Result<Fingerprints> {
-        let mut files = Vec::with_capacity(parts.len());
-        let mut len = 0;
-        for part in parts {
-            len += part.len;
-            files.push(part.file.into_inner().map_err(|e| e.into_error())?);
-        }
-        Ok(Fingerprints { files, len })
+    /// Each range of the load with its writer, in key order.
+    pub fn new(parts: Vec<(KeyRange, FingerprintWriter)>) -> io::Result<Fingerprints> {
+        let parts = parts
+            .into_iter()
+            .map(|(range, writer)| {
+                Ok(Part {
+                    range,
+                    len: writer.len,
+                    file: writer.file.into_inner().map_err(|e| e.into_error())?,
+                })
+            })
+            .collect::<io::Result<Vec<Part>>>()?;
+        Ok(Fingerprints { parts })
     }
 
     /// Documents the load sent.
     pub fn len(&self) -> u64 {
-        self.len
+        self.parts.iter().map(|p| p.len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
-    fn read(&self) -> Reader<'_> {
-        Reader {
-            files: self.files.iter(),
-            current: None,
-        }
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+}
+
+impl Part {
+    pub fn range(&self) -> &KeyRange {
+        &self.range
+    }
+
+    fn read(&self) -> io::Result<Reader<'_>> {
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(0))?;
+        Ok(Reader {
+            reader: BufReader::with_capacity(1 << 16, file),
+        })
     }
 }
 
 struct Reader<'a> {
-    files: std::slice::Iter<'a, File>,
-    current: Option<BufReader<&'a File>>,
+    reader: BufReader<&'a File>,
 }
 
 impl Reader<'_> {
     fn next_pair(&mut self) -> io::Result<Option<(Key, u128)>> {
-        loop {
-            if self.current.is_none() {
-                let Some(mut file) = self.files.next() else {
-                    return Ok(None);
-                };
-                file.seek(SeekFrom::Start(0))?;
-                self.current = Some(BufReader::with_capacity(1 << 16, file));
-            }
-            let reader = self.current.as_mut().expect("just set");
-            let Some(key) = read_key(reader)? else {
-                self.current = None;
-                continue;
-            };
-            return Ok(Some((key, u128::from_le_bytes(read_array(reader)?))));
-        }
+        let Some(key) = read_key(&mut self.reader)? else {
+            return Ok(None);
+        };
+        Ok(Some((key, u128::from_le_bytes(read_array(&mut self.reader)?))))
     }
 }
 
@@ -362,21 +376,24 @@ impl<T> Ahead<T> {
     }
 }
 
-/// Merges the load's fingerprints, the keys re-projected since the watermark (`changed`), the write
-/// model's keys now (`rows`) and the generation's documents (`documents`), all ascending, into settled
-/// keys and candidates. Holds one item of each input at a time; the candidates go to a temp file.
+/// Merges one range's fingerprints (`part`), the keys re-projected since the watermark (`changed`,
+/// those in the range), the write model's keys in the range now (`rows`) and the generation's
+/// documents in it (`documents`), all ascending, into settled keys and candidates. Holds one item of
+/// each input at a time; the candidates go to a temp file.
 pub async fn sift(
-    fingerprints: &Fingerprints,
+    part: &Part,
     changed: &KeyFile,
     mut rows: BoxStream<'_, anyhow::Result<Key>>,
     mut documents: DocStream,
     comparator: &Comparator,
 ) -> anyhow::Result<Sifted> {
-    let mut sent_reader = fingerprints.read();
+    let mut sent_reader = part.read()?;
     let mut sent: Ahead<u128> = Ahead::new("the load's fingerprints", false);
     let mut row: Ahead<()> = Ahead::new("write model key scan", false);
     let mut doc: Ahead<u128> = Ahead::new("new generation scan", true);
-    let mut changed_reader = changed.keys()?;
+    let mut changed_reader = changed
+        .keys()?
+        .filter(|k| k.as_ref().map_or(true, |k| part.range.contains(k)));
     let mut changed: Ahead<()> = Ahead::new("the re-projected keys", false);
     let mut sifted = Sifted {
         settled: 0,
@@ -451,20 +468,13 @@ mod tests {
         }
     }
 
+    /// The load's fingerprints of `keys` as one range.
     fn loaded(keys: &[i64], c: &Comparator) -> Fingerprints {
-        // Two ranges, as a parallel load writes them.
-        let (low, high) = keys.split_at(keys.len() / 2);
-        let parts = [low, high]
-            .iter()
-            .map(|part| {
-                let mut w = FingerprintWriter::new().expect("temp file");
-                for &k in *part {
-                    w.push(&Key::Int(k), c.fingerprint(&body(k))).expect("ascending");
-                }
-                w
-            })
-            .collect();
-        Fingerprints::new(parts).expect("files")
+        let mut w = FingerprintWriter::new().expect("temp file");
+        for &k in keys {
+            w.push(&Key::Int(k), c.fingerprint(&body(k))).expect("ascending");
+        }
+        Fingerprints::new(vec![(KeyRange::all(), w)]).expect("file")
     }
 
     fn docs(items: Vec<(i64, Map<String, Value>)>) -> DocStream {
@@ -536,14 +546,54 @@ mod tests {
             (10, body(10)),
         ]);
         let changed = key_file(&[2]).await;
-        let sifted = sift(&fps, &changed, keys(&[1, 2, 3, 4, 5, 7, 8, 9]), generation, &c)
-            .await
-            .expect("sift");
+        let sifted = sift(
+            &fps.parts()[0],
+            &changed,
+            keys(&[1, 2, 3, 4, 5, 7, 8, 9]),
+            generation,
+            &c,
+        )
+        .await
+        .expect("sift");
         assert_eq!(sifted.settled, 3);
         assert_eq!(sifted.rows, 8);
         assert_eq!(sifted.documents, 9);
         let expect: Vec<Key> = [2, 3, 4, 5, 6, 9, 10].into_iter().map(Key::Int).collect();
         assert_eq!(candidates(sifted).await, expect);
+    }
+
+    #[tokio::test]
+    async fn a_range_sees_only_its_own_changed_keys() {
+        let c = comparator();
+        let part = |keys: &[i64]| {
+            let mut w = FingerprintWriter::new().expect("temp file");
+            for &k in keys {
+                w.push(&Key::Int(k), c.fingerprint(&body(k))).expect("ascending");
+            }
+            w
+        };
+        let low = KeyRange {
+            after: None,
+            until: Some(Key::Int(4)),
+        };
+        let high = KeyRange {
+            after: Some(Key::Int(4)),
+            until: None,
+        };
+        let fps = Fingerprints::new(vec![(low, part(&[1, 2, 3, 4])), (high, part(&[5, 6, 7]))]).expect("files");
+        assert_eq!(fps.len(), 7);
+        let changed = key_file(&[2, 6]).await;
+        let sifted = sift(
+            &fps.parts()[1],
+            &changed,
+            keys(&[5, 6, 7]),
+            docs(vec![(5, body(5)), (6, body(6)), (7, body(7))]),
+            &c,
+        )
+        .await
+        .expect("sift");
+        assert_eq!(sifted.settled, 2);
+        assert_eq!(candidates(sifted).await, [Key::Int(6)]);
     }
 
     #[tokio::test]
@@ -554,7 +604,7 @@ mod tests {
         reordered.insert("total".into(), json!("1.00"));
         reordered.insert("orderId".into(), json!(1));
         let sifted = sift(
-            &fps,
+            &fps.parts()[0],
             &KeyFile::empty().unwrap(),
             keys(&[1, 2]),
             docs(vec![(1, reordered), (2, body(2))]),
@@ -571,7 +621,7 @@ mod tests {
         let c = comparator();
         let fps = loaded(&[1, 2, 3], &c);
         let err = sift(
-            &fps,
+            &fps.parts()[0],
             &KeyFile::empty().unwrap(),
             keys(&[1, 3, 2]),
             docs(vec![(1, body(1)), (2, body(2)), (3, body(3))]),
@@ -586,7 +636,7 @@ mod tests {
             "{err}"
         );
         let err = sift(
-            &fps,
+            &fps.parts()[0],
             &KeyFile::empty().unwrap(),
             keys(&[1, 2, 3]),
             docs(vec![(1, body(1)), (3, body(3)), (2, body(2))]),
@@ -605,12 +655,15 @@ mod tests {
         w.push(&Key::Text("é".into()), u128::MAX)
             .expect("after a in byte order");
         assert!(w.push(&Key::Text("b".into()), 3).is_err());
-        let fps = Fingerprints::new(vec![w]).expect("file");
-        let mut r = fps.read();
+        let fps = Fingerprints::new(vec![(KeyRange::all(), w)]).expect("file");
+        let mut r = fps.parts()[0].read().expect("read");
         assert_eq!(r.next_pair().expect("read"), Some((Key::Text("a".into()), 1)));
         assert_eq!(r.next_pair().expect("read"), Some((Key::Text("é".into()), u128::MAX)));
         assert_eq!(r.next_pair().expect("read"), None);
         // Read again from the start by the next pass.
-        assert_eq!(fps.read().next_pair().expect("read"), Some((Key::Text("a".into()), 1)));
+        assert_eq!(
+            fps.parts()[0].read().expect("read").next_pair().expect("read"),
+            Some((Key::Text("a".into()), 1))
+        );
     }
 }

@@ -21,6 +21,7 @@ use crate::source::elasticsearch::write::{
 };
 use crate::source::elasticsearch::EsClient;
 use crate::source::postgres::{PostgresSource, SharedSnapshot};
+use crate::source::KeyRange;
 
 /// Save the state at least this often while loading…
 const SAVE_EVERY: Duration = Duration::from_secs(5);
@@ -108,19 +109,30 @@ impl Loader<'_> {
                 }
             })
         });
-        let result = futures::future::try_join_all(
-            todo.into_iter()
-                .map(|i| self.load_range(&shared, i, snapshot, comparator)),
-        )
-        .await;
+        let result =
+            futures::future::try_join_all(todo.iter().map(|&i| self.load_range(&shared, i, snapshot, comparator)))
+                .await;
         if let Some(t) = ticker {
             t.abort();
         }
         // In range order, as try_join_all returns them.
-        let parts: Option<Vec<FingerprintWriter>> = result?.into_iter().collect();
-        let fingerprints = match parts {
-            Some(parts) if comparator.is_some() => Some(Fingerprints::new(parts)?),
-            _ => None,
+        let writers = result?;
+        let fingerprints = if comparator.is_some() {
+            let state = shared.state.lock().await;
+            let parts: Option<Vec<(KeyRange, FingerprintWriter)>> = todo
+                .iter()
+                .zip(writers)
+                .map(|(&i, writer)| {
+                    let range = KeyRange {
+                        after: state.ranges[i].after.clone(),
+                        until: state.ranges[i].until.clone(),
+                    };
+                    writer.map(|w| (range, w))
+                })
+                .collect();
+            parts.map(Fingerprints::new).transpose()?
+        } else {
+            None
         };
         // Read out, not unwrapped: the aborted ticker may still hold its clone for a moment.
         let state = shared.state.lock().await.clone();

@@ -21,6 +21,7 @@ pub mod swap;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -28,7 +29,7 @@ use elasticsearch::http::Method;
 use serde_json::{json, Map, Value};
 
 use self::catchup::{CatchUp, Written};
-use self::fingerprints::{Fingerprints, KeyFile};
+use self::fingerprints::{Fingerprints, KeyFile, Sifted};
 use self::generations::{Generation, Target};
 use self::state::{Phase, RangeProgress, ReindexState};
 use crate::commands::check::{add_summary, connect_sides_with, scan, ScanScope};
@@ -779,7 +780,7 @@ async fn finish_build(
             fingerprint: (options.gate == Gate::Fingerprints).then(|| comparator.clone()),
         };
         let (loaded_state, mut loaded) = loader.load(state, &snapshot).await?;
-        fingerprints = loaded.fingerprints.take();
+        fingerprints = loaded.fingerprints.take().map(Arc::new);
         drop(snapshot);
         state = loaded_state;
         pass.loaded = loaded.docs;
@@ -913,7 +914,7 @@ async fn verify(
     settings: &Settings,
     options: &ReindexOptions,
     catch_up: &CatchUp<'_>,
-    fingerprints: Option<&Fingerprints>,
+    fingerprints: Option<&Arc<Fingerprints>>,
     state: &mut ReindexState,
     pass: &mut Pass,
     watermark: i64,
@@ -923,7 +924,7 @@ async fn verify(
     let mut check_settings = settings.clone();
     check_settings.elasticsearch.index = catch_up.index.to_string();
     // Every key re-projected since the watermark: their fingerprints are stale.
-    let mut changed = KeyFile::empty()?;
+    let mut changed = Arc::new(KeyFile::empty()?);
     for n in 1..=MAX_PASSES {
         pass.passes = n;
         let started = pg_horizon(catch_up.write_model, options).await?;
@@ -955,28 +956,27 @@ async fn verify(
         };
         let summary = match fingerprints {
             Some(fingerprints) => {
-                changed = changed.union(&keys)?;
-                let documents = catch_up.generation.open_scan(KeyRange::all()).await?.docs;
-                let rows = catch_up.write_model.key_stream();
-                let sifted = fingerprints::sift(fingerprints, &changed, rows, documents, catch_up.comparator).await?;
-                let mut summary = Summary {
-                    matched: sifted.settled,
-                    ..Summary::default()
-                };
+                changed = Arc::new(changed.union(&keys)?);
+                let sifted = sift_ranges(catch_up, fingerprints, &changed).await?;
+                let mut summary = Summary::default();
                 pass.gate = Some(Gate::Fingerprints.as_str());
-                pass.settled = sifted.settled;
-                pass.compared = sifted.candidates.len();
-                let (rows, documents) = (sifted.rows, sifted.documents);
-                for chunk in sifted.candidates.chunks(REPAIR_CHUNK)? {
-                    let mut scope = ScanScope::serial(KeyRange::all(), Some(grace().await?), ProgressMode::Off);
-                    scope.keys = Some(chunk?);
-                    let scanned = scan(&sides, catch_up.comparator.clone(), &scope, &mut on_drift).await?;
-                    if scanned.interrupted {
-                        bail!("interrupted during the check of {}", catch_up.index);
+                pass.settled = sifted.iter().map(|s| s.settled).sum();
+                pass.compared = sifted.iter().map(|s| s.candidates.len()).sum();
+                // The lookups read the candidates again; the key scans and the index scans saw them all.
+                let rows = sifted.iter().map(|s| s.rows).sum();
+                let documents = sifted.iter().map(|s| s.documents).sum();
+                summary.matched = pass.settled;
+                for range in sifted {
+                    for chunk in range.candidates.chunks(REPAIR_CHUNK)? {
+                        let mut scope = ScanScope::serial(KeyRange::all(), Some(grace().await?), ProgressMode::Off);
+                        scope.keys = Some(chunk?);
+                        let scanned = scan(&sides, catch_up.comparator.clone(), &scope, &mut on_drift).await?;
+                        if scanned.interrupted {
+                            bail!("interrupted during the check of {}", catch_up.index);
+                        }
+                        add_summary(&mut summary, &scanned.summary);
                     }
-                    add_summary(&mut summary, &scanned.summary);
                 }
-                // The lookups read the candidates again; the key scan and the index scan saw them all.
                 summary.source_rows = rows;
                 summary.target_docs = documents;
                 summary
@@ -1031,6 +1031,53 @@ async fn verify(
         }
     }
     Ok(false)
+}
+
+/// The fingerprint sift of every range of the load, each on a task of its own (the ranges of a
+/// `--parallel` load are sifted concurrently), all in one point in time of the generation; the results
+/// in range order.
+async fn sift_ranges(
+    catch_up: &CatchUp<'_>,
+    fingerprints: &Arc<Fingerprints>,
+    changed: &Arc<KeyFile>,
+) -> anyhow::Result<Vec<Sifted>> {
+    let generation = catch_up.generation;
+    let parts = fingerprints.parts().len();
+    let pit = if parts > 1 {
+        Some(generation.open_shared_pit().await?)
+    } else {
+        None
+    };
+    // Dropped on any error: aborts the tasks still running.
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut results: Vec<Option<Sifted>> = (0..parts).map(|_| None).collect();
+    let run = async {
+        for (i, part) in fingerprints.parts().iter().enumerate() {
+            let documents = generation.open_scan_at(part.range().clone(), pit.as_ref()).await?.docs;
+            let rows = catch_up.write_model.key_stream(part.range().clone());
+            let (fingerprints, changed) = (fingerprints.clone(), changed.clone());
+            let comparator = catch_up.comparator.clone();
+            tasks.spawn(async move {
+                let part = &fingerprints.parts()[i];
+                (
+                    i,
+                    fingerprints::sift(part, &changed, rows, documents, &comparator).await,
+                )
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (i, sifted) = joined.context("a verify task failed")?;
+            results[i] = Some(sifted?);
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    drop(tasks);
+    if let Some(pit) = pit {
+        generation.close_shared_pit(pit).await;
+    }
+    run?;
+    Ok(results.into_iter().flatten().collect())
 }
 
 /// Deletes the generations older than the live one beyond `--keep`.

@@ -519,22 +519,26 @@ impl PostgresSource {
         let column = quote_ident(&self.plan.names[index]);
         // Compare in the column's own type: a timestamp without time zone is taken as UTC.
         let bound = match self.plan.decoders[index] {
-            Decoder::Scalar(Scalar::Timestamp) => "(to_timestamp($1::int8 / 1000.0) AT TIME ZONE 'UTC')",
-            _ => "to_timestamp($1::int8 / 1000.0)",
+            Decoder::Scalar(Scalar::Timestamp) => "(to_timestamp($FILTER::int8 / 1000.0) AT TIME ZONE 'UTC')",
+            _ => "to_timestamp($FILTER::int8 / 1000.0)",
         };
-        Ok(self.keys_where(Some((format!("recon_q.{column} >= {bound}"), since_ms))))
+        Ok(self.keys_where(
+            KeyRange::all(),
+            Some((format!("recon_q.{column} >= {bound}"), since_ms)),
+        ))
     }
 
-    /// Every key of the projection now, ascending, each once (a flat-form key's rows give one key): the
-    /// projection query reduced to its key column, which PostgreSQL plans without the joins and
-    /// aggregates the other columns need (a LATERAL whose columns go unused is not run at all).
-    pub fn key_stream(&self) -> BoxStream<'static, anyhow::Result<Key>> {
-        self.keys_where(None)
+    /// Every key of the projection in `range` now, ascending, each once (a flat-form key's rows give
+    /// one key): the projection query reduced to its key column, which PostgreSQL plans without the
+    /// joins and aggregates the other columns need (a LATERAL whose columns go unused is not run at all).
+    pub fn key_stream(&self, range: KeyRange) -> BoxStream<'static, anyhow::Result<Key>> {
+        self.keys_where(range, None)
     }
 
-    /// Keys of the rows passing `filter` (SQL over `recon_q`, with its one `int8` parameter), streamed
-    /// by a background task out of one read-only transaction; the channel bounds its read-ahead.
-    fn keys_where(&self, filter: Option<(String, i64)>) -> BoxStream<'static, anyhow::Result<Key>> {
+    /// Keys in `range` of the rows passing `filter` (SQL over `recon_q` with one `int8` parameter
+    /// written `$FILTER`), streamed by a background task out of one read-only transaction; the
+    /// channel bounds its read-ahead.
+    fn keys_where(&self, range: KeyRange, filter: Option<(String, i64)>) -> BoxStream<'static, anyhow::Result<Key>> {
         let (sender, receiver) = mpsc::channel::<anyhow::Result<Vec<Key>>>(2);
         let plan = self.plan.clone();
         let pool = self.pool.clone();
@@ -551,8 +555,16 @@ impl PostgresSource {
                         .await
                         .map_err(|e| read_error(&url, e))?;
                 }
-                let sql = plan.key_sql(&KeyRange::all(), "", filter.as_ref().map(|(sql, _)| sql.as_str()));
+                for key in [&range.after, &range.until].into_iter().flatten() {
+                    plan.check_kind(key)?;
+                }
+                let bounds = [&range.after, &range.until].into_iter().flatten().count();
+                let filter = filter.map(|(sql, value)| (sql.replace("$FILTER", &format!("${}", bounds + 1)), value));
+                let sql = plan.key_sql(&range, "", filter.as_ref().map(|(sql, _)| sql.as_str()));
                 let mut query = sqlx::query(&sql);
+                for key in [&range.after, &range.until].into_iter().flatten() {
+                    query = bind_key(query, key);
+                }
                 if let Some((_, value)) = filter {
                     query = query.bind(value);
                 }

@@ -664,7 +664,9 @@ async fn newest_generation(f: &Fixture) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fingerprint_gate_finds_what_changed_after_the_load() {
     let f = aliased(200).await;
-    let run = reindex_held(&f, &["--yes", "--format", "json"], "AFTER_LOAD", async {
+    // Two ranges: sifted concurrently, the drift in both.
+    let args = ["--yes", "--format", "json", "--parallel", "2"];
+    let run = reindex_held(&f, &args, "AFTER_LOAD", async {
         f.db.execute("DELETE FROM orders WHERE id = 5").await;
         f.db.execute(
             "INSERT INTO orders (id, customer, total, ordered_at, updated_at) \
