@@ -17,6 +17,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::bail;
 use futures::stream::BoxStream;
@@ -379,13 +380,14 @@ impl<T> Ahead<T> {
 /// Merges one range's fingerprints (`part`), the keys re-projected since the watermark (`changed`,
 /// those in the range), the write model's keys in the range now (`rows`) and the generation's
 /// documents in it (`documents`), all ascending, into settled keys and candidates. Holds one item of
-/// each input at a time; the candidates go to a temp file.
+/// each input at a time; the candidates go to a temp file. Counts every key it decides in `progress`.
 pub async fn sift(
     part: &Part,
     changed: &KeyFile,
     mut rows: BoxStream<'_, anyhow::Result<Key>>,
     mut documents: DocStream,
     comparator: &Comparator,
+    progress: &AtomicU64,
 ) -> anyhow::Result<Sifted> {
     let mut sent_reader = part.read()?;
     let mut sent: Ahead<u128> = Ahead::new("the load's fingerprints", false);
@@ -438,6 +440,7 @@ pub async fn sift(
         } else {
             sifted.candidates.push(&key)?;
         }
+        progress.fetch_add(1, Ordering::Relaxed);
     }
     Ok(sifted)
 }
@@ -552,6 +555,7 @@ mod tests {
             keys(&[1, 2, 3, 4, 5, 7, 8, 9]),
             generation,
             &c,
+            &AtomicU64::new(0),
         )
         .await
         .expect("sift");
@@ -589,6 +593,7 @@ mod tests {
             keys(&[5, 6, 7]),
             docs(vec![(5, body(5)), (6, body(6)), (7, body(7))]),
             &c,
+            &AtomicU64::new(0),
         )
         .await
         .expect("sift");
@@ -609,6 +614,7 @@ mod tests {
             keys(&[1, 2]),
             docs(vec![(1, reordered), (2, body(2))]),
             &c,
+            &AtomicU64::new(0),
         )
         .await
         .expect("sift");
@@ -626,6 +632,7 @@ mod tests {
             keys(&[1, 3, 2]),
             docs(vec![(1, body(1)), (2, body(2)), (3, body(3))]),
             &c,
+            &AtomicU64::new(0),
         )
         .await
         .err()
@@ -641,6 +648,7 @@ mod tests {
             keys(&[1, 2, 3]),
             docs(vec![(1, body(1)), (3, body(3)), (2, body(2))]),
             &c,
+            &AtomicU64::new(0),
         )
         .await
         .err()

@@ -21,6 +21,7 @@ pub mod swap;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -957,7 +958,7 @@ async fn verify(
         let summary = match fingerprints {
             Some(fingerprints) => {
                 changed = Arc::new(changed.union(&keys)?);
-                let sifted = sift_ranges(catch_up, fingerprints, &changed).await?;
+                let sifted = sift_ranges(catch_up, fingerprints, &changed, options, n).await?;
                 let mut summary = Summary::default();
                 pass.gate = Some(Gate::Fingerprints.as_str());
                 pass.settled = sifted.iter().map(|s| s.settled).sum();
@@ -1040,7 +1041,24 @@ async fn sift_ranges(
     catch_up: &CatchUp<'_>,
     fingerprints: &Arc<Fingerprints>,
     changed: &Arc<KeyFile>,
+    options: &ReindexOptions,
+    n: u32,
 ) -> anyhow::Result<Vec<Sifted>> {
+    let sifted = Arc::new(AtomicU64::new(0));
+    let ticker = (options.progress != ProgressMode::Off).then(|| {
+        let (sifted, total) = (sifted.clone(), fingerprints.len());
+        let clock = std::time::Instant::now();
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let done = sifted.load(Ordering::Relaxed);
+                eprintln!(
+                    "recon: pass {n}: verified {done} of about {total} keys ({:.0}/s)",
+                    done as f64 / clock.elapsed().as_secs_f64()
+                );
+            }
+        }))
+    });
     let generation = catch_up.generation;
     let parts = fingerprints.parts().len();
     let pit = if parts > 1 {
@@ -1056,13 +1074,11 @@ async fn sift_ranges(
             let documents = generation.open_scan_at(part.range().clone(), pit.as_ref()).await?.docs;
             let rows = catch_up.write_model.key_stream(part.range().clone());
             let (fingerprints, changed) = (fingerprints.clone(), changed.clone());
-            let comparator = catch_up.comparator.clone();
+            let (comparator, sifted) = (catch_up.comparator.clone(), sifted.clone());
             tasks.spawn(async move {
                 let part = &fingerprints.parts()[i];
-                (
-                    i,
-                    fingerprints::sift(part, &changed, rows, documents, &comparator).await,
-                )
+                let outcome = fingerprints::sift(part, &changed, rows, documents, &comparator, &sifted).await;
+                (i, outcome)
             });
         }
         while let Some(joined) = tasks.join_next().await {
@@ -1073,11 +1089,21 @@ async fn sift_ranges(
     }
     .await;
     drop(tasks);
+    drop(ticker);
     if let Some(pit) = pit {
         generation.close_shared_pit(pit).await;
     }
     run?;
     Ok(results.into_iter().flatten().collect())
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Deletes the generations older than the live one beyond `--keep`.
