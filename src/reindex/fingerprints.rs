@@ -273,14 +273,15 @@ impl Iterator for KeyReader<'_> {
     }
 }
 
-struct KeyFileWriter {
+/// Writes a [`KeyFile`]: keys ascending (a repeated key is kept once, a smaller one refused).
+pub struct KeyFileWriter {
     file: BufWriter<File>,
     last: Option<Key>,
     len: u64,
 }
 
 impl KeyFileWriter {
-    fn new() -> io::Result<KeyFileWriter> {
+    pub fn new() -> io::Result<KeyFileWriter> {
         Ok(KeyFileWriter {
             file: BufWriter::with_capacity(1 << 16, tempfile::tempfile()?),
             last: None,
@@ -288,7 +289,7 @@ impl KeyFileWriter {
         })
     }
 
-    fn push(&mut self, key: &Key) -> anyhow::Result<()> {
+    pub fn push(&mut self, key: &Key) -> anyhow::Result<()> {
         match &self.last {
             Some(last) if key == last => return Ok(()),
             Some(last) if key < last => bail!("keys out of order: {key} after {last}"),
@@ -300,7 +301,7 @@ impl KeyFileWriter {
         Ok(())
     }
 
-    fn finish(self) -> io::Result<KeyFile> {
+    pub fn finish(self) -> io::Result<KeyFile> {
         Ok(KeyFile {
             file: self.file.into_inner().map_err(|e| e.into_error())?,
             len: self.len,

@@ -7,8 +7,9 @@
 //! [`swap`] (the alias), [`state`] (`_meta`).
 //!
 //! The order that loses no write: load the snapshot taken at the watermark W; re-project rows with
-//! `updated_at >= W - margin`; check the new index and repair its drift, each pass catching up on
-//! rows changed since the previous one, until at most `--max-drift` keys drift; swap the alias; a last
+//! `updated_at >= W - margin`; check the new index, repair its drift and compare the repaired keys
+//! again, each pass catching up on rows changed since the previous one, until at most `--max-drift`
+//! keys still drift after a pass; swap the alias; a last
 //! pass over rows changed since the last check, written conditionally because the projector now
 //! writes the new index too. See docs/runbooks/reindex.md for the one window a delete can slip through.
 
@@ -30,7 +31,7 @@ use elasticsearch::http::Method;
 use serde_json::{json, Map, Value};
 
 use self::catchup::{CatchUp, Written};
-use self::fingerprints::{Fingerprints, KeyFile, Sifted};
+use self::fingerprints::{Fingerprints, KeyFile, KeyFileWriter, Sifted};
 use self::generations::{Generation, Target};
 use self::state::{Phase, RangeProgress, ReindexState};
 use crate::commands::check::{add_summary, connect_sides_with, scan, ScanScope};
@@ -40,7 +41,6 @@ use crate::diff::Comparator;
 use crate::model::{Drift, DriftKind, Summary};
 use crate::progress::ProgressMode;
 use crate::repair::apply::encode;
-use crate::repair::spool::KeySpool;
 use crate::repair::SummaryFormat;
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter};
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient};
@@ -425,6 +425,8 @@ struct Pass {
     /// Keys failing the last check of the new generation (before its repair).
     failing: u64,
     pending: u64,
+    /// Keys the last pass's check found drifting, before its repair (`failing`: after it).
+    found: u64,
     loaded: u64,
     load_failed: u64,
     /// How the last pass verified: `fingerprints` or `full`.
@@ -459,6 +461,7 @@ fn summary(
                     "load_failed": pass.load_failed,
                     "passes": pass.passes,
                     "failing": pass.failing,
+                    "found": pass.found,
                     "pending": pass.pending,
                     "gate": pass.gate,
                     "settled_by_fingerprint": pass.settled,
@@ -909,8 +912,8 @@ async fn finish_build(
 ///
 /// Each pass re-projects the rows changed since the previous one, then checks the whole generation:
 /// with the load's `fingerprints` when there are some (see [`fingerprints`]), else with a full check.
-/// The drifted keys are parked on disk and repaired; the gate opens once a pass finds at most
-/// `--max-drift` of them.
+/// The drifted keys are parked on disk, repaired, and compared again by key; the gate opens once at
+/// most `--max-drift` of them still drift.
 async fn verify(
     settings: &Settings,
     options: &ReindexOptions,
@@ -947,8 +950,9 @@ async fn verify(
         };
         let clock = std::time::Instant::now();
         let sides = connect_sides_with(&check_settings, options.parallel).await?;
-        // On disk: a mapping that refuses most documents makes most keys drift.
-        let mut drifted = KeySpool::new().context("cannot create a temporary file for the drifted keys")?;
+        // On disk: a mapping that refuses most documents makes most keys drift. In key order, as both
+        // ways of checking hand drift over.
+        let mut drifted = KeyFileWriter::new().context("cannot create a temporary file for the drifted keys")?;
         let mut on_drift = |drift: &Drift| {
             if drift.kind != DriftKind::Pending {
                 drifted.push(&drift.key)?;
@@ -995,7 +999,9 @@ async fn verify(
                 scanned.summary
             }
         };
-        pass.failing = summary.failing();
+        let drifted = drifted.finish()?;
+        pass.found = summary.failing();
+        pass.failing = pass.found;
         pass.pending = summary.pending;
         state.caught_up_ms = Some(started);
         state::save(client, catch_up.index, state).await?;
@@ -1013,18 +1019,34 @@ async fn verify(
             clock.elapsed().as_secs_f64(),
             summary.source_rows,
             summary.target_docs,
-            pass.failing,
+            pass.found,
             pass.pending
         ));
         if !drifted.is_empty() {
-            let count = drifted.len();
             let mut repaired = Written::default();
             for chunk in drifted.chunks(REPAIR_CHUNK)? {
                 repaired.merge(catch_up.repair(&chunk?).await?);
             }
+            // The repairs verified: the drifted keys compared again, both sides read by key. What
+            // still drifts (a write refused, a document changed on its way in) blocks the gate.
+            catch_up.refresh().await?;
+            let mut after = Summary::default();
+            for chunk in drifted.chunks(REPAIR_CHUNK)? {
+                let mut scope = ScanScope::serial(KeyRange::all(), Some(grace().await?), ProgressMode::Off);
+                scope.keys = Some(chunk?);
+                let scanned = scan(&sides, catch_up.comparator.clone(), &scope, |_| Ok(())).await?;
+                if scanned.interrupted {
+                    bail!("interrupted during the check of {}", catch_up.index);
+                }
+                add_summary(&mut after, &scanned.summary);
+            }
+            pass.failing = after.failing();
             options.say(format!(
-                "pass {n}: repaired {} of {count} drifted keys ({} failed)",
-                repaired.applied, repaired.failed
+                "pass {n}: repaired {} of {} drifted keys ({} failed); {} still drift",
+                repaired.applied,
+                drifted.len(),
+                repaired.failed,
+                pass.failing
             ));
         }
         if pass.failing <= options.max_drift {
