@@ -118,44 +118,17 @@ async fn bench(orders: u64, parallel: u64) -> anyhow::Result<()> {
         secs(raw_bulk),
         orders as f64 / secs(raw_bulk)
     );
-    println!(
-        "recon reindex:            {:>8.2} s  ({:.0} docs/s), exit {code}, peak RSS {:.1} MB",
-        secs(reindex),
-        orders as f64 / secs(reindex),
-        rss_kib as f64 / 1024.0
-    );
-    println!(
-        "reindex / (export + bulk): {:>7.2}   (target <= 1.3)",
-        secs(reindex) / secs(raw)
-    );
+    measured("recon reindex", orders, (reindex, rss_kib, code), raw);
 
     // 4. The same with --parallel P (the previous generation is deleted by --keep 0 each time, so the
     //    emulator holds at most two copies).
     let p = parallel.to_string();
-    let (reindex_p, rss_p, code_p) = reindex_measured(&config, &["--parallel", &p, "--keep", "0"]).await?;
-    println!(
-        "recon reindex --parallel {parallel}: {:>8.2} s  ({:.0} docs/s), exit {code_p}, peak RSS {:.1} MB",
-        secs(reindex_p),
-        orders as f64 / secs(reindex_p),
-        rss_p as f64 / 1024.0
-    );
-    println!(
-        "parallel reindex / (export + bulk): {:>5.2}",
-        secs(reindex_p) / secs(raw)
-    );
+    let run = reindex_measured(&config, &["--parallel", &p, "--keep", "0"]).await?;
+    measured(&format!("recon reindex --parallel {parallel}"), orders, run, raw);
 
     // 5. Serial again with the gate that reads the projection a second time, for comparison.
-    let (reindex_f, rss_f, code_f) = reindex_measured(&config, &["--verify", "full", "--keep", "0"]).await?;
-    println!(
-        "recon reindex --verify full: {:>6.2} s  ({:.0} docs/s), exit {code_f}, peak RSS {:.1} MB",
-        secs(reindex_f),
-        orders as f64 / secs(reindex_f),
-        rss_f as f64 / 1024.0
-    );
-    println!(
-        "full-gate reindex / (export + bulk): {:>4.2}",
-        secs(reindex_f) / secs(raw)
-    );
+    let run = reindex_measured(&config, &["--verify", "full", "--keep", "0"]).await?;
+    measured("recon reindex --verify full", orders, run, raw);
     emulator.shutdown().await;
     drop(conn);
     tokio::task::spawn_blocking(move || cluster.stop()).await??;
@@ -234,4 +207,18 @@ async fn reindex_measured(config: &std::path::Path, extra: &[&str]) -> anyhow::R
         anyhow::Ok((elapsed, peak_rss_kib(rss_file.path())?, out.status.code().unwrap_or(-1)))
     })
     .await?
+}
+
+/// Prints one reindex run (wall time, peak RSS, exit code) and its ratio to export + bulk.
+fn measured(what: &str, orders: u64, (took, rss_kib, code): (Duration, i64, i32), raw: Duration) {
+    println!(
+        "{what}: {:.2} s  ({:.0} docs/s), exit {code}, peak RSS {:.1} MB",
+        secs(took),
+        orders as f64 / secs(took),
+        rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  {what} / (export + bulk): {:.2}   (target <= 1.3)",
+        secs(took) / secs(raw)
+    );
 }

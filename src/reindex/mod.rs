@@ -34,11 +34,11 @@ use self::catchup::{CatchUp, Written};
 use self::fingerprints::{Fingerprints, KeyFile, KeyFileWriter, Sifted};
 use self::generations::{Generation, Target};
 use self::state::{Phase, RangeProgress, ReindexState};
-use crate::commands::check::{add_summary, connect_sides_with, scan, ScanScope};
+use crate::commands::check::{add_summary, connect_sides_with, scan, ScanScope, Sides};
 use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::diff::Comparator;
-use crate::model::{Drift, DriftKind, Summary};
+use crate::model::{Drift, DriftKind, Key, Summary};
 use crate::progress::ProgressMode;
 use crate::repair::apply::encode;
 use crate::repair::SummaryFormat;
@@ -943,11 +943,7 @@ async fn verify(
         ));
         catch_up.refresh().await?;
         // Rows changed since this pass started are the next pass's (or the last pass's): pending here.
-        let grace = || async {
-            anyhow::Ok(Duration::from_millis(
-                (pg_now(catch_up.write_model).await? - started + margin).max(0) as u64,
-            ))
-        };
+        let pending_since = started - margin;
         let clock = std::time::Instant::now();
         let sides = connect_sides_with(&check_settings, options.parallel).await?;
         // On disk: a mapping that refuses most documents makes most keys drift. In key order, as both
@@ -972,22 +968,17 @@ async fn verify(
                 let documents = sifted.iter().map(|s| s.documents).sum();
                 summary.matched = pass.settled;
                 for range in sifted {
-                    for chunk in range.candidates.chunks(REPAIR_CHUNK)? {
-                        let mut scope = ScanScope::serial(KeyRange::all(), Some(grace().await?), ProgressMode::Off);
-                        scope.keys = Some(chunk?);
-                        let scanned = scan(&sides, catch_up.comparator.clone(), &scope, &mut on_drift).await?;
-                        if scanned.interrupted {
-                            bail!("interrupted during the check of {}", catch_up.index);
-                        }
-                        add_summary(&mut summary, &scanned.summary);
-                    }
+                    let chunks = range.candidates.chunks(REPAIR_CHUNK)?;
+                    let compared = compare_keys(&sides, catch_up, chunks, pending_since, &mut on_drift).await?;
+                    add_summary(&mut summary, &compared);
                 }
                 summary.source_rows = rows;
                 summary.target_docs = documents;
                 summary
             }
             None => {
-                let mut scope = ScanScope::serial(KeyRange::all(), Some(grace().await?), ProgressMode::Off);
+                let grace = grace_since(catch_up.write_model, pending_since).await?;
+                let mut scope = ScanScope::serial(KeyRange::all(), Some(grace), ProgressMode::Off);
                 scope.parallel = options.parallel as usize;
                 let scanned = scan(&sides, catch_up.comparator.clone(), &scope, &mut on_drift).await?;
                 if scanned.interrupted {
@@ -1030,16 +1021,8 @@ async fn verify(
             // The repairs verified: the drifted keys compared again, both sides read by key. What
             // still drifts (a write refused, a document changed on its way in) blocks the gate.
             catch_up.refresh().await?;
-            let mut after = Summary::default();
-            for chunk in drifted.chunks(REPAIR_CHUNK)? {
-                let mut scope = ScanScope::serial(KeyRange::all(), Some(grace().await?), ProgressMode::Off);
-                scope.keys = Some(chunk?);
-                let scanned = scan(&sides, catch_up.comparator.clone(), &scope, |_| Ok(())).await?;
-                if scanned.interrupted {
-                    bail!("interrupted during the check of {}", catch_up.index);
-                }
-                add_summary(&mut after, &scanned.summary);
-            }
+            let chunks = drifted.chunks(REPAIR_CHUNK)?;
+            let after = compare_keys(&sides, catch_up, chunks, pending_since, |_| Ok(())).await?;
             pass.failing = after.failing();
             options.say(format!(
                 "pass {n}: repaired {} of {} drifted keys ({} failed); {} still drift",
@@ -1054,6 +1037,36 @@ async fn verify(
         }
     }
     Ok(false)
+}
+
+/// A grace period that makes rows changed at or after `pending_since` (PostgreSQL time) pending now.
+async fn grace_since(write_model: &PostgresSource, pending_since: i64) -> anyhow::Result<Duration> {
+    Ok(Duration::from_millis(
+        (pg_now(write_model).await? - pending_since).max(0) as u64,
+    ))
+}
+
+/// `recon check --keys` over `chunks` of ascending keys of the new generation: both sides read by
+/// key and compared, rows changed at or after `pending_since` pending; the drift goes to `on_drift`.
+async fn compare_keys(
+    sides: &Sides,
+    catch_up: &CatchUp<'_>,
+    chunks: impl Iterator<Item = std::io::Result<Vec<Key>>>,
+    pending_since: i64,
+    mut on_drift: impl FnMut(&Drift) -> anyhow::Result<()>,
+) -> anyhow::Result<Summary> {
+    let mut summary = Summary::default();
+    for chunk in chunks {
+        let grace = grace_since(catch_up.write_model, pending_since).await?;
+        let mut scope = ScanScope::serial(KeyRange::all(), Some(grace), ProgressMode::Off);
+        scope.keys = Some(chunk?);
+        let scanned = scan(sides, catch_up.comparator.clone(), &scope, &mut on_drift).await?;
+        if scanned.interrupted {
+            bail!("interrupted during the check of {}", catch_up.index);
+        }
+        add_summary(&mut summary, &scanned.summary);
+    }
+    Ok(summary)
 }
 
 /// The fingerprint sift of every range of the load, each on a task of its own (the ranges of a

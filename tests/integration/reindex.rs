@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 use recon::emulator::FaultSpec;
 
 use crate::support::cli_command as recon;
-use crate::support::eventually;
 use crate::support::fixture::{Fixture, ORDERS_QUERY};
+use crate::support::{eventually, Run};
 
 const FIELDS: &str = "[compare.fields]\norderDate = { as = \"instant\" }";
 
@@ -76,12 +76,6 @@ async fn call(f: &Fixture, method: Method, path: &str, body: Option<Value>) -> (
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 async fn reindex_env(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut c = recon();
     c.current_dir(f.dir.path())
@@ -94,11 +88,7 @@ async fn reindex_env(f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = tokio::task::spawn_blocking(move || c.output().expect("recon runs"))
         .await
         .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 async fn reindex(f: &Fixture, args: &[&str]) -> Run {
@@ -130,11 +120,7 @@ async fn reindex_held<A: std::future::Future<Output = ()>>(f: &Fixture, args: &[
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 /// The indices the alias points at.

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use recon::emulator::FaultSpec;
 
 use crate::support::cli_command as recon;
-use crate::support::eventually;
 use crate::support::fixture::{drifted, order_doc, Fixture};
+use crate::support::{eventually, Run};
 
 /// `n` rows whose documents all mismatch (a stale customer name), and `missing` more rows with no
 /// document at all.
@@ -40,12 +40,6 @@ async fn many(n: i64, missing: i64) -> Fixture {
     f
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 impl Run {
     fn json(&self) -> Value {
         let last = self.stdout.lines().last().unwrap_or_default();
@@ -67,11 +61,7 @@ async fn run(f: &Fixture, sub: &str, args: &[&str]) -> Run {
     let out = tokio::task::spawn_blocking(move || c.output().expect("recon runs"))
         .await
         .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 async fn repair(f: &Fixture, args: &[&str]) -> Run {
