@@ -89,6 +89,9 @@ pub enum ReindexError {
 const MAX_PASSES: u32 = 3;
 /// Drifted keys re-verified and repaired at a time by a verify pass.
 const REPAIR_CHUNK: usize = 10_000;
+/// A fingerprint pass looks up at most this many keys not proven by their fingerprint, or a fifth of
+/// the keys if more; beyond that it checks in full (a scan reads a key for a fraction of a lookup).
+const LOOKUPS_AT_MOST: u64 = 1_000;
 
 /// What `recon reindex` was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -956,13 +959,25 @@ async fn verify(
             Ok(())
         };
         let summary = match fingerprints {
-            Some(fingerprints) => {
+            Some(fingerprints) => 'sift: {
                 changed = Arc::new(changed.union(&keys)?);
                 let sifted = sift_ranges(catch_up, fingerprints, &changed, options, n).await?;
+                let settled: u64 = sifted.iter().map(|s| s.settled).sum();
+                let candidates: u64 = sifted.iter().map(|s| s.candidates.len()).sum();
+                if candidates > LOOKUPS_AT_MOST.max((settled + candidates) / 5) {
+                    // Most of the generation is suspect (a mapping that refuses documents, an ingest
+                    // pipeline): one scan of both sides is cheaper than looking each key up.
+                    options.say(format!(
+                        "pass {n}: {candidates} of {} keys not proven by their fingerprint; checking in full, \
+                         cheaper than looking each one up",
+                        settled + candidates
+                    ));
+                    break 'sift None;
+                }
                 let mut summary = Summary::default();
                 pass.gate = Some(Gate::Fingerprints.as_str());
-                pass.settled = sifted.iter().map(|s| s.settled).sum();
-                pass.compared = sifted.iter().map(|s| s.candidates.len()).sum();
+                pass.settled = settled;
+                pass.compared = candidates;
                 // The lookups read the candidates again; the key scans and the index scans saw them all.
                 let rows = sifted.iter().map(|s| s.rows).sum();
                 let documents = sifted.iter().map(|s| s.documents).sum();
@@ -974,8 +989,12 @@ async fn verify(
                 }
                 summary.source_rows = rows;
                 summary.target_docs = documents;
-                summary
+                Some(summary)
             }
+            None => None,
+        };
+        let summary = match summary {
+            Some(summary) => summary,
             None => {
                 let grace = grace_since(catch_up.write_model, pending_since).await?;
                 let mut scope = ScanScope::serial(KeyRange::all(), Some(grace), ProgressMode::Off);
@@ -996,12 +1015,12 @@ async fn verify(
         pass.pending = summary.pending;
         state.caught_up_ms = Some(started);
         state::save(client, catch_up.index, state).await?;
-        let how = match fingerprints {
-            Some(_) => format!(
+        let how = match pass.gate {
+            Some("fingerprints") => format!(
                 " ({} by the load's fingerprints, {} compared in full)",
                 pass.settled, pass.compared
             ),
-            None => " (full check)".to_string(),
+            _ => " (full check)".to_string(),
         };
         options.say(format!(
             "pass {n}: checked {} in {:.1} s{how}: {} rows, {} documents, {} keys drift, {} pending (changed since \

@@ -760,3 +760,26 @@ async fn a_write_transaction_open_across_the_snapshot_is_caught_up() {
     let (_, doc) = call(&f, Method::Get, "/orders/_doc/3", None).await;
     assert_eq!(doc["_source"]["customerName"], "long", "{doc}");
 }
+
+/// A mapping that refuses every document leaves no key proven by its fingerprint: rather than look
+/// 1,200 keys up one batch at a time, each pass checks the new index in full; the gate stays shut.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pass_with_most_keys_unproven_checks_in_full() {
+    let f = aliased(1200).await;
+    let mapping = f.dir.path().join("mapping.json");
+    std::fs::write(&mapping, r#"{"properties": {"customerName": {"type": "long"}}}"#).unwrap();
+    let args = ["--yes", "--format", "json", "--mapping", mapping.to_str().unwrap()];
+    let run = reindex(&f, &args).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let summary: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(summary["result"], "verify_failed", "{summary}");
+    assert_eq!(summary["gate"], "full", "{summary}");
+    assert_eq!(summary["failing"], 1200, "{summary}");
+    assert!(
+        run.stderr
+            .contains("1200 of 1200 keys not proven by their fingerprint; checking in full"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(behind_alias(&f).await, vec!["orders-v1".to_string()]);
+}
