@@ -16,7 +16,8 @@
 //! order or a number's spelling become candidates and are compared in full.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::bail;
@@ -127,16 +128,35 @@ impl Part {
     }
 
     fn read(&self) -> io::Result<Reader<'_>> {
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(0))?;
         Ok(Reader {
-            reader: BufReader::with_capacity(1 << 16, file),
+            reader: BufReader::with_capacity(1 << 16, ReadAt::new(&self.file)),
         })
     }
 }
 
 struct Reader<'a> {
-    reader: BufReader<&'a File>,
+    reader: BufReader<ReadAt<'a>>,
+}
+
+/// Reads a file from its start with positioned reads (`pread`), so that several readers of one file
+/// (the sift tasks of a parallel pass all read the re-projected keys) never move each other's offset.
+struct ReadAt<'a> {
+    file: &'a File,
+    offset: u64,
+}
+
+impl<'a> ReadAt<'a> {
+    fn new(file: &'a File) -> ReadAt<'a> {
+        ReadAt { file, offset: 0 }
+    }
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 impl Reader<'_> {
@@ -218,10 +238,8 @@ impl KeyFile {
 
     /// The keys from the first, in order.
     pub fn keys(&self) -> io::Result<KeyReader<'_>> {
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(0))?;
         Ok(KeyReader {
-            reader: BufReader::with_capacity(1 << 16, file),
+            reader: BufReader::with_capacity(1 << 16, ReadAt::new(&self.file)),
         })
     }
 
@@ -262,7 +280,7 @@ impl KeyFile {
 }
 
 pub struct KeyReader<'a> {
-    reader: BufReader<&'a File>,
+    reader: BufReader<ReadAt<'a>>,
 }
 
 impl Iterator for KeyReader<'_> {
@@ -502,6 +520,21 @@ mod tests {
 
     fn read_all(file: &KeyFile) -> Vec<Key> {
         file.keys().expect("read").map(|k| k.expect("key")).collect()
+    }
+
+    #[tokio::test]
+    async fn readers_of_one_key_file_do_not_move_each_other() {
+        let many: Vec<i64> = (0..100_000).collect();
+        let file = key_file(&many).await;
+        let (mut a, mut b) = (file.keys().expect("read"), file.keys().expect("read"));
+        // Interleaved beyond one buffer's worth: each reader keeps its own position.
+        for i in 0..many.len() as i64 {
+            assert_eq!(a.next().expect("a key").expect("read"), Key::Int(i));
+            if i % 3 == 0 {
+                assert_eq!(b.next().expect("a key").expect("read"), Key::Int(i / 3));
+            }
+        }
+        assert!(a.next().is_none());
     }
 
     #[tokio::test]
