@@ -20,6 +20,7 @@ use crate::report::{self, AtomicFile, Format, ReportOptions, RunInfo, SampleInfo
 use crate::scale::checkpoint::{
     Checkpoint, CheckpointWriter, RangeProgress, RangesCheckpoint, RangesCheckpointWriter, Saved,
 };
+use crate::scale::keyfile::KeyFile;
 use crate::scale::plan::{self, Shard};
 use crate::scale::spool::DriftSpool;
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, SharedPit};
@@ -149,18 +150,18 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
             let kind = sides.write_model.key_kind();
             let (keys, targeted) = match selection {
                 KeySelection::List(list) => {
-                    let keys = crate::scale::keys::normalize(crate::scale::keys::parse_list(list, kind)?);
-                    let n = keys.len() as u64;
+                    let keys = KeyFile::sort(crate::scale::keys::parse_list(list, kind)?.into_iter().map(Ok))?;
+                    let n = keys.len();
                     (keys, Targeted::Keys(n))
                 }
                 KeySelection::File(path) => {
-                    let keys = crate::scale::keys::normalize(crate::scale::keys::read_file(path, kind)?);
-                    let n = keys.len() as u64;
+                    let keys = crate::scale::keys::read_file(path, kind)?;
+                    let n = keys.len();
                     (keys, Targeted::Keys(n))
                 }
                 KeySelection::Since(since_ms) => {
-                    let keys = sides.write_model.keys_changed_since(*since_ms).await?;
-                    let n = keys.len() as u64;
+                    let keys = KeyFile::from_stream(sides.write_model.changed_key_stream(*since_ms)?).await?;
+                    let n = keys.len();
                     (
                         keys,
                         Targeted::Since {
@@ -170,7 +171,7 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
                     )
                 }
             };
-            (Some(keys), Some(targeted))
+            (Some(Arc::new(keys)), Some(targeted))
         }
     };
     if options.verbose {
@@ -351,8 +352,8 @@ pub struct ScanScope {
     pub range: KeyRange,
     pub grace: Option<Duration>,
     pub progress: ProgressMode,
-    /// Only these keys (ascending, distinct), looked up on both sides instead of scanned.
-    pub keys: Option<Vec<Key>>,
+    /// Only these keys, looked up on both sides instead of scanned.
+    pub keys: Option<Arc<KeyFile>>,
     /// Concurrent range scans; more than one shares one snapshot and one point in time.
     pub parallel: usize,
     /// Only the K-th of N ranges of `range`.
@@ -758,17 +759,19 @@ async fn serial(
     })
 }
 
-/// The documents of `keys` on one side, in key order, looked up a few batches at a time.
+/// The documents of `keys` on one side, in key order, looked up a few batches at a time (each side
+/// reads the key file on its own).
 fn lookup_stream<'a, S: DocumentSource>(
     source: &'a S,
-    keys: &'a [Key],
+    keys: &'a KeyFile,
     counter: Arc<Counters>,
     write_model: bool,
-) -> futures::stream::BoxStream<'a, anyhow::Result<KeyedDoc>> {
+) -> anyhow::Result<futures::stream::BoxStream<'a, anyhow::Result<KeyedDoc>>> {
     use futures::TryStreamExt;
-    futures::stream::iter(keys.chunks(LOOKUP_BATCH))
+    Ok(futures::stream::iter(keys.chunks(LOOKUP_BATCH)?)
         .map(move |chunk| async move {
-            let mut docs = source.lookup(chunk).await?;
+            let chunk = chunk.context("cannot read back the keys to check")?;
+            let mut docs = source.lookup(&chunk).await?;
             docs.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.meta.id.cmp(&b.meta.id)));
             Ok::<_, anyhow::Error>(futures::stream::iter(docs.into_iter().map(Ok)))
         })
@@ -782,14 +785,14 @@ fn lookup_stream<'a, S: DocumentSource>(
             };
             c.fetch_add(1, Ordering::Relaxed);
         })
-        .boxed()
+        .boxed())
 }
 
 /// `--keys`, `--keys-file`, `--since`: both sides looked up by key, joined like a scan.
 async fn targeted(
     sides: &Sides,
     comparator: &Comparator,
-    keys: &[Key],
+    keys: &KeyFile,
     scope: &ScanScope,
     counters: &Arc<Counters>,
     sink: &mut Sink<'_>,
@@ -798,11 +801,11 @@ async fn targeted(
     let progress = Progress::start(
         scope.progress,
         ("PostgreSQL".into(), "Elasticsearch".into()),
-        (Some(keys.len() as u64), Some(keys.len() as u64)),
+        (Some(keys.len()), Some(keys.len())),
         counters.clone(),
     );
-    let source = lookup_stream(&sides.write_model, keys, counters.clone(), true);
-    let target = lookup_stream(&sides.read_model, keys, counters.clone(), false);
+    let source = lookup_stream(&sides.write_model, keys, counters.clone(), true)?;
+    let target = lookup_stream(&sides.read_model, keys, counters.clone(), false)?;
     let mut joiner = Joiner::new(source, target, comparator.clone(), grace_at(scope.grace, snapshot_ms));
     let driven = drive(&mut joiner, counters, sink, None).await;
     progress.finish().await;

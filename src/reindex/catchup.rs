@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use anyhow::Context;
 use elasticsearch::http::Method;
 
-use super::fingerprints::KeyFile;
 use crate::diff::Comparator;
 use crate::model::{Key, KeyedDoc};
 use crate::repair::apply::EncodedIntent;
 use crate::repair::apply::{encode, Repairer};
 use crate::repair::plan::{plan_key, PlanContext, RepairMode};
+use crate::scale::keyfile::KeyFile;
 use crate::source::elasticsearch::write::{BulkWriter, ConditionalWriter, ItemStatus, WriteAction, WriteKind};
 use crate::source::elasticsearch::ElasticsearchSource;
 use crate::source::postgres::PostgresSource;

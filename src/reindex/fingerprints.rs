@@ -16,8 +16,7 @@
 //! order or a number's spelling become candidates and are compared in full.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, BufReader, BufWriter, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::bail;
@@ -26,7 +25,7 @@ use futures::StreamExt;
 
 use crate::diff::Comparator;
 use crate::model::Key;
-use crate::repair::spool::KeySpool;
+use crate::scale::keyfile::{read_array, read_key, write_key, KeyFile, KeyFileWriter, ReadAt};
 use crate::source::{DocStream, KeyRange};
 
 /// `(key, fingerprint)` pairs of one range, in ascending key order, in an anonymous temp file.
@@ -138,27 +137,6 @@ struct Reader<'a> {
     reader: BufReader<ReadAt<'a>>,
 }
 
-/// Reads a file from its start with positioned reads (`pread`), so that several readers of one file
-/// (the sift tasks of a parallel pass all read the re-projected keys) never move each other's offset.
-struct ReadAt<'a> {
-    file: &'a File,
-    offset: u64,
-}
-
-impl<'a> ReadAt<'a> {
-    fn new(file: &'a File) -> ReadAt<'a> {
-        ReadAt { file, offset: 0 }
-    }
-}
-
-impl Read for ReadAt<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.offset)?;
-        self.offset += n as u64;
-        Ok(n)
-    }
-}
-
 impl Reader<'_> {
     fn next_pair(&mut self) -> io::Result<Option<(Key, u128)>> {
         let Some(key) = read_key(&mut self.reader)? else {
@@ -168,177 +146,12 @@ impl Reader<'_> {
     }
 }
 
-/// A key as a tag byte (0: integer, 1: text) and its bytes: little-endian `i64`, or length and UTF-8.
-fn write_key(writer: &mut impl Write, key: &Key) -> io::Result<()> {
-    match key {
-        Key::Int(i) => {
-            writer.write_all(&[0])?;
-            writer.write_all(&i.to_le_bytes())
-        }
-        Key::Text(s) => {
-            writer.write_all(&[1])?;
-            writer.write_all(&(s.len() as u64).to_le_bytes())?;
-            writer.write_all(s.as_bytes())
-        }
-    }
-}
-
-/// The next key written by [`write_key`]; None at the end of the file.
-fn read_key(reader: &mut impl Read) -> io::Result<Option<Key>> {
-    let mut tag = [0u8; 1];
-    if reader.read(&mut tag)? == 0 {
-        return Ok(None);
-    }
-    Ok(Some(match tag[0] {
-        0 => Key::Int(i64::from_le_bytes(read_array(reader)?)),
-        1 => {
-            let len = u64::from_le_bytes(read_array(reader)?) as usize;
-            let mut bytes = vec![0u8; len];
-            reader.read_exact(&mut bytes)?;
-            Key::Text(String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?)
-        }
-        other => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("key file: unknown key tag {other}"),
-            ))
-        }
-    }))
-}
-
-/// Keys in ascending order, each once, in an anonymous temp file that can be read again and again:
-/// the keys a catch-up re-projects, and the union of them over the passes. On disk because how many
-/// rows change during a reindex grows with how long it runs, and so with the table.
-pub struct KeyFile {
-    file: File,
-    len: u64,
-}
-
-impl KeyFile {
-    pub fn empty() -> io::Result<KeyFile> {
-        KeyFileWriter::new()?.finish()
-    }
-
-    /// Writes the keys of an ascending stream (a repeated key is kept once; a smaller one is an error).
-    pub async fn from_stream(mut keys: BoxStream<'_, anyhow::Result<Key>>) -> anyhow::Result<KeyFile> {
-        let mut writer = KeyFileWriter::new()?;
-        while let Some(key) = keys.next().await.transpose()? {
-            writer.push(&key)?;
-        }
-        Ok(writer.finish()?)
-    }
-
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The keys from the first, in order.
-    pub fn keys(&self) -> io::Result<KeyReader<'_>> {
-        Ok(KeyReader {
-            reader: BufReader::with_capacity(1 << 16, ReadAt::new(&self.file)),
-        })
-    }
-
-    /// The keys `size` at a time.
-    pub fn chunks(&self, size: usize) -> io::Result<impl Iterator<Item = io::Result<Vec<Key>>> + '_> {
-        let mut keys = self.keys()?;
-        let size = size.max(1);
-        Ok(std::iter::from_fn(move || {
-            let mut chunk = Vec::with_capacity(size.min(self.len as usize));
-            for _ in 0..size {
-                match keys.next() {
-                    Some(Ok(key)) => chunk.push(key),
-                    Some(Err(e)) => return Some(Err(e)),
-                    None => break,
-                }
-            }
-            (!chunk.is_empty()).then_some(Ok(chunk))
-        }))
-    }
-
-    /// Every key of either file, in order, each once.
-    pub fn union(&self, other: &KeyFile) -> anyhow::Result<KeyFile> {
-        let mut writer = KeyFileWriter::new()?;
-        let mut a = self.keys()?.peekable();
-        let mut b = other.keys()?.peekable();
-        loop {
-            let take_a = match (a.peek(), b.peek()) {
-                (None, None) => break,
-                (Some(Err(_)), _) | (Some(Ok(_)), None) => true,
-                (_, Some(Err(_))) | (None, Some(Ok(_))) => false,
-                (Some(Ok(x)), Some(Ok(y))) => x <= y,
-            };
-            let key = if take_a { a.next() } else { b.next() }.expect("peeked")?;
-            writer.push(&key)?;
-        }
-        Ok(writer.finish()?)
-    }
-}
-
-pub struct KeyReader<'a> {
-    reader: BufReader<ReadAt<'a>>,
-}
-
-impl Iterator for KeyReader<'_> {
-    type Item = io::Result<Key>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        read_key(&mut self.reader).transpose()
-    }
-}
-
-/// Writes a [`KeyFile`]: keys ascending (a repeated key is kept once, a smaller one refused).
-pub struct KeyFileWriter {
-    file: BufWriter<File>,
-    last: Option<Key>,
-    len: u64,
-}
-
-impl KeyFileWriter {
-    pub fn new() -> io::Result<KeyFileWriter> {
-        Ok(KeyFileWriter {
-            file: BufWriter::with_capacity(1 << 16, tempfile::tempfile()?),
-            last: None,
-            len: 0,
-        })
-    }
-
-    pub fn push(&mut self, key: &Key) -> anyhow::Result<()> {
-        match &self.last {
-            Some(last) if key == last => return Ok(()),
-            Some(last) if key < last => bail!("keys out of order: {key} after {last}"),
-            _ => {}
-        }
-        write_key(&mut self.file, key)?;
-        self.last = Some(key.clone());
-        self.len += 1;
-        Ok(())
-    }
-
-    pub fn finish(self) -> io::Result<KeyFile> {
-        Ok(KeyFile {
-            file: self.file.into_inner().map_err(|e| e.into_error())?,
-            len: self.len,
-        })
-    }
-}
-
-fn read_array<const N: usize>(reader: &mut impl Read) -> io::Result<[u8; N]> {
-    let mut bytes = [0u8; N];
-    reader.read_exact(&mut bytes)?;
-    Ok(bytes)
-}
-
 /// What [`sift`] found.
 pub struct Sifted {
     /// Keys proven in sync by their fingerprint.
     pub settled: u64,
     /// Every other key, ascending: to be compared in full.
-    pub candidates: KeySpool,
+    pub candidates: KeyFile,
     /// Keys the write model has now.
     pub rows: u64,
     /// Documents in the generation.
@@ -416,12 +229,8 @@ pub async fn sift(
         .keys()?
         .filter(|k| k.as_ref().map_or(true, |k| part.range.contains(k)));
     let mut changed: Ahead<()> = Ahead::new("the re-projected keys", false);
-    let mut sifted = Sifted {
-        settled: 0,
-        candidates: KeySpool::new()?,
-        rows: 0,
-        documents: 0,
-    };
+    let mut candidates = KeyFileWriter::new()?;
+    let (mut settled_keys, mut row_keys, mut documents_read) = (0, 0, 0);
     sent.offer(sent_reader.next_pair()?)?;
     row.offer(rows.next().await.transpose()?.map(|k| (k, ())))?;
     doc.offer(next_doc(&mut documents, comparator).await?)?;
@@ -439,13 +248,13 @@ pub async fn sift(
         }
         let present = row.take_if(&key).is_some();
         if present {
-            sifted.rows += 1;
+            row_keys += 1;
             row.offer(rows.next().await.transpose()?.map(|k| (k, ())))?;
         }
         let mut found = Vec::new();
         while let Some(fp) = doc.take_if(&key) {
             found.push(fp);
-            sifted.documents += 1;
+            documents_read += 1;
             doc.offer(next_doc(&mut documents, comparator).await?)?;
         }
         let was_changed = changed.take_if(&key).is_some();
@@ -455,13 +264,18 @@ pub async fn sift(
         let settled =
             !was_changed && present && sent_fp.is_some() && found.len() == 1 && found.first() == sent_fp.as_ref();
         if settled {
-            sifted.settled += 1;
+            settled_keys += 1;
         } else {
-            sifted.candidates.push(&key)?;
+            candidates.push(&key)?;
         }
         progress.fetch_add(1, Ordering::Relaxed);
     }
-    Ok(sifted)
+    Ok(Sifted {
+        settled: settled_keys,
+        candidates: candidates.finish()?,
+        rows: row_keys,
+        documents: documents_read,
+    })
 }
 
 async fn next_doc(documents: &mut DocStream, comparator: &Comparator) -> anyhow::Result<Option<(Key, u128)>> {
@@ -522,44 +336,8 @@ mod tests {
         file.keys().expect("read").map(|k| k.expect("key")).collect()
     }
 
-    #[tokio::test]
-    async fn readers_of_one_key_file_do_not_move_each_other() {
-        let many: Vec<i64> = (0..100_000).collect();
-        let file = key_file(&many).await;
-        let (mut a, mut b) = (file.keys().expect("read"), file.keys().expect("read"));
-        // Interleaved beyond one buffer's worth: each reader keeps its own position.
-        for i in 0..many.len() as i64 {
-            assert_eq!(a.next().expect("a key").expect("read"), Key::Int(i));
-            if i % 3 == 0 {
-                assert_eq!(b.next().expect("a key").expect("read"), Key::Int(i / 3));
-            }
-        }
-        assert!(a.next().is_none());
-    }
-
-    #[tokio::test]
-    async fn key_files_keep_each_key_once_read_again_and_unite() {
-        let a = key_file(&[1, 3, 3, 5]).await;
-        assert_eq!(a.len(), 3);
-        assert_eq!(read_all(&a), read_all(&a), "read again from the start");
-        let b = key_file(&[2, 3, 9]).await;
-        let union = a.union(&b).expect("union");
-        assert_eq!(read_all(&union), [1, 2, 3, 5, 9].map(Key::Int));
-        assert_eq!(union.len(), 5);
-        let chunks: Vec<Vec<Key>> = union.chunks(2).expect("chunks").map(|c| c.expect("chunk")).collect();
-        assert_eq!(chunks.len(), 3);
-        assert_eq!(chunks[2], [Key::Int(9)]);
-        assert!(KeyFile::from_stream(keys(&[2, 1])).await.is_err(), "out of order");
-        assert!(read_all(&KeyFile::empty().unwrap().union(&KeyFile::empty().unwrap()).unwrap()).is_empty());
-    }
-
     async fn candidates(sifted: Sifted) -> Vec<Key> {
-        sifted
-            .candidates
-            .chunks(100)
-            .expect("spool")
-            .flat_map(|c| c.expect("chunk"))
-            .collect()
+        read_all(&sifted.candidates)
     }
 
     #[tokio::test]

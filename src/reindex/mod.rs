@@ -31,17 +31,18 @@ use elasticsearch::http::Method;
 use serde_json::{json, Map, Value};
 
 use self::catchup::{CatchUp, Written};
-use self::fingerprints::{Fingerprints, KeyFile, KeyFileWriter, Sifted};
+use self::fingerprints::{Fingerprints, Sifted};
 use self::generations::{Generation, Target};
 use self::state::{Phase, RangeProgress, ReindexState};
 use crate::commands::check::{add_summary, connect_sides_with, scan, ScanScope, Sides};
 use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::diff::Comparator;
-use crate::model::{Drift, DriftKind, Key, Summary};
+use crate::model::{Drift, DriftKind, Summary};
 use crate::progress::ProgressMode;
 use crate::repair::apply::encode;
 use crate::repair::SummaryFormat;
+use crate::scale::keyfile::{KeyFile, KeyFileWriter};
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter};
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient};
 use crate::source::postgres::{PostgresSettings, PostgresSource, SharedSnapshot};
@@ -983,8 +984,8 @@ async fn verify(
                 let documents = sifted.iter().map(|s| s.documents).sum();
                 summary.matched = pass.settled;
                 for range in sifted {
-                    let chunks = range.candidates.chunks(REPAIR_CHUNK)?;
-                    let compared = compare_keys(&sides, catch_up, chunks, pending_since, &mut on_drift).await?;
+                    let compared =
+                        compare_keys(&sides, catch_up, range.candidates, pending_since, &mut on_drift).await?;
                     add_summary(&mut summary, &compared);
                 }
                 summary.source_rows = rows;
@@ -1033,6 +1034,7 @@ async fn verify(
             pass.pending
         ));
         if !drifted.is_empty() {
+            let count = drifted.len();
             let mut repaired = Written::default();
             for chunk in drifted.chunks(REPAIR_CHUNK)? {
                 repaired.merge(catch_up.repair(&chunk?).await?);
@@ -1040,15 +1042,11 @@ async fn verify(
             // The repairs verified: the drifted keys compared again, both sides read by key. What
             // still drifts (a write refused, a document changed on its way in) blocks the gate.
             catch_up.refresh().await?;
-            let chunks = drifted.chunks(REPAIR_CHUNK)?;
-            let after = compare_keys(&sides, catch_up, chunks, pending_since, |_| Ok(())).await?;
+            let after = compare_keys(&sides, catch_up, drifted, pending_since, |_| Ok(())).await?;
             pass.failing = after.failing();
             options.say(format!(
-                "pass {n}: repaired {} of {} drifted keys ({} failed); {} still drift",
-                repaired.applied,
-                drifted.len(),
-                repaired.failed,
-                pass.failing
+                "pass {n}: repaired {} of {count} drifted keys ({} failed); {} still drift",
+                repaired.applied, repaired.failed, pass.failing
             ));
         }
         if pass.failing <= options.max_drift {
@@ -1065,27 +1063,26 @@ async fn grace_since(write_model: &PostgresSource, pending_since: i64) -> anyhow
     ))
 }
 
-/// `recon check --keys` over `chunks` of ascending keys of the new generation: both sides read by
-/// key and compared, rows changed at or after `pending_since` pending; the drift goes to `on_drift`.
+/// `recon check --keys` over `keys` of the new generation: both sides read by key and compared, rows
+/// changed at or after `pending_since` pending; the drift goes to `on_drift`.
 async fn compare_keys(
     sides: &Sides,
     catch_up: &CatchUp<'_>,
-    chunks: impl Iterator<Item = std::io::Result<Vec<Key>>>,
+    keys: KeyFile,
     pending_since: i64,
-    mut on_drift: impl FnMut(&Drift) -> anyhow::Result<()>,
+    on_drift: impl FnMut(&Drift) -> anyhow::Result<()>,
 ) -> anyhow::Result<Summary> {
-    let mut summary = Summary::default();
-    for chunk in chunks {
-        let grace = grace_since(catch_up.write_model, pending_since).await?;
-        let mut scope = ScanScope::serial(KeyRange::all(), Some(grace), ProgressMode::Off);
-        scope.keys = Some(chunk?);
-        let scanned = scan(sides, catch_up.comparator.clone(), &scope, &mut on_drift).await?;
-        if scanned.interrupted {
-            bail!("interrupted during the check of {}", catch_up.index);
-        }
-        add_summary(&mut summary, &scanned.summary);
+    if keys.is_empty() {
+        return Ok(Summary::default());
     }
-    Ok(summary)
+    let grace = grace_since(catch_up.write_model, pending_since).await?;
+    let mut scope = ScanScope::serial(KeyRange::all(), Some(grace), ProgressMode::Off);
+    scope.keys = Some(Arc::new(keys));
+    let scanned = scan(sides, catch_up.comparator.clone(), &scope, on_drift).await?;
+    if scanned.interrupted {
+        bail!("interrupted during the check of {}", catch_up.index);
+    }
+    Ok(scanned.summary)
 }
 
 /// The fingerprint sift of every range of the load, each on a task of its own (the ranges of a

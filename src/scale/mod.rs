@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod flat;
+pub mod keyfile;
 pub mod keys;
 pub mod plan;
 pub mod spool;
