@@ -89,7 +89,7 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'Leave rows changed within DURATION alone (the projector may not have caught up), e.g. 5m')
             [CompletionResult]::new('--from-report', '--from-report', [CompletionResultType]::ParameterName, 'Repair the keys listed in a `recon check` JSON or NDJSON report (each re-verified first)')
             [CompletionResult]::new('--keys', '--keys', [CompletionResultType]::ParameterName, 'Repair these keys (comma-separated), re-verified first')
-            [CompletionResult]::new('--keys-file', '--keys-file', [CompletionResultType]::ParameterName, 'Repair the keys in FILE, one per line')
+            [CompletionResult]::new('--keys-file', '--keys-file', [CompletionResultType]::ParameterName, 'Repair the keys in FILE, one per line (`-` for stdin; `#` starts a comment line), as `recon check --keys-file` reads them')
             [CompletionResult]::new('--from-plan', '--from-plan', [CompletionResultType]::ParameterName, 'Apply a plan written earlier with --plan; anything written since it was made conflicts')
             [CompletionResult]::new('--resume', '--resume', [CompletionResultType]::ParameterName, 'Finish an interrupted repair from its audit log, without repeating applied actions')
             [CompletionResult]::new('--plan', '--plan', [CompletionResultType]::ParameterName, 'Write the whole plan to FILE (NDJSON); apply it later with --from-plan')

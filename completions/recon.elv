@@ -83,7 +83,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand --grace 'Leave rows changed within DURATION alone (the projector may not have caught up), e.g. 5m'
             cand --from-report 'Repair the keys listed in a `recon check` JSON or NDJSON report (each re-verified first)'
             cand --keys 'Repair these keys (comma-separated), re-verified first'
-            cand --keys-file 'Repair the keys in FILE, one per line'
+            cand --keys-file 'Repair the keys in FILE, one per line (`-` for stdin; `#` starts a comment line), as `recon check --keys-file` reads them'
             cand --from-plan 'Apply a plan written earlier with --plan; anything written since it was made conflicts'
             cand --resume 'Finish an interrupted repair from its audit log, without repeating applied actions'
             cand --plan 'Write the whole plan to FILE (NDJSON); apply it later with --from-plan'

@@ -79,7 +79,7 @@ complete -c recon -n "__fish_recon_using_subcommand repair" -l index -d 'Index o
 complete -c recon -n "__fish_recon_using_subcommand repair" -l grace -d 'Leave rows changed within DURATION alone (the projector may not have caught up), e.g. 5m' -r
 complete -c recon -n "__fish_recon_using_subcommand repair" -l from-report -d 'Repair the keys listed in a `recon check` JSON or NDJSON report (each re-verified first)' -r -F
 complete -c recon -n "__fish_recon_using_subcommand repair" -l keys -d 'Repair these keys (comma-separated), re-verified first' -r
-complete -c recon -n "__fish_recon_using_subcommand repair" -l keys-file -d 'Repair the keys in FILE, one per line' -r -F
+complete -c recon -n "__fish_recon_using_subcommand repair" -l keys-file -d 'Repair the keys in FILE, one per line (`-` for stdin; `#` starts a comment line), as `recon check --keys-file` reads them' -r -F
 complete -c recon -n "__fish_recon_using_subcommand repair" -l from-plan -d 'Apply a plan written earlier with --plan; anything written since it was made conflicts' -r -F
 complete -c recon -n "__fish_recon_using_subcommand repair" -l resume -d 'Finish an interrupted repair from its audit log, without repeating applied actions' -r -F
 complete -c recon -n "__fish_recon_using_subcommand repair" -l plan -d 'Write the whole plan to FILE (NDJSON); apply it later with --from-plan' -r -F

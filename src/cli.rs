@@ -261,7 +261,8 @@ pub struct RepairArgs {
     #[arg(long, value_name = "K1,K2", value_delimiter = ',', group = "keys_from")]
     pub keys: Option<Vec<String>>,
 
-    /// Repair the keys in FILE, one per line.
+    /// Repair the keys in FILE, one per line (`-` for stdin; `#` starts a comment line), as `recon
+    /// check --keys-file` reads them.
     #[arg(long, value_name = "FILE", group = "keys_from")]
     pub keys_file: Option<PathBuf>,
 

@@ -22,7 +22,7 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
     } else if let Some(keys) = args.keys {
         KeySource::Keys(keys)
     } else if let Some(path) = args.keys_file {
-        KeySource::Keys(repair::read_keys_file(&path)?)
+        KeySource::KeysFile(path)
     } else {
         KeySource::Check
     };

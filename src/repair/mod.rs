@@ -35,6 +35,7 @@ use crate::config::Settings;
 use crate::diff::Comparator;
 use crate::model::{DriftKind, Key, KeyKind, KeyedDoc};
 use crate::progress::ProgressMode;
+use crate::scale::keyfile::{KeyFile, KeySorter};
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter, WriteKind};
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource};
 use crate::source::postgres::PostgresSource;
@@ -52,8 +53,10 @@ pub enum KeySource {
     Check,
     /// The drift listed in a `recon.check/v1` report (JSON or NDJSON).
     Report(PathBuf),
-    /// Keys given by the operator, as text.
+    /// Keys given by the operator, as text (`--keys`).
     Keys(Vec<String>),
+    /// `--keys-file`: one key per line, `#` comments, `-` for stdin.
+    KeysFile(PathBuf),
     /// A plan written earlier with `--plan`: its conditions are kept, so anything written since
     /// the plan was made conflicts.
     Plan(PathBuf),
@@ -176,10 +179,17 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
             clock = std::time::Instant::now();
             plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?
         }
-        KeySource::Report(path) => plan_keys(&conn, &cx, in_chunks(report_keys(path)?), &mut spool).await?,
+        KeySource::Report(path) => {
+            let keys = report_keys(path)?;
+            plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?;
+        }
         KeySource::Keys(texts) => {
-            let keys = parse_keys(texts, conn.write_model.key_kind())?;
-            plan_keys(&conn, &cx, in_chunks(keys), &mut spool).await?
+            let keys = KeyFile::sort(parse_keys(texts, conn.write_model.key_kind())?.into_iter().map(Ok))?;
+            plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?;
+        }
+        KeySource::KeysFile(path) => {
+            let keys = crate::scale::keys::read_file(path, conn.write_model.key_kind())?;
+            plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?;
         }
         KeySource::Resume(_) => unreachable!("handled above"),
     };
@@ -288,14 +298,6 @@ fn planned_keys(
         }
         Ok(keys)
     })
-}
-
-/// Keys given as a list, sorted and each once, `LOOKUP_CHUNK` at a time.
-fn in_chunks(mut keys: Vec<Key>) -> impl Iterator<Item = std::io::Result<Vec<Key>>> {
-    keys.sort();
-    keys.dedup();
-    let chunks: Vec<Vec<Key>> = keys.chunks(LOOKUP_CHUNK).map(<[Key]>::to_vec).collect();
-    chunks.into_iter().map(Ok)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -622,46 +624,186 @@ async fn for_each_key(
 }
 
 /// The keys of a `recon.check/v1` report, JSON or NDJSON. Pending drift is included: every key is
-/// re-verified, and a row still within `--grace` is left alone then.
-pub fn report_keys(path: &Path) -> anyhow::Result<Vec<Key>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the report {}", path.display()))?;
-    let mut records = Vec::new();
-    let mut schema = None;
-    let mut truncated = false;
-    match serde_json::from_str::<Value>(&text) {
-        Ok(report) if report.is_object() => {
-            schema = report["schema"].as_str().map(str::to_string);
-            truncated = report["truncated"] == Value::Bool(true);
-            records.extend(report["drift"].as_array().cloned().unwrap_or_default());
-        }
-        _ => {
-            for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let value: Value = serde_json::from_str(line)
-                    .with_context(|| format!("{}:{}: not a JSON report line", path.display(), n + 1))?;
-                match value["type"].as_str() {
-                    Some("drift") => records.push(value["data"].clone()),
-                    Some("summary") => {
-                        schema = value["data"]["schema"].as_str().map(str::to_string);
-                        truncated = value["data"]["truncated"] == Value::Bool(true);
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    if schema.as_deref() != Some("recon.check/v1") {
+/// re-verified, and a row still within `--grace` is left alone then. Read as a stream (one drift
+/// record at a time) and sorted on disk, so a report of any size fits.
+pub fn report_keys(path: &Path) -> anyhow::Result<KeyFile> {
+    let open = || {
+        std::fs::File::open(path)
+            .map(std::io::BufReader::new)
+            .with_context(|| format!("cannot read the report {}", path.display()))
+    };
+    // NDJSON when the first line is a whole record with a "type"; a JSON report's first line is not.
+    let mut first = String::new();
+    open()?.read_line(&mut first)?;
+    let ndjson = serde_json::from_str::<report_file::Probe>(first.trim()).is_ok_and(|p| p.kind.is_some());
+    let mut sorter = KeySorter::default();
+    let head = if ndjson {
+        report_file::ndjson(open()?, path, &mut sorter)?
+    } else {
+        let mut de = serde_json::Deserializer::from_reader(open()?);
+        let head = serde::de::DeserializeSeed::deserialize(report_file::ReportSeed { sorter: &mut sorter }, &mut de)
+            .with_context(|| format!("{} is not a JSON report", path.display()))?;
+        de.end()
+            .with_context(|| format!("{}: more after the report", path.display()))?;
+        head
+    };
+    if head.schema.as_deref() != Some("recon.check/v1") {
         bail!(
             "{} is not a complete recon.check/v1 report (JSON or NDJSON from `recon check --format json`)",
             path.display()
         );
     }
-    if truncated {
+    if head.truncated {
         eprintln!("recon: warning: the report was cut by --limit; only the keys it lists are repaired");
     }
-    records
-        .iter()
-        .map(|r| Key::from_json(&r["key"]).with_context(|| format!("{}: drift without a key: {r}", path.display())))
-        .collect()
+    sorter.finish()
+}
+
+/// Reading reports for [`report_keys`] without holding their drift: only each record's key is
+/// decoded, everything else is skipped by serde.
+mod report_file {
+    use std::fmt;
+    use std::io::BufRead;
+    use std::path::Path;
+
+    use anyhow::Context;
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    use crate::model::Key;
+    use crate::scale::keyfile::KeySorter;
+
+    #[derive(Deserialize)]
+    pub struct Probe {
+        #[serde(rename = "type")]
+        pub kind: Option<String>,
+    }
+
+    /// What a report says of itself.
+    #[derive(Default)]
+    pub struct Head {
+        pub schema: Option<String>,
+        pub truncated: bool,
+    }
+
+    #[derive(Deserialize)]
+    struct Record {
+        key: Option<Value>,
+    }
+
+    #[derive(Deserialize)]
+    struct Line {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        data: Option<LineData>,
+    }
+
+    #[derive(Deserialize)]
+    struct LineData {
+        key: Option<Value>,
+        schema: Option<String>,
+        truncated: Option<bool>,
+    }
+
+    fn key_of(key: Option<Value>) -> Option<Key> {
+        key.as_ref().and_then(Key::from_json)
+    }
+
+    pub fn ndjson(reader: impl BufRead, path: &Path, sorter: &mut KeySorter) -> anyhow::Result<Head> {
+        let mut head = Head::default();
+        for (n, line) in reader.lines().enumerate() {
+            let line = line.with_context(|| format!("cannot read the report {}", path.display()))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let line: Line = serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not a JSON report line", path.display(), n + 1))?;
+            let Some(data) = line.data else { continue };
+            match line.kind.as_deref() {
+                Some("drift") => {
+                    let key = key_of(data.key)
+                        .with_context(|| format!("{}:{}: drift without a key", path.display(), n + 1))?;
+                    sorter.push(key)?;
+                }
+                Some("summary") => {
+                    head.schema = data.schema;
+                    head.truncated = data.truncated == Some(true);
+                }
+                _ => {}
+            }
+        }
+        Ok(head)
+    }
+
+    /// The report object: `schema`, `truncated`, and the `drift` array's keys into the sorter.
+    pub struct ReportSeed<'a> {
+        pub sorter: &'a mut KeySorter,
+    }
+
+    impl<'de> DeserializeSeed<'de> for ReportSeed<'_> {
+        type Value = Head;
+
+        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Head, D::Error> {
+            deserializer.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ReportSeed<'_> {
+        type Value = Head;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a recon.check/v1 report object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Head, A::Error> {
+            let mut head = Head::default();
+            while let Some(name) = map.next_key::<String>()? {
+                match name.as_str() {
+                    "schema" => head.schema = map.next_value()?,
+                    "truncated" => head.truncated = map.next_value::<Option<bool>>()? == Some(true),
+                    "drift" => map.next_value_seed(DriftSeed {
+                        sorter: &mut *self.sorter,
+                    })?,
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(head)
+        }
+    }
+
+    struct DriftSeed<'a> {
+        sorter: &'a mut KeySorter,
+    }
+
+    impl<'de> DeserializeSeed<'de> for DriftSeed<'_> {
+        type Value = ();
+
+        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for DriftSeed<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("the drift array")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut n = 0;
+            while let Some(record) = seq.next_element::<Record>()? {
+                n += 1;
+                let key = key_of(record.key)
+                    .ok_or_else(|| serde::de::Error::custom(format!("drift record {n} has no key")))?;
+                self.sorter.push(key).map_err(serde::de::Error::custom)?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Keys given as text, read as the write model's key kind.
@@ -678,17 +820,6 @@ pub fn parse_keys(texts: &[String], kind: KeyKind) -> anyhow::Result<Vec<Key>> {
             KeyKind::Text => Ok(Key::Text(t.to_string())),
         })
         .collect()
-}
-
-/// `--keys-file`: one key per line.
-pub fn read_keys_file(path: &Path) -> anyhow::Result<Vec<String>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read keys from {}", path.display()))?;
-    Ok(std::io::BufReader::new(file)
-        .lines()
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .filter(|l| !l.trim().is_empty())
-        .collect())
 }
 
 /// `--plan FILE`: `{"type":"header",...}` then one `{"type":"action","data":...}` per action.
@@ -879,4 +1010,63 @@ fn print_summary(options: &RepairOptions, report: &RunReport) -> anyhow::Result<
     }
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_of(text: &str) -> anyhow::Result<Vec<Key>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("report");
+        std::fs::write(&path, text)?;
+        let keys = report_keys(&path)?;
+        Ok(keys.keys()?.map(Result::unwrap).collect())
+    }
+
+    #[test]
+    fn reports_give_their_drift_keys_sorted_in_every_form() {
+        let report = json!({"schema": "recon.check/v1", "verdict": "drift", "truncated": false,
+            "summary": {"missing": 3}, "drift": [
+                {"key": 9, "kind": "missing", "expected": {"products": [{"name": "x"}]}},
+                {"key": 2, "kind": "orphaned", "ids": ["2"]},
+                {"key": 9223372036854775807_i64, "kind": "missing"}]});
+        let expected = [2, 9, i64::MAX].map(Key::Int);
+        // Compact (one line) and pretty JSON.
+        assert_eq!(keys_of(&report.to_string()).unwrap(), expected);
+        assert_eq!(
+            keys_of(&serde_json::to_string_pretty(&report).unwrap()).unwrap(),
+            expected
+        );
+        // NDJSON: drift lines, then the summary line.
+        let ndjson = [
+            json!({"type": "drift", "data": {"key": 9, "kind": "missing"}}),
+            json!({"type": "drift", "data": {"key": i64::MAX, "kind": "missing"}}),
+            json!({"type": "drift", "data": {"key": 2, "kind": "orphaned"}}),
+            json!({"type": "summary", "data": {"schema": "recon.check/v1", "truncated": false}}),
+        ]
+        .map(|l| l.to_string())
+        .join("\n");
+        assert_eq!(keys_of(&ndjson).unwrap(), expected);
+    }
+
+    #[test]
+    fn anything_but_a_whole_check_report_is_refused_with_where() {
+        let e = keys_of(r#"{"schema": "recon.reindex/v1", "drift": []}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a complete recon.check/v1 report"), "{e}");
+        let e = keys_of(r#"{"schema": "recon.check/v1", "drift": [{"kind": "missing"}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a JSON report"), "{e}");
+        let ndjson = "{\"type\": \"drift\", \"data\": {\"key\": 1}}\n{\"type\": \"drift\", \"data\": {}}\n";
+        let e = format!("{:#}", keys_of(ndjson).unwrap_err());
+        assert!(e.contains(":2: drift without a key"), "{e}");
+        // No summary line: the report was cut short.
+        let e = keys_of("{\"type\": \"drift\", \"data\": {\"key\": 1}}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a complete"), "{e}");
+    }
 }

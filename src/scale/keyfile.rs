@@ -107,21 +107,11 @@ impl KeyFile {
     }
 
     fn sort_in_runs(keys: impl IntoIterator<Item = anyhow::Result<Key>>, run: usize) -> anyhow::Result<KeyFile> {
-        let mut runs = Vec::new();
-        let mut batch = Vec::new();
+        let mut sorter = KeySorter::with_run(run);
         for key in keys {
-            batch.push(key?);
-            if batch.len() >= run.max(1) {
-                runs.push(KeyFile::sorted(std::mem::take(&mut batch))?);
-            }
+            sorter.push(key?)?;
         }
-        if runs.is_empty() {
-            return KeyFile::sorted(batch);
-        }
-        if !batch.is_empty() {
-            runs.push(KeyFile::sorted(batch)?);
-        }
-        KeyFile::merge(&runs)
+        sorter.finish()
     }
 
     fn sorted(mut keys: Vec<Key>) -> anyhow::Result<KeyFile> {
@@ -212,6 +202,47 @@ impl Iterator for KeyReader<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         read_key(&mut self.reader).transpose()
+    }
+}
+
+/// [`KeyFile::sort`] for keys handed over one at a time (by a parser that finds them as it goes).
+pub struct KeySorter {
+    run: usize,
+    batch: Vec<Key>,
+    runs: Vec<KeyFile>,
+}
+
+impl Default for KeySorter {
+    fn default() -> Self {
+        KeySorter::with_run(SORT_RUN)
+    }
+}
+
+impl KeySorter {
+    fn with_run(run: usize) -> KeySorter {
+        KeySorter {
+            run: run.max(1),
+            batch: Vec::new(),
+            runs: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, key: Key) -> anyhow::Result<()> {
+        self.batch.push(key);
+        if self.batch.len() >= self.run {
+            self.runs.push(KeyFile::sorted(std::mem::take(&mut self.batch))?);
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> anyhow::Result<KeyFile> {
+        if self.runs.is_empty() {
+            return KeyFile::sorted(self.batch);
+        }
+        if !self.batch.is_empty() {
+            self.runs.push(KeyFile::sorted(std::mem::take(&mut self.batch))?);
+        }
+        KeyFile::merge(&self.runs)
     }
 }
 
