@@ -1104,9 +1104,13 @@ async fn recheck(
             humantime::format_duration(wait)
         );
     }
+    // One listener for the wait and the lookups: a signal that comes while a batch is being compared
+    // is seen at the next batch.
+    let stop = super::interrupted();
+    tokio::pin!(stop);
     tokio::select! {
         _ = tokio::time::sleep(wait) => {}
-        _ = super::interrupted() => return Ok(true),
+        _ = &mut stop => return Ok(true),
     }
     let grace = grace_at(scope.grace, Some(chrono::Utc::now().timestamp_millis()));
     let started = Instant::now();
@@ -1136,7 +1140,12 @@ async fn recheck(
             Ok::<_, anyhow::Error>((batch, expected, actual))
         })
         .buffered(LOOKUPS_IN_FLIGHT);
-    while let Some(looked_up) = looked_up.next().await {
+    loop {
+        let looked_up = tokio::select! {
+            next = looked_up.next() => next,
+            _ = &mut stop => return Ok(true),
+        };
+        let Some(looked_up) = looked_up else { break };
         let (batch, mut expected, mut actual) = looked_up?;
         expected.sort_by(|a, b| a.key.cmp(&b.key));
         actual.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.meta.id.cmp(&b.meta.id)));

@@ -7,8 +7,8 @@ use std::process::Stdio;
 use chrono::{Duration as Minutes, TimeZone, Utc};
 use serde_json::{json, Value};
 
-use crate::support::cli_command;
 use crate::support::fixture::{order_doc, Fixture, ORDERS_QUERY};
+use crate::support::{cli_command, eventually};
 
 /// Orders 1..=n in PostgreSQL and their documents, with drift: 10 missing, 20 mismatched (customer),
 /// 30 duplicated under a second id, n+5 orphaned.
@@ -123,6 +123,53 @@ async fn since_checks_recently_changed_rows_and_not_old_drift() {
     let (code, report, _) = f.check_json(&["--since", "2099-01-01T00:00:00Z"]).await;
     assert_eq!(code, 0);
     assert_eq!(report["summary"]["source_rows"], 0);
+}
+
+/// SIGINT while the recheck's lookups are on their way: the run stops at once (exit 130) instead of
+/// waiting for answers that take a minute here.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupt_during_the_recheck_lookups_stops_the_run() {
+    let f = shop(50).await;
+    let Some(emulator) = &f.emulator else {
+        return; // needs the emulator's latency fault on lookups
+    };
+    // Lookups search the index by name; the scan searches a PIT (`/_search`), left fast.
+    emulator.set_faults("latency=60s,only=/orders/_search".parse().unwrap());
+    let mut child = cli_command()
+        .current_dir(f.dir.path())
+        .args(["check", "--format", "json", "--recheck", "0s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (announced, mut lines) = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+        (lines.any(|line| line.contains("rechecking")), lines)
+    })
+    .await
+    .unwrap();
+    assert!(announced, "no recheck announcement");
+    let interrupt = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let child = std::sync::Arc::new(std::sync::Mutex::new(child));
+    let stopped = eventually(std::time::Duration::from_secs(20), || {
+        let child = child.clone();
+        async move { child.lock().unwrap().try_wait().unwrap().is_some() }
+    })
+    .await;
+    emulator.set_faults(Default::default());
+    let mut child = child.lock().unwrap();
+    if !stopped {
+        let _ = child.kill();
+    }
+    assert!(stopped, "the run went on waiting for its lookups");
+    let code = child.wait().unwrap().code();
+    let rest: Vec<String> = lines.by_ref().collect();
+    assert_eq!(code, Some(130), "{rest:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
