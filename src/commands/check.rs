@@ -888,11 +888,20 @@ async fn run_ranges(
 ) -> anyhow::Result<Pass> {
     let snapshot_ms = Some(snapshot.snapshot_ms());
     let grace = grace_at(scope.grace, snapshot_ms);
-    // Estimates only size the progress bars; a cheap EXPLAIN per range.
+    let saved: Vec<Option<RangeProgress>> = match &checkpoint {
+        Some(writer) => writer.ranges().into_iter().map(Some).collect(),
+        None => vec![None; ranges.len()],
+    };
+    // Estimates only size the progress bars; a cheap EXPLAIN per range, of what is left of it when
+    // resuming (a finished range has nothing left).
     let mut estimates: Vec<Option<u64>> = vec![None; ranges.len()];
     if scope.progress != ProgressMode::Off {
-        for (range, estimate) in ranges.iter().zip(estimates.iter_mut()).take(16) {
-            *estimate = sides.write_model.estimate(range).await;
+        for ((range, saved), estimate) in ranges.iter().zip(&saved).zip(estimates.iter_mut()).take(16) {
+            *estimate = match saved {
+                Some(saved) if saved.done => Some(0),
+                Some(saved) => sides.write_model.estimate(&saved.rest()).await,
+                None => sides.write_model.estimate(range).await,
+            };
         }
     }
     let estimate = estimates.iter().copied().sum::<Option<u64>>().filter(|&n| n > 0);
@@ -906,10 +915,6 @@ async fn run_ranges(
         counters.clone(),
     );
     let of_ranges = ranges.len();
-    let saved: Vec<Option<RangeProgress>> = match &checkpoint {
-        Some(writer) => writer.ranges().into_iter().map(Some).collect(),
-        None => vec![None; ranges.len()],
-    };
     // Tells the range workers to save their progress and stop (only with a checkpoint: without one they
     // are simply aborted).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
