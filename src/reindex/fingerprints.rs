@@ -12,8 +12,8 @@
 //! snapshot; the row has not changed since, so a check would compute the same document now and find it
 //! equal. Every other key is a *candidate*, and the caller decides it the way `recon check --keys`
 //! does: both sides read by key and compared by the `[compare]` rules, pending by `updated_at`. A
-//! fingerprint only ever saves a comparison, never makes one: two documents that differ only in field
-//! order or a number's spelling become candidates and are compared in full.
+//! fingerprint can prove a document equal, never call it different: two documents that differ only in
+//! field order or a number's spelling become candidates and are compared in full.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};

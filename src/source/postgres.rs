@@ -506,12 +506,8 @@ impl PostgresSource {
     }
 
     /// Keys of the rows whose `updated_at` column is at or after `since_ms` (epoch milliseconds), in
-    /// key order, read in one snapshot. Needs `updated_at`.
-    pub async fn keys_changed_since(&self, since_ms: i64) -> anyhow::Result<Vec<Key>> {
-        self.changed_key_stream(since_ms)?.try_collect().await
-    }
-
-    /// [`PostgresSource::keys_changed_since`] as a stream, like [`PostgresSource::key_stream`].
+    /// key order, each once, read in one snapshot and streamed like [`PostgresSource::key_stream`].
+    /// Needs `updated_at`.
     pub fn changed_key_stream(&self, since_ms: i64) -> anyhow::Result<BoxStream<'static, anyhow::Result<Key>>> {
         let Some(index) = self.plan.updated_at_index else {
             anyhow::bail!("--since needs postgres.updated_at: the column with each row's last change");
