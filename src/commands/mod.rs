@@ -32,17 +32,46 @@ impl Outcome {
 /// Exit code for any error.
 pub const EXIT_ERROR: i32 = 2;
 
-/// Resolves when the process is asked to stop (SIGINT or SIGTERM).
+/// Resolves when the process is asked to stop (SIGINT or SIGTERM), or at once if it already was.
+///
+/// One listener for the whole process, set up by the first call and never dropped: a signal between
+/// two phases of a run (when no one is awaiting this) is remembered, not lost. A second signal exits
+/// at once with 130, for an operator who will not wait for a clean stop.
 pub async fn interrupted() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut stop = stop_requests();
+    // The sender lives in the listener task for good; `changed` fails only if that task is gone.
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return std::future::pending().await;
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
+}
+
+fn stop_requests() -> tokio::sync::watch::Receiver<bool> {
+    static STOP: std::sync::OnceLock<tokio::sync::watch::Receiver<bool>> = std::sync::OnceLock::new();
+    STOP.get_or_init(|| {
+        let (tell, told) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                return std::future::pending().await;
+            };
+            let mut signals = 0;
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                signals += 1;
+                if signals == 1 {
+                    let _ = tell.send(true);
+                } else {
+                    eprintln!("recon: interrupted again: exiting now");
+                    std::process::exit(Outcome::Interrupted.exit_code());
+                }
+            }
+        });
+        told
+    })
+    .clone()
 }
