@@ -352,12 +352,12 @@ pub struct ReindexArgs {
     pub max_drift: u64,
 
     /// How the verify gate checks the new index before the swap. `fingerprints`: against the
-    /// documents the load sent (a 128-bit fingerprint each, kept in a temp file), the rows changed
+    /// documents the load sent (a 128-bit fingerprint each, kept in the temp dir), the rows changed
     /// since (by updated_at) and a key-only scan of the write model for deletes; every key that is not
     /// proven equal that way is compared in full, as `recon check --keys` does. `full`: a whole `recon
     /// check` of the new index per pass, which reads the projection again (a reindex of 1M orders took
-    /// 1.5x as long) and also catches rows changed without an updated_at bump. A resumed load always
-    /// verifies in full.
+    /// 1.5x as long) and also catches rows changed without an updated_at bump. A run resumed on another
+    /// machine (the fingerprints stay in the temp dir of the one that loaded) verifies in full.
     #[arg(long, value_enum, value_name = "GATE", default_value = "fingerprints")]
     pub verify: crate::reindex::Gate,
 

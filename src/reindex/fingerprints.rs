@@ -16,7 +16,9 @@
 //! field order or a number's spelling become candidates and are compared in full.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::bail;
@@ -28,7 +30,49 @@ use crate::model::Key;
 use crate::scale::keyfile::{read_array, read_key, write_key, KeyFile, KeyFileWriter, ReadAt};
 use crate::source::{DocStream, KeyRange};
 
-/// `(key, fingerprint)` pairs of one range, in ascending key order, in an anonymous temp file.
+/// Where a generation's fingerprints are kept while it is built: a directory of the machine's temp
+/// dir named after the generation and its run's random `scratch` token, readable by this user only.
+/// It outlives a crashed run, so that `--resume` on the same machine still has them; it goes with
+/// the reindex's end (swap or discard).
+pub fn dir_for(index: &str, scratch: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("recon-reindex-{index}-{scratch}"))
+}
+
+/// Removes a generation's fingerprint directory, if there is one.
+pub fn remove_dir(index: &str, scratch: Option<&str>) {
+    if let Some(scratch) = scratch {
+        let _ = std::fs::remove_dir_all(dir_for(index, scratch));
+    }
+}
+
+/// The fingerprints a finished load left in `dir`, one file per range; None unless every range's
+/// file is there and reads back in key order.
+pub fn reopen(dir: &Path, ranges: &[KeyRange]) -> io::Result<Option<Fingerprints>> {
+    let mut parts = Vec::with_capacity(ranges.len());
+    for (i, range) in ranges.iter().enumerate() {
+        match FingerprintWriter::resume(&range_file(dir, i), Keep::All)? {
+            Some(writer) => parts.push((range.clone(), writer)),
+            None => return Ok(None),
+        }
+    }
+    Fingerprints::new(parts).map(Some)
+}
+
+/// The file of range `i` in `dir`.
+pub fn range_file(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("range-{i}.fp"))
+}
+
+/// How much of a range's earlier fingerprint file a resumed load keeps.
+pub enum Keep<'a> {
+    /// The range is done: all of it.
+    All,
+    /// Up to and including the range's last acknowledged key (nothing when None): what was sent
+    /// after it is sent again.
+    UpTo(Option<&'a Key>),
+}
+
+/// `(key, fingerprint)` pairs of one range, in ascending key order, in a file.
 pub struct FingerprintWriter {
     file: BufWriter<File>,
     last: Option<Key>,
@@ -36,12 +80,75 @@ pub struct FingerprintWriter {
 }
 
 impl FingerprintWriter {
+    /// In an anonymous temp file.
     pub fn new() -> io::Result<FingerprintWriter> {
         Ok(FingerprintWriter {
             file: BufWriter::with_capacity(1 << 16, tempfile::tempfile()?),
             last: None,
             len: 0,
         })
+    }
+
+    /// A fresh file at `path` (readable by this user only), replacing any.
+    pub fn create(path: &Path) -> io::Result<FingerprintWriter> {
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(FingerprintWriter {
+            file: BufWriter::with_capacity(1 << 16, file),
+            last: None,
+            len: 0,
+        })
+    }
+
+    /// The file an interrupted load left at `path`, cut to what `keep` says and ready for more; None
+    /// when there is no such file or it does not read back in key order (the gate then checks in
+    /// full). A tail cut short by the crash is dropped with the rest after the kept part.
+    pub fn resume(path: &Path, keep: Keep<'_>) -> io::Result<Option<FingerprintWriter>> {
+        let file = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut reader = Reader {
+            reader: BufReader::with_capacity(1 << 16, ReadAt::new(&file)),
+        };
+        let (mut last, mut len, mut kept_bytes) = (None::<Key>, 0u64, 0u64);
+        // Up to the end, or to a pair the crash cut short.
+        while let Ok(Some(pair)) = reader.next_pair() {
+            let (key, _) = &pair;
+            if last.as_ref().is_some_and(|l| key <= l) {
+                return Ok(None);
+            }
+            if let Keep::UpTo(upto) = &keep {
+                if upto.is_none_or(|u| key > u) {
+                    break;
+                }
+            }
+            kept_bytes = reader.offset();
+            len += 1;
+            last = Some(pair.0);
+        }
+        file.set_len(kept_bytes)?;
+        let mut file = file;
+        file.seek(SeekFrom::Start(kept_bytes))?;
+        Ok(Some(FingerprintWriter {
+            file: BufWriter::with_capacity(1 << 16, file),
+            last,
+            len,
+        }))
+    }
+
+    /// Hands what is buffered to the file, so that it holds every pair pushed so far.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 
     /// Appends one pair; keys must ascend strictly, as the load reads them.
@@ -138,6 +245,11 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// Bytes consumed so far: the end of the last pair read.
+    fn offset(&self) -> u64 {
+        self.reader.get_ref().offset() - self.reader.buffer().len() as u64
+    }
+
     fn next_pair(&mut self) -> io::Result<Option<(Key, u128)>> {
         let Some(key) = read_key(&mut self.reader)? else {
             return Ok(None);
@@ -466,6 +578,61 @@ mod tests {
         .err()
         .expect("out of order");
         assert!(err.to_string().contains("new generation scan out of order"), "{err}");
+    }
+
+    #[test]
+    fn a_resumed_file_keeps_what_was_acknowledged_and_drops_a_torn_tail() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = range_file(&dir.path().join("gen"), 0);
+        let mut w = FingerprintWriter::create(&path).expect("create");
+        for k in 1..=10 {
+            w.push(&Key::Int(k), k as u128).expect("ascending");
+        }
+        w.flush().expect("flush");
+        drop(w);
+        // A crash in the middle of a pair: half of an eleventh one.
+        let torn = std::fs::metadata(&path).expect("file").len();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open")
+            .write_all(&[0, 11, 0])
+            .expect("write");
+        // Up to 6 was acknowledged: 7 to 10 are sent again and pushed after it.
+        let mut w = FingerprintWriter::resume(&path, Keep::UpTo(Some(&Key::Int(6))))
+            .expect("read")
+            .expect("the file is there");
+        assert_eq!(w.len(), 6);
+        assert!(w.push(&Key::Int(6), 0).is_err(), "continues after 6");
+        w.push(&Key::Int(7), 70).expect("after 6");
+        let fps = Fingerprints::new(vec![(KeyRange::all(), w)]).expect("file");
+        let mut r = fps.parts()[0].read().expect("read");
+        let pairs: Vec<(Key, u128)> = std::iter::from_fn(|| r.next_pair().expect("read")).collect();
+        assert_eq!(pairs.last(), Some(&(Key::Int(7), 70)));
+        assert_eq!(pairs.len(), 7);
+        // A done range keeps all of it, less the torn tail.
+        drop(fps);
+        let mut w = FingerprintWriter::create(&path).expect("create");
+        for k in 1..=3 {
+            w.push(&Key::Int(k), 0).expect("ascending");
+        }
+        w.flush().expect("flush");
+        drop(w);
+        let whole = std::fs::metadata(&path).expect("file").len();
+        assert!(whole < torn);
+        let w = FingerprintWriter::resume(&path, Keep::All)
+            .expect("read")
+            .expect("there");
+        assert_eq!(w.len(), 3);
+        // Nothing acknowledged: nothing kept.
+        let w = FingerprintWriter::resume(&path, Keep::UpTo(None))
+            .expect("read")
+            .expect("there");
+        assert_eq!(w.len(), 0);
+        // No file: no fingerprints.
+        assert!(FingerprintWriter::resume(&dir.path().join("none.fp"), Keep::All)
+            .expect("read")
+            .is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! key is noted; every few batches the state is saved in `_meta`, so a killed load resumes after it.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
-use super::fingerprints::{FingerprintWriter, Fingerprints};
+use super::fingerprints::{range_file, FingerprintWriter, Fingerprints, Keep};
 use super::state::{self, ReindexState};
 use crate::diff::Comparator;
 use crate::model::Key;
@@ -39,8 +40,9 @@ pub struct Loader<'a> {
     pub progress: bool,
     /// Test hook: exit hard after this many batches (`RECON_REINDEX_FAIL_AFTER=batches:N`).
     pub fail_after_batches: Option<u64>,
-    /// Keep the fingerprint of every document sent, as this comparator sees it, for the verify gate.
-    pub fingerprint: Option<Comparator>,
+    /// Keep the fingerprint of every document sent, as this comparator sees it, for the verify gate,
+    /// one file per range in this directory (where an interrupted load left them, they are resumed).
+    pub fingerprint: Option<(Comparator, PathBuf)>,
 }
 
 /// What a load did.
@@ -50,8 +52,8 @@ pub struct Loaded {
     /// Documents Elasticsearch refused (after retries); the verify gate sees them as missing.
     pub failed: u64,
     pub failures: Vec<String>,
-    /// The fingerprints of every document sent, when asked for and the whole load ran here (a resumed
-    /// load did not see the documents sent before the crash).
+    /// The fingerprints of every document loaded, when asked for: None when a resumed load found no
+    /// files of the interrupted one (another machine, a reboot).
     pub fingerprints: Option<Fingerprints>,
 }
 
@@ -85,8 +87,8 @@ impl Loader<'_> {
     /// with every range done when this returns Ok.
     pub async fn load(&self, state: ReindexState, snapshot: &SharedSnapshot) -> anyhow::Result<(ReindexState, Loaded)> {
         let todo: Vec<usize> = (0..state.ranges.len()).filter(|i| !state.ranges[*i].done).collect();
-        let whole = state.ranges.iter().all(|r| !r.done && r.last_key.is_none());
-        let comparator = self.fingerprint.as_ref().filter(|_| whole);
+        let mut writers = self.fingerprint_writers(&state)?;
+        let comparator = self.fingerprint.as_ref().map(|(c, _)| c).filter(|_| writers.is_some());
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             saved_at: std::sync::Mutex::new(Instant::now()),
@@ -109,30 +111,35 @@ impl Loader<'_> {
                 }
             })
         });
-        let result =
-            futures::future::try_join_all(todo.iter().map(|&i| self.load_range(&shared, i, snapshot, comparator)))
-                .await;
+        let mut taken: Vec<Option<FingerprintWriter>> = todo
+            .iter()
+            .map(|&i| writers.as_mut().and_then(|w| w[i].take()))
+            .collect();
+        let result = futures::future::try_join_all(
+            todo.iter()
+                .zip(taken.iter_mut())
+                .map(|(&i, writer)| self.load_range(&shared, i, snapshot, comparator, writer.take())),
+        )
+        .await;
         if let Some(t) = ticker {
             t.abort();
         }
-        // In range order, as try_join_all returns them.
-        let writers = result?;
-        let fingerprints = if comparator.is_some() {
-            let state = shared.state.lock().await;
-            let parts: Option<Vec<(KeyRange, FingerprintWriter)>> = todo
-                .iter()
-                .zip(writers)
-                .map(|(&i, writer)| {
-                    let range = KeyRange {
-                        after: state.ranges[i].after.clone(),
-                        until: state.ranges[i].until.clone(),
-                    };
-                    writer.map(|w| (range, w))
-                })
-                .collect();
-            parts.map(Fingerprints::new).transpose()?
-        } else {
-            None
+        // In range order, as try_join_all returns them; the ranges done before join them in place.
+        let loaded = result?;
+        let fingerprints = match writers {
+            Some(mut writers) => {
+                for (&i, writer) in todo.iter().zip(loaded) {
+                    writers[i] = writer;
+                }
+                let state = shared.state.lock().await;
+                let parts: Option<Vec<(KeyRange, FingerprintWriter)>> = writers
+                    .into_iter()
+                    .zip(&state.ranges)
+                    .map(|(writer, r)| writer.map(|w| (r.range(), w)))
+                    .collect();
+                parts.map(Fingerprints::new).transpose()?
+            }
+            None => None,
         };
         // Read out, not unwrapped: the aborted ticker may still hold its clone for a moment.
         let state = shared.state.lock().await.clone();
@@ -150,14 +157,36 @@ impl Loader<'_> {
         Ok((state, loaded))
     }
 
+    /// One fingerprint writer per range, where the load is asked to keep them: fresh for a range not
+    /// started, what an interrupted load left for the others; None when any of those is missing.
+    fn fingerprint_writers(&self, state: &ReindexState) -> anyhow::Result<Option<Vec<Option<FingerprintWriter>>>> {
+        let Some((_, dir)) = &self.fingerprint else {
+            return Ok(None);
+        };
+        let mut writers = Vec::with_capacity(state.ranges.len());
+        for (i, r) in state.ranges.iter().enumerate() {
+            let path = range_file(dir, i);
+            let writer = match (r.done, &r.last_key) {
+                (false, None) => Some(FingerprintWriter::create(&path)?),
+                (false, Some(last)) => FingerprintWriter::resume(&path, Keep::UpTo(Some(last)))?,
+                (true, _) => FingerprintWriter::resume(&path, Keep::All)?,
+            };
+            match writer {
+                Some(writer) => writers.push(Some(writer)),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(writers))
+    }
+
     async fn load_range(
         &self,
         shared: &Shared,
         i: usize,
         snapshot: &SharedSnapshot,
         comparator: Option<&Comparator>,
+        mut fingerprints: Option<FingerprintWriter>,
     ) -> anyhow::Result<Option<FingerprintWriter>> {
-        let mut fingerprints = comparator.map(|_| FingerprintWriter::new()).transpose()?;
         let range = shared.state.lock().await.ranges[i].remaining();
         let scan = self.write_model.open_scan_at(range, Some(snapshot)).await?;
         let mut docs = scan.docs;
@@ -208,6 +237,10 @@ impl Loader<'_> {
                 let answered = (&mut request.0).await.context("a bulk request's task failed")??;
                 batches += 1;
                 let last_batch = end && in_flight.is_empty();
+                // Every pair up to the batch's last key is in the file before that key is saved.
+                if let Some(writer) = fingerprints.as_mut() {
+                    writer.flush()?;
+                }
                 self.settle(shared, i, answered, batches, last_batch).await?;
             }
             if end {

@@ -612,9 +612,10 @@ async fn unfinished(
     };
     match choice {
         Unfinished::Discard => {
-            for (g, _) in &partial {
+            for (g, state) in &partial {
                 if !g.live {
                     swap::delete(client, &g.index).await?;
+                    fingerprints::remove_dir(&g.index, state.scratch.as_deref());
                     options.say(format!("discarded {}", g.index));
                 }
             }
@@ -735,6 +736,7 @@ async fn create(
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         restore: Map::new(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
+        scratch: Some(format!("{:016x}", rand::random::<u64>())),
     };
     let (body, restore) = generations::create_body(&flat, &mappings, state.to_meta())?;
     client
@@ -760,6 +762,12 @@ async fn finish_build(
     let writer = BulkWriter::new(client.clone(), BulkSettings::default());
     let mut pass = Pass::default();
     let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
+    // The load's fingerprints live in a directory of this machine's temp dir until the reindex ends.
+    let scratch = state
+        .scratch
+        .as_deref()
+        .filter(|_| options.gate == Gate::Fingerprints)
+        .map(|token| fingerprints::dir_for(&index, token));
     let mut fingerprints = None;
     if state.phase == Phase::Loading {
         // A fresh snapshot, also when resuming: rows changed since the ORIGINAL watermark are caught up
@@ -785,7 +793,7 @@ async fn finish_build(
             in_flight: if options.parallel > 1 { 2 } else { 3 },
             progress: options.progress != ProgressMode::Off,
             fail_after_batches: fail_after_batches(),
-            fingerprint: (options.gate == Gate::Fingerprints).then(|| comparator.clone()),
+            fingerprint: scratch.clone().map(|dir| (comparator.clone(), dir)),
         };
         let (loaded_state, mut loaded) = loader.load(state, &snapshot).await?;
         fingerprints = loaded.fingerprints.take().map(Arc::new);
@@ -827,8 +835,16 @@ async fn finish_build(
         _ => false,
     };
     if !live {
+        // Resumed after its load: the fingerprints the load left are whole.
+        if let (None, Some(dir)) = (&fingerprints, &scratch) {
+            let ranges: Vec<KeyRange> = state.ranges.iter().map(RangeProgress::range).collect();
+            fingerprints = fingerprints::reopen(dir, &ranges)?.map(Arc::new);
+        }
         if options.gate == Gate::Fingerprints && fingerprints.is_none() {
-            options.say("the load did not run whole in this process (resumed): the verify gate checks in full");
+            options.say(
+                "no fingerprints of the load on this machine (it ran elsewhere, or before a reboot): the verify \
+                 gate checks in full",
+            );
         }
         let passed = verify(
             settings,
@@ -890,6 +906,8 @@ async fn finish_build(
     ));
     state.phase = Phase::Live;
     state::save(client, &index, &state).await?;
+    drop(fingerprints);
+    fingerprints::remove_dir(&index, state.scratch.as_deref());
     if !state.adopt {
         prune(client, alias, &index, options).await?;
     }

@@ -67,6 +67,14 @@ impl RangeProgress {
         }
     }
 
+    /// The whole range.
+    pub fn range(&self) -> KeyRange {
+        KeyRange {
+            after: self.after.clone(),
+            until: self.until.clone(),
+        }
+    }
+
     /// What is left to load.
     pub fn remaining(&self) -> KeyRange {
         KeyRange {
@@ -100,6 +108,10 @@ pub struct ReindexState {
     pub restore: Map<String, Value>,
     #[serde(default)]
     pub tool_version: String,
+    /// A random token naming this run's scratch files on the machine that runs it (the load's
+    /// fingerprints); None in states written before there were any.
+    #[serde(default)]
+    pub scratch: Option<String>,
 }
 
 impl ReindexState {
@@ -183,6 +195,7 @@ mod tests {
             source_index: Some("orders-20261101t000000z".into()),
             alias: "orders".into(),
             adopt: false,
+            scratch: Some("5f2c9a".into()),
             started_at: "2026-11-28T11:42:03Z".into(),
             restore: serde_json::from_str(r#"{"index.refresh_interval": null, "index.number_of_replicas": "1"}"#)
                 .unwrap(),

@@ -29,6 +29,11 @@ impl<'a> ReadAt<'a> {
     pub(crate) fn new(file: &'a File) -> ReadAt<'a> {
         ReadAt { file, offset: 0 }
     }
+
+    /// Bytes read so far.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
 }
 
 impl Read for ReadAt<'_> {

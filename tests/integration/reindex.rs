@@ -453,13 +453,20 @@ async fn a_run_killed_during_the_load_leaves_the_alias_and_resumes() {
     );
     assert_eq!(behind_alias(&f).await, vec!["orders-v1".to_string()]);
 
+    let scratch = scratch_dir(&f, &partial.0).await;
+    assert!(scratch.exists(), "the killed run's fingerprints stay for a resume");
     let resumed = reindex(&f, &["--yes", "--quiet", "--resume", "--format", "json"]).await;
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     let summary: Value = serde_json::from_str(resumed.stdout.trim()).unwrap();
     assert_eq!(summary["index"], partial.0.as_str());
-    // Only the rest was loaded, so the load's fingerprints cover part of it: the gate checks in full.
+    // Only the rest was loaded; the fingerprints the killed run left (cut back to its last saved key)
+    // and the ones of the rest cover every key: 5 and 2400, changed since the watermark, are compared
+    // in full.
     assert_eq!(summary["loaded"], 500);
-    assert_eq!(summary["gate"], "full");
+    assert_eq!(summary["gate"], "fingerprints", "{summary}");
+    assert_eq!(summary["settled_by_fingerprint"], 2498, "{summary}");
+    assert_eq!(summary["compared_in_full"], 2, "{summary}");
+    assert!(!scratch.exists(), "the fingerprints go with the swap");
     assert_eq!(behind_alias(&f).await, vec![partial.0.clone()]);
     let (_, mapping) = call(&f, Method::Get, &format!("/{}/_mapping", partial.0), None).await;
     assert_eq!(
@@ -477,8 +484,11 @@ async fn a_run_killed_before_the_swap_can_be_discarded() {
     assert_eq!(behind_alias(&f).await, vec!["orders-v1".to_string()]);
     let partial = generations(&f).await.into_iter().find(|g| g.0 != "orders-v1").unwrap();
     assert_eq!((partial.1, partial.2.as_str()), (50, "catching_up"));
+    let scratch = scratch_dir(&f, &partial.0).await;
+    assert!(scratch.exists(), "the killed run's fingerprints stay for a resume");
     let run = reindex(&f, &["--yes", "--quiet", "--discard", "--format", "json"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!scratch.exists(), "discarded with the generation");
     let (status, _) = call(&f, Method::Get, &format!("/{}/_settings", partial.0), None).await;
     assert_eq!(status, 404, "the partial generation is deleted");
     let summary: Value = serde_json::from_str(run.stdout.trim()).unwrap();
@@ -629,6 +639,53 @@ async fn a_delete_between_the_last_check_and_the_swap_is_caught_by_the_next_chec
         Some(0),
         "{}",
         String::from_utf8_lossy(&repaired.stderr)
+    );
+    assert_alias_in_sync(&f).await;
+}
+
+/// Where a reindex keeps the fingerprints of generation `index` in this machine's temp dir (named
+/// by the run's token in `_meta`: tests running at once may build generations of the same name).
+async fn scratch_dir(f: &Fixture, index: &str) -> std::path::PathBuf {
+    let (_, mapping) = call(f, Method::Get, &format!("/{index}/_mapping"), None).await;
+    let token = mapping[index]["mappings"]["_meta"]["recon"]["scratch"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no scratch token: {mapping}"))
+        .to_string();
+    std::env::temp_dir().join(format!("recon-reindex-{index}-{token}"))
+}
+
+/// A run killed right after its load resumes with the load's fingerprints; on another machine (no
+/// fingerprint files) the resumed gate checks in full, and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_after_its_load_resumes_with_its_fingerprints_or_checks_in_full() {
+    let f = aliased(120).await;
+    let killed = reindex_env(&f, &["--yes", "--quiet"], &[("RECON_REINDEX_FAIL_AFTER", "load")]).await;
+    assert_ne!(killed.code, 0);
+    let index = newest_generation(&f).await;
+    let scratch = scratch_dir(&f, &index).await;
+    assert!(scratch.exists());
+    let resumed = reindex(&f, &["--yes", "--resume", "--format", "json"]).await;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let summary: Value = serde_json::from_str(resumed.stdout.trim()).unwrap();
+    assert_eq!(summary["index"], index.as_str());
+    assert_eq!(summary["gate"], "fingerprints", "{summary}");
+    assert_eq!(summary["settled_by_fingerprint"], 120, "{summary}");
+    assert!(!scratch.exists());
+    assert_alias_in_sync(&f).await;
+
+    // The same, with the files gone (the run resumed on another machine).
+    let killed = reindex_env(&f, &["--yes", "--quiet"], &[("RECON_REINDEX_FAIL_AFTER", "load")]).await;
+    assert_ne!(killed.code, 0);
+    let index = newest_generation(&f).await;
+    std::fs::remove_dir_all(scratch_dir(&f, &index).await).unwrap();
+    let resumed = reindex(&f, &["--yes", "--resume", "--format", "json"]).await;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let summary: Value = serde_json::from_str(resumed.stdout.trim()).unwrap();
+    assert_eq!(summary["gate"], "full", "{summary}");
+    assert!(
+        resumed.stderr.contains("no fingerprints of the load on this machine"),
+        "{}",
+        resumed.stderr
     );
     assert_alias_in_sync(&f).await;
 }
