@@ -237,7 +237,15 @@ pub fn create_body(
         Value::Null => Map::new(),
         other => bail!("the mappings must be a JSON object, not {other}"),
     };
-    mappings.insert("_meta".into(), state_meta);
+    // The index's own `_meta` keys (a schema version, an owner) are kept beside recon's.
+    let mut meta = match mappings.remove("_meta") {
+        Some(Value::Object(meta)) => meta,
+        _ => Map::new(),
+    };
+    if let Value::Object(state) = state_meta {
+        meta.extend(state);
+    }
+    mappings.insert("_meta".into(), Value::Object(meta));
     Ok((json!({"settings": settings, "mappings": mappings}), restore))
 }
 
@@ -260,9 +268,14 @@ pub async fn settings_and_mappings(client: &EsClient, index: &str) -> anyhow::Re
         .request_ok(Method::Get, &format!("/{name}/_mapping"), &[], None)
         .await?;
     let mut mappings = mappings[index]["mappings"].clone();
-    // The source's own recon state is not the new generation's.
+    // The source's own recon state is not the new generation's; the rest of its `_meta` is.
     if let Some(m) = mappings.as_object_mut() {
-        m.remove("_meta");
+        if let Some(Value::Object(meta)) = m.get_mut("_meta") {
+            meta.remove("recon");
+            if meta.is_empty() {
+                m.remove("_meta");
+            }
+        }
     }
     Ok((flat, mappings))
 }
@@ -418,6 +431,13 @@ mod tests {
         assert_eq!(body["settings"]["index.number_of_replicas"], "0");
         assert_eq!(body["settings"]["index.number_of_shards"], "1");
         assert_eq!(body["mappings"]["_meta"]["recon"]["phase"], "loading");
+        // The index's own _meta keys stay beside recon's.
+        let owned = json!({"_meta": {"owner": "team-x"}, "properties": {}});
+        let (with_meta, _) = create_body(&Map::new(), &owned, json!({"recon": {"phase": "loading"}})).unwrap();
+        assert_eq!(
+            with_meta["mappings"]["_meta"],
+            json!({"owner": "team-x", "recon": {"phase": "loading"}})
+        );
         assert_eq!(body["mappings"]["properties"]["orderId"]["type"], "long");
         assert_eq!(restore["index.refresh_interval"], Value::Null);
         assert_eq!(restore["index.number_of_replicas"], "2");

@@ -143,8 +143,17 @@ impl ReindexState {
 /// Saves `state` as the index's `_meta` (replacing it whole).
 pub async fn save(client: &EsClient, index: &str, state: &ReindexState) -> anyhow::Result<()> {
     let path = format!("/{}/_mapping", encode(index));
+    // A mapping update replaces `_meta` whole: the index's other `_meta` keys are sent again with it.
+    let current = client.request_ok(Method::Get, &path, &[], None).await?;
+    let mut meta = current
+        .as_object()
+        .and_then(|o| o.values().next())
+        .and_then(|i| i["mappings"]["_meta"].as_object())
+        .cloned()
+        .unwrap_or_default();
+    meta.insert("recon".into(), serde_json::to_value(state)?);
     client
-        .request_ok(Method::Put, &path, &[], Some(&json!({"_meta": state.to_meta()})))
+        .request_ok(Method::Put, &path, &[], Some(&json!({ "_meta": meta })))
         .await?;
     Ok(())
 }

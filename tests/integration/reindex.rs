@@ -165,6 +165,15 @@ async fn reindex_swaps_to_a_verified_generation_lists_and_rolls_back() {
     let f = aliased(300).await;
     let (code, _, _) = f.check_json(&[]).await;
     assert_eq!(code, 1, "the first generation drifts");
+    // The index's own `_meta` travels to the new generation, beside recon's state.
+    let (status, body) = call(
+        &f,
+        Method::Put,
+        "/orders-v1/_mapping",
+        Some(json!({"_meta": {"owner": "team-x", "schema": 3}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 
     let run = reindex(&f, &["--yes", "--quiet", "--format", "json"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
@@ -183,6 +192,14 @@ async fn reindex_swaps_to_a_verified_generation_lists_and_rolls_back() {
     );
     assert_eq!(behind_alias(&f).await, vec![new.clone()]);
     assert_alias_in_sync(&f).await;
+    let (_, mapping) = call(&f, Method::Get, &format!("/{new}/_mapping"), None).await;
+    let meta = &mapping[&new]["mappings"]["_meta"];
+    assert_eq!(
+        (&meta["owner"], &meta["schema"]),
+        (&json!("team-x"), &json!(3)),
+        "{meta}"
+    );
+    assert_eq!(meta["recon"]["phase"], "live", "{meta}");
     // Refresh and replicas are back to what the first generation had (the default: unset).
     let (_, settings) = call(&f, Method::Get, &format!("/{new}/_settings?flat_settings=true"), None).await;
     assert_eq!(
@@ -221,6 +238,8 @@ async fn reindex_swaps_to_a_verified_generation_lists_and_rolls_back() {
     assert_eq!(doc["_source"]["customerName"], "moved", "{doc}");
     let list = generations(&f).await;
     assert_eq!(list[1].2, "retired");
+    let (_, mapping) = call(&f, Method::Get, &format!("/{new}/_mapping"), None).await;
+    assert_eq!(mapping[&new]["mappings"]["_meta"]["owner"], "team-x", "{mapping}");
     // Nothing older than the first generation: a second rollback is refused.
     let again = reindex(&f, &["--rollback", "--yes"]).await;
     assert_eq!(again.code, 2, "{}", again.stderr);
