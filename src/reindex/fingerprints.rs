@@ -152,12 +152,12 @@ impl FingerprintWriter {
     }
 
     /// Appends one pair; keys must ascend strictly, as the load reads them.
-    pub fn push(&mut self, key: &Key, fingerprint: u128) -> anyhow::Result<()> {
-        if self.last.as_ref().is_some_and(|last| key <= last) {
-            bail!(
-                "the load's keys are out of order: {key} after {}",
-                self.last.as_ref().expect("checked")
-            );
+    pub fn push(&mut self, key: &Key, fingerprint: u128) -> Result<(), PushError> {
+        if let Some(last) = self.last.as_ref().filter(|last| key <= *last) {
+            return Err(PushError::OutOfOrder {
+                key: key.clone(),
+                last: last.clone(),
+            });
         }
         write_key(&mut self.file, key)?;
         self.file.write_all(&fingerprint.to_le_bytes())?;
@@ -173,6 +173,16 @@ impl FingerprintWriter {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// Why a pair could not be pushed: the keys are out of order (the load cannot go on: its progress
+/// is a last key), or the file could not be written (the load can, without fingerprints).
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("the load's keys are out of order: {key} after {last}")]
+    OutOfOrder { key: Key, last: Key },
+    #[error("cannot write the load's fingerprints: {0}")]
+    Io(#[from] io::Error),
 }
 
 /// The fingerprints of a whole load: one file per range of the load, read again by every pass.

@@ -13,7 +13,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
-use super::fingerprints::{range_file, FingerprintWriter, Fingerprints, Keep};
+use super::fingerprints::{range_file, FingerprintWriter, Fingerprints, Keep, PushError};
 use super::state::{self, ReindexState};
 use crate::diff::Comparator;
 use crate::model::Key;
@@ -167,13 +167,17 @@ impl Loader<'_> {
         for (i, r) in state.ranges.iter().enumerate() {
             let path = range_file(dir, i);
             let writer = match (r.done, &r.last_key) {
-                (false, None) => Some(FingerprintWriter::create(&path)?),
-                (false, Some(last)) => FingerprintWriter::resume(&path, Keep::UpTo(Some(last)))?,
-                (true, _) => FingerprintWriter::resume(&path, Keep::All)?,
+                (false, None) => FingerprintWriter::create(&path).map(Some),
+                (false, Some(last)) => FingerprintWriter::resume(&path, Keep::UpTo(Some(last))),
+                (true, _) => FingerprintWriter::resume(&path, Keep::All),
             };
             match writer {
-                Some(writer) => writers.push(Some(writer)),
-                None => return Ok(None),
+                Ok(Some(writer)) => writers.push(Some(writer)),
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    warn_without_fingerprints(&PushError::Io(e));
+                    return Ok(None);
+                }
             }
         }
         Ok(Some(writers))
@@ -203,7 +207,14 @@ impl Loader<'_> {
             if let Some(doc) = next {
                 last_key = Some(doc.key.clone());
                 if let (Some(writer), Some(comparator)) = (fingerprints.as_mut(), comparator) {
-                    writer.push(&doc.key, comparator.fingerprint(&doc.doc))?;
+                    match writer.push(&doc.key, comparator.fingerprint(&doc.doc)) {
+                        Ok(()) => {}
+                        Err(e @ PushError::OutOfOrder { .. }) => return Err(e.into()),
+                        Err(e) => {
+                            warn_without_fingerprints(&e);
+                            fingerprints = None;
+                        }
+                    }
                 }
                 let action = WriteAction {
                     kind: WriteKind::Index,
@@ -238,8 +249,9 @@ impl Loader<'_> {
                 batches += 1;
                 let last_batch = end && in_flight.is_empty();
                 // Every pair up to the batch's last key is in the file before that key is saved.
-                if let Some(writer) = fingerprints.as_mut() {
-                    writer.flush()?;
+                if let Some(Err(e)) = fingerprints.as_mut().map(FingerprintWriter::flush) {
+                    warn_without_fingerprints(&e.into());
+                    fingerprints = None;
                 }
                 self.settle(shared, i, answered, batches, last_batch).await?;
             }
@@ -316,4 +328,10 @@ impl Loader<'_> {
         }
         Ok(())
     }
+}
+
+/// A fingerprint file could not be written (a full disk, say): the load goes on without them, and
+/// the verify gate checks in full.
+fn warn_without_fingerprints(e: &PushError) {
+    eprintln!("recon: warning: {e}; the load goes on, and the verify gate will check in full");
 }
