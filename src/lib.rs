@@ -6,6 +6,16 @@
 //! presents, [`commands`] wires a subcommand together. [`emulator`] is test infrastructure: an
 //! Elasticsearch-API emulator used by the tests and by `recon demo`.
 
+/// `eprintln!` that never panics: stderr is for progress and logs, and a closed one (`recon check 2>&1
+/// | head`) must not turn a run into a crash. What cannot be written is dropped.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod cli;
 pub mod commands;
 pub mod config;

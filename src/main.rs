@@ -85,6 +85,6 @@ fn fail(e: &anyhow::Error) -> ExitCode {
             message.push_str(&format!("\n  caused by: {text}"));
         }
     }
-    eprintln!("{message}");
+    recon::note!("{message}");
     ExitCode::from(EXIT_ERROR as u8)
 }

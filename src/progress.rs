@@ -96,7 +96,7 @@ impl Progress {
                             _ = tick.tick() => {
                                 let (rows, docs, drifted) = counters.snapshot();
                                 let secs = started.elapsed().as_secs_f64().max(0.001);
-                                eprintln!(
+                                crate::note!(
                                     "recon: {rows} {} rows, {docs} {} docs read ({:.0} rows/s), {drifted} drifted so far",
                                     labels.0, labels.1, rows.max(docs) as f64 / secs
                                 );
@@ -190,7 +190,7 @@ impl Progress {
                             _ = tick.tick() => {
                                 for range in shown.lock().iter().filter(|r| !r.done) {
                                     let (rows, docs, drifted) = range.counters.snapshot();
-                                    eprintln!(
+                                    crate::note!(
                                         "recon: {}: {rows} rows, {docs} docs read{}, {drifted} drifted so far",
                                         range.label,
                                         range.estimate.map(|n| format!(" of ~{n}")).unwrap_or_default(),
@@ -198,7 +198,7 @@ impl Progress {
                                 }
                                 let (rows, docs, drifted) = counters.snapshot();
                                 let secs = started.elapsed().as_secs_f64().max(0.001);
-                                eprintln!(
+                                crate::note!(
                                     "recon: all ranges: {rows} rows, {docs} docs read ({:.0} rows/s), {drifted} drifted so far",
                                     rows.max(docs) as f64 / secs
                                 );
@@ -271,7 +271,7 @@ impl RangeBoard {
         if self.mode == ProgressMode::Log {
             let range = &ranges[at];
             let (rows, docs, drifted) = range.counters.snapshot();
-            eprintln!(
+            crate::note!(
                 "recon: {} done: {rows} rows, {docs} docs, {drifted} drifted",
                 range.label
             );

@@ -87,7 +87,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
     let settings = args.connection.load()?;
     if args.verbose {
         for line in settings.describe_origins() {
-            eprintln!("recon: {line}");
+            crate::note!("recon: {line}");
         }
     }
     let stdout_is_terminal = std::io::stdout().is_terminal();
@@ -175,8 +175,8 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
         }
     };
     if options.verbose {
-        eprintln!("recon: write model: {}", sides.write_model.describe());
-        eprintln!("recon: read model: {}", sides.read_model.describe());
+        crate::note!("recon: write model: {}", sides.write_model.describe());
+        crate::note!("recon: read model: {}", sides.read_model.describe());
     }
     let out: Box<dyn Write + Send> = match &atomic {
         Some(file) => Box::new(file.handle()),
@@ -216,7 +216,7 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
     })
     .await?;
     if scanned.interrupted {
-        eprintln!("recon: interrupted; no report written");
+        crate::note!("recon: interrupted; no report written");
         return Ok(CheckResult {
             outcome: Outcome::Interrupted,
             summary: scanned.summary,
@@ -1104,7 +1104,7 @@ async fn recheck(
         return Ok(false);
     }
     if scope.progress != ProgressMode::Off {
-        eprintln!(
+        crate::note!(
             "recon: scan done; rechecking {parked} drifted keys in {}",
             humantime::format_duration(wait)
         );
@@ -1181,7 +1181,7 @@ async fn recheck(
         }
     }
     if scope.progress != ProgressMode::Off {
-        eprintln!(
+        crate::note!(
             "recon: rechecked {parked} keys in {:.2} s; {} converged",
             started.elapsed().as_secs_f64(),
             pass.summary.converged - converged_before

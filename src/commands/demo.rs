@@ -32,7 +32,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     }
     let say = |text: &str| {
         if !args.quiet {
-            eprintln!("recon demo: {text}");
+            crate::note!("recon demo: {text}");
         }
     };
     say("starting a throwaway PostgreSQL from the system's server binaries");
@@ -70,7 +70,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     say("running recon check with this configuration:");
     if !args.quiet {
         for line in config.lines().filter(|l| !l.starts_with("url")) {
-            eprintln!("    {line}");
+            crate::note!("    {line}");
         }
     }
     let terminal = std::io::stdout().is_terminal();

@@ -66,7 +66,7 @@ fn stop_requests() -> tokio::sync::watch::Receiver<bool> {
                 if signals == 1 {
                     let _ = tell.send(true);
                 } else {
-                    eprintln!("recon: interrupted again: exiting now");
+                    crate::note!("recon: interrupted again: exiting now");
                     std::process::exit(Outcome::Interrupted.exit_code());
                 }
             }

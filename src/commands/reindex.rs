@@ -9,7 +9,7 @@ pub async fn run(args: ReindexArgs) -> anyhow::Result<Outcome> {
     let settings = args.connection.load()?;
     if args.verbose {
         for line in settings.describe_origins() {
-            eprintln!("recon: {line}");
+            crate::note!("recon: {line}");
         }
     }
     let options = ReindexOptions {

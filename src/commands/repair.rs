@@ -10,7 +10,7 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
     let settings = args.connection.load()?;
     if args.verbose {
         for line in settings.describe_origins() {
-            eprintln!("recon: {line}");
+            crate::note!("recon: {line}");
         }
     }
     let keys = if let Some(path) = args.resume {

@@ -14,7 +14,7 @@ pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
     let settings = Settings::load(&args.config, &overrides, &|name| std::env::var(name).ok())?;
     if args.verbose {
         for line in settings.describe_origins() {
-            eprintln!("recon: {line}");
+            crate::note!("recon: {line}");
         }
     }
     let options = UndoOptions {

@@ -104,7 +104,7 @@ impl Loader<'_> {
                 loop {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     let n = shared.written.load(Ordering::Relaxed);
-                    eprintln!(
+                    crate::note!(
                         "recon: reindex: loaded {n} documents ({:.0}/s)",
                         n as f64 / clock.elapsed().as_secs_f64()
                     );
@@ -323,7 +323,7 @@ impl Loader<'_> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
         }
         if self.fail_after_batches.is_some_and(|n| total >= n) {
-            eprintln!("recon: RECON_REINDEX_FAIL_AFTER=batches:{total}: exiting hard (test hook)");
+            crate::note!("recon: RECON_REINDEX_FAIL_AFTER=batches:{total}: exiting hard (test hook)");
             std::process::abort();
         }
         Ok(())
@@ -333,5 +333,5 @@ impl Loader<'_> {
 /// A fingerprint file could not be written (a full disk, say): the load goes on without them, and
 /// the verify gate checks in full.
 fn warn_without_fingerprints(e: &PushError) {
-    eprintln!("recon: warning: {e}; the load goes on, and the verify gate will check in full");
+    crate::note!("recon: warning: {e}; the load goes on, and the verify gate will check in full");
 }

@@ -151,7 +151,7 @@ pub struct ReindexOptions {
 impl ReindexOptions {
     fn say(&self, line: impl AsRef<str>) {
         if self.progress != ProgressMode::Off {
-            eprintln!("recon: {}", line.as_ref());
+            crate::note!("recon: {}", line.as_ref());
         }
     }
 
@@ -171,7 +171,7 @@ pub async fn run(settings: &Settings, options: &ReindexOptions) -> anyhow::Resul
             tokio::select! {
                 outcome = rebuild(&client, settings, &alias, options) => outcome,
                 _ = crate::commands::interrupted() => {
-                    eprintln!(
+                    crate::note!(
                         "recon: interrupted; the alias {alias} is where it was unless the swap was done; continue \
                          with: {}",
                         options.command("--resume")
@@ -187,7 +187,7 @@ pub async fn run(settings: &Settings, options: &ReindexOptions) -> anyhow::Resul
 /// crash would; the tests' way to kill a run at a known point.
 fn failpoint(stage: &str) {
     if std::env::var("RECON_REINDEX_FAIL_AFTER").is_ok_and(|s| s == stage) {
-        eprintln!("recon: RECON_REINDEX_FAIL_AFTER={stage}: exiting hard (test hook)");
+        crate::note!("recon: RECON_REINDEX_FAIL_AFTER={stage}: exiting hard (test hook)");
         std::process::abort();
     }
 }
@@ -364,7 +364,7 @@ async fn rollback(
         &format!("Point the alias {alias} back from {current} to {previous}?"),
         options.yes,
     )? {
-        eprintln!("recon: not confirmed; nothing was changed");
+        crate::note!("recon: not confirmed; nothing was changed");
         return Ok(Outcome::Drift);
     }
     swap::swap(client, alias, &indices, &previous, false).await?;
@@ -375,7 +375,7 @@ async fn rollback(
     let since = state::load(client, &current).await?.and_then(|s| s.watermark_ms);
     let mut written = Written::default();
     if settings.postgres.updated_at.is_none() || since.is_none() {
-        eprintln!(
+        crate::note!(
             "recon: warning: the rows changed while {current} was live are not caught up on {previous} ({}); run \
              `recon check` and `recon repair` on {alias}",
             if since.is_none() {
@@ -713,10 +713,10 @@ async fn create(
         ));
     }
     if options.progress != ProgressMode::Off || !options.yes {
-        eprintln!("{plan}");
+        crate::note!("{plan}");
     }
     if !confirm(&format!("Rebuild {alias} into {index}?"), options.yes)? {
-        eprintln!("recon: not confirmed; nothing was changed");
+        crate::note!("recon: not confirmed; nothing was changed");
         return Ok(None);
     }
     let ranges = if options.parallel > 1 {
@@ -868,7 +868,7 @@ async fn finish_build(
                 &pass,
                 &Written::default(),
             )?;
-            eprintln!(
+            crate::note!(
                 "recon: the verify gate kept {alias} where it was; inspect {index} (`recon check --index {index}`), \
                  then `{}` or `{}`",
                 options.command("--resume --yes"),
@@ -921,7 +921,7 @@ async fn finish_build(
         &last,
     )?;
     if last.failed > 0 {
-        eprintln!(
+        crate::note!(
             "recon: warning: {} writes of the last pass failed ({}); run `recon check` on {alias}",
             last.failed,
             last.failures.join("; ")
@@ -1121,7 +1121,7 @@ async fn sift_ranges(
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 let done = sifted.load(Ordering::Relaxed);
-                eprintln!(
+                crate::note!(
                     "recon: pass {n}: verified {done} of about {total} keys ({:.0}/s)",
                     done as f64 / clock.elapsed().as_secs_f64()
                 );

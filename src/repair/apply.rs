@@ -326,9 +326,11 @@ impl Executor {
             if self.progress && last_report.elapsed() >= std::time::Duration::from_secs(5) {
                 last_report = std::time::Instant::now();
                 let done = total.applied + total.conflict + total.failed + total.skipped;
-                eprintln!(
+                crate::note!(
                     "recon: repair: {done}/{planned} actions ({} applied, {} conflicts, {} failed)",
-                    total.applied, total.conflict, total.failed
+                    total.applied,
+                    total.conflict,
+                    total.failed
                 );
             }
         }

@@ -171,7 +171,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
             let keys = match drifted_keys(settings, options).await? {
                 Some(keys) => keys,
                 None => {
-                    eprintln!("recon: interrupted; nothing was written");
+                    crate::note!("recon: interrupted; nothing was written");
                     return Ok(Outcome::Interrupted);
                 }
             };
@@ -194,7 +194,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         KeySource::Resume(_) => unreachable!("handled above"),
     };
     if options.verbose {
-        eprintln!(
+        crate::note!(
             "recon: planned {} actions in {:.2} s (keys looked up and re-verified on both sides)",
             spool.len(),
             clock.elapsed().as_secs_f64()
@@ -214,9 +214,9 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     let over_caps = caps_message(changes, deletes, options);
     if !options.apply {
         if let Some(message) = &over_caps {
-            eprintln!("recon: warning: {message}");
+            crate::note!("recon: warning: {message}");
         }
-        eprintln!("recon: dry run: nothing was written; run again with --apply to make these changes");
+        crate::note!("recon: dry run: nothing was written; run again with --apply to make these changes");
         print_summary(
             options,
             &RunReport {
@@ -236,7 +236,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         ),
         options.yes,
     )? {
-        eprintln!("recon: not confirmed; nothing was written");
+        crate::note!("recon: not confirmed; nothing was written");
         return Ok(Outcome::Drift);
     }
     // The log exists, durable, before the first write; an unwritable path stops the run here.
@@ -248,7 +248,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     }
     log.finish()?;
     if options.progress != ProgressMode::Off {
-        eprintln!(
+        crate::note!(
             "recon: applying {changes} actions to {}; audit log {}",
             settings.elasticsearch.index,
             audit_path.display()
@@ -268,7 +268,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         .map_err(|e| e.context(resume_hint(&audit_path, options)))?;
     if options.verbose {
         let secs = clock.elapsed().as_secs_f64();
-        eprintln!(
+        crate::note!(
             "recon: applied {changes} actions in {secs:.2} s ({:.0} actions/s, {} audit fsyncs)",
             changes as f64 / secs,
             executor.durable.fsyncs()
@@ -313,7 +313,7 @@ async fn finish(
     audit_path: PathBuf,
 ) -> anyhow::Result<Outcome> {
     if executor.stopped() {
-        eprintln!(
+        crate::note!(
             "recon: interrupted: {} actions recorded, {} not started; {}",
             tally.applied + tally.conflict + tally.failed + tally.skipped,
             tally.not_started,
@@ -330,7 +330,7 @@ async fn finish(
     let clock = std::time::Instant::now();
     let recheck = plan_keys_verdicts(conn, cx, keys).await?;
     if options.verbose {
-        eprintln!(
+        crate::note!(
             "recon: re-checked the repaired keys in {:.2} s",
             clock.elapsed().as_secs_f64()
         );
@@ -434,7 +434,7 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
         .cloned()
         .collect();
     let done = contents.outcomes.len();
-    eprintln!(
+    crate::note!(
         "recon: {}: {} actions done, {} sent without a recorded outcome, {} not started",
         path.display(),
         done,
@@ -454,11 +454,11 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
     };
     let todo = unrecorded.len() + untouched.len();
     if !options.apply {
-        eprintln!("recon: dry run: run again with --apply to finish the repair");
+        crate::note!("recon: dry run: run again with --apply to finish the repair");
         return Ok(if todo == 0 { Outcome::InSync } else { Outcome::Drift });
     }
     if todo > 0 && !confirm(&format!("Finish the repair: {todo} actions?"), options.yes)? {
-        eprintln!("recon: not confirmed; nothing was written");
+        crate::note!("recon: not confirmed; nothing was written");
         return Ok(Outcome::Drift);
     }
     let mut log = AuditLog::append_to(path)?;
@@ -541,7 +541,7 @@ async fn drifted_keys(settings: &Settings, options: &RepairOptions) -> anyhow::R
     if scanned.interrupted {
         return Ok(None);
     }
-    eprintln!(
+    crate::note!(
         "recon: check: {} rows, {} documents, {} drifted keys to re-verify ({:.2} s)",
         scanned.summary.source_rows,
         scanned.summary.target_docs,
@@ -654,7 +654,7 @@ pub fn report_keys(path: &Path) -> anyhow::Result<KeyFile> {
         );
     }
     if head.truncated {
-        eprintln!("recon: warning: the report was cut by --limit; only the keys it lists are repaired");
+        crate::note!("recon: warning: the report was cut by --limit; only the keys it lists are repaired");
     }
     sorter.finish()
 }

@@ -105,7 +105,7 @@ pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) 
         }
     }
     if unknown > 0 {
-        eprintln!(
+        crate::note!(
             "recon: warning: {unknown} actions of {} have no recorded outcome (interrupted); finish the repair \
              with --resume first, or they stay as they are",
             repair_log.display()
@@ -125,14 +125,14 @@ pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) 
         return Ok(Outcome::InSync);
     }
     if !options.apply {
-        eprintln!("recon: dry run: nothing was written; run again with --apply to undo");
+        crate::note!("recon: dry run: nothing was written; run again with --apply to undo");
         return Ok(Outcome::Drift);
     }
     if !confirm(
         &format!("Undo {} changes on {}?", reversals.len(), header.index),
         options.yes,
     )? {
-        eprintln!("recon: not confirmed; nothing was written");
+        crate::note!("recon: not confirmed; nothing was written");
         return Ok(Outcome::Drift);
     }
     let client = EsClient::connect(&super::es_connect_settings(settings)).await?;
@@ -198,7 +198,7 @@ pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) 
     // Searches (the next check or repair) see the undo only after a refresh.
     let refresh = format!("/{}/_refresh", super::apply::encode(&header.index));
     if let Err(e) = executor.client.request_ok(Method::Post, &refresh, &[], None).await {
-        eprintln!("recon: warning: cannot refresh {}: {e}", header.index);
+        crate::note!("recon: warning: cannot refresh {}: {e}", header.index);
     }
     match options.format {
         SummaryFormat::Text => {
@@ -224,7 +224,7 @@ pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) 
         ),
     }
     if executor.stopped() {
-        eprintln!("recon: interrupted; {not_started} reversals not started");
+        crate::note!("recon: interrupted; {not_started} reversals not started");
         return Ok(Outcome::Interrupted);
     }
     Ok(if tally.conflict == 0 && tally.failed == 0 {

@@ -416,3 +416,34 @@ async fn an_unwritable_output_fails_before_scanning() {
         "{stderr}"
     );
 }
+
+/// stderr closed before the run (`recon check 2>&1 | head` once head is gone): the progress lines
+/// cannot be written, and the run still gives its verdict instead of crashing on them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stderr_does_not_crash_a_run() {
+    use std::os::fd::FromRawFd;
+
+    let f = drifted().await;
+    let mut fds = [0; 2];
+    // SAFETY: pipe() fills both descriptors; the read end is closed at once and the write end is
+    // owned by the OwnedFd handed to the child.
+    let stderr = unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        std::os::fd::OwnedFd::from_raw_fd(fds[1])
+    };
+    let dir = f.dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        crate::support::cli_command()
+            .current_dir(dir)
+            .args(["check", "--format", "json", "--verbose"])
+            .stderr(std::process::Stdio::from(stderr))
+            .output()
+            .expect("recon runs")
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "exit code (101 is a panic)");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a whole report on stdout");
+    assert_eq!(report["verdict"], "drift", "{report}");
+}
