@@ -413,6 +413,7 @@ mod tests {
     use super::*;
     use crate::config::CompareConfig;
     use crate::model::KeyedDoc;
+    use crate::scale::keyfile::testing::{key_file, keys, read_all};
     use serde_json::{json, Map, Value};
 
     fn comparator() -> Comparator {
@@ -444,18 +445,6 @@ mod tests {
             })
         }))
         .boxed()
-    }
-
-    fn keys(items: &[i64]) -> BoxStream<'static, anyhow::Result<Key>> {
-        futures::stream::iter(items.iter().map(|&k| Ok(Key::Int(k))).collect::<Vec<_>>()).boxed()
-    }
-
-    async fn key_file(items: &[i64]) -> KeyFile {
-        KeyFile::from_stream(keys(items)).await.expect("ascending keys")
-    }
-
-    fn read_all(file: &KeyFile) -> Vec<Key> {
-        file.keys().expect("read").map(|k| k.expect("key")).collect()
     }
 
     async fn candidates(sifted: Sifted) -> Vec<Key> {

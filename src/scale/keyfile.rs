@@ -293,21 +293,29 @@ pub(crate) fn read_array<const N: usize>(reader: &mut impl Read) -> io::Result<[
     Ok(bytes)
 }
 
+/// Key files for tests, here and in the modules that use them.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
 
-    fn keys(items: &[i64]) -> BoxStream<'static, anyhow::Result<Key>> {
+    /// Integer keys as a stream, as a source hands them over.
+    pub(crate) fn keys(items: &[i64]) -> BoxStream<'static, anyhow::Result<Key>> {
         futures::stream::iter(items.iter().map(|&k| Ok(Key::Int(k))).collect::<Vec<_>>()).boxed()
     }
 
-    async fn key_file(items: &[i64]) -> KeyFile {
+    pub(crate) async fn key_file(items: &[i64]) -> KeyFile {
         KeyFile::from_stream(keys(items)).await.expect("ascending keys")
     }
 
-    fn read_all(file: &KeyFile) -> Vec<Key> {
+    pub(crate) fn read_all(file: &KeyFile) -> Vec<Key> {
         file.keys().expect("read").map(|k| k.expect("key")).collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{key_file, keys, read_all};
+    use super::*;
 
     #[tokio::test]
     async fn readers_of_one_key_file_do_not_move_each_other() {
