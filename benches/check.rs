@@ -30,7 +30,7 @@ use recon::source::{DocumentSource, KeyRange};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{bulk, connect, peak_rss_kib, secs, which_psql};
+use support::{bulk, bulk_index, connect, peak_rss_kib, psql_export, secs, which_psql};
 
 fn main() -> anyhow::Result<()> {
     let mut orders: u64 = 1_000_000;
@@ -117,16 +117,7 @@ async fn bench(orders: u64, parallel: u64, only: Option<&str>) -> anyhow::Result
     }
     if only.is_none() {
         // 1. The projection query alone, as psql exports it.
-        let psql = which_psql();
-        let copy = format!("\\copy ({}) to /dev/null", shop::projection_query().replace('\n', " "));
-        let clock = Instant::now();
-        let status = Command::new(&psql)
-            .args(["-X", "-q", "-d", &pg_url, "-c", &copy])
-            .status()?;
-        let pg_export = clock.elapsed();
-        if !status.success() {
-            bail!("psql \\copy failed");
-        }
+        let pg_export = psql_export(&pg_url, shop::projection_query())?;
 
         // 2. The index alone, through the same PIT + search_after pages recon reads.
         let source = ElasticsearchSource::connect(ElasticsearchSettings {
@@ -191,7 +182,7 @@ async fn bench(orders: u64, parallel: u64, only: Option<&str>) -> anyhow::Result
                 shop::projection_query().replace('\n', " ")
             );
             exports.push(
-                Command::new(&psql)
+                Command::new(which_psql())
                     .args(["-X", "-q", "-d", &pg_url, "-c", &copy])
                     .spawn()?,
             );
@@ -398,14 +389,7 @@ async fn load(pg_url: &str, es: &EsClient) -> anyhow::Result<u64> {
     let mut body = Vec::with_capacity(8 << 20);
     let mut count = 0;
     while let Some(KeyedDoc { key, doc, .. }) = docs.try_next().await? {
-        body.extend_from_slice(
-            json!({"index": {"_index": "orders", "_id": key.doc_id()}})
-                .to_string()
-                .as_bytes(),
-        );
-        body.push(b'\n');
-        body.extend_from_slice(serde_json::to_string(&doc)?.as_bytes());
-        body.push(b'\n');
+        bulk_index(&mut body, "orders", &key.doc_id(), &doc)?;
         count += 1;
         if body.len() >= 5 << 20 {
             bulk(es, std::mem::replace(&mut body, Vec::with_capacity(8 << 20))).await?;

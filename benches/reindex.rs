@@ -13,7 +13,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use elasticsearch::http::Method;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
@@ -28,7 +28,7 @@ use recon::source::{DocumentSource, KeyRange};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{bulk, connect, peak_rss_kib, secs, which_psql};
+use support::{bulk, bulk_index, connect, peak_rss_kib, psql_export, secs};
 
 fn main() -> anyhow::Result<()> {
     let mut orders: u64 = 1_000_000;
@@ -70,16 +70,7 @@ async fn bench(orders: u64, parallel: u64) -> anyhow::Result<()> {
     .await?;
 
     // 1. The projection query alone, as psql exports it.
-    let psql = which_psql();
-    let copy = format!("\\copy ({}) to /dev/null", shop::projection_query().replace('\n', " "));
-    let clock = Instant::now();
-    let status = Command::new(&psql)
-        .args(["-X", "-q", "-d", &pg_url, "-c", &copy])
-        .status()?;
-    let export = clock.elapsed();
-    if !status.success() {
-        bail!("psql \\copy failed");
-    }
+    let export = psql_export(&pg_url, shop::projection_query())?;
 
     // 2. The same documents, encoded beforehand, bulk-loaded into a fresh index.
     let bodies = encode(&pg_url).await?;
@@ -143,14 +134,7 @@ async fn encode(pg_url: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut body = Vec::with_capacity(1 << 20);
     let mut n = 0;
     while let Some(KeyedDoc { key, doc, .. }) = docs.try_next().await? {
-        body.extend_from_slice(
-            json!({"index": {"_index": "raw", "_id": key.doc_id()}})
-                .to_string()
-                .as_bytes(),
-        );
-        body.push(b'\n');
-        body.extend_from_slice(serde_json::to_string(&doc)?.as_bytes());
-        body.push(b'\n');
+        bulk_index(&mut body, "raw", &key.doc_id(), &doc)?;
         n += 1;
         if n == 1000 {
             bodies.push(std::mem::replace(&mut body, Vec::with_capacity(1 << 20)));

@@ -42,6 +42,39 @@ pub fn which_psql() -> String {
         .unwrap_or_else(|| "psql".into())
 }
 
+/// How long `psql` takes to export `query` to /dev/null (`\copy`, text format): the projection's
+/// raw cost, the figure the benches measure recon against.
+pub fn psql_export(pg_url: &str, query: &str) -> anyhow::Result<Duration> {
+    let copy = format!("\\copy ({}) to /dev/null", query.replace('\n', " "));
+    let clock = std::time::Instant::now();
+    let status = std::process::Command::new(which_psql())
+        .args(["-X", "-q", "-d", pg_url, "-c", &copy])
+        .status()?;
+    let took = clock.elapsed();
+    if !status.success() {
+        bail!("psql \\copy failed");
+    }
+    Ok(took)
+}
+
+/// Appends one `index` action with its document to a `_bulk` body.
+pub fn bulk_index(
+    body: &mut Vec<u8>,
+    index: &str,
+    id: &str,
+    doc: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<()> {
+    body.extend_from_slice(
+        serde_json::json!({"index": {"_index": index, "_id": id}})
+            .to_string()
+            .as_bytes(),
+    );
+    body.push(b'\n');
+    serde_json::to_writer(&mut *body, doc)?;
+    body.push(b'\n');
+    Ok(())
+}
+
 pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
