@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use recon::cli::{Cli, Command};
-use recon::commands::{self, Outcome, EXIT_ERROR};
+use recon::commands::{self, Outcome, EXIT_BROKEN_PIPE, EXIT_ERROR};
 
 /// glibc's allocator spent about 40% of `recon check`'s CPU (perf: consolidating and unlinking chunks freed
 /// by other threads, as pages and documents move between the reader tasks and the joiner).
@@ -70,13 +70,14 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
-/// `recon: error: …` with the cause chain; a closed stdout (`recon check | head`) exits quietly.
+/// `recon: error: …` with the cause chain. A closed stdout (`recon check | head`) exits quietly, but not
+/// with success: the run could not deliver its report, whatever it found.
 fn fail(e: &anyhow::Error) -> ExitCode {
     if e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     }) {
-        return ExitCode::from(0);
+        return ExitCode::from(EXIT_BROKEN_PIPE as u8);
     }
     let mut message = format!("recon: error: {e}");
     for cause in e.chain().skip(1) {

@@ -32,6 +32,11 @@ impl Outcome {
 /// Exit code for any error.
 pub const EXIT_ERROR: i32 = 2;
 
+/// Exit code when the report could not be delivered because stdout was closed (`recon check | head -1`):
+/// 128 + SIGPIPE, what a shell reports for a process SIGPIPE killed, so `set -o pipefail` fails the
+/// pipeline instead of passing a gate whose report nobody read.
+pub const EXIT_BROKEN_PIPE: i32 = 141;
+
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM), or at once if it already was.
 ///
 /// One listener for the whole process, set up by the first call and never dropped: a signal between
