@@ -42,7 +42,7 @@ complete -c recon -n "__fish_recon_using_subcommand check" -l grace -d 'Report d
 complete -c recon -n "__fish_recon_using_subcommand check" -l allow -d 'Exit 0 as long as at most N keys drift' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l limit -d 'List at most N drifted keys in the report (counts stay complete)' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -s f -l format -d 'Report format [default: table on a terminal, json otherwise]' -r -f -a "table\t'Summary, per-field counts and a sample of drifted keys, for a terminal'
-json\t'One `recon.check/v1` JSON document'
+json\t'One `recon.check/v2` JSON document'
 ndjson\t'One JSON object per line: each drifted key as it is found, then the summary'
 junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
 markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
@@ -64,7 +64,7 @@ complete -c recon -n "__fish_recon_using_subcommand check" -s h -l help -d 'Prin
 complete -c recon -n "__fish_recon_using_subcommand check" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand demo" -l orders -d 'Number of orders in the demo shop' -r
 complete -c recon -n "__fish_recon_using_subcommand demo" -s f -l format -d 'Report format [default: table on a terminal, json otherwise]' -r -f -a "table\t'Summary, per-field counts and a sample of drifted keys, for a terminal'
-json\t'One `recon.check/v1` JSON document'
+json\t'One `recon.check/v2` JSON document'
 ndjson\t'One JSON object per line: each drifted key as it is found, then the summary'
 junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
 markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
@@ -139,7 +139,7 @@ complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s f -l format -d 'Report format [default: json]' -r -f -a "table\t'Summary, per-field counts and a sample of drifted keys, for a terminal'
-json\t'One `recon.check/v1` JSON document'
+json\t'One `recon.check/v2` JSON document'
 ndjson\t'One JSON object per line: each drifted key as it is found, then the summary'
 junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
 markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'

@@ -133,6 +133,9 @@ pub enum DriftKind {
     Duplicate,
     /// Drift on a row changed within the grace period; does not fail the run.
     Pending,
+    /// A read-model document recon cannot key: its key field is absent, `null` or `[]` (or a value the
+    /// read model could not index as a key). Nothing joins it to a row, so it is drift of its own.
+    Unkeyed,
 }
 
 impl DriftKind {
@@ -143,6 +146,7 @@ impl DriftKind {
             DriftKind::Mismatched => "mismatched",
             DriftKind::Duplicate => "duplicate",
             DriftKind::Pending => "pending",
+            DriftKind::Unkeyed => "unkeyed",
         }
     }
 }
@@ -177,6 +181,31 @@ pub struct Drift {
     pub actual: Vec<KeyedDoc>,
 }
 
+impl Drift {
+    /// A read-model document without a usable key. It has no [`Key`]: `key` holds an empty text key
+    /// that nothing reads (reports write `null`, see [`Drift::key_json`]); the document's `_id` is in
+    /// `ids`, which is how a report names it and how repair deletes it.
+    pub fn unkeyed(doc: KeyedDoc) -> Drift {
+        Drift {
+            key: Key::Text(String::new()),
+            kind: DriftKind::Unkeyed,
+            cause: None,
+            ids: doc.meta.id.clone().into_iter().collect(),
+            diffs: Vec::new(),
+            expected: None,
+            actual: vec![doc],
+        }
+    }
+
+    /// The key as a report writes it: `null` for an unkeyed document.
+    pub fn key_json(&self) -> Value {
+        match self.kind {
+            DriftKind::Unkeyed => Value::Null,
+            _ => self.key.to_json(),
+        }
+    }
+}
+
 /// Counts for the whole run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
@@ -192,12 +221,30 @@ pub struct Summary {
     /// `matched` too). Zero without a recheck.
     #[serde(default)]
     pub converged: u64,
+    /// Read-model documents without a usable key (counted in `target_docs` too).
+    #[serde(default)]
+    pub unkeyed: u64,
+}
+
+impl std::ops::AddAssign<&Summary> for Summary {
+    fn add_assign(&mut self, part: &Summary) {
+        self.source_rows += part.source_rows;
+        self.target_docs += part.target_docs;
+        self.matched += part.matched;
+        self.missing += part.missing;
+        self.orphaned += part.orphaned;
+        self.mismatched += part.mismatched;
+        self.duplicate += part.duplicate;
+        self.pending += part.pending;
+        self.converged += part.converged;
+        self.unkeyed += part.unkeyed;
+    }
 }
 
 impl Summary {
-    /// Keys that fail the run (pending drift does not).
+    /// Keys (and unkeyed documents) that fail the run (pending drift does not).
     pub fn failing(&self) -> u64 {
-        self.missing + self.orphaned + self.mismatched + self.duplicate
+        self.missing + self.orphaned + self.mismatched + self.duplicate + self.unkeyed
     }
 
     pub fn count(&mut self, kind: DriftKind) {
@@ -207,6 +254,7 @@ impl Summary {
             DriftKind::Mismatched => self.mismatched += 1,
             DriftKind::Duplicate => self.duplicate += 1,
             DriftKind::Pending => self.pending += 1,
+            DriftKind::Unkeyed => self.unkeyed += 1,
         }
     }
 }

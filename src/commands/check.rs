@@ -315,27 +315,37 @@ pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::R
         .cloned()
         .collect();
     let read_model = ElasticsearchSource::connect(es_settings).await?;
-    ensure_same_key_kind(settings, write_model.key_kind(), read_model.key_kind())?;
+    ensure_same_key_kind(
+        settings,
+        write_model.key_kind(),
+        read_model.key_kind(),
+        read_model.key_mapping(),
+    )?;
     Ok(Sides {
         write_model,
         read_model,
     })
 }
 
-/// Both sides must order keys alike, or the merge join would pair the wrong documents.
-pub fn ensure_same_key_kind(settings: &Settings, write: KeyKind, read: KeyKind) -> anyhow::Result<()> {
+/// Both sides must order keys alike, or the merge join would pair the wrong documents. `read_mapping`
+/// is the read model's own name for the key field's type (`keyword`, `long`), which is what the message
+/// shows: recon's key kinds are not mapping types.
+pub fn ensure_same_key_kind(
+    settings: &Settings,
+    write: KeyKind,
+    read: KeyKind,
+    read_mapping: &str,
+) -> anyhow::Result<()> {
     if write != read {
+        let (write_kind, fix) = match write {
+            KeyKind::Int => ("an integer key (smallint, integer or bigint)", "as long"),
+            KeyKind::Text => ("a text key (text, varchar or uuid)", "as keyword"),
+        };
         bail!(
-            "the two sides sort keys differently: postgres.key {:?} is an {} key but elasticsearch.key {:?} is \
-             mapped as {}; map the field as {} (or cast the key in the query) so both sort alike",
+            "the two sides sort keys differently: postgres.key {:?} is {write_kind} but elasticsearch.key {:?} is \
+             mapped as {read_mapping}; map the field {fix} (or cast the key in the query) so both sort alike",
             settings.postgres.key,
-            write,
             settings.elasticsearch.key,
-            read,
-            match write {
-                KeyKind::Int => "long",
-                KeyKind::Text => "keyword",
-            },
         );
     }
     Ok(())
@@ -567,6 +577,15 @@ pub async fn scan(
             pass.interrupted = recheck(sides, &comparator, scope, wait, spools, &mut pass, &mut on_drift).await?;
         }
     }
+    // Documents without a key sit outside every key range, so the run that reaches the end of the key
+    // space reads them: a whole check, the last shard, a resumed run. Targeted runs name keys and samples
+    // estimate, so neither does. They are read after any recheck, so what they report is current.
+    if !pass.interrupted && scope.keys.is_none() && scope.sample.is_none() && scope.range.until.is_none() {
+        let last_shard = scope.shard.is_none_or(|k| k.index == k.count);
+        if last_shard {
+            pass.interrupted = unkeyed(sides, &mut pass.summary, &mut on_drift).await?;
+        }
+    }
     if let (Some(sample), Some(total)) = (&mut sample, sides.write_model.estimate(&scope.range).await) {
         if total > 0 {
             let fraction = (pass.summary.source_rows as f64 / total as f64).min(1.0);
@@ -587,6 +606,31 @@ pub async fn scan(
         shard,
         sample,
     })
+}
+
+/// Hands every read-model document without a usable key to `on_drift` as `unkeyed` drift, counted in
+/// `target_docs` too; true when interrupted.
+async fn unkeyed(
+    sides: &Sides,
+    summary: &mut Summary,
+    on_drift: &mut impl FnMut(&Drift) -> anyhow::Result<()>,
+) -> anyhow::Result<bool> {
+    let mut docs = sides.read_model.open_unkeyed_scan().await?;
+    let interrupted = super::interrupted();
+    tokio::pin!(interrupted);
+    loop {
+        let doc = tokio::select! {
+            doc = docs.next() => doc,
+            _ = &mut interrupted => return Ok(true),
+        };
+        let Some(doc) = doc else {
+            return Ok(false);
+        };
+        let drift = Drift::unkeyed(doc.context("cannot read the read model's documents without a key")?);
+        summary.target_docs += 1;
+        summary.count(DriftKind::Unkeyed);
+        on_drift(&drift)?;
+    }
 }
 
 /// Where a pass puts drift: straight to the caller, or into a temp file to be handed over later.
@@ -1053,15 +1097,7 @@ async fn run_ranges(
 }
 
 pub(crate) fn add_summary(total: &mut Summary, part: &Summary) {
-    total.source_rows += part.source_rows;
-    total.target_docs += part.target_docs;
-    total.matched += part.matched;
-    total.missing += part.missing;
-    total.orphaned += part.orphaned;
-    total.mismatched += part.mismatched;
-    total.duplicate += part.duplicate;
-    total.pending += part.pending;
-    total.converged += part.converged;
+    *total += part;
 }
 
 /// Counts `drift` in (`up`) or out of the verdict counts and per-field counts, as the join does.
@@ -1073,6 +1109,7 @@ fn tally(summary: &mut Summary, fields: &mut BTreeMap<String, u64>, drift: &Drif
         DriftKind::Mismatched => step(&mut summary.mismatched),
         DriftKind::Duplicate => step(&mut summary.duplicate),
         DriftKind::Pending => step(&mut summary.pending),
+        DriftKind::Unkeyed => step(&mut summary.unkeyed),
     }
     if matches!(drift.kind, DriftKind::Mismatched | DriftKind::Duplicate) {
         let distinct: BTreeSet<&str> = drift.diffs.iter().map(|d| d.field.as_str()).collect();

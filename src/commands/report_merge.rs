@@ -74,8 +74,12 @@ impl ShardReport {
         let Value::Object(report) = value else {
             bail!("{} is not a JSON report object", path.display());
         };
-        if report.get("schema").and_then(Value::as_str) != Some(SCHEMA) {
-            bail!("{} is not a {SCHEMA} report", path.display());
+        if !report
+            .get("schema")
+            .and_then(Value::as_str)
+            .is_some_and(|s| report::READABLE_SCHEMAS.contains(&s))
+        {
+            bail!("{} is not a recon.check report ({SCHEMA} or v1)", path.display());
         }
         let shard = &report["run"]["shard"];
         if !shard.is_object() {
@@ -249,8 +253,12 @@ fn check_tiling(sorted: &[ShardReport]) -> anyhow::Result<()> {
 }
 
 fn drift_from_record(record: &Value) -> anyhow::Result<Drift> {
-    let key = Key::from_json(&record["key"]).context("no key")?;
     let kind: DriftKind = serde_json::from_value(record["kind"].clone()).context("no kind")?;
+    // An unkeyed document has a null key; its placeholder is what `Drift::unkeyed` gives it.
+    let key = match kind {
+        DriftKind::Unkeyed => Key::Text(String::new()),
+        _ => Key::from_json(&record["key"]).context("no key")?,
+    };
     let cause: Option<DriftKind> = match record.get("cause") {
         Some(c) => Some(serde_json::from_value(c.clone()).context("bad cause")?),
         None => None,

@@ -516,6 +516,7 @@ mod tests {
             duplicate: 1,
             pending: 0,
             converged: 0,
+            unkeyed: 0,
         };
         assert_eq!(j.summary(), &expected_summary);
         assert_eq!(j.field_counts(), &BTreeMap::from([("name".to_string(), 1)]));

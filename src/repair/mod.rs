@@ -51,7 +51,7 @@ const LOOKUPS_IN_FLIGHT: usize = 4;
 pub enum KeySource {
     /// A full check, now.
     Check,
-    /// The drift listed in a `recon.check/v1` report (JSON or NDJSON).
+    /// The drift listed in a `recon.check` report (JSON or NDJSON).
     Report(PathBuf),
     /// Keys given by the operator, as text (`--keys`).
     Keys(Vec<String>),
@@ -129,7 +129,12 @@ async fn connect(settings: &Settings) -> anyhow::Result<Connected> {
     };
     let (write_model, read_model) =
         tokio::try_join!(PostgresSource::connect(pg), ElasticsearchSource::connect(es_settings))?;
-    crate::commands::check::ensure_same_key_kind(settings, write_model.key_kind(), read_model.key_kind())?;
+    crate::commands::check::ensure_same_key_kind(
+        settings,
+        write_model.key_kind(),
+        read_model.key_kind(),
+        read_model.key_mapping(),
+    )?;
     Ok(Connected {
         write_model,
         read_model,
@@ -623,7 +628,7 @@ async fn for_each_key(
     Ok(())
 }
 
-/// The keys of a `recon.check/v1` report, JSON or NDJSON. Pending drift is included: every key is
+/// The keys of a `recon.check` report (v1 or v2), JSON or NDJSON. Pending drift is included: every key is
 /// re-verified, and a row still within `--grace` is left alone then. Read as a stream (one drift
 /// record at a time) and sorted on disk, so a report of any size fits.
 pub fn report_keys(path: &Path) -> anyhow::Result<KeyFile> {
@@ -647,10 +652,15 @@ pub fn report_keys(path: &Path) -> anyhow::Result<KeyFile> {
             .with_context(|| format!("{}: more after the report", path.display()))?;
         head
     };
-    if head.schema.as_deref() != Some("recon.check/v1") {
+    if !head
+        .schema
+        .as_deref()
+        .is_some_and(|s| crate::report::READABLE_SCHEMAS.contains(&s))
+    {
         bail!(
-            "{} is not a complete recon.check/v1 report (JSON or NDJSON from `recon check --format json`)",
-            path.display()
+            "{} is not a complete {} report (JSON or NDJSON from `recon check --format json`)",
+            path.display(),
+            crate::report::SCHEMA
         );
     }
     if head.truncated {
@@ -753,7 +763,7 @@ mod report_file {
         type Value = Head;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a recon.check/v1 report object")
+            f.write_str("a recon.check report object")
         }
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Head, A::Error> {
@@ -1055,7 +1065,7 @@ mod tests {
         let e = keys_of(r#"{"schema": "recon.reindex/v1", "drift": []}"#)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("is not a complete recon.check/v1 report"), "{e}");
+        assert!(e.contains("is not a complete recon.check/v2 report"), "{e}");
         let e = keys_of(r#"{"schema": "recon.check/v1", "drift": [{"kind": "missing"}]}"#)
             .unwrap_err()
             .to_string();

@@ -120,6 +120,7 @@ pub(super) fn summary() -> Summary {
         duplicate: 1,
         pending: 1,
         converged: 0,
+        unkeyed: 0,
     }
 }
 

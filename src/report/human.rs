@@ -69,7 +69,10 @@ pub(super) fn sample_rows(drift: &[Drift]) -> Vec<SampleRow> {
             (DriftKind::Duplicate, _) => format!("duplicate ×{}", d.ids.len()),
             (kind, _) => kind.as_str().to_string(),
         };
-        let key = clip(&defuse(&d.key.to_string()), VALUE_WIDTH);
+        let key = match d.kind {
+            DriftKind::Unkeyed => clip(&defuse(&format!("(no key) _id {}", d.ids.join(", "))), VALUE_WIDTH),
+            _ => clip(&defuse(&d.key.to_string()), VALUE_WIDTH),
+        };
         let failing = d.kind != DriftKind::Pending;
         let row = |path: String, expected: String, actual: String| SampleRow {
             kind: kind.clone(),
@@ -82,7 +85,7 @@ pub(super) fn sample_rows(drift: &[Drift]) -> Vec<SampleRow> {
         if d.diffs.is_empty() {
             let (expected, actual) = match d.kind {
                 DriftKind::Missing => ("(document)", "(absent)"),
-                DriftKind::Orphaned => ("(absent)", "(document)"),
+                DriftKind::Orphaned | DriftKind::Unkeyed => ("(absent)", "(document)"),
                 _ => ("", ""),
             };
             rows.push(row(String::new(), expected.into(), actual.into()));
@@ -196,6 +199,10 @@ pub(super) fn count_rows(summary: &Summary, run: &RunInfo) -> Vec<(&'static str,
         ("duplicate", summary.duplicate, true),
         ("pending", summary.pending, false),
     ];
+    // Rare, so shown only when there are some: documents in the read model that no key names.
+    if summary.unkeyed > 0 {
+        rows.insert(7, ("unkeyed", summary.unkeyed, true));
+    }
     if run.scale.recheck.is_some() || summary.converged > 0 {
         rows.push(("converged", summary.converged, false));
     }

@@ -1,4 +1,4 @@
-//! `json`: one `recon.check/v1` document; `ndjson`: one `{"type", "data"}` object per line.
+//! `json`: one `recon.check/v2` document; `ndjson`: one `{"type", "data"}` object per line.
 //!
 //! The json document is laid out one member per line and one drift record per line, so it stays
 //! greppable and diffable while any JSON parser reads it as a whole.
@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn json_report_is_one_document_with_every_drift_record() {
         let report = parse(&render_all(Format::Json));
-        assert_eq!(report["schema"], "recon.check/v1");
+        assert_eq!(report["schema"], "recon.check/v2");
         assert_eq!(report["verdict"], "drift");
         assert_eq!(report["failing"], 5);
         assert_eq!(report["summary"]["source_rows"], 1_000_000);
@@ -244,7 +244,7 @@ mod tests {
         }
         let summary = &lines[3];
         assert_eq!(summary["type"], "summary");
-        assert_eq!(summary["data"]["schema"], "recon.check/v1");
+        assert_eq!(summary["data"]["schema"], "recon.check/v2");
         assert_eq!(summary["data"]["truncated"], true);
         assert_eq!(summary["data"]["listed"], 3);
         assert_eq!(summary["data"]["summary"]["pending"], 1);

@@ -98,10 +98,15 @@ impl ReportWriter for JunitWriter {
             ("mismatched".into(), summary.mismatched.to_string()),
             ("duplicate".into(), summary.duplicate.to_string()),
             ("pending".into(), summary.pending.to_string()),
+        ];
+        if summary.unkeyed > 0 {
+            properties.push(("unkeyed".into(), summary.unkeyed.to_string()));
+        }
+        properties.extend([
             ("listed".into(), listing.listed.to_string()),
             ("truncated".into(), listing.truncated().to_string()),
             ("tool_version".into(), run.tool_version.into()),
-        ];
+        ]);
         properties.extend(
             fields
                 .iter()
@@ -152,6 +157,7 @@ impl ReportWriter for JunitWriter {
 fn testcase(record: &DriftIn) -> String {
     let key = match Key::from_json(&record.key) {
         Some(key) => key.to_string(),
+        None if record.kind == DriftKind::Unkeyed => format!("_id {}", record.ids.join(", ")),
         None => record.key.to_string(),
     };
     let kind = record.kind.as_str();
@@ -170,6 +176,10 @@ fn testcase(record: &DriftIn) -> String {
             record.ids.join(", ")
         ),
         (DriftKind::Mismatched, _) => format!("{} field(s) differ", record.diffs.len()),
+        (DriftKind::Unkeyed, _) => format!(
+            "in the read model without a usable key (ids: {}): no row can match it",
+            record.ids.join(", ")
+        ),
         (DriftKind::Pending, cause) => format!(
             "pending: {} within the grace period",
             cause.map_or("drift", DriftKind::as_str)

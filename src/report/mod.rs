@@ -33,7 +33,11 @@ use crate::model::{Drift, Summary};
 pub use atomic::{AtomicFile, AtomicFileHandle};
 
 /// The JSON report contract's identifier; see `docs/report-schema.md`.
-pub const SCHEMA: &str = "recon.check/v1";
+pub const SCHEMA: &str = "recon.check/v2";
+
+/// Schemas whose reports recon still reads (`repair --from-report`, `report merge`): v2 only added the
+/// `unkeyed` kind, its `null` key and the `summary.unkeyed` count.
+pub const READABLE_SCHEMAS: [&str; 2] = ["recon.check/v1", SCHEMA];
 
 /// Default number of drifted keys shown by the table and markdown formats.
 pub const DEFAULT_SAMPLE: usize = 10;
@@ -42,7 +46,7 @@ pub const DEFAULT_SAMPLE: usize = 10;
 pub enum Format {
     /// Summary, per-field counts and a sample of drifted keys, for a terminal.
     Table,
-    /// One `recon.check/v1` JSON document.
+    /// One `recon.check/v2` JSON document.
     Json,
     /// One JSON object per line: each drifted key as it is found, then the summary.
     Ndjson,

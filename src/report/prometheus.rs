@@ -41,19 +41,21 @@ impl ReportWriter for PrometheusWriter {
 
         gauge(
             "recon_check_keys",
-            "Drifted keys found by the last recon check, by kind (pending: within the grace period, not failing).",
+            "Drifted keys found by the last recon check, by kind (pending: within the grace period, not failing; \
+             unkeyed: read-model documents without a usable key).",
             &[
                 ("missing", summary.missing),
                 ("orphaned", summary.orphaned),
                 ("mismatched", summary.mismatched),
                 ("duplicate", summary.duplicate),
                 ("pending", summary.pending),
+                ("unkeyed", summary.unkeyed),
             ]
             .map(|(kind, count)| (format!("{{kind=\"{kind}\"}}"), count.to_string())),
         );
         gauge(
             "recon_check_failing_keys",
-            "Keys that fail the last recon check (missing + orphaned + mismatched + duplicate).",
+            "Keys that fail the last recon check (missing + orphaned + mismatched + duplicate + unkeyed).",
             &plain(summary.failing().to_string()),
         );
         gauge(

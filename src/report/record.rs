@@ -1,4 +1,4 @@
-//! The `recon.check/v1` JSON shapes shared by json, ndjson and the spool: a drift record, the summary
+//! The `recon.check/v2` JSON shapes shared by json, ndjson and the spool: a drift record, the summary
 //! header and the run object.
 
 use std::collections::BTreeMap;
@@ -33,7 +33,7 @@ struct DiffOut<'a> {
 impl<'a> DriftOut<'a> {
     pub(super) fn new(drift: &'a Drift) -> Self {
         DriftOut {
-            key: drift.key.to_json(),
+            key: drift.key_json(),
             kind: drift.kind,
             cause: drift.cause,
             ids: &drift.ids,

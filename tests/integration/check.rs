@@ -33,7 +33,7 @@ async fn a_read_model_in_sync_exits_0() {
     .await;
     let (code, report, stderr) = f.check_json(&[]).await;
     assert_eq!(code, 0, "{report}\n{stderr}");
-    assert_eq!(report["schema"], "recon.check/v1");
+    assert_eq!(report["schema"], "recon.check/v2");
     assert_eq!(report["summary"]["source_rows"], 4);
     assert_eq!(report["summary"]["target_docs"], 4);
     assert_eq!(report["summary"]["matched"], 4);
@@ -294,6 +294,12 @@ async fn bad_input_gives_a_clear_error_and_exit_2() {
     let (code, _, stderr) = f.check_async(&["--quiet"]).await;
     assert_eq!(code, 2);
     assert!(stderr.contains("sort keys differently"), "{stderr}");
+    // The read model's own type, not recon's key kind ("text" is a different Elasticsearch type).
+    assert!(stderr.contains("is mapped as keyword"), "{stderr}");
+    assert!(
+        stderr.contains("is an integer key") && !stderr.contains("an text"),
+        "{stderr}"
+    );
 
     f.config("absent", ORDERS_QUERY, "orderId", "");
     let (code, _, stderr) = f.check_async(&["--quiet"]).await;
@@ -446,4 +452,203 @@ async fn a_closed_stderr_does_not_crash_a_run() {
     assert_eq!(out.status.code(), Some(1), "exit code (101 is a panic)");
     let report: Value = serde_json::from_slice(&out.stdout).expect("a whole report on stdout");
     assert_eq!(report["verdict"], "drift", "{report}");
+}
+
+/// `recon check --format ndjson | head -0`: the report cannot be delivered, so the run must not pass a
+/// gate under `set -o pipefail` (it used to exit 0), and it says nothing on stderr about the pipe.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stdout_exits_141_not_0() {
+    let f = drifted().await;
+    let dir = f.dir.path().to_path_buf();
+    let (code, stderr) = tokio::task::spawn_blocking(move || {
+        let mut child = crate::support::cli_command()
+            .current_dir(dir)
+            .args(["check", "--format", "ndjson", "--quiet"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("recon runs");
+        // The reader is gone before recon writes its first line.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(141), "{stderr}");
+    assert_eq!(stderr, "");
+}
+
+/// A document whose key field is absent, `null` or `[]` used to be invisible (every scan filtered on
+/// `exists`), so a read model with such documents passed as in sync. Each is `unkeyed` drift now, named
+/// by its `_id`, counted in `target_docs`, and failing the run. A key of the wrong JSON type or an array
+/// is keyed by what the index made of it (Elasticsearch coerces `"4"` in a long field to 4 and sorts an
+/// array by its smallest value), and the document mismatches at the key field.
+#[tokio::test(flavor = "multi_thread")]
+async fn documents_without_a_usable_key_are_unkeyed_drift() {
+    let f = Fixture::orders("orders", "long").await;
+    seed_orders(&f).await;
+    let in_sync = |id: i64| {
+        let rows = [
+            (
+                "Ada",
+                "100",
+                "2024-03-01T10:00:00Z",
+                json!([{"sku":"A","name":"Pen","price":50},{"sku":"B","name":"Ink","price":50}]),
+            ),
+            (
+                "Zoë",
+                "12.5",
+                "2024-03-02T11:30:00Z",
+                json!([{"sku":"C","name":"Pad","price":12.5}]),
+            ),
+            ("José", "7", "2024-03-03T00:00:00Z", json!([])),
+            ("Mia", "1", "2024-03-04T00:00:00Z", json!([])),
+        ];
+        let (name, total, date, products) = rows[id as usize - 1].clone();
+        order_doc(id, name, total, date, products)
+    };
+    f.index_docs("orders", &[in_sync(1), in_sync(2), in_sync(3), in_sync(4)])
+        .await;
+    let (code, report, stderr) = f.check_json(&[]).await;
+    assert_eq!(
+        (code, report["summary"]["unkeyed"].clone()),
+        (0, json!(0)),
+        "{report}\n{stderr}"
+    );
+
+    let mut no_key = in_sync(1).1;
+    no_key.as_object_mut().unwrap().remove("orderId");
+    let mut null_key = in_sync(1).1;
+    null_key["orderId"] = Value::Null;
+    let mut empty_key = in_sync(1).1;
+    empty_key["orderId"] = json!([]);
+    let mut text_key = in_sync(4);
+    text_key.1["orderId"] = json!("4");
+    let mut array_key = in_sync(3);
+    array_key.1["orderId"] = json!([3, 99]);
+    f.index_docs(
+        "orders",
+        &[
+            ("no-key".into(), no_key),
+            ("null-key".into(), null_key),
+            ("empty-key".into(), empty_key),
+            text_key,
+            array_key,
+        ],
+    )
+    .await;
+    let (code, report, stderr) = f.check_json(&[]).await;
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    let summary = &report["summary"];
+    assert_eq!(summary["unkeyed"], 3, "{report}");
+    assert_eq!(
+        summary["target_docs"], 7,
+        "every document in the index is counted: {report}"
+    );
+    assert_eq!(summary["mismatched"], 2, "{report}");
+    assert_eq!(report["failing"], 5, "{report}");
+    let drift = report["drift"].as_array().unwrap();
+    let mut unkeyed: Vec<&str> = drift
+        .iter()
+        .filter(|d| d["kind"] == "unkeyed")
+        .map(|d| {
+            assert!(d["key"].is_null(), "{d}");
+            d["ids"][0].as_str().unwrap()
+        })
+        .collect();
+    unkeyed.sort();
+    assert_eq!(unkeyed, ["empty-key", "no-key", "null-key"]);
+    let mismatched: Vec<(Value, Value)> = drift
+        .iter()
+        .filter(|d| d["kind"] == "mismatched")
+        .map(|d| (d["key"].clone(), d["diffs"][0]["path"].clone()))
+        .collect();
+    assert_eq!(
+        mismatched,
+        [(json!(3), json!("orderId")), (json!(4), json!("orderId"))],
+        "{report}"
+    );
+
+    // --allow counts unkeyed documents like any failing key; the human formats name them by _id.
+    let (code, _, stderr) = f.check_json(&["--allow", "5"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let (code, table, stderr) = f.check_async(&["--format", "table", "--quiet"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        table.contains("(no key) _id no-key") && table.contains("unkeyed"),
+        "{table}"
+    );
+}
+
+/// The documents without a key are read on their own, in pages, on both flavors: `_shard_doc` order
+/// under a PIT on Elasticsearch, `_id` order on OpenSearch (no `_shard_doc` before 3.3). Every one
+/// comes exactly once across several shards and pages, and no keyed document comes at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn documents_without_a_key_are_listed_once_on_both_flavors() {
+    use elasticsearch::http::Method;
+    use futures::TryStreamExt;
+    use recon::emulator::{EmulatorConfig, Flavor};
+    use recon::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, RetryPolicy};
+    for flavor in [Flavor::Elasticsearch, Flavor::OpenSearch] {
+        let (emu, es) = crate::emulator_api::start_with(EmulatorConfig {
+            flavor,
+            ..Default::default()
+        })
+        .await;
+        crate::emulator_api::call(
+            &es,
+            Method::Put,
+            "/orders",
+            &[],
+            Some(json!({"settings": {"number_of_shards": 3},
+                        "mappings": {"properties": {"orderId": {"type": "long"}}}})),
+        )
+        .await;
+        let mut expected = Vec::new();
+        for i in 0..7 {
+            let id = format!("keyless-{i}");
+            let doc = match i % 3 {
+                0 => json!({"name": "no key"}),
+                1 => json!({"orderId": null}),
+                _ => json!({"orderId": []}),
+            };
+            crate::emulator_api::call(&es, Method::Put, &format!("/orders/_doc/{id}"), &[], Some(doc)).await;
+            expected.push(id);
+        }
+        for key in 1..=5 {
+            let path = format!("/orders/_doc/{key}");
+            crate::emulator_api::call(&es, Method::Put, &path, &[], Some(json!({"orderId": key}))).await;
+        }
+        crate::emulator_api::call(&es, Method::Post, "/orders/_refresh", &[], None).await;
+        let source = ElasticsearchSource::connect(ElasticsearchSettings {
+            connect: ConnectSettings {
+                url: emu.url(),
+                username: None,
+                password: None,
+                api_key: None,
+                ca_cert: None,
+                insecure: false,
+                timeout: std::time::Duration::from_secs(30),
+                retry: RetryPolicy::default(),
+            },
+            index: "orders".into(),
+            key_field: "orderId".into(),
+            page_size: 2,
+            keep_alive: "1m".into(),
+            source_includes: None,
+            source_excludes: Vec::new(),
+            prefetch_pages: 1,
+        })
+        .await
+        .unwrap();
+        let docs: Vec<_> = source.open_unkeyed_scan().await.unwrap().try_collect().await.unwrap();
+        let mut ids: Vec<String> = docs.iter().map(|d| d.meta.id.clone().unwrap()).collect();
+        ids.sort();
+        assert_eq!(ids, expected, "{flavor:?}");
+        assert!(
+            docs.iter().all(|d| d.meta.seq_no.is_some()),
+            "versions for a conditional delete"
+        );
+    }
 }

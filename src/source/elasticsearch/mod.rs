@@ -40,6 +40,8 @@ pub struct ElasticsearchSource {
     client: EsClient,
     settings: ElasticsearchSettings,
     key_kind: KeyKind,
+    /// The key field's mapping type as the index has it (`keyword`, `long`, …), for messages.
+    key_mapping: String,
 }
 
 impl ElasticsearchSource {
@@ -60,16 +62,22 @@ impl ElasticsearchSource {
         if mapping.status >= 400 {
             return Err(client::api_error(Method::Get, "/_mapping", mapping.status, mapping.body).into());
         }
-        let key_kind = key_kind_in_mappings(&mapping.body, &settings.key_field)?;
+        let (key_kind, key_mapping) = key_kind_in_mappings(&mapping.body, &settings.key_field)?;
         Ok(ElasticsearchSource {
             client,
             settings,
             key_kind,
+            key_mapping,
         })
     }
 
     pub fn key_kind(&self) -> KeyKind {
         self.key_kind
+    }
+
+    /// The key field's mapping type (`keyword`, `long`, …).
+    pub fn key_mapping(&self) -> &str {
+        &self.key_mapping
     }
 
     pub fn flavor(&self) -> Flavor {
@@ -172,6 +180,7 @@ impl ElasticsearchSource {
                 None => (self.open_pit().await?, true, now_ms()),
             };
             let pager = Pager {
+                unkeyed: false,
                 owns_pit,
                 client: self.client.clone(),
                 pit: pit_id,
@@ -183,22 +192,39 @@ impl ElasticsearchSource {
                 key_kind: self.key_kind,
                 key_field: self.settings.key_field.clone(),
             };
-            let (tx, rx) = mpsc::channel(self.settings.prefetch_pages.max(1));
-            tokio::spawn(pager.run(tx));
-            let docs: DocStream =
-                futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|page| (page, rx)) })
-                    .flat_map(|page: anyhow::Result<Vec<KeyedDoc>>| {
-                        futures::stream::iter(match page {
-                            Ok(docs) => docs.into_iter().map(Ok).collect::<Vec<_>>(),
-                            Err(e) => vec![Err(e)],
-                        })
-                    })
-                    .boxed();
             Ok(Scan {
-                docs,
+                docs: pager.spawn(self.settings.prefetch_pages),
                 estimate,
                 snapshot_ms,
             })
+        }
+        .boxed()
+    }
+
+    /// The documents whose key field is absent, `null` or `[]` (or held a value the index could not
+    /// take as a key, with `ignore_malformed`). The key-ordered scan cannot see them — it sorts on the
+    /// key and filters on `exists` — so they are read on their own, in a point in time of their own,
+    /// sorted by `_shard_doc` (`_id` on OpenSearch, which has no `_shard_doc` before 3.3). Each comes
+    /// with an empty placeholder key: only its `_id` and version name it.
+    pub fn open_unkeyed_scan(&self) -> BoxFuture<'_, anyhow::Result<DocStream>> {
+        async move {
+            let pager = Pager {
+                unkeyed: true,
+                owns_pit: true,
+                client: self.client.clone(),
+                pit: self.open_pit().await?,
+                keep_alive: self.settings.keep_alive.clone(),
+                page_size: self.settings.page_size,
+                query: json!({"bool": {"must_not": [{"exists": {"field": &self.settings.key_field}}]}}),
+                sort: match self.client.flavor() {
+                    Flavor::Elasticsearch => json!([{"_shard_doc": {"order": "asc"}}]),
+                    Flavor::OpenSearch => json!([{"_id": {"order": "asc"}}]),
+                },
+                source: self.source_filter(),
+                key_kind: self.key_kind,
+                key_field: self.settings.key_field.clone(),
+            };
+            Ok(pager.spawn(self.settings.prefetch_pages))
         }
         .boxed()
     }
@@ -276,6 +302,8 @@ impl DocumentSource for ElasticsearchSource {
 
 /// Reads the pages of one scan on its own task, so the read model is read while the diff works.
 struct Pager {
+    /// Reading the documents without a key: they get a placeholder key instead of their sort value.
+    unkeyed: bool,
     /// A scan's own PIT is closed when it ends; a shared one by whoever opened it.
     owns_pit: bool,
     client: EsClient,
@@ -290,6 +318,20 @@ struct Pager {
 }
 
 impl Pager {
+    /// Reads on a task of its own, at most `prefetch` pages ahead of the consumer.
+    fn spawn(self, prefetch: usize) -> DocStream {
+        let (tx, rx) = mpsc::channel(prefetch.max(1));
+        tokio::spawn(self.run(tx));
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|page| (page, rx)) })
+            .flat_map(|page: anyhow::Result<Vec<KeyedDoc>>| {
+                futures::stream::iter(match page {
+                    Ok(docs) => docs.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(e)],
+                })
+            })
+            .boxed()
+    }
+
     async fn run(mut self, tx: mpsc::Sender<anyhow::Result<Vec<KeyedDoc>>>) {
         let mut search_after: Option<Value> = None;
         loop {
@@ -357,7 +399,10 @@ impl Pager {
                 primary_term: hit.primary_term,
                 updated_at_ms: None,
             };
-            let key = hit_key(hit.sort.first(), self.key_kind, &self.key_field, meta.id.as_deref())?;
+            let key = match self.unkeyed {
+                true => Key::Text(String::new()),
+                false => hit_key(hit.sort.first(), self.key_kind, &self.key_field, meta.id.as_deref())?,
+            };
             docs.push(KeyedDoc { key, doc, meta });
         }
         Ok((docs, last_sort))
@@ -443,10 +488,11 @@ fn hits_to_docs(answer: &mut Value, key_kind: KeyKind, key_field: &str) -> anyho
 }
 
 /// Finds the key field's type in every concrete index behind the name and checks it sorts like the
-/// write model's key: keyword for text keys, an integer type for integer keys.
-fn key_kind_in_mappings(mappings: &Value, key_field: &str) -> anyhow::Result<KeyKind> {
+/// write model's key: keyword for text keys, an integer type for integer keys. Returns the kind and
+/// the mapping type.
+fn key_kind_in_mappings(mappings: &Value, key_field: &str) -> anyhow::Result<(KeyKind, String)> {
     let indices = mappings.as_object().context("the _mapping answer is not an object")?;
-    let mut kind: Option<KeyKind> = None;
+    let mut kind: Option<(KeyKind, String)> = None;
     for (index, body) in indices {
         let mut node = &body["mappings"];
         let mut field_type = None;
@@ -481,10 +527,14 @@ fn key_kind_in_mappings(mappings: &Value, key_field: &str) -> anyhow::Result<Key
                 "key field [{key_field}] is not mapped in index [{index}]; check elasticsearch.key or the mapping"
             ),
         };
-        if kind.is_some_and(|k| k != this) {
-            bail!("key field [{key_field}] has different types in the indices behind [{index}]");
+        let mapped_as = field_type.unwrap_or_default().to_string();
+        if let Some((_, first)) = kind.as_ref().filter(|(k, _)| *k != this) {
+            bail!(
+                "key field [{key_field}] has different types in the indices behind the name: {first} elsewhere, \
+                 {mapped_as} in [{index}]"
+            );
         }
-        kind = Some(this);
+        kind = Some((this, mapped_as));
     }
     kind.context("the index has no mappings")
 }
@@ -508,14 +558,20 @@ mod tests {
     #[test]
     fn key_kind_follows_the_mapping() {
         let m = json!({"orders": {"mappings": {"properties": {"orderId": {"type": "long"}}}}});
-        assert_eq!(key_kind_in_mappings(&m, "orderId").unwrap(), KeyKind::Int);
+        assert_eq!(
+            key_kind_in_mappings(&m, "orderId").unwrap(),
+            (KeyKind::Int, "long".into())
+        );
         let m = json!({"orders": {"mappings": {"properties": {"sku": {"type": "keyword"}}}}});
-        assert_eq!(key_kind_in_mappings(&m, "sku").unwrap(), KeyKind::Text);
+        assert_eq!(
+            key_kind_in_mappings(&m, "sku").unwrap(),
+            (KeyKind::Text, "keyword".into())
+        );
         let m = json!({"orders": {"mappings": {"properties": {"sku": {"type": "text",
             "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}}}}});
         let e = key_kind_in_mappings(&m, "sku").unwrap_err().to_string();
         assert!(e.contains("mapped as text") && e.contains("sku.keyword"), "{e}");
-        assert_eq!(key_kind_in_mappings(&m, "sku.keyword").unwrap(), KeyKind::Text);
+        assert_eq!(key_kind_in_mappings(&m, "sku.keyword").unwrap().0, KeyKind::Text);
         let e = key_kind_in_mappings(&m, "nope").unwrap_err().to_string();
         assert!(e.contains("not mapped"), "{e}");
     }
