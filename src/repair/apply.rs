@@ -380,17 +380,19 @@ impl Repairer<'_> {
         let mut intents = Vec::new();
         let mut skipped = Vec::new();
         for a in part {
-            let Some(key) = a.key() else {
+            // A document without a key (`unkeyed`) has no row to look for: only its version decides.
+            let key = a.key();
+            if key.is_none() && a.drift != DriftKind::Unkeyed {
                 skipped.push(OutcomeRecord::skipped(
                     a.seq,
                     format!("not a key: {}", a.key),
                     "invalid",
                 ));
                 continue;
-            };
+            }
             let row = match &a.verified {
                 Some(v) => v.row.as_ref(),
-                None => rows.get(&key),
+                None => key.as_ref().and_then(|k| rows.get(k)),
             };
             let before = a
                 .before

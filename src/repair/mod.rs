@@ -173,8 +173,8 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     match &options.keys {
         KeySource::Plan(path) => read_plan(path, &mut spool)?,
         KeySource::Check => {
-            let keys = match drifted_keys(settings, options).await? {
-                Some(keys) => keys,
+            let (keys, unkeyed) = match drifted_keys(settings, options).await? {
+                Some(found) => found,
                 None => {
                     crate::note!("recon: interrupted; nothing was written");
                     return Ok(Outcome::Interrupted);
@@ -182,11 +182,17 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
             };
             // The check hands drift over in key order, each key once. It reports its own time.
             clock = std::time::Instant::now();
-            plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?
+            plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?;
+            if unkeyed {
+                plan_unkeyed(&conn, &mut spool).await?;
+            }
         }
         KeySource::Report(path) => {
-            let keys = report_keys(path)?;
+            let (keys, unkeyed) = report_keys(path)?;
             plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?;
+            if unkeyed {
+                plan_unkeyed(&conn, &mut spool).await?;
+            }
         }
         KeySource::Keys(texts) => {
             let keys = KeyFile::sort(parse_keys(texts, conn.write_model.key_kind())?.into_iter().map(Ok))?;
@@ -340,6 +346,18 @@ async fn finish(
             clock.elapsed().as_secs_f64()
         );
     }
+    // Documents without a key are named by no key: list them again, as the check does.
+    let unkeyed_left = if planned.keys().any(|(drift, _)| *drift == DriftKind::Unkeyed) {
+        let mut docs = conn.read_model.open_unkeyed_scan().await?;
+        let mut left = 0u64;
+        while let Some(doc) = docs.next().await {
+            doc.context("cannot read the read model's documents without a key")?;
+            left += 1;
+        }
+        left
+    } else {
+        0
+    };
     let mut report = RunReport {
         planned,
         tally,
@@ -352,6 +370,9 @@ async fn finish(
             *report.remaining.entry(drift).or_insert(0) += 1;
             report.remaining_keys.push((key.to_json(), drift));
         }
+    }
+    if unkeyed_left > 0 {
+        report.remaining.insert(DriftKind::Unkeyed, unkeyed_left);
     }
     print_summary(options, &report)?;
     let clean = report.remaining.is_empty() && report.tally.failed == 0 && report.tally.conflict == 0;
@@ -528,15 +549,18 @@ fn pending_since(settings: &Settings, grace: Option<Duration>) -> anyhow::Result
     Ok(Some(chrono::Utc::now().timestamp_millis() - grace.as_millis() as i64))
 }
 
-/// A full check's drifted keys (pending drift left out), parked on disk in key order; None when
-/// interrupted.
-async fn drifted_keys(settings: &Settings, options: &RepairOptions) -> anyhow::Result<Option<KeySpool>> {
+/// A full check's drifted keys (pending drift left out), parked on disk in key order, and whether it
+/// found documents without a key; None when interrupted.
+async fn drifted_keys(settings: &Settings, options: &RepairOptions) -> anyhow::Result<Option<(KeySpool, bool)>> {
     let sides = connect_sides(settings).await?;
     let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
     let scope = ScanScope::serial(KeyRange::all(), options.grace, options.progress);
     let mut keys = KeySpool::new().context("cannot create a temporary file for the drifted keys")?;
+    let mut unkeyed = false;
     let scanned = scan(&sides, comparator, &scope, |drift| {
-        if drift.kind != DriftKind::Pending {
+        if drift.kind == DriftKind::Unkeyed {
+            unkeyed = true;
+        } else if drift.kind != DriftKind::Pending {
             keys.push(&drift.key)
                 .context("cannot park a drifted key in a temporary file")?;
         }
@@ -553,7 +577,24 @@ async fn drifted_keys(settings: &Settings, options: &RepairOptions) -> anyhow::R
         keys.len(),
         scanned.duration.as_secs_f64()
     );
-    Ok(Some(keys))
+    Ok(Some((keys, unkeyed)))
+}
+
+/// Plans a conditional delete of every read-model document without a key, as the read model has it
+/// now (a report's list may be stale). Like an orphan's, the delete holds only if the document has
+/// not changed since this read.
+async fn plan_unkeyed(conn: &Connected, spool: &mut PlanSpool) -> anyhow::Result<()> {
+    let mut docs = conn.read_model.open_unkeyed_scan().await?;
+    let mut seq = spool.len();
+    while let Some(doc) = docs.next().await {
+        let doc = doc.context("cannot read the read model's documents without a key")?;
+        seq += 1;
+        let action = plan::unkeyed_delete(&doc, seq);
+        spool
+            .push(&action)
+            .context("cannot write the plan to a temporary file")?;
+    }
+    Ok(())
 }
 
 /// Looks keys up on both sides a chunk at a time and plans each into `spool`.
@@ -631,7 +672,7 @@ async fn for_each_key(
 /// The keys of a `recon.check` report (v1 or v2), JSON or NDJSON. Pending drift is included: every key is
 /// re-verified, and a row still within `--grace` is left alone then. Read as a stream (one drift
 /// record at a time) and sorted on disk, so a report of any size fits.
-pub fn report_keys(path: &Path) -> anyhow::Result<KeyFile> {
+pub fn report_keys(path: &Path) -> anyhow::Result<(KeyFile, bool)> {
     let open = || {
         std::fs::File::open(path)
             .map(std::io::BufReader::new)
@@ -666,7 +707,7 @@ pub fn report_keys(path: &Path) -> anyhow::Result<KeyFile> {
     if head.truncated {
         crate::note!("recon: warning: the report was cut by --limit; only the keys it lists are repaired");
     }
-    sorter.finish()
+    Ok((sorter.finish()?, head.unkeyed > 0))
 }
 
 /// Reading reports for [`report_keys`] without holding their drift: only each record's key is
@@ -695,11 +736,14 @@ mod report_file {
     pub struct Head {
         pub schema: Option<String>,
         pub truncated: bool,
+        /// `unkeyed` records (v2): documents without a key, which no key names.
+        pub unkeyed: u64,
     }
 
     #[derive(Deserialize)]
     struct Record {
         key: Option<Value>,
+        kind: Option<String>,
     }
 
     #[derive(Deserialize)]
@@ -712,6 +756,7 @@ mod report_file {
     #[derive(Deserialize)]
     struct LineData {
         key: Option<Value>,
+        kind: Option<String>,
         schema: Option<String>,
         truncated: Option<bool>,
     }
@@ -731,6 +776,7 @@ mod report_file {
                 .with_context(|| format!("{}:{}: not a JSON report line", path.display(), n + 1))?;
             let Some(data) = line.data else { continue };
             match line.kind.as_deref() {
+                Some("drift") if data.kind.as_deref() == Some("unkeyed") => head.unkeyed += 1,
                 Some("drift") => {
                     let key = key_of(data.key)
                         .with_context(|| format!("{}:{}: drift without a key", path.display(), n + 1))?;
@@ -772,9 +818,11 @@ mod report_file {
                 match name.as_str() {
                     "schema" => head.schema = map.next_value()?,
                     "truncated" => head.truncated = map.next_value::<Option<bool>>()? == Some(true),
-                    "drift" => map.next_value_seed(DriftSeed {
-                        sorter: &mut *self.sorter,
-                    })?,
+                    "drift" => {
+                        head.unkeyed += map.next_value_seed(DriftSeed {
+                            sorter: &mut *self.sorter,
+                        })?
+                    }
                     _ => {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -788,30 +836,36 @@ mod report_file {
         sorter: &'a mut KeySorter,
     }
 
+    /// Sorts the records' keys; its value is the number of `unkeyed` records.
     impl<'de> DeserializeSeed<'de> for DriftSeed<'_> {
-        type Value = ();
+        type Value = u64;
 
-        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<u64, D::Error> {
             deserializer.deserialize_seq(self)
         }
     }
 
     impl<'de> Visitor<'de> for DriftSeed<'_> {
-        type Value = ();
+        type Value = u64;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("the drift array")
         }
 
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
             let mut n = 0;
+            let mut unkeyed = 0;
             while let Some(record) = seq.next_element::<Record>()? {
                 n += 1;
+                if record.kind.as_deref() == Some("unkeyed") {
+                    unkeyed += 1;
+                    continue;
+                }
                 let key = key_of(record.key)
                     .ok_or_else(|| serde::de::Error::custom(format!("drift record {n} has no key")))?;
                 self.sorter.push(key).map_err(serde::de::Error::custom)?;
             }
-            Ok(())
+            Ok(unkeyed)
         }
     }
 }
@@ -1030,7 +1084,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("report");
         std::fs::write(&path, text)?;
-        let keys = report_keys(&path)?;
+        let (keys, _) = report_keys(&path)?;
         Ok(keys.keys()?.map(Result::unwrap).collect())
     }
 

@@ -223,6 +223,26 @@ pub fn plan_key(key: &Key, expected: Option<&KeyedDoc>, actual: &[KeyedDoc], cx:
     plan
 }
 
+/// The conditional delete of a read-model document without a key (`unkeyed`): no row can ever match
+/// it, so it goes the way of an orphan, by `_id`, only if unchanged since it was read. Its key is
+/// `null`; its before-image is what an undo restores.
+pub fn unkeyed_delete(doc: &KeyedDoc, seq: u64) -> PlannedAction {
+    let index = doc.meta.index.clone().unwrap_or_default();
+    PlannedAction {
+        seq,
+        drift: DriftKind::Unkeyed,
+        action: WriteKind::Delete,
+        key: Value::Null,
+        before: BeforeImage::of(doc, &index),
+        index,
+        id: doc.meta.id.clone().unwrap_or_default(),
+        if_seq_no: doc.meta.seq_no,
+        if_primary_term: doc.meta.primary_term,
+        fields: None,
+        verified: Some(Verified { row: None }),
+    }
+}
+
 /// The top-level field of a diff path: `products[sku=A].price` → `products`.
 pub fn top_field(path: &str) -> &str {
     let end = path.find(['.', '[']).unwrap_or(path.len());

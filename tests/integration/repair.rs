@@ -676,3 +676,54 @@ fn help_texts_are_what_users_read() {
         insta::assert_snapshot!(format!("help_{sub}"), String::from_utf8_lossy(&out.stdout));
     }
 }
+
+/// Documents without a key are deleted like orphans (conditionally, by `_id`), whether repair runs its
+/// own check or reads a report, and `undo` puts them back.
+#[tokio::test(flavor = "multi_thread")]
+async fn documents_without_a_key_are_deleted_and_undone() {
+    let f = drifted().await;
+    f.index_docs(
+        "orders",
+        &[
+            ("no-key".into(), json!({"customerName": "Nobody"})),
+            ("null-key".into(), json!({"orderId": null, "customerName": "Null"})),
+        ],
+    )
+    .await;
+    let r = repair(&f, &[]).await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("unkeyed     delete  2"), "{}", r.stdout);
+    assert!(get(&f, "no-key").await.is_some(), "a dry run writes nothing");
+
+    let report = path_in(&f, "report.json");
+    let (code, _, stderr) = f
+        .check_async(&["--quiet", "--format", "json", "--output", report.to_str().unwrap()])
+        .await;
+    assert_eq!(code, 1, "{stderr}");
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(
+        &f,
+        &[
+            "--from-report",
+            report.to_str().unwrap(),
+            "--apply",
+            "--yes",
+            "--format",
+            "json",
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["remaining"], json!({}), "{}", r.stdout);
+    assert!(get(&f, "no-key").await.is_none() && get(&f, "null-key").await.is_none());
+    let (code, report, _) = f.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}");
+
+    let r = run(&f, "undo", &[audit.to_str().unwrap(), "--apply", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(get(&f, "no-key").await.unwrap().0, json!({"customerName": "Nobody"}));
+    let (code, report, _) = f.check_json(&[]).await;
+    assert_eq!((code, report["summary"]["unkeyed"].clone()), (1, json!(2)), "{report}");
+}
