@@ -914,6 +914,27 @@ async fn scroll_pages_and_clears() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn routing_errors_quote_the_whole_uri() {
+    let (_emu, es) = start().await;
+    let (status, r) = call(&es, Method::Get, "/x/_nope", &[("pretty", "true")], None).await;
+    assert_eq!(
+        (status, r),
+        (
+            400,
+            json!({"error": "no handler found for uri [/x/_nope?pretty=true] and method [GET]", "status": 400})
+        )
+    );
+    let (status, r) = call(&es, Method::Put, "/_count", &[("pretty", "true")], None).await;
+    assert_eq!(
+        (status, r),
+        (
+            405,
+            json!({"error": "Incorrect HTTP method for uri [/_count?pretty=true] and method [PUT], allowed: [GET, POST]", "status": 405})
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn aliases_switch_atomically() {
     let (_emu, es) = start().await;
     create(&es, "v1", json!({"aliases": {"live": {}}})).await;
