@@ -1657,6 +1657,11 @@ pub fn open_pit(sh: &Shared, req: &Req, index: &str) -> Result<Reply, EsError> {
     }))
 }
 
+/// The search contexts a point in time or scroll holds: one per shard of every index it spans.
+fn context_count(targets: &[Target]) -> u32 {
+    targets.iter().map(|t| t.num_shards).sum()
+}
+
 fn ids_from(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::String(s)) => s.split(',').map(String::from).collect(),
@@ -1675,11 +1680,12 @@ pub fn close_pit(sh: &Shared, req: &Req, all: bool) -> Result<Reply, EsError> {
                 .get("id")
                 .and_then(Value::as_str)
                 .ok_or_else(|| EsError::validation(&["no pit id specified".into()]))?;
-            let freed = c.pits.remove(id).is_some();
-            Ok(Reply::json(
-                if freed { 200 } else { 404 },
-                &json!({"succeeded": true, "num_freed": freed as u32}),
-            ))
+            // One search context per shard is freed; `succeeded` says every context the id names
+            // was (ClosePointInTimeResponse), so an unknown or closed id is a 404 that did not succeed.
+            Ok(match c.pits.remove(id) {
+                Some(pit) => Reply::ok(json!({"succeeded": true, "num_freed": context_count(&pit.targets)})),
+                None => Reply::json(404, &json!({"succeeded": false, "num_freed": 0})),
+            })
         }
         Flavor::OpenSearch => {
             let ids: Vec<String> = if all {
@@ -1783,17 +1789,15 @@ pub fn clear_scroll(sh: &Shared, req: &Req, path_id: Option<&str>) -> Result<Rep
     }
     let mut c = lock(sh);
     sweep_expired(&mut c);
-    let mut freed = 0;
-    if ids.iter().any(|i| i == "_all") {
-        freed = c.scrolls.len();
-        c.scrolls.clear();
+    // Freed contexts are counted per shard, as for a point in time.
+    let freed: u32 = if ids.iter().any(|i| i == "_all") {
+        c.scrolls.drain().map(|(_, s)| context_count(&s.targets)).sum()
     } else {
-        for id in &ids {
-            if c.scrolls.remove(id).is_some() {
-                freed += 1;
-            }
-        }
-    }
+        ids.iter()
+            .filter_map(|id| c.scrolls.remove(id))
+            .map(|s| context_count(&s.targets))
+            .sum()
+    };
     let status = if freed == 0 && !ids.is_empty() { 404 } else { 200 };
     Ok(Reply::json(status, &json!({"succeeded": true, "num_freed": freed})))
 }

@@ -836,7 +836,7 @@ async fn point_in_time_is_a_frozen_snapshot() {
     let (status, closed) = call(&es, Method::Delete, "/_pit", &[], Some(json!({"id": id}))).await;
     assert_eq!((status, closed), (200, json!({"succeeded": true, "num_freed": 1})));
     let (status, closed) = call(&es, Method::Delete, "/_pit", &[], Some(json!({"id": id}))).await;
-    assert_eq!((status, closed), (404, json!({"succeeded": true, "num_freed": 0})));
+    assert_eq!((status, closed), (404, json!({"succeeded": false, "num_freed": 0})));
     let (status, r) = page(json!({"pit": {"id": id}})).await;
     assert_eq!(status, 404);
     assert_eq!(r["error"]["root_cause"][0]["type"], "search_context_missing_exception");
@@ -911,6 +911,49 @@ async fn scroll_pages_and_clears() {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_a_point_in_time_or_scroll_frees_one_context_per_shard() {
+    let (_emu, es) = start().await;
+    create(&es, "three", json!({"settings": {"number_of_shards": 3}})).await;
+    create(&es, "two", json!({"settings": {"number_of_shards": 2}})).await;
+    let close = |id: Value| {
+        let es = es.clone();
+        async move { call(&es, Method::Delete, "/_pit", &[], Some(json!({"id": id}))).await }
+    };
+    let (status, pit) = call(&es, Method::Post, "/three/_pit", &[("keep_alive", "1m")], None).await;
+    assert_eq!((status, &pit["_shards"]["total"]), (200, &json!(3)), "{pit}");
+    assert_eq!(
+        close(pit["id"].clone()).await,
+        (200, json!({"succeeded": true, "num_freed": 3}))
+    );
+    // Nothing is left to free, so not every context was freed: a 404 that did not succeed.
+    assert_eq!(
+        close(pit["id"].clone()).await,
+        (404, json!({"succeeded": false, "num_freed": 0}))
+    );
+    let (_, pit) = call(&es, Method::Post, "/three,two/_pit", &[("keep_alive", "1m")], None).await;
+    assert_eq!(
+        close(pit["id"].clone()).await,
+        (200, json!({"succeeded": true, "num_freed": 5}))
+    );
+
+    let (status, r) = call(
+        &es,
+        Method::Post,
+        "/three,two/_search",
+        &[("scroll", "1m")],
+        Some(json!({"size": 1})),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    let clear = json!({"scroll_id": [r["_scroll_id"]]});
+    let (status, cleared) = call(&es, Method::Delete, "/_search/scroll", &[], Some(clear.clone())).await;
+    assert_eq!((status, cleared), (200, json!({"succeeded": true, "num_freed": 5})));
+    // A scroll that is already cleared stays a success, with a 404.
+    let (status, cleared) = call(&es, Method::Delete, "/_search/scroll", &[], Some(clear)).await;
+    assert_eq!((status, cleared), (404, json!({"succeeded": true, "num_freed": 0})));
 }
 
 #[tokio::test(flavor = "multi_thread")]
