@@ -309,7 +309,8 @@ fn accessor(sf: &SortField, t: &Target, flavor: Flavor) -> Result<(Accessor, Opt
     match sf.field.as_str() {
         "_score" => return Ok((Accessor::Score, Some(SortType::Double))),
         "_doc" => return Ok((Accessor::Doc, Some(SortType::Long))),
-        "_shard_doc" => return Ok((Accessor::ShardDoc, Some(SortType::Long))),
+        // OpenSearch knows `_shard_doc` only from 3.3; the 2.x flavor looks it up as an (unmapped) field.
+        "_shard_doc" if flavor == Flavor::Elasticsearch => return Ok((Accessor::ShardDoc, Some(SortType::Long))),
         "_id" if flavor == Flavor::Elasticsearch => {
             return Err(EsError::bad_request(
                 "Fielddata access on the _id field is disallowed, you can re-enable it by updating the dynamic cluster setting: indices.id_field_data.enabled",
@@ -1266,7 +1267,7 @@ fn execute(
     if spec.search_after.is_some() && spec.from != 0 && spec.from != -1 {
         problems.push("[from] parameter must be set to 0 when [search_after] is used".into());
     }
-    if spec.pit.is_none() && spec.sorts.iter().any(|s| s.field == "_shard_doc") {
+    if flavor == Flavor::Elasticsearch && spec.pit.is_none() && spec.sorts.iter().any(|s| s.field == "_shard_doc") {
         problems.push("[_shard_doc] sort field cannot be used without [point in time]".into());
     }
     if !problems.is_empty() {

@@ -956,6 +956,59 @@ async fn closing_a_point_in_time_or_scroll_frees_one_context_per_shard() {
     assert_eq!((status, cleared), (404, json!({"succeeded": true, "num_freed": 0})));
 }
 
+/// An OpenSearch-flavored emulator with one document in `os` and a point in time over it.
+async fn opensearch_with_pit() -> (Emulator, Elasticsearch, String) {
+    let (emu, es) = start_with(EmulatorConfig {
+        flavor: Flavor::OpenSearch,
+        ..Default::default()
+    })
+    .await;
+    call(
+        &es,
+        Method::Put,
+        "/os/_doc/1",
+        &[("refresh", "true")],
+        Some(json!({"k": "a"})),
+    )
+    .await;
+    let (status, pit) = call(
+        &es,
+        Method::Post,
+        "/os/_search/point_in_time",
+        &[("keep_alive", "1m")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{pit}");
+    let id = pit["pit_id"].as_str().unwrap().to_string();
+    (emu, es, id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opensearch_2_has_no_shard_doc() {
+    let (_emu, es, id) = opensearch_with_pit().await;
+    let (_, info) = call(&es, Method::Get, "/", &[], None).await;
+    let version = info["version"]["number"].as_str().unwrap();
+    assert!(
+        version.starts_with("2."),
+        "the flavor emulates OpenSearch 2.x, not {version}"
+    );
+    // `_shard_doc` arrived in OpenSearch 3.3; 2.x takes it for a field that is not mapped.
+    for (path, body) in [
+        ("/_search", json!({"pit": {"id": id}, "sort": ["_shard_doc"]})),
+        ("/os/_search", json!({"sort": [{"_shard_doc": "asc"}]})),
+    ] {
+        let (status, r) = call(&es, Method::Post, path, &[], Some(body)).await;
+        assert_eq!(status, 400, "{r}");
+        assert_eq!(r["error"]["type"], "search_phase_execution_exception");
+        assert_eq!(r["error"]["root_cause"][0]["type"], "query_shard_exception");
+        assert_eq!(
+            r["error"]["root_cause"][0]["reason"],
+            "No mapping found for [_shard_doc] in order to sort on"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn routing_errors_quote_the_whole_uri() {
     let (_emu, es) = start().await;
