@@ -1010,6 +1010,26 @@ async fn opensearch_2_has_no_shard_doc() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn opensearch_counts_deleting_a_deleted_pit_as_success() {
+    let (_emu, es, id) = opensearch_with_pit().await;
+    // A context that is already gone counts as deleted: 200 and `successful: true`, both times.
+    for _ in 0..2 {
+        let (status, closed) = call(
+            &es,
+            Method::Delete,
+            "/_search/point_in_time",
+            &[],
+            Some(json!({"pit_id": [id]})),
+        )
+        .await;
+        assert_eq!(
+            (status, closed),
+            (200, json!({"pits": [{"pit_id": id, "successful": true}]}))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn routing_errors_quote_the_whole_uri() {
     let (_emu, es) = start().await;
     let (status, r) = call(&es, Method::Get, "/x/_nope", &[("pretty", "true")], None).await;
