@@ -20,6 +20,8 @@ pub const VERSION: &str = "8.19.0";
 pub struct Req {
     pub method: Method,
     pub path: String,
+    /// The path with its `?query`, as error messages quote it.
+    pub uri: String,
     pub segs: Vec<String>,
     pub params: HashMap<String, String>,
     pub body: Bytes,
@@ -55,9 +57,14 @@ impl Req {
             .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
+        let uri = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| path.clone(), |pq| pq.as_str().to_string());
         Req {
             method: parts.method.clone(),
             path,
+            uri,
             segs,
             params,
             body,
@@ -350,7 +357,7 @@ fn method_not_allowed(req: &Req, allowed: &[&str]) -> EsError {
         405,
         format!(
             "Incorrect HTTP method for uri [{}] and method [{}], allowed: [{}]",
-            req.path,
+            req.uri,
             req.method,
             allowed.join(", ")
         ),
@@ -566,7 +573,7 @@ fn route(sh: &Shared, req: &Req, faults: &RequestFaults) -> Result<Reply, EsErro
         },
         _ => Err(EsError::plain(
             400,
-            format!("no handler found for uri [{}] and method [{}]", req.path, req.method),
+            format!("no handler found for uri [{}] and method [{}]", req.uri, req.method),
         )),
     }
 }

@@ -309,7 +309,8 @@ fn accessor(sf: &SortField, t: &Target, flavor: Flavor) -> Result<(Accessor, Opt
     match sf.field.as_str() {
         "_score" => return Ok((Accessor::Score, Some(SortType::Double))),
         "_doc" => return Ok((Accessor::Doc, Some(SortType::Long))),
-        "_shard_doc" => return Ok((Accessor::ShardDoc, Some(SortType::Long))),
+        // OpenSearch knows `_shard_doc` only from 3.3; the 2.x flavor looks it up as an (unmapped) field.
+        "_shard_doc" if flavor == Flavor::Elasticsearch => return Ok((Accessor::ShardDoc, Some(SortType::Long))),
         "_id" if flavor == Flavor::Elasticsearch => {
             return Err(EsError::bad_request(
                 "Fielddata access on the _id field is disallowed, you can re-enable it by updating the dynamic cluster setting: indices.id_field_data.enabled",
@@ -1266,7 +1267,7 @@ fn execute(
     if spec.search_after.is_some() && spec.from != 0 && spec.from != -1 {
         problems.push("[from] parameter must be set to 0 when [search_after] is used".into());
     }
-    if spec.pit.is_none() && spec.sorts.iter().any(|s| s.field == "_shard_doc") {
+    if flavor == Flavor::Elasticsearch && spec.pit.is_none() && spec.sorts.iter().any(|s| s.field == "_shard_doc") {
         problems.push("[_shard_doc] sort field cannot be used without [point in time]".into());
     }
     if !problems.is_empty() {
@@ -1657,6 +1658,11 @@ pub fn open_pit(sh: &Shared, req: &Req, index: &str) -> Result<Reply, EsError> {
     }))
 }
 
+/// The search contexts a point in time or scroll holds: one per shard of every index it spans.
+fn context_count(targets: &[Target]) -> u32 {
+    targets.iter().map(|t| t.num_shards).sum()
+}
+
 fn ids_from(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::String(s)) => s.split(',').map(String::from).collect(),
@@ -1675,11 +1681,12 @@ pub fn close_pit(sh: &Shared, req: &Req, all: bool) -> Result<Reply, EsError> {
                 .get("id")
                 .and_then(Value::as_str)
                 .ok_or_else(|| EsError::validation(&["no pit id specified".into()]))?;
-            let freed = c.pits.remove(id).is_some();
-            Ok(Reply::json(
-                if freed { 200 } else { 404 },
-                &json!({"succeeded": true, "num_freed": freed as u32}),
-            ))
+            // One search context per shard is freed; `succeeded` says every context the id names
+            // was (ClosePointInTimeResponse), so an unknown or closed id is a 404 that did not succeed.
+            Ok(match c.pits.remove(id) {
+                Some(pit) => Reply::ok(json!({"succeeded": true, "num_freed": context_count(&pit.targets)})),
+                None => Reply::json(404, &json!({"succeeded": false, "num_freed": 0})),
+            })
         }
         Flavor::OpenSearch => {
             let ids: Vec<String> = if all {
@@ -1687,17 +1694,15 @@ pub fn close_pit(sh: &Shared, req: &Req, all: bool) -> Result<Reply, EsError> {
             } else {
                 ids_from(body.get("pit_id"))
             };
-            let mut pits = Vec::new();
-            let mut any_missing = false;
-            for id in ids {
-                let ok = c.pits.remove(&id).is_some();
-                any_missing |= !ok;
-                pits.push(json!({"pit_id": id, "successful": ok}));
-            }
-            Ok(Reply::json(
-                if any_missing && !all { 404 } else { 200 },
-                &json!({"pits": pits}),
-            ))
+            // OpenSearch counts a context that is already gone as freed, and always answers 200.
+            let pits: Vec<Value> = ids
+                .into_iter()
+                .map(|id| {
+                    c.pits.remove(&id);
+                    json!({"pit_id": id, "successful": true})
+                })
+                .collect();
+            Ok(Reply::ok(json!({"pits": pits})))
         }
     }
 }
@@ -1783,17 +1788,15 @@ pub fn clear_scroll(sh: &Shared, req: &Req, path_id: Option<&str>) -> Result<Rep
     }
     let mut c = lock(sh);
     sweep_expired(&mut c);
-    let mut freed = 0;
-    if ids.iter().any(|i| i == "_all") {
-        freed = c.scrolls.len();
-        c.scrolls.clear();
+    // Freed contexts are counted per shard, as for a point in time.
+    let freed: u32 = if ids.iter().any(|i| i == "_all") {
+        c.scrolls.drain().map(|(_, s)| context_count(&s.targets)).sum()
     } else {
-        for id in &ids {
-            if c.scrolls.remove(id).is_some() {
-                freed += 1;
-            }
-        }
-    }
+        ids.iter()
+            .filter_map(|id| c.scrolls.remove(id))
+            .map(|s| context_count(&s.targets))
+            .sum()
+    };
     let status = if freed == 0 && !ids.is_empty() { 404 } else { 200 };
     Ok(Reply::json(status, &json!({"succeeded": true, "num_freed": freed})))
 }

@@ -836,7 +836,7 @@ async fn point_in_time_is_a_frozen_snapshot() {
     let (status, closed) = call(&es, Method::Delete, "/_pit", &[], Some(json!({"id": id}))).await;
     assert_eq!((status, closed), (200, json!({"succeeded": true, "num_freed": 1})));
     let (status, closed) = call(&es, Method::Delete, "/_pit", &[], Some(json!({"id": id}))).await;
-    assert_eq!((status, closed), (404, json!({"succeeded": true, "num_freed": 0})));
+    assert_eq!((status, closed), (404, json!({"succeeded": false, "num_freed": 0})));
     let (status, r) = page(json!({"pit": {"id": id}})).await;
     assert_eq!(status, 404);
     assert_eq!(r["error"]["root_cause"][0]["type"], "search_context_missing_exception");
@@ -911,6 +911,143 @@ async fn scroll_pages_and_clears() {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_a_point_in_time_or_scroll_frees_one_context_per_shard() {
+    let (_emu, es) = start().await;
+    create(&es, "three", json!({"settings": {"number_of_shards": 3}})).await;
+    create(&es, "two", json!({"settings": {"number_of_shards": 2}})).await;
+    let close = |id: Value| {
+        let es = es.clone();
+        async move { call(&es, Method::Delete, "/_pit", &[], Some(json!({"id": id}))).await }
+    };
+    let (status, pit) = call(&es, Method::Post, "/three/_pit", &[("keep_alive", "1m")], None).await;
+    assert_eq!((status, &pit["_shards"]["total"]), (200, &json!(3)), "{pit}");
+    assert_eq!(
+        close(pit["id"].clone()).await,
+        (200, json!({"succeeded": true, "num_freed": 3}))
+    );
+    // Nothing is left to free, so not every context was freed: a 404 that did not succeed.
+    assert_eq!(
+        close(pit["id"].clone()).await,
+        (404, json!({"succeeded": false, "num_freed": 0}))
+    );
+    let (_, pit) = call(&es, Method::Post, "/three,two/_pit", &[("keep_alive", "1m")], None).await;
+    assert_eq!(
+        close(pit["id"].clone()).await,
+        (200, json!({"succeeded": true, "num_freed": 5}))
+    );
+
+    let (status, r) = call(
+        &es,
+        Method::Post,
+        "/three,two/_search",
+        &[("scroll", "1m")],
+        Some(json!({"size": 1})),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    let clear = json!({"scroll_id": [r["_scroll_id"]]});
+    let (status, cleared) = call(&es, Method::Delete, "/_search/scroll", &[], Some(clear.clone())).await;
+    assert_eq!((status, cleared), (200, json!({"succeeded": true, "num_freed": 5})));
+    // A scroll that is already cleared stays a success, with a 404.
+    let (status, cleared) = call(&es, Method::Delete, "/_search/scroll", &[], Some(clear)).await;
+    assert_eq!((status, cleared), (404, json!({"succeeded": true, "num_freed": 0})));
+}
+
+/// An OpenSearch-flavored emulator with one document in `os` and a point in time over it.
+async fn opensearch_with_pit() -> (Emulator, Elasticsearch, String) {
+    let (emu, es) = start_with(EmulatorConfig {
+        flavor: Flavor::OpenSearch,
+        ..Default::default()
+    })
+    .await;
+    call(
+        &es,
+        Method::Put,
+        "/os/_doc/1",
+        &[("refresh", "true")],
+        Some(json!({"k": "a"})),
+    )
+    .await;
+    let (status, pit) = call(
+        &es,
+        Method::Post,
+        "/os/_search/point_in_time",
+        &[("keep_alive", "1m")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{pit}");
+    let id = pit["pit_id"].as_str().unwrap().to_string();
+    (emu, es, id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opensearch_2_has_no_shard_doc() {
+    let (_emu, es, id) = opensearch_with_pit().await;
+    let (_, info) = call(&es, Method::Get, "/", &[], None).await;
+    let version = info["version"]["number"].as_str().unwrap();
+    assert!(
+        version.starts_with("2."),
+        "the flavor emulates OpenSearch 2.x, not {version}"
+    );
+    // `_shard_doc` arrived in OpenSearch 3.3; 2.x takes it for a field that is not mapped.
+    for (path, body) in [
+        ("/_search", json!({"pit": {"id": id}, "sort": ["_shard_doc"]})),
+        ("/os/_search", json!({"sort": [{"_shard_doc": "asc"}]})),
+    ] {
+        let (status, r) = call(&es, Method::Post, path, &[], Some(body)).await;
+        assert_eq!(status, 400, "{r}");
+        assert_eq!(r["error"]["type"], "search_phase_execution_exception");
+        assert_eq!(r["error"]["root_cause"][0]["type"], "query_shard_exception");
+        assert_eq!(
+            r["error"]["root_cause"][0]["reason"],
+            "No mapping found for [_shard_doc] in order to sort on"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opensearch_counts_deleting_a_deleted_pit_as_success() {
+    let (_emu, es, id) = opensearch_with_pit().await;
+    // A context that is already gone counts as deleted: 200 and `successful: true`, both times.
+    for _ in 0..2 {
+        let (status, closed) = call(
+            &es,
+            Method::Delete,
+            "/_search/point_in_time",
+            &[],
+            Some(json!({"pit_id": [id]})),
+        )
+        .await;
+        assert_eq!(
+            (status, closed),
+            (200, json!({"pits": [{"pit_id": id, "successful": true}]}))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routing_errors_quote_the_whole_uri() {
+    let (_emu, es) = start().await;
+    let (status, r) = call(&es, Method::Get, "/x/_nope", &[("pretty", "true")], None).await;
+    assert_eq!(
+        (status, r),
+        (
+            400,
+            json!({"error": "no handler found for uri [/x/_nope?pretty=true] and method [GET]", "status": 400})
+        )
+    );
+    let (status, r) = call(&es, Method::Put, "/_count", &[("pretty", "true")], None).await;
+    assert_eq!(
+        (status, r),
+        (
+            405,
+            json!({"error": "Incorrect HTTP method for uri [/_count?pretty=true] and method [PUT], allowed: [GET, POST]", "status": 405})
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
