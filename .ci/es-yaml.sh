@@ -13,7 +13,7 @@ if [[ ! -x "$runner" && ! -f "$runner" ]]; then
 fi
 
 cd "$root"
-cargo build --quiet --bin recon-es-emulator
+cargo build --quiet -p recon-es-emulator --bin recon-es-emulator
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/recon-es-emulator"
 
 out="$(mktemp)"

@@ -20,13 +20,13 @@ use elasticsearch::http::Method;
 use futures::TryStreamExt;
 use serde_json::json;
 
-use recon::emulator::{Emulator, EmulatorConfig};
 use recon::model::KeyedDoc;
 use recon::pgcluster::PgCluster;
 use recon::shop;
 use recon::source::elasticsearch::{ElasticsearchSettings, ElasticsearchSource, EsClient};
 use recon::source::postgres::{PostgresSettings, PostgresSource};
 use recon::source::{DocumentSource, KeyRange};
+use recon_es_emulator::{Emulator, EmulatorConfig};
 
 #[path = "support/mod.rs"]
 mod support;

@@ -9,7 +9,7 @@ use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::http::Method;
 use elasticsearch::Elasticsearch;
-use recon::emulator::{Emulator, EmulatorConfig};
+use recon_es_emulator::{Emulator, EmulatorConfig};
 use serde_json::{json, Value};
 
 const INDEX: &str = "bench-orders";

@@ -17,12 +17,12 @@ use elasticsearch::http::Method;
 use futures::TryStreamExt;
 use serde_json::json;
 
-use recon::emulator::{Emulator, EmulatorConfig};
 use recon::pgcluster::PgCluster;
 use recon::shop;
 use recon::source::elasticsearch::EsClient;
 use recon::source::postgres::{PostgresSettings, PostgresSource};
 use recon::source::{DocumentSource, KeyRange};
+use recon_es_emulator::{Emulator, EmulatorConfig};
 
 #[path = "support/mod.rs"]
 mod support;

@@ -3,8 +3,8 @@
 //! diffs them field by field and reports drift.
 //!
 //! Layout follows the data flow: [`source`] reads, [`diff`] compares (pure, no I/O), [`report`]
-//! presents, [`commands`] wires a subcommand together. [`emulator`] is test infrastructure: an
-//! Elasticsearch-API emulator used by the tests and by `recon demo`.
+//! presents, [`commands`] wires a subcommand together. The Elasticsearch-API emulator used by the tests
+//! and by `recon demo` is a crate of its own, `recon-es-emulator` (crates/recon-es-emulator).
 
 /// `eprintln!` that never panics: stderr is for progress and logs, and a closed one (`recon check 2>&1
 /// | head`) must not turn a run into a crash. What cannot be written is dropped.
@@ -20,7 +20,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diff;
-pub mod emulator;
 pub mod model;
 pub mod pgcluster;
 pub mod progress;

@@ -12,7 +12,6 @@ use super::check::{run_check, CheckOptions};
 use super::Outcome;
 use crate::cli::DemoArgs;
 use crate::config::{parse_file, Overrides, Settings};
-use crate::emulator::{Emulator, EmulatorConfig};
 use crate::model::{Key, KeyedDoc, Summary};
 use crate::pgcluster::PgCluster;
 use crate::progress::ProgressMode;
@@ -21,6 +20,7 @@ use crate::shop;
 use crate::source::elasticsearch::{ConnectSettings, EsClient};
 use crate::source::postgres::{PostgresSettings, PostgresSource};
 use crate::source::{DocumentSource, KeyRange};
+use recon_es_emulator::{Emulator, EmulatorConfig};
 
 /// The alias the demo's read model is served under, and its one index.
 const ALIAS: &str = "orders";

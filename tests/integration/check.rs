@@ -588,8 +588,8 @@ async fn documents_without_a_usable_key_are_unkeyed_drift() {
 async fn documents_without_a_key_are_listed_once_on_both_flavors() {
     use elasticsearch::http::Method;
     use futures::TryStreamExt;
-    use recon::emulator::{EmulatorConfig, Flavor};
     use recon::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, RetryPolicy};
+    use recon_es_emulator::{EmulatorConfig, Flavor};
     for flavor in [Flavor::Elasticsearch, Flavor::OpenSearch] {
         let (emu, es) = crate::emulator_api::start_with(EmulatorConfig {
             flavor,

@@ -7,7 +7,7 @@ use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder}
 use elasticsearch::http::Method;
 use elasticsearch::params::Refresh;
 use elasticsearch::{BulkOperation, BulkParts, Elasticsearch, IndexParts, OpenPointInTimeParts, SearchParts};
-use recon::emulator::{Emulator, EmulatorConfig, Flavor};
+use recon_es_emulator::{Emulator, EmulatorConfig, Flavor};
 use serde_json::{json, Value};
 
 pub async fn start_with(config: EmulatorConfig) -> (Emulator, Elasticsearch) {
@@ -1170,56 +1170,6 @@ async fn several_emulators_are_independent() {
     assert_eq!(call(&es_b, Method::Head, "/only-a", &[], None).await.0, 404);
     b.shutdown().await;
     assert_eq!(call(&es_a, Method::Get, "/", &[], None).await.0, 200);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_binary_prints_its_address_first_and_serves() {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_recon-es-emulator"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--flavor",
-            "opensearch",
-            "--faults",
-            "reject_every=1,only=search",
-            "--seed",
-            "7",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("the emulator binary starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let first = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .unwrap()
-    .expect("reads the first line");
-    let url = first.trim().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url.parse().unwrap()))
-        .disable_proxy()
-        .build()
-        .unwrap();
-    let es = Elasticsearch::new(transport);
-    let (status, info) = call(&es, Method::Get, "/", &[], None).await;
-    assert_eq!((status, &info["version"]["distribution"]), (200, &json!("opensearch")));
-    assert_eq!(
-        call(&es, Method::Get, "/_search", &[], None).await.0,
-        429,
-        "--faults applies"
-    );
-    child.kill().expect("kill");
-    let _ = child.wait();
-
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_recon-es-emulator"))
-        .args(["--faults", "bogus=1"])
-        .output()
-        .expect("runs");
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown fault"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

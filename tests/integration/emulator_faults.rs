@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::http::Method;
 use elasticsearch::Elasticsearch;
-use recon::emulator::{EmulatorConfig, FaultSpec};
+use recon_es_emulator::{EmulatorConfig, FaultSpec};
 use serde_json::{json, Value};
 
 use super::emulator_api::{call, ndjson, start, start_with};

@@ -9,7 +9,7 @@ use elasticsearch::http::Method;
 use elasticsearch::{DeleteParts, IndexParts};
 use serde_json::{json, Value};
 
-use recon::emulator::FaultSpec;
+use recon_es_emulator::FaultSpec;
 
 use crate::support::cli_command as recon;
 use crate::support::fixture::{Fixture, ORDERS_QUERY};

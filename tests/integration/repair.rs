@@ -7,7 +7,7 @@ use elasticsearch::params::Refresh;
 use elasticsearch::{GetParts, IndexParts};
 use serde_json::{json, Value};
 
-use recon::emulator::FaultSpec;
+use recon_es_emulator::FaultSpec;
 
 use crate::support::cli_command as recon;
 use crate::support::fixture::{drifted, order_doc, Fixture};

@@ -10,7 +10,7 @@ use elasticsearch::params::Refresh;
 use elasticsearch::{BulkParts, Elasticsearch};
 use serde_json::{json, Value};
 
-use recon::emulator::{Emulator, EmulatorConfig};
+use recon_es_emulator::{Emulator, EmulatorConfig};
 
 use super::cli_command as recon;
 use super::pg::{test_database, TestDb};

@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use recon::emulator::{Emulator, EmulatorConfig};
+//! use recon_es_emulator::{Emulator, EmulatorConfig};
 //! let es = Emulator::start("127.0.0.1:0", EmulatorConfig::default()).await?;
 //! println!("{}", es.url());
 //! es.shutdown().await;

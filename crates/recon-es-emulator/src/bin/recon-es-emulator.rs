@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use clap::Parser;
-use recon::emulator::{Emulator, EmulatorConfig, FaultSpec, Flavor};
+use recon_es_emulator::{Emulator, EmulatorConfig, FaultSpec, Flavor};
 
 #[derive(Parser, Debug)]
 #[command(
