@@ -442,7 +442,7 @@ impl CheckpointWriter {
         self.drift.flush()?;
         self.drift.get_ref().sync_data()?;
         let mut total = self.base_summary.clone();
-        crate::commands::check::add_summary(&mut total, summary);
+        total += summary;
         let mut all_fields = self.base_fields.clone();
         for (field, n) in fields {
             *all_fields.entry(field.clone()).or_default() += n;

@@ -32,6 +32,20 @@ pub struct RetryPolicy {
     pub max_total_delay: Duration,
 }
 
+impl RetryPolicy {
+    /// The pauses between attempts: exponential from `min_delay` to `max_delay`, with jitter, at most
+    /// `max_retries` of them and `max_total_delay` in all. Whole requests and the items a bulk answer
+    /// rejected are retried on this one schedule.
+    pub fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_retries)
+            .with_total_delay(Some(self.max_total_delay))
+            .with_jitter()
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
@@ -306,13 +320,7 @@ impl EsClient {
             }
             result
         };
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_retries)
-            .with_total_delay(Some(self.retry.max_total_delay))
-            .with_jitter();
-        let result = attempt.retry(backoff).sleep(tokio::time::sleep).await;
+        let result = attempt.retry(self.retry.backoff()).sleep(tokio::time::sleep).await;
         match result {
             Ok(response) => Ok(response),
             Err(Attempt::Transient(last) | Attempt::Broken(last)) => Err(EsError::Exhausted {

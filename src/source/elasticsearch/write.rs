@@ -334,9 +334,7 @@ impl BulkWriter {
     pub async fn apply_encoded(&self, batch: &[EncodedAction]) -> anyhow::Result<Vec<ItemOutcome>> {
         let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; batch.len()];
         let mut todo: Vec<usize> = (0..batch.len()).collect();
-        let policy = &self.settings.item_retry;
-        let mut delay = policy.min_delay;
-        let mut waited = Duration::ZERO;
+        let mut pauses = backon::BackoffBuilder::build(self.settings.item_retry.backoff());
         let mut attempt = 0usize;
         // Sticky: an item rejected with 429 by the answered attempt may have applied in an earlier
         // attempt whose answer was lost, and then conflict with itself in a later round.
@@ -361,14 +359,15 @@ impl BulkWriter {
                 }
             }
             attempt += 1;
-            if rejected.is_empty() || attempt > policy.max_retries || waited >= policy.max_total_delay {
+            if rejected.is_empty() {
                 break;
             }
-            // Full jitter: a storm of clients retrying in step would be rejected in step.
-            let pause = delay.mul_f64(rand::random::<f64>().max(0.1));
+            // The one retry policy's schedule, jitter included: a storm of clients retrying in step
+            // would be rejected in step.
+            let Some(pause) = pauses.next() else {
+                break;
+            };
             tokio::time::sleep(pause).await;
-            waited += pause;
-            delay = (delay * 2).min(policy.max_delay);
             todo = rejected;
         }
         Ok(outcomes
