@@ -17,12 +17,12 @@ use elasticsearch::http::Method;
 use futures::TryStreamExt;
 use serde_json::json;
 
-use recon::pgcluster::PgCluster;
-use recon::shop;
 use recon::source::elasticsearch::EsClient;
 use recon::source::postgres::{PostgresSettings, PostgresSource};
 use recon::source::{DocumentSource, KeyRange};
 use recon_es_emulator::{Emulator, EmulatorConfig};
+use recon_testkit::pgcluster::PgCluster;
+use recon_testkit::shop;
 
 #[path = "support/mod.rs"]
 mod support;

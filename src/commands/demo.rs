@@ -13,14 +13,14 @@ use super::Outcome;
 use crate::cli::DemoArgs;
 use crate::config::{parse_file, Overrides, Settings};
 use crate::model::{Key, KeyedDoc, Summary};
-use crate::pgcluster::PgCluster;
 use crate::progress::ProgressMode;
 use crate::report::Format;
-use crate::shop;
 use crate::source::elasticsearch::{ConnectSettings, EsClient};
 use crate::source::postgres::{PostgresSettings, PostgresSource};
 use crate::source::{DocumentSource, KeyRange};
 use recon_es_emulator::{Emulator, EmulatorConfig};
+use recon_testkit::pgcluster::PgCluster;
+use recon_testkit::shop;
 
 /// The alias the demo's read model is served under, and its one index.
 const ALIAS: &str = "orders";

@@ -450,7 +450,7 @@ async fn unreachable_server_is_reported_without_the_password() {
 async fn wrong_password_is_an_authentication_error_without_the_password() {
     let db = test_database().await;
     let role = format!("{}_pw", db.name);
-    let group = recon::pgcluster::PASSWORD_GROUP;
+    let group = recon_testkit::pgcluster::PASSWORD_GROUP;
     db.execute(&format!(
         "DO $$ BEGIN CREATE ROLE {group}; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
          CREATE ROLE {role} LOGIN PASSWORD 'right-password' IN ROLE {group};"

@@ -392,8 +392,8 @@ async fn shop_both_forms(orders: u64) -> Fixture {
     use recon::source::postgres::{PostgresSettings, PostgresSource};
     use recon::source::{DocumentSource, KeyRange};
 
-    let f = Fixture::new(recon::shop::schema_sql()).await;
-    f.db.execute(&recon::shop::seed_sql(orders, 3)).await;
+    let f = Fixture::new(recon_testkit::shop::schema_sql()).await;
+    f.db.execute(&recon_testkit::shop::seed_sql(orders, 3)).await;
     f.db.execute("DELETE FROM order_lines WHERE order_id = 5").await;
     f.create_index(
         "orders",
@@ -402,7 +402,7 @@ async fn shop_both_forms(orders: u64) -> Fixture {
     .await;
     let source = PostgresSource::connect(PostgresSettings::new(
         &f.db.url,
-        recon::shop::projection_query(),
+        recon_testkit::shop::projection_query(),
         "orderId",
     ))
     .await
@@ -466,7 +466,7 @@ fn shop_config_scan(f: &Fixture, query: &str, page_size: usize, scan: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn flat_and_json_forms_give_identical_reports() {
     let f = shop_both_forms(700).await;
-    shop_config(&f, recon::shop::projection_query(), 100);
+    shop_config(&f, recon_testkit::shop::projection_query(), 100);
     let (code, json_form, stderr) = f.check_json(&[]).await;
     assert_eq!(code, 1, "{stderr}");
     let summary = &json_form["summary"];
@@ -477,7 +477,7 @@ async fn flat_and_json_forms_give_identical_reports() {
     // Streamed, the same sizes only batch the documents handed on.
     for scan in ["stream", "pages"] {
         for page_size in [100, 7, 3] {
-            shop_config_scan(&f, recon::shop::flat_projection_query(), page_size, scan);
+            shop_config_scan(&f, recon_testkit::shop::flat_projection_query(), page_size, scan);
             let (code, flat_form, stderr) = f.check_json(&[]).await;
             assert_eq!(code, 1, "{stderr}");
             assert_eq!(
@@ -486,16 +486,16 @@ async fn flat_and_json_forms_give_identical_reports() {
                 "{scan}, page size {page_size}"
             );
         }
-        shop_config_scan(&f, recon::shop::projection_query(), 7, scan);
+        shop_config_scan(&f, recon_testkit::shop::projection_query(), 7, scan);
         let (_, json_scan, _) = f.check_json(&[]).await;
         assert_eq!(verdict_of(&json_scan), verdict_of(&json_form), "{scan}, JSON form");
     }
-    shop_config(&f, recon::shop::flat_projection_query(), 100);
+    shop_config(&f, recon_testkit::shop::flat_projection_query(), 100);
     let (_, parallel, _) = f.check_json(&["--parallel", "3"]).await;
     assert_eq!(verdict_of(&parallel), verdict_of(&json_form));
     // Lookups nest too: a targeted run on the flat form.
     let (_, flat_keys, _) = f.check_json(&["--keys", "1,2,3,5,97,701"]).await;
-    shop_config(&f, recon::shop::projection_query(), 100);
+    shop_config(&f, recon_testkit::shop::projection_query(), 100);
     let (_, json_keys, _) = f.check_json(&["--keys", "1,2,3,5,97,701"]).await;
     assert_eq!(verdict_of(&flat_keys), verdict_of(&json_keys));
     assert_eq!(json_keys["summary"]["source_rows"], 5, "{json_keys}");

@@ -5,14 +5,14 @@
 //! must not depend on a tokio runtime (each `#[tokio::test]` has its own, which dies with the test), so
 //! [`PgCluster`] is synchronous; sqlx connections are made per call, in the calling test's runtime, and
 //! never shared between tests. Statics are never dropped: the cluster dies with the process (see
-//! `recon::pgcluster`) and its directory is removed by the next run.
+//! `recon_testkit::pgcluster`) and its directory is removed by the next run.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use recon::pgcluster::PgCluster;
 use recon::source::postgres::PostgresSettings;
+use recon_testkit::pgcluster::PgCluster;
 use sqlx::{Connection, Executor, PgConnection};
 
 /// Set to a superuser URL to run the suite against an existing server instead of a throwaway cluster.
@@ -59,21 +59,21 @@ impl TestDb {
     }
 }
 
-/// The shop's schema (see `recon::shop`).
+/// The shop's schema (see `recon_testkit::shop`).
 pub fn shop_schema_sql() -> &'static str {
-    recon::shop::schema_sql()
+    recon_testkit::shop::schema_sql()
 }
 
-/// The shop's projection query: one row per order (see `recon::shop`).
+/// The shop's projection query: one row per order (see `recon_testkit::shop`).
 pub fn shop_projection_query() -> &'static str {
-    recon::shop::projection_query()
+    recon_testkit::shop::projection_query()
 }
 
 /// A fresh database holding the shop schema and `orders` deterministic orders.
 pub async fn shop_database(orders: u64, seed: u64) -> TestDb {
     let db = test_database().await;
     db.execute(shop_schema_sql()).await;
-    db.execute(&recon::shop::seed_sql(orders, seed)).await;
+    db.execute(&recon_testkit::shop::seed_sql(orders, seed)).await;
     db
 }
 
