@@ -151,6 +151,8 @@ struct RunReport {
 
 /// Runs `recon repair` with resolved settings.
 pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result<Outcome> {
+    // Before anything is read: a refusal after a whole check would waste it.
+    needs_yes(options.apply, options.yes)?;
     if let KeySource::Resume(path) = &options.keys {
         return resume(settings, options, path).await;
     }
@@ -894,6 +896,18 @@ fn caps_message(changes: u64, deletes: u64, options: &RepairOptions) -> Option<S
         "{over}; recon refuses to apply it. Drift this large usually means the projection itself is broken: \
          rebuild the index with `recon reindex`, or raise the cap once you have read the plan (--plan FILE)"
     ))
+}
+
+/// Without a terminal nobody can answer the confirmation: `--apply` needs `--yes`. Said first, before
+/// anything is connected to or read.
+pub fn needs_yes(apply: bool, yes: bool) -> anyhow::Result<()> {
+    if apply && !yes && !std::io::stdin().is_terminal() {
+        bail!(
+            "--apply without a terminal needs --yes (there is nobody to confirm); pass --yes to write without \
+             asking. Nothing was read or written"
+        );
+    }
+    Ok(())
 }
 
 /// Asks on the terminal unless `--yes`. Without a terminal there is nobody to ask, so `--apply`

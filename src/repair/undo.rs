@@ -15,7 +15,7 @@ use elasticsearch::http::Method;
 use super::apply::{Executor, Tally};
 use super::audit::{self, AuditLog, Header, Intent, OutcomeRecord, AUDIT_SCHEMA};
 use super::plan::BeforeImage;
-use super::{confirm, SummaryFormat};
+use super::{confirm, needs_yes, SummaryFormat};
 use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter, WriteKind};
@@ -80,6 +80,7 @@ pub fn reversal(seq: u64, intent: &Intent, outcome: &OutcomeRecord) -> Option<In
 }
 
 pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) -> anyhow::Result<Outcome> {
+    needs_yes(options.apply, options.yes)?;
     let contents = audit::read(repair_log)?;
     let header = contents
         .header

@@ -676,3 +676,45 @@ fn help_texts_are_what_users_read() {
         insta::assert_snapshot!(format!("help_{sub}"), String::from_utf8_lossy(&out.stdout));
     }
 }
+
+#[test]
+fn apply_without_yes_or_terminal_refuses_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: a run that got as far as connecting would fail on that instead.
+    std::fs::write(
+        dir.path().join("recon.toml"),
+        "[postgres]\nurl = \"postgres://127.0.0.1:1/none\"\nquery = 'SELECT 1 AS id'\nkey = \"id\"\n\
+         [elasticsearch]\nurl = \"http://127.0.0.1:1\"\nindex = \"orders\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("audit.ndjson"), "").unwrap();
+    for args in [
+        &["--apply"][..],
+        &["--apply", "--keys", "1"],
+        &["--apply", "--resume", "audit.ndjson"],
+    ] {
+        let out = recon()
+            .current_dir(dir.path())
+            .arg("repair")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let r = Run::from(out);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("--apply without a terminal needs --yes"),
+            "{args:?}: refused first, not after connecting:\n{}",
+            r.stderr
+        );
+    }
+    let out = recon()
+        .current_dir(dir.path())
+        .args(["undo", "audit.ndjson", "--apply"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let r = Run::from(out);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("needs --yes"), "{}", r.stderr);
+}
