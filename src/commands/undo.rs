@@ -2,7 +2,7 @@
 
 use crate::cli::UndoArgs;
 use crate::commands::Outcome;
-use crate::config::{Overrides, Settings};
+use crate::config::{Overrides, ReadModelSettings};
 use crate::repair::undo::{self, UndoOptions};
 use crate::source::elasticsearch::write::BulkSettings;
 
@@ -11,7 +11,8 @@ pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
         es_url: args.es_url,
         ..Overrides::default()
     };
-    let settings = Settings::load(&args.config, &overrides, &|name| std::env::var(name).ok())?;
+    // Only the read model's connection: an undo never reads the write model.
+    let settings = ReadModelSettings::load(&args.config, &overrides, &|name| std::env::var(name).ok())?;
     if args.verbose {
         for line in settings.describe_origins() {
             crate::note!("recon: {line}");

@@ -17,9 +17,9 @@ use super::audit::{self, AuditLog, Header, Intent, OutcomeRecord, AUDIT_SCHEMA};
 use super::plan::BeforeImage;
 use super::{confirm, needs_yes, SummaryFormat};
 use crate::commands::Outcome;
-use crate::config::Settings;
+use crate::config::{ReadModelConnection, ReadModelSettings};
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter, WriteKind};
-use crate::source::elasticsearch::EsClient;
+use crate::source::elasticsearch::{ConnectSettings, EsClient, RetryPolicy};
 
 #[derive(Debug, Clone)]
 pub struct UndoOptions {
@@ -79,7 +79,24 @@ pub fn reversal(seq: u64, intent: &Intent, outcome: &OutcomeRecord) -> Option<In
     }
 }
 
-pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) -> anyhow::Result<Outcome> {
+/// How undo reaches the read model: `[elasticsearch]`'s connection.
+fn connect_settings(c: &ReadModelConnection) -> ConnectSettings {
+    ConnectSettings {
+        url: c.url.expose().to_string(),
+        username: c.username.clone(),
+        password: c.password.clone(),
+        api_key: c.api_key.clone(),
+        ca_cert: c.ca_cert.clone(),
+        insecure: c.insecure,
+        timeout: c.timeout,
+        retry: RetryPolicy {
+            max_retries: c.max_retries,
+            ..RetryPolicy::default()
+        },
+    }
+}
+
+pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &UndoOptions) -> anyhow::Result<Outcome> {
     needs_yes(options.apply, options.yes)?;
     let contents = audit::read(repair_log)?;
     let header = contents
@@ -136,7 +153,7 @@ pub async fn run(settings: &Settings, repair_log: &Path, options: &UndoOptions) 
         crate::note!("recon: not confirmed; nothing was written");
         return Ok(Outcome::Drift);
     }
-    let client = EsClient::connect(&super::es_connect_settings(settings)).await?;
+    let client = EsClient::connect(&connect_settings(&settings.connection)).await?;
     let path = options.audit.clone().unwrap_or_else(|| audit::default_path("undo"));
     let mut log = AuditLog::create(&path)?;
     log.header(&Header {

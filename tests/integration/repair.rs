@@ -677,6 +677,15 @@ fn help_texts_are_what_users_read() {
     }
 }
 
+/// Every document of the drifted fixture, as `(id, _source)`.
+async fn drifted_docs(f: &Fixture) -> Vec<(&'static str, Option<Value>)> {
+    let mut docs = Vec::new();
+    for id in ["1", "2", "3", "4", "4-retry", "5"] {
+        docs.push((id, get(f, id).await.map(|d| d.0)));
+    }
+    docs
+}
+
 #[test]
 fn apply_without_yes_or_terminal_refuses_before_connecting() {
     let dir = tempfile::tempdir().unwrap();
@@ -717,4 +726,46 @@ fn apply_without_yes_or_terminal_refuses_before_connecting() {
     let r = Run::from(out);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("needs --yes"), "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undo_needs_only_the_read_model_from_the_configuration() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Undo never reads the write model: no [postgres], no index (the log names where it wrote).
+    let es_only = path_in(&f, "es-only.toml");
+    std::fs::write(&es_only, format!("[elasticsearch]\nurl = \"{}\"\n", f.es_url)).unwrap();
+    let r = run(
+        &f,
+        "undo",
+        &[audit.to_str().unwrap(), "--config", es_only.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(r.code, 1, "a dry run: {}", r.stderr);
+    assert!(r.stdout.contains("undo plan: 5 actions"), "{}", r.stdout);
+    // An empty configuration and --es-url do as well.
+    let empty = path_in(&f, "empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let r = run(
+        &f,
+        "undo",
+        &[
+            audit.to_str().unwrap(),
+            "--config",
+            empty.to_str().unwrap(),
+            "--es-url",
+            &f.es_url,
+            "--apply",
+            "--yes",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["undone"], 5);
+    assert_eq!(drifted_docs(&f).await, before);
 }
