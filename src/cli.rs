@@ -63,10 +63,11 @@ pub enum Command {
     #[command(long_about = "Undo a repair from its audit log, conditionally.\n\n\
         Documents the repair created are deleted, documents it overwrote get their old _source back, \
         documents it deleted are created again with their _id and _source, each only if the document is \
-        still the version the repair wrote. A document changed since the repair is skipped and reported. Only \
-        the read model's connection is read from the configuration: an undo never reads the write model.\n\n\
-        Exit codes: 0 everything undone, 1 some documents changed since the repair (or dry run), 2 error, \
-        130 interrupted.")]
+        still the version the repair wrote. A document changed since the repair is skipped and reported; one \
+        already as it was before the repair (an undo run twice) is left alone, and is no failure. Only the \
+        read model's connection is read from the configuration: an undo never reads the write model.\n\n\
+        Exit codes: 0 everything undone (or already as before the repair), 1 some documents changed since the \
+        repair (or dry run), 2 error, 130 interrupted.")]
     Undo(UndoArgs),
     /// Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime).
     #[command(

@@ -3,7 +3,8 @@
 //! Each applied action is reversed only if the document is still the one the repair wrote (its
 //! `seq_no`/`primary_term` as recorded in the outcome): a created document is deleted, an
 //! overwritten one gets its before-image back, a deleted one is created again with its `_id` and
-//! `_source`. A document changed since the repair conflicts and is reported, never overwritten.
+//! `_source`. A document changed since the repair conflicts and is reported, never overwritten,
+//! unless it is already as it was before the repair (an undo run twice): then there is nothing to do.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,8 +12,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use elasticsearch::http::Method;
+use serde_json::Value;
 
-use super::apply::{Executor, Tally};
+use super::apply::{encode, Executor, Tally};
 use super::audit::{self, AuditLog, Header, Intent, OutcomeRecord, AUDIT_SCHEMA};
 use super::plan::BeforeImage;
 use super::{confirm, needs_yes, SummaryFormat};
@@ -30,6 +32,10 @@ pub struct UndoOptions {
     pub bulk: BulkSettings,
     pub format: SummaryFormat,
 }
+
+/// Why a reversal was left alone (its outcome's `error`, result `as_before`, in the undo's log): its
+/// document already is as it was before the repair.
+pub const AS_BEFORE: &str = "already as before the repair";
 
 /// What undoing `intent` (whose outcome was `outcome`) writes; None when there is nothing to undo.
 pub fn reversal(seq: u64, intent: &Intent, outcome: &OutcomeRecord) -> Option<Intent> {
@@ -94,6 +100,18 @@ fn connect_settings(c: &ReadModelConnection) -> ConnectSettings {
             ..RetryPolicy::default()
         },
     }
+}
+
+/// Whether the document `reversal` would write already is as it was before the repair: gone, for a
+/// document the repair created; holding the before-image, for one it overwrote or deleted.
+async fn already_as_before(client: &EsClient, reversal: &Intent) -> anyhow::Result<bool> {
+    let path = format!("/{}/_doc/{}", encode(&reversal.index), encode(&reversal.id));
+    let current = client.request(Method::Get, &path, &[], None).await?;
+    let found = current.status == 200 && current.body["found"] == Value::Bool(true);
+    Ok(match &reversal.doc {
+        None => current.status == 404 && !found,
+        Some(before) => found && current.body["_source"].as_object() == Some(before),
+    })
 }
 
 pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &UndoOptions) -> anyhow::Result<Outcome> {
@@ -184,6 +202,7 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
         false,
     );
     let mut tally = Tally::default();
+    let mut as_before = 0u64;
     let mut not_started = 0;
     for part in reversals.chunks(options.bulk.max_actions.max(1)) {
         if executor.stopped() {
@@ -191,10 +210,17 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
             continue;
         }
         let encoded: Vec<super::apply::EncodedIntent> = part.iter().map(super::apply::EncodedIntent::of).collect();
+        let mut settled = Vec::new();
         for (r, o) in part.iter().zip(executor.write(&encoded, false).await?) {
             let mut one = Tally::default();
             match o.status.as_str() {
                 "applied" => one.applied = 1,
+                // Not the version the repair wrote, but as before the repair: undone already (by an
+                // earlier undo, or by hand). Nothing to do, and nothing lost.
+                "conflict" if already_as_before(&executor.client, r).await.unwrap_or(false) => {
+                    as_before += 1;
+                    settled.push(OutcomeRecord::skipped(r.seq, AS_BEFORE, "as_before"));
+                }
                 "conflict" => {
                     one.conflict = 1;
                     one.conflicts
@@ -207,6 +233,12 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
             }
             tally.merge(one);
         }
+        // The last outcome per action counts: the log says why the conflict is none.
+        executor
+            .audit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .outcomes(&settled)?;
     }
     executor
         .audit
@@ -221,7 +253,7 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
     match options.format {
         SummaryFormat::Text => {
             println!(
-                "undone {}, changed since the repair (skipped) {}, failed {}",
+                "undone {}, {AS_BEFORE} {as_before}, changed since the repair (skipped) {}, failed {}",
                 tally.applied, tally.conflict, tally.failed
             );
             for (key, reason) in tally.conflicts.iter().chain(&tally.failures).take(20) {
@@ -233,7 +265,8 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
             "{}",
             serde_json::json!({
                 "schema": "recon.undo/v1",
-                "undone": tally.applied, "conflict": tally.conflict, "failed": tally.failed,
+                "undone": tally.applied, "already_as_before": as_before,
+                "conflict": tally.conflict, "failed": tally.failed,
                 "not_started": not_started,
                 "conflicts": tally.conflicts.iter().map(|(k, r)| serde_json::json!({"key": k, "reason": r}))
                     .collect::<Vec<_>>(),

@@ -769,3 +769,62 @@ async fn undo_needs_only_the_read_model_from_the_configuration() {
     assert_eq!(r.json()["undone"], 5);
     assert_eq!(drifted_docs(&f).await, before);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undoing_twice_finds_the_documents_already_as_before() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let undo = |extra: &'static [&'static str]| {
+        let audit = audit.to_str().unwrap().to_string();
+        let f = &f;
+        async move {
+            let args: Vec<&str> = [&[audit.as_str(), "--apply", "--yes"][..], extra].concat();
+            run(f, "undo", &args).await
+        }
+    };
+    let r = undo(&["--format", "json"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["undone"], 5);
+    assert_eq!(drifted_docs(&f).await, before);
+
+    // Again: every document already is as before the repair. Nothing to do, nothing failed.
+    let r = undo(&["--format", "json"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let summary = r.json();
+    assert_eq!(
+        (
+            summary["undone"].clone(),
+            summary["already_as_before"].clone(),
+            summary["conflict"].clone()
+        ),
+        (json!(0), json!(5), json!(0)),
+        "{summary}"
+    );
+    let r = undo(&[]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("undone 0, already as before the repair 5, changed since the repair (skipped) 0, failed 0"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("changed since the repair\n"), "{}", r.stdout);
+    assert_eq!(drifted_docs(&f).await, before);
+
+    // A document someone changed since is still a conflict, not "as before".
+    let theirs = order_doc(2, "Zoë (projector)", "12.5", "2024-03-02T11:30:00Z", json!([])).1;
+    put(&f, "2", theirs.clone()).await;
+    let r = undo(&["--format", "json"]).await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let summary = r.json();
+    assert_eq!(
+        (summary["already_as_before"].clone(), summary["conflict"].clone()),
+        (json!(4), json!(1)),
+        "{summary}"
+    );
+    assert_eq!(summary["conflicts"][0]["key"], 2);
+    assert_eq!(get(&f, "2").await.unwrap().0, theirs);
+}
