@@ -403,6 +403,7 @@ fn header(command: &str, settings: &Settings, options: &RepairOptions, mode: Opt
 /// then carry out the plan's actions that never got an intent.
 async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> anyhow::Result<Outcome> {
     let contents = audit::read(path)?;
+    contents.warn_torn(path);
     let header = contents
         .header
         .clone()
@@ -463,11 +464,13 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
         crate::note!("recon: not confirmed; nothing was written");
         return Ok(Outcome::Drift);
     }
+    // Ends a torn last line; the resume record names it, so a reader knows it was cut off, not damaged.
     let mut log = AuditLog::append_to(path)?;
-    log.note(
-        "resume",
-        &json!({"started_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}),
-    )?;
+    let mut record = json!({"started_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)});
+    if let Some(line) = contents.torn_tail {
+        record[audit::TORN_LINE] = json!(line);
+    }
+    log.note("resume", &record)?;
     let executor = executor(&conn, log, options)?;
     let mut tally = Tally::default();
     let keys_of: HashMap<u64, Value> = contents.plan.iter().map(|a| (a.seq, a.key.clone())).collect();

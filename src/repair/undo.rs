@@ -117,6 +117,7 @@ async fn already_as_before(client: &EsClient, reversal: &Intent) -> anyhow::Resu
 pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &UndoOptions) -> anyhow::Result<Outcome> {
     needs_yes(options.apply, options.yes)?;
     let contents = audit::read(repair_log)?;
+    contents.warn_torn(repair_log);
     let header = contents
         .header
         .clone()

@@ -677,6 +677,13 @@ fn help_texts_are_what_users_read() {
     }
 }
 
+/// Cuts the last `bytes` bytes off `path`, as a disk that filled up or a kill mid-write leaves it.
+fn cut(path: &Path, bytes: u64) {
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len - bytes).unwrap();
+}
+
 /// Every document of the drifted fixture, as `(id, _source)`.
 async fn drifted_docs(f: &Fixture) -> Vec<(&'static str, Option<Value>)> {
     let mut docs = Vec::new();
@@ -827,4 +834,132 @@ async fn undoing_twice_finds_the_documents_already_as_before() {
     );
     assert_eq!(summary["conflicts"][0]["key"], 2);
     assert_eq!(get(&f, "2").await.unwrap().0, theirs);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torn_outcome_line_is_ended_before_resume_appends_and_the_log_stays_readable() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The last outcome loses its end: its write went out, its record did not make it whole.
+    cut(&audit, 60);
+    let torn_line = std::fs::read_to_string(&audit).unwrap().lines().count();
+
+    let r = repair(&f, &["--resume", audit.to_str().unwrap(), "--apply", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{}:{torn_line}: skipped a line cut off", audit.display())),
+        "{}",
+        r.stderr
+    );
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(serde_json::from_str::<Value>(lines[torn_line - 1]).is_err());
+    let resume: Value = serde_json::from_str(lines[torn_line]).expect("the resume record has a line of its own");
+    assert_eq!(
+        (resume["type"].clone(), resume["torn_line"].clone()),
+        (json!("resume"), json!(torn_line))
+    );
+    assert_eq!(f.check_json(&[]).await.0, 0);
+
+    // Read again, by a second resume and by undo.
+    let r = repair(&f, &["--resume", audit.to_str().unwrap(), "--apply", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("0 sent without a recorded outcome, 0 not started"),
+        "{}",
+        r.stderr
+    );
+    let r = run(
+        &f,
+        "undo",
+        &[audit.to_str().unwrap(), "--apply", "--yes", "--format", "json"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["undone"], 5);
+    assert!(r.stderr.contains(&format!(":{torn_line}: skipped")), "{}", r.stderr);
+    assert_eq!(drifted_docs(&f).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torn_intent_was_never_sent_and_resume_carries_its_action_out() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    let emulator = f.emulator.as_ref().expect("fault injection needs the emulator");
+    // One try per request: the bulk request fails and the run stops with its intents on disk.
+    let config = path_in(&f, "recon.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[elasticsearch]\n", "[elasticsearch]\nmax_retries = 0\n");
+    std::fs::write(&config, text).unwrap();
+    emulator.set_faults("unavailable=1,only=bulk".parse::<FaultSpec>().unwrap());
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    emulator.set_faults(FaultSpec::default());
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let lines = audit_lines(&audit);
+    assert_eq!((count(&lines, "intent"), count(&lines, "outcome")), (5, 0));
+    assert_eq!(drifted_docs(&f).await, before, "nothing was written");
+    // The last intent is cut, as a kill while it was being written leaves it: it was never sent.
+    cut(&audit, 60);
+
+    let r = repair(&f, &["--resume", audit.to_str().unwrap(), "--apply", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("4 sent without a recorded outcome, 1 not started"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(f.check_json(&[]).await.0, 0);
+    let r = run(
+        &f,
+        "undo",
+        &[audit.to_str().unwrap(), "--apply", "--yes", "--format", "json"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["undone"], 5);
+    assert_eq!(drifted_docs(&f).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_whose_resume_record_an_older_recon_glued_to_a_torn_line_is_read() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    cut(&audit, 60);
+    let torn_line = std::fs::read_to_string(&audit).unwrap().lines().count();
+    // What an older recon's --resume left: its record straight after the torn bytes. It then sent
+    // the intent without outcome again; that outcome follows.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&audit).unwrap();
+    std::io::Write::write_all(
+        &mut file,
+        b"{\"type\":\"resume\",\"started_at\":\"2026-11-28T09:30:00.000Z\"}\n",
+    )
+    .unwrap();
+    drop(file);
+
+    let r = repair(&f, &["--resume", audit.to_str().unwrap(), "--apply", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{}:{torn_line}: skipped a line cut off", audit.display())),
+        "{}",
+        r.stderr
+    );
+    let r = run(
+        &f,
+        "undo",
+        &[audit.to_str().unwrap(), "--apply", "--yes", "--format", "json"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["undone"], 5);
+    assert_eq!(drifted_docs(&f).await, before);
 }
