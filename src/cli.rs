@@ -158,6 +158,16 @@ impl ConnectionArgs {
         };
         crate::config::Settings::load(&self.config, &overrides, &|name| std::env::var(name).ok())
     }
+
+    /// Where the run acts, for the commands it prints for the user to paste.
+    pub fn target(&self) -> crate::commands::command_line::Target {
+        crate::commands::command_line::Target {
+            config: self.config.clone(),
+            pg_url: self.pg_url.clone(),
+            es_url: self.es_url.clone(),
+            index: self.index.clone(),
+        }
+    }
 }
 
 /// Flags that choose what is compared and how much is said.
@@ -294,11 +304,11 @@ pub struct RepairArgs {
     pub mode: crate::repair::plan::RepairMode,
 
     /// Refuse to apply a plan of more than N writes.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(long, value_name = "N", default_value_t = crate::repair::DEFAULT_MAX_CHANGES)]
     pub max_changes: u64,
 
     /// Refuse to apply a plan of more than N deletes.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = crate::repair::DEFAULT_MAX_DELETES)]
     pub max_deletes: u64,
 
     /// The write-ahead audit log [default: recon-repair-YYYYMMDDTHHMMSSZ.ndjson in the current directory].

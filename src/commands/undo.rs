@@ -1,6 +1,7 @@
 //! `recon undo AUDIT`: flags to settings, then [`crate::repair::undo::run`].
 
 use crate::cli::UndoArgs;
+use crate::commands::command_line::Target;
 use crate::commands::Outcome;
 use crate::config::{Overrides, ReadModelSettings};
 use crate::repair::undo::{self, UndoOptions};
@@ -8,7 +9,7 @@ use crate::source::elasticsearch::write::BulkSettings;
 
 pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
     let overrides = Overrides {
-        es_url: args.es_url,
+        es_url: args.es_url.clone(),
         ..Overrides::default()
     };
     // Only the read model's connection: an undo never reads the write model.
@@ -27,6 +28,11 @@ pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
             ..BulkSettings::default()
         },
         format: args.format,
+        target: Target {
+            config: args.config,
+            es_url: args.es_url,
+            ..Target::default()
+        },
     };
     undo::run(&settings, &args.log, &options).await
 }

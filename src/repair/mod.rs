@@ -30,6 +30,7 @@ use self::audit::{AuditLog, Header, AUDIT_SCHEMA};
 use self::plan::{plan_key, PlanContext, PlannedAction, RepairMode};
 use self::spool::{KeySpool, PlanSpool};
 use crate::commands::check::{connect_sides, scan, ScanScope};
+use crate::commands::command_line::{CommandLine, Takes, Target};
 use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::diff::Comparator;
@@ -40,6 +41,11 @@ use crate::source::elasticsearch::write::{BulkSettings, BulkWriter, WriteKind};
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource};
 use crate::source::postgres::PostgresSource;
 use crate::source::{DocumentSource, KeyRange};
+
+/// `--max-changes` unless given.
+pub const DEFAULT_MAX_CHANGES: u64 = 1000;
+/// `--max-deletes` unless given.
+pub const DEFAULT_MAX_DELETES: u64 = 100;
 
 /// Keys looked up per request while planning and re-checking.
 const LOOKUP_CHUNK: usize = 1000;
@@ -86,8 +92,9 @@ pub struct RepairOptions {
     pub grace: Option<Duration>,
     pub progress: ProgressMode,
     pub format: SummaryFormat,
-    /// The config file path, for the header and the printed resume/undo commands.
-    pub config_path: PathBuf,
+    /// The config file and the flags that override where the run acts: for the header and the
+    /// commands printed for the user to paste (resume, undo, apply).
+    pub target: Target,
     /// Timings and counts of each phase on stderr.
     pub verbose: bool,
 }
@@ -218,7 +225,10 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         if let Some(message) = &over_caps {
             crate::note!("recon: warning: {message}");
         }
-        crate::note!("recon: dry run: nothing was written; run again with --apply to make these changes");
+        crate::note!(
+            "recon: dry run: nothing was written; to make these changes: {}",
+            apply_command(options)
+        );
         print_summary(
             options,
             &RunReport {
@@ -375,10 +385,61 @@ fn executor(conn: &Connected, log: AuditLog, options: &RepairOptions) -> anyhow:
 
 fn resume_hint(audit: &Path, options: &RepairOptions) -> String {
     format!(
-        "finish with: recon repair --resume {} --config {} --apply --yes",
-        audit.display(),
-        options.config_path.display()
+        "finish with: {}",
+        resume_command(audit, options).arg("--apply").arg("--yes")
     )
+}
+
+/// `recon repair --resume AUDIT` where this run acted.
+fn resume_command(audit: &Path, options: &RepairOptions) -> CommandLine {
+    with_grace(
+        CommandLine::recon("repair")
+            .arg("--resume")
+            .path(audit)
+            .at(&options.target, Takes::ALL),
+        options,
+    )
+}
+
+/// `recon undo AUDIT` where this run acted (undo takes only the read model's connection).
+fn undo_command(audit: &Path, options: &RepairOptions) -> CommandLine {
+    CommandLine::recon("undo")
+        .path(audit)
+        .at(&options.target, Takes::READ_MODEL)
+}
+
+/// This dry run again, with `--apply`: the same keys, mode and caps, where this run looked.
+fn apply_command(options: &RepairOptions) -> CommandLine {
+    let mut command = CommandLine::recon("repair").at(&options.target, Takes::ALL);
+    command = match &options.keys {
+        KeySource::Check => command,
+        KeySource::Report(path) => command.arg("--from-report").path(path),
+        KeySource::Keys(keys) => command.option("--keys", keys.join(",")),
+        KeySource::KeysFile(path) => command.arg("--keys-file").path(path),
+        KeySource::Plan(path) => command.arg("--from-plan").path(path),
+        KeySource::Resume(path) => command.arg("--resume").path(path),
+    };
+    command = with_grace(command, options);
+    if options.mode == RepairMode::Patch {
+        command = command.option("--mode", "patch");
+    }
+    if options.max_changes != DEFAULT_MAX_CHANGES {
+        command = command.option("--max-changes", options.max_changes.to_string());
+    }
+    if options.max_deletes != DEFAULT_MAX_DELETES {
+        command = command.option("--max-deletes", options.max_deletes.to_string());
+    }
+    if let Some(audit) = &options.audit {
+        command = command.arg("--audit").path(audit);
+    }
+    command.arg("--apply")
+}
+
+fn with_grace(command: CommandLine, options: &RepairOptions) -> CommandLine {
+    match options.grace {
+        Some(grace) => command.option("--grace", humantime::format_duration(grace).to_string()),
+        None => command,
+    }
 }
 
 fn header(command: &str, settings: &Settings, options: &RepairOptions, mode: Option<RepairMode>) -> Header {
@@ -386,7 +447,7 @@ fn header(command: &str, settings: &Settings, options: &RepairOptions, mode: Opt
         schema: AUDIT_SCHEMA.into(),
         command: command.into(),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        config: Some(options.config_path.display().to_string()),
+        config: Some(options.target.config.display().to_string()),
         index: settings.elasticsearch.index.clone(),
         mode: mode.map(|m| {
             match m {
@@ -457,7 +518,10 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
     };
     let todo = unrecorded.len() + untouched.len();
     if !options.apply {
-        crate::note!("recon: dry run: run again with --apply to finish the repair");
+        crate::note!(
+            "recon: dry run: to finish the repair: {}",
+            resume_command(path, options).arg("--apply")
+        );
         return Ok(if todo == 0 { Outcome::InSync } else { Outcome::Drift });
     }
     if todo > 0 && !confirm(&format!("Finish the repair: {todo} actions?"), options.yes)? {
@@ -1010,13 +1074,8 @@ fn print_summary(options: &RepairOptions, report: &RunReport) -> anyhow::Result<
                 writeln!(out, "  {} key {key}", drift.as_str())?;
             }
             if let Some(path) = &report.audit {
-                writeln!(
-                    out,
-                    "audit log: {} (undo: recon undo {} --config {})",
-                    path.display(),
-                    path.display(),
-                    options.config_path.display()
-                )?;
+                writeln!(out, "audit log: {}", path.display())?;
+                writeln!(out, "undo with: {}", undo_command(path, options))?;
             }
         }
         SummaryFormat::Text => {

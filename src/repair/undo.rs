@@ -18,6 +18,7 @@ use super::apply::{encode, Executor, Tally};
 use super::audit::{self, AuditLog, Header, Intent, OutcomeRecord, AUDIT_SCHEMA};
 use super::plan::BeforeImage;
 use super::{confirm, needs_yes, SummaryFormat};
+use crate::commands::command_line::{CommandLine, Takes, Target};
 use crate::commands::Outcome;
 use crate::config::{ReadModelConnection, ReadModelSettings};
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter, WriteKind};
@@ -31,6 +32,8 @@ pub struct UndoOptions {
     pub audit: Option<PathBuf>,
     pub bulk: BulkSettings,
     pub format: SummaryFormat,
+    /// The config file and the overrides the undo was given, for the commands it prints.
+    pub target: Target,
 }
 
 /// Why a reversal was left alone (its outcome's `error`, result `as_before`, in the undo's log): its
@@ -142,9 +145,16 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
         }
     }
     if unknown > 0 {
+        // Resume takes the write model's URL too: --pg-url, when the configuration lacks it.
+        let resume = CommandLine::recon("repair")
+            .arg("--resume")
+            .path(repair_log)
+            .at(&options.target, Takes::READ_MODEL)
+            .option("--index", &header.index)
+            .arg("--apply");
         crate::note!(
             "recon: warning: {unknown} actions of {} have no recorded outcome (interrupted); finish the repair \
-             with --resume first, or they stay as they are",
+             first ({resume}), or they stay as they are",
             repair_log.display()
         );
     }
@@ -162,7 +172,16 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
         return Ok(Outcome::InSync);
     }
     if !options.apply {
-        crate::note!("recon: dry run: nothing was written; run again with --apply to undo");
+        let mut command = CommandLine::recon("undo")
+            .path(repair_log)
+            .at(&options.target, Takes::READ_MODEL);
+        if let Some(audit) = &options.audit {
+            command = command.arg("--audit").path(audit);
+        }
+        crate::note!(
+            "recon: dry run: nothing was written; to undo: {}",
+            command.arg("--apply")
+        );
         return Ok(Outcome::Drift);
     }
     if !confirm(

@@ -677,6 +677,34 @@ fn help_texts_are_what_users_read() {
     }
 }
 
+/// Runs `command` (a line recon printed for the user to paste, plus `extra`) in a POSIX shell in the
+/// fixture's directory, with this build's recon first on the PATH.
+async fn paste(f: &Fixture, command: &str, extra: &str) -> Run {
+    let bin = Path::new(env!("CARGO_BIN_EXE_recon")).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut c = std::process::Command::new("sh");
+    c.env_clear()
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .current_dir(f.dir.path())
+        .arg("-c")
+        .arg(format!("{command} {extra}"))
+        .stdin(std::process::Stdio::null());
+    let out = tokio::task::spawn_blocking(move || c.output().expect("sh runs"))
+        .await
+        .unwrap();
+    Run::from(out)
+}
+
+/// The command after `marker` on the line that has it, e.g. `recon undo …` after `undo with: `.
+fn printed_command(text: &str, marker: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no {marker:?} in\n{text}"));
+    line[line.find(marker).unwrap() + marker.len()..].trim().to_string()
+}
+
 /// Cuts the last `bytes` bytes off `path`, as a disk that filled up or a kill mid-write leaves it.
 fn cut(path: &Path, bytes: u64) {
     let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
@@ -834,6 +862,57 @@ async fn undoing_twice_finds_the_documents_already_as_before() {
     );
     assert_eq!(summary["conflicts"][0]["key"], 2);
     assert_eq!(get(&f, "2").await.unwrap().0, theirs);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn printed_commands_act_where_the_run_acted() {
+    let f = drifted().await;
+    let emulator = f.emulator.as_ref().expect("fault injection needs the emulator");
+    // A configuration naming a cluster and an index where nothing is: only the flags lead to the
+    // read model, so a printed command without them would go astray. One try per request, so that
+    // a failing bulk request stops the run at once. A space in the name needs quoting.
+    let text = std::fs::read_to_string(path_in(&f, "recon.toml"))
+        .unwrap()
+        .replace(&f.es_url, "http://127.0.0.1:1")
+        .replace("index = \"orders\"", "index = \"elsewhere\"\nmax_retries = 0");
+    let config = path_in(&f, "other cluster.toml");
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap();
+    let at = ["--config", config, "--es-url", &f.es_url, "--index", "orders"];
+
+    // The dry run's apply command.
+    let r = repair(&f, &[&at[..], &["--keys", "3"]].concat()).await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let apply = printed_command(&r.stderr, "to make these changes: ");
+    let r = paste(&f, &apply, "--yes").await;
+    assert_eq!(r.code, 0, "{apply}\n{}\n{}", r.stdout, r.stderr);
+    assert!(get(&f, "3").await.is_some(), "{apply} created 3");
+
+    // The undo command after an apply.
+    let undo = printed_command(&r.stdout, "undo with: ");
+    let r = paste(&f, &undo, "--apply --yes").await;
+    assert_eq!(r.code, 0, "{undo}\n{}\n{}", r.stdout, r.stderr);
+    assert!(get(&f, "3").await.is_none(), "{undo} deleted 3 again");
+
+    // The resume command after a bulk request failed.
+    emulator.set_faults("unavailable=1,only=bulk".parse::<FaultSpec>().unwrap());
+    let audit = path_in(&f, "audit log.ndjson");
+    let r = repair(
+        &f,
+        &[
+            &at[..],
+            &["--keys", "1,3", "--apply", "--yes", "--audit", audit.to_str().unwrap()],
+        ]
+        .concat(),
+    )
+    .await;
+    emulator.set_faults(FaultSpec::default());
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let resume = printed_command(&r.stderr, "finish with: ");
+    let r = paste(&f, &resume, "").await;
+    assert_eq!(r.code, 0, "{resume}\n{}\n{}", r.stdout, r.stderr);
+    assert!(get(&f, "3").await.is_some(), "{resume} finished the repair");
+    assert_eq!(get(&f, "1").await.unwrap().1, 2, "{resume} rewrote 1 once");
 }
 
 #[tokio::test(flavor = "multi_thread")]
