@@ -43,6 +43,10 @@ pub struct Header {
     pub index: String,
     pub mode: Option<String>,
     pub tool_version: String,
+    /// How many `plan` lines follow. A log with fewer was cut off while its plan was being written
+    /// (before any intent). Absent in logs of older recons and of undo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<u64>,
 }
 
 /// A write about to be sent, with what it overwrites.
@@ -591,6 +595,7 @@ mod tests {
             index: "orders".into(),
             mode: Some("replace".into()),
             tool_version: "0".into(),
+            actions: Some(1),
         })
         .unwrap();
         log.plan(&[PlannedAction {

@@ -254,7 +254,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     // The log exists, durable, before the first write; an unwritable path stops the run here.
     let audit_path = options.audit.clone().unwrap_or_else(|| audit::default_path("repair"));
     let mut log = AuditLog::create(&audit_path)?;
-    log.header(&header("repair", settings, options, Some(options.mode)))?;
+    log.header(&header(settings, options, changes))?;
     for part in spool.read(LOOKUP_CHUNK)? {
         log.plan(&part?)?;
     }
@@ -442,21 +442,22 @@ fn with_grace(command: CommandLine, options: &RepairOptions) -> CommandLine {
     }
 }
 
-fn header(command: &str, settings: &Settings, options: &RepairOptions, mode: Option<RepairMode>) -> Header {
+fn header(settings: &Settings, options: &RepairOptions, actions: u64) -> Header {
     Header {
         schema: AUDIT_SCHEMA.into(),
-        command: command.into(),
+        command: "repair".into(),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         config: Some(options.target.config.display().to_string()),
         index: settings.elasticsearch.index.clone(),
-        mode: mode.map(|m| {
-            match m {
+        mode: Some(
+            match options.mode {
                 RepairMode::Replace => "replace",
                 RepairMode::Patch => "patch",
             }
-            .to_string()
-        }),
+            .to_string(),
+        ),
         tool_version: env!("CARGO_PKG_VERSION").into(),
+        actions: Some(actions),
     }
 }
 
@@ -474,6 +475,20 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
             "{} is the log of a `recon {}`, not of a repair",
             path.display(),
             header.command
+        );
+    }
+    // The plan is made durable before the first intent: a shorter plan was cut off while it was being
+    // written, and resuming it would carry out part of the repair and call it finished.
+    if let Some(planned) = header.actions.filter(|n| (contents.plan.len() as u64) < *n) {
+        let sent = if contents.intents.is_empty() {
+            "no write was sent; run the repair again (this log can be deleted)"
+        } else {
+            "yet it has intents: the log is damaged"
+        };
+        bail!(
+            "{} is the log of a repair that stopped while it was logging its plan ({} of {planned} actions): {sent}",
+            path.display(),
+            contents.plan.len(),
         );
     }
     if header.index != settings.elasticsearch.index {

@@ -202,6 +202,7 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
         index: header.index.clone(),
         mode: None,
         tool_version: env!("CARGO_PKG_VERSION").into(),
+        actions: None,
     })?;
     log.note(
         "undoes",

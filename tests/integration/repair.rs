@@ -1042,3 +1042,39 @@ async fn a_log_whose_resume_record_an_older_recon_glued_to_a_torn_line_is_read()
     assert_eq!(r.json()["undone"], 5);
     assert_eq!(drifted_docs(&f).await, before);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_cut_off_while_it_was_logged_is_not_resumed_as_if_whole() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    let emulator = f.emulator.as_ref().expect("fault injection needs the emulator");
+    let config = path_in(&f, "recon.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[elasticsearch]\n", "[elasticsearch]\nmax_retries = 0\n");
+    std::fs::write(&config, text).unwrap();
+    emulator.set_faults("unavailable=1,only=bulk".parse::<FaultSpec>().unwrap());
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    emulator.set_faults(FaultSpec::default());
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    // What a run killed while logging its plan leaves: the header, two plan lines, part of a third.
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[1..4].iter().all(|l| l.starts_with(r#"{"type":"plan""#)), "{text}");
+    std::fs::write(
+        &audit,
+        format!("{}\n{}\n{}\n{}", lines[0], lines[1], lines[2], &lines[3][..40]),
+    )
+    .unwrap();
+
+    let r = repair(&f, &["--resume", audit.to_str().unwrap(), "--apply", "--yes"]).await;
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("stopped while it was logging its plan (2 of 5 actions)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(drifted_docs(&f).await, before, "no part of the plan was carried out");
+}
