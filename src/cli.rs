@@ -67,7 +67,7 @@ pub enum Command {
         already as it was before the repair (an undo run twice) is left alone, and is no failure. Only the \
         read model's connection is read from the configuration: an undo never reads the write model.\n\n\
         Exit codes: 0 everything undone (or already as before the repair), 1 some documents changed since the \
-        repair (or dry run), 2 error, 130 interrupted.")]
+        repair (or a dry run with something to undo), 2 error, 130 interrupted.")]
     Undo(UndoArgs),
     /// Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime).
     #[command(

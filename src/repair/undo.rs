@@ -105,16 +105,51 @@ fn connect_settings(c: &ReadModelConnection) -> ConnectSettings {
     }
 }
 
-/// Whether the document `reversal` would write already is as it was before the repair: gone, for a
-/// document the repair created; holding the before-image, for one it overwrote or deleted.
+/// Whether `current` (a get answer, or an `_mget` entry) shows the document `reversal` would write as
+/// it was before the repair: gone, for one the repair created; holding the before-image, for one it
+/// overwrote or deleted. An error (a missing index) shows nothing.
+fn is_as_before(reversal: &Intent, current: &Value) -> bool {
+    let found = current["found"] == Value::Bool(true);
+    match &reversal.doc {
+        None => !found && current.get("error").is_none(),
+        Some(before) => found && current["_source"].as_object() == Some(before),
+    }
+}
+
+/// Reads the document `reversal` would write now: whether it already is as before the repair.
 async fn already_as_before(client: &EsClient, reversal: &Intent) -> anyhow::Result<bool> {
     let path = format!("/{}/_doc/{}", encode(&reversal.index), encode(&reversal.id));
     let current = client.request(Method::Get, &path, &[], None).await?;
-    let found = current.status == 200 && current.body["found"] == Value::Bool(true);
-    Ok(match &reversal.doc {
-        None => current.status == 404 && !found,
-        Some(before) => found && current.body["_source"].as_object() == Some(before),
-    })
+    Ok(is_as_before(reversal, &current.body))
+}
+
+/// Leaves out the reversals whose documents already are as before the repair (an undo run twice):
+/// there is nothing to write for them. Reads the documents with one `_mget` per thousand.
+async fn without_as_before(client: &EsClient, reversals: Vec<Intent>) -> anyhow::Result<(Vec<Intent>, u64)> {
+    let mut todo = Vec::with_capacity(reversals.len());
+    let mut as_before = 0;
+    for chunk in reversals.chunks(1000) {
+        let docs: Vec<Value> = chunk
+            .iter()
+            .map(|r| serde_json::json!({"_index": r.index, "_id": r.id}))
+            .collect();
+        let body = client
+            .request_ok(Method::Post, "/_mget", &[], Some(&serde_json::json!({ "docs": docs })))
+            .await
+            .context("cannot read the documents the repair wrote")?;
+        let answers = body["docs"]
+            .as_array()
+            .filter(|a| a.len() == chunk.len())
+            .with_context(|| format!("_mget of {} documents did not answer for each", chunk.len()))?;
+        for (r, current) in chunk.iter().zip(answers) {
+            if is_as_before(r, current) {
+                as_before += 1;
+            } else {
+                todo.push(r.clone());
+            }
+        }
+    }
+    Ok((todo, as_before))
 }
 
 pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &UndoOptions) -> anyhow::Result<Outcome> {
@@ -158,10 +193,17 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
             repair_log.display()
         );
     }
+    let client = EsClient::connect(&connect_settings(&settings.connection)).await?;
+    let (reversals, mut as_before) = if reversals.is_empty() {
+        (reversals, 0)
+    } else {
+        without_as_before(&client, reversals).await?
+    };
     let count = |k: WriteKind| reversals.iter().filter(|r| r.action == k).count();
     if options.format == SummaryFormat::Text {
         println!(
-            "undo plan: {} actions: delete {} created, restore {} overwritten, re-create {} deleted",
+            "undo plan: {} actions: delete {} created, restore {} overwritten, re-create {} deleted; {as_before} \
+             {AS_BEFORE}",
             reversals.len(),
             count(WriteKind::Delete),
             count(WriteKind::Index),
@@ -169,6 +211,9 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
         );
     }
     if reversals.is_empty() {
+        if options.apply {
+            print_summary(options, &Tally::default(), as_before, 0, None);
+        }
         return Ok(Outcome::InSync);
     }
     if !options.apply {
@@ -191,7 +236,6 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
         crate::note!("recon: not confirmed; nothing was written");
         return Ok(Outcome::Drift);
     }
-    let client = EsClient::connect(&connect_settings(&settings.connection)).await?;
     let path = options.audit.clone().unwrap_or_else(|| audit::default_path("undo"));
     let mut log = AuditLog::create(&path)?;
     log.header(&Header {
@@ -223,7 +267,6 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
         false,
     );
     let mut tally = Tally::default();
-    let mut as_before = 0u64;
     let mut not_started = 0;
     for part in reversals.chunks(options.bulk.max_actions.max(1)) {
         if executor.stopped() {
@@ -271,6 +314,20 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
     if let Err(e) = executor.client.request_ok(Method::Post, &refresh, &[], None).await {
         crate::note!("recon: warning: cannot refresh {}: {e}", header.index);
     }
+    print_summary(options, &tally, as_before, not_started, Some(&path));
+    if executor.stopped() {
+        crate::note!("recon: interrupted; {not_started} reversals not started");
+        return Ok(Outcome::Interrupted);
+    }
+    Ok(if tally.conflict == 0 && tally.failed == 0 {
+        Outcome::InSync
+    } else {
+        Outcome::Drift
+    })
+}
+
+/// What the undo did, on stdout. `audit`: its own log, when it wrote one.
+fn print_summary(options: &UndoOptions, tally: &Tally, as_before: u64, not_started: usize, audit: Option<&Path>) {
     match options.format {
         SummaryFormat::Text => {
             println!(
@@ -280,7 +337,9 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
             for (key, reason) in tally.conflicts.iter().chain(&tally.failures).take(20) {
                 println!("  key {key}: {reason}");
             }
-            println!("undo audit log: {}", path.display());
+            if let Some(path) = audit {
+                println!("undo audit log: {}", path.display());
+            }
         }
         SummaryFormat::Json => println!(
             "{}",
@@ -291,19 +350,10 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
                 "not_started": not_started,
                 "conflicts": tally.conflicts.iter().map(|(k, r)| serde_json::json!({"key": k, "reason": r}))
                     .collect::<Vec<_>>(),
-                "audit": path.display().to_string(),
+                "audit": audit.map(|p| p.display().to_string()),
             })
         ),
     }
-    if executor.stopped() {
-        crate::note!("recon: interrupted; {not_started} reversals not started");
-        return Ok(Outcome::Interrupted);
-    }
-    Ok(if tally.conflict == 0 && tally.failed == 0 {
-        Outcome::InSync
-    } else {
-        Outcome::Drift
-    })
 }
 
 #[cfg(test)]
@@ -362,5 +412,28 @@ mod tests {
             ..applied(9)
         };
         assert!(reversal(1, &intent(WriteKind::Create, None), &conflict).is_none());
+    }
+
+    #[test]
+    fn as_before_means_gone_for_a_created_document_and_the_before_image_otherwise() {
+        let before = json!({"customerName": "old"}).as_object().cloned().unwrap();
+        let delete = Intent {
+            action: WriteKind::Delete,
+            doc: None,
+            ..intent(WriteKind::Delete, None)
+        };
+        let restore = Intent {
+            action: WriteKind::Index,
+            doc: Some(before.clone()),
+            ..intent(WriteKind::Index, None)
+        };
+        let gone = json!({"_index": "orders", "_id": "1", "found": false});
+        let old = json!({"_index": "orders", "_id": "1", "found": true, "_source": {"customerName": "old"}});
+        let new = json!({"_index": "orders", "_id": "1", "found": true, "_source": {"customerName": "new"}});
+        let no_index = json!({"_index": "orders", "_id": "1", "error": {"type": "index_not_found_exception"}});
+        assert!(is_as_before(&delete, &gone));
+        assert!(!is_as_before(&delete, &old) && !is_as_before(&delete, &no_index));
+        assert!(is_as_before(&restore, &old));
+        assert!(!is_as_before(&restore, &new) && !is_as_before(&restore, &gone));
     }
 }

@@ -826,6 +826,13 @@ async fn undoing_twice_finds_the_documents_already_as_before() {
     assert_eq!(drifted_docs(&f).await, before);
 
     // Again: every document already is as before the repair. Nothing to do, nothing failed.
+    let r = run(&f, "undo", &[audit.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "a dry run with nothing to do: {}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("undo plan: 0 actions") && r.stdout.contains("; 5 already as before the repair"),
+        "{}",
+        r.stdout
+    );
     let r = undo(&["--format", "json"]).await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let summary = r.json();
@@ -838,6 +845,7 @@ async fn undoing_twice_finds_the_documents_already_as_before() {
         (json!(0), json!(5), json!(0)),
         "{summary}"
     );
+    assert_eq!(summary["audit"], Value::Null, "nothing written, no undo log");
     let r = undo(&[]).await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
