@@ -63,9 +63,11 @@ pub enum Command {
     #[command(long_about = "Undo a repair from its audit log, conditionally.\n\n\
         Documents the repair created are deleted, documents it overwrote get their old _source back, \
         documents it deleted are created again with their _id and _source, each only if the document is \
-        still the version the repair wrote. A document changed since the repair is skipped and reported.\n\n\
-        Exit codes: 0 everything undone, 1 some documents changed since the repair (or dry run), 2 error, \
-        130 interrupted.")]
+        still the version the repair wrote. A document changed since the repair is skipped and reported; one \
+        already as it was before the repair (an undo run twice) is left alone, and is no failure. Only the \
+        read model's connection is read from the configuration: an undo never reads the write model.\n\n\
+        Exit codes: 0 everything undone (or already as before the repair), 1 some documents changed since the \
+        repair (or a dry run with something to undo), 2 error, 130 interrupted.")]
     Undo(UndoArgs),
     /// Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime).
     #[command(
@@ -155,6 +157,16 @@ impl ConnectionArgs {
             es_index: self.index.clone(),
         };
         crate::config::Settings::load(&self.config, &overrides, &|name| std::env::var(name).ok())
+    }
+
+    /// Where the run acts, for the commands it prints for the user to paste.
+    pub fn target(&self) -> crate::commands::command_line::Target {
+        crate::commands::command_line::Target {
+            config: self.config.clone(),
+            pg_url: self.pg_url.clone(),
+            es_url: self.es_url.clone(),
+            index: self.index.clone(),
+        }
     }
 }
 
@@ -292,11 +304,11 @@ pub struct RepairArgs {
     pub mode: crate::repair::plan::RepairMode,
 
     /// Refuse to apply a plan of more than N writes.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(long, value_name = "N", default_value_t = crate::repair::DEFAULT_MAX_CHANGES)]
     pub max_changes: u64,
 
     /// Refuse to apply a plan of more than N deletes.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = crate::repair::DEFAULT_MAX_DELETES)]
     pub max_deletes: u64,
 
     /// The write-ahead audit log [default: recon-repair-YYYYMMDDTHHMMSSZ.ndjson in the current directory].

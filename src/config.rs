@@ -203,23 +203,7 @@ impl Settings {
         overrides: &Overrides,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {
-        let (file, source_file) = match std::fs::read_to_string(path) {
-            Ok(text) => (
-                parse_file(&text, &path.display().to_string())?,
-                Some(path.to_path_buf()),
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ConfigError::NotFound {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
+        let (file, source_file) = read_file(path)?;
         Settings::resolve(file, source_file, overrides, env)
     }
 
@@ -256,49 +240,23 @@ impl Settings {
         };
 
         let es = file.elasticsearch;
-        let (es_url, origin) = layer(es.url, "ELASTICSEARCH_URL", overrides.es_url.clone(), "--es-url", env);
-        origins.push(("elasticsearch.url", origin));
-        let es_url = es_url.unwrap_or_else(|| "http://localhost:9200".to_string());
+        let connection = resolve_connection(&es, overrides, env, &where_, &mut origins)?;
         let (index, origin) = layer(es.index, "RECON_ES_INDEX", overrides.es_index.clone(), "--index", env);
         origins.push(("elasticsearch.index", origin));
         let index = index.ok_or_else(|| missing("elasticsearch.index", "the index or alias holding the read model"))?;
-        let (username, origin) = layer(es.username, "ELASTICSEARCH_USERNAME", None, "", env);
-        origins.push(("elasticsearch.username", origin));
-        let password_from_file = match &es.password_file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .map_err(|e| ConfigError::Invalid {
-                        path: where_.clone(),
-                        message: format!("elasticsearch.password_file {}: {e}", p.display()),
-                    })?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
-            ),
-            None => None,
-        };
-        let (password, origin) = layer(
-            es.password.or(password_from_file),
-            "ELASTICSEARCH_PASSWORD",
-            None,
-            "",
-            env,
-        );
-        origins.push(("elasticsearch.password", origin));
-        let (api_key, origin) = layer(es.api_key, "ELASTICSEARCH_API_KEY", None, "", env);
-        origins.push(("elasticsearch.api_key", origin));
         let elasticsearch = ElasticsearchConfig {
-            url: Secret::new(es_url),
+            url: connection.url,
             index,
             key: es.key.unwrap_or(key),
-            username,
-            password: password.map(Secret::new),
-            api_key: api_key.map(Secret::new),
-            ca_cert: es.ca_cert,
-            insecure: es.insecure.unwrap_or(false),
+            username: connection.username,
+            password: connection.password,
+            api_key: connection.api_key,
+            ca_cert: connection.ca_cert,
+            insecure: connection.insecure,
             page_size: positive(es.page_size.unwrap_or(1000), &where_, "elasticsearch.page_size")?,
             keep_alive: es.keep_alive.unwrap_or_else(|| "5m".to_string()),
-            max_retries: es.max_retries.unwrap_or(8),
-            timeout: es.timeout.unwrap_or(Duration::from_secs(60)),
+            max_retries: connection.max_retries,
+            timeout: connection.timeout,
         };
         if elasticsearch.page_size > 10_000 {
             return Err(ConfigError::Invalid {
@@ -332,6 +290,137 @@ impl Settings {
                 format!("{name} = {value} (from {origin})")
             })
             .collect()
+    }
+}
+
+/// What `recon undo` needs: the read model's connection, nothing else. An undo writes back what its
+/// audit log recorded, into the indices it names, and never reads the write model, so `[postgres]`
+/// and `elasticsearch.index` may be absent from its configuration.
+#[derive(Debug, Clone)]
+pub struct ReadModelSettings {
+    pub source_file: Option<PathBuf>,
+    pub connection: ReadModelConnection,
+    pub origins: Vec<(&'static str, Origin)>,
+}
+
+/// `[elasticsearch]`'s address, credentials, TLS, timeout and retries, resolved in layers.
+#[derive(Debug, Clone)]
+pub struct ReadModelConnection {
+    pub url: Secret,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub api_key: Option<Secret>,
+    pub ca_cert: Option<PathBuf>,
+    pub insecure: bool,
+    pub max_retries: usize,
+    pub timeout: Duration,
+}
+
+impl ReadModelSettings {
+    /// Resolves defaults < file < environment < flags, like [`Settings::load`], requiring only what
+    /// reaching the read model needs (the file itself, for its `[elasticsearch]` table).
+    pub fn load(
+        path: &Path,
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ReadModelSettings, ConfigError> {
+        let (file, source_file) = read_file(path)?;
+        let where_ = path.display().to_string();
+        let mut origins = Vec::new();
+        let connection = resolve_connection(&file.elasticsearch, overrides, env, &where_, &mut origins)?;
+        Ok(ReadModelSettings {
+            source_file,
+            connection,
+            origins,
+        })
+    }
+
+    /// One line per layered setting, for `--verbose`, as [`Settings::describe_origins`] says them.
+    pub fn describe_origins(&self) -> Vec<String> {
+        let c = &self.connection;
+        self.origins
+            .iter()
+            .map(|(name, origin)| {
+                let value = match *name {
+                    "elasticsearch.url" => redact_url(c.url.expose()),
+                    "elasticsearch.username" => c.username.clone().unwrap_or_else(|| "-".into()),
+                    "elasticsearch.password" => set_or_unset(c.password.is_some()),
+                    "elasticsearch.api_key" => set_or_unset(c.api_key.is_some()),
+                    _ => String::new(),
+                };
+                format!("{name} = {value} (from {origin})")
+            })
+            .collect()
+    }
+}
+
+/// The connection part of `[elasticsearch]`, shared by every command.
+fn resolve_connection(
+    es: &ElasticsearchFile,
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    where_: &str,
+    origins: &mut Vec<(&'static str, Origin)>,
+) -> Result<ReadModelConnection, ConfigError> {
+    let (es_url, origin) = layer(
+        es.url.clone(),
+        "ELASTICSEARCH_URL",
+        overrides.es_url.clone(),
+        "--es-url",
+        env,
+    );
+    origins.push(("elasticsearch.url", origin));
+    let es_url = es_url.unwrap_or_else(|| "http://localhost:9200".to_string());
+    let (username, origin) = layer(es.username.clone(), "ELASTICSEARCH_USERNAME", None, "", env);
+    origins.push(("elasticsearch.username", origin));
+    let password_from_file = match &es.password_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| ConfigError::Invalid {
+                    path: where_.to_string(),
+                    message: format!("elasticsearch.password_file {}: {e}", p.display()),
+                })?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        ),
+        None => None,
+    };
+    let (password, origin) = layer(
+        es.password.clone().or(password_from_file),
+        "ELASTICSEARCH_PASSWORD",
+        None,
+        "",
+        env,
+    );
+    origins.push(("elasticsearch.password", origin));
+    let (api_key, origin) = layer(es.api_key.clone(), "ELASTICSEARCH_API_KEY", None, "", env);
+    origins.push(("elasticsearch.api_key", origin));
+    Ok(ReadModelConnection {
+        url: Secret::new(es_url),
+        username,
+        password: password.map(Secret::new),
+        api_key: api_key.map(Secret::new),
+        ca_cert: es.ca_cert.clone(),
+        insecure: es.insecure.unwrap_or(false),
+        max_retries: es.max_retries.unwrap_or(8),
+        timeout: es.timeout.unwrap_or(Duration::from_secs(60)),
+    })
+}
+
+/// The file, parsed; it must exist.
+fn read_file(path: &Path) -> Result<(FileConfig, Option<PathBuf>), ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((
+            parse_file(&text, &path.display().to_string())?,
+            Some(path.to_path_buf()),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ConfigError::NotFound {
+            path: path.to_path_buf(),
+        }),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -519,5 +608,31 @@ totalPrice = { as = "number", tolerance = 0.005 }
             e.to_string(),
             "recon.toml: postgres.query is not set; one row per expected document"
         );
+    }
+
+    #[test]
+    fn the_read_model_alone_needs_no_postgres_and_no_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("undo.toml");
+        std::fs::write(&path, "[elasticsearch]\nurl = \"http://file:9200\"\nusername = \"u\"\n").unwrap();
+        let s = ReadModelSettings::load(&path, &Overrides::default(), &no_env).unwrap();
+        assert_eq!(s.connection.url.expose(), "http://file:9200");
+        assert_eq!(s.connection.username.as_deref(), Some("u"));
+        assert_eq!(s.source_file.as_deref(), Some(path.as_path()));
+        std::fs::write(&path, "").unwrap();
+        let flags = Overrides {
+            es_url: Some("http://flag:9200".into()),
+            ..Overrides::default()
+        };
+        let s = ReadModelSettings::load(&path, &flags, &no_env).unwrap();
+        assert_eq!(s.connection.url.expose(), "http://flag:9200");
+        assert!(s.origins.contains(&("elasticsearch.url", Origin::Flag("--es-url"))));
+        // Full settings still demand what a check needs.
+        let e = Settings::load(&path, &flags, &no_env).unwrap_err().to_string();
+        assert!(e.contains("postgres.url is not set"), "{e}");
+        let e = ReadModelSettings::load(&dir.path().join("none.toml"), &flags, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist"), "{e}");
     }
 }

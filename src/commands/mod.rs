@@ -1,6 +1,7 @@
 //! One file per subcommand: each turns parsed flags into settings, runs, and returns an [`Outcome`].
 
 pub mod check;
+pub mod command_line;
 pub mod completions;
 pub mod demo;
 pub mod reindex;

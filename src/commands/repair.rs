@@ -45,7 +45,7 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
         grace: args.grace,
         progress: ProgressMode::detect(args.quiet),
         format: args.format,
-        config_path: args.connection.config,
+        target: args.connection.target(),
         verbose: args.verbose,
     };
     repair::run(&settings, &options).await

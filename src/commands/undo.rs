@@ -1,17 +1,19 @@
 //! `recon undo AUDIT`: flags to settings, then [`crate::repair::undo::run`].
 
 use crate::cli::UndoArgs;
+use crate::commands::command_line::Target;
 use crate::commands::Outcome;
-use crate::config::{Overrides, Settings};
+use crate::config::{Overrides, ReadModelSettings};
 use crate::repair::undo::{self, UndoOptions};
 use crate::source::elasticsearch::write::BulkSettings;
 
 pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
     let overrides = Overrides {
-        es_url: args.es_url,
+        es_url: args.es_url.clone(),
         ..Overrides::default()
     };
-    let settings = Settings::load(&args.config, &overrides, &|name| std::env::var(name).ok())?;
+    // Only the read model's connection: an undo never reads the write model.
+    let settings = ReadModelSettings::load(&args.config, &overrides, &|name| std::env::var(name).ok())?;
     if args.verbose {
         for line in settings.describe_origins() {
             crate::note!("recon: {line}");
@@ -26,6 +28,11 @@ pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
             ..BulkSettings::default()
         },
         format: args.format,
+        target: Target {
+            config: args.config,
+            es_url: args.es_url,
+            ..Target::default()
+        },
     };
     undo::run(&settings, &args.log, &options).await
 }

@@ -43,6 +43,10 @@ pub struct Header {
     pub index: String,
     pub mode: Option<String>,
     pub tool_version: String,
+    /// How many `plan` lines follow. A log with fewer was cut off while its plan was being written
+    /// (before any intent). Absent in logs of older recons and of undo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<u64>,
 }
 
 /// A write about to be sent, with what it overwrites.
@@ -237,11 +241,21 @@ impl AuditLog {
         AuditLog::open(path, OpenOptions::new().write(true).create_new(true))
     }
 
-    /// Opens an existing log to go on appending (`--resume`).
+    /// Opens an existing log to go on appending (`--resume`). A run cut off while writing leaves
+    /// its last line unfinished: that line is ended here, so the next record starts a line of its
+    /// own instead of being glued to the torn bytes (which would make both unreadable).
     pub fn append_to(path: &Path) -> Result<AuditLog, AuditError> {
-        AuditLog::open(path, OpenOptions::new().append(true))
+        let mut log = AuditLog::open(path, OpenOptions::new().read(true).append(true))?;
+        if !ends_a_line(log.out.get_ref()).map_err(|source| AuditError::Read {
+            path: path.to_path_buf(),
+            source,
+        })? {
+            log.write(b"\n")?;
+        }
+        Ok(log)
     }
 
+    /// Opens a log as [`open`](Self::open) does.
     fn open(path: &Path, options: &OpenOptions) -> Result<AuditLog, AuditError> {
         let open = |source| AuditError::Open {
             path: path.to_path_buf(),
@@ -375,6 +389,18 @@ impl AuditLog {
     }
 }
 
+/// Whether `file` is empty or its last byte ends a line.
+fn ends_a_line(file: &File) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(true);
+    }
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, len - 1)?;
+    Ok(last[0] == b'\n')
+}
+
 /// A log read back.
 #[derive(Debug, Default)]
 pub struct AuditContents {
@@ -383,58 +409,158 @@ pub struct AuditContents {
     pub intents: BTreeMap<u64, Intent>,
     /// The last outcome recorded for each seq.
     pub outcomes: BTreeMap<u64, OutcomeRecord>,
+    /// Lines (1-based) cut off by a run that stopped while writing them, skipped.
+    pub torn: Vec<usize>,
+    /// The last line, when it is such a torn line (nothing was appended after it yet).
+    pub torn_tail: Option<usize>,
 }
 
-/// Reads a log. A torn last line (the process died while writing it) is ignored: its action has no
-/// durable record, exactly as if the write had not been attempted.
+impl AuditContents {
+    /// Says on stderr which lines of `path` were skipped, and why that loses nothing.
+    pub fn warn_torn(&self, path: &Path) {
+        for line in &self.torn {
+            crate::note!(
+                "recon: warning: {}:{line}: skipped a line cut off when the run writing it stopped; no write \
+                 went out for it (a write is sent only once its intent is on disk whole)",
+                path.display()
+            );
+        }
+    }
+}
+
+/// The record type of a resume, and the field in which it names the torn line it ended.
+const RESUME: &str = "resume";
+pub const TORN_LINE: &str = "torn_line";
+
+/// Reads a log.
+///
+/// A run that stops while writing (killed, or the disk full) leaves its last line torn. Such a line
+/// never held an intent whose write went out: a write is sent only after its whole intent line is on
+/// disk (fsynced), so a line cut short was not (a torn outcome only loses the outcome, which resume
+/// settles by sending its intent again). A torn line is skipped (listed in [`AuditContents::torn`])
+/// where a cut-off run leaves it, and only there:
+/// - as the last line;
+/// - ended by a later `--resume` and followed by its `resume` record, which names the line;
+/// - with the `resume` record of an older recon glued straight after the torn bytes (that resume saw
+///   the torn line as the last one and ignored it, as this one does).
+///
+/// Anything else that does not parse is damage, and refused.
 pub fn read(path: &Path) -> Result<AuditContents, AuditError> {
     let file = File::open(path).map_err(|source| AuditError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let lines: Vec<String> = BufReader::new(file)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(|source| AuditError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let mut reader = BufReader::new(file);
     let mut contents = AuditContents::default();
-    let last = lines.len();
-    for (n, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+    // An unparsable line that ends with a newline: torn only if a resume record naming it follows.
+    let mut ended: Option<(usize, String)> = None;
+    let mut bytes = Vec::new();
+    let mut n = 0;
+    loop {
+        bytes.clear();
+        let read = reader
+            .read_until(b'\n', &mut bytes)
+            .map_err(|source| AuditError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        let terminated = bytes.last() == Some(&b'\n');
+        let line = bytes.trim_ascii();
+        if line.is_empty() {
             continue;
         }
-        let invalid = |detail: String| AuditError::Invalid {
+        let invalid = |line: usize, detail: String| AuditError::Invalid {
             path: path.to_path_buf(),
-            line: n + 1,
+            line,
             detail,
         };
-        let value: Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(_) if n + 1 == last => break,
-            Err(e) => return Err(invalid(e.to_string())),
+        let value = match serde_json::from_slice::<Value>(line) {
+            Ok(value) => value,
+            Err(e) => {
+                if let Some((line, detail)) = ended.take() {
+                    return Err(invalid(line, detail));
+                }
+                if let Some((record, resume)) = glued_resume(line) {
+                    match serde_json::from_slice::<Value>(record) {
+                        // The whole record made it; only its newline was lost. The older resume read
+                        // it (as the last line), so it counts.
+                        Ok(value) => add(&mut contents, value).map_err(|d| invalid(n, d))?,
+                        Err(_) => contents.torn.push(n),
+                    }
+                    add(&mut contents, resume).map_err(|d| invalid(n, d))?;
+                } else if terminated {
+                    ended = Some((n, e.to_string()));
+                } else {
+                    contents.torn.push(n);
+                    contents.torn_tail = Some(n);
+                }
+                continue;
+            }
         };
-        let kind = value["type"].as_str().unwrap_or_default().to_string();
-        let parse_err = |e: serde_json::Error| invalid(format!("{kind}: {e}"));
-        match kind.as_str() {
-            "header" if contents.header.is_none() => {
-                contents.header = Some(serde_json::from_value(value).map_err(parse_err)?)
+        if let Some((line, detail)) = ended.take() {
+            let names_it = value["type"] == RESUME && value[TORN_LINE].as_u64() == Some(line as u64);
+            if !names_it {
+                return Err(invalid(
+                    line,
+                    format!(
+                        "{detail} (a line is skipped as torn only when it is the last one or a resume record \
+                         naming it follows)"
+                    ),
+                ));
             }
-            "plan" => contents.plan.push(serde_json::from_value(value).map_err(parse_err)?),
-            "intent" => {
-                let intent: Intent = serde_json::from_value(value).map_err(parse_err)?;
-                contents.intents.insert(intent.seq, intent);
-            }
-            "outcome" => {
-                let outcome: OutcomeRecord = serde_json::from_value(value).map_err(parse_err)?;
-                contents.outcomes.insert(outcome.seq, outcome);
-            }
-            // Later headers (resume), notes and unknown types are for people.
-            _ => {}
+            contents.torn.push(line);
         }
+        add(&mut contents, value).map_err(|d| invalid(n, d))?;
+    }
+    if let Some((line, _)) = ended {
+        // A torn line ended by a resume that stopped before its record (written before any write):
+        // still the last thing in the log.
+        contents.torn.push(line);
+        contents.torn_tail = Some(line);
     }
     Ok(contents)
+}
+
+/// `TORN{"type":"resume",…}`: the record an older recon's `--resume` appended straight after a torn
+/// last line. Split into the torn bytes and the resume record; None when the line is not that.
+fn glued_resume(line: &[u8]) -> Option<(&[u8], Value)> {
+    const START: &[u8] = br#"{"type":"resume""#;
+    // The resume record is the end of the line; inside JSON strings a quote is escaped, so the
+    // unescaped text can only start a record (or an object of a document, which then cannot run to
+    // the end of the line as one resume record).
+    let at = line.windows(START.len()).rposition(|w| w == START)?;
+    if at == 0 {
+        return None;
+    }
+    let resume: Value = serde_json::from_slice(&line[at..]).ok()?;
+    (resume["type"] == RESUME).then_some((&line[..at], resume))
+}
+
+/// Adds one record to `contents`; the error says what is wrong with it.
+fn add(contents: &mut AuditContents, value: Value) -> Result<(), String> {
+    let kind = value["type"].as_str().unwrap_or_default().to_string();
+    let parse_err = |e: serde_json::Error| format!("{kind}: {e}");
+    match kind.as_str() {
+        "header" if contents.header.is_none() => {
+            contents.header = Some(serde_json::from_value(value).map_err(parse_err)?)
+        }
+        "plan" => contents.plan.push(serde_json::from_value(value).map_err(parse_err)?),
+        "intent" => {
+            let intent: Intent = serde_json::from_value(value).map_err(parse_err)?;
+            contents.intents.insert(intent.seq, intent);
+        }
+        "outcome" => {
+            let outcome: OutcomeRecord = serde_json::from_value(value).map_err(parse_err)?;
+            contents.outcomes.insert(outcome.seq, outcome);
+        }
+        // Later headers (resume), notes and unknown types are for people.
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The default log name, in the current directory: `recon-repair-20261128T093000Z.ndjson`, with
@@ -469,6 +595,7 @@ mod tests {
             index: "orders".into(),
             mode: Some("replace".into()),
             tool_version: "0".into(),
+            actions: Some(1),
         })
         .unwrap();
         log.plan(&[PlannedAction {
@@ -571,5 +698,131 @@ mod tests {
             create
         );
         assert_eq!(contents.intents[&2], delete);
+    }
+
+    const HEADER: &str = r#"{"type":"header","schema":"recon.audit/v1","command":"repair","started_at":"t","config":null,"index":"orders","mode":null,"tool_version":"0"}"#;
+    const INTENT_1: &str = r#"{"type":"intent","seq":1,"action":"delete","key":1,"index":"orders","id":"1","if_seq_no":3,"if_primary_term":1,"before":{"index":"orders","source":{"name":"José"},"seq_no":3,"primary_term":1}}"#;
+    const OUTCOME_1: &str = r#"{"type":"outcome","seq":1,"status":"applied","result":"deleted","index":"orders","seq_no":4,"primary_term":1,"error":null}"#;
+    const OUTCOME_2: &str = r#"{"type":"outcome","seq":2,"status":"applied","result":"deleted","index":"orders","seq_no":5,"primary_term":1,"error":null}"#;
+    const INTENT_2: &str = r#"{"type":"intent","seq":2,"action":"delete","key":2,"index":"orders","id":"2","if_seq_no":3,"if_primary_term":1,"before":{"index":"orders","source":{"name":"Zoë"},"seq_no":3,"primary_term":1}}"#;
+    const OLD_RESUME: &str = r#"{"type":"resume","started_at":"2026-11-28T09:30:00.000Z"}"#;
+
+    fn read_bytes(bytes: &[u8]) -> Result<AuditContents, AuditError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.ndjson");
+        std::fs::write(&path, bytes).unwrap();
+        read(&path)
+    }
+
+    /// `INTENT_2` cut inside "Zoë": the torn bytes are not even UTF-8.
+    fn torn_intent() -> &'static [u8] {
+        let at = INTENT_2.find('ë').unwrap() + 1;
+        &INTENT_2.as_bytes()[..at]
+    }
+
+    fn log(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_reported() {
+        let bytes = log(&[HEADER.as_bytes(), b"\n", INTENT_1.as_bytes(), b"\n", torn_intent()]);
+        let contents = read_bytes(&bytes).unwrap();
+        assert_eq!(contents.intents.keys().collect::<Vec<_>>(), [&1]);
+        assert_eq!((contents.torn.as_slice(), contents.torn_tail), (&[3][..], Some(3)));
+    }
+
+    #[test]
+    fn a_torn_line_with_an_older_resume_record_glued_on_is_skipped_and_the_rest_read() {
+        // An older recon's resume appended its record straight after the torn bytes, then sent the
+        // intent without outcome again.
+        let bytes = log(&[
+            HEADER.as_bytes(),
+            b"\n",
+            INTENT_1.as_bytes(),
+            b"\n",
+            torn_intent(),
+            OLD_RESUME.as_bytes(),
+            b"\n",
+            OUTCOME_1.as_bytes(),
+            b"\n",
+        ]);
+        let contents = read_bytes(&bytes).unwrap();
+        assert_eq!((contents.torn.as_slice(), contents.torn_tail), (&[3][..], None));
+        assert_eq!(contents.intents.keys().collect::<Vec<_>>(), [&1]);
+        assert_eq!(contents.outcomes.keys().collect::<Vec<_>>(), [&1]);
+
+        // Only the newline was lost: the record is whole, and the older resume read it.
+        let bytes = log(&[
+            HEADER.as_bytes(),
+            b"\n",
+            INTENT_1.as_bytes(),
+            b"\n",
+            INTENT_2.as_bytes(),
+            OLD_RESUME.as_bytes(),
+            b"\n",
+            OUTCOME_2.as_bytes(),
+            b"\n",
+        ]);
+        let contents = read_bytes(&bytes).unwrap();
+        assert!(contents.torn.is_empty());
+        assert_eq!(contents.intents.keys().collect::<Vec<_>>(), [&1, &2]);
+        assert_eq!(contents.outcomes.keys().collect::<Vec<_>>(), [&2]);
+    }
+
+    #[test]
+    fn a_torn_line_ended_by_resume_needs_the_resume_record_naming_it() {
+        let resume = |line: usize| format!(r#"{{"type":"resume","started_at":"t","torn_line":{line}}}"#);
+        let ended = |next: &str| {
+            log(&[
+                HEADER.as_bytes(),
+                b"\n",
+                INTENT_1.as_bytes(),
+                b"\n",
+                torn_intent(),
+                b"\n",
+                next.as_bytes(),
+                b"\n",
+                OUTCOME_1.as_bytes(),
+                b"\n",
+            ])
+        };
+        let contents = read_bytes(&ended(&resume(3))).unwrap();
+        assert_eq!((contents.torn.as_slice(), contents.torn_tail), (&[3][..], None));
+        assert_eq!(contents.outcomes.keys().collect::<Vec<_>>(), [&1]);
+        // Damage in the middle of a log is refused with its line: a resume naming another line, or
+        // none at all, does not vouch for it.
+        for next in [resume(2), OLD_RESUME.to_string(), OUTCOME_2.to_string()] {
+            let e = read_bytes(&ended(&next)).unwrap_err().to_string();
+            assert!(e.contains("audit.ndjson:3: not an audit record"), "{e}");
+            assert!(e.contains("the last one or a resume record naming it follows"), "{e}");
+        }
+    }
+
+    #[test]
+    fn appending_to_a_log_with_a_torn_tail_starts_a_new_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.ndjson");
+        std::fs::write(&path, log(&[HEADER.as_bytes(), b"\n", torn_intent()])).unwrap();
+        let contents = read(&path).unwrap();
+        let mut log = AuditLog::append_to(&path).unwrap();
+        log.note("resume", &json!({"started_at": "t", TORN_LINE: contents.torn_tail}))
+            .unwrap();
+        log.outcomes(&[OutcomeRecord::skipped(1, "x", "y")]).unwrap();
+        drop(log);
+        let text = std::fs::read(&path).unwrap();
+        let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+        assert_eq!(lines[1], torn_intent());
+        assert_eq!(
+            serde_json::from_slice::<Value>(lines[2]).unwrap(),
+            json!({"type": "resume", "started_at": "t", "torn_line": 2})
+        );
+        let contents = read(&path).unwrap();
+        assert_eq!((contents.torn.as_slice(), contents.torn_tail), (&[2][..], None));
+        assert!(contents.outcomes.contains_key(&1));
+        // A log that ends a line is appended to as it is.
+        let before = std::fs::read(&path).unwrap();
+        drop(AuditLog::append_to(&path).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 }

@@ -30,6 +30,7 @@ use self::audit::{AuditLog, Header, AUDIT_SCHEMA};
 use self::plan::{plan_key, PlanContext, PlannedAction, RepairMode};
 use self::spool::{KeySpool, PlanSpool};
 use crate::commands::check::{connect_sides, scan, ScanScope};
+use crate::commands::command_line::{CommandLine, Takes, Target};
 use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::diff::Comparator;
@@ -40,6 +41,11 @@ use crate::source::elasticsearch::write::{BulkSettings, BulkWriter, WriteKind};
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource};
 use crate::source::postgres::PostgresSource;
 use crate::source::{DocumentSource, KeyRange};
+
+/// `--max-changes` unless given.
+pub const DEFAULT_MAX_CHANGES: u64 = 1000;
+/// `--max-deletes` unless given.
+pub const DEFAULT_MAX_DELETES: u64 = 100;
 
 /// Keys looked up per request while planning and re-checking.
 const LOOKUP_CHUNK: usize = 1000;
@@ -86,8 +92,9 @@ pub struct RepairOptions {
     pub grace: Option<Duration>,
     pub progress: ProgressMode,
     pub format: SummaryFormat,
-    /// The config file path, for the header and the printed resume/undo commands.
-    pub config_path: PathBuf,
+    /// The config file and the flags that override where the run acts: for the header and the
+    /// commands printed for the user to paste (resume, undo, apply).
+    pub target: Target,
     /// Timings and counts of each phase on stderr.
     pub verbose: bool,
 }
@@ -156,6 +163,8 @@ struct RunReport {
 
 /// Runs `recon repair` with resolved settings.
 pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result<Outcome> {
+    // Before anything is read: a refusal after a whole check would waste it.
+    needs_yes(options.apply, options.yes)?;
     if let KeySource::Resume(path) = &options.keys {
         return resume(settings, options, path).await;
     }
@@ -227,7 +236,10 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         if let Some(message) = &over_caps {
             crate::note!("recon: warning: {message}");
         }
-        crate::note!("recon: dry run: nothing was written; run again with --apply to make these changes");
+        crate::note!(
+            "recon: dry run: nothing was written; to make these changes: {}",
+            apply_command(options)
+        );
         print_summary(
             options,
             &RunReport {
@@ -253,7 +265,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     // The log exists, durable, before the first write; an unwritable path stops the run here.
     let audit_path = options.audit.clone().unwrap_or_else(|| audit::default_path("repair"));
     let mut log = AuditLog::create(&audit_path)?;
-    log.header(&header("repair", settings, options, Some(options.mode)))?;
+    log.header(&header(settings, options, changes))?;
     for part in spool.read(LOOKUP_CHUNK)? {
         log.plan(&part?)?;
     }
@@ -399,27 +411,79 @@ fn executor(conn: &Connected, log: AuditLog, options: &RepairOptions) -> anyhow:
 
 fn resume_hint(audit: &Path, options: &RepairOptions) -> String {
     format!(
-        "finish with: recon repair --resume {} --config {} --apply --yes",
-        audit.display(),
-        options.config_path.display()
+        "finish with: {}",
+        resume_command(audit, options).arg("--apply").arg("--yes")
     )
 }
 
-fn header(command: &str, settings: &Settings, options: &RepairOptions, mode: Option<RepairMode>) -> Header {
+/// `recon repair --resume AUDIT` where this run acted.
+fn resume_command(audit: &Path, options: &RepairOptions) -> CommandLine {
+    with_grace(
+        CommandLine::recon("repair")
+            .arg("--resume")
+            .path(audit)
+            .at(&options.target, Takes::ALL),
+        options,
+    )
+}
+
+/// `recon undo AUDIT` where this run acted (undo takes only the read model's connection).
+fn undo_command(audit: &Path, options: &RepairOptions) -> CommandLine {
+    CommandLine::recon("undo")
+        .path(audit)
+        .at(&options.target, Takes::READ_MODEL)
+}
+
+/// This dry run again, with `--apply`: the same keys, mode and caps, where this run looked.
+fn apply_command(options: &RepairOptions) -> CommandLine {
+    let mut command = CommandLine::recon("repair").at(&options.target, Takes::ALL);
+    command = match &options.keys {
+        KeySource::Check => command,
+        KeySource::Report(path) => command.arg("--from-report").path(path),
+        KeySource::Keys(keys) => command.option("--keys", keys.join(",")),
+        KeySource::KeysFile(path) => command.arg("--keys-file").path(path),
+        KeySource::Plan(path) => command.arg("--from-plan").path(path),
+        KeySource::Resume(path) => command.arg("--resume").path(path),
+    };
+    command = with_grace(command, options);
+    if options.mode == RepairMode::Patch {
+        command = command.option("--mode", "patch");
+    }
+    if options.max_changes != DEFAULT_MAX_CHANGES {
+        command = command.option("--max-changes", options.max_changes.to_string());
+    }
+    if options.max_deletes != DEFAULT_MAX_DELETES {
+        command = command.option("--max-deletes", options.max_deletes.to_string());
+    }
+    if let Some(audit) = &options.audit {
+        command = command.arg("--audit").path(audit);
+    }
+    command.arg("--apply")
+}
+
+fn with_grace(command: CommandLine, options: &RepairOptions) -> CommandLine {
+    match options.grace {
+        Some(grace) => command.option("--grace", humantime::format_duration(grace).to_string()),
+        None => command,
+    }
+}
+
+fn header(settings: &Settings, options: &RepairOptions, actions: u64) -> Header {
     Header {
         schema: AUDIT_SCHEMA.into(),
-        command: command.into(),
+        command: "repair".into(),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        config: Some(options.config_path.display().to_string()),
+        config: Some(options.target.config.display().to_string()),
         index: settings.elasticsearch.index.clone(),
-        mode: mode.map(|m| {
-            match m {
+        mode: Some(
+            match options.mode {
                 RepairMode::Replace => "replace",
                 RepairMode::Patch => "patch",
             }
-            .to_string()
-        }),
+            .to_string(),
+        ),
         tool_version: env!("CARGO_PKG_VERSION").into(),
+        actions: Some(actions),
     }
 }
 
@@ -427,6 +491,7 @@ fn header(command: &str, settings: &Settings, options: &RepairOptions, mode: Opt
 /// then carry out the plan's actions that never got an intent.
 async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> anyhow::Result<Outcome> {
     let contents = audit::read(path)?;
+    contents.warn_torn(path);
     let header = contents
         .header
         .clone()
@@ -436,6 +501,20 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
             "{} is the log of a `recon {}`, not of a repair",
             path.display(),
             header.command
+        );
+    }
+    // The plan is made durable before the first intent: a shorter plan was cut off while it was being
+    // written, and resuming it would carry out part of the repair and call it finished.
+    if let Some(planned) = header.actions.filter(|n| (contents.plan.len() as u64) < *n) {
+        let sent = if contents.intents.is_empty() {
+            "no write was sent; run the repair again (this log can be deleted)"
+        } else {
+            "yet it has intents: the log is damaged"
+        };
+        bail!(
+            "{} is the log of a repair that stopped while it was logging its plan ({} of {planned} actions): {sent}",
+            path.display(),
+            contents.plan.len(),
         );
     }
     if header.index != settings.elasticsearch.index {
@@ -480,18 +559,23 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
     };
     let todo = unrecorded.len() + untouched.len();
     if !options.apply {
-        crate::note!("recon: dry run: run again with --apply to finish the repair");
+        crate::note!(
+            "recon: dry run: to finish the repair: {}",
+            resume_command(path, options).arg("--apply")
+        );
         return Ok(if todo == 0 { Outcome::InSync } else { Outcome::Drift });
     }
     if todo > 0 && !confirm(&format!("Finish the repair: {todo} actions?"), options.yes)? {
         crate::note!("recon: not confirmed; nothing was written");
         return Ok(Outcome::Drift);
     }
+    // Ends a torn last line; the resume record names it, so a reader knows it was cut off, not damaged.
     let mut log = AuditLog::append_to(path)?;
-    log.note(
-        "resume",
-        &json!({"started_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}),
-    )?;
+    let mut record = json!({"started_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)});
+    if let Some(line) = contents.torn_tail {
+        record[audit::TORN_LINE] = json!(line);
+    }
+    log.note("resume", &record)?;
     let executor = executor(&conn, log, options)?;
     let mut tally = Tally::default();
     let keys_of: HashMap<u64, Value> = contents.plan.iter().map(|a| (a.seq, a.key.clone())).collect();
@@ -960,6 +1044,18 @@ fn caps_message(changes: u64, deletes: u64, options: &RepairOptions) -> Option<S
     ))
 }
 
+/// Without a terminal nobody can answer the confirmation: `--apply` needs `--yes`. Said first, before
+/// anything is connected to or read.
+pub fn needs_yes(apply: bool, yes: bool) -> anyhow::Result<()> {
+    if apply && !yes && !std::io::stdin().is_terminal() {
+        bail!(
+            "--apply without a terminal needs --yes (there is nobody to confirm); pass --yes to write without \
+             asking. Nothing was read or written"
+        );
+    }
+    Ok(())
+}
+
 /// Asks on the terminal unless `--yes`. Without a terminal there is nobody to ask, so `--apply`
 /// needs `--yes`: a cron job never writes by accident.
 pub fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
@@ -1057,13 +1153,8 @@ fn print_summary(options: &RepairOptions, report: &RunReport) -> anyhow::Result<
                 writeln!(out, "  {} key {key}", drift.as_str())?;
             }
             if let Some(path) = &report.audit {
-                writeln!(
-                    out,
-                    "audit log: {} (undo: recon undo {} --config {})",
-                    path.display(),
-                    path.display(),
-                    options.config_path.display()
-                )?;
+                writeln!(out, "audit log: {}", path.display())?;
+                writeln!(out, "undo with: {}", undo_command(path, options))?;
             }
         }
         SummaryFormat::Text => {

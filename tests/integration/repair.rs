@@ -677,6 +677,416 @@ fn help_texts_are_what_users_read() {
     }
 }
 
+/// Runs `command` (a line recon printed for the user to paste, plus `extra`) in a POSIX shell in the
+/// fixture's directory, with this build's recon first on the PATH.
+async fn paste(f: &Fixture, command: &str, extra: &str) -> Run {
+    let bin = Path::new(env!("CARGO_BIN_EXE_recon")).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut c = std::process::Command::new("sh");
+    c.env_clear()
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .current_dir(f.dir.path())
+        .arg("-c")
+        .arg(format!("{command} {extra}"))
+        .stdin(std::process::Stdio::null());
+    let out = tokio::task::spawn_blocking(move || c.output().expect("sh runs"))
+        .await
+        .unwrap();
+    Run::from(out)
+}
+
+/// The command after `marker` on the line that has it, e.g. `recon undo …` after `undo with: `.
+fn printed_command(text: &str, marker: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no {marker:?} in\n{text}"));
+    line[line.find(marker).unwrap() + marker.len()..].trim().to_string()
+}
+
+/// Cuts the last `bytes` bytes off `path`, as a disk that filled up or a kill mid-write leaves it.
+fn cut(path: &Path, bytes: u64) {
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len - bytes).unwrap();
+}
+
+/// Every document of the drifted fixture, as `(id, _source)`.
+async fn drifted_docs(f: &Fixture) -> Vec<(&'static str, Option<Value>)> {
+    let mut docs = Vec::new();
+    for id in ["1", "2", "3", "4", "4-retry", "5"] {
+        docs.push((id, get(f, id).await.map(|d| d.0)));
+    }
+    docs
+}
+
+#[test]
+fn apply_without_yes_or_terminal_refuses_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: a run that got as far as connecting would fail on that instead.
+    std::fs::write(
+        dir.path().join("recon.toml"),
+        "[postgres]\nurl = \"postgres://127.0.0.1:1/none\"\nquery = 'SELECT 1 AS id'\nkey = \"id\"\n\
+         [elasticsearch]\nurl = \"http://127.0.0.1:1\"\nindex = \"orders\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("audit.ndjson"), "").unwrap();
+    for args in [
+        &["--apply"][..],
+        &["--apply", "--keys", "1"],
+        &["--apply", "--resume", "audit.ndjson"],
+    ] {
+        let out = recon()
+            .current_dir(dir.path())
+            .arg("repair")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let r = Run::from(out);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("--apply without a terminal needs --yes"),
+            "{args:?}: refused first, not after connecting:\n{}",
+            r.stderr
+        );
+    }
+    let out = recon()
+        .current_dir(dir.path())
+        .args(["undo", "audit.ndjson", "--apply"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let r = Run::from(out);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("needs --yes"), "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undo_needs_only_the_read_model_from_the_configuration() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Undo never reads the write model: no [postgres], no index (the log names where it wrote).
+    let es_only = path_in(&f, "es-only.toml");
+    std::fs::write(&es_only, format!("[elasticsearch]\nurl = \"{}\"\n", f.es_url)).unwrap();
+    let r = run(
+        &f,
+        "undo",
+        &[audit.to_str().unwrap(), "--config", es_only.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(r.code, 1, "a dry run: {}", r.stderr);
+    assert!(r.stdout.contains("undo plan: 5 actions"), "{}", r.stdout);
+    // An empty configuration and --es-url do as well.
+    let empty = path_in(&f, "empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let r = run(
+        &f,
+        "undo",
+        &[
+            audit.to_str().unwrap(),
+            "--config",
+            empty.to_str().unwrap(),
+            "--es-url",
+            &f.es_url,
+            "--apply",
+            "--yes",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["undone"], 5);
+    assert_eq!(drifted_docs(&f).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undoing_twice_finds_the_documents_already_as_before() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let undo = |extra: &'static [&'static str]| {
+        let audit = audit.to_str().unwrap().to_string();
+        let f = &f;
+        async move {
+            let args: Vec<&str> = [&[audit.as_str(), "--apply", "--yes"][..], extra].concat();
+            run(f, "undo", &args).await
+        }
+    };
+    let r = undo(&["--format", "json"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["undone"], 5);
+    assert_eq!(drifted_docs(&f).await, before);
+
+    // Again: every document already is as before the repair. Nothing to do, nothing failed.
+    let r = run(&f, "undo", &[audit.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "a dry run with nothing to do: {}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("undo plan: 0 actions") && r.stdout.contains("; 5 already as before the repair"),
+        "{}",
+        r.stdout
+    );
+    let r = undo(&["--format", "json"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let summary = r.json();
+    assert_eq!(
+        (
+            summary["undone"].clone(),
+            summary["already_as_before"].clone(),
+            summary["conflict"].clone()
+        ),
+        (json!(0), json!(5), json!(0)),
+        "{summary}"
+    );
+    assert_eq!(summary["audit"], Value::Null, "nothing written, no undo log");
+    let r = undo(&[]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("undone 0, already as before the repair 5, changed since the repair (skipped) 0, failed 0"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("changed since the repair\n"), "{}", r.stdout);
+    assert_eq!(drifted_docs(&f).await, before);
+
+    // A document someone changed since is still a conflict, not "as before".
+    let theirs = order_doc(2, "Zoë (projector)", "12.5", "2024-03-02T11:30:00Z", json!([])).1;
+    put(&f, "2", theirs.clone()).await;
+    let r = undo(&["--format", "json"]).await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let summary = r.json();
+    assert_eq!(
+        (summary["already_as_before"].clone(), summary["conflict"].clone()),
+        (json!(4), json!(1)),
+        "{summary}"
+    );
+    assert_eq!(summary["conflicts"][0]["key"], 2);
+    assert_eq!(get(&f, "2").await.unwrap().0, theirs);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn printed_commands_act_where_the_run_acted() {
+    let f = drifted().await;
+    let emulator = f.emulator.as_ref().expect("fault injection needs the emulator");
+    // A configuration naming a cluster and an index where nothing is: only the flags lead to the
+    // read model, so a printed command without them would go astray. One try per request, so that
+    // a failing bulk request stops the run at once. A space in the name needs quoting.
+    let text = std::fs::read_to_string(path_in(&f, "recon.toml"))
+        .unwrap()
+        .replace(&f.es_url, "http://127.0.0.1:1")
+        .replace("index = \"orders\"", "index = \"elsewhere\"\nmax_retries = 0");
+    let config = path_in(&f, "other cluster.toml");
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap();
+    let at = ["--config", config, "--es-url", &f.es_url, "--index", "orders"];
+
+    // The dry run's apply command.
+    let r = repair(&f, &[&at[..], &["--keys", "3"]].concat()).await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let apply = printed_command(&r.stderr, "to make these changes: ");
+    let r = paste(&f, &apply, "--yes").await;
+    assert_eq!(r.code, 0, "{apply}\n{}\n{}", r.stdout, r.stderr);
+    assert!(get(&f, "3").await.is_some(), "{apply} created 3");
+
+    // The undo command after an apply.
+    let undo = printed_command(&r.stdout, "undo with: ");
+    let r = paste(&f, &undo, "--apply --yes").await;
+    assert_eq!(r.code, 0, "{undo}\n{}\n{}", r.stdout, r.stderr);
+    assert!(get(&f, "3").await.is_none(), "{undo} deleted 3 again");
+
+    // The resume command after a bulk request failed.
+    emulator.set_faults("unavailable=1,only=bulk".parse::<FaultSpec>().unwrap());
+    let audit = path_in(&f, "audit log.ndjson");
+    let r = repair(
+        &f,
+        &[
+            &at[..],
+            &["--keys", "1,3", "--apply", "--yes", "--audit", audit.to_str().unwrap()],
+        ]
+        .concat(),
+    )
+    .await;
+    emulator.set_faults(FaultSpec::default());
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let resume = printed_command(&r.stderr, "finish with: ");
+    let r = paste(&f, &resume, "").await;
+    assert_eq!(r.code, 0, "{resume}\n{}\n{}", r.stdout, r.stderr);
+    assert!(get(&f, "3").await.is_some(), "{resume} finished the repair");
+    assert_eq!(get(&f, "1").await.unwrap().1, 2, "{resume} rewrote 1 once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torn_outcome_line_is_ended_before_resume_appends_and_the_log_stays_readable() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The last outcome loses its end: its write went out, its record did not make it whole.
+    cut(&audit, 60);
+    let torn_line = std::fs::read_to_string(&audit).unwrap().lines().count();
+
+    let r = repair(&f, &["--resume", audit.to_str().unwrap(), "--apply", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{}:{torn_line}: skipped a line cut off", audit.display())),
+        "{}",
+        r.stderr
+    );
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(serde_json::from_str::<Value>(lines[torn_line - 1]).is_err());
+    let resume: Value = serde_json::from_str(lines[torn_line]).expect("the resume record has a line of its own");
+    assert_eq!(
+        (resume["type"].clone(), resume["torn_line"].clone()),
+        (json!("resume"), json!(torn_line))
+    );
+    assert_eq!(f.check_json(&[]).await.0, 0);
+
+    // Read again, by a second resume and by undo.
+    let r = repair(&f, &["--resume", audit.to_str().unwrap(), "--apply", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("0 sent without a recorded outcome, 0 not started"),
+        "{}",
+        r.stderr
+    );
+    let r = run(
+        &f,
+        "undo",
+        &[audit.to_str().unwrap(), "--apply", "--yes", "--format", "json"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["undone"], 5);
+    assert!(r.stderr.contains(&format!(":{torn_line}: skipped")), "{}", r.stderr);
+    assert_eq!(drifted_docs(&f).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torn_intent_was_never_sent_and_resume_carries_its_action_out() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    let emulator = f.emulator.as_ref().expect("fault injection needs the emulator");
+    // One try per request: the bulk request fails and the run stops with its intents on disk.
+    let config = path_in(&f, "recon.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[elasticsearch]\n", "[elasticsearch]\nmax_retries = 0\n");
+    std::fs::write(&config, text).unwrap();
+    emulator.set_faults("unavailable=1,only=bulk".parse::<FaultSpec>().unwrap());
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    emulator.set_faults(FaultSpec::default());
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let lines = audit_lines(&audit);
+    assert_eq!((count(&lines, "intent"), count(&lines, "outcome")), (5, 0));
+    assert_eq!(drifted_docs(&f).await, before, "nothing was written");
+    // The last intent is cut, as a kill while it was being written leaves it: it was never sent.
+    cut(&audit, 60);
+
+    let r = repair(&f, &["--resume", audit.to_str().unwrap(), "--apply", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("4 sent without a recorded outcome, 1 not started"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(f.check_json(&[]).await.0, 0);
+    let r = run(
+        &f,
+        "undo",
+        &[audit.to_str().unwrap(), "--apply", "--yes", "--format", "json"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["undone"], 5);
+    assert_eq!(drifted_docs(&f).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_whose_resume_record_an_older_recon_glued_to_a_torn_line_is_read() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    cut(&audit, 60);
+    let torn_line = std::fs::read_to_string(&audit).unwrap().lines().count();
+    // What an older recon's --resume left: its record straight after the torn bytes. It then sent
+    // the intent without outcome again; that outcome follows.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&audit).unwrap();
+    std::io::Write::write_all(
+        &mut file,
+        b"{\"type\":\"resume\",\"started_at\":\"2026-11-28T09:30:00.000Z\"}\n",
+    )
+    .unwrap();
+    drop(file);
+
+    let r = repair(&f, &["--resume", audit.to_str().unwrap(), "--apply", "--yes"]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{}:{torn_line}: skipped a line cut off", audit.display())),
+        "{}",
+        r.stderr
+    );
+    let r = run(
+        &f,
+        "undo",
+        &[audit.to_str().unwrap(), "--apply", "--yes", "--format", "json"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["undone"], 5);
+    assert_eq!(drifted_docs(&f).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_cut_off_while_it_was_logged_is_not_resumed_as_if_whole() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    let emulator = f.emulator.as_ref().expect("fault injection needs the emulator");
+    let config = path_in(&f, "recon.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[elasticsearch]\n", "[elasticsearch]\nmax_retries = 0\n");
+    std::fs::write(&config, text).unwrap();
+    emulator.set_faults("unavailable=1,only=bulk".parse::<FaultSpec>().unwrap());
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    emulator.set_faults(FaultSpec::default());
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    // What a run killed while logging its plan leaves: the header, two plan lines, part of a third.
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[1..4].iter().all(|l| l.starts_with(r#"{"type":"plan""#)), "{text}");
+    std::fs::write(
+        &audit,
+        format!("{}\n{}\n{}\n{}", lines[0], lines[1], lines[2], &lines[3][..40]),
+    )
+    .unwrap();
+
+    let r = repair(&f, &["--resume", audit.to_str().unwrap(), "--apply", "--yes"]).await;
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("stopped while it was logging its plan (2 of 5 actions)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(drifted_docs(&f).await, before, "no part of the plan was carried out");
+}
+
 /// Documents without a key are deleted like orphans (conditionally, by `_id`), whether repair runs its
 /// own check or reads a report, and `undo` puts them back.
 #[tokio::test(flavor = "multi_thread")]
