@@ -78,6 +78,11 @@ pub enum ReindexError {
         resume: String,
         discard: String,
     },
+    #[error(
+        "--resume: there is no unfinished reindex of {alias} to resume; nothing was changed. To build a new \
+         generation, run without --resume: `{rebuild}`"
+    )]
+    NothingToResume { alias: String, rebuild: String },
     #[error("{alias} is not an alias; there is nothing to roll back")]
     NotAnAlias { alias: String },
     #[error("no older generation of {alias} to roll back to (see `{list}`)")]
@@ -145,7 +150,70 @@ pub struct ReindexOptions {
     pub progress: ProgressMode,
     pub verbose: bool,
     /// For the commands printed in messages.
-    pub config_path: PathBuf,
+    pub rerun: Rerun,
+}
+
+/// Where this run acts, as flags: every command printed for the user to paste carries them, so that it
+/// acts on the same write model, cluster and alias (a hint without `--index` would act on the config's).
+#[derive(Debug, Clone, Default)]
+pub struct Rerun {
+    pub config: PathBuf,
+    pub pg_url: Option<String>,
+    pub es_url: Option<String>,
+    pub index: Option<String>,
+}
+
+impl Rerun {
+    /// `recon SUBCOMMAND --config FILE [--pg-url …] [--es-url …] [--index NAME] [FLAGS]`, each value quoted
+    /// for a POSIX shell where needed. A password in a URL shows as `***` (secrets are never printed):
+    /// put the real one back, or keep it in the config or the environment.
+    fn command(&self, subcommand: &str, index: Option<&str>, flags: &str) -> String {
+        let mut words = vec![
+            "recon".to_string(),
+            subcommand.to_string(),
+            "--config".to_string(),
+            shell_quote(&self.config.to_string_lossy()),
+        ];
+        let urls = [("--pg-url", &self.pg_url), ("--es-url", &self.es_url)];
+        for (flag, url) in urls {
+            if let Some(url) = url {
+                words.push(flag.to_string());
+                words.push(shell_quote(&shown_url(url)));
+            }
+        }
+        if let Some(index) = index.or(self.index.as_deref()) {
+            words.push("--index".to_string());
+            words.push(shell_quote(index));
+        }
+        if !flags.is_empty() {
+            words.push(flags.to_string());
+        }
+        words.join(" ")
+    }
+}
+
+/// The URL as the user typed it, unless it holds a secret: then redacted.
+fn shown_url(url: &str) -> String {
+    let redacted = crate::secret::redact_url(url);
+    let normalized = url::Url::parse(url)
+        .map(String::from)
+        .unwrap_or_else(|_| url.to_string());
+    if redacted == normalized {
+        url.to_string()
+    } else {
+        redacted
+    }
+}
+
+/// `text` as one word of a POSIX shell: as is when it holds only characters no shell treats specially,
+/// else in single quotes (a quote inside becomes `'\''`).
+fn shell_quote(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.,/:@%+=".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 impl ReindexOptions {
@@ -155,8 +223,9 @@ impl ReindexOptions {
         }
     }
 
-    fn command(&self, flag: &str) -> String {
-        format!("recon reindex --config {} {flag}", self.config_path.display())
+    /// A `recon reindex` command acting where this run does, with `flags` (already shell words).
+    fn command(&self, flags: &str) -> String {
+        self.rerun.command("reindex", None, flags)
     }
 }
 
@@ -537,7 +606,7 @@ async fn rebuild(
     };
     let write_model = connect_write_model(settings, options.parallel).await?;
     let generations = generations::list(client, alias).await?;
-    let build = match unfinished(client, &generations, options, &from).await? {
+    let build = match unfinished(client, alias, &generations, options, &from).await? {
         Some(build) => build,
         None => match create(client, alias, options, &write_model, from, adopt, &generations).await? {
             Some(build) => build,
@@ -550,6 +619,7 @@ async fn rebuild(
 /// An unfinished reindex found at start: resumed, discarded, or refused with the commands to run.
 async fn unfinished(
     client: &EsClient,
+    alias: &str,
     generations: &[Generation],
     options: &ReindexOptions,
     from: &[String],
@@ -559,6 +629,15 @@ async fn unfinished(
         .filter_map(|g| g.state.as_ref().filter(|s| s.phase.unfinished()).map(|s| (g, s)))
         .collect();
     let Some((newest, state)) = partial.last() else {
+        if options.unfinished == Unfinished::Resume {
+            // A new build is not what was asked for: a resume that quietly swaps in a fresh generation
+            // would surprise whoever expected to finish the interrupted one.
+            return Err(ReindexError::NothingToResume {
+                alias: alias.to_string(),
+                rebuild: options.command(if options.yes { "--yes" } else { "" }),
+            }
+            .into());
+        }
         return Ok(None);
     };
     // Already behind the alias: only the last pass is missing. Never discarded.
@@ -869,8 +948,8 @@ async fn finish_build(
                 &Written::default(),
             )?;
             crate::note!(
-                "recon: the verify gate kept {alias} where it was; inspect {index} (`recon check --index {index}`), \
-                 then `{}` or `{}`",
+                "recon: the verify gate kept {alias} where it was; inspect {index} (`{}`), then `{}` or `{}`",
+                options.rerun.command("check", Some(&index), ""),
                 options.command("--resume --yes"),
                 options.command("--discard --yes")
             );
@@ -1188,4 +1267,40 @@ async fn prune(client: &EsClient, alias: &str, live: &str, options: &ReindexOpti
         options.say(format!("deleted {} (beyond --keep {})", g.index, options.keep));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pasted_commands_carry_the_overrides_quoted_and_no_password() {
+        let rerun = Rerun {
+            config: PathBuf::from("conf/my recon.toml"),
+            pg_url: Some("postgres://app:s3cret@db:5432/shop".into()),
+            es_url: Some("http://es:9200".into()),
+            index: Some("orders_new".into()),
+        };
+        assert_eq!(
+            rerun.command("reindex", None, "--resume --yes"),
+            "recon reindex --config 'conf/my recon.toml' --pg-url 'postgres://app:***@db:5432/shop' \
+             --es-url http://es:9200 --index orders_new --resume --yes"
+        );
+        assert_eq!(
+            rerun.command("check", Some("orders-20260101t000000z"), ""),
+            "recon check --config 'conf/my recon.toml' --pg-url 'postgres://app:***@db:5432/shop' \
+             --es-url http://es:9200 --index orders-20260101t000000z"
+        );
+        let plain = Rerun {
+            config: PathBuf::from("recon.toml"),
+            ..Rerun::default()
+        };
+        assert_eq!(
+            plain.command("reindex", None, "--list"),
+            "recon reindex --config recon.toml --list"
+        );
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a$b"), "'a$b'");
+    }
 }
