@@ -31,3 +31,4 @@ pub mod scale;
 pub mod secret;
 pub mod shop;
 pub mod source;
+pub mod terminal;

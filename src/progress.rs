@@ -2,7 +2,6 @@
 //! under `--quiet`. The scan only bumps atomic counters; a ticker task does the drawing, so progress
 //! costs the hot path one relaxed add per document.
 
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,7 +20,7 @@ impl ProgressMode {
     pub fn detect(quiet: bool) -> ProgressMode {
         if quiet {
             ProgressMode::Off
-        } else if std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb") {
+        } else if crate::terminal::redraw_stderr() {
             ProgressMode::Bars
         } else {
             ProgressMode::Log

@@ -104,7 +104,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
         output: args.output,
         progress: ProgressMode::detect(args.quiet),
         verbose: args.verbose,
-        color: stdout_is_terminal && std::env::var_os("NO_COLOR").is_none(),
+        color: crate::terminal::colour_stdout(),
         scale: ScaleOptions {
             keys: match (args.keys, args.keys_file, args.since) {
                 (Some(list), _, _) => Some(KeySelection::List(list)),

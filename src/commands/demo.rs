@@ -84,7 +84,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
         output: None,
         progress: ProgressMode::detect(args.quiet),
         verbose: false,
-        color: terminal && std::env::var_os("NO_COLOR").is_none(),
+        color: crate::terminal::colour_stdout(),
         scale: Default::default(),
     };
     let result = run_check(&settings, &options).await?;

@@ -447,3 +447,39 @@ async fn a_closed_stderr_does_not_crash_a_run() {
     let report: Value = serde_json::from_slice(&out.stdout).expect("a whole report on stdout");
     assert_eq!(report["verdict"], "drift", "{report}");
 }
+
+/// Colour only on a terminal, and not on `TERM=dumb` (nor with NO_COLOR).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dumb_terminal_gets_no_colour() {
+    let f = drifted().await;
+    let on_terminal = |vars: &[(&'static str, &'static str)]| {
+        let mut c = crate::support::cli_command();
+        c.current_dir(f.dir.path())
+            .args(["check", "--format", "table", "--quiet"])
+            .env_remove("NO_COLOR");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        tokio::task::spawn_blocking(move || crate::support::run_on_a_terminal(c))
+    };
+    let xterm = on_terminal(&[("TERM", "xterm-256color")]).await.unwrap();
+    assert_eq!(xterm.code, 1, "{}", xterm.stderr);
+    assert!(
+        xterm.stdout.contains("\u{1b}["),
+        "a terminal gets colour: {}",
+        xterm.stdout
+    );
+    for vars in [
+        &[("TERM", "dumb")][..],
+        &[("TERM", "xterm-256color"), ("NO_COLOR", "1")],
+    ] {
+        let plain = on_terminal(vars).await.unwrap();
+        assert_eq!(plain.code, 1, "{vars:?}: {}", plain.stderr);
+        assert!(plain.stdout.contains("orphaned"), "{vars:?}: {}", plain.stdout);
+        assert!(
+            !plain.stdout.contains("\u{1b}["),
+            "{vars:?} gets no colour: {}",
+            plain.stdout
+        );
+    }
+}
