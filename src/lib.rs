@@ -23,6 +23,7 @@ pub mod diff;
 pub mod emulator;
 pub mod model;
 pub mod pgcluster;
+pub mod plural;
 pub mod progress;
 pub mod reindex;
 pub mod repair;

@@ -463,8 +463,8 @@ pub async fn scan(
             let all = sides.write_model.split(&scope.range, k.count as usize).await?;
             let range = all.get(k.index as usize - 1).cloned().with_context(|| {
                 format!(
-                    "shard {k}: the key space splits into only {} ranges (too few distinct keys for {} shards)",
-                    all.len(),
+                    "shard {k}: the key space splits into only {} (too few distinct keys for {} shards)",
+                    crate::plural::plural(all.len(), "range", "ranges"),
                     k.count
                 )
             })?;
@@ -913,6 +913,7 @@ async fn run_ranges(
         ),
         (estimate, estimate),
         counters.clone(),
+        ranges.len(),
     );
     let of_ranges = ranges.len();
     // Tells the range workers to save their progress and stop (only with a checkpoint: without one they
@@ -1182,7 +1183,8 @@ async fn recheck(
     }
     if scope.progress != ProgressMode::Off {
         crate::note!(
-            "recon: rechecked {parked} keys in {:.2} s; {} converged",
+            "recon: rechecked {} in {:.2} s; {} converged",
+            crate::plural::plural(parked, "key", "keys"),
             started.elapsed().as_secs_f64(),
             pass.summary.converged - converged_before
         );

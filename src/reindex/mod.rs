@@ -39,6 +39,7 @@ use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::diff::Comparator;
 use crate::model::{Drift, DriftKind, Summary};
+use crate::plural::plural;
 use crate::progress::ProgressMode;
 use crate::repair::apply::encode;
 use crate::repair::SummaryFormat;
@@ -472,8 +473,8 @@ async fn rollback(
             .await?;
         written = catch_up.repair_all(&keys).await?;
         options.say(format!(
-            "caught {previous} up on {} rows changed since {}: {} written, {} left to the projector",
-            keys.len(),
+            "caught {previous} up on {} since {}: {} written, {} left to the projector",
+            plural(keys.len(), "row changed", "rows changed"),
             rfc3339_ms(since),
             written.applied,
             written.conflicts
@@ -549,12 +550,12 @@ fn summary(
             "swapped" => {
                 writeln!(
                     out,
-                    "{alias} → {index} (was {}); loaded {} documents; {} check pass(es), {} keys drifting at the \
-                     gate; last pass: {} written, {} left to the projector",
+                    "{alias} → {index} (was {}); loaded {}; {}, {} drifting at the gate; last pass: {} written, {} \
+                     left to the projector",
                     previous.unwrap_or("nothing"),
-                    pass.loaded,
-                    pass.passes,
-                    pass.failing,
+                    plural(pass.loaded, "document", "documents"),
+                    plural(pass.passes, "check pass", "check passes"),
+                    plural(pass.failing, "key", "keys"),
                     last.applied,
                     last.conflicts
                 )?;
@@ -562,10 +563,10 @@ fn summary(
             "rolled_back" => writeln!(out, "{alias} → {index} (rolled back from {})", previous.unwrap_or("-"))?,
             _ => writeln!(
                 out,
-                "verify gate failed: {} keys of {index} still drift after {} pass(es) (--max-drift {}); {alias} \
-                 still points at {}; {index} is kept for inspection",
-                pass.failing,
-                pass.passes,
+                "verify gate failed: {} in {index} after {} (--max-drift {}); {alias} still points at {}; \
+                 {index} is kept for inspection",
+                plural(pass.failing, "key still drifts", "keys still drift"),
+                plural(pass.passes, "pass", "passes"),
                 options.max_drift,
                 previous.unwrap_or("nothing")
             )?,
@@ -754,9 +755,9 @@ async fn create(
         .map(|g| g.index.as_str())
         .collect();
     let mut plan = format!(
-        "plan: rebuild {alias} (now {}) into {index} from {} (about {} rows)\n  load in {} range(s) with \
-         refresh off and no replicas, then restore them\n  catch up on rows changed since the load's snapshot \
-         (margin {}), check ({}) and repair {index} until at most {} keys drift ({} passes at most)\n  swap \
+        "plan: rebuild {alias} (now {}) into {index} from {} (about {} rows)\n  load in {} with refresh off \
+         and no replicas, then restore them\n  catch up on rows changed since the load's snapshot (margin {}), \
+         check ({}) and repair {index} until at most {} ({} passes at most)\n  swap \
          {alias} to {index} in one _aliases call, then a last conditional pass",
         if from.is_empty() {
             "nothing".to_string()
@@ -765,13 +766,13 @@ async fn create(
         },
         write_model.describe(),
         estimate.map(|e| e.to_string()).unwrap_or_else(|| "?".into()),
-        options.parallel,
+        plural(options.parallel, "range", "ranges"),
         humantime::format_duration(options.margin),
         match options.gate {
             Gate::Fingerprints => "by the load's fingerprints and a key scan",
             Gate::Full => "a full check per pass",
         },
-        options.max_drift,
+        plural(options.max_drift, "key drifts", "keys drift"),
         MAX_PASSES,
     );
     if adopt {
@@ -782,8 +783,8 @@ async fn create(
     } else {
         let doomed: Vec<&str> = keep.iter().skip(options.keep.saturating_sub(1)).copied().collect();
         plan.push_str(&format!(
-            "\n  keep {} older generation(s){}",
-            options.keep,
+            "\n  keep {}{}",
+            plural(options.keep, "older generation", "older generations"),
             if doomed.is_empty() {
                 String::new()
             } else {
@@ -881,8 +882,8 @@ async fn finish_build(
         pass.loaded = loaded.docs;
         pass.load_failed = loaded.failed;
         options.say(format!(
-            "loaded {} documents in {:.1} s{}",
-            loaded.docs,
+            "loaded {} in {:.1} s{}",
+            plural(loaded.docs, "document", "documents"),
             clock.elapsed().as_secs_f64(),
             if loaded.failed > 0 {
                 format!("; {} refused (first: {})", loaded.failed, loaded.failures.join("; "))
@@ -976,8 +977,8 @@ async fn finish_build(
     // Searches (the next check) see the last pass at once, not a refresh interval later.
     catch_up.refresh().await?;
     options.say(format!(
-        "last pass: {} rows changed since {}: {} written, {} left to the projector, {} already right",
-        keys.len(),
+        "last pass: {} since {}: {} written, {} left to the projector, {} already right",
+        plural(keys.len(), "row changed", "rows changed"),
         rfc3339_ms(since),
         last.applied,
         last.conflicts,
@@ -1001,8 +1002,8 @@ async fn finish_build(
     )?;
     if last.failed > 0 {
         crate::note!(
-            "recon: warning: {} writes of the last pass failed ({}); run `recon check` on {alias}",
-            last.failed,
+            "recon: warning: {} of the last pass failed ({}); run `recon check` on {alias}",
+            plural(last.failed, "write", "writes"),
             last.failures.join("; ")
         );
     }
@@ -1037,8 +1038,8 @@ async fn verify(
         let keys = catch_up.changed_since(since).await?;
         let written = catch_up.reproject_all(&keys).await?;
         options.say(format!(
-            "pass {n}: re-projected {} rows changed since {} ({} written)",
-            keys.len(),
+            "pass {n}: re-projected {} since {} ({} written)",
+            plural(keys.len(), "row changed", "rows changed"),
             rfc3339_ms(since),
             written.applied
         ));
@@ -1066,9 +1067,9 @@ async fn verify(
                     // Most of the generation is suspect (a mapping that refuses documents, an ingest
                     // pipeline): one scan of both sides is cheaper than looking each key up.
                     options.say(format!(
-                        "pass {n}: {candidates} of {} keys not proven by their fingerprint; checking in full, \
-                         cheaper than looking each one up",
-                        settled + candidates
+                        "pass {n}: {candidates} of {} not proven by their fingerprint; checking in full, cheaper \
+                         than looking each one up",
+                        plural(settled + candidates, "key", "keys")
                     ));
                     break 'sift None;
                 }
@@ -1121,13 +1122,12 @@ async fn verify(
             _ => " (full check)".to_string(),
         };
         options.say(format!(
-            "pass {n}: checked {} in {:.1} s{how}: {} rows, {} documents, {} keys drift, {} pending (changed since \
-             the pass began)",
+            "pass {n}: checked {} in {:.1} s{how}: {}, {}, {}, {} pending (changed since the pass began)",
             catch_up.index,
             clock.elapsed().as_secs_f64(),
-            summary.source_rows,
-            summary.target_docs,
-            pass.found,
+            plural(summary.source_rows, "row", "rows"),
+            plural(summary.target_docs, "document", "documents"),
+            plural(pass.found, "key drifts", "keys drift"),
             pass.pending
         ));
         if !drifted.is_empty() {

@@ -169,7 +169,7 @@ fn testcase(record: &DriftIn) -> String {
             record.ids.len(),
             record.ids.join(", ")
         ),
-        (DriftKind::Mismatched, _) => format!("{} field(s) differ", record.diffs.len()),
+        (DriftKind::Mismatched, _) => crate::plural::plural(record.diffs.len(), "field differs", "fields differ"),
         (DriftKind::Pending, cause) => format!(
             "pending: {} within the grace period",
             cause.map_or("drift", DriftKind::as_str)

@@ -903,3 +903,23 @@ async fn resume_with_nothing_unfinished_changes_nothing() {
     assert_eq!(behind_alias(&f).await, vec!["orders-v1".to_string()]);
     assert_eq!(generations(&f).await.len(), 1, "no generation was created");
 }
+
+/// Counts agree with their nouns: `1 document`, `1 check pass`, never `1 documents` or `pass(es)`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_summary_of_one_says_one_thing() {
+    let f = aliased(1).await;
+    let run = reindex(&f, &["--yes"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("loaded 1 document; 1 check pass, 0 keys drifting at the gate"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("recon: loaded 1 document in"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("(s)") && !run.stderr.contains("(es)"),
+        "{}",
+        run.stderr
+    );
+}
