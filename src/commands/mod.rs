@@ -32,6 +32,13 @@ impl Outcome {
 /// Exit code for any error.
 pub const EXIT_ERROR: i32 = 2;
 
+/// Whether the process was asked to stop (SIGINT or SIGTERM). The first call (of this or [`interrupted`])
+/// starts listening, and from then on those signals no longer kill the process: call it before creating
+/// anything that must be cleaned up on the way out.
+pub fn stop_requested() -> bool {
+    *stop_requests().borrow()
+}
+
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM), or at once if it already was.
 ///
 /// One listener for the whole process, set up by the first call and never dropped: a signal between
