@@ -483,3 +483,62 @@ async fn a_dumb_terminal_gets_no_colour() {
         );
     }
 }
+
+/// The scan's connection ended by an administrator after rows have streamed: the message says the
+/// connection was lost mid-scan, not that PostgreSQL cannot be reached.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_lost_mid_scan_says_so() {
+    let f = Fixture::new(
+        "CREATE TABLE t (id bigint PRIMARY KEY, pad text NOT NULL);
+         INSERT INTO t SELECT g, repeat('x', 500) FROM generate_series(1, 5000) g;
+         ANALYZE t;
+         -- Row 3000 waits for an advisory lock the test holds: the scan stops there, rows before it sent.
+         CREATE FUNCTION gate(id bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+         BEGIN
+             IF id = 3000 THEN PERFORM pg_advisory_lock_shared(4242); END IF;
+             RETURN true;
+         END $$;",
+    )
+    .await;
+    // In key order straight from the primary key's index (no sort, which would compute every row before
+    // the first is sent), so rows stream before row 3000 is computed.
+    f.db.execute(&format!("ALTER DATABASE \"{}\" SET enable_sort = off", f.db.name))
+        .await;
+    f.create_index("t", json!({"id": {"type": "long"}})).await;
+    f.config("t", "SELECT id, pad, gate(id) AS passed FROM t ORDER BY id", "id", "");
+    let mut holder = f.db.connect().await;
+    sqlx::query("SELECT pg_advisory_lock(4242)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let check = f.check_async(&["--quiet", "--format", "json"]);
+    let terminate = async {
+        let mut admin = f.db.connect().await;
+        let waiting = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                       AND application_name = 'recon' AND wait_event_type = 'Lock' AND wait_event = 'advisory'";
+        // Polls an observable state (the backend waiting on the lock), as support::eventually does.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let scanner: i32 = loop {
+            if let Some(pid) = sqlx::query_scalar(waiting).fetch_optional(&mut admin).await.unwrap() {
+                break pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "the scan never reached row 3000");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(scanner)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(ended);
+    };
+    let ((code, _, stderr), ()) = tokio::join!(check, terminate);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("lost the connection to PostgreSQL")
+            && stderr.contains("in the middle of the scan, after 2999 rows"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cannot reach"), "{stderr}");
+}
