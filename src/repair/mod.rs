@@ -130,6 +130,8 @@ async fn connect(settings: &Settings) -> anyhow::Result<Connected> {
     let (write_model, read_model) =
         tokio::try_join!(PostgresSource::connect(pg), ElasticsearchSource::connect(es_settings))?;
     crate::commands::check::ensure_same_key_kind(settings, write_model.key_kind(), read_model.key_kind())?;
+    crate::commands::check::ensure_known_fields(settings, write_model.columns(), read_model.client(), &es.index)
+        .await?;
     Ok(Connected {
         write_model,
         read_model,

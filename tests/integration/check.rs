@@ -542,3 +542,60 @@ async fn a_connection_lost_mid_scan_says_so() {
     );
     assert!(!stderr.contains("cannot reach"), "{stderr}");
 }
+
+/// A `[compare]` rule or ignore entry naming no field of the documents is refused (exit 2) with the
+/// fields there are, by every command that compares: a typo must not silently change the verdict.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compare_path_naming_no_field_is_refused() {
+    let f = drifted().await;
+    let path = f.dir.path().join("recon.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    // Nested paths under a produced field, and an ignored field only the read model has, are fine.
+    let nested = good.replace(
+        "[compare.fields]\n",
+        "[compare.fields]\n\"products.price\" = { as = \"number\" }\n",
+    );
+    std::fs::write(&path, &nested).unwrap();
+    let (code, _, stderr) = f.check_async(&["--quiet", "--format", "json"]).await;
+    assert_eq!(code, 1, "{stderr}");
+
+    let typo = good.replace(
+        "[compare.fields]\n",
+        "[compare.fields]\ntotalprice = { as = \"number\", tolerance = 1 }\n",
+    );
+    std::fs::write(&path, &typo).unwrap();
+    let (code, stdout, stderr) = f.check_async(&["--quiet", "--format", "json"]).await;
+    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+    assert!(
+        stderr.contains("compare.fields \"totalprice\"")
+            && stderr.contains("orderId, customerName, products, totalPrice, orderDate, updatedAt"),
+        "names the typo and the known fields: {stderr}"
+    );
+    for command in [&["repair", "--yes"][..], &["reindex", "--yes", "--adopt"]] {
+        let out = crate::support::cli_command()
+            .current_dir(f.dir.path())
+            .args(command)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("compare.fields \"totalprice\""),
+            "{command:?}: {stderr}"
+        );
+    }
+
+    let ignored = good.replace(
+        "ignore = [\"updatedAt\", \"indexedAt\"]",
+        "ignore = [\"updatedat\", \"indexedAt\"]",
+    );
+    assert_ne!(ignored, good);
+    std::fs::write(&path, &ignored).unwrap();
+    let (code, _, stderr) = f.check_async(&["--quiet", "--format", "json"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("compare.ignore \"updatedat\"") && stderr.contains("orders maps: indexedAt"),
+        "{stderr}"
+    );
+}
