@@ -447,12 +447,14 @@ async fn rollback(
     if settings.postgres.updated_at.is_none() || since.is_none() {
         crate::note!(
             "recon: warning: the rows changed while {current} was live are not caught up on {previous} ({}); run \
-             `recon check` and `recon repair` on {alias}",
+             `{}` and `{}`",
             if since.is_none() {
                 "it has no recon watermark"
             } else {
                 "postgres.updated_at is not set"
-            }
+            },
+            options.rerun.command("check", Some(alias), ""),
+            options.rerun.command("repair", Some(alias), ""),
         );
     } else if let Some(since) = since {
         let write_model = connect_write_model(settings, 1).await?;
@@ -1004,9 +1006,10 @@ async fn finish_build(
     )?;
     if last.failed > 0 {
         crate::note!(
-            "recon: warning: {} of the last pass failed ({}); run `recon check` on {alias}",
+            "recon: warning: {} of the last pass failed ({}); run `{}`",
             plural(last.failed, "write", "writes"),
-            last.failures.join("; ")
+            last.failures.join("; "),
+            options.rerun.command("check", Some(alias), ""),
         );
     }
     Ok(Outcome::InSync)
