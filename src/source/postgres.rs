@@ -573,7 +573,9 @@ impl PostgresSource {
                 let mut rows = query.fetch(&mut *tx);
                 let mut batch = Vec::with_capacity(STREAM_BATCH);
                 let mut last: Option<Key> = None;
-                while let Some(row) = rows.try_next().await.map_err(|e| read_error(&url, e))? {
+                let mut rows_read = 0;
+                while let Some(row) = rows.try_next().await.map_err(|e| scan_error(&url, rows_read, e))? {
+                    rows_read += 1;
                     let key = plan.decode_key_only(&row)?;
                     if last.as_ref() == Some(&key) {
                         continue;
@@ -676,17 +678,8 @@ struct ScanTask {
 type PageSender = mpsc::Sender<anyhow::Result<Vec<KeyedDoc>>>;
 
 impl ScanTask {
-    /// A failed read: once rows have arrived, a lost connection is not a server that cannot be reached.
     fn read_error(&self, error: sqlx::Error) -> PostgresError {
-        if self.rows_read > 0 && lost_connection(&error) {
-            PostgresError::LostMidScan {
-                url: redact_url(&self.url),
-                read: crate::plural::plural(self.rows_read, "row", "rows"),
-                reason: redact_message(&error.to_string(), &self.url),
-            }
-        } else {
-            read_error(&self.url, error)
-        }
+        scan_error(&self.url, self.rows_read, error)
     }
 
     async fn run(self, tx: sqlx::Transaction<'static, Postgres>, sender: PageSender) {
@@ -1792,6 +1785,20 @@ fn lost_connection(error: &sqlx::Error) -> bool {
             .code()
             .is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")),
         _ => false,
+    }
+}
+
+/// A failed read of a scan that has received `rows_read` rows: once rows have arrived, a lost connection
+/// is not a server that cannot be reached.
+fn scan_error(raw_url: &str, rows_read: u64, error: sqlx::Error) -> PostgresError {
+    if rows_read > 0 && lost_connection(&error) {
+        PostgresError::LostMidScan {
+            url: redact_url(raw_url),
+            read: crate::plural::plural(rows_read, "row", "rows"),
+            reason: redact_message(&error.to_string(), raw_url),
+        }
+    } else {
+        read_error(raw_url, error)
     }
 }
 
