@@ -384,11 +384,12 @@ pub async fn ensure_known_fields(
         return Ok(());
     }
     let mut message = format!(
-        "[compare] names {} the documents do not have: {}; a typo there would silently change what is \
-         compared. The projection (postgres.query) produces: {}; a nested path starts at one of them (e.g. \
-         products.price)",
+        "[compare] names {} the documents do not have: {}; fix or remove {} (a typo there would silently \
+         change what is compared). The projection (postgres.query) produces: {}; a nested path starts at one \
+         of them (e.g. products.price)",
         if unknown.len() == 1 { "a field" } else { "fields" },
         unknown.join(", "),
+        if unknown.len() == 1 { "it" } else { "them" },
         projected.join(", ")
     );
     if let Some(only) = read_model_only.filter(|only| !only.is_empty()) {
