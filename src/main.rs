@@ -1,6 +1,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::Parser;
 
 use recon::cli::{Cli, Command};
@@ -27,7 +28,10 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the async runtime")),
@@ -38,6 +42,29 @@ fn main() -> ExitCode {
     };
     record_peak_rss();
     code
+}
+
+/// `--help` and `--version` on stdout (exit 0); a usage error on stderr as `recon: error: …` (exit 2), like
+/// every other error, with clap's usage lines and hint after it.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        // --help, --version: data the user asked for.
+        let _ = e.print();
+        return ExitCode::from(e.exit_code() as u8);
+    }
+    let text = if recon::terminal::colour_stderr() {
+        e.render().ansi().to_string()
+    } else {
+        e.render().to_string()
+    };
+    // `recon` alone prints the help on stderr: no error to prefix.
+    let prefix = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        ""
+    } else {
+        "recon: "
+    };
+    recon::note!("{prefix}{}", text.trim_end());
+    ExitCode::from(e.exit_code() as u8)
 }
 
 /// For benchmarks: `RECON_PEAK_RSS_FILE=path` receives this process's peak RSS (VmHWM, kB). A parent's

@@ -2,13 +2,14 @@
 //! under `--quiet`. The scan only bumps atomic counters; a ticker task does the drawing, so progress
 //! costs the hot path one relaxed add per document.
 
-use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::oneshot;
+
+use crate::plural::plural;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
@@ -21,7 +22,7 @@ impl ProgressMode {
     pub fn detect(quiet: bool) -> ProgressMode {
         if quiet {
             ProgressMode::Off
-        } else if std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb") {
+        } else if crate::terminal::redraw_stderr() {
             ProgressMode::Bars
         } else {
             ProgressMode::Log
@@ -97,8 +98,10 @@ impl Progress {
                                 let (rows, docs, drifted) = counters.snapshot();
                                 let secs = started.elapsed().as_secs_f64().max(0.001);
                                 crate::note!(
-                                    "recon: {rows} {} rows, {docs} {} docs read ({:.0} rows/s), {drifted} drifted so far",
-                                    labels.0, labels.1, rows.max(docs) as f64 / secs
+                                    "recon: {}, {} read ({:.0} rows/s), {drifted} drifted so far",
+                                    counted(rows, &labels.0, "row", "rows"),
+                                    counted(docs, &labels.1, "doc", "docs"),
+                                    rows.max(docs) as f64 / secs
                                 );
                             }
                             _ = &mut rx => break,
@@ -121,10 +124,12 @@ impl Progress {
         labels: (String, String),
         estimates: (Option<u64>, Option<u64>),
         counters: Arc<Counters>,
+        of_ranges: usize,
     ) -> (Progress, Arc<RangeBoard>) {
         let board = Arc::new(RangeBoard {
             mode,
             ranges: Mutex::new(Vec::new()),
+            ended: AtomicUsize::new(0),
         });
         if mode == ProgressMode::Off {
             return (Progress { stop: None, task: None }, board);
@@ -184,28 +189,44 @@ impl Progress {
                     }
                 }
                 ProgressMode::Log => {
+                    // A bounded log, however many ranges (`--sample` scans up to hundreds of small ones): a line
+                    // at the start, the ranges in flight every LOG_EVERY, a summary at the end.
+                    crate::note!("recon: {} to scan", plural(of_ranges, "key range", "key ranges"));
                     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + LOG_EVERY, LOG_EVERY);
                     loop {
                         tokio::select! {
                             _ = tick.tick() => {
-                                for range in shown.lock().iter().filter(|r| !r.done) {
+                                for range in shown.lock().iter() {
                                     let (rows, docs, drifted) = range.counters.snapshot();
                                     crate::note!(
-                                        "recon: {}: {rows} rows, {docs} docs read{}, {drifted} drifted so far",
+                                        "recon: {}: {}, {} read{}, {drifted} drifted so far",
                                         range.label,
+                                        plural(rows, "row", "rows"),
+                                        plural(docs, "doc", "docs"),
                                         range.estimate.map(|n| format!(" of ~{n}")).unwrap_or_default(),
                                     );
                                 }
                                 let (rows, docs, drifted) = counters.snapshot();
                                 let secs = started.elapsed().as_secs_f64().max(0.001);
                                 crate::note!(
-                                    "recon: all ranges: {rows} rows, {docs} docs read ({:.0} rows/s), {drifted} drifted so far",
+                                    "recon: {} of {of_ranges} ranges done: {}, {} read ({:.0} rows/s), {drifted} \
+                                     drifted so far",
+                                    shown.ended.load(Ordering::Relaxed),
+                                    plural(rows, "row", "rows"),
+                                    plural(docs, "doc", "docs"),
                                     rows.max(docs) as f64 / secs
                                 );
                             }
                             _ = &mut rx => break,
                         }
                     }
+                    let (rows, docs, drifted) = counters.snapshot();
+                    crate::note!(
+                        "recon: {} of {of_ranges} ranges done: {}, {}, {drifted} drifted",
+                        shown.ended.load(Ordering::Relaxed),
+                        plural(rows, "row", "rows"),
+                        plural(docs, "doc", "docs"),
+                    );
                 }
                 ProgressMode::Off => {}
             }
@@ -234,6 +255,8 @@ impl Progress {
 pub struct RangeBoard {
     mode: ProgressMode,
     ranges: Mutex<Vec<RangeShown>>,
+    /// Ranges finished so far.
+    ended: AtomicUsize,
 }
 
 struct RangeShown {
@@ -262,20 +285,14 @@ impl RangeBoard {
         counters
     }
 
-    /// A range is done: its bar goes; not on a terminal, one line says what it found.
+    /// A range is done: its bar goes; not on a terminal, it counts towards the next log line (a line
+    /// per range would be hundreds with `--sample`).
     pub fn end(&self, index: usize) {
         let mut ranges = self.lock();
         let Some(at) = ranges.iter().position(|r| r.index == index) else {
             return;
         };
-        if self.mode == ProgressMode::Log {
-            let range = &ranges[at];
-            let (rows, docs, drifted) = range.counters.snapshot();
-            crate::note!(
-                "recon: {} done: {rows} rows, {docs} docs, {drifted} drifted",
-                range.label
-            );
-        }
+        self.ended.fetch_add(1, Ordering::Relaxed);
         if self.mode == ProgressMode::Bars {
             // The drawing task clears the bar (and forgets the range) at its next tick.
             ranges[at].done = true;
@@ -283,6 +300,11 @@ impl RangeBoard {
             ranges.remove(at);
         }
     }
+}
+
+/// `1 PostgreSQL row`, `2 Elasticsearch docs`: a count of one side's records.
+fn counted(n: u64, side: &str, one: &str, many: &str) -> String {
+    plural(n, &format!("{side} {one}"), &format!("{side} {many}"))
 }
 
 fn bar(multi: &MultiProgress, label: &str, estimate: Option<u64>) -> ProgressBar {

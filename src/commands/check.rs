@@ -104,7 +104,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
         output: args.output,
         progress: ProgressMode::detect(args.quiet),
         verbose: args.verbose,
-        color: stdout_is_terminal && std::env::var_os("NO_COLOR").is_none(),
+        color: crate::terminal::colour_stdout(),
         scale: ScaleOptions {
             keys: match (args.keys, args.keys_file, args.since) {
                 (Some(list), _, _) => Some(KeySelection::List(list)),
@@ -144,6 +144,7 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
         bail!("--since needs postgres.updated_at: the column with each row's last change");
     }
     let sides = connect_sides_with(settings, options.scale.parallel).await?;
+    sides.ensure_known_fields(settings).await?;
     let (keys, targeted) = match &options.scale.keys {
         None => (None, None),
         Some(selection) => {
@@ -261,10 +262,28 @@ pub struct Sides {
     pub read_model: ElasticsearchSource,
 }
 
+impl Sides {
+    /// [`ensure_known_fields`] on these sides. Not part of [`connect_sides_with`]: reindex's verify gate
+    /// connects to a new generation (whose `--mapping` may not map an ignored read-model field) after
+    /// checking the rules against the alias at the start.
+    pub async fn ensure_known_fields(&self, settings: &Settings) -> anyhow::Result<()> {
+        ensure_known_fields(
+            settings,
+            self.write_model.columns(),
+            self.read_model.client(),
+            &settings.elasticsearch.index,
+        )
+        .await
+    }
+}
+
 /// Connects to both sides, asks the read model for only the compared fields, and refuses a pair whose
 /// key kinds would sort differently.
+/// Also refuses `[compare]` paths naming no field ([`ensure_known_fields`]).
 pub async fn connect_sides(settings: &Settings) -> anyhow::Result<Sides> {
-    connect_sides_with(settings, 1).await
+    let sides = connect_sides_with(settings, 1).await?;
+    sides.ensure_known_fields(settings).await?;
+    Ok(sides)
 }
 
 /// [`connect_sides`] with room in the PostgreSQL pool for `parallel` concurrent range scans.
@@ -349,6 +368,74 @@ pub fn ensure_same_key_kind(
         );
     }
     Ok(())
+}
+
+/// Refuses `[compare]` paths that name no field of the documents, listing the fields there are: a typo
+/// in a rule or an ignore entry would otherwise silently change what is compared. `projected` are the
+/// projection's fields ([`PostgresSource::columns`]); the read model's mapping (`index`) is read only
+/// when an ignore entry names something else, and a mapping that cannot be read judges no ignore entry.
+pub async fn ensure_known_fields(
+    settings: &Settings,
+    projected: &[String],
+    client: &crate::source::elasticsearch::EsClient,
+    index: &str,
+) -> anyhow::Result<()> {
+    let compare = &settings.compare;
+    let first = |path: &String| path.split('.').next().unwrap_or_default().to_string();
+    let read_model_only = if compare.ignore.iter().all(|p| projected.contains(&first(p))) {
+        Some(BTreeSet::new())
+    } else {
+        mapped_fields(client, index)
+            .await
+            .map(|fields| fields.into_iter().filter(|f| !projected.contains(f)).collect())
+    };
+    let unknown = crate::diff::unknown_fields(compare, projected, read_model_only.as_ref());
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let mut message = format!(
+        "[compare] names {} the documents do not have: {}; fix or remove {} (a typo there would silently \
+         change what is compared). The projection (postgres.query) produces: {}; a nested path starts at one \
+         of them (e.g. products.price)",
+        if unknown.len() == 1 { "a field" } else { "fields" },
+        unknown.join(", "),
+        if unknown.len() == 1 { "it" } else { "them" },
+        projected.join(", ")
+    );
+    if let Some(only) = read_model_only.filter(|only| !only.is_empty()) {
+        let only: Vec<&str> = only.iter().map(String::as_str).collect();
+        message.push_str(&format!(
+            ". compare.ignore may also name a field only the read model has; {index} maps: {}",
+            only.join(", ")
+        ));
+    }
+    bail!("{message}")
+}
+
+/// The top-level fields of the mappings behind `index` (every index of an alias); None when they cannot
+/// be read.
+async fn mapped_fields(client: &crate::source::elasticsearch::EsClient, index: &str) -> Option<BTreeSet<String>> {
+    let path: String = url::form_urlencoded::byte_serialize(index.as_bytes()).collect();
+    let answer = client
+        .request(
+            elasticsearch::http::Method::Get,
+            &format!("/{path}/_mapping"),
+            &[],
+            None,
+        )
+        .await
+        .ok()?;
+    if answer.status != 200 {
+        return None;
+    }
+    let indices = answer.body.as_object()?;
+    Some(
+        indices
+            .values()
+            .filter_map(|i| i["mappings"]["properties"].as_object())
+            .flat_map(|properties| properties.keys().cloned())
+            .collect(),
+    )
 }
 
 /// A page size shared out over `parallel` ranges, but not below `floor` (nor above the setting).
@@ -473,8 +560,8 @@ pub async fn scan(
             let all = sides.write_model.split(&scope.range, k.count as usize).await?;
             let range = all.get(k.index as usize - 1).cloned().with_context(|| {
                 format!(
-                    "shard {k}: the key space splits into only {} ranges (too few distinct keys for {} shards)",
-                    all.len(),
+                    "shard {k}: the key space splits into only {} (too few distinct keys for {} shards)",
+                    crate::plural::plural(all.len(), "range", "ranges"),
                     k.count
                 )
             })?;
@@ -957,6 +1044,7 @@ async fn run_ranges(
         ),
         (estimate, estimate),
         counters.clone(),
+        ranges.len(),
     );
     let of_ranges = ranges.len();
     // Tells the range workers to save their progress and stop (only with a checkpoint: without one they
@@ -1219,7 +1307,8 @@ async fn recheck(
     }
     if scope.progress != ProgressMode::Off {
         crate::note!(
-            "recon: rechecked {parked} keys in {:.2} s; {} converged",
+            "recon: rechecked {} in {:.2} s; {} converged",
+            crate::plural::plural(parked, "key", "keys"),
             started.elapsed().as_secs_f64(),
             pass.summary.converged - converged_before
         );

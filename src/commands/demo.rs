@@ -30,15 +30,60 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     if args.orders < 1000 {
         bail!("--orders must be at least 1000 so that every kind of drift can be injected");
     }
-    let say = |text: &str| {
-        if !args.quiet {
-            crate::note!("recon demo: {text}");
-        }
+    // Listen before the cluster exists: the signals' default action kills the process on the spot and
+    // leaves the cluster's directory behind.
+    super::stop_requested();
+    say(
+        &args,
+        "starting a throwaway PostgreSQL from the system's server binaries",
+    );
+    // Not raced against an interrupt: a half-made cluster cleans up after itself, a made one below.
+    let started = tokio::task::spawn_blocking(PgCluster::start).await?;
+    let cluster = match started {
+        Ok(cluster) => cluster,
+        // Ctrl-C on a terminal reaches initdb and postgres too, and fails the start.
+        Err(_) if super::stop_requested() => return Ok(interrupted(&args)),
+        Err(e) => return Err(e),
     };
-    say("starting a throwaway PostgreSQL from the system's server binaries");
-    let cluster = tokio::task::spawn_blocking(PgCluster::start).await??;
+    let result = tokio::select! {
+        biased;
+        _ = super::interrupted() => None,
+        result = on_cluster(&cluster, &args) => Some(result),
+    };
+    // Stops the server and removes its directory, whatever happened.
+    let stopped = tokio::task::spawn_blocking(move || cluster.stop()).await?;
+    match result {
+        None => {
+            stopped?;
+            Ok(interrupted(&args))
+        }
+        Some(Err(e)) => Err(e),
+        Some(Ok(outcome)) => {
+            stopped?;
+            say(&args, "cleaned up");
+            Ok(outcome)
+        }
+    }
+}
+
+fn say(args: &DemoArgs, text: &str) {
+    if !args.quiet {
+        crate::note!("recon demo: {text}");
+    }
+}
+
+fn interrupted(args: &DemoArgs) -> Outcome {
+    say(
+        args,
+        "interrupted; the throwaway PostgreSQL is stopped and its directory removed",
+    );
+    Outcome::Interrupted
+}
+
+/// The demo proper, on a running cluster; the caller stops the cluster.
+async fn on_cluster(cluster: &PgCluster, args: &DemoArgs) -> anyhow::Result<Outcome> {
     let pg_url = cluster.create_database("shop")?;
-    say(&format!("loading a shop of {} orders", args.orders));
+    say(args, &format!("loading a shop of {} orders", args.orders));
     let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&pg_url).await?;
     sqlx::raw_sql(shop::schema_sql())
         .execute(&mut conn)
@@ -49,13 +94,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
         .await
         .context("seeding the shop")?;
 
-    say("starting the Elasticsearch-API emulator in-process");
+    say(args, "starting the Elasticsearch-API emulator in-process");
     let emulator = Emulator::start("127.0.0.1:0", EmulatorConfig::default()).await?;
     let es = EsClient::connect(&ConnectSettings::new(emulator.url())).await?;
     es.request_ok(Method::Put, &format!("/{INDEX}"), &[], Some(&index_body()))
         .await?;
 
-    say("projecting the orders into the read model, with drift injected");
+    say(args, "projecting the orders into the read model, with drift injected");
     let injected = project(&pg_url, &es).await?;
     es.request_ok(Method::Post, &format!("/{INDEX}/_refresh"), &[], None)
         .await?;
@@ -67,7 +112,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
         &Overrides::default(),
         &|_| None,
     )?;
-    say("running recon check with this configuration:");
+    say(args, "running recon check with this configuration:");
     if !args.quiet {
         for line in config.lines().filter(|l| !l.starts_with("url")) {
             crate::note!("    {line}");
@@ -84,14 +129,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
         output: None,
         progress: ProgressMode::detect(args.quiet),
         verbose: false,
-        color: terminal && std::env::var_os("NO_COLOR").is_none(),
+        color: crate::terminal::colour_stdout(),
         scale: Default::default(),
     };
     let result = run_check(&settings, &options).await?;
 
     emulator.shutdown().await;
     drop(conn);
-    tokio::task::spawn_blocking(move || cluster.stop()).await??;
 
     if result.outcome == Outcome::Interrupted {
         return Ok(Outcome::Interrupted);
@@ -118,11 +162,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
             found.duplicate
         );
     }
-    say(&format!(
-        "found exactly the injected drift ({} missing, {} orphaned, {} mismatched, {} duplicate) among {} orders; \
-         cleaned up",
-        found.missing, found.orphaned, found.mismatched, found.duplicate, found.source_rows
-    ));
+    say(
+        args,
+        &format!(
+            "found exactly the injected drift ({} missing, {} orphaned, {} mismatched, {} duplicate) among {} \
+             orders",
+            found.missing, found.orphaned, found.mismatched, found.duplicate, found.source_rows
+        ),
+    );
     Ok(Outcome::InSync)
 }
 

@@ -38,6 +38,13 @@ pub const EXIT_ERROR: i32 = 2;
 /// pipeline instead of passing a gate whose report nobody read.
 pub const EXIT_BROKEN_PIPE: i32 = 141;
 
+/// Whether the process was asked to stop (SIGINT or SIGTERM). The first call (of this or [`interrupted`])
+/// starts listening, and from then on those signals no longer kill the process: call it before creating
+/// anything that must be cleaned up on the way out.
+pub fn stop_requested() -> bool {
+    *stop_requests().borrow()
+}
+
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM), or at once if it already was.
 ///
 /// One listener for the whole process, set up by the first call and never dropped: a signal between

@@ -3,7 +3,7 @@
 use crate::cli::ReindexArgs;
 use crate::commands::Outcome;
 use crate::progress::ProgressMode;
-use crate::reindex::{self, Action, ReindexOptions, Unfinished};
+use crate::reindex::{self, Action, ReindexOptions, Rerun, Unfinished};
 
 pub async fn run(args: ReindexArgs) -> anyhow::Result<Outcome> {
     let settings = args.connection.load()?;
@@ -36,7 +36,12 @@ pub async fn run(args: ReindexArgs) -> anyhow::Result<Outcome> {
         format: args.format,
         progress: ProgressMode::detect(args.quiet),
         verbose: args.verbose,
-        config_path: args.connection.config,
+        rerun: Rerun {
+            config: args.connection.config,
+            pg_url: args.connection.pg_url,
+            es_url: args.connection.es_url,
+            index: args.connection.index,
+        },
     };
     reindex::run(&settings, &options).await
 }

@@ -61,6 +61,35 @@ impl RuleError {
     }
 }
 
+/// The `[compare]` paths whose first segment names no field the documents have, as `setting "path"`: a
+/// typo there would silently change what is compared. `[compare.fields]` rules must start at a field the
+/// projection produces (`projected`); `ignore` entries may also start at a field only the read model has
+/// (`read_model_only`, e.g. a projector's `indexedAt` stamp, which a replace keeps), or anywhere when those
+/// fields are unknown (None). Empty when every path is known.
+pub fn unknown_fields(
+    cfg: &CompareConfig,
+    projected: &[String],
+    read_model_only: Option<&std::collections::BTreeSet<String>>,
+) -> Vec<String> {
+    let first = |path: &str| path.split('.').next().unwrap_or_default().to_string();
+    let produced = |path: &str| projected.contains(&first(path));
+    let mut unknown: Vec<String> = cfg
+        .fields
+        .keys()
+        .filter(|path| !produced(path))
+        .map(|path| format!("compare.fields \"{path}\""))
+        .collect();
+    if let Some(read_model_only) = read_model_only {
+        unknown.extend(
+            cfg.ignore
+                .iter()
+                .filter(|path| !produced(path) && !read_model_only.contains(&first(path)))
+                .map(|path| format!("compare.ignore \"{path}\"")),
+        );
+    }
+    unknown
+}
+
 /// How a scalar compares. Scalar rules are inherited by everything below their path (a rule on
 /// `customer` as `case_insensitive` covers `customer.name`) until a deeper rule overrides it; `exact`
 /// exists to restore the default under such a parent.
@@ -793,6 +822,31 @@ mod tests {
 
     fn paths(diffs: &[FieldDiff]) -> Vec<&str> {
         diffs.iter().map(|d| d.path.as_str()).collect()
+    }
+
+    #[test]
+    fn rules_and_ignores_must_name_a_known_field() {
+        let cfg: CompareConfig = toml::from_str(
+            "ignore = [\"indexedAt\", \"products.note\", \"updatedat\"]\n\
+             [fields]\ntotalprice = { as = \"number\" }\n\"products.price\" = { as = \"number\" }\n\
+             indexedAt = { as = \"instant\" }",
+        )
+        .unwrap();
+        let projected: Vec<String> = ["orderId", "products", "totalPrice", "updatedAt"]
+            .map(String::from)
+            .into();
+        let read_model_only: std::collections::BTreeSet<String> = ["indexedAt".to_string()].into();
+        assert_eq!(
+            unknown_fields(&cfg, &projected, Some(&read_model_only)),
+            [
+                "compare.fields \"indexedAt\"",
+                "compare.fields \"totalprice\"",
+                "compare.ignore \"updatedat\""
+            ]
+        );
+        // Without the read model's fields, ignore entries are not judged.
+        assert_eq!(unknown_fields(&cfg, &projected, None).len(), 2);
+        assert!(unknown_fields(&CompareConfig::default(), &projected, None).is_empty());
     }
 
     #[test]

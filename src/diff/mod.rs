@@ -6,5 +6,5 @@ mod compare;
 mod join;
 pub mod value;
 
-pub use compare::{Comparator, RuleError};
+pub use compare::{unknown_fields, Comparator, RuleError};
 pub use join::{Grace, JoinError, Joiner, Outcome, Side};

@@ -105,7 +105,8 @@ impl Loader<'_> {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     let n = shared.written.load(Ordering::Relaxed);
                     crate::note!(
-                        "recon: reindex: loaded {n} documents ({:.0}/s)",
+                        "recon: reindex: loaded {} ({:.0}/s)",
+                        crate::plural::plural(n, "document", "documents"),
                         n as f64 / clock.elapsed().as_secs_f64()
                     );
                 }

@@ -39,6 +39,7 @@ use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::diff::Comparator;
 use crate::model::{Drift, DriftKind, Summary};
+use crate::plural::plural;
 use crate::progress::ProgressMode;
 use crate::repair::apply::encode;
 use crate::repair::SummaryFormat;
@@ -78,6 +79,11 @@ pub enum ReindexError {
         resume: String,
         discard: String,
     },
+    #[error(
+        "--resume: there is no unfinished reindex of {alias} to resume; nothing was changed. To build a new \
+         generation, run without --resume: `{rebuild}`"
+    )]
+    NothingToResume { alias: String, rebuild: String },
     #[error("{alias} is not an alias; there is nothing to roll back")]
     NotAnAlias { alias: String },
     #[error("no older generation of {alias} to roll back to (see `{list}`)")]
@@ -145,7 +151,70 @@ pub struct ReindexOptions {
     pub progress: ProgressMode,
     pub verbose: bool,
     /// For the commands printed in messages.
-    pub config_path: PathBuf,
+    pub rerun: Rerun,
+}
+
+/// Where this run acts, as flags: every command printed for the user to paste carries them, so that it
+/// acts on the same write model, cluster and alias (a hint without `--index` would act on the config's).
+#[derive(Debug, Clone, Default)]
+pub struct Rerun {
+    pub config: PathBuf,
+    pub pg_url: Option<String>,
+    pub es_url: Option<String>,
+    pub index: Option<String>,
+}
+
+impl Rerun {
+    /// `recon SUBCOMMAND --config FILE [--pg-url …] [--es-url …] [--index NAME] [FLAGS]`, each value quoted
+    /// for a POSIX shell where needed. A password in a URL shows as `***` (secrets are never printed):
+    /// put the real one back, or keep it in the config or the environment.
+    fn command(&self, subcommand: &str, index: Option<&str>, flags: &str) -> String {
+        let mut words = vec![
+            "recon".to_string(),
+            subcommand.to_string(),
+            "--config".to_string(),
+            shell_quote(&self.config.to_string_lossy()),
+        ];
+        let urls = [("--pg-url", &self.pg_url), ("--es-url", &self.es_url)];
+        for (flag, url) in urls {
+            if let Some(url) = url {
+                words.push(flag.to_string());
+                words.push(shell_quote(&shown_url(url)));
+            }
+        }
+        if let Some(index) = index.or(self.index.as_deref()) {
+            words.push("--index".to_string());
+            words.push(shell_quote(index));
+        }
+        if !flags.is_empty() {
+            words.push(flags.to_string());
+        }
+        words.join(" ")
+    }
+}
+
+/// The URL as the user typed it, unless it holds a secret: then redacted.
+fn shown_url(url: &str) -> String {
+    let redacted = crate::secret::redact_url(url);
+    let normalized = url::Url::parse(url)
+        .map(String::from)
+        .unwrap_or_else(|_| url.to_string());
+    if redacted == normalized {
+        url.to_string()
+    } else {
+        redacted
+    }
+}
+
+/// `text` as one word of a POSIX shell: as is when it holds only characters no shell treats specially,
+/// else in single quotes (a quote inside becomes `'\''`).
+fn shell_quote(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.,/:@%+=".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 impl ReindexOptions {
@@ -155,8 +224,9 @@ impl ReindexOptions {
         }
     }
 
-    fn command(&self, flag: &str) -> String {
-        format!("recon reindex --config {} {flag}", self.config_path.display())
+    /// A `recon reindex` command acting where this run does, with `flags` (already shell words).
+    fn command(&self, flags: &str) -> String {
+        self.rerun.command("reindex", None, flags)
     }
 }
 
@@ -377,12 +447,14 @@ async fn rollback(
     if settings.postgres.updated_at.is_none() || since.is_none() {
         crate::note!(
             "recon: warning: the rows changed while {current} was live are not caught up on {previous} ({}); run \
-             `recon check` and `recon repair` on {alias}",
+             `{}` and `{}`",
             if since.is_none() {
                 "it has no recon watermark"
             } else {
                 "postgres.updated_at is not set"
-            }
+            },
+            options.rerun.command("check", Some(alias), ""),
+            options.rerun.command("repair", Some(alias), ""),
         );
     } else if let Some(since) = since {
         let write_model = connect_write_model(settings, 1).await?;
@@ -403,8 +475,8 @@ async fn rollback(
             .await?;
         written = catch_up.repair_all(&keys).await?;
         options.say(format!(
-            "caught {previous} up on {} rows changed since {}: {} written, {} left to the projector",
-            keys.len(),
+            "caught {previous} up on {} since {}: {} written, {} left to the projector",
+            plural(keys.len(), "row changed", "rows changed"),
             rfc3339_ms(since),
             written.applied,
             written.conflicts
@@ -480,12 +552,12 @@ fn summary(
             "swapped" => {
                 writeln!(
                     out,
-                    "{alias} → {index} (was {}); loaded {} documents; {} check pass(es), {} keys drifting at the \
-                     gate; last pass: {} written, {} left to the projector",
+                    "{alias} → {index} (was {}); loaded {}; {}, {} drifting at the gate; last pass: {} written, {} \
+                     left to the projector",
                     previous.unwrap_or("nothing"),
-                    pass.loaded,
-                    pass.passes,
-                    pass.failing,
+                    plural(pass.loaded, "document", "documents"),
+                    plural(pass.passes, "check pass", "check passes"),
+                    plural(pass.failing, "key", "keys"),
                     last.applied,
                     last.conflicts
                 )?;
@@ -493,10 +565,10 @@ fn summary(
             "rolled_back" => writeln!(out, "{alias} → {index} (rolled back from {})", previous.unwrap_or("-"))?,
             _ => writeln!(
                 out,
-                "verify gate failed: {} keys of {index} still drift after {} pass(es) (--max-drift {}); {alias} \
-                 still points at {}; {index} is kept for inspection",
-                pass.failing,
-                pass.passes,
+                "verify gate failed: {} in {index} after {} (--max-drift {}); {alias} still points at {}; \
+                 {index} is kept for inspection",
+                plural(pass.failing, "key still drifts", "keys still drift"),
+                plural(pass.passes, "pass", "passes"),
                 options.max_drift,
                 previous.unwrap_or("nothing")
             )?,
@@ -536,8 +608,10 @@ async fn rebuild(
         Target::Missing => return Err(ReindexError::Missing(alias.into()).into()),
     };
     let write_model = connect_write_model(settings, options.parallel).await?;
+    // Before anything is created: a [compare] typo would change what the verify gate lets through.
+    crate::commands::check::ensure_known_fields(settings, write_model.columns(), client, alias).await?;
     let generations = generations::list(client, alias).await?;
-    let build = match unfinished(client, &generations, options, &from).await? {
+    let build = match unfinished(client, alias, &generations, options, &from).await? {
         Some(build) => build,
         None => match create(client, alias, options, &write_model, from, adopt, &generations).await? {
             Some(build) => build,
@@ -550,6 +624,7 @@ async fn rebuild(
 /// An unfinished reindex found at start: resumed, discarded, or refused with the commands to run.
 async fn unfinished(
     client: &EsClient,
+    alias: &str,
     generations: &[Generation],
     options: &ReindexOptions,
     from: &[String],
@@ -559,6 +634,15 @@ async fn unfinished(
         .filter_map(|g| g.state.as_ref().filter(|s| s.phase.unfinished()).map(|s| (g, s)))
         .collect();
     let Some((newest, state)) = partial.last() else {
+        if options.unfinished == Unfinished::Resume {
+            // A new build is not what was asked for: a resume that quietly swaps in a fresh generation
+            // would surprise whoever expected to finish the interrupted one.
+            return Err(ReindexError::NothingToResume {
+                alias: alias.to_string(),
+                rebuild: options.command(if options.yes { "--yes" } else { "" }),
+            }
+            .into());
+        }
         return Ok(None);
     };
     // Already behind the alias: only the last pass is missing. Never discarded.
@@ -675,9 +759,9 @@ async fn create(
         .map(|g| g.index.as_str())
         .collect();
     let mut plan = format!(
-        "plan: rebuild {alias} (now {}) into {index} from {} (about {} rows)\n  load in {} range(s) with \
-         refresh off and no replicas, then restore them\n  catch up on rows changed since the load's snapshot \
-         (margin {}), check ({}) and repair {index} until at most {} keys drift ({} passes at most)\n  swap \
+        "plan: rebuild {alias} (now {}) into {index} from {} (about {} rows)\n  load in {} with refresh off \
+         and no replicas, then restore them\n  catch up on rows changed since the load's snapshot (margin {}), \
+         check ({}) and repair {index} until at most {} ({} passes at most)\n  swap \
          {alias} to {index} in one _aliases call, then a last conditional pass",
         if from.is_empty() {
             "nothing".to_string()
@@ -686,13 +770,13 @@ async fn create(
         },
         write_model.describe(),
         estimate.map(|e| e.to_string()).unwrap_or_else(|| "?".into()),
-        options.parallel,
+        plural(options.parallel, "range", "ranges"),
         humantime::format_duration(options.margin),
         match options.gate {
             Gate::Fingerprints => "by the load's fingerprints and a key scan",
             Gate::Full => "a full check per pass",
         },
-        options.max_drift,
+        plural(options.max_drift, "key drifts", "keys drift"),
         MAX_PASSES,
     );
     if adopt {
@@ -703,8 +787,8 @@ async fn create(
     } else {
         let doomed: Vec<&str> = keep.iter().skip(options.keep.saturating_sub(1)).copied().collect();
         plan.push_str(&format!(
-            "\n  keep {} older generation(s){}",
-            options.keep,
+            "\n  keep {}{}",
+            plural(options.keep, "older generation", "older generations"),
             if doomed.is_empty() {
                 String::new()
             } else {
@@ -802,8 +886,8 @@ async fn finish_build(
         pass.loaded = loaded.docs;
         pass.load_failed = loaded.failed;
         options.say(format!(
-            "loaded {} documents in {:.1} s{}",
-            loaded.docs,
+            "loaded {} in {:.1} s{}",
+            plural(loaded.docs, "document", "documents"),
             clock.elapsed().as_secs_f64(),
             if loaded.failed > 0 {
                 format!("; {} refused (first: {})", loaded.failed, loaded.failures.join("; "))
@@ -869,8 +953,8 @@ async fn finish_build(
                 &Written::default(),
             )?;
             crate::note!(
-                "recon: the verify gate kept {alias} where it was; inspect {index} (`recon check --index {index}`), \
-                 then `{}` or `{}`",
+                "recon: the verify gate kept {alias} where it was; inspect {index} (`{}`), then `{}` or `{}`",
+                options.rerun.command("check", Some(&index), ""),
                 options.command("--resume --yes"),
                 options.command("--discard --yes")
             );
@@ -897,8 +981,8 @@ async fn finish_build(
     // Searches (the next check) see the last pass at once, not a refresh interval later.
     catch_up.refresh().await?;
     options.say(format!(
-        "last pass: {} rows changed since {}: {} written, {} left to the projector, {} already right",
-        keys.len(),
+        "last pass: {} since {}: {} written, {} left to the projector, {} already right",
+        plural(keys.len(), "row changed", "rows changed"),
         rfc3339_ms(since),
         last.applied,
         last.conflicts,
@@ -922,9 +1006,10 @@ async fn finish_build(
     )?;
     if last.failed > 0 {
         crate::note!(
-            "recon: warning: {} writes of the last pass failed ({}); run `recon check` on {alias}",
-            last.failed,
-            last.failures.join("; ")
+            "recon: warning: {} of the last pass failed ({}); run `{}`",
+            plural(last.failed, "write", "writes"),
+            last.failures.join("; "),
+            options.rerun.command("check", Some(alias), ""),
         );
     }
     Ok(Outcome::InSync)
@@ -958,8 +1043,8 @@ async fn verify(
         let keys = catch_up.changed_since(since).await?;
         let written = catch_up.reproject_all(&keys).await?;
         options.say(format!(
-            "pass {n}: re-projected {} rows changed since {} ({} written)",
-            keys.len(),
+            "pass {n}: re-projected {} since {} ({} written)",
+            plural(keys.len(), "row changed", "rows changed"),
             rfc3339_ms(since),
             written.applied
         ));
@@ -987,9 +1072,9 @@ async fn verify(
                     // Most of the generation is suspect (a mapping that refuses documents, an ingest
                     // pipeline): one scan of both sides is cheaper than looking each key up.
                     options.say(format!(
-                        "pass {n}: {candidates} of {} keys not proven by their fingerprint; checking in full, \
-                         cheaper than looking each one up",
-                        settled + candidates
+                        "pass {n}: {candidates} of {} not proven by their fingerprint; checking in full, cheaper \
+                         than looking each one up",
+                        plural(settled + candidates, "key", "keys")
                     ));
                     break 'sift None;
                 }
@@ -1042,13 +1127,12 @@ async fn verify(
             _ => " (full check)".to_string(),
         };
         options.say(format!(
-            "pass {n}: checked {} in {:.1} s{how}: {} rows, {} documents, {} keys drift, {} pending (changed since \
-             the pass began)",
+            "pass {n}: checked {} in {:.1} s{how}: {}, {}, {}, {} pending (changed since the pass began)",
             catch_up.index,
             clock.elapsed().as_secs_f64(),
-            summary.source_rows,
-            summary.target_docs,
-            pass.found,
+            plural(summary.source_rows, "row", "rows"),
+            plural(summary.target_docs, "document", "documents"),
+            plural(pass.found, "key drifts", "keys drift"),
             pass.pending
         ));
         if !drifted.is_empty() {
@@ -1188,4 +1272,40 @@ async fn prune(client: &EsClient, alias: &str, live: &str, options: &ReindexOpti
         options.say(format!("deleted {} (beyond --keep {})", g.index, options.keep));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pasted_commands_carry_the_overrides_quoted_and_no_password() {
+        let rerun = Rerun {
+            config: PathBuf::from("conf/my recon.toml"),
+            pg_url: Some("postgres://app:s3cret@db:5432/shop".into()),
+            es_url: Some("http://es:9200".into()),
+            index: Some("orders_new".into()),
+        };
+        assert_eq!(
+            rerun.command("reindex", None, "--resume --yes"),
+            "recon reindex --config 'conf/my recon.toml' --pg-url 'postgres://app:***@db:5432/shop' \
+             --es-url http://es:9200 --index orders_new --resume --yes"
+        );
+        assert_eq!(
+            rerun.command("check", Some("orders-20260101t000000z"), ""),
+            "recon check --config 'conf/my recon.toml' --pg-url 'postgres://app:***@db:5432/shop' \
+             --es-url http://es:9200 --index orders-20260101t000000z"
+        );
+        let plain = Rerun {
+            config: PathBuf::from("recon.toml"),
+            ..Rerun::default()
+        };
+        assert_eq!(
+            plain.command("reindex", None, "--list"),
+            "recon reindex --config recon.toml --list"
+        );
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a$b"), "'a$b'");
+    }
 }

@@ -142,6 +142,8 @@ async fn connect(settings: &Settings) -> anyhow::Result<Connected> {
         read_model.key_kind(),
         read_model.key_mapping(),
     )?;
+    crate::commands::check::ensure_known_fields(settings, write_model.columns(), read_model.client(), &es.index)
+        .await?;
     Ok(Connected {
         write_model,
         read_model,

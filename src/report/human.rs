@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::{Listing, RunInfo};
 use crate::model::{Drift, DriftKind, Summary};
+use crate::plural::plural;
 
 /// Diff rows shown per key; the rest are counted in a "… more" row.
 pub(super) const DIFFS_PER_KEY: usize = 5;
@@ -101,7 +102,7 @@ pub(super) fn sample_rows(drift: &[Drift]) -> Vec<SampleRow> {
         if d.diffs.len() > DIFFS_PER_KEY {
             let more = d.diffs.len() - DIFFS_PER_KEY;
             rows.push(row(
-                format!("… {more} more field{}", plural(more as u64)),
+                format!("… {}", plural(more, "more field", "more fields")),
                 String::new(),
                 String::new(),
             ));
@@ -142,14 +143,6 @@ pub(super) fn clip(text: &str, width: usize) -> String {
     clipped
 }
 
-pub(super) fn plural(n: u64) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
-}
-
 /// The one-sentence outcome, e.g. "5 failing keys (allowed: 0)".
 pub(super) fn verdict_text(summary: &Summary, run: &RunInfo) -> String {
     let failing = summary.failing();
@@ -158,15 +151,15 @@ pub(super) fn verdict_text(summary: &Summary, run: &RunInfo) -> String {
             "in sync".to_string()
         } else {
             format!(
-                "in sync: {failing} failing key{} within --allow {}",
-                plural(failing),
+                "in sync: {} within --allow {}",
+                plural(failing, "failing key", "failing keys"),
                 run.allow
             )
         }
     } else {
         format!(
-            "drift: {failing} failing key{} (allowed: {})",
-            plural(failing),
+            "drift: {} (allowed: {})",
+            plural(failing, "failing key", "failing keys"),
             run.allow
         )
     };
@@ -249,7 +242,7 @@ pub(super) fn sample_caption(sample: &Sample) -> String {
     let shown = sample.drift.len() as u64;
     let seen = sample.seen();
     let mut caption = if shown == seen {
-        format!("{seen} drifted key{}", plural(seen))
+        plural(seen, "drifted key", "drifted keys")
     } else {
         format!("first {shown} of {seen} drifted keys")
     };

@@ -175,7 +175,7 @@ fn testcase(record: &DriftIn) -> String {
             record.ids.len(),
             record.ids.join(", ")
         ),
-        (DriftKind::Mismatched, _) => format!("{} field(s) differ", record.diffs.len()),
+        (DriftKind::Mismatched, _) => crate::plural::plural(record.diffs.len(), "field differs", "fields differ"),
         (DriftKind::Unkeyed, _) => format!(
             "in the read model without a usable key (ids: {}): no row can match it",
             record.ids.join(", ")

@@ -163,6 +163,12 @@ pub enum PostgresError {
     Decode { column: String, reason: String },
     #[error("reading the write model failed: {reason}")]
     Read { reason: String },
+    #[error(
+        "lost the connection to PostgreSQL at {url} in the middle of the scan, after {read}: {reason} (the \
+         server restarted or shut down, an administrator ended the session, e.g. with pg_terminate_backend, or \
+         the network dropped it; run again)"
+    )]
+    LostMidScan { url: String, read: String, reason: String },
 }
 
 /// The write model: a connection pool plus the per-column decoding plan learnt at connect time.
@@ -567,7 +573,9 @@ impl PostgresSource {
                 let mut rows = query.fetch(&mut *tx);
                 let mut batch = Vec::with_capacity(STREAM_BATCH);
                 let mut last: Option<Key> = None;
-                while let Some(row) = rows.try_next().await.map_err(|e| read_error(&url, e))? {
+                let mut rows_read = 0;
+                while let Some(row) = rows.try_next().await.map_err(|e| scan_error(&url, rows_read, e))? {
+                    rows_read += 1;
                     let key = plan.decode_key_only(&row)?;
                     if last.as_ref() == Some(&key) {
                         continue;
@@ -670,6 +678,10 @@ struct ScanTask {
 type PageSender = mpsc::Sender<anyhow::Result<Vec<KeyedDoc>>>;
 
 impl ScanTask {
+    fn read_error(&self, error: sqlx::Error) -> PostgresError {
+        scan_error(&self.url, self.rows_read, error)
+    }
+
     async fn run(self, tx: sqlx::Transaction<'static, Postgres>, sender: PageSender) {
         match self.mode {
             ScanMode::Stream => self.run_stream(tx, sender).await,
@@ -705,7 +717,7 @@ impl ScanTask {
         sqlx::query("SET LOCAL statement_timeout = 0")
             .execute(&mut **tx)
             .await
-            .map_err(|e| read_error(&self.url, e))?;
+            .map_err(|e| self.read_error(e))?;
         let sql = plan.range_sql(self.after.is_some(), self.until.is_some(), None);
         let mut query = sqlx::query(&sql);
         for key in [&self.after, &self.until].into_iter().flatten() {
@@ -716,7 +728,7 @@ impl ScanTask {
         let mut batch = Vec::with_capacity(batch_size);
         // Flat form: the rows of the key being read, nested once the next key shows.
         let mut group: Option<FlatGroup> = None;
-        while let Some(row) = rows.try_next().await.map_err(|e| read_error(&self.url, e))? {
+        while let Some(row) = rows.try_next().await.map_err(|e| self.read_error(e))? {
             self.rows_read += 1;
             if let Some(flat) = plan.flat.as_ref() {
                 let (key, values, updated_at_ms) = plan.decode_values(&row, self.rows_read)?;
@@ -790,7 +802,7 @@ impl ScanTask {
         let found: bool = sqlx::query_scalar(probe)
             .fetch_one(&mut **tx)
             .await
-            .map_err(|e| read_error(&self.url, e))?;
+            .map_err(|e| self.read_error(e))?;
         if found {
             return Err(PostgresError::NullKeys {
                 key: self.plan.key_name.clone(),
@@ -821,7 +833,7 @@ impl ScanTask {
         let mut rows = query.fetch(&mut **tx);
         let mut docs = Vec::with_capacity(self.page_size);
         let mut beyond = false;
-        while let Some(row) = rows.try_next().await.map_err(|e| read_error(&self.url, e))? {
+        while let Some(row) = rows.try_next().await.map_err(|e| self.read_error(e))? {
             self.rows_read += 1;
             let doc = plan.decode_row(&row, self.rows_read)?;
             if self.until.as_ref().is_some_and(|u| doc.key > *u) {
@@ -911,7 +923,7 @@ impl ScanTask {
         }
         let mut stream = query.fetch(&mut **tx);
         let mut rows = Vec::with_capacity(self.page_size);
-        while let Some(row) = stream.try_next().await.map_err(|e| read_error(&self.url, e))? {
+        while let Some(row) = stream.try_next().await.map_err(|e| self.read_error(e))? {
             self.rows_read += 1;
             rows.push(self.plan.decode_values(&row, self.rows_read)?);
         }
@@ -1764,6 +1776,32 @@ fn query_error(raw_url: &str, error: sqlx::Error) -> PostgresError {
     }
 }
 
+/// The connection is gone: reset or closed under us, or the server ended the session (admin_shutdown,
+/// crash_shutdown, cannot_connect_now, or any connection exception).
+fn lost_connection(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+/// A failed read of a scan that has received `rows_read` rows: once rows have arrived, a lost connection
+/// is not a server that cannot be reached.
+fn scan_error(raw_url: &str, rows_read: u64, error: sqlx::Error) -> PostgresError {
+    if rows_read > 0 && lost_connection(&error) {
+        PostgresError::LostMidScan {
+            url: redact_url(raw_url),
+            read: crate::plural::plural(rows_read, "row", "rows"),
+            reason: redact_message(&error.to_string(), raw_url),
+        }
+    } else {
+        read_error(raw_url, error)
+    }
+}
+
 fn read_error(raw_url: &str, error: sqlx::Error) -> PostgresError {
     match &error {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
@@ -1778,6 +1816,15 @@ fn read_error(raw_url: &str, error: sqlx::Error) -> PostgresError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reset_or_an_ended_session_is_a_lost_connection_and_a_query_error_is_not() {
+        let reset = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(lost_connection(&reset));
+        assert!(lost_connection(&sqlx::Error::WorkerCrashed));
+        assert!(!lost_connection(&sqlx::Error::RowNotFound));
+        assert!(!lost_connection(&sqlx::Error::Protocol("unexpected message".into())));
+    }
 
     #[test]
     fn redact_url_hides_passwords_everywhere() {

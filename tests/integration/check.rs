@@ -454,6 +454,158 @@ async fn a_closed_stderr_does_not_crash_a_run() {
     assert_eq!(report["verdict"], "drift", "{report}");
 }
 
+/// Colour only on a terminal, and not on `TERM=dumb` (nor with NO_COLOR).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dumb_terminal_gets_no_colour() {
+    let f = drifted().await;
+    let on_terminal = |vars: &[(&'static str, &'static str)]| {
+        let mut c = crate::support::cli_command();
+        c.current_dir(f.dir.path())
+            .args(["check", "--format", "table", "--quiet"])
+            .env_remove("NO_COLOR");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        tokio::task::spawn_blocking(move || crate::support::run_on_a_terminal(c))
+    };
+    let xterm = on_terminal(&[("TERM", "xterm-256color")]).await.unwrap();
+    assert_eq!(xterm.code, 1, "{}", xterm.stderr);
+    assert!(
+        xterm.stdout.contains("\u{1b}["),
+        "a terminal gets colour: {}",
+        xterm.stdout
+    );
+    for vars in [
+        &[("TERM", "dumb")][..],
+        &[("TERM", "xterm-256color"), ("NO_COLOR", "1")],
+    ] {
+        let plain = on_terminal(vars).await.unwrap();
+        assert_eq!(plain.code, 1, "{vars:?}: {}", plain.stderr);
+        assert!(plain.stdout.contains("orphaned"), "{vars:?}: {}", plain.stdout);
+        assert!(
+            !plain.stdout.contains("\u{1b}["),
+            "{vars:?} gets no colour: {}",
+            plain.stdout
+        );
+    }
+}
+
+/// The scan's connection ended by an administrator after rows have streamed: the message says the
+/// connection was lost mid-scan, not that PostgreSQL cannot be reached.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_lost_mid_scan_says_so() {
+    let f = Fixture::new(
+        "CREATE TABLE t (id bigint PRIMARY KEY, pad text NOT NULL);
+         INSERT INTO t SELECT g, repeat('x', 500) FROM generate_series(1, 5000) g;
+         ANALYZE t;
+         -- Row 3000 waits for an advisory lock the test holds: the scan stops there, rows before it sent.
+         CREATE FUNCTION gate(id bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+         BEGIN
+             IF id = 3000 THEN PERFORM pg_advisory_lock_shared(4242); END IF;
+             RETURN true;
+         END $$;",
+    )
+    .await;
+    // In key order straight from the primary key's index (no sort, which would compute every row before
+    // the first is sent), so rows stream before row 3000 is computed.
+    f.db.execute(&format!("ALTER DATABASE \"{}\" SET enable_sort = off", f.db.name))
+        .await;
+    f.create_index("t", json!({"id": {"type": "long"}})).await;
+    f.config("t", "SELECT id, pad, gate(id) AS passed FROM t ORDER BY id", "id", "");
+    let mut holder = f.db.connect().await;
+    sqlx::query("SELECT pg_advisory_lock(4242)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let check = f.check_async(&["--quiet", "--format", "json"]);
+    let terminate = async {
+        let mut admin = f.db.connect().await;
+        let waiting = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                       AND application_name = 'recon' AND wait_event_type = 'Lock' AND wait_event = 'advisory'";
+        // Polls an observable state (the backend waiting on the lock), as support::eventually does.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let scanner: i32 = loop {
+            if let Some(pid) = sqlx::query_scalar(waiting).fetch_optional(&mut admin).await.unwrap() {
+                break pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "the scan never reached row 3000");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(scanner)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(ended);
+    };
+    let ((code, _, stderr), ()) = tokio::join!(check, terminate);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("lost the connection to PostgreSQL")
+            && stderr.contains("in the middle of the scan, after 2999 rows"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cannot reach"), "{stderr}");
+}
+
+/// A `[compare]` rule or ignore entry naming no field of the documents is refused (exit 2) with the
+/// fields there are, by every command that compares: a typo must not silently change the verdict.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compare_path_naming_no_field_is_refused() {
+    let f = drifted().await;
+    let path = f.dir.path().join("recon.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    // Nested paths under a produced field, and an ignored field only the read model has, are fine.
+    let nested = good.replace(
+        "[compare.fields]\n",
+        "[compare.fields]\n\"products.price\" = { as = \"number\" }\n",
+    );
+    std::fs::write(&path, &nested).unwrap();
+    let (code, _, stderr) = f.check_async(&["--quiet", "--format", "json"]).await;
+    assert_eq!(code, 1, "{stderr}");
+
+    let typo = good.replace(
+        "[compare.fields]\n",
+        "[compare.fields]\ntotalprice = { as = \"number\", tolerance = 1 }\n",
+    );
+    std::fs::write(&path, &typo).unwrap();
+    let (code, stdout, stderr) = f.check_async(&["--quiet", "--format", "json"]).await;
+    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+    assert!(
+        stderr.contains("compare.fields \"totalprice\"")
+            && stderr.contains("orderId, customerName, products, totalPrice, orderDate, updatedAt"),
+        "names the typo and the known fields: {stderr}"
+    );
+    for command in [&["repair", "--yes"][..], &["reindex", "--yes", "--adopt"]] {
+        let out = crate::support::cli_command()
+            .current_dir(f.dir.path())
+            .args(command)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("compare.fields \"totalprice\""),
+            "{command:?}: {stderr}"
+        );
+    }
+
+    let ignored = good.replace(
+        "ignore = [\"updatedAt\", \"indexedAt\"]",
+        "ignore = [\"updatedat\", \"indexedAt\"]",
+    );
+    assert_ne!(ignored, good);
+    std::fs::write(&path, &ignored).unwrap();
+    let (code, _, stderr) = f.check_async(&["--quiet", "--format", "json"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("compare.ignore \"updatedat\"") && stderr.contains("orders maps: indexedAt"),
+        "{stderr}"
+    );
+}
+
 /// `recon check --format ndjson | head -0`: the report cannot be delivered, so the run must not pass a
 /// gate under `set -o pipefail` (it used to exit 0), and it says nothing on stderr about the pipe.
 #[tokio::test(flavor = "multi_thread")]

@@ -87,3 +87,20 @@ fn committed_completions_are_fresh() {
         assert_eq!(stdout.as_bytes(), &fresh[..]);
     }
 }
+
+#[test]
+fn help_and_version_go_to_stdout_and_exit_0() {
+    let (code, stdout, stderr) = output(recon().arg("--version"));
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert_eq!(stdout.trim(), format!("recon {}", env!("CARGO_PKG_VERSION")));
+    let (code, stdout, stderr) = output(recon().args(["reindex", "--help"]));
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert!(stdout.contains("Usage: recon reindex"), "{stdout}");
+    // A usage error carries the prefix every other error has (docs/exit-codes.md).
+    let (code, stdout, stderr) = output(recon().arg("--bogus"));
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert!(
+        stderr.starts_with("recon: error: unexpected argument '--bogus'"),
+        "{stderr}"
+    );
+}

@@ -2,6 +2,7 @@
 
 mod check;
 mod cli;
+mod demo;
 mod emulator_api;
 mod emulator_faults;
 mod postgres;

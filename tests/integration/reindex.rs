@@ -859,3 +859,67 @@ async fn a_pass_with_most_keys_unproven_checks_in_full() {
     );
     assert_eq!(behind_alias(&f).await, vec!["orders-v1".to_string()]);
 }
+
+/// A hint printed for the user to paste acts where the run did: `--index` (and the other overrides)
+/// are carried over, quoted for the shell where needed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pasted_hint_keeps_the_index_override() {
+    let f = Fixture::orders("orders_new", "long").await;
+    // The config names another alias; the flag is what this run acts on.
+    f.config("orders", ORDERS_QUERY, "orderId", FIELDS);
+    let refused = reindex(&f, &["--yes", "--index", "orders_new"]).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("`recon reindex --config recon.toml --index orders_new --adopt`"),
+        "{}",
+        refused.stderr
+    );
+    std::fs::copy(f.dir.path().join("recon.toml"), f.dir.path().join("it's recon.toml")).unwrap();
+    let quoted = reindex(&f, &["--yes", "--index", "orders_new", "--config", "it's recon.toml"]).await;
+    assert_eq!(quoted.code, 2, "{}", quoted.stderr);
+    assert!(
+        quoted
+            .stderr
+            .contains(r"`recon reindex --config 'it'\''s recon.toml' --index orders_new --adopt`"),
+        "{}",
+        quoted.stderr
+    );
+}
+
+/// `--resume` with nothing unfinished is refused: it must not quietly build and swap a new generation.
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_with_nothing_unfinished_changes_nothing() {
+    let f = aliased(30).await;
+    let run = reindex(&f, &["--resume", "--yes"]).await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("no unfinished reindex of orders")
+            && run.stderr.contains("`recon reindex --config recon.toml --yes`"),
+        "says there is nothing to resume and how to build anew: {}",
+        run.stderr
+    );
+    assert_eq!(behind_alias(&f).await, vec!["orders-v1".to_string()]);
+    assert_eq!(generations(&f).await.len(), 1, "no generation was created");
+}
+
+/// Counts agree with their nouns: `1 document`, `1 check pass`, never `1 documents` or `pass(es)`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_summary_of_one_says_one_thing() {
+    let f = aliased(1).await;
+    let run = reindex(&f, &["--yes"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("loaded 1 document; 1 check pass, 0 keys drifting at the gate"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("recon: loaded 1 document in"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("(s)") && !run.stderr.contains("(es)"),
+        "{}",
+        run.stderr
+    );
+}

@@ -691,3 +691,19 @@ async fn recheck_over_many_batches_and_ranges_keeps_key_order_and_counts() {
     assert_eq!(rechecked["summary"]["converged"], 0);
     assert_eq!(verdict_of(&rechecked), verdict_of(&plain));
 }
+
+/// Without a terminal, progress is a bounded log: not a line per range, which `--sample` makes hundreds of.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sample_logs_a_bounded_number_of_lines() {
+    let f = shop(1000).await;
+    let (code, _, stderr) = f
+        .check_async(&["--format", "json", "--sample", "0.3", "--sample-seed", "7"])
+        .await;
+    assert_eq!(code, 1, "{stderr}");
+    let lines = stderr.lines().filter(|l| l.starts_with("recon: ")).count();
+    assert!(
+        stderr.contains("key ranges to scan") && lines < 20,
+        "{lines} progress lines: {stderr}"
+    );
+    assert!(stderr.contains(" ranges done: "), "a summary at the end: {stderr}");
+}

@@ -73,7 +73,12 @@ impl Fixture {
         f
     }
 
-    pub async fn create_index(&self, index: &str, properties: Value) {
+    /// Creates `index` with `properties`, plus the `indexedAt` stamp every fixture's projector would add
+    /// (the `compare.ignore` entry of [`Fixture::config`] names it).
+    pub async fn create_index(&self, index: &str, mut properties: Value) {
+        if let Some(fields) = properties.as_object_mut() {
+            fields.entry("indexedAt").or_insert_with(|| json!({"type": "date"}));
+        }
         let _ = self
             .es
             .indices()
@@ -112,15 +117,15 @@ impl Fixture {
 
     pub fn config(&self, index: &str, query: &str, key: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join("recon.toml");
-        let updated_at = if query.contains("\"updatedAt\"") {
-            "updated_at = \"updatedAt\"\n"
+        let (updated_at, ignore) = if query.contains("\"updatedAt\"") {
+            ("updated_at = \"updatedAt\"\n", "\"updatedAt\", \"indexedAt\"")
         } else {
-            ""
+            ("", "\"indexedAt\"")
         };
         let text = format!(
             "[postgres]\nurl = \"{}\"\nquery = '''{query}'''\nkey = \"{key}\"\n{updated_at}\n\
              [elasticsearch]\nurl = \"{}\"\nindex = \"{index}\"\n\n\
-             [compare]\nignore = [\"updatedAt\", \"indexedAt\"]\n{extra}\n",
+             [compare]\nignore = [{ignore}]\n{extra}\n",
             self.db.url, self.es_url
         );
         std::fs::write(&path, text).unwrap();
