@@ -35,6 +35,7 @@ use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::diff::Comparator;
 use crate::model::{DriftKind, Key, KeyKind, KeyedDoc};
+use crate::plural::plural;
 use crate::progress::ProgressMode;
 use crate::scale::keyfile::{KeyFile, KeySorter};
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter, WriteKind};
@@ -256,7 +257,9 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     }
     if !confirm(
         &format!(
-            "Apply {changes} changes ({deletes} deletes) to {}?",
+            "Apply {} ({}) to {}?",
+            plural(changes, "change", "changes"),
+            plural(deletes, "delete", "deletes"),
             settings.elasticsearch.index
         ),
         options.yes,
@@ -1079,7 +1082,12 @@ fn print_plan(spool: &PlanSpool, options: &RepairOptions) {
         return;
     }
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "plan: {} actions on {} keys", spool.len(), spool.keys());
+    let _ = writeln!(
+        out,
+        "plan: {} on {}",
+        plural(spool.len(), "action", "actions"),
+        plural(spool.keys(), "key", "keys")
+    );
     for ((drift, kind), n) in spool.counts() {
         let _ = writeln!(out, "  {:<11} {:<7} {n}", drift.as_str(), kind.as_str());
     }
@@ -1150,7 +1158,12 @@ fn print_summary(options: &RepairOptions, report: &RunReport) -> anyhow::Result<
                 writeln!(out, "  failed: key {key}: {reason}")?;
             }
             let remaining: u64 = report.remaining.values().sum();
-            writeln!(out, "after the repair: {remaining} keys still drift")?;
+            writeln!(
+                out,
+                "after the repair: {} still {}",
+                plural(remaining, "key", "keys"),
+                if remaining == 1 { "drifts" } else { "drift" }
+            )?;
             for (key, drift) in report.remaining_keys.iter().take(20) {
                 writeln!(out, "  {} key {key}", drift.as_str())?;
             }

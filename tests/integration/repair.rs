@@ -217,6 +217,9 @@ async fn patch_mode_updates_only_the_differing_fields() {
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_and_reports_choose_what_is_repaired() {
     let f = drifted().await;
+    // One drifted key: counts agree with their nouns (it said "1 actions on 1 keys").
+    let r = repair(&f, &["--keys", "3"]).await;
+    assert!(r.stdout.contains("plan: 1 action on 1 key\n"), "{}", r.stdout);
     let r = repair(&f, &["--keys", "3,99", "--apply", "--yes", "--format", "json"]).await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(r.json()["actions"], 1);
