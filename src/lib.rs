@@ -20,6 +20,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diff;
+pub mod engine;
 pub mod model;
 pub mod plural;
 pub mod progress;

@@ -1,0 +1,198 @@
+//! The one place settings become connected sides: pool sizes, page sizes and the fields fetched,
+//! written once for check, repair and reindex.
+
+use std::collections::BTreeSet;
+
+use anyhow::bail;
+
+use crate::config::Settings;
+use crate::model::KeyKind;
+use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource};
+use crate::source::postgres::{PostgresSettings, PostgresSource};
+
+/// Both sides of a check, connected and known to sort keys alike.
+pub struct Sides {
+    pub write_model: PostgresSource,
+    pub read_model: ElasticsearchSource,
+}
+
+impl Sides {
+    /// [`ensure_known_fields`] on these sides. Not part of [`connect_sides_with`]: reindex's verify gate
+    /// connects to a new generation (whose `--mapping` may not map an ignored read-model field) after
+    /// checking the rules against the alias at the start.
+    pub async fn ensure_known_fields(&self, settings: &Settings) -> anyhow::Result<()> {
+        ensure_known_fields(
+            settings,
+            self.write_model.columns(),
+            self.read_model.client(),
+            &settings.elasticsearch.index,
+        )
+        .await
+    }
+}
+
+/// Connects to both sides, asks the read model for only the compared fields, and refuses a pair whose
+/// key kinds would sort differently.
+/// Also refuses `[compare]` paths naming no field ([`ensure_known_fields`]).
+pub async fn connect_sides(settings: &Settings) -> anyhow::Result<Sides> {
+    let sides = connect_sides_with(settings, 1).await?;
+    sides.ensure_known_fields(settings).await?;
+    Ok(sides)
+}
+
+/// [`connect_sides`] with room in the PostgreSQL pool for `parallel` concurrent range scans.
+pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::Result<Sides> {
+    let pg_settings = PostgresSettings {
+        updated_at: settings.postgres.updated_at.clone(),
+        // Read-ahead memory is pages × ranges: smaller pages per range keep the total flat in N.
+        page_size: per_range(settings.postgres.page_size, parallel, 500),
+        scan: settings.postgres.scan,
+        // A scan per worker, the exported snapshot's holder, lookups and estimates.
+        max_connections: (parallel + 4).max(8),
+        ..PostgresSettings::new(
+            settings.postgres.url.expose(),
+            &settings.postgres.query,
+            &settings.postgres.key,
+        )
+    };
+    let es = &settings.elasticsearch;
+    let mut es_settings = ElasticsearchSettings {
+        connect: ConnectSettings::from_config(es),
+        index: es.index.clone(),
+        key_field: es.key.clone(),
+        page_size: per_range(es.page_size, parallel, 250),
+        keep_alive: es.keep_alive.clone(),
+        source_includes: None,
+        source_excludes: Vec::new(),
+        prefetch_pages: 2,
+    };
+
+    let write_model = PostgresSource::connect(pg_settings).await?;
+    // Fetch only what is compared: the projection's columns, minus what is ignored.
+    let ignored: BTreeSet<&str> = settings.compare.ignore.iter().map(String::as_str).collect();
+    let mut includes: Vec<String> = write_model
+        .columns()
+        .iter()
+        .filter(|c| !ignored.contains(c.as_str()))
+        .cloned()
+        .collect();
+    if !includes.contains(&es.key) {
+        includes.push(es.key.clone());
+    }
+    es_settings.source_includes = Some(includes);
+    es_settings.source_excludes = settings
+        .compare
+        .ignore
+        .iter()
+        .filter(|p| p.contains('.'))
+        .cloned()
+        .collect();
+    let read_model = ElasticsearchSource::connect(es_settings).await?;
+    ensure_same_key_kind(
+        settings,
+        write_model.key_kind(),
+        read_model.key_kind(),
+        read_model.key_mapping(),
+    )?;
+    Ok(Sides {
+        write_model,
+        read_model,
+    })
+}
+
+/// Both sides must order keys alike, or the merge join would pair the wrong documents. `read_mapping`
+/// is the read model's own name for the key field's type (`keyword`, `long`), which is what the message
+/// shows: recon's key kinds are not mapping types.
+pub fn ensure_same_key_kind(
+    settings: &Settings,
+    write: KeyKind,
+    read: KeyKind,
+    read_mapping: &str,
+) -> anyhow::Result<()> {
+    if write != read {
+        let (write_kind, fix) = match write {
+            KeyKind::Int => ("an integer key (smallint, integer or bigint)", "as long"),
+            KeyKind::Text => ("a text key (text, varchar or uuid)", "as keyword"),
+        };
+        bail!(
+            "the two sides sort keys differently: postgres.key {:?} is {write_kind} but elasticsearch.key {:?} is \
+             mapped as {read_mapping}; map the field {fix} (or cast the key in the query) so both sort alike",
+            settings.postgres.key,
+            settings.elasticsearch.key,
+        );
+    }
+    Ok(())
+}
+
+/// Refuses `[compare]` paths that name no field of the documents, listing the fields there are: a typo
+/// in a rule or an ignore entry would otherwise silently change what is compared. `projected` are the
+/// projection's fields ([`PostgresSource::columns`]); the read model's mapping (`index`) is read only
+/// when an ignore entry names something else, and a mapping that cannot be read judges no ignore entry.
+pub async fn ensure_known_fields(
+    settings: &Settings,
+    projected: &[String],
+    client: &crate::source::elasticsearch::EsClient,
+    index: &str,
+) -> anyhow::Result<()> {
+    let compare = &settings.compare;
+    let first = |path: &String| path.split('.').next().unwrap_or_default().to_string();
+    let read_model_only = if compare.ignore.iter().all(|p| projected.contains(&first(p))) {
+        Some(BTreeSet::new())
+    } else {
+        mapped_fields(client, index)
+            .await
+            .map(|fields| fields.into_iter().filter(|f| !projected.contains(f)).collect())
+    };
+    let unknown = crate::diff::unknown_fields(compare, projected, read_model_only.as_ref());
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let mut message = format!(
+        "[compare] names {} the documents do not have: {}; fix or remove {} (a typo there would silently \
+         change what is compared). The projection (postgres.query) produces: {}; a nested path starts at one \
+         of them (e.g. products.price)",
+        if unknown.len() == 1 { "a field" } else { "fields" },
+        unknown.join(", "),
+        if unknown.len() == 1 { "it" } else { "them" },
+        projected.join(", ")
+    );
+    if let Some(only) = read_model_only.filter(|only| !only.is_empty()) {
+        let only: Vec<&str> = only.iter().map(String::as_str).collect();
+        message.push_str(&format!(
+            ". compare.ignore may also name a field only the read model has; {index} maps: {}",
+            only.join(", ")
+        ));
+    }
+    bail!("{message}")
+}
+
+/// The top-level fields of the mappings behind `index` (every index of an alias); None when they cannot
+/// be read.
+async fn mapped_fields(client: &crate::source::elasticsearch::EsClient, index: &str) -> Option<BTreeSet<String>> {
+    let path: String = url::form_urlencoded::byte_serialize(index.as_bytes()).collect();
+    let answer = client
+        .request(
+            elasticsearch::http::Method::Get,
+            &format!("/{path}/_mapping"),
+            &[],
+            None,
+        )
+        .await
+        .ok()?;
+    if answer.status != 200 {
+        return None;
+    }
+    let indices = answer.body.as_object()?;
+    Some(
+        indices
+            .values()
+            .filter_map(|i| i["mappings"]["properties"].as_object())
+            .flat_map(|properties| properties.keys().cloned())
+            .collect(),
+    )
+}
+
+/// A page size shared out over `parallel` ranges, but not below `floor` (nor above the setting).
+fn per_range(page_size: usize, parallel: u32, floor: usize) -> usize {
+    (page_size / parallel.max(1) as usize).max(floor).min(page_size)
+}
