@@ -19,7 +19,7 @@ use crate::progress::ProgressMode;
 use crate::report::{self, AtomicFile, Format, ReportOptions, RunInfo, ScaleInfo, Targeted};
 use crate::scale::keyfile::KeyFile;
 use crate::scale::plan::Shard;
-use crate::source::{DocumentSource, KeyRange};
+use crate::source::KeyRange;
 
 /// How one check runs, beyond what the configuration says.
 #[derive(Debug, Clone)]
@@ -155,7 +155,7 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
                     (keys, Targeted::Keys(n))
                 }
                 KeySelection::Since(since_ms) => {
-                    let keys = KeyFile::from_stream(sides.write_model.changed_key_stream(*since_ms)?).await?;
+                    let keys = KeyFile::from_stream(sides.write_model.changed_keys(*since_ms)?).await?;
                     let n = keys.len();
                     (
                         keys,

@@ -9,11 +9,12 @@ use crate::config::Settings;
 use crate::model::KeyKind;
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource};
 use crate::source::postgres::{PostgresSettings, PostgresSource};
+use crate::source::{ReadModel, WriteModel};
 
 /// Both sides of a check, connected and known to sort keys alike.
 pub struct Sides {
-    pub write_model: PostgresSource,
-    pub read_model: ElasticsearchSource,
+    pub write_model: Box<dyn WriteModel>,
+    pub read_model: Box<dyn ReadModel>,
 }
 
 impl Sides {
@@ -21,13 +22,7 @@ impl Sides {
     /// connects to a new generation (whose `--mapping` may not map an ignored read-model field) after
     /// checking the rules against the alias at the start.
     pub async fn ensure_known_fields(&self, settings: &Settings) -> anyhow::Result<()> {
-        ensure_known_fields(
-            settings,
-            self.write_model.columns(),
-            self.read_model.client(),
-            &settings.elasticsearch.index,
-        )
-        .await
+        ensure_known_fields(settings, self.write_model.columns(), self.read_model.field_names()).await
     }
 }
 
@@ -95,8 +90,8 @@ pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::R
         read_model.key_mapping(),
     )?;
     Ok(Sides {
-        write_model,
-        read_model,
+        write_model: Box::new(write_model),
+        read_model: Box::new(read_model),
     })
 }
 
@@ -131,15 +126,14 @@ pub fn ensure_same_key_kind(
 pub async fn ensure_known_fields(
     settings: &Settings,
     projected: &[String],
-    client: &crate::source::elasticsearch::EsClient,
-    index: &str,
+    read_model_fields: futures::future::BoxFuture<'_, Option<BTreeSet<String>>>,
 ) -> anyhow::Result<()> {
     let compare = &settings.compare;
     let first = |path: &String| path.split('.').next().unwrap_or_default().to_string();
     let read_model_only = if compare.ignore.iter().all(|p| projected.contains(&first(p))) {
         Some(BTreeSet::new())
     } else {
-        mapped_fields(client, index)
+        read_model_fields
             .await
             .map(|fields| fields.into_iter().filter(|f| !projected.contains(f)).collect())
     };
@@ -159,37 +153,12 @@ pub async fn ensure_known_fields(
     if let Some(only) = read_model_only.filter(|only| !only.is_empty()) {
         let only: Vec<&str> = only.iter().map(String::as_str).collect();
         message.push_str(&format!(
-            ". compare.ignore may also name a field only the read model has; {index} maps: {}",
+            ". compare.ignore may also name a field only the read model has; {} maps: {}",
+            settings.elasticsearch.index,
             only.join(", ")
         ));
     }
     bail!("{message}")
-}
-
-/// The top-level fields of the mappings behind `index` (every index of an alias); None when they cannot
-/// be read.
-async fn mapped_fields(client: &crate::source::elasticsearch::EsClient, index: &str) -> Option<BTreeSet<String>> {
-    let path: String = url::form_urlencoded::byte_serialize(index.as_bytes()).collect();
-    let answer = client
-        .request(
-            elasticsearch::http::Method::Get,
-            &format!("/{path}/_mapping"),
-            &[],
-            None,
-        )
-        .await
-        .ok()?;
-    if answer.status != 200 {
-        return None;
-    }
-    let indices = answer.body.as_object()?;
-    Some(
-        indices
-            .values()
-            .filter_map(|i| i["mappings"]["properties"].as_object())
-            .flat_map(|properties| properties.keys().cloned())
-            .collect(),
-    )
 }
 
 /// A page size shared out over `parallel` ranges, but not below `floor` (nor above the setting).

@@ -12,7 +12,6 @@ use crate::diff::{Comparator, Joiner, Outcome as KeyOutcome};
 use crate::model::{Drift, Key};
 use crate::progress::ProgressMode;
 use crate::scale::spool::DriftSpool;
-use crate::source::DocumentSource;
 
 /// `--recheck`: waits, then reads every parked drifted key again from both sides (PostgreSQL in a
 /// fresh transaction, Elasticsearch by key) and compares once more. Keys that now agree, or are gone

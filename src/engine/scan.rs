@@ -22,8 +22,7 @@ use crate::scale::checkpoint::{
 use crate::scale::keyfile::KeyFile;
 use crate::scale::plan::{self, Shard};
 use crate::scale::spool::DriftSpool;
-use crate::source::elasticsearch::SharedPit;
-use crate::source::postgres::SharedSnapshot;
+use crate::source::SharedView;
 use crate::source::{DocumentSource, KeyRange};
 
 /// Which keys one scan covers and how it behaves.
@@ -479,7 +478,7 @@ async fn serial(
 
 /// The documents of `keys` on one side, in key order, looked up a few batches at a time (each side
 /// reads the key file on its own).
-pub(super) fn lookup_stream<'a, S: DocumentSource>(
+pub(super) fn lookup_stream<'a, S: DocumentSource + ?Sized>(
     source: &'a S,
     keys: &'a KeyFile,
     counter: Arc<Counters>,
@@ -522,8 +521,8 @@ async fn targeted(
         (Some(keys.len()), Some(keys.len())),
         counters.clone(),
     );
-    let source = lookup_stream(&sides.write_model, keys, counters.clone(), true)?;
-    let target = lookup_stream(&sides.read_model, keys, counters.clone(), false)?;
+    let source = lookup_stream(sides.write_model.as_ref(), keys, counters.clone(), true)?;
+    let target = lookup_stream(sides.read_model.as_ref(), keys, counters.clone(), false)?;
     let mut joiner = Joiner::new(source, target, comparator.clone(), grace_at(scope.grace, snapshot_ms));
     let driven = drive(&mut joiner, counters, sink, None).await;
     progress.finish().await;
@@ -550,30 +549,33 @@ async fn ranged(
     counters: &Arc<Counters>,
     resumed: Option<RangesCheckpoint>,
 ) -> anyhow::Result<(Pass, u32)> {
-    let snapshot = sides.write_model.export_snapshot().await?;
+    let snapshot = sides.write_model.open_view().await?;
     let checkpoint = match &scope.checkpoint {
         Some(spec) => Some(Arc::new(RangesCheckpointWriter::open(
             &spec.path,
             spec.fingerprint.clone(),
             &ranges,
             resumed,
-            Some(snapshot.snapshot_ms()),
+            snapshot.snapshot_ms(),
         )?)),
         None => None,
     };
-    let pit = sides.read_model.open_shared_pit().await?;
+    // A read model without a shared view lets each range open its own.
+    let view = sides.read_model.open_view().await?;
     let result = run_ranges(
         sides,
         comparator,
         ranges,
         scope,
         counters,
-        &snapshot,
-        &pit,
+        snapshot.as_ref(),
+        view.as_deref(),
         checkpoint.clone(),
     )
     .await;
-    sides.read_model.close_shared_pit(pit).await;
+    if let Some(view) = view {
+        sides.read_model.close_view(view).await;
+    }
     drop(snapshot);
     let mut pass = result?;
     let mut snapshots = 1;
@@ -600,11 +602,11 @@ async fn run_ranges(
     ranges: Vec<KeyRange>,
     scope: &ScanScope,
     counters: &Arc<Counters>,
-    snapshot: &SharedSnapshot,
-    pit: &SharedPit,
+    snapshot: &dyn SharedView,
+    view: Option<&dyn SharedView>,
     checkpoint: Option<Arc<RangesCheckpointWriter>>,
 ) -> anyhow::Result<Pass> {
-    let snapshot_ms = Some(snapshot.snapshot_ms());
+    let snapshot_ms = snapshot.snapshot_ms();
     let grace = grace_at(scope.grace, snapshot_ms);
     let saved: Vec<Option<RangeProgress>> = match &checkpoint {
         Some(writer) => writer.ranges().into_iter().map(Some).collect(),
@@ -668,8 +670,8 @@ async fn run_ranges(
                 let label = format!("range {}/{of_ranges}", index + 1);
                 let own = board.begin(index, label, estimates[index]);
                 let (source_scan, target_scan) = tokio::try_join!(
-                    sides.write_model.open_scan_at(rest.clone(), Some(snapshot)),
-                    sides.read_model.open_scan_at(rest, Some(pit))
+                    sides.write_model.open_scan_in(rest.clone(), snapshot),
+                    sides.read_model.open_scan_in(rest, view)
                 )?;
                 let source = counted(counted(source_scan.docs, counters.clone(), true), own.clone(), true);
                 let target = counted(counted(target_scan.docs, counters.clone(), false), own.clone(), false);

@@ -609,7 +609,8 @@ async fn rebuild(
     };
     let write_model = connect_write_model(settings, options.parallel).await?;
     // Before anything is created: a [compare] typo would change what the verify gate lets through.
-    crate::commands::check::ensure_known_fields(settings, write_model.columns(), client, alias).await?;
+    let alias_fields = Box::pin(crate::source::elasticsearch::mapped_fields(client, alias));
+    crate::commands::check::ensure_known_fields(settings, write_model.columns(), alias_fields).await?;
     let generations = generations::list(client, alias).await?;
     let build = match unfinished(client, alias, &generations, options, &from).await? {
         Some(build) => build,

@@ -143,8 +143,12 @@ async fn connect(settings: &Settings) -> anyhow::Result<Connected> {
         read_model.key_kind(),
         read_model.key_mapping(),
     )?;
-    crate::commands::check::ensure_known_fields(settings, write_model.columns(), read_model.client(), &es.index)
-        .await?;
+    crate::commands::check::ensure_known_fields(
+        settings,
+        write_model.columns(),
+        crate::source::ReadModel::field_names(&read_model),
+    )
+    .await?;
     Ok(Connected {
         write_model,
         read_model,

@@ -1,14 +1,22 @@
-//! The two sides of a check, behind one small trait: a sorted stream of keyed documents, plus
-//! lookups by key. The diff core only ever sees [`KeyedDoc`]s, so a MongoDB or Redis read model is a
-//! new implementation of [`DocumentSource`], nothing more.
+//! The two sides of a check, behind small traits: [`DocumentSource`] (a sorted stream of keyed
+//! documents, plus lookups by key) for both, [`WriteModel`] for what only the write model does
+//! (columns, splitting the key space, estimates, changed keys) and [`ReadModel`] for the read model's
+//! optional capabilities (a view shared by parallel ranges, the documents without a key). The engine
+//! holds `dyn WriteModel` and `dyn ReadModel`; nothing above `source/` names a connector's type when
+//! it scans. The diff core only ever sees [`KeyedDoc`]s.
 
 pub mod elasticsearch;
+pub mod memory;
 pub mod postgres;
+mod postgres_model;
+
+use std::collections::BTreeSet;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 
-use crate::model::{Key, KeyedDoc};
+use crate::model::{Key, KeyKind, KeyedDoc};
 
 /// Documents in ascending key order. A stream that breaks the order is caught by the diff core.
 pub type DocStream = BoxStream<'static, anyhow::Result<KeyedDoc>>;
@@ -40,6 +48,19 @@ pub struct Scan {
     pub snapshot_ms: Option<i64>,
 }
 
+/// A stream of keys in ascending order.
+pub type KeyStream = BoxStream<'static, anyhow::Result<Key>>;
+
+/// A consistent view that several range scans of one run share, so a parallel run reads exactly what a
+/// serial one would: PostgreSQL's exported snapshot, Elasticsearch's point in time. Opaque to the
+/// engine; the source that opened it reads it back with [`SharedView::as_any`].
+pub trait SharedView: Send + Sync {
+    /// When the view was taken, epoch milliseconds UTC, when the source knows.
+    fn snapshot_ms(&self) -> Option<i64>;
+    fn as_any(&self) -> &dyn std::any::Any;
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+
 /// One side of a check.
 pub trait DocumentSource: Send + Sync {
     /// Opens a consistent snapshot and streams the documents in `range` in ascending key order, with
@@ -52,4 +73,74 @@ pub trait DocumentSource: Send + Sync {
 
     /// A one-line description for logs and reports, without secrets.
     fn describe(&self) -> String;
+}
+
+/// The write model: the projection the read model should hold, and what only it can say about the key
+/// space.
+pub trait WriteModel: DocumentSource {
+    /// The kind of key the write model orders by; the read model must sort it alike.
+    fn key_kind(&self) -> KeyKind;
+
+    /// The projection's top-level fields, in order.
+    fn columns(&self) -> &[String];
+
+    /// `within` cut into at most `n` ranges of about equal row counts (fewer with few distinct keys).
+    fn split<'a>(&'a self, within: &'a KeyRange, n: usize) -> BoxFuture<'a, anyhow::Result<Vec<KeyRange>>>;
+
+    /// A cheap estimate of the rows in `range` (for progress bars and sample extrapolation).
+    fn estimate<'a>(&'a self, range: &'a KeyRange) -> BoxFuture<'a, Option<u64>>;
+
+    /// The keys of rows changed at or after `since_ms` (epoch milliseconds), in key order.
+    fn changed_keys(&self, since_ms: i64) -> anyhow::Result<KeyStream>;
+
+    /// Opens a view several range scans share; it stays valid until dropped.
+    fn open_view(&self) -> BoxFuture<'_, anyhow::Result<Box<dyn SharedView>>>;
+
+    /// Like [`DocumentSource::open_scan`], but reading `view` (one this source opened).
+    fn open_scan_in<'a>(&'a self, range: KeyRange, view: &'a dyn SharedView) -> BoxFuture<'a, anyhow::Result<Scan>>;
+}
+
+/// The read model, with its optional capabilities. The defaults are what a read model without them
+/// gets: no shared view (each range scan opens its own), no documents outside the key order.
+pub trait ReadModel: DocumentSource {
+    /// The kind of key the read model orders by.
+    fn key_kind(&self) -> KeyKind;
+
+    /// The key field's type in the read model's own words (`keyword`, `long`), for messages.
+    fn key_type(&self) -> String {
+        self.key_kind().to_string()
+    }
+
+    /// Opens a view several range scans share, when the read model has such a thing.
+    fn open_view(&self) -> BoxFuture<'_, anyhow::Result<Option<Box<dyn SharedView>>>> {
+        futures::future::ready(Ok(None)).boxed()
+    }
+
+    /// Releases a view from [`ReadModel::open_view`] (best effort).
+    fn close_view(&self, view: Box<dyn SharedView>) -> BoxFuture<'_, ()> {
+        drop(view);
+        futures::future::ready(()).boxed()
+    }
+
+    /// Like [`DocumentSource::open_scan`], but reading `view` when given.
+    fn open_scan_in<'a>(
+        &'a self,
+        range: KeyRange,
+        view: Option<&'a dyn SharedView>,
+    ) -> BoxFuture<'a, anyhow::Result<Scan>> {
+        let _ = view;
+        self.open_scan(range)
+    }
+
+    /// Documents the key-ordered scan cannot see because they have no usable key; each with a
+    /// placeholder key, named by its id.
+    fn open_unkeyed_scan(&self) -> BoxFuture<'_, anyhow::Result<DocStream>> {
+        futures::future::ready(Ok(futures::stream::empty().boxed())).boxed()
+    }
+
+    /// Every field path the read model knows of (its mapping or schema), when it has one: lets
+    /// `[compare]` rules name fields only the read model holds.
+    fn field_names(&self) -> BoxFuture<'_, Option<BTreeSet<String>>> {
+        futures::future::ready(None).boxed()
+    }
 }

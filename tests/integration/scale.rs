@@ -245,7 +245,7 @@ async fn writes_after_the_shared_snapshot_are_invisible_to_every_range() {
     use futures::TryStreamExt;
     use recon::config::{Overrides, Settings};
     use recon::model::Key;
-    use recon::source::{DocumentSource, KeyRange, Scan};
+    use recon::source::{KeyRange, Scan};
 
     let f = shop(400).await;
     let settings = Settings::load(&f.dir.path().join("recon.toml"), &Overrides::default(), &|_| None).unwrap();
@@ -257,8 +257,13 @@ async fn writes_after_the_shared_snapshot_are_invisible_to_every_range() {
         "{ranges:?}"
     );
 
-    let snapshot = sides.write_model.export_snapshot().await.unwrap();
-    let pit = sides.read_model.open_shared_pit().await.unwrap();
+    let snapshot = sides.write_model.open_view().await.unwrap();
+    let pit = sides
+        .read_model
+        .open_view()
+        .await
+        .unwrap()
+        .expect("Elasticsearch shares a point in time");
     f.db.execute("DELETE FROM orders WHERE id IN (5, 150, 399); UPDATE orders SET customer = 'New' WHERE id = 300")
         .await;
     f.index_docs("orders", &[order_doc(1000, "Late", "1.5", &date(1000), json!([]))])
@@ -274,13 +279,22 @@ async fn writes_after_the_shared_snapshot_are_invisible_to_every_range() {
             collect(
                 sides
                     .write_model
-                    .open_scan_at(range.clone(), Some(&snapshot))
+                    .open_scan_in(range.clone(), snapshot.as_ref())
                     .await
                     .unwrap(),
             )
             .await,
         );
-        docs.extend(collect(sides.read_model.open_scan_at(range.clone(), Some(&pit)).await.unwrap()).await);
+        docs.extend(
+            collect(
+                sides
+                    .read_model
+                    .open_scan_in(range.clone(), Some(pit.as_ref()))
+                    .await
+                    .unwrap(),
+            )
+            .await,
+        );
     }
     assert_eq!(rows.len(), 400, "deleted rows are still there in the snapshot");
     let row_300 = rows.iter().find(|r| r.key == Key::Int(300)).unwrap();
@@ -294,7 +308,7 @@ async fn writes_after_the_shared_snapshot_are_invisible_to_every_range() {
         "a document indexed after the PIT is invisible"
     );
     assert_eq!(docs.len(), 401);
-    sides.read_model.close_shared_pit(pit).await;
+    sides.read_model.close_view(pit).await;
     drop(snapshot);
 
     let fresh = collect(sides.write_model.open_scan(KeyRange::all()).await.unwrap()).await;

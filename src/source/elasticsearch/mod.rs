@@ -5,6 +5,7 @@ pub mod client;
 pub mod wire;
 pub mod write;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 pub use client::{ConnectSettings, EsClient, EsError, Flavor, RetryPolicy};
 
 use crate::model::{DocMeta, Key, KeyKind, KeyedDoc};
-use crate::source::{DocStream, DocumentSource, KeyRange, Scan};
+use crate::source::{DocStream, DocumentSource, KeyRange, ReadModel, Scan, SharedView};
 
 #[derive(Debug, Clone)]
 pub struct ElasticsearchSettings {
@@ -255,6 +256,88 @@ fn pit_close_request(flavor: Flavor, id: &str) -> (&'static str, Value) {
         Flavor::Elasticsearch => ("/_pit", json!({"id": id})),
         Flavor::OpenSearch => ("/_search/point_in_time", json!({"pit_id": [id]})),
     }
+}
+
+impl SharedView for SharedPit {
+    fn snapshot_ms(&self) -> Option<i64> {
+        self.snapshot_ms
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
+
+impl ReadModel for ElasticsearchSource {
+    fn key_kind(&self) -> KeyKind {
+        self.key_kind
+    }
+
+    fn key_type(&self) -> String {
+        self.key_mapping.clone()
+    }
+
+    fn open_view(&self) -> BoxFuture<'_, anyhow::Result<Option<Box<dyn SharedView>>>> {
+        async move { Ok(Some(Box::new(self.open_shared_pit().await?) as Box<dyn SharedView>)) }.boxed()
+    }
+
+    fn close_view(&self, view: Box<dyn SharedView>) -> BoxFuture<'_, ()> {
+        async move {
+            if let Ok(pit) = view.into_any().downcast::<SharedPit>() {
+                self.close_shared_pit(*pit).await;
+            }
+        }
+        .boxed()
+    }
+
+    fn open_scan_in<'a>(
+        &'a self,
+        range: KeyRange,
+        view: Option<&'a dyn SharedView>,
+    ) -> BoxFuture<'a, anyhow::Result<Scan>> {
+        async move {
+            let pit = match view {
+                Some(view) => Some(
+                    view.as_any()
+                        .downcast_ref::<SharedPit>()
+                        .context("not a point in time: a view of another source")?,
+                ),
+                None => None,
+            };
+            self.open_scan_at(range, pit).await
+        }
+        .boxed()
+    }
+
+    fn open_unkeyed_scan(&self) -> BoxFuture<'_, anyhow::Result<DocStream>> {
+        ElasticsearchSource::open_unkeyed_scan(self)
+    }
+
+    fn field_names(&self) -> BoxFuture<'_, Option<BTreeSet<String>>> {
+        mapped_fields(&self.client, &self.settings.index).boxed()
+    }
+}
+
+/// The top-level fields of the mappings behind `index` (every index of an alias); None when they
+/// cannot be read.
+pub async fn mapped_fields(client: &EsClient, index: &str) -> Option<BTreeSet<String>> {
+    let path = format!("/{}/_mapping", encode(index));
+    let answer = client.request(Method::Get, &path, &[], None).await.ok()?;
+    if answer.status != 200 {
+        return None;
+    }
+    let indices = answer.body.as_object()?;
+    Some(
+        indices
+            .values()
+            .filter_map(|i| i["mappings"]["properties"].as_object())
+            .flat_map(|properties| properties.keys().cloned())
+            .collect(),
+    )
 }
 
 impl DocumentSource for ElasticsearchSource {
