@@ -40,3 +40,6 @@ pub const EXIT_ERROR: i32 = 2;
 /// 128 + SIGPIPE, what a shell reports for a process SIGPIPE killed, so `set -o pipefail` fails the
 /// pipeline instead of passing a gate whose report nobody read.
 pub const EXIT_BROKEN_PIPE: i32 = 141;
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,7 @@
 //! it scans. The diff core only ever sees [`KeyedDoc`]s.
 
 pub mod elasticsearch;
+#[cfg(test)]
 pub mod memory;
 pub mod postgres;
 mod postgres_model;
