@@ -37,52 +37,21 @@ pub async fn connect_sides(settings: &Settings) -> anyhow::Result<Sides> {
 
 /// [`connect_sides`] with room in the PostgreSQL pool for `parallel` concurrent range scans.
 pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::Result<Sides> {
-    let pg_settings = PostgresSettings {
-        updated_at: settings.postgres.updated_at.clone(),
-        // Read-ahead memory is pages × ranges: smaller pages per range keep the total flat in N.
-        page_size: per_range(settings.postgres.page_size, parallel, 500),
-        scan: settings.postgres.scan,
-        // A scan per worker, the exported snapshot's holder, lookups and estimates.
-        max_connections: (parallel + 4).max(8),
-        ..PostgresSettings::new(
-            settings.postgres.url.expose(),
-            &settings.postgres.query,
-            &settings.postgres.key,
-        )
-    };
     let es = &settings.elasticsearch;
-    let mut es_settings = ElasticsearchSettings {
-        connect: ConnectSettings::from_config(es),
-        index: es.index.clone(),
-        key_field: es.key.clone(),
-        page_size: per_range(es.page_size, parallel, 250),
-        keep_alive: es.keep_alive.clone(),
-        source_includes: None,
-        source_excludes: Vec::new(),
-        prefetch_pages: 2,
-    };
-
-    let write_model = PostgresSource::connect(pg_settings).await?;
-    // Fetch only what is compared: the projection's columns, minus what is ignored.
-    let ignored: BTreeSet<&str> = settings.compare.ignore.iter().map(String::as_str).collect();
-    let mut includes: Vec<String> = write_model
-        .columns()
-        .iter()
-        .filter(|c| !ignored.contains(c.as_str()))
-        .cloned()
-        .collect();
-    if !includes.contains(&es.key) {
-        includes.push(es.key.clone());
-    }
-    es_settings.source_includes = Some(includes);
-    es_settings.source_excludes = settings
-        .compare
-        .ignore
-        .iter()
-        .filter(|p| p.contains('.'))
-        .cloned()
-        .collect();
-    let read_model = ElasticsearchSource::connect(es_settings).await?;
+    // Read-ahead memory is pages × ranges: smaller pages per range keep the total flat in N.
+    let write_model = connect_write_model(
+        settings,
+        parallel,
+        per_range(settings.postgres.page_size, parallel, 500),
+    )
+    .await?;
+    let read_model = connect_read_model(
+        settings,
+        &es.index,
+        per_range(es.page_size, parallel, 250),
+        Fetch::Compared(write_model.columns()),
+    )
+    .await?;
     ensure_same_key_kind(
         settings,
         write_model.key_kind(),
@@ -93,6 +62,75 @@ pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::R
         write_model: Box::new(write_model),
         read_model: Box::new(read_model),
     })
+}
+
+/// The write model as `[postgres]` describes it, with a pool for `scans` concurrent range scans plus
+/// the exported snapshot's holder, lookups and estimates, reading `page_size` rows a page.
+pub async fn connect_write_model(settings: &Settings, scans: u32, page_size: usize) -> anyhow::Result<PostgresSource> {
+    PostgresSource::connect(PostgresSettings {
+        updated_at: settings.postgres.updated_at.clone(),
+        page_size,
+        scan: settings.postgres.scan,
+        max_connections: (scans + 4).max(8),
+        ..PostgresSettings::new(
+            settings.postgres.url.expose(),
+            &settings.postgres.query,
+            &settings.postgres.key,
+        )
+    })
+    .await
+}
+
+/// Which `_source` fields the read model returns.
+pub enum Fetch<'a> {
+    /// What is compared: these projection columns (with the key), minus `compare.ignore`.
+    Compared(&'a [String]),
+    /// Whole documents: what a repair's before-images and replacements need.
+    Whole,
+}
+
+/// The read model as `[elasticsearch]` describes it, reading `index` (the configured one, or a
+/// generation by its concrete name), `page_size` documents a page.
+pub async fn connect_read_model(
+    settings: &Settings,
+    index: &str,
+    page_size: usize,
+    fetch: Fetch<'_>,
+) -> anyhow::Result<ElasticsearchSource> {
+    let es = &settings.elasticsearch;
+    let (source_includes, source_excludes) = match fetch {
+        Fetch::Whole => (None, Vec::new()),
+        Fetch::Compared(columns) => {
+            let ignored: BTreeSet<&str> = settings.compare.ignore.iter().map(String::as_str).collect();
+            let mut includes: Vec<String> = columns
+                .iter()
+                .filter(|c| !ignored.contains(c.as_str()))
+                .cloned()
+                .collect();
+            if !includes.contains(&es.key) {
+                includes.push(es.key.clone());
+            }
+            let excludes = settings
+                .compare
+                .ignore
+                .iter()
+                .filter(|p| p.contains('.'))
+                .cloned()
+                .collect();
+            (Some(includes), excludes)
+        }
+    };
+    ElasticsearchSource::connect(ElasticsearchSettings {
+        connect: ConnectSettings::from_config(es),
+        index: index.to_string(),
+        key_field: es.key.clone(),
+        page_size,
+        keep_alive: es.keep_alive.clone(),
+        source_includes,
+        source_excludes,
+        prefetch_pages: 2,
+    })
+    .await
 }
 
 /// Both sides must order keys alike, or the merge join would pair the wrong documents. `read_mapping`
