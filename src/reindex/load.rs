@@ -20,7 +20,7 @@ use crate::model::Key;
 use crate::source::elasticsearch::write::{
     BulkWriter, ConditionalWriter, ItemOutcome, ItemStatus, WriteAction, WriteKind,
 };
-use crate::source::elasticsearch::EsClient;
+use crate::source::elasticsearch::{rebuild, EsClient};
 use crate::source::postgres::{PostgresSource, SharedSnapshot};
 use crate::source::KeyRange;
 
@@ -217,14 +217,7 @@ impl Loader<'_> {
                         }
                     }
                 }
-                let action = WriteAction {
-                    kind: WriteKind::Index,
-                    index: self.index.clone(),
-                    id: doc.key.doc_id(),
-                    doc: Some(doc.doc),
-                    if_seq_no: None,
-                    if_primary_term: None,
-                };
+                let action = rebuild::plain_write(WriteKind::Index, &self.index, doc.key.doc_id(), Some(doc.doc));
                 bytes += action.encoded_len();
                 batch.push(action);
             }

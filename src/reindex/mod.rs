@@ -4,7 +4,9 @@
 //!
 //! Stages, one file each: [`generations`] (names, listing, what to create), [`load`] (the bulk load
 //! out of one snapshot), [`catchup`] (re-projecting changed rows, repairing the check's drift),
-//! [`swap`] (the alias), [`state`] (`_meta`).
+//! [`state`] (the progress kept in the generation). Every call to Elasticsearch (creating the
+//! generation, saving the state, swapping the alias, deleting old generations) is one function of
+//! [`crate::source::elasticsearch::rebuild`].
 //!
 //! The order that loses no write: load the snapshot taken at the watermark W; re-project rows with
 //! `updated_at >= W - margin`; check the new index, repair its drift and compare the repaired keys
@@ -18,7 +20,6 @@ pub mod fingerprints;
 pub mod generations;
 pub mod load;
 pub mod state;
-pub mod swap;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -27,7 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use elasticsearch::http::Method;
 use serde_json::{json, Map, Value};
 
 use self::catchup::{CatchUp, Written};
@@ -41,11 +41,10 @@ use crate::diff::Comparator;
 use crate::model::{Drift, DriftKind, Summary};
 use crate::plural::plural;
 use crate::progress::ProgressMode;
-use crate::repair::apply::encode;
 use crate::repair::SummaryFormat;
 use crate::scale::keyfile::{KeyFile, KeyFileWriter};
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter};
-use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient};
+use crate::source::elasticsearch::{rebuild, ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient};
 use crate::source::postgres::{PostgresSettings, PostgresSource, SharedSnapshot};
 use crate::source::{DocumentSource, KeyRange};
 
@@ -437,7 +436,7 @@ async fn rollback(
         crate::note!("recon: not confirmed; nothing was changed");
         return Ok(Outcome::Drift);
     }
-    swap::swap(client, alias, &indices, &previous, false).await?;
+    rebuild::swap_alias(client, alias, &indices, &previous, false).await?;
     state::set_phase(client, &previous, Phase::Live).await?;
     state::set_phase(client, &current, Phase::Retired).await?;
     options.say(format!("rolled back: {alias} → {previous} (was {current})"));
@@ -698,7 +697,7 @@ async fn unfinished(
         Unfinished::Discard => {
             for (g, state) in &partial {
                 if !g.live {
-                    swap::delete(client, &g.index).await?;
+                    rebuild::delete_generation(client, &g.index).await?;
                     fingerprints::remove_dir(&g.index, state.scratch.as_deref());
                     options.say(format!("discarded {}", g.index));
                 }
@@ -730,8 +729,8 @@ async fn create(
     let source_index = from.first().cloned();
     let (mut flat, mut mappings) = match &source_index {
         Some(index) => {
-            let (flat, mappings) = generations::settings_and_mappings(client, index).await?;
-            (generations::copyable_settings(&flat), mappings)
+            let (flat, mappings) = rebuild::settings_and_mappings(client, index).await?;
+            (rebuild::copyable_settings(&flat), mappings)
         }
         None => (Map::new(), Value::Null),
     };
@@ -762,7 +761,7 @@ async fn create(
         "plan: rebuild {alias} (now {}) into {index} from {} (about {} rows)\n  load in {} with refresh off \
          and no replicas, then restore them\n  catch up on rows changed since the load's snapshot (margin {}), \
          check ({}) and repair {index} until at most {} ({} passes at most)\n  swap \
-         {alias} to {index} in one _aliases call, then a last conditional pass",
+         {alias} to {index} in {}, then a last conditional pass",
         if from.is_empty() {
             "nothing".to_string()
         } else {
@@ -778,6 +777,7 @@ async fn create(
         },
         plural(options.max_drift, "key drifts", "keys drift"),
         MAX_PASSES,
+        rebuild::SWAP_CALL,
     );
     if adopt {
         plan.push_str(&format!(
@@ -822,11 +822,7 @@ async fn create(
         tool_version: env!("CARGO_PKG_VERSION").into(),
         scratch: Some(format!("{:016x}", rand::random::<u64>())),
     };
-    let (body, restore) = generations::create_body(&flat, &mappings, state.to_meta())?;
-    client
-        .request_ok(Method::Put, &format!("/{}", encode(&index)), &[], Some(&body))
-        .await
-        .with_context(|| format!("cannot create {index}"))?;
+    let restore = rebuild::create_generation(client, &index, &flat, &mappings, &state).await?;
     let state = ReindexState { restore, ..state };
     state::save(client, &index, &state).await?;
     options.say(format!("created {index}"));
@@ -895,7 +891,7 @@ async fn finish_build(
                 String::new()
             }
         ));
-        swap::restore_settings(client, &index, &state.restore).await?;
+        rebuild::restore_settings(client, &index, &state.restore).await?;
         state.phase = Phase::CatchingUp;
         state::save(client, &index, &state).await?;
         failpoint("load");
@@ -964,7 +960,7 @@ async fn finish_build(
         hold("BEFORE_SWAP").await?;
         state.phase = Phase::Swapped;
         state::save(client, &index, &state).await?;
-        swap::swap(client, alias, &from, &index, state.adopt).await?;
+        rebuild::swap_alias(client, alias, &from, &index, state.adopt).await?;
         options.say(format!("swapped {alias} → {index}"));
         failpoint("swap");
     }
@@ -1268,7 +1264,7 @@ async fn prune(client: &EsClient, alias: &str, live: &str, options: &ReindexOpti
         .filter(|g| !g.live && generations::generation_time(alias, &g.index).is_some())
         .collect();
     for g in older.into_iter().skip(options.keep) {
-        swap::delete(client, &g.index).await?;
+        rebuild::delete_generation(client, &g.index).await?;
         options.say(format!("deleted {} (beyond --keep {})", g.index, options.keep));
     }
     Ok(())
