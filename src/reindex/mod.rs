@@ -1304,4 +1304,51 @@ mod tests {
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("a$b"), "'a$b'");
     }
+
+    /// Calls `visit` with every Rust file under `dir` and its text.
+    fn each_source_file(dir: &std::path::Path, visit: &mut dyn FnMut(&std::path::Path, &str)) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                each_source_file(&path, visit);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                visit(&path, &std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+
+    /// Reindex and the demo say what they do ("create the next generation", "swap the alias"); every
+    /// REST call, and the `elasticsearch` crate, is under src/source/elasticsearch/.
+    #[test]
+    fn reindex_and_demo_build_no_rest_call_of_their_own() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let forbidden = [
+            "Method::",
+            "http::Method",
+            "/_",
+            "seq_no",
+            "primary_term",
+            "search_after",
+        ];
+        let mut found = Vec::new();
+        let mut visit = |path: &std::path::Path, text: &str| {
+            // The product's code, not its unit tests (this one names what it looks for).
+            let code = text.split("\n#[cfg(test)]\nmod tests").next().unwrap_or_default();
+            for (n, line) in code.lines().enumerate() {
+                // The crate, not this crate's `source::elasticsearch` module.
+                let uses_crate = line
+                    .match_indices("elasticsearch::")
+                    .any(|(at, _)| !line[..at].ends_with("::"));
+                if uses_crate || forbidden.iter().any(|word| line.contains(word)) {
+                    found.push(format!("{}:{}: {line}", path.display(), n + 1));
+                }
+            }
+        };
+        each_source_file(&src.join("reindex"), &mut visit);
+        for file in ["commands/demo.rs", "commands/reindex.rs"] {
+            visit(&src.join(file), &std::fs::read_to_string(src.join(file)).unwrap());
+        }
+        assert_eq!(found, Vec::<String>::new());
+    }
 }
