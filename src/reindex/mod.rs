@@ -18,6 +18,7 @@
 pub mod catchup;
 pub mod fingerprints;
 pub mod generations;
+mod hooks;
 pub mod load;
 pub mod state;
 
@@ -250,39 +251,6 @@ pub async fn run(settings: &Settings, options: &ReindexOptions) -> anyhow::Resul
             }
         }
     }
-}
-
-/// `RECON_REINDEX_FAIL_AFTER=STAGE`: exits hard right after STAGE (`load`, `verify`, `swap`), as a
-/// crash would; the tests' way to kill a run at a known point.
-fn failpoint(stage: &str) {
-    if std::env::var("RECON_REINDEX_FAIL_AFTER").is_ok_and(|s| s == stage) {
-        crate::note!("recon: RECON_REINDEX_FAIL_AFTER={stage}: exiting hard (test hook)");
-        std::process::abort();
-    }
-}
-
-/// `RECON_REINDEX_HOLD_<STAGE>=PATH`: creates PATH and waits (at most a minute) until it is removed;
-/// the tests' way to act at a known point. `AFTER_LOAD`: between the load and the first verify pass;
-/// `BEFORE_SWAP`: once the verify gate opened, in the window between the last check and the swap.
-async fn hold(stage: &str) -> anyhow::Result<()> {
-    let Some(path) = std::env::var_os(format!("RECON_REINDEX_HOLD_{stage}")) else {
-        return Ok(());
-    };
-    let path = PathBuf::from(path);
-    std::fs::write(&path, b"held\n")?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while path.exists() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
-fn fail_after_batches() -> Option<u64> {
-    std::env::var("RECON_REINDEX_FAIL_AFTER")
-        .ok()?
-        .strip_prefix("batches:")?
-        .parse()
-        .ok()
 }
 
 /// Asks on the terminal unless `--yes`; without a terminal `--yes` is required.
@@ -872,7 +840,7 @@ async fn finish_build(
             index: index.clone(),
             in_flight: if options.parallel > 1 { 2 } else { 3 },
             progress: options.progress != ProgressMode::Off,
-            fail_after_batches: fail_after_batches(),
+            fail_after_batches: hooks::fail_after_batches(),
             fingerprint: scratch.clone().map(|dir| (comparator.clone(), dir)),
         };
         let (loaded_state, mut loaded) = loader.load(state, &snapshot).await?;
@@ -894,8 +862,8 @@ async fn finish_build(
         rebuild::restore_settings(client, &index, &state.restore).await?;
         state.phase = Phase::CatchingUp;
         state::save(client, &index, &state).await?;
-        failpoint("load");
-        hold("AFTER_LOAD").await?;
+        hooks::failpoint("load");
+        hooks::hold("AFTER_LOAD").await?;
     }
     let watermark = state
         .watermark_ms
@@ -956,13 +924,13 @@ async fn finish_build(
             );
             return Ok(Outcome::Drift);
         }
-        failpoint("verify");
-        hold("BEFORE_SWAP").await?;
+        hooks::failpoint("verify");
+        hooks::hold("BEFORE_SWAP").await?;
         state.phase = Phase::Swapped;
         state::save(client, &index, &state).await?;
         rebuild::swap_alias(client, alias, &from, &index, state.adopt).await?;
         options.say(format!("swapped {alias} → {index}"));
-        failpoint("swap");
+        hooks::failpoint("swap");
     }
     if !state.adopt {
         for old in from.iter().filter(|i| *i != &index) {
@@ -1306,7 +1274,7 @@ mod tests {
     }
 
     /// Calls `visit` with every Rust file under `dir` and its text.
-    fn each_source_file(dir: &std::path::Path, visit: &mut dyn FnMut(&std::path::Path, &str)) {
+    pub(super) fn each_source_file(dir: &std::path::Path, visit: &mut dyn FnMut(&std::path::Path, &str)) {
         let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
         entries.sort();
         for path in entries {
