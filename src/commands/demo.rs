@@ -4,9 +4,8 @@
 use std::io::IsTerminal;
 
 use anyhow::{bail, Context};
-use elasticsearch::http::Method;
 use futures::TryStreamExt;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::check::{run_check, CheckOptions};
 use super::Outcome;
@@ -15,7 +14,8 @@ use crate::config::{parse_file, Overrides, Settings};
 use crate::model::{Key, KeyedDoc, Summary};
 use crate::progress::ProgressMode;
 use crate::report::Format;
-use crate::source::elasticsearch::{ConnectSettings, EsClient};
+use crate::source::elasticsearch::wire::CreateIndex;
+use crate::source::elasticsearch::{admin, ConnectSettings, EsClient};
 use crate::source::postgres::{PostgresSettings, PostgresSource};
 use crate::source::{DocumentSource, KeyRange};
 use recon_es_emulator::{Emulator, EmulatorConfig};
@@ -97,13 +97,11 @@ async fn on_cluster(cluster: &PgCluster, args: &DemoArgs) -> anyhow::Result<Outc
     say(args, "starting the Elasticsearch-API emulator in-process");
     let emulator = Emulator::start("127.0.0.1:0", EmulatorConfig::default()).await?;
     let es = EsClient::connect(&ConnectSettings::new(emulator.url())).await?;
-    es.request_ok(Method::Put, &format!("/{INDEX}"), &[], Some(&index_body()))
-        .await?;
+    admin::create_index(&es, INDEX, &index_body()).await?;
 
     say(args, "projecting the orders into the read model, with drift injected");
     let injected = project(&pg_url, &es).await?;
-    es.request_ok(Method::Post, &format!("/{INDEX}/_refresh"), &[], None)
-        .await?;
+    admin::refresh(&es, INDEX).await?;
 
     let config = demo_config(&pg_url, &emulator.url());
     let settings = Settings::resolve(
@@ -173,10 +171,11 @@ async fn on_cluster(cluster: &PgCluster, args: &DemoArgs) -> anyhow::Result<Outc
     Ok(Outcome::InSync)
 }
 
-fn index_body() -> Value {
-    json!({
-        "settings": {"number_of_shards": 1, "number_of_replicas": 0},
-        "mappings": {"properties": {
+fn index_body() -> CreateIndex {
+    let object = |value: Value| -> Map<String, Value> { serde_json::from_value(value).expect("an object literal") };
+    CreateIndex {
+        settings: object(json!({"number_of_shards": 1, "number_of_replicas": 0})),
+        mappings: object(json!({"properties": {
             "orderId": {"type": "long"},
             "customerName": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}},
             "products": {"properties": {
@@ -185,9 +184,9 @@ fn index_body() -> Value {
             "totalPrice": {"type": "double"},
             "orderDate": {"type": "date"},
             "indexedAt": {"type": "date"}
-        }},
-        "aliases": {ALIAS: {"is_write_index": true}}
-    })
+        }})),
+        aliases: object(json!({ALIAS: {"is_write_index": true}})),
+    }
 }
 
 fn demo_config(pg_url: &str, es_url: &str) -> String {
@@ -259,7 +258,7 @@ async fn project(pg_url: &str, es: &EsClient) -> anyhow::Result<Summary> {
             }
         }
         push_index(&mut bulk, &id.to_string(), &doc);
-        if bulk.len() > 4 << 20 {
+        if bulk.len() >= BULK_DOCS {
             send_bulk(es, std::mem::take(&mut bulk)).await?;
         }
     }
@@ -274,20 +273,15 @@ async fn project(pg_url: &str, es: &EsClient) -> anyhow::Result<Summary> {
     Ok(injected)
 }
 
-fn push_index(bulk: &mut Vec<u8>, id: &str, doc: &serde_json::Map<String, Value>) {
-    bulk.extend_from_slice(json!({"index": {"_index": ALIAS, "_id": id}}).to_string().as_bytes());
-    bulk.push(b'\n');
-    bulk.extend_from_slice(serde_json::to_string(doc).expect("a document serializes").as_bytes());
-    bulk.push(b'\n');
+/// Documents per bulk request of the projection (a few megabytes of the shop's orders).
+const BULK_DOCS: usize = 5000;
+
+fn push_index(bulk: &mut Vec<(String, Map<String, Value>)>, id: &str, doc: &Map<String, Value>) {
+    bulk.push((id.to_string(), doc.clone()));
 }
 
-async fn send_bulk(es: &EsClient, body: Vec<u8>) -> anyhow::Result<()> {
-    if body.is_empty() {
-        return Ok(());
-    }
-    let answer = es.request_bytes(Method::Post, "/_bulk", &[], Some(body)).await?;
-    if answer.status >= 400 || answer.body["errors"].as_bool() != Some(false) {
-        bail!("the demo's bulk load failed: HTTP {} {}", answer.status, answer.body);
-    }
-    Ok(())
+async fn send_bulk(es: &EsClient, docs: Vec<(String, Map<String, Value>)>) -> anyhow::Result<()> {
+    admin::index_documents(es, ALIAS, &docs)
+        .await
+        .context("the demo's bulk load failed")
 }

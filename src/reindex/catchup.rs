@@ -4,22 +4,22 @@
 //! - [`CatchUp::reproject`]: plain writes of the current rows of keys changed since a watermark
 //!   (`index`, or `delete` when the row is gone). Only while the index is not live: nobody else writes it.
 //! - [`CatchUp::repair`]: repair's own planning and preparation ([`plan_key`], [`Repairer::prepare`]),
-//!   written conditionally (`op_type=create`, `if_seq_no`/`if_primary_term`). A conflict means someone
-//!   else (the projector, once the alias points here) wrote meanwhile: the key is left to them.
+//!   written conditionally (create only where there was no document, else only over the version read).
+//!   A conflict means someone else (the projector, once the alias points here) wrote meanwhile: the key
+//!   is left to them.
 
 use std::collections::HashMap;
 
 use anyhow::Context;
-use elasticsearch::http::Method;
 
 use crate::diff::Comparator;
 use crate::model::{Key, KeyedDoc};
 use crate::repair::apply::EncodedIntent;
-use crate::repair::apply::{encode, Repairer};
+use crate::repair::apply::Repairer;
 use crate::repair::plan::{plan_key, PlanContext, RepairMode};
 use crate::scale::keyfile::KeyFile;
 use crate::source::elasticsearch::write::{BulkWriter, ConditionalWriter, ItemStatus, WriteAction, WriteKind};
-use crate::source::elasticsearch::ElasticsearchSource;
+use crate::source::elasticsearch::{admin, rebuild, ElasticsearchSource};
 use crate::source::postgres::PostgresSource;
 use crate::source::DocumentSource;
 
@@ -76,12 +76,7 @@ pub struct CatchUp<'a> {
 impl CatchUp<'_> {
     /// Makes searches see every write so far (the load ran with refresh off).
     pub async fn refresh(&self) -> anyhow::Result<()> {
-        let path = format!("/{}/_refresh", encode(self.index));
-        self.generation
-            .client()
-            .request_ok(Method::Post, &path, &[], None)
-            .await?;
-        Ok(())
+        admin::refresh(self.generation.client(), self.index).await
     }
 
     /// The keys of the rows with `updated_at` at or after `since_ms`, parked on disk.
@@ -120,17 +115,13 @@ impl CatchUp<'_> {
                 .collect();
             let actions: Vec<WriteAction> = chunk
                 .iter()
-                .map(|key| WriteAction {
-                    kind: if rows.contains_key(key) {
+                .map(|key| {
+                    let kind = if rows.contains_key(key) {
                         WriteKind::Index
                     } else {
                         WriteKind::Delete
-                    },
-                    index: self.index.to_string(),
-                    id: key.doc_id(),
-                    doc: rows.get(key).map(|d| d.doc.clone()),
-                    if_seq_no: None,
-                    if_primary_term: None,
+                    };
+                    rebuild::plain_write(kind, self.index, key.doc_id(), rows.get(key).map(|d| d.doc.clone()))
                 })
                 .collect();
             written.merge(self.send(&actions).await?);

@@ -20,7 +20,7 @@ use crate::model::Key;
 use crate::source::elasticsearch::write::{
     BulkWriter, ConditionalWriter, ItemOutcome, ItemStatus, WriteAction, WriteKind,
 };
-use crate::source::elasticsearch::EsClient;
+use crate::source::elasticsearch::{rebuild, EsClient};
 use crate::source::postgres::{PostgresSource, SharedSnapshot};
 use crate::source::KeyRange;
 
@@ -38,7 +38,7 @@ pub struct Loader<'a> {
     /// Bulk requests in flight per range.
     pub in_flight: usize,
     pub progress: bool,
-    /// Test hook: exit hard after this many batches (`RECON_REINDEX_FAIL_AFTER=batches:N`).
+    /// Test hook: exit hard after this many batches (see `super::hooks`; always None in a release build).
     pub fail_after_batches: Option<u64>,
     /// Keep the fingerprint of every document sent, as this comparator sees it, for the verify gate,
     /// one file per range in this directory (where an interrupted load left them, they are resumed).
@@ -217,14 +217,7 @@ impl Loader<'_> {
                         }
                     }
                 }
-                let action = WriteAction {
-                    kind: WriteKind::Index,
-                    index: self.index.clone(),
-                    id: doc.key.doc_id(),
-                    doc: Some(doc.doc),
-                    if_seq_no: None,
-                    if_primary_term: None,
-                };
+                let action = rebuild::plain_write(WriteKind::Index, &self.index, doc.key.doc_id(), Some(doc.doc));
                 bytes += action.encoded_len();
                 batch.push(action);
             }
@@ -324,8 +317,7 @@ impl Loader<'_> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
         }
         if self.fail_after_batches.is_some_and(|n| total >= n) {
-            crate::note!("recon: RECON_REINDEX_FAIL_AFTER=batches:{total}: exiting hard (test hook)");
-            std::process::abort();
+            super::hooks::crash_after_batches(total);
         }
         Ok(())
     }

@@ -4,7 +4,9 @@
 //!
 //! Stages, one file each: [`generations`] (names, listing, what to create), [`load`] (the bulk load
 //! out of one snapshot), [`catchup`] (re-projecting changed rows, repairing the check's drift),
-//! [`swap`] (the alias), [`state`] (`_meta`).
+//! [`state`] (the progress kept in the generation). Every call to Elasticsearch (creating the
+//! generation, saving the state, swapping the alias, deleting old generations) is one function of
+//! [`crate::source::elasticsearch::rebuild`].
 //!
 //! The order that loses no write: load the snapshot taken at the watermark W; re-project rows with
 //! `updated_at >= W - margin`; check the new index, repair its drift and compare the repaired keys
@@ -16,9 +18,9 @@
 pub mod catchup;
 pub mod fingerprints;
 pub mod generations;
+mod hooks;
 pub mod load;
 pub mod state;
-pub mod swap;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -27,7 +29,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use elasticsearch::http::Method;
 use serde_json::{json, Map, Value};
 
 use self::catchup::{CatchUp, Written};
@@ -41,11 +42,10 @@ use crate::diff::Comparator;
 use crate::model::{Drift, DriftKind, Summary};
 use crate::plural::plural;
 use crate::progress::ProgressMode;
-use crate::repair::apply::encode;
 use crate::repair::SummaryFormat;
 use crate::scale::keyfile::{KeyFile, KeyFileWriter};
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter};
-use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient};
+use crate::source::elasticsearch::{rebuild, ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient};
 use crate::source::postgres::{PostgresSettings, PostgresSource, SharedSnapshot};
 use crate::source::{DocumentSource, KeyRange};
 
@@ -253,39 +253,6 @@ pub async fn run(settings: &Settings, options: &ReindexOptions) -> anyhow::Resul
     }
 }
 
-/// `RECON_REINDEX_FAIL_AFTER=STAGE`: exits hard right after STAGE (`load`, `verify`, `swap`), as a
-/// crash would; the tests' way to kill a run at a known point.
-fn failpoint(stage: &str) {
-    if std::env::var("RECON_REINDEX_FAIL_AFTER").is_ok_and(|s| s == stage) {
-        crate::note!("recon: RECON_REINDEX_FAIL_AFTER={stage}: exiting hard (test hook)");
-        std::process::abort();
-    }
-}
-
-/// `RECON_REINDEX_HOLD_<STAGE>=PATH`: creates PATH and waits (at most a minute) until it is removed;
-/// the tests' way to act at a known point. `AFTER_LOAD`: between the load and the first verify pass;
-/// `BEFORE_SWAP`: once the verify gate opened, in the window between the last check and the swap.
-async fn hold(stage: &str) -> anyhow::Result<()> {
-    let Some(path) = std::env::var_os(format!("RECON_REINDEX_HOLD_{stage}")) else {
-        return Ok(());
-    };
-    let path = PathBuf::from(path);
-    std::fs::write(&path, b"held\n")?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while path.exists() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
-fn fail_after_batches() -> Option<u64> {
-    std::env::var("RECON_REINDEX_FAIL_AFTER")
-        .ok()?
-        .strip_prefix("batches:")?
-        .parse()
-        .ok()
-}
-
 /// Asks on the terminal unless `--yes`; without a terminal `--yes` is required.
 fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
     if yes {
@@ -437,7 +404,7 @@ async fn rollback(
         crate::note!("recon: not confirmed; nothing was changed");
         return Ok(Outcome::Drift);
     }
-    swap::swap(client, alias, &indices, &previous, false).await?;
+    rebuild::swap_alias(client, alias, &indices, &previous, false).await?;
     state::set_phase(client, &previous, Phase::Live).await?;
     state::set_phase(client, &current, Phase::Retired).await?;
     options.say(format!("rolled back: {alias} → {previous} (was {current})"));
@@ -699,7 +666,7 @@ async fn unfinished(
         Unfinished::Discard => {
             for (g, state) in &partial {
                 if !g.live {
-                    swap::delete(client, &g.index).await?;
+                    rebuild::delete_generation(client, &g.index).await?;
                     fingerprints::remove_dir(&g.index, state.scratch.as_deref());
                     options.say(format!("discarded {}", g.index));
                 }
@@ -731,8 +698,8 @@ async fn create(
     let source_index = from.first().cloned();
     let (mut flat, mut mappings) = match &source_index {
         Some(index) => {
-            let (flat, mappings) = generations::settings_and_mappings(client, index).await?;
-            (generations::copyable_settings(&flat), mappings)
+            let (flat, mappings) = rebuild::settings_and_mappings(client, index).await?;
+            (rebuild::copyable_settings(&flat), mappings)
         }
         None => (Map::new(), Value::Null),
     };
@@ -763,7 +730,7 @@ async fn create(
         "plan: rebuild {alias} (now {}) into {index} from {} (about {} rows)\n  load in {} with refresh off \
          and no replicas, then restore them\n  catch up on rows changed since the load's snapshot (margin {}), \
          check ({}) and repair {index} until at most {} ({} passes at most)\n  swap \
-         {alias} to {index} in one _aliases call, then a last conditional pass",
+         {alias} to {index} in {}, then a last conditional pass",
         if from.is_empty() {
             "nothing".to_string()
         } else {
@@ -779,6 +746,7 @@ async fn create(
         },
         plural(options.max_drift, "key drifts", "keys drift"),
         MAX_PASSES,
+        rebuild::SWAP_CALL,
     );
     if adopt {
         plan.push_str(&format!(
@@ -823,11 +791,7 @@ async fn create(
         tool_version: env!("CARGO_PKG_VERSION").into(),
         scratch: Some(format!("{:016x}", rand::random::<u64>())),
     };
-    let (body, restore) = generations::create_body(&flat, &mappings, state.to_meta())?;
-    client
-        .request_ok(Method::Put, &format!("/{}", encode(&index)), &[], Some(&body))
-        .await
-        .with_context(|| format!("cannot create {index}"))?;
+    let restore = rebuild::create_generation(client, &index, &flat, &mappings, &state).await?;
     let state = ReindexState { restore, ..state };
     state::save(client, &index, &state).await?;
     options.say(format!("created {index}"));
@@ -877,7 +841,7 @@ async fn finish_build(
             index: index.clone(),
             in_flight: if options.parallel > 1 { 2 } else { 3 },
             progress: options.progress != ProgressMode::Off,
-            fail_after_batches: fail_after_batches(),
+            fail_after_batches: hooks::fail_after_batches(),
             fingerprint: scratch.clone().map(|dir| (comparator.clone(), dir)),
         };
         let (loaded_state, mut loaded) = loader.load(state, &snapshot).await?;
@@ -896,11 +860,11 @@ async fn finish_build(
                 String::new()
             }
         ));
-        swap::restore_settings(client, &index, &state.restore).await?;
+        rebuild::restore_settings(client, &index, &state.restore).await?;
         state.phase = Phase::CatchingUp;
         state::save(client, &index, &state).await?;
-        failpoint("load");
-        hold("AFTER_LOAD").await?;
+        hooks::failpoint("load");
+        hooks::hold("AFTER_LOAD").await?;
     }
     let watermark = state
         .watermark_ms
@@ -961,13 +925,13 @@ async fn finish_build(
             );
             return Ok(Outcome::Drift);
         }
-        failpoint("verify");
-        hold("BEFORE_SWAP").await?;
+        hooks::failpoint("verify");
+        hooks::hold("BEFORE_SWAP").await?;
         state.phase = Phase::Swapped;
         state::save(client, &index, &state).await?;
-        swap::swap(client, alias, &from, &index, state.adopt).await?;
+        rebuild::swap_alias(client, alias, &from, &index, state.adopt).await?;
         options.say(format!("swapped {alias} → {index}"));
-        failpoint("swap");
+        hooks::failpoint("swap");
     }
     if !state.adopt {
         for old in from.iter().filter(|i| *i != &index) {
@@ -1269,7 +1233,7 @@ async fn prune(client: &EsClient, alias: &str, live: &str, options: &ReindexOpti
         .filter(|g| !g.live && generations::generation_time(alias, &g.index).is_some())
         .collect();
     for g in older.into_iter().skip(options.keep) {
-        swap::delete(client, &g.index).await?;
+        rebuild::delete_generation(client, &g.index).await?;
         options.say(format!("deleted {} (beyond --keep {})", g.index, options.keep));
     }
     Ok(())
@@ -1308,5 +1272,52 @@ mod tests {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("a$b"), "'a$b'");
+    }
+
+    /// Calls `visit` with every Rust file under `dir` and its text.
+    pub(super) fn each_source_file(dir: &std::path::Path, visit: &mut dyn FnMut(&std::path::Path, &str)) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                each_source_file(&path, visit);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                visit(&path, &std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+
+    /// Reindex and the demo say what they do ("create the next generation", "swap the alias"); every
+    /// REST call, and the `elasticsearch` crate, is under src/source/elasticsearch/.
+    #[test]
+    fn reindex_and_demo_build_no_rest_call_of_their_own() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let forbidden = [
+            "Method::",
+            "http::Method",
+            "/_",
+            "seq_no",
+            "primary_term",
+            "search_after",
+        ];
+        let mut found = Vec::new();
+        let mut visit = |path: &std::path::Path, text: &str| {
+            // The product's code, not its unit tests (this one names what it looks for).
+            let code = text.split("\n#[cfg(test)]\nmod tests").next().unwrap_or_default();
+            for (n, line) in code.lines().enumerate() {
+                // The crate, not this crate's `source::elasticsearch` module.
+                let uses_crate = line
+                    .match_indices("elasticsearch::")
+                    .any(|(at, _)| !line[..at].ends_with("::"));
+                if uses_crate || forbidden.iter().any(|word| line.contains(word)) {
+                    found.push(format!("{}:{}: {line}", path.display(), n + 1));
+                }
+            }
+        };
+        each_source_file(&src.join("reindex"), &mut visit);
+        for file in ["commands/demo.rs", "commands/reindex.rs"] {
+            visit(&src.join(file), &std::fs::read_to_string(src.join(file)).unwrap());
+        }
+        assert_eq!(found, Vec::<String>::new());
     }
 }

@@ -1,14 +1,12 @@
 //! A reindex's progress, kept where it survives the process: in the new index's mapping `_meta`
-//! (`{"recon": {...}}`). `PUT /{index}/_mapping {"_meta": …}` replaces the whole object, so every save
-//! writes the complete state.
+//! (`{"recon": {...}}`, see `crate::source::elasticsearch::rebuild`). Every save writes the complete
+//! state.
 
-use elasticsearch::http::Method;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::model::Key;
-use crate::repair::apply::encode;
-use crate::source::elasticsearch::EsClient;
+use crate::source::elasticsearch::{rebuild, EsClient};
 use crate::source::KeyRange;
 
 /// Where a generation is in its life. Everything but `Live` and `Retired` is an unfinished reindex.
@@ -117,12 +115,12 @@ pub struct ReindexState {
 impl ReindexState {
     /// The whole `_meta` object this state is saved as.
     pub fn to_meta(&self) -> Value {
-        json!({ "recon": self })
+        rebuild::state_meta(self)
     }
 
     /// Reads `_meta.recon` out of an index's `mappings`; None when the index is not recon's.
     pub fn from_mappings(mappings: &Value) -> Option<ReindexState> {
-        serde_json::from_value(mappings.get("_meta")?.get("recon")?.clone()).ok()
+        rebuild::state_in_mappings(mappings)
     }
 
     /// The last key loaded in each range, for messages.
@@ -140,32 +138,14 @@ impl ReindexState {
     }
 }
 
-/// Saves `state` as the index's `_meta` (replacing it whole).
+/// Saves `state` as the index's recon state (the index's other `_meta` keys are kept).
 pub async fn save(client: &EsClient, index: &str, state: &ReindexState) -> anyhow::Result<()> {
-    let path = format!("/{}/_mapping", encode(index));
-    // A mapping update replaces `_meta` whole: the index's other `_meta` keys are sent again with it.
-    let current = client.request_ok(Method::Get, &path, &[], None).await?;
-    let mut meta = current
-        .as_object()
-        .and_then(|o| o.values().next())
-        .and_then(|i| i["mappings"]["_meta"].as_object())
-        .cloned()
-        .unwrap_or_default();
-    meta.insert("recon".into(), serde_json::to_value(state)?);
-    client
-        .request_ok(Method::Put, &path, &[], Some(&json!({ "_meta": meta })))
-        .await?;
-    Ok(())
+    rebuild::save_state(client, index, state).await
 }
 
 /// The index's recon state, if it has one.
 pub async fn load(client: &EsClient, index: &str) -> anyhow::Result<Option<ReindexState>> {
-    let path = format!("/{}/_mapping", encode(index));
-    let body = client.request_ok(Method::Get, &path, &[], None).await?;
-    Ok(body
-        .as_object()
-        .and_then(|o| o.values().next())
-        .and_then(|i| ReindexState::from_mappings(&i["mappings"])))
+    rebuild::load_state(client, index).await
 }
 
 /// Sets only the phase of an index's state (rollback, retirement); an index without state is left alone.
@@ -180,6 +160,7 @@ pub async fn set_phase(client: &EsClient, index: &str, phase: Phase) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn state() -> ReindexState {
         ReindexState {

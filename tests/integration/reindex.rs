@@ -1,5 +1,9 @@
 //! `recon reindex` end to end: a real PostgreSQL, the emulator over HTTP, the binary. The alias is
 //! `orders`; the first generation is the index `orders-v1` a projector filled.
+//!
+//! Runs are crashed (`RECON_REINDEX_FAIL_AFTER`) or held (`RECON_REINDEX_HOLD_<STAGE>`) at known points by
+//! test hooks that exist only in debug builds (`src/reindex/hooks.rs`): these tests run the debug binary;
+//! a release `recon` ignores the variables.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

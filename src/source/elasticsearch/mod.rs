@@ -1,7 +1,9 @@
 //! The read model on Elasticsearch or OpenSearch as a [`DocumentSource`]: a point in time plus
 //! `search_after` pages sorted by the key field, read ahead on a background task.
 
+pub mod admin;
 pub mod client;
+pub mod rebuild;
 pub mod wire;
 pub mod write;
 

@@ -1,8 +1,9 @@
 //! Search answers as typed values. A scan reads every document once; deserializing each page straight
 //! into these types skips the generic JSON tree of every hit's envelope (`_index`, `_id`, `_seq_no`,
-//! `_primary_term`, `sort`, `_score`), of which only `_source` is kept as JSON.
+//! `_primary_term`, `sort`, `_score`), of which only `_source` is kept as JSON. Also the bodies of the
+//! index administration calls ([`super::admin`]).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// `POST /_search`, as far as a scan needs it. Fields recon does not read are ignored.
@@ -52,6 +53,45 @@ pub struct Hit {
     pub sort: Vec<Value>,
 }
 
+/// `PUT /{index}`: the body that creates an index.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CreateIndex {
+    /// Flat (`index.number_of_shards`) or nested (`{"index": {…}}`) keys, as Elasticsearch takes both.
+    pub settings: Map<String, Value>,
+    pub mappings: Map<String, Value>,
+    /// Aliases created with the index, by name.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub aliases: Map<String, Value>,
+}
+
+/// One action of `POST /_aliases`; all the actions of one call are applied atomically.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AliasAction {
+    /// Points `alias` at `index` (as its write index when `is_write_index`).
+    Add {
+        index: String,
+        alias: String,
+        is_write_index: bool,
+    },
+    /// Removes `alias` from `index`.
+    Remove { index: String, alias: String },
+    /// Deletes the concrete index `index` (so that an alias can take its name in the same call).
+    RemoveIndex { index: String },
+}
+
+/// `POST /_aliases`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpdateAliases {
+    pub actions: Vec<AliasAction>,
+}
+
+/// `GET /{index}/_count`.
+#[derive(Debug, Deserialize)]
+pub struct CountResponse {
+    pub count: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +129,42 @@ mod tests {
         assert!(page.timed_out);
         assert!(page.hits.hits.is_empty());
         assert_eq!(page.shards.unwrap().failures[0]["reason"]["reason"], "boom");
+    }
+
+    #[test]
+    fn alias_actions_are_shaped_as_the_aliases_api_takes_them() {
+        let body = UpdateAliases {
+            actions: vec![
+                AliasAction::RemoveIndex { index: "orders".into() },
+                AliasAction::Remove {
+                    index: "orders-1".into(),
+                    alias: "orders".into(),
+                },
+                AliasAction::Add {
+                    index: "orders-2".into(),
+                    alias: "orders".into(),
+                    is_write_index: true,
+                },
+            ],
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({"actions": [
+                {"remove_index": {"index": "orders"}},
+                {"remove": {"index": "orders-1", "alias": "orders"}},
+                {"add": {"index": "orders-2", "alias": "orders", "is_write_index": true}}
+            ]})
+        );
+    }
+
+    #[test]
+    fn a_create_body_leaves_out_absent_aliases() {
+        let body = CreateIndex::default();
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({"settings": {}, "mappings": {}})
+        );
+        let answer: CountResponse = serde_json::from_str(r#"{"count":3,"_shards":{"total":1}}"#).unwrap();
+        assert_eq!(answer.count, Some(3));
     }
 }
