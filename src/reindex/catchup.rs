@@ -126,11 +126,10 @@ impl CatchUp<'_> {
                     } else {
                         WriteKind::Delete
                     },
-                    index: self.index.to_string(),
+                    location: self.index.to_string(),
                     id: key.doc_id(),
                     doc: rows.get(key).map(|d| d.doc.clone()),
-                    if_seq_no: None,
-                    if_primary_term: None,
+                    if_version: None,
                 })
                 .collect();
             written.merge(self.send(&actions).await?);

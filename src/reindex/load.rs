@@ -219,11 +219,10 @@ impl Loader<'_> {
                 }
                 let action = WriteAction {
                     kind: WriteKind::Index,
-                    index: self.index.clone(),
+                    location: self.index.clone(),
                     id: doc.key.doc_id(),
                     doc: Some(doc.doc),
-                    if_seq_no: None,
-                    if_primary_term: None,
+                    if_version: None,
                 };
                 bytes += action.encoded_len();
                 batch.push(action);

@@ -4,6 +4,9 @@
 
 pub mod elasticsearch;
 pub mod postgres;
+pub mod write;
+
+pub use write::{ConditionalWriter, ItemOutcome, ItemStatus, JsonWrite, StoredDoc, WriteAction, WriteKind};
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
