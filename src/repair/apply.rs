@@ -228,7 +228,7 @@ impl Executor {
         };
         if intent.action == WriteKind::Delete {
             // Gone, with no newer write visible: our delete. A document there now is a newer write.
-            return if current == StoredDoc::Absent {
+            return if matches!(current, StoredDoc::Absent | StoredDoc::NoLocation(_)) {
                 verified(None, None)
             } else {
                 as_conflict(&item)

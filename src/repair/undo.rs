@@ -419,7 +419,7 @@ mod tests {
         };
         let gone = StoredDoc::Absent;
         let (old, new) = (found("old"), found("new"));
-        let no_index = StoredDoc::Unreadable("no such index [orders]".into());
+        let no_index = StoredDoc::NoLocation("no such index [orders]".into());
         assert!(is_as_before(&delete, &gone));
         assert!(!is_as_before(&delete, &old) && !is_as_before(&delete, &no_index));
         assert!(is_as_before(&restore, &old));

@@ -125,7 +125,10 @@ pub enum StoredDoc {
     },
     /// No document has the id.
     Absent,
-    /// The read model could not say (the location does not exist, say): nothing is known.
+    /// The location itself does not exist (a deleted index): no document is there, yet nothing
+    /// shows it as it was either.
+    NoLocation(String),
+    /// The read model could not say: nothing is known.
     Unreadable(String),
 }
 

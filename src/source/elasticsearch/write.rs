@@ -389,7 +389,10 @@ fn stored_doc(entry: &Value) -> StoredDoc {
         let reason = error["reason"]
             .as_str()
             .map_or_else(|| error.to_string(), str::to_string);
-        return StoredDoc::Unreadable(reason);
+        return match error["type"].as_str() {
+            Some("index_not_found_exception") => StoredDoc::NoLocation(reason),
+            _ => StoredDoc::Unreadable(reason),
+        };
     }
     if entry["found"] != Value::Bool(true) {
         return StoredDoc::Absent;
@@ -577,7 +580,10 @@ mod tests {
         );
         let missing = json!({"_index": "o", "_id": "7", "error": {"type": "index_not_found_exception",
             "reason": "no such index [o]"}});
-        assert_eq!(stored_doc(&missing), StoredDoc::Unreadable("no such index [o]".into()));
+        assert_eq!(stored_doc(&missing), StoredDoc::NoLocation("no such index [o]".into()));
+        let broken = json!({"_index": "o", "_id": "7", "error": {"type": "no_shard_available_action_exception",
+            "reason": "no shard"}});
+        assert_eq!(stored_doc(&broken), StoredDoc::Unreadable("no shard".into()));
     }
 
     #[test]
