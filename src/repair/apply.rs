@@ -478,3 +478,100 @@ pub fn encode(segment: &str) -> String {
         .collect::<String>()
         .replace('+', "%20")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Version;
+    use futures::future::BoxFuture;
+    use futures::FutureExt;
+    use serde_json::json;
+
+    /// A read model that answers every write with a conflict whose answer was lost, and every read
+    /// back with `current`: the trait is all the executor needs.
+    struct LostAnswers {
+        current: StoredDoc,
+    }
+
+    impl ConditionalWriter for LostAnswers {
+        fn apply<'a>(&'a self, batch: &'a [WriteAction]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>> {
+            async move { Ok(batch.iter().map(|_| lost()).collect()) }.boxed()
+        }
+
+        fn apply_json<'a>(&'a self, batch: &'a [JsonWrite<'a>]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>> {
+            async move { Ok(batch.iter().map(|_| lost()).collect()) }.boxed()
+        }
+
+        fn read_back<'a>(&'a self, docs: &'a [(String, String)]) -> BoxFuture<'a, anyhow::Result<Vec<StoredDoc>>> {
+            async move { Ok(docs.iter().map(|_| self.current.clone()).collect()) }.boxed()
+        }
+
+        fn refresh<'a>(&'a self, _: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+            async { Ok(()) }.boxed()
+        }
+
+        fn describe_condition(&self, version: &Version) -> String {
+            format!("if_version={version}")
+        }
+    }
+
+    fn lost() -> ItemOutcome {
+        ItemOutcome {
+            status: ItemStatus::Conflict,
+            answer_lost: true,
+            ..ItemOutcome::failed("version conflict")
+        }
+    }
+
+    async fn settled(action: WriteKind, doc: Option<Value>, current: StoredDoc) -> OutcomeRecord {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::create(&dir.path().join("audit.ndjson")).unwrap();
+        let executor = Executor::new(
+            Arc::new(LostAnswers { current }),
+            log,
+            Arc::new(AtomicBool::new(false)),
+            1,
+            false,
+        );
+        let intent = Intent {
+            seq: 1,
+            action,
+            key: json!(1),
+            location: "orders".into(),
+            id: "1".into(),
+            if_version: Some(Version::new("v3")),
+            doc: doc.and_then(|d| d.as_object().cloned()),
+            before: None,
+        };
+        let mut records = executor.write(&[EncodedIntent::of(&intent)], false).await.unwrap();
+        records.pop().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_conflict_after_a_lost_answer_is_ours_only_when_the_document_shows_our_write() {
+        let found = |name: &str, version: &str| StoredDoc::Found {
+            location: Some("orders-v2".into()),
+            source: json!({ "name": name }).as_object().cloned().unwrap(),
+            version: Some(Version::new(version)),
+        };
+        // Our replacement is there, at a newer version: it applied.
+        let o = settled(WriteKind::Index, Some(json!({"name": "ours"})), found("ours", "v4")).await;
+        assert_eq!(
+            (o.status.as_str(), o.note.as_deref(), o.version),
+            ("applied", Some(ANSWER_LOST_VERIFIED), Some(Version::new("v4")))
+        );
+        assert_eq!(o.location.as_deref(), Some("orders-v2"));
+        // Someone else's document, or ours still at the version the write was conditional on.
+        for current in [found("theirs", "v4"), found("ours", "v3")] {
+            let o = settled(WriteKind::Index, Some(json!({"name": "ours"})), current).await;
+            assert_eq!(o.status, "conflict");
+        }
+        // A delete: gone, or its whole location gone, is ours; a document there, or no answer, is not.
+        for current in [StoredDoc::Absent, StoredDoc::NoLocation("no such index".into())] {
+            assert_eq!(settled(WriteKind::Delete, None, current).await.status, "applied");
+        }
+        for current in [found("theirs", "v4"), StoredDoc::Unreadable("no shard".into())] {
+            assert_eq!(settled(WriteKind::Delete, None, current).await.status, "conflict");
+        }
+    }
+}
