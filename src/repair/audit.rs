@@ -20,10 +20,9 @@ use crate::model::Version;
 use crate::source::{ItemOutcome, ItemStatus, WriteAction, WriteKind};
 
 /// The log this recon writes: versions as the read model's opaque tokens (`if_version`, `version`)
-/// and documents' places as `location`.
+/// and documents' places as `location`. Logs of older recons (`recon.audit/v1`, Elasticsearch's
+/// versions spelled out) are read too: see [`read`].
 pub const AUDIT_SCHEMA: &str = "recon.audit/v2";
-/// Logs of older recons: Elasticsearch's versions spelled out. Read (undo, resume) as well as v2.
-pub const AUDIT_SCHEMA_V1: &str = "recon.audit/v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -443,6 +442,9 @@ pub const TORN_LINE: &str = "torn_line";
 ///   the torn line as the last one and ignored it, as this one does).
 ///
 /// Anything else that does not parse is damage, and refused.
+///
+/// Records of `recon.audit/v1` logs read as v2, one by one (see [`add`]): undo and `--resume` take
+/// the logs older recons wrote, and a v1 log that a resume appended v2 records to.
 pub fn read(path: &Path) -> Result<AuditContents, AuditError> {
     let file = File::open(path).map_err(|source| AuditError::Read {
         path: path.to_path_buf(),
