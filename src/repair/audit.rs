@@ -443,7 +443,7 @@ pub const TORN_LINE: &str = "torn_line";
 ///
 /// Anything else that does not parse is damage, and refused.
 ///
-/// Records of `recon.audit/v1` logs read as v2, one by one (see [`add`]): undo and `--resume` take
+/// Records of `recon.audit/v1` logs read as v2, one by one (see `add`): undo and `--resume` take
 /// the logs older recons wrote, and a v1 log that a resume appended v2 records to.
 pub fn read(path: &Path) -> Result<AuditContents, AuditError> {
     let file = File::open(path).map_err(|source| AuditError::Read {
