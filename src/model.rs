@@ -99,15 +99,39 @@ impl fmt::Display for KeyKind {
     }
 }
 
+/// A document's version as its read model tells it, opaque to everything but that read model: a
+/// conditional write names the version it expects, and only the read model that handed the token out
+/// knows what it means (Elasticsearch packs its own two version numbers into it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(String);
+
+impl Version {
+    pub fn new(token: impl Into<String>) -> Version {
+        Version(token.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Where a document came from and what a conditional write needs to know about it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DocMeta {
-    /// Elasticsearch `_id` (None for the write model).
+    /// The read model's id of the document (None for the write model).
     pub id: Option<String>,
-    /// Concrete index the document lives in (an alias may span several).
-    pub index: Option<String>,
-    pub seq_no: Option<i64>,
-    pub primary_term: Option<i64>,
+    /// Where in the read model the document lives, when a name may span several places (the
+    /// concrete index behind an Elasticsearch alias).
+    pub location: Option<String>,
+    /// The version a conditional write over this document names.
+    pub version: Option<Version>,
     /// The write model's `updated_at` column, as epoch milliseconds UTC.
     pub updated_at_ms: Option<i64>,
 }

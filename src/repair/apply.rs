@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use elasticsearch::http::Method;
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -14,12 +13,9 @@ use super::audit::{encode_intent, AuditLog, GroupSync, Intent, OutcomeRecord, AN
 use super::plan::{patch, replacement, BeforeImage, PlannedAction, Row};
 use crate::diff::Comparator;
 use crate::model::{DriftKind, Key, KeyedDoc};
-use crate::source::elasticsearch::write::{
-    encode_item, BulkWriter, EncodedAction, ItemOutcome, ItemStatus, WriteAction, WriteKind,
+use crate::source::{
+    ConditionalWriter, DocumentSource, ItemOutcome, ItemStatus, JsonWrite, StoredDoc, WriteAction, WriteKind,
 };
-use crate::source::elasticsearch::{ElasticsearchSource, EsClient};
-use crate::source::postgres::PostgresSource;
-use crate::source::DocumentSource;
 
 /// How the outcomes add up.
 #[derive(Debug, Default, Clone)]
@@ -99,6 +95,17 @@ impl EncodedIntent {
         self.doc_json.as_ref().and_then(|d| serde_json::from_slice(d).ok())
     }
 
+    /// The write, its document the bytes the log holds.
+    pub fn as_write(&self) -> JsonWrite<'_> {
+        JsonWrite {
+            kind: self.intent.action,
+            location: &self.intent.location,
+            id: &self.intent.id,
+            doc_json: self.doc_json.as_deref(),
+            if_version: self.intent.if_version.as_ref(),
+        }
+    }
+
     /// The write, document included, for a writer that sends plain actions (reindex's catch-up,
     /// which keeps no audit log).
     pub fn write_action(&self) -> WriteAction {
@@ -109,10 +116,10 @@ impl EncodedIntent {
     }
 }
 
-/// Sends recorded intents: durable first, then the bulk requests, then the outcomes.
+/// Sends recorded intents: durable first, then the writes, then the outcomes.
 pub struct Executor {
-    pub writer: BulkWriter,
-    pub client: EsClient,
+    /// The read model's conditional writes.
+    pub writer: Arc<dyn ConditionalWriter>,
     pub audit: Mutex<AuditLog>,
     /// The log's group commit: batches in flight share fsyncs.
     pub durable: Arc<GroupSync>,
@@ -125,8 +132,7 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(
-        writer: BulkWriter,
-        client: EsClient,
+        writer: Arc<dyn ConditionalWriter>,
         audit: AuditLog,
         stop: Arc<AtomicBool>,
         concurrency: usize,
@@ -134,7 +140,6 @@ impl Executor {
     ) -> Executor {
         Executor {
             writer,
-            client,
             durable: audit.group_sync(),
             audit: Mutex::new(audit),
             stop,
@@ -162,24 +167,16 @@ impl Executor {
         if intents.is_empty() {
             return Ok(Vec::new());
         }
-        // Outside the log's lock: the log's lines and the bulk items, from the same document bytes.
+        // Outside the log's lock: the log's lines, and the writes from the same document bytes.
         let size: usize = intents
             .iter()
             .map(|i| i.doc_json.as_ref().map_or(0, Vec::len) + 256)
             .sum();
         let mut lines = Vec::with_capacity(size);
-        let mut actions = Vec::with_capacity(intents.len());
         for EncodedIntent { intent, doc_json } in intents {
-            let doc = doc_json.as_deref();
-            encode_intent(intent, doc, &mut lines);
-            let mut item = Vec::with_capacity(doc.map_or(0, <[u8]>::len) + 128);
-            let condition = intent.if_seq_no.zip(intent.if_primary_term);
-            encode_item(intent.action, &intent.index, &intent.id, condition, doc, &mut item);
-            actions.push(EncodedAction {
-                kind: intent.action,
-                lines: item,
-            });
+            encode_intent(intent, doc_json.as_deref(), &mut lines);
         }
+        let writes: Vec<JsonWrite<'_>> = intents.iter().map(EncodedIntent::as_write).collect();
         let position = {
             let mut audit = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             audit.append_encoded(&lines)?
@@ -191,15 +188,11 @@ impl Executor {
             .through(position)
             .await
             .context("cannot fsync the audit log; nothing of this batch was written")?;
-        let mut items = Vec::with_capacity(actions.len());
-        for range in self.writer.batches_encoded(&actions) {
-            items.extend(
-                self.writer
-                    .apply_encoded(&actions[range])
-                    .await
-                    .context("a bulk request failed; its outcome is unknown until the repair is resumed")?,
-            );
-        }
+        let items = self
+            .writer
+            .apply_json(&writes)
+            .await
+            .context("a bulk request failed; its outcome is unknown until the repair is resumed")?;
         let mut records = Vec::with_capacity(items.len());
         for (intent, item) in intents.iter().zip(items) {
             let record = if item.status == ItemStatus::Conflict && (item.answer_lost || resent) {
@@ -220,49 +213,45 @@ impl Executor {
     async fn settle_conflict(&self, encoded: &EncodedIntent, item: ItemOutcome) -> OutcomeRecord {
         let intent = &encoded.intent;
         let as_conflict = |item: &ItemOutcome| OutcomeRecord::from_item(intent.seq, item);
-        let path = format!("/{}/_doc/{}", encode(&intent.index), encode(&intent.id));
-        let Ok(current) = self.client.request(Method::Get, &path, &[], None).await else {
+        let place = [(intent.location.clone(), intent.id.clone())];
+        let Ok(Some(current)) = self.writer.read_back(&place).await.map(|mut docs| docs.pop()) else {
             return as_conflict(&item);
         };
-        let found = current.status == 200 && current.body["found"] == Value::Bool(true);
-        let verified = |result: &str, index: Option<String>, seq_no, primary_term| OutcomeRecord {
+        let verified = |location: Option<String>, version| OutcomeRecord {
             seq: intent.seq,
             status: "applied".into(),
-            result: Some(result.into()),
-            index,
-            seq_no,
-            primary_term,
+            result: Some("verified".into()),
+            location,
+            version,
             error: None,
             note: Some(ANSWER_LOST_VERIFIED.into()),
         };
         if intent.action == WriteKind::Delete {
             // Gone, with no newer write visible: our delete. A document there now is a newer write.
-            return if current.status == 404 && !found {
-                verified("verified", None, None, None)
+            return if matches!(current, StoredDoc::Absent | StoredDoc::NoLocation(_)) {
+                verified(None, None)
             } else {
                 as_conflict(&item)
             };
         }
-        if !found {
+        let StoredDoc::Found {
+            location,
+            source,
+            version,
+        } = current
+        else {
             return as_conflict(&item);
-        }
-        let source = current.body["_source"].as_object();
+        };
         let wanted = encoded.doc();
-        let wanted = wanted.as_ref();
-        let holds = match (intent.action, source, wanted) {
-            (WriteKind::Create | WriteKind::Index, Some(s), Some(w)) => s == w,
-            (WriteKind::Update, Some(s), Some(w)) => w.iter().all(|(k, v)| s.get(k) == Some(v)),
+        let holds = match (intent.action, wanted.as_ref()) {
+            (WriteKind::Create | WriteKind::Index, Some(w)) => &source == w,
+            (WriteKind::Update, Some(w)) => w.iter().all(|(k, v)| source.get(k) == Some(v)),
             _ => false,
         };
         // An index or update must also not be the version it was conditional on.
-        let moved = intent.if_seq_no != current.body["_seq_no"].as_i64();
+        let moved = intent.if_version != version;
         if holds && (intent.action == WriteKind::Create || moved) {
-            verified(
-                "verified",
-                current.body["_index"].as_str().map(str::to_string),
-                current.body["_seq_no"].as_i64(),
-                current.body["_primary_term"].as_i64(),
-            )
+            verified(location, version)
         } else {
             as_conflict(&item)
         }
@@ -351,8 +340,8 @@ impl Executor {
 
 /// Re-verifies planned keys and builds their writes.
 pub struct Repairer<'a> {
-    pub write_model: &'a PostgresSource,
-    pub read_model: &'a ElasticsearchSource,
+    pub write_model: &'a dyn DocumentSource,
+    pub read_model: &'a dyn DocumentSource,
     pub comparator: &'a Comparator,
     pub ignore: &'a [String],
 }
@@ -397,16 +386,15 @@ impl Repairer<'_> {
             let before = a
                 .before
                 .clone()
-                .or_else(|| docs.get(&a.id).and_then(|d| BeforeImage::of(d, &a.index)));
+                .or_else(|| docs.get(&a.id).and_then(|d| BeforeImage::of(d, &a.location)));
             let intent = |doc_json: Option<Vec<u8>>| EncodedIntent {
                 intent: Intent {
                     seq: a.seq,
                     action: a.action,
                     key: a.key.clone(),
-                    index: a.index.clone(),
+                    location: a.location.clone(),
                     id: a.id.clone(),
-                    if_seq_no: a.if_seq_no,
-                    if_primary_term: a.if_primary_term,
+                    if_version: a.if_version.clone(),
                     doc: None,
                     before: before.clone(),
                 },
@@ -484,9 +472,106 @@ fn conflict(seq: u64, reason: &str) -> OutcomeRecord {
     }
 }
 
-/// Percent-encodes a path segment (ids may hold `/`, `?`, spaces).
+/// Percent-encodes a path segment (ids may hold `/`, `?`, spaces). Used by reindex's requests.
 pub fn encode(segment: &str) -> String {
     url::form_urlencoded::byte_serialize(segment.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Version;
+    use futures::future::BoxFuture;
+    use futures::FutureExt;
+    use serde_json::json;
+
+    /// A read model that answers every write with a conflict whose answer was lost, and every read
+    /// back with `current`: the trait is all the executor needs.
+    struct LostAnswers {
+        current: StoredDoc,
+    }
+
+    impl ConditionalWriter for LostAnswers {
+        fn apply<'a>(&'a self, batch: &'a [WriteAction]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>> {
+            async move { Ok(batch.iter().map(|_| lost()).collect()) }.boxed()
+        }
+
+        fn apply_json<'a>(&'a self, batch: &'a [JsonWrite<'a>]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>> {
+            async move { Ok(batch.iter().map(|_| lost()).collect()) }.boxed()
+        }
+
+        fn read_back<'a>(&'a self, docs: &'a [(String, String)]) -> BoxFuture<'a, anyhow::Result<Vec<StoredDoc>>> {
+            async move { Ok(docs.iter().map(|_| self.current.clone()).collect()) }.boxed()
+        }
+
+        fn refresh<'a>(&'a self, _: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+            async { Ok(()) }.boxed()
+        }
+
+        fn describe_condition(&self, version: &Version) -> String {
+            format!("if_version={version}")
+        }
+    }
+
+    fn lost() -> ItemOutcome {
+        ItemOutcome {
+            status: ItemStatus::Conflict,
+            answer_lost: true,
+            ..ItemOutcome::failed("version conflict")
+        }
+    }
+
+    async fn settled(action: WriteKind, doc: Option<Value>, current: StoredDoc) -> OutcomeRecord {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::create(&dir.path().join("audit.ndjson")).unwrap();
+        let executor = Executor::new(
+            Arc::new(LostAnswers { current }),
+            log,
+            Arc::new(AtomicBool::new(false)),
+            1,
+            false,
+        );
+        let intent = Intent {
+            seq: 1,
+            action,
+            key: json!(1),
+            location: "orders".into(),
+            id: "1".into(),
+            if_version: Some(Version::new("v3")),
+            doc: doc.and_then(|d| d.as_object().cloned()),
+            before: None,
+        };
+        let mut records = executor.write(&[EncodedIntent::of(&intent)], false).await.unwrap();
+        records.pop().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_conflict_after_a_lost_answer_is_ours_only_when_the_document_shows_our_write() {
+        let found = |name: &str, version: &str| StoredDoc::Found {
+            location: Some("orders-v2".into()),
+            source: json!({ "name": name }).as_object().cloned().unwrap(),
+            version: Some(Version::new(version)),
+        };
+        // Our replacement is there, at a newer version: it applied.
+        let o = settled(WriteKind::Index, Some(json!({"name": "ours"})), found("ours", "v4")).await;
+        assert_eq!(
+            (o.status.as_str(), o.note.as_deref(), o.version),
+            ("applied", Some(ANSWER_LOST_VERIFIED), Some(Version::new("v4")))
+        );
+        assert_eq!(o.location.as_deref(), Some("orders-v2"));
+        // Someone else's document, or ours still at the version the write was conditional on.
+        for current in [found("theirs", "v4"), found("ours", "v3")] {
+            let o = settled(WriteKind::Index, Some(json!({"name": "ours"})), current).await;
+            assert_eq!(o.status, "conflict");
+        }
+        // A delete: gone, or its whole location gone, is ours; a document there, or no answer, is not.
+        for current in [StoredDoc::Absent, StoredDoc::NoLocation("no such index".into())] {
+            assert_eq!(settled(WriteKind::Delete, None, current).await.status, "applied");
+        }
+        for current in [found("theirs", "v4"), StoredDoc::Unreadable("no shard".into())] {
+            assert_eq!(settled(WriteKind::Delete, None, current).await.status, "conflict");
+        }
+    }
 }

@@ -16,9 +16,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::plan::{BeforeImage, PlannedAction};
-use crate::source::elasticsearch::write::{ItemOutcome, ItemStatus, WriteAction, WriteKind};
+use crate::model::Version;
+use crate::source::{ItemOutcome, ItemStatus, WriteAction, WriteKind};
 
-pub const AUDIT_SCHEMA: &str = "recon.audit/v1";
+/// The log this recon writes: versions as the read model's opaque tokens (`if_version`, `version`)
+/// and documents' places as `location`. Logs of older recons (`recon.audit/v1`, Elasticsearch's
+/// versions spelled out) are read too: see [`read`].
+pub const AUDIT_SCHEMA: &str = "recon.audit/v2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -55,12 +59,10 @@ pub struct Intent {
     pub seq: u64,
     pub action: WriteKind,
     pub key: Value,
-    pub index: String,
+    pub location: String,
     pub id: String,
     #[serde(default)]
-    pub if_seq_no: Option<i64>,
-    #[serde(default)]
-    pub if_primary_term: Option<i64>,
+    pub if_version: Option<Version>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doc: Option<Map<String, Value>>,
     #[serde(default)]
@@ -76,10 +78,9 @@ struct IntentLine<'a> {
     seq: u64,
     action: WriteKind,
     key: &'a Value,
-    index: &'a str,
+    location: &'a str,
     id: &'a str,
-    if_seq_no: Option<i64>,
-    if_primary_term: Option<i64>,
+    if_version: &'a Option<Version>,
     before: &'a Option<BeforeImage>,
 }
 
@@ -91,10 +92,9 @@ pub fn encode_intent(intent: &Intent, doc_json: Option<&[u8]>, out: &mut Vec<u8>
         seq: intent.seq,
         action: intent.action,
         key: &intent.key,
-        index: &intent.index,
+        location: &intent.location,
         id: &intent.id,
-        if_seq_no: intent.if_seq_no,
-        if_primary_term: intent.if_primary_term,
+        if_version: &intent.if_version,
         before: &intent.before,
     };
     serde_json::to_writer(&mut *out, &line).expect("an intent serializes");
@@ -112,11 +112,10 @@ impl Intent {
     pub fn write_action(&self) -> WriteAction {
         WriteAction {
             kind: self.action,
-            index: self.index.clone(),
+            location: self.location.clone(),
             id: self.id.clone(),
             doc: self.doc.clone(),
-            if_seq_no: self.if_seq_no,
-            if_primary_term: self.if_primary_term,
+            if_version: self.if_version.clone(),
         }
     }
 }
@@ -129,12 +128,12 @@ pub struct OutcomeRecord {
     pub status: String,
     #[serde(default)]
     pub result: Option<String>,
+    /// Where the document is after the write.
     #[serde(default)]
-    pub index: Option<String>,
+    pub location: Option<String>,
+    /// The version the write produced.
     #[serde(default)]
-    pub seq_no: Option<i64>,
-    #[serde(default)]
-    pub primary_term: Option<i64>,
+    pub version: Option<Version>,
     #[serde(default)]
     pub error: Option<String>,
     /// How the outcome was established when the answer did not say it (`applied, answer lost; verified`).
@@ -156,9 +155,8 @@ impl OutcomeRecord {
             }
             .to_string(),
             result: item.result.clone(),
-            index: item.index.clone(),
-            seq_no: item.seq_no,
-            primary_term: item.primary_term,
+            location: item.location.clone(),
+            version: item.version.clone(),
             error: item.error.clone(),
             note: None,
         }
@@ -169,9 +167,8 @@ impl OutcomeRecord {
             seq,
             status: "skipped".into(),
             result: Some(result.into()),
-            index: None,
-            seq_no: None,
-            primary_term: None,
+            location: None,
+            version: None,
             error: Some(reason.into()),
             note: None,
         }
@@ -445,6 +442,9 @@ pub const TORN_LINE: &str = "torn_line";
 ///   the torn line as the last one and ignored it, as this one does).
 ///
 /// Anything else that does not parse is damage, and refused.
+///
+/// Records of `recon.audit/v1` logs read as v2, one by one (see `add`): undo and `--resume` take
+/// the logs older recons wrote, and a v1 log that a resume appended v2 records to.
 pub fn read(path: &Path) -> Result<AuditContents, AuditError> {
     let file = File::open(path).map_err(|source| AuditError::Read {
         path: path.to_path_buf(),
@@ -540,9 +540,14 @@ fn glued_resume(line: &[u8]) -> Option<(&[u8], Value)> {
     (resume["type"] == RESUME).then_some((&line[..at], resume))
 }
 
-/// Adds one record to `contents`; the error says what is wrong with it.
-fn add(contents: &mut AuditContents, value: Value) -> Result<(), String> {
+/// Adds one record to `contents`; the error says what is wrong with it. A record of a v1 log (or one
+/// a v1 log's resume appended) reads as v2: v1 logs only ever held Elasticsearch's versions, which
+/// its module turns into tokens.
+fn add(contents: &mut AuditContents, mut value: Value) -> Result<(), String> {
     let kind = value["type"].as_str().unwrap_or_default().to_string();
+    if matches!(kind.as_str(), "plan" | "intent" | "outcome") {
+        crate::source::elasticsearch::audit_v1::upgrade(&mut value);
+    }
     let parse_err = |e: serde_json::Error| format!("{kind}: {e}");
     match kind.as_str() {
         "header" if contents.header.is_none() => {
@@ -603,10 +608,9 @@ mod tests {
             drift: DriftKind::Missing,
             action: WriteKind::Create,
             key: json!(9007199254740993i64),
-            index: "orders".into(),
+            location: "orders".into(),
             id: "9007199254740993".into(),
-            if_seq_no: None,
-            if_primary_term: None,
+            if_version: None,
             fields: None,
             before: None,
             verified: None,
@@ -616,10 +620,9 @@ mod tests {
             seq: 1,
             action: WriteKind::Create,
             key: json!(9007199254740993i64),
-            index: "orders".into(),
+            location: "orders".into(),
             id: "9007199254740993".into(),
-            if_seq_no: None,
-            if_primary_term: None,
+            if_version: None,
             doc: serde_json::from_str(r#"{"totalPrice": 10.50}"#).unwrap(),
             before: None,
         };
@@ -653,10 +656,9 @@ mod tests {
             seq: 1,
             action: WriteKind::Create,
             key: json!(9007199254740993i64),
-            index: "orders".into(),
+            location: "orders".into(),
             id: "9007199254740993".into(),
-            if_seq_no: None,
-            if_primary_term: None,
+            if_version: None,
             doc: None,
             before: None,
         };
@@ -664,13 +666,11 @@ mod tests {
             seq: 2,
             action: WriteKind::Delete,
             before: Some(BeforeImage {
-                index: "orders-v1".into(),
+                location: "orders-v1".into(),
                 source: serde_json::from_str(r#"{"orderId": 2}"#).unwrap(),
-                seq_no: 4,
-                primary_term: 1,
+                version: Version::new("v4"),
             }),
-            if_seq_no: Some(4),
-            if_primary_term: Some(1),
+            if_version: Some(Version::new("v4")),
             ..create.clone()
         };
         let mut lines = Vec::new();
@@ -700,11 +700,11 @@ mod tests {
         assert_eq!(contents.intents[&2], delete);
     }
 
-    const HEADER: &str = r#"{"type":"header","schema":"recon.audit/v1","command":"repair","started_at":"t","config":null,"index":"orders","mode":null,"tool_version":"0"}"#;
-    const INTENT_1: &str = r#"{"type":"intent","seq":1,"action":"delete","key":1,"index":"orders","id":"1","if_seq_no":3,"if_primary_term":1,"before":{"index":"orders","source":{"name":"José"},"seq_no":3,"primary_term":1}}"#;
-    const OUTCOME_1: &str = r#"{"type":"outcome","seq":1,"status":"applied","result":"deleted","index":"orders","seq_no":4,"primary_term":1,"error":null}"#;
-    const OUTCOME_2: &str = r#"{"type":"outcome","seq":2,"status":"applied","result":"deleted","index":"orders","seq_no":5,"primary_term":1,"error":null}"#;
-    const INTENT_2: &str = r#"{"type":"intent","seq":2,"action":"delete","key":2,"index":"orders","id":"2","if_seq_no":3,"if_primary_term":1,"before":{"index":"orders","source":{"name":"Zoë"},"seq_no":3,"primary_term":1}}"#;
+    const HEADER: &str = r#"{"type":"header","schema":"recon.audit/v2","command":"repair","started_at":"t","config":null,"index":"orders","mode":null,"tool_version":"0"}"#;
+    const INTENT_1: &str = r#"{"type":"intent","seq":1,"action":"delete","key":1,"location":"orders","id":"1","if_version":"v3","before":{"location":"orders","source":{"name":"José"},"version":"v3"}}"#;
+    const OUTCOME_1: &str = r#"{"type":"outcome","seq":1,"status":"applied","result":"deleted","location":"orders","version":"v4","error":null}"#;
+    const OUTCOME_2: &str = r#"{"type":"outcome","seq":2,"status":"applied","result":"deleted","location":"orders","version":"v5","error":null}"#;
+    const INTENT_2: &str = r#"{"type":"intent","seq":2,"action":"delete","key":2,"location":"orders","id":"2","if_version":"v3","before":{"location":"orders","source":{"name":"Zoë"},"version":"v3"}}"#;
     const OLD_RESUME: &str = r#"{"type":"resume","started_at":"2026-11-28T09:30:00.000Z"}"#;
 
     fn read_bytes(bytes: &[u8]) -> Result<AuditContents, AuditError> {

@@ -2,8 +2,9 @@
 //! a write-ahead audit log that `recon undo` and `--resume` read.
 //!
 //! The rule everything here follows: a repair never loses a write. Every write is conditional on the
-//! version that was compared (`if_seq_no` + `if_primary_term`) or is a `create`; a conflict means
-//! someone wrote meanwhile, and the key is left alone and reported.
+//! version that was compared (an opaque token of the read model's, see [`crate::model::Version`]) or
+//! is a `create`; a conflict means someone wrote meanwhile, and the key is left alone and reported.
+//! The writes go through the read model's [`ConditionalWriter`].
 //!
 //! [`plan`] is pure; [`apply`] re-reads and writes; [`audit`] is the log; [`undo`] reads it back.
 
@@ -21,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use elasticsearch::http::Method;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -38,10 +38,15 @@ use crate::model::{DriftKind, Key, KeyKind, KeyedDoc};
 use crate::plural::plural;
 use crate::progress::ProgressMode;
 use crate::scale::keyfile::{KeyFile, KeySorter};
-use crate::source::elasticsearch::write::{BulkSettings, BulkWriter, WriteKind};
+use crate::source::elasticsearch::write::BulkSettings;
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource};
 use crate::source::postgres::PostgresSource;
-use crate::source::{DocumentSource, KeyRange};
+use crate::source::{ConditionalWriter, DocumentSource, KeyRange, WriteKind};
+
+/// The `--plan` file this recon writes: versions as the read model's opaque tokens.
+pub const PLAN_SCHEMA: &str = "recon.repair-plan/v2";
+/// Plans of older recons, with Elasticsearch's versions spelled out: read as well.
+const PLAN_SCHEMA_V1: &str = "recon.repair-plan/v1";
 
 /// `--max-changes` unless given.
 pub const DEFAULT_MAX_CHANGES: u64 = 1000;
@@ -176,6 +181,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         return resume(settings, options, path).await;
     }
     let conn = connect(settings).await?;
+    let writer = conn.read_model.conditional_writer(options.bulk.clone());
     let cx = PlanContext {
         comparator: &conn.comparator,
         mode: options.mode,
@@ -231,7 +237,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         write_plan(path, settings, &mut spool)
             .with_context(|| format!("cannot write the plan to {}", path.display()))?;
     }
-    print_plan(&spool, options);
+    print_plan(&spool, options, writer.as_ref());
     if spool.is_empty() {
         print_summary(options, &RunReport { ..RunReport::default() })?;
         return Ok(Outcome::InSync);
@@ -286,7 +292,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
             audit_path.display()
         );
     }
-    let executor = executor(&conn, log, options)?;
+    let executor = executor(writer, log, options)?;
     let repairer = Repairer {
         write_model: &conn.write_model,
         read_model: &conn.read_model,
@@ -354,11 +360,7 @@ async fn finish(
         return Ok(Outcome::Interrupted);
     }
     // Searches see writes only after a refresh; the re-check must see the repair.
-    let refresh = format!("/{}/_refresh", apply::encode(&settings.elasticsearch.index));
-    conn.read_model
-        .client()
-        .request_ok(Method::Post, &refresh, &[], None)
-        .await?;
+    executor.writer.refresh(&settings.elasticsearch.index).await?;
     let clock = std::time::Instant::now();
     let recheck = plan_keys_verdicts(conn, cx, keys).await?;
     if options.verbose {
@@ -400,8 +402,7 @@ async fn finish(
     Ok(if clean { Outcome::InSync } else { Outcome::Drift })
 }
 
-fn executor(conn: &Connected, log: AuditLog, options: &RepairOptions) -> anyhow::Result<Executor> {
-    let client = conn.read_model.client().clone();
+fn executor(writer: Arc<dyn ConditionalWriter>, log: AuditLog, options: &RepairOptions) -> anyhow::Result<Executor> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     tokio::spawn(async move {
@@ -409,8 +410,7 @@ fn executor(conn: &Connected, log: AuditLog, options: &RepairOptions) -> anyhow:
         flag.store(true, Ordering::SeqCst);
     });
     Ok(Executor::new(
-        BulkWriter::new(client.clone(), options.bulk.clone()),
-        client,
+        writer,
         log,
         stop,
         options.concurrency,
@@ -585,7 +585,7 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
         record[audit::TORN_LINE] = json!(line);
     }
     log.note("resume", &record)?;
-    let executor = executor(&conn, log, options)?;
+    let executor = executor(conn.read_model.conditional_writer(options.bulk.clone()), log, options)?;
     let mut tally = Tally::default();
     let keys_of: HashMap<u64, Value> = contents.plan.iter().map(|a| (a.seq, a.key.clone())).collect();
     for part in unrecorded.chunks(options.bulk.max_actions.max(1)) {
@@ -985,7 +985,7 @@ fn write_plan(path: &Path, settings: &Settings, spool: &mut PlanSpool) -> anyhow
     {
         let mut out = std::io::BufWriter::new(file.handle());
         let header = json!({"type": "header", "data": {
-            "schema": "recon.repair-plan/v1",
+            "schema": PLAN_SCHEMA,
             "index": settings.elasticsearch.index,
             "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "actions": spool.len(),
@@ -1013,20 +1013,27 @@ fn read_plan(path: &Path, spool: &mut PlanSpool) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value =
+        let mut value: Value =
             serde_json::from_str(&line).with_context(|| format!("{}:{}: not a plan line", path.display(), n + 1))?;
         match value["type"].as_str() {
-            Some("header") => header = value["data"]["schema"] == "recon.repair-plan/v1",
-            Some("action") => spool.push(
-                &serde_json::from_value(value["data"].clone())
-                    .with_context(|| format!("{}:{}: not a planned action", path.display(), n + 1))?,
-            )?,
+            Some("header") => {
+                header = [PLAN_SCHEMA, PLAN_SCHEMA_V1].contains(&value["data"]["schema"].as_str().unwrap_or_default())
+            }
+            Some("action") => {
+                // A v1 plan's actions hold Elasticsearch's versions spelled out: read as tokens.
+                let mut data = value["data"].take();
+                crate::source::elasticsearch::audit_v1::upgrade(&mut data);
+                spool.push(
+                    &serde_json::from_value(data)
+                        .with_context(|| format!("{}:{}: not a planned action", path.display(), n + 1))?,
+                )?
+            }
             _ => {}
         }
     }
     if !header {
         bail!(
-            "{} is not a recon.repair-plan/v1 plan (written by `recon repair --plan FILE`)",
+            "{} is not a {PLAN_SCHEMA} (or v1) plan (written by `recon repair --plan FILE`)",
             path.display()
         );
     }
@@ -1081,7 +1088,7 @@ pub fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
-fn print_plan(spool: &PlanSpool, options: &RepairOptions) {
+fn print_plan(spool: &PlanSpool, options: &RepairOptions, writer: &dyn ConditionalWriter) {
     if options.format != SummaryFormat::Text {
         return;
     }
@@ -1097,15 +1104,15 @@ fn print_plan(spool: &PlanSpool, options: &RepairOptions) {
     }
     let shown = spool.sample();
     for a in shown {
-        let condition = match (a.if_seq_no, a.if_primary_term) {
-            (Some(s), Some(t)) if a.action != WriteKind::Create => format!(" if_seq_no={s} if_primary_term={t}"),
+        let condition = match &a.if_version {
+            Some(version) if a.action != WriteKind::Create => format!(" {}", writer.describe_condition(version)),
             _ => String::new(),
         };
         let _ = writeln!(
             out,
             "  {} {}/{}{condition}  ({} key {})",
             a.action.as_str(),
-            a.index,
+            a.location,
             a.id,
             a.drift.as_str(),
             a.key

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::diff::Comparator;
-use crate::model::{DriftKind, Key, KeyedDoc};
-use crate::source::elasticsearch::write::WriteKind;
+use crate::model::{DriftKind, Key, KeyedDoc, Version};
+use crate::source::WriteKind;
 
 /// How a mismatched document is rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -23,19 +23,23 @@ pub enum RepairMode {
 /// A document as it was read before the repair touched it: what an undo restores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BeforeImage {
-    pub index: String,
+    /// Where the document was ([`crate::model::DocMeta::location`]).
+    pub location: String,
     pub source: Map<String, Value>,
-    pub seq_no: i64,
-    pub primary_term: i64,
+    /// Its version then: what the repair's write was conditional on.
+    pub version: Version,
 }
 
 impl BeforeImage {
-    pub fn of(doc: &KeyedDoc, fallback_index: &str) -> Option<BeforeImage> {
+    pub fn of(doc: &KeyedDoc, fallback_location: &str) -> Option<BeforeImage> {
         Some(BeforeImage {
-            index: doc.meta.index.clone().unwrap_or_else(|| fallback_index.to_string()),
+            location: doc
+                .meta
+                .location
+                .clone()
+                .unwrap_or_else(|| fallback_location.to_string()),
             source: doc.doc.clone(),
-            seq_no: doc.meta.seq_no?,
-            primary_term: doc.meta.primary_term?,
+            version: doc.meta.version.clone()?,
         })
     }
 }
@@ -50,12 +54,12 @@ pub struct PlannedAction {
     pub action: WriteKind,
     /// The key as JSON (exact digits).
     pub key: Value,
-    pub index: String,
+    /// Where the write goes: the document's location, or the configured name for a create.
+    pub location: String,
     pub id: String,
+    /// The version the write is conditional on (None for a create).
     #[serde(default)]
-    pub if_seq_no: Option<i64>,
-    #[serde(default)]
-    pub if_primary_term: Option<i64>,
+    pub if_version: Option<Version>,
     /// For a patch: the top-level fields that differ.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<Vec<String>>,
@@ -135,12 +139,11 @@ pub fn plan_key(key: &Key, expected: Option<&KeyedDoc>, actual: &[KeyedDoc], cx:
         drift,
         action: kind,
         key: key.to_json(),
-        index: doc
-            .and_then(|d| d.meta.index.clone())
+        location: doc
+            .and_then(|d| d.meta.location.clone())
             .unwrap_or_else(|| cx.write_index.clone()),
         id: doc.and_then(|d| d.meta.id.clone()).unwrap_or_else(|| id.clone()),
-        if_seq_no: doc.and_then(|d| d.meta.seq_no),
-        if_primary_term: doc.and_then(|d| d.meta.primary_term),
+        if_version: doc.and_then(|d| d.meta.version.clone()),
         fields: None,
         before: doc.and_then(|d| BeforeImage::of(d, &cx.write_index)),
         verified: Some(Verified {
@@ -227,17 +230,16 @@ pub fn plan_key(key: &Key, expected: Option<&KeyedDoc>, actual: &[KeyedDoc], cx:
 /// it, so it goes the way of an orphan, by `_id`, only if unchanged since it was read. Its key is
 /// `null`; its before-image is what an undo restores.
 pub fn unkeyed_delete(doc: &KeyedDoc, seq: u64) -> PlannedAction {
-    let index = doc.meta.index.clone().unwrap_or_default();
+    let location = doc.meta.location.clone().unwrap_or_default();
     PlannedAction {
         seq,
         drift: DriftKind::Unkeyed,
         action: WriteKind::Delete,
         key: Value::Null,
-        before: BeforeImage::of(doc, &index),
-        index,
+        before: BeforeImage::of(doc, &location),
+        location,
         id: doc.meta.id.clone().unwrap_or_default(),
-        if_seq_no: doc.meta.seq_no,
-        if_primary_term: doc.meta.primary_term,
+        if_version: doc.meta.version.clone(),
         fields: None,
         verified: Some(Verified { row: None }),
     }
@@ -332,15 +334,19 @@ mod tests {
     use crate::model::DocMeta;
     use serde_json::json;
 
-    fn doc(id: &str, seq_no: i64, body: Value) -> KeyedDoc {
+    /// A version token as a read model hands it out: opaque here.
+    fn v(n: i64) -> Version {
+        Version::new(format!("v{n}"))
+    }
+
+    fn doc(id: &str, version: i64, body: Value) -> KeyedDoc {
         KeyedDoc {
             key: Key::Int(1),
             doc: body.as_object().unwrap().clone(),
             meta: DocMeta {
                 id: Some(id.into()),
-                index: Some("orders-v1".into()),
-                seq_no: Some(seq_no),
-                primary_term: Some(1),
+                location: Some("orders-v1".into()),
+                version: Some(v(version)),
                 updated_at_ms: None,
             },
         }
@@ -376,10 +382,10 @@ mod tests {
         assert_eq!(p.actions.len(), 1);
         let a = &p.actions[0];
         assert_eq!(
-            (a.action, a.index.as_str(), a.id.as_str()),
+            (a.action, a.location.as_str(), a.id.as_str()),
             (WriteKind::Create, "orders", "1")
         );
-        assert_eq!((a.if_seq_no, a.before.as_ref()), (None, None));
+        assert_eq!((a.if_version.as_ref(), a.before.as_ref()), (None, None));
     }
 
     #[test]
@@ -387,12 +393,9 @@ mod tests {
         let p = plan(RepairMode::Replace, None, &[doc("1", 7, json!({"orderId": 1}))]);
         assert_eq!(p.drift, Some(DriftKind::Orphaned));
         let a = &p.actions[0];
-        assert_eq!(
-            (a.action, a.if_seq_no, a.if_primary_term),
-            (WriteKind::Delete, Some(7), Some(1))
-        );
-        assert_eq!(a.index, "orders-v1");
-        assert_eq!(a.before.as_ref().unwrap().seq_no, 7);
+        assert_eq!((a.action, a.if_version.clone()), (WriteKind::Delete, Some(v(7))));
+        assert_eq!(a.location, "orders-v1");
+        assert_eq!(a.before.as_ref().unwrap().version, v(7));
         assert!(plan(RepairMode::Replace, None, &[]).drift.is_none());
     }
 
@@ -407,8 +410,8 @@ mod tests {
         let p = plan(RepairMode::Replace, Some(&expected), std::slice::from_ref(&actual));
         assert_eq!(p.drift, Some(DriftKind::Mismatched));
         assert_eq!(
-            (p.actions[0].action, p.actions[0].if_seq_no),
-            (WriteKind::Index, Some(4))
+            (p.actions[0].action, p.actions[0].if_version.clone()),
+            (WriteKind::Index, Some(v(4)))
         );
         let p = plan(RepairMode::Patch, Some(&expected), std::slice::from_ref(&actual));
         assert_eq!(p.actions[0].action, WriteKind::Update);

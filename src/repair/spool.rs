@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::plan::{PlannedAction, Row, Verified};
 use crate::model::{DriftKind, Key};
-use crate::source::elasticsearch::write::WriteKind;
+use crate::source::WriteKind;
 
 /// How many planned actions the plan summary shows.
 const SAMPLE: usize = 10;
@@ -241,10 +241,9 @@ mod tests {
             },
             action: kind,
             key: json!(key),
-            index: "orders".into(),
+            location: "orders".into(),
             id: key.to_string(),
-            if_seq_no: None,
-            if_primary_term: None,
+            if_version: None,
             fields: None,
             before: None,
             verified: row.map(|r| Verified {

@@ -1,7 +1,7 @@
 //! `recon undo AUDIT`: put back what a repair changed, conditionally, from its audit log.
 //!
 //! Each applied action is reversed only if the document is still the one the repair wrote (its
-//! `seq_no`/`primary_term` as recorded in the outcome): a created document is deleted, an
+//! version as recorded in the outcome): a created document is deleted, an
 //! overwritten one gets its before-image back, a deleted one is created again with its `_id` and
 //! `_source`. A document changed since the repair conflicts and is reported, never overwritten,
 //! unless it is already as it was before the repair (an undo run twice): then there is nothing to do.
@@ -11,18 +11,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use elasticsearch::http::Method;
-use serde_json::Value;
 
-use super::apply::{encode, Executor, Tally};
+use super::apply::{Executor, Tally};
 use super::audit::{self, AuditLog, Header, Intent, OutcomeRecord, AUDIT_SCHEMA};
 use super::plan::BeforeImage;
 use super::{confirm, needs_yes, SummaryFormat};
 use crate::commands::command_line::{CommandLine, Takes, Target};
 use crate::commands::Outcome;
 use crate::config::{ReadModelConnection, ReadModelSettings};
-use crate::source::elasticsearch::write::{BulkSettings, BulkWriter, WriteKind};
+use crate::source::elasticsearch::write::{BulkSettings, BulkWriter};
 use crate::source::elasticsearch::{ConnectSettings, EsClient, RetryPolicy};
+use crate::source::{ConditionalWriter, StoredDoc, WriteKind};
 
 #[derive(Debug, Clone)]
 pub struct UndoOptions {
@@ -45,23 +44,21 @@ pub fn reversal(seq: u64, intent: &Intent, outcome: &OutcomeRecord) -> Option<In
     if outcome.status != "applied" {
         return None;
     }
-    let written_index = outcome.index.clone().unwrap_or_else(|| intent.index.clone());
+    let written_location = outcome.location.clone().unwrap_or_else(|| intent.location.clone());
     let after = |source: Option<&serde_json::Map<String, serde_json::Value>>| {
         Some(BeforeImage {
-            index: written_index.clone(),
+            location: written_location.clone(),
             source: source?.clone(),
-            seq_no: outcome.seq_no?,
-            primary_term: outcome.primary_term?,
+            version: outcome.version.clone()?,
         })
     };
     let conditional = |kind: WriteKind, doc| Intent {
         seq,
         action: kind,
         key: intent.key.clone(),
-        index: written_index.clone(),
+        location: written_location.clone(),
         id: intent.id.clone(),
-        if_seq_no: outcome.seq_no,
-        if_primary_term: outcome.primary_term,
+        if_version: outcome.version.clone(),
         doc,
         before: after(intent.doc.as_ref().filter(|_| intent.action != WriteKind::Update)),
     };
@@ -77,10 +74,9 @@ pub fn reversal(seq: u64, intent: &Intent, outcome: &OutcomeRecord) -> Option<In
                 seq,
                 action: WriteKind::Create,
                 key: intent.key.clone(),
-                index: before.index.clone(),
+                location: before.location.clone(),
                 id: intent.id.clone(),
-                if_seq_no: None,
-                if_primary_term: None,
+                if_version: None,
                 doc: Some(before.source.clone()),
                 before: None,
             })
@@ -105,48 +101,42 @@ fn connect_settings(c: &ReadModelConnection) -> ConnectSettings {
     }
 }
 
-/// Whether `current` (a get answer, or an `_mget` entry) shows the document `reversal` would write as
-/// it was before the repair: gone, for one the repair created; holding the before-image, for one it
-/// overwrote or deleted. An error (a missing index) shows nothing.
-fn is_as_before(reversal: &Intent, current: &Value) -> bool {
-    let found = current["found"] == Value::Bool(true);
+/// Whether `current` shows the document `reversal` would write as it was before the repair: gone,
+/// for one the repair created; holding the before-image, for one it overwrote or deleted. A document
+/// the read model could not read (a missing index) shows nothing.
+fn is_as_before(reversal: &Intent, current: &StoredDoc) -> bool {
     match &reversal.doc {
-        None => !found && current.get("error").is_none(),
-        Some(before) => found && current["_source"].as_object() == Some(before),
+        None => *current == StoredDoc::Absent,
+        Some(before) => current.source() == Some(before),
     }
 }
 
 /// Reads the document `reversal` would write now: whether it already is as before the repair.
-async fn already_as_before(client: &EsClient, reversal: &Intent) -> anyhow::Result<bool> {
-    let path = format!("/{}/_doc/{}", encode(&reversal.index), encode(&reversal.id));
-    let current = client.request(Method::Get, &path, &[], None).await?;
-    Ok(is_as_before(reversal, &current.body))
+async fn already_as_before(writer: &dyn ConditionalWriter, reversal: &Intent) -> anyhow::Result<bool> {
+    let current = writer
+        .read_back(&[(reversal.location.clone(), reversal.id.clone())])
+        .await?;
+    Ok(current.first().is_some_and(|c| is_as_before(reversal, c)))
 }
 
 /// Leaves out the reversals whose documents already are as before the repair (an undo run twice):
-/// there is nothing to write for them. Reads the documents with one `_mget` per thousand.
-async fn without_as_before(client: &EsClient, reversals: Vec<Intent>) -> anyhow::Result<(Vec<Intent>, u64)> {
+/// there is nothing to write for them.
+async fn without_as_before(
+    writer: &dyn ConditionalWriter,
+    reversals: Vec<Intent>,
+) -> anyhow::Result<(Vec<Intent>, u64)> {
+    let places: Vec<(String, String)> = reversals.iter().map(|r| (r.location.clone(), r.id.clone())).collect();
+    let current = writer
+        .read_back(&places)
+        .await
+        .context("cannot read the documents the repair wrote")?;
     let mut todo = Vec::with_capacity(reversals.len());
     let mut as_before = 0;
-    for chunk in reversals.chunks(1000) {
-        let docs: Vec<Value> = chunk
-            .iter()
-            .map(|r| serde_json::json!({"_index": r.index, "_id": r.id}))
-            .collect();
-        let body = client
-            .request_ok(Method::Post, "/_mget", &[], Some(&serde_json::json!({ "docs": docs })))
-            .await
-            .context("cannot read the documents the repair wrote")?;
-        let answers = body["docs"]
-            .as_array()
-            .filter(|a| a.len() == chunk.len())
-            .with_context(|| format!("_mget of {} documents did not answer for each", chunk.len()))?;
-        for (r, current) in chunk.iter().zip(answers) {
-            if is_as_before(r, current) {
-                as_before += 1;
-            } else {
-                todo.push(r.clone());
-            }
+    for (r, current) in reversals.into_iter().zip(&current) {
+        if is_as_before(&r, current) {
+            as_before += 1;
+        } else {
+            todo.push(r);
         }
     }
     Ok((todo, as_before))
@@ -194,10 +184,11 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
         );
     }
     let client = EsClient::connect(&connect_settings(&settings.connection)).await?;
+    let writer: Arc<dyn ConditionalWriter> = Arc::new(BulkWriter::new(client, options.bulk.clone()));
     let (reversals, mut as_before) = if reversals.is_empty() {
         (reversals, 0)
     } else {
-        without_as_before(&client, reversals).await?
+        without_as_before(writer.as_ref(), reversals).await?
     };
     let count = |k: WriteKind| reversals.iter().filter(|r| r.action == k).count();
     if options.format == SummaryFormat::Text {
@@ -258,14 +249,7 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
         crate::commands::interrupted().await;
         flag.store(true, Ordering::SeqCst);
     });
-    let executor = Executor::new(
-        BulkWriter::new(client.clone(), options.bulk.clone()),
-        client,
-        log,
-        stop,
-        1,
-        false,
-    );
+    let executor = Executor::new(writer, log, stop, 1, false);
     let mut tally = Tally::default();
     let mut not_started = 0;
     for part in reversals.chunks(options.bulk.max_actions.max(1)) {
@@ -281,7 +265,7 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
                 "applied" => one.applied = 1,
                 // Not the version the repair wrote, but as before the repair: undone already (by an
                 // earlier undo, or by hand). Nothing to do, and nothing lost.
-                "conflict" if already_as_before(&executor.client, r).await.unwrap_or(false) => {
+                "conflict" if already_as_before(executor.writer.as_ref(), r).await.unwrap_or(false) => {
                     as_before += 1;
                     settled.push(OutcomeRecord::skipped(r.seq, AS_BEFORE, "as_before"));
                 }
@@ -310,8 +294,7 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .finish()?;
     // Searches (the next check or repair) see the undo only after a refresh.
-    let refresh = format!("/{}/_refresh", super::apply::encode(&header.index));
-    if let Err(e) = executor.client.request_ok(Method::Post, &refresh, &[], None).await {
+    if let Err(e) = executor.writer.refresh(&header.index).await {
         crate::note!("recon: warning: cannot refresh {}: {e}", header.index);
     }
     print_summary(options, &tally, as_before, not_started, Some(&path));
@@ -359,30 +342,33 @@ fn print_summary(options: &UndoOptions, tally: &Tally, as_before: u64, not_start
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Version;
     use serde_json::json;
+
+    fn v(n: i64) -> Version {
+        Version::new(format!("v{n}"))
+    }
 
     fn intent(action: WriteKind, before: Option<BeforeImage>) -> Intent {
         Intent {
             seq: 7,
             action,
             key: json!(1),
-            index: "orders".into(),
+            location: "orders".into(),
             id: "1".into(),
-            if_seq_no: Some(3),
-            if_primary_term: Some(1),
+            if_version: Some(Version::new("v3")),
             doc: json!({"customerName": "new"}).as_object().cloned(),
             before,
         }
     }
 
-    fn applied(seq_no: i64) -> OutcomeRecord {
+    fn applied(version: i64) -> OutcomeRecord {
         OutcomeRecord {
             seq: 7,
             status: "applied".into(),
             result: Some("created".into()),
-            index: Some("orders-v2".into()),
-            seq_no: Some(seq_no),
-            primary_term: Some(1),
+            location: Some("orders-v2".into()),
+            version: Some(v(version)),
             error: None,
             note: None,
         }
@@ -391,21 +377,20 @@ mod tests {
     #[test]
     fn each_write_is_reversed_on_the_version_the_repair_produced() {
         let before = BeforeImage {
-            index: "orders-v2".into(),
+            location: "orders-v2".into(),
             source: json!({"customerName": "old"}).as_object().cloned().unwrap(),
-            seq_no: 3,
-            primary_term: 1,
+            version: v(3),
         };
         let r = reversal(1, &intent(WriteKind::Create, None), &applied(9)).unwrap();
         assert_eq!(
-            (r.action, r.index.as_str(), r.if_seq_no),
-            (WriteKind::Delete, "orders-v2", Some(9))
+            (r.action, r.location.as_str(), r.if_version),
+            (WriteKind::Delete, "orders-v2", Some(v(9)))
         );
         let r = reversal(1, &intent(WriteKind::Index, Some(before.clone())), &applied(9)).unwrap();
-        assert_eq!((r.action, r.if_seq_no), (WriteKind::Index, Some(9)));
+        assert_eq!((r.action, r.if_version), (WriteKind::Index, Some(v(9))));
         assert_eq!(r.doc.unwrap()["customerName"], "old");
         let r = reversal(1, &intent(WriteKind::Delete, Some(before.clone())), &applied(9)).unwrap();
-        assert_eq!((r.action, r.if_seq_no, r.id.as_str()), (WriteKind::Create, None, "1"));
+        assert_eq!((r.action, r.if_version, r.id.as_str()), (WriteKind::Create, None, "1"));
         assert_eq!(r.doc.unwrap()["customerName"], "old");
         let conflict = OutcomeRecord {
             status: "conflict".into(),
@@ -427,10 +412,14 @@ mod tests {
             doc: Some(before.clone()),
             ..intent(WriteKind::Index, None)
         };
-        let gone = json!({"_index": "orders", "_id": "1", "found": false});
-        let old = json!({"_index": "orders", "_id": "1", "found": true, "_source": {"customerName": "old"}});
-        let new = json!({"_index": "orders", "_id": "1", "found": true, "_source": {"customerName": "new"}});
-        let no_index = json!({"_index": "orders", "_id": "1", "error": {"type": "index_not_found_exception"}});
+        let found = |name: &str| StoredDoc::Found {
+            location: Some("orders".into()),
+            source: json!({ "customerName": name }).as_object().cloned().unwrap(),
+            version: Some(v(4)),
+        };
+        let gone = StoredDoc::Absent;
+        let (old, new) = (found("old"), found("new"));
+        let no_index = StoredDoc::NoLocation("no such index [orders]".into());
         assert!(is_as_before(&delete, &gone));
         assert!(!is_as_before(&delete, &old) && !is_as_before(&delete, &no_index));
         assert!(is_as_before(&restore, &old));

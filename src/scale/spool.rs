@@ -203,7 +203,7 @@ mod tests {
                 doc: Map::new(),
                 meta: DocMeta {
                     id: Some("x".into()),
-                    seq_no: Some(3),
+                    version: Some(crate::model::Version::new("v3")),
                     ..DocMeta::default()
                 },
             }],

@@ -10,6 +10,9 @@ pub mod elasticsearch;
 pub mod memory;
 pub mod postgres;
 mod postgres_model;
+pub mod write;
+
+pub use write::{ConditionalWriter, ItemOutcome, ItemStatus, JsonWrite, StoredDoc, WriteAction, WriteKind};
 
 use std::collections::BTreeSet;
 

@@ -799,7 +799,7 @@ async fn documents_without_a_key_are_listed_once_on_both_flavors() {
         ids.sort();
         assert_eq!(ids, expected, "{flavor:?}");
         assert!(
-            docs.iter().all(|d| d.meta.seq_no.is_some()),
+            docs.iter().all(|d| d.meta.version.is_some()),
             "versions for a conditional delete"
         );
     }

@@ -118,8 +118,16 @@ async fn a_dry_run_plans_every_action_and_writes_nothing() {
         assert!(r.stdout.contains(line), "{line:?} not in\n{}", r.stdout);
     }
     assert!(r.stderr.contains("dry run"), "{}", r.stderr);
+    // The read model says what each write is conditional on, in its own words.
+    assert!(
+        r.stdout
+            .contains("  index orders/1 if_seq_no=0 if_primary_term=1  (mismatched key 1)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("  create orders/3  (missing key 3)"), "{}", r.stdout);
     let lines = audit_lines(&plan);
-    assert_eq!(lines[0]["data"]["schema"], "recon.repair-plan/v1");
+    assert_eq!(lines[0]["data"]["schema"], "recon.repair-plan/v2");
     assert_eq!(count(&lines, "action"), 5);
     // Nothing was written and no audit log was made.
     assert_eq!(get(&f, "2").await.unwrap().1, 1);
@@ -168,7 +176,7 @@ async fn apply_repairs_every_drift_kind_and_logs_before_images() {
 
     let lines = audit_lines(&audit);
     assert_eq!(lines[0]["type"], "header");
-    assert_eq!(lines[0]["schema"], "recon.audit/v1");
+    assert_eq!(lines[0]["schema"], "recon.audit/v2");
     assert_eq!(
         (count(&lines, "plan"), count(&lines, "intent"), count(&lines, "outcome")),
         (5, 5, 5)
@@ -178,7 +186,8 @@ async fn apply_repairs_every_drift_kind_and_logs_before_images() {
         .find(|l| l["type"] == "intent" && l["action"] == "delete" && l["id"] == "5")
         .unwrap();
     assert_eq!(orphan["before"]["source"]["customerName"], "Ghost");
-    assert_eq!(orphan["if_seq_no"], orphan["before"]["seq_no"]);
+    assert_eq!(orphan["if_version"], orphan["before"]["version"]);
+    assert!(orphan["if_version"].is_string(), "{orphan}");
     // Every intent is on disk before its outcome.
     let first_outcome = lines.iter().position(|l| l["type"] == "outcome").unwrap();
     let last_intent = lines.iter().rposition(|l| l["type"] == "intent").unwrap();
@@ -1139,4 +1148,109 @@ async fn documents_without_a_key_are_deleted_and_undone() {
     assert_eq!(get(&f, "no-key").await.unwrap().0, json!({"customerName": "Nobody"}));
     let (code, report, _) = f.check_json(&[]).await;
     assert_eq!((code, report["summary"]["unkeyed"].clone()), (1, json!(2)), "{report}");
+}
+
+/// The audit log (`recon.audit/v1`) and the plan (`recon.repair-plan/v1`) of the recon before the
+/// version token, versions spelled out as `if_seq_no`/`if_primary_term`: written by that recon's
+/// `repair --plan` and then `repair --apply --yes` on [`drifted`]. A fresh `drifted()` holds the same
+/// documents at the same versions, and the same writes in the same order make the same versions.
+const V1_AUDIT: &str = include_str!("fixtures/audit-v1-repair-of-drifted.ndjson");
+const V1_PLAN: &str = include_str!("fixtures/repair-plan-v1-of-drifted.ndjson");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_v1_audit_log_cut_short_resumes_and_a_whole_one_undoes() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    // That run killed once its first two intents were on disk: header, plan, two intents, no outcome.
+    let cut: String = V1_AUDIT.lines().take(8).map(|l| format!("{l}\n")).collect();
+    assert!(cut.contains(r#""schema":"recon.audit/v1""#));
+    assert!(cut.lines().last().unwrap().starts_with(r#"{"type":"intent","seq":2,"#));
+    let resumed = path_in(&f, "resumed.ndjson");
+    std::fs::write(&resumed, cut).unwrap();
+    let r = repair(
+        &f,
+        &[
+            "--resume",
+            resumed.to_str().unwrap(),
+            "--apply",
+            "--yes",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("0 actions done, 2 sent without a recorded outcome, 3 not started"),
+        "{}",
+        r.stderr
+    );
+    let summary = r.json();
+    assert_eq!(summary["outcomes"]["applied"], 5, "{summary}");
+    assert_eq!(f.check_json(&[]).await.0, 0, "the resumed repair is whole");
+    for id in ["1", "2"] {
+        assert_eq!(get(&f, id).await.unwrap().1, 2, "document {id} written once");
+    }
+
+    // The whole v1 log undoes those writes: its outcomes name the versions the writes made.
+    let whole = path_in(&f, "whole.ndjson");
+    std::fs::write(&whole, V1_AUDIT).unwrap();
+    let r = run(&f, "undo", &[whole.to_str().unwrap()]).await;
+    assert!(
+        r.stdout
+            .contains("delete 1 created, restore 2 overwritten, re-create 2 deleted"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let r = run(
+        &f,
+        "undo",
+        &[whole.to_str().unwrap(), "--apply", "--yes", "--format", "json"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["undone"], 5, "{}", r.stdout);
+    assert_eq!(drifted_docs(&f).await, before);
+
+    // The resumed log, v1 records and then this recon's, reads whole too: all 5 are as before now.
+    let r = run(&f, "undo", &[resumed.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("undo plan: 0 actions") && r.stdout.contains("; 5 already as before the repair"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_v1_plan_applies_on_the_versions_it_names() {
+    let f = drifted().await;
+    let plan = path_in(&f, "plan-v1.ndjson");
+    std::fs::write(&plan, V1_PLAN).unwrap();
+    // The projector writes key 2 after the plan was made: the plan's version of it is stale.
+    let mut theirs = order_doc(2, "Zoe (projector)", "12.5", "2024-03-02T11:30:00Z", json!([])).1;
+    theirs["indexedAt"] = json!("2026-02-02T00:00:00Z");
+    put(&f, "2", theirs.clone()).await;
+    let r = repair(
+        &f,
+        &[
+            "--from-plan",
+            plan.to_str().unwrap(),
+            "--apply",
+            "--yes",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let summary = r.json();
+    assert_eq!(summary["outcomes"]["applied"], 4, "{summary}");
+    assert_eq!(summary["outcomes"]["conflict"], 1, "{summary}");
+    assert_eq!(summary["conflicts"][0]["key"], 2, "{summary}");
+    assert_eq!(get(&f, "2").await.unwrap().0, theirs, "the concurrent write survives");
+    assert_eq!(get(&f, "1").await.unwrap().1, 2);
+    assert!(get(&f, "3").await.is_some() && get(&f, "5").await.is_none() && get(&f, "4-retry").await.is_none());
 }

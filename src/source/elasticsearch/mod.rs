@@ -2,6 +2,7 @@
 //! `search_after` pages sorted by the key field, read ahead on a background task.
 
 pub mod admin;
+pub mod audit_v1;
 pub mod client;
 pub mod rebuild;
 pub mod wire;
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 pub use client::{ConnectSettings, EsClient, EsError, Flavor, RetryPolicy};
 
 use crate::model::{DocMeta, Key, KeyKind, KeyedDoc};
-use crate::source::{DocStream, DocumentSource, KeyRange, ReadModel, Scan, SharedView};
+use crate::source::{ConditionalWriter, DocStream, DocumentSource, KeyRange, ReadModel, Scan, SharedView};
 
 #[derive(Debug, Clone)]
 pub struct ElasticsearchSettings {
@@ -85,6 +86,11 @@ impl ElasticsearchSource {
 
     pub fn flavor(&self) -> Flavor {
         self.client.flavor()
+    }
+
+    /// Conditional writes to this read model, batched and paced as `settings` say.
+    pub fn conditional_writer(&self, settings: write::BulkSettings) -> std::sync::Arc<dyn ConditionalWriter> {
+        std::sync::Arc::new(write::BulkWriter::new(self.client.clone(), settings))
     }
 
     pub fn client(&self) -> &EsClient {
@@ -479,9 +485,8 @@ impl Pager {
             let doc = hit.source.unwrap_or_default();
             let meta = DocMeta {
                 id: Some(hit.id),
-                index: hit.index,
-                seq_no: hit.seq_no,
-                primary_term: hit.primary_term,
+                location: hit.index,
+                version: write::version_of(hit.seq_no, hit.primary_term),
                 updated_at_ms: None,
             };
             let key = match self.unkeyed {
@@ -562,9 +567,8 @@ fn hits_to_docs(answer: &mut Value, key_kind: KeyKind, key_field: &str) -> anyho
         };
         let meta = DocMeta {
             id: Some(id),
-            index: hit["_index"].as_str().map(str::to_string),
-            seq_no: hit["_seq_no"].as_i64(),
-            primary_term: hit["_primary_term"].as_i64(),
+            location: hit["_index"].as_str().map(str::to_string),
+            version: write::version_of(hit["_seq_no"].as_i64(), hit["_primary_term"].as_i64()),
             updated_at_ms: None,
         };
         docs.push(KeyedDoc { key, doc, meta });
@@ -670,7 +674,7 @@ mod tests {
         .unwrap();
         let docs = hits_to_docs(&mut answer.clone(), KeyKind::Int, "orderId").unwrap();
         assert_eq!(docs[0].key, Key::Int(9007199254740993));
-        assert_eq!(docs[0].meta.seq_no, Some(4));
+        assert_eq!(docs[0].meta.version, Some(crate::model::Version::new("4:1")));
         assert_eq!(docs[0].doc["orderId"].to_string(), "9007199254740993");
         assert!(hits_to_docs(&mut answer.clone(), KeyKind::Text, "orderId").is_err());
     }

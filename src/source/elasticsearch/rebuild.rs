@@ -182,11 +182,10 @@ pub async fn restore_settings(client: &EsClient, index: &str, restore: &Map<Stri
 pub fn plain_write(kind: WriteKind, index: &str, id: String, doc: Option<Map<String, Value>>) -> WriteAction {
     WriteAction {
         kind,
-        index: index.to_string(),
+        location: index.to_string(),
         id,
         doc,
-        if_seq_no: None,
-        if_primary_term: None,
+        if_version: None,
     }
 }
 

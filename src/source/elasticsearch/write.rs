@@ -1,90 +1,90 @@
 //! Conditional writes to the read model: `_bulk` requests whose every item either applies to the
 //! document that was read (`if_seq_no` + `if_primary_term`, `op_type=create`) or conflicts.
 //!
-//! [`ConditionalWriter`] is the small trait a repair (and later a reindex) writes through, so another
-//! read model only needs one more implementation. [`BulkWriter`] is Elasticsearch's: it encodes
-//! NDJSON, splits batches by bytes and count ([`split_batches`]), paces documents (`max_rate`), and
-//! retries the items a 200 answer rejected with 429, alone, with backoff. Whole-request 429/5xx and
-//! connection resets are retried by [`EsClient`]; a conditional item makes such a retry safe: it
-//! applies once, and a second time it conflicts.
+//! [`ConditionalWriter`] (in [`crate::source::write`]) is the trait repair, undo and reindex write
+//! through; [`BulkWriter`] is Elasticsearch's implementation. Its version token ([`version`]) is
+//! `_seq_no` and `_primary_term` as `SEQ_NO:PRIMARY_TERM`, decoded again into `if_seq_no` and
+//! `if_primary_term` when a write names it. Documents are read back with `_mget`, made visible with
+//! `_refresh`.
+//!
+//! [`BulkWriter`] encodes NDJSON, splits batches by bytes and count ([`split_batches`]), paces
+//! documents (`max_rate`), and retries the items a 200 answer rejected with 429, alone, with backoff.
+//! Whole-request 429/5xx and connection resets are retried by [`EsClient`]; a conditional item makes
+//! such a retry safe: it applies once, and a second time it conflicts.
 
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use elasticsearch::http::Method;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
 use super::client::{api_error, EsClient, RetryPolicy};
+use crate::model::Version;
+// The writer's vocabulary is the read model's trait's; re-exported so `write::WriteKind` and the
+// rest keep their paths.
+pub use crate::source::write::{
+    ConditionalWriter, ItemOutcome, ItemStatus, JsonWrite, StoredDoc, WriteAction, WriteKind,
+};
 
-/// What one item asks of the read model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WriteKind {
-    /// `op_type=create`: only if no document has the id.
-    Create,
-    /// A whole document, only over the version that was read.
-    Index,
-    /// Some top-level fields (`doc` merge), only over the version that was read.
-    Update,
-    /// Only the version that was read.
-    Delete,
+/// Elasticsearch's version token: `_seq_no` and `_primary_term`, as the text `SEQ_NO:PRIMARY_TERM`.
+pub fn version(seq_no: i64, primary_term: i64) -> Version {
+    Version::new(format!("{seq_no}:{primary_term}"))
 }
 
-impl WriteKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WriteKind::Create => "create",
-            WriteKind::Index => "index",
-            WriteKind::Update => "update",
-            WriteKind::Delete => "delete",
-        }
-    }
+/// Both, when present: the version of a hit or of a write's answer.
+pub fn version_of(seq_no: Option<i64>, primary_term: Option<i64>) -> Option<Version> {
+    Some(version(seq_no?, primary_term?))
 }
 
-/// One conditional write.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WriteAction {
-    pub kind: WriteKind,
-    pub index: String,
-    pub id: String,
-    /// The document (create, index) or the partial document (update).
-    pub doc: Option<Map<String, Value>>,
-    /// The version the write is conditional on (index, update, delete).
-    pub if_seq_no: Option<i64>,
-    pub if_primary_term: Option<i64>,
+/// `_seq_no` and `_primary_term` out of a token [`version`] made; None for any other text.
+pub fn decode_version(version: &Version) -> Option<(i64, i64)> {
+    let (seq_no, term) = version.as_str().split_once(':')?;
+    Some((seq_no.parse().ok()?, term.parse().ok()?))
+}
+
+fn condition(version: Option<&Version>) -> anyhow::Result<Option<(i64, i64)>> {
+    version
+        .map(|v| {
+            decode_version(v).with_context(|| {
+                format!(
+                    "version {:?} is not an Elasticsearch version (SEQ_NO:PRIMARY_TERM); was the plan or \
+                     audit log written against another read model, or edited?",
+                    v.as_str()
+                )
+            })
+        })
+        .transpose()
 }
 
 impl WriteAction {
-    /// Appends the action's NDJSON lines to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the action's `_bulk` NDJSON lines to `out`. Fails on a version Elasticsearch did not
+    /// hand out.
+    pub fn encode(&self, out: &mut Vec<u8>) -> anyhow::Result<()> {
         let doc = self
             .doc
             .as_ref()
             .map(|d| serde_json::to_vec(d).expect("a JSON object serializes"));
-        encode_item(self.kind, &self.index, &self.id, self.condition(), doc.as_deref(), out);
+        encode_write(&self.as_json(doc.as_deref()), out)
     }
 
     /// The action encoded once, for [`BulkWriter::apply_encoded`].
-    pub fn encoded(&self) -> EncodedAction {
+    pub fn encoded(&self) -> anyhow::Result<EncodedAction> {
         let mut lines = Vec::new();
-        self.encode(&mut lines);
-        EncodedAction { kind: self.kind, lines }
+        self.encode(&mut lines)?;
+        Ok(EncodedAction { kind: self.kind, lines })
     }
 
     /// The encoded size, for batching.
     pub fn encoded_len(&self) -> usize {
         let mut out = Vec::new();
-        self.encode(&mut out);
+        let _ = self.encode(&mut out);
         out.len()
-    }
-
-    fn condition(&self) -> Option<(i64, i64)> {
-        self.if_seq_no.zip(self.if_primary_term)
     }
 }
 
@@ -96,22 +96,16 @@ pub struct EncodedAction {
     pub lines: Vec<u8>,
 }
 
-/// Appends one bulk item to `out`: its action line, conditional on `condition` (`if_seq_no`,
-/// `if_primary_term`) unless it is a create, then the document, already encoded as JSON (`doc_json`;
-/// an empty object when None), as the body a create or index takes or inside an update's `doc`.
-pub fn encode_item(
-    kind: WriteKind,
-    index: &str,
-    id: &str,
-    condition: Option<(i64, i64)>,
-    doc_json: Option<&[u8]>,
-    out: &mut Vec<u8>,
-) {
+/// Appends one bulk item to `out`: its action line, conditional on the write's version (`if_seq_no`,
+/// `if_primary_term`) unless it is a create, then the document, already encoded as JSON (an empty
+/// object when None), as the body a create or index takes or inside an update's `doc`.
+pub fn encode_write(write: &JsonWrite<'_>, out: &mut Vec<u8>) -> anyhow::Result<()> {
+    let kind = write.kind;
     let mut meta = Map::new();
-    meta.insert("_index".into(), Value::String(index.to_string()));
-    meta.insert("_id".into(), Value::String(id.to_string()));
+    meta.insert("_index".into(), Value::String(write.location.to_string()));
+    meta.insert("_id".into(), Value::String(write.id.to_string()));
     if kind != WriteKind::Create {
-        if let Some((seq_no, term)) = condition {
+        if let Some((seq_no, term)) = condition(write.if_version)? {
             meta.insert("if_seq_no".into(), Value::from(seq_no));
             meta.insert("if_primary_term".into(), Value::from(term));
         }
@@ -119,7 +113,7 @@ pub fn encode_item(
     let line = json!({ kind.as_str(): meta });
     serde_json::to_writer(&mut *out, &line).expect("a JSON value serializes");
     out.push(b'\n');
-    let doc = doc_json.unwrap_or(b"{}");
+    let doc = write.doc_json.unwrap_or(b"{}");
     match kind {
         WriteKind::Create | WriteKind::Index => {
             out.extend_from_slice(doc);
@@ -132,54 +126,7 @@ pub fn encode_item(
         }
         WriteKind::Delete => {}
     }
-}
-
-/// How one item ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ItemStatus {
-    /// Written (or, for a delete, the document is gone by this request).
-    Applied,
-    /// Someone wrote meanwhile (409, or a delete that found no document): left alone.
-    Conflict,
-    /// Any other error, or 429 after every retry.
-    Failed,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ItemOutcome {
-    pub status: ItemStatus,
-    /// Elasticsearch's `result` (`created`, `updated`, `deleted`, `noop`, `not_found`).
-    pub result: Option<String>,
-    /// The concrete index that holds the document now.
-    pub index: Option<String>,
-    /// The version the write produced: what an undo makes its own write conditional on.
-    pub seq_no: Option<i64>,
-    pub primary_term: Option<i64>,
-    pub error: Option<String>,
-    /// The request was sent more than once because an attempt broke off after it may have reached
-    /// the read model (a reset connection): a conflict may then be this item's own earlier attempt.
-    #[serde(default)]
-    pub answer_lost: bool,
-}
-
-impl ItemOutcome {
-    pub fn failed(error: impl Into<String>) -> ItemOutcome {
-        ItemOutcome {
-            status: ItemStatus::Failed,
-            result: None,
-            index: None,
-            seq_no: None,
-            primary_term: None,
-            error: Some(error.into()),
-            answer_lost: false,
-        }
-    }
-}
-
-/// Writes batches of conditional actions; one outcome per action, in order.
-pub trait ConditionalWriter: Send + Sync {
-    fn apply<'a>(&'a self, batch: &'a [WriteAction]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>>;
+    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -376,15 +323,109 @@ impl BulkWriter {
             .collect())
     }
 
-    async fn apply_batch(&self, batch: &[WriteAction]) -> anyhow::Result<Vec<ItemOutcome>> {
-        let encoded: Vec<EncodedAction> = batch.iter().map(WriteAction::encoded).collect();
-        self.apply_encoded(&encoded).await
+    /// Encodes `batch`, splits it into requests and sends them one after the other.
+    async fn apply_all(&self, batch: &[JsonWrite<'_>]) -> anyhow::Result<Vec<ItemOutcome>> {
+        let mut encoded = Vec::with_capacity(batch.len());
+        for write in batch {
+            let mut lines = Vec::with_capacity(write.doc_json.map_or(0, <[u8]>::len) + 128);
+            encode_write(write, &mut lines).with_context(|| format!("cannot write _id {}", write.id))?;
+            encoded.push(EncodedAction {
+                kind: write.kind,
+                lines,
+            });
+        }
+        let mut outcomes = Vec::with_capacity(encoded.len());
+        for range in self.batches_encoded(&encoded) {
+            outcomes.extend(self.apply_encoded(&encoded[range]).await?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn apply_actions(&self, batch: &[WriteAction]) -> anyhow::Result<Vec<ItemOutcome>> {
+        let docs: Vec<Option<Vec<u8>>> = batch
+            .iter()
+            .map(|a| {
+                a.doc
+                    .as_ref()
+                    .map(|d| serde_json::to_vec(d).expect("a JSON object serializes"))
+            })
+            .collect();
+        let writes: Vec<JsonWrite<'_>> = batch.iter().zip(&docs).map(|(a, d)| a.as_json(d.as_deref())).collect();
+        self.apply_all(&writes).await
+    }
+
+    /// The documents, by `_mget`, a thousand per request.
+    async fn read_docs(&self, docs: &[(String, String)]) -> anyhow::Result<Vec<StoredDoc>> {
+        let mut read = Vec::with_capacity(docs.len());
+        for chunk in docs.chunks(1000) {
+            let wanted: Vec<Value> = chunk
+                .iter()
+                .map(|(index, id)| json!({"_index": index, "_id": id}))
+                .collect();
+            let body = self
+                .client
+                .request_ok(Method::Post, "/_mget", &[], Some(&json!({ "docs": wanted })))
+                .await
+                .context("cannot read the documents back")?;
+            let answers = body["docs"]
+                .as_array()
+                .filter(|a| a.len() == chunk.len())
+                .with_context(|| format!("_mget of {} documents did not answer for each", chunk.len()))?;
+            read.extend(answers.iter().map(stored_doc));
+        }
+        Ok(read)
+    }
+
+    async fn refresh_index(&self, index: &str) -> anyhow::Result<()> {
+        let path = format!("/{}/_refresh", super::encode(index));
+        self.client.request_ok(Method::Post, &path, &[], None).await?;
+        Ok(())
+    }
+}
+
+/// One `_mget` entry: a get result, or an error (a missing index).
+fn stored_doc(entry: &Value) -> StoredDoc {
+    if let Some(error) = entry.get("error") {
+        let reason = error["reason"]
+            .as_str()
+            .map_or_else(|| error.to_string(), str::to_string);
+        return match error["type"].as_str() {
+            Some("index_not_found_exception") => StoredDoc::NoLocation(reason),
+            _ => StoredDoc::Unreadable(reason),
+        };
+    }
+    if entry["found"] != Value::Bool(true) {
+        return StoredDoc::Absent;
+    }
+    StoredDoc::Found {
+        location: entry["_index"].as_str().map(str::to_string),
+        source: entry["_source"].as_object().cloned().unwrap_or_default(),
+        version: version_of(entry["_seq_no"].as_i64(), entry["_primary_term"].as_i64()),
     }
 }
 
 impl ConditionalWriter for BulkWriter {
     fn apply<'a>(&'a self, batch: &'a [WriteAction]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>> {
-        self.apply_batch(batch).boxed()
+        self.apply_actions(batch).boxed()
+    }
+
+    fn apply_json<'a>(&'a self, batch: &'a [JsonWrite<'a>]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>> {
+        self.apply_all(batch).boxed()
+    }
+
+    fn read_back<'a>(&'a self, docs: &'a [(String, String)]) -> BoxFuture<'a, anyhow::Result<Vec<StoredDoc>>> {
+        self.read_docs(docs).boxed()
+    }
+
+    fn refresh<'a>(&'a self, location: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.refresh_index(location).boxed()
+    }
+
+    fn describe_condition(&self, version: &Version) -> String {
+        match decode_version(version) {
+            Some((seq_no, term)) => format!("if_seq_no={seq_no} if_primary_term={term}"),
+            None => format!("if_version={version}"),
+        }
     }
 }
 
@@ -440,9 +481,8 @@ fn read_item(kind: WriteKind, item: &BulkItem) -> ItemReading {
     let outcome = |status: ItemStatus, error: Option<String>| ItemOutcome {
         status,
         result: body.result.clone(),
-        index: body.index.clone(),
-        seq_no: body.seq_no,
-        primary_term: body.primary_term,
+        location: body.index.clone(),
+        version: version_of(body.seq_no, body.primary_term),
         error,
         answer_lost: false,
     };
@@ -466,17 +506,16 @@ mod tests {
     fn action(kind: WriteKind) -> WriteAction {
         WriteAction {
             kind,
-            index: "orders".into(),
+            location: "orders".into(),
             id: "7".into(),
             doc: serde_json::from_str(r#"{"orderId": 7, "totalPrice": 10.50}"#).unwrap(),
-            if_seq_no: Some(3),
-            if_primary_term: Some(1),
+            if_version: Some(version(3, 1)),
         }
     }
 
     fn encoded(a: &WriteAction) -> String {
         let mut out = Vec::new();
-        a.encode(&mut out);
+        a.encode(&mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -503,6 +542,51 @@ mod tests {
     }
 
     #[test]
+    fn versions_are_seq_no_and_primary_term_and_nothing_else_is_written() {
+        assert_eq!(version(41, 3).as_str(), "41:3");
+        assert_eq!(decode_version(&version(41, 3)), Some((41, 3)));
+        for other in ["", "41", "41:", "a:1", "41:3:1"] {
+            assert_eq!(decode_version(&Version::new(other)), None, "{other:?}");
+        }
+        let foreign = WriteAction {
+            if_version: Some(Version::new("etag-7")),
+            ..action(WriteKind::Index)
+        };
+        let e = foreign.encode(&mut Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("\"etag-7\" is not an Elasticsearch version"), "{e}");
+        // A create names no version, whatever it carries.
+        let create = WriteAction {
+            kind: WriteKind::Create,
+            ..foreign
+        };
+        assert!(create.encode(&mut Vec::new()).is_ok());
+    }
+
+    #[test]
+    fn mget_entries_read_as_found_absent_or_unreadable() {
+        let found = json!({"_index": "orders-1", "_id": "7", "_seq_no": 4, "_primary_term": 2, "found": true,
+            "_source": {"orderId": 7}});
+        assert_eq!(
+            stored_doc(&found),
+            StoredDoc::Found {
+                location: Some("orders-1".into()),
+                source: json!({"orderId": 7}).as_object().unwrap().clone(),
+                version: Some(version(4, 2)),
+            }
+        );
+        assert_eq!(
+            stored_doc(&json!({"_index": "o", "_id": "7", "found": false})),
+            StoredDoc::Absent
+        );
+        let missing = json!({"_index": "o", "_id": "7", "error": {"type": "index_not_found_exception",
+            "reason": "no such index [o]"}});
+        assert_eq!(stored_doc(&missing), StoredDoc::NoLocation("no such index [o]".into()));
+        let broken = json!({"_index": "o", "_id": "7", "error": {"type": "no_shard_available_action_exception",
+            "reason": "no shard"}});
+        assert_eq!(stored_doc(&broken), StoredDoc::Unreadable("no shard".into()));
+    }
+
+    #[test]
     fn batches_split_by_count_and_bytes() {
         assert_eq!(split_batches([10, 10, 10, 10, 10], 1000, 2), vec![0..2, 2..4, 4..5]);
         assert_eq!(split_batches([10, 10, 10, 10], 25, 100), vec![0..2, 2..4]);
@@ -522,8 +606,8 @@ mod tests {
         match read_item(WriteKind::Create, &item(created)) {
             ItemReading::Done(o) => {
                 assert_eq!(o.status, ItemStatus::Applied);
-                assert_eq!((o.seq_no, o.primary_term), (Some(12), Some(1)));
-                assert_eq!(o.index.as_deref(), Some("orders-1"));
+                assert_eq!(o.version, Some(version(12, 1)));
+                assert_eq!(o.location.as_deref(), Some("orders-1"));
             }
             ItemReading::Rejected(_) => panic!("not rejected"),
         }
