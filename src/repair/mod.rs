@@ -34,7 +34,7 @@ use crate::commands::command_line::{CommandLine, Takes, Target};
 use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::diff::Comparator;
-use crate::model::{DriftKind, Key, KeyKind, KeyedDoc};
+use crate::model::{DriftKind, Key, KeyedDoc};
 use crate::plural::plural;
 use crate::progress::ProgressMode;
 use crate::scale::keyfile::{KeyFile, KeySorter};
@@ -207,7 +207,9 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
             }
         }
         KeySource::Keys(texts) => {
-            let keys = KeyFile::sort(parse_keys(texts, conn.write_model.key_kind())?.into_iter().map(Ok))?;
+            // clap split the list at its commas; the one key parser reads it whole, as `check --keys` does.
+            let keys = crate::scale::keys::parse_list(&texts.join(","), conn.write_model.key_kind())?;
+            let keys = KeyFile::sort(keys.into_iter().map(Ok))?;
             plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?;
         }
         KeySource::KeysFile(path) => {
@@ -957,22 +959,6 @@ mod report_file {
             Ok(unkeyed)
         }
     }
-}
-
-/// Keys given as text, read as the write model's key kind.
-pub fn parse_keys(texts: &[String], kind: KeyKind) -> anyhow::Result<Vec<Key>> {
-    texts
-        .iter()
-        .map(|t| t.trim())
-        .filter(|t| !t.is_empty())
-        .map(|t| match kind {
-            KeyKind::Int => t
-                .parse::<i64>()
-                .map(Key::Int)
-                .with_context(|| format!("key {t:?} is not an integer, and the key column is")),
-            KeyKind::Text => Ok(Key::Text(t.to_string())),
-        })
-        .collect()
 }
 
 /// `--plan FILE`: `{"type":"header",...}` then one `{"type":"action","data":...}` per action.
