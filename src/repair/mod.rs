@@ -1047,20 +1047,12 @@ pub fn needs_yes(apply: bool, yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Asks on the terminal unless `--yes`. Without a terminal there is nobody to ask, so `--apply`
-/// needs `--yes`: a cron job never writes by accident.
+/// Asks on the terminal unless `--yes` ([`crate::terminal::confirm`]). Without a terminal there is
+/// nobody to ask, so `--apply` needs `--yes`: a cron job never writes by accident.
 pub fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
-    if yes {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("--apply without a terminal needs --yes; nothing was written");
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+    crate::terminal::confirm(question, yes, || {
+        anyhow::anyhow!("--apply without a terminal needs --yes; nothing was written")
+    })
 }
 
 fn print_plan(spool: &PlanSpool, options: &RepairOptions) {
