@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::Outcome;
 use crate::cli::MergeArgs;
-use crate::model::{Drift, DriftKind, FieldDiff, Key, Summary};
+use crate::model::{Drift, Key, Summary};
+use crate::report::read::{DriftRecord, Header};
 use crate::report::{self, AtomicFile, ReportOptions, RunInfo, ScaleInfo, ShardInfo, SCHEMA};
 
 pub fn run(args: MergeArgs) -> anyhow::Result<Outcome> {
@@ -54,34 +55,34 @@ pub fn run(args: MergeArgs) -> anyhow::Result<Outcome> {
     Ok(if in_sync { Outcome::InSync } else { Outcome::Drift })
 }
 
-/// One shard's JSON report, as far as merging needs it.
+/// One shard's JSON report, as far as merging needs it: what it says of itself, and its drift.
 #[derive(Debug)]
 pub struct ShardReport {
     path: PathBuf,
-    report: Map<String, Value>,
+    header: Header,
+    drift: Vec<Drift>,
     shard: ShardInfo,
 }
 
 impl ShardReport {
     pub fn read(path: &Path) -> anyhow::Result<ShardReport> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let value: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a JSON report (run check with --format json)", path.display()))?;
-        ShardReport::from_value(path, value)
+        let mut drift = Vec::new();
+        let header = report::read::read_json(path, each_drift(&mut drift))?;
+        ShardReport::new(path, header, drift)
     }
 
     pub fn from_value(path: &Path, value: Value) -> anyhow::Result<ShardReport> {
-        let Value::Object(report) = value else {
-            bail!("{} is not a JSON report object", path.display());
-        };
-        if !report
-            .get("schema")
-            .and_then(Value::as_str)
-            .is_some_and(|s| report::READABLE_SCHEMAS.contains(&s))
-        {
+        let mut drift = Vec::new();
+        let text = value.to_string();
+        let header = report::read::read_json_from(text.as_bytes(), path, each_drift(&mut drift))?;
+        ShardReport::new(path, header, drift)
+    }
+
+    fn new(path: &Path, header: Header, drift: Vec<Drift>) -> anyhow::Result<ShardReport> {
+        if !header.readable() {
             bail!("{} is not a recon.check report ({SCHEMA} or v1)", path.display());
         }
-        let shard = &report["run"]["shard"];
+        let shard = &header.get("run")["shard"];
         if !shard.is_object() {
             bail!(
                 "{} is not a shard report (run.shard is null); merge combines `recon check --shard K/N` reports",
@@ -97,9 +98,18 @@ impl ShardReport {
         };
         Ok(ShardReport {
             path: path.to_path_buf(),
-            report,
+            header,
+            drift,
             shard,
         })
+    }
+}
+
+/// Collects a shard report's drift records as drift (the reader says which report and record).
+fn each_drift(drift: &mut Vec<Drift>) -> impl FnMut(DriftRecord) -> anyhow::Result<()> + '_ {
+    |record| {
+        drift.push(record.into_drift().context("bad drift record")?);
+        Ok(())
     }
 }
 
@@ -134,12 +144,12 @@ pub fn merge(mut shards: Vec<ShardReport>) -> anyhow::Result<Merged> {
     check_tiling(&shards)?;
 
     let same = |pointer: &str| -> anyhow::Result<Value> {
-        let value = first.report["run"].pointer(pointer).cloned().unwrap_or(Value::Null);
+        let value = first.header.get("run").pointer(pointer).cloned().unwrap_or(Value::Null);
         for s in &shards {
-            if s.report["run"].pointer(pointer).cloned().unwrap_or(Value::Null) != value {
+            if s.header.get("run").pointer(pointer).cloned().unwrap_or(Value::Null) != value {
                 bail!(
                     "the shards were run with different settings: run{pointer} is {} in {} but {value} in {}",
-                    s.report["run"].pointer(pointer).cloned().unwrap_or(Value::Null),
+                    s.header.get("run").pointer(pointer).cloned().unwrap_or(Value::Null),
                     s.path.display(),
                     first.path.display()
                 );
@@ -151,6 +161,14 @@ pub fn merge(mut shards: Vec<ShardReport>) -> anyhow::Result<Merged> {
     let grace = same("/grace_ms")?.as_u64().map(Duration::from_millis);
     let limit = same("/limit")?.as_u64();
     let recheck = same("/recheck_ms")?.as_u64().map(Duration::from_millis);
+    let source = first.header.get("run")["source"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let target = first.header.get("run")["target"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
 
     let mut summary = Summary::default();
     let mut fields = std::collections::BTreeMap::new();
@@ -161,17 +179,17 @@ pub fn merge(mut shards: Vec<ShardReport>) -> anyhow::Result<Merged> {
     let mut snapshot_ms: Option<i64> = None;
     let mut snapshots = 0;
     let mut parallel = 1;
-    for s in &shards {
-        let part: Summary = serde_json::from_value(s.report["summary"].clone())
+    for s in &mut shards {
+        let part: Summary = serde_json::from_value(s.header.get("summary").clone())
             .with_context(|| format!("{}: unreadable summary", s.path.display()))?;
         super::check::add_summary(&mut summary, &part);
-        if let Some(Value::Object(f)) = s.report.get("fields") {
+        if let Value::Object(f) = s.header.get("fields") {
             for (field, n) in f {
                 *fields.entry(field.clone()).or_default() += n.as_u64().unwrap_or(0);
             }
         }
-        truncated |= s.report["truncated"].as_bool().unwrap_or(false);
-        let run = &s.report["run"];
+        truncated |= s.header.truncated();
+        let run = s.header.get("run");
         let start = run["started_at"]
             .as_str()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
@@ -185,9 +203,7 @@ pub fn merge(mut shards: Vec<ShardReport>) -> anyhow::Result<Merged> {
         }
         snapshots += run["snapshots"].as_u64().unwrap_or(1) as u32;
         parallel = parallel.max(run["parallel"].as_u64().unwrap_or(1) as u32);
-        for record in s.report["drift"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            drift.push(drift_from_record(record).with_context(|| format!("{}: bad drift record", s.path.display()))?);
-        }
+        drift.append(&mut s.drift);
     }
     let started = started.expect("at least one shard");
     let run = RunInfo {
@@ -195,8 +211,8 @@ pub fn merge(mut shards: Vec<ShardReport>) -> anyhow::Result<Merged> {
         duration: (ended.expect("at least one shard") - started)
             .to_std()
             .unwrap_or_default(),
-        source: first.report["run"]["source"].as_str().unwrap_or_default().to_string(),
-        target: first.report["run"]["target"].as_str().unwrap_or_default().to_string(),
+        source,
+        target,
         snapshot_ms,
         grace,
         limit,
@@ -252,51 +268,10 @@ fn check_tiling(sorted: &[ShardReport]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn drift_from_record(record: &Value) -> anyhow::Result<Drift> {
-    let kind: DriftKind = serde_json::from_value(record["kind"].clone()).context("no kind")?;
-    // An unkeyed document has a null key; its placeholder is what `Drift::unkeyed` gives it.
-    let key = match kind {
-        DriftKind::Unkeyed => Key::Text(String::new()),
-        _ => Key::from_json(&record["key"]).context("no key")?,
-    };
-    let cause: Option<DriftKind> = match record.get("cause") {
-        Some(c) => Some(serde_json::from_value(c.clone()).context("bad cause")?),
-        None => None,
-    };
-    let ids = record["ids"]
-        .as_array()
-        .map(|ids| ids.iter().filter_map(|i| i.as_str().map(str::to_string)).collect())
-        .unwrap_or_default();
-    let diffs = record["diffs"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|d| {
-            let path = d["path"].as_str().unwrap_or_default().to_string();
-            FieldDiff {
-                field: path.clone(),
-                path,
-                // A member that is there (even null) is a value; an absent one means absent.
-                expected: d.get("expected").cloned(),
-                actual: d.get("actual").cloned(),
-            }
-        })
-        .collect();
-    Ok(Drift {
-        key,
-        kind,
-        cause,
-        ids,
-        diffs,
-        expected: None,
-        actual: Vec::new(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::DriftKind;
     use serde_json::json;
 
     fn shard(index: u32, count: u32, after: Value, until: Value, missing: u64) -> ShardReport {
@@ -353,5 +328,51 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("not checked"), "{e}");
+    }
+
+    #[test]
+    fn unkeyed_records_merge_with_a_null_key() {
+        let shard = |index: u32, after: Value, until: Value, drift: Value| {
+            let value = json!({
+                "schema": SCHEMA, "verdict": "drift", "failing": 1,
+                "summary": {"source_rows": 1, "target_docs": 2, "matched": 1, "missing": 0, "orphaned": 0,
+                            "mismatched": 0, "duplicate": 0, "pending": 0, "converged": 0, "unkeyed": 1},
+                "fields": {},
+                "run": {"started_at": "2026-11-28T02:00:00.000Z", "duration_ms": 1000, "source": "pg", "target": "es",
+                        "snapshot_ms": 1000, "grace_ms": null, "limit": null, "allow": 0, "tool_version": "0",
+                        "recheck_ms": null, "snapshots": 1, "parallel": 1, "targeted": null,
+                        "shard": {"index": index, "count": 2, "after": after, "until": until}, "sample": null},
+                "listed": 1, "truncated": false, "drift": drift,
+            });
+            ShardReport::from_value(Path::new(&format!("s{index}.json")), value).unwrap()
+        };
+        let merged = merge(vec![
+            shard(
+                1,
+                Value::Null,
+                json!(10),
+                json!([{"key": null, "kind": "unkeyed", "ids": ["no-key"], "diffs": []}]),
+            ),
+            shard(
+                2,
+                json!(10),
+                Value::Null,
+                json!([{"key": 12, "kind": "missing", "ids": [], "diffs": []}]),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(merged.summary.unkeyed, 2);
+        let drift: Vec<(Value, DriftKind, Vec<String>)> = merged
+            .drift
+            .iter()
+            .map(|d| (d.key_json(), d.kind, d.ids.clone()))
+            .collect();
+        assert_eq!(
+            drift,
+            [
+                (Value::Null, DriftKind::Unkeyed, vec!["no-key".to_string()]),
+                (json!(12), DriftKind::Missing, vec![]),
+            ]
+        );
     }
 }

@@ -253,19 +253,10 @@ pub async fn run(settings: &Settings, options: &ReindexOptions) -> anyhow::Resul
     }
 }
 
-/// Asks on the terminal unless `--yes`; without a terminal `--yes` is required.
+/// Asks on the terminal unless `--yes` ([`crate::terminal::confirm`]); without a terminal `--yes` is
+/// required.
 fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
-    if yes {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(ReindexError::NeedsYes.into());
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+    crate::terminal::confirm(question, yes, || ReindexError::NeedsYes.into())
 }
 
 fn rfc3339_ms(ms: i64) -> String {

@@ -34,7 +34,7 @@ use crate::commands::command_line::{CommandLine, Takes, Target};
 use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::diff::Comparator;
-use crate::model::{DriftKind, Key, KeyKind, KeyedDoc};
+use crate::model::{DriftKind, Key, KeyedDoc};
 use crate::plural::plural;
 use crate::progress::ProgressMode;
 use crate::scale::keyfile::{KeyFile, KeySorter};
@@ -217,7 +217,9 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
             }
         }
         KeySource::Keys(texts) => {
-            let keys = KeyFile::sort(parse_keys(texts, conn.write_model.key_kind())?.into_iter().map(Ok))?;
+            // clap split the list at its commas; the one key parser reads it whole, as `check --keys` does.
+            let keys = crate::scale::keys::parse_list(&texts.join(","), conn.write_model.key_kind())?;
+            let keys = KeyFile::sort(keys.into_iter().map(Ok))?;
             plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?;
         }
         KeySource::KeysFile(path) => {
@@ -764,219 +766,29 @@ async fn for_each_key(
 
 /// The keys of a `recon.check` report (v1 or v2), JSON or NDJSON. Pending drift is included: every key is
 /// re-verified, and a row still within `--grace` is left alone then. Read as a stream (one drift
-/// record at a time) and sorted on disk, so a report of any size fits.
+/// record at a time, [`crate::report::read`]) and sorted on disk, so a report of any size fits.
 pub fn report_keys(path: &Path) -> anyhow::Result<(KeyFile, bool)> {
-    let open = || {
-        std::fs::File::open(path)
-            .map(std::io::BufReader::new)
-            .with_context(|| format!("cannot read the report {}", path.display()))
-    };
-    // NDJSON when the first line is a whole record with a "type"; a JSON report's first line is not.
-    let mut first = String::new();
-    open()?.read_line(&mut first)?;
-    let ndjson = serde_json::from_str::<report_file::Probe>(first.trim()).is_ok_and(|p| p.kind.is_some());
     let mut sorter = KeySorter::default();
-    let head = if ndjson {
-        report_file::ndjson(open()?, path, &mut sorter)?
-    } else {
-        let mut de = serde_json::Deserializer::from_reader(open()?);
-        let head = serde::de::DeserializeSeed::deserialize(report_file::ReportSeed { sorter: &mut sorter }, &mut de)
-            .with_context(|| format!("{} is not a JSON report", path.display()))?;
-        de.end()
-            .with_context(|| format!("{}: more after the report", path.display()))?;
-        head
-    };
-    if !head
-        .schema
-        .as_deref()
-        .is_some_and(|s| crate::report::READABLE_SCHEMAS.contains(&s))
-    {
+    // `unkeyed` records (v2): documents without a key, which no key names.
+    let mut unkeyed = false;
+    let head = crate::report::read::read(path, |record| {
+        match record.key {
+            Some(key) => sorter.push(key)?,
+            None => unkeyed = true,
+        }
+        Ok(())
+    })?;
+    if !head.readable() {
         bail!(
             "{} is not a complete {} report (JSON or NDJSON from `recon check --format json`)",
             path.display(),
             crate::report::SCHEMA
         );
     }
-    if head.truncated {
+    if head.truncated() {
         crate::note!("recon: warning: the report was cut by --limit; only the keys it lists are repaired");
     }
-    Ok((sorter.finish()?, head.unkeyed > 0))
-}
-
-/// Reading reports for [`report_keys`] without holding their drift: only each record's key is
-/// decoded, everything else is skipped by serde.
-mod report_file {
-    use std::fmt;
-    use std::io::BufRead;
-    use std::path::Path;
-
-    use anyhow::Context;
-    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-    use serde::Deserialize;
-    use serde_json::Value;
-
-    use crate::model::Key;
-    use crate::scale::keyfile::KeySorter;
-
-    #[derive(Deserialize)]
-    pub struct Probe {
-        #[serde(rename = "type")]
-        pub kind: Option<String>,
-    }
-
-    /// What a report says of itself.
-    #[derive(Default)]
-    pub struct Head {
-        pub schema: Option<String>,
-        pub truncated: bool,
-        /// `unkeyed` records (v2): documents without a key, which no key names.
-        pub unkeyed: u64,
-    }
-
-    #[derive(Deserialize)]
-    struct Record {
-        key: Option<Value>,
-        kind: Option<String>,
-    }
-
-    #[derive(Deserialize)]
-    struct Line {
-        #[serde(rename = "type")]
-        kind: Option<String>,
-        data: Option<LineData>,
-    }
-
-    #[derive(Deserialize)]
-    struct LineData {
-        key: Option<Value>,
-        kind: Option<String>,
-        schema: Option<String>,
-        truncated: Option<bool>,
-    }
-
-    fn key_of(key: Option<Value>) -> Option<Key> {
-        key.as_ref().and_then(Key::from_json)
-    }
-
-    pub fn ndjson(reader: impl BufRead, path: &Path, sorter: &mut KeySorter) -> anyhow::Result<Head> {
-        let mut head = Head::default();
-        for (n, line) in reader.lines().enumerate() {
-            let line = line.with_context(|| format!("cannot read the report {}", path.display()))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let line: Line = serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: not a JSON report line", path.display(), n + 1))?;
-            let Some(data) = line.data else { continue };
-            match line.kind.as_deref() {
-                Some("drift") if data.kind.as_deref() == Some("unkeyed") => head.unkeyed += 1,
-                Some("drift") => {
-                    let key = key_of(data.key)
-                        .with_context(|| format!("{}:{}: drift without a key", path.display(), n + 1))?;
-                    sorter.push(key)?;
-                }
-                Some("summary") => {
-                    head.schema = data.schema;
-                    head.truncated = data.truncated == Some(true);
-                }
-                _ => {}
-            }
-        }
-        Ok(head)
-    }
-
-    /// The report object: `schema`, `truncated`, and the `drift` array's keys into the sorter.
-    pub struct ReportSeed<'a> {
-        pub sorter: &'a mut KeySorter,
-    }
-
-    impl<'de> DeserializeSeed<'de> for ReportSeed<'_> {
-        type Value = Head;
-
-        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Head, D::Error> {
-            deserializer.deserialize_map(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for ReportSeed<'_> {
-        type Value = Head;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a recon.check report object")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Head, A::Error> {
-            let mut head = Head::default();
-            while let Some(name) = map.next_key::<String>()? {
-                match name.as_str() {
-                    "schema" => head.schema = map.next_value()?,
-                    "truncated" => head.truncated = map.next_value::<Option<bool>>()? == Some(true),
-                    "drift" => {
-                        head.unkeyed += map.next_value_seed(DriftSeed {
-                            sorter: &mut *self.sorter,
-                        })?
-                    }
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(head)
-        }
-    }
-
-    struct DriftSeed<'a> {
-        sorter: &'a mut KeySorter,
-    }
-
-    /// Sorts the records' keys; its value is the number of `unkeyed` records.
-    impl<'de> DeserializeSeed<'de> for DriftSeed<'_> {
-        type Value = u64;
-
-        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<u64, D::Error> {
-            deserializer.deserialize_seq(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for DriftSeed<'_> {
-        type Value = u64;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("the drift array")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
-            let mut n = 0;
-            let mut unkeyed = 0;
-            while let Some(record) = seq.next_element::<Record>()? {
-                n += 1;
-                if record.kind.as_deref() == Some("unkeyed") {
-                    unkeyed += 1;
-                    continue;
-                }
-                let key = key_of(record.key)
-                    .ok_or_else(|| serde::de::Error::custom(format!("drift record {n} has no key")))?;
-                self.sorter.push(key).map_err(serde::de::Error::custom)?;
-            }
-            Ok(unkeyed)
-        }
-    }
-}
-
-/// Keys given as text, read as the write model's key kind.
-pub fn parse_keys(texts: &[String], kind: KeyKind) -> anyhow::Result<Vec<Key>> {
-    texts
-        .iter()
-        .map(|t| t.trim())
-        .filter(|t| !t.is_empty())
-        .map(|t| match kind {
-            KeyKind::Int => t
-                .parse::<i64>()
-                .map(Key::Int)
-                .with_context(|| format!("key {t:?} is not an integer, and the key column is")),
-            KeyKind::Text => Ok(Key::Text(t.to_string())),
-        })
-        .collect()
+    Ok((sorter.finish()?, unkeyed))
 }
 
 /// `--plan FILE`: `{"type":"header",...}` then one `{"type":"action","data":...}` per action.
@@ -1072,20 +884,12 @@ pub fn needs_yes(apply: bool, yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Asks on the terminal unless `--yes`. Without a terminal there is nobody to ask, so `--apply`
-/// needs `--yes`: a cron job never writes by accident.
+/// Asks on the terminal unless `--yes` ([`crate::terminal::confirm`]). Without a terminal there is
+/// nobody to ask, so `--apply` needs `--yes`: a cron job never writes by accident.
 pub fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
-    if yes {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("--apply without a terminal needs --yes; nothing was written");
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+    crate::terminal::confirm(question, yes, || {
+        anyhow::anyhow!("--apply without a terminal needs --yes; nothing was written")
+    })
 }
 
 fn print_plan(spool: &PlanSpool, options: &RepairOptions, writer: &dyn ConditionalWriter) {

@@ -18,6 +18,7 @@ mod json;
 mod junit;
 mod markdown;
 mod prometheus;
+pub mod read;
 mod record;
 mod spool;
 mod table;

@@ -9,7 +9,8 @@ use anyhow::Context;
 use crate::model::{Key, KeyKind};
 use crate::scale::keyfile::KeyFile;
 
-/// `--keys 1,2,3`: comma-separated; surrounding blanks are trimmed, empty items ignored.
+/// `--keys 1,2,3` (of `check` and `repair`): comma-separated; surrounding blanks are trimmed, empty items
+/// ignored.
 pub fn parse_list(text: &str, kind: KeyKind) -> anyhow::Result<Vec<Key>> {
     text.split(',')
         .map(str::trim)

@@ -266,6 +266,28 @@ async fn keys_and_reports_choose_what_is_repaired() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn repair_and_check_read_keys_with_one_parser() {
+    // repair had a parser of its own ("…, and the key column is"); both now read `--keys` alike.
+    let f = drifted().await;
+    let r = repair(&f, &["--keys", "7, x"]).await;
+    let (code, _, stderr) = f.check_async(&["--keys", "7, x"]).await;
+    assert_eq!((r.code, code), (2, 2), "{}\n{stderr}", r.stderr);
+    let said = |stderr: &str| {
+        stderr
+            .lines()
+            .find(|l| l.contains("not an integer"))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        said(&r.stderr).as_deref(),
+        Some("recon: error: key \"x\" is not an integer, but the key column is"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(said(&r.stderr), said(&stderr), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_write_between_plan_and_apply_survives_as_a_conflict() {
     let f = drifted().await;
     let plan = path_in(&f, "plan.ndjson");
