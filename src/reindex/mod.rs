@@ -47,7 +47,7 @@ use crate::scale::keyfile::{KeyFile, KeyFileWriter};
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter};
 use crate::source::elasticsearch::{rebuild, ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient};
 use crate::source::postgres::{PostgresSettings, PostgresSource, SharedSnapshot};
-use crate::source::{DocumentSource, KeyRange};
+use crate::source::{DocumentSource, KeyRange, ReadModel};
 
 /// Why `recon reindex` refuses to act; each message says what to run instead.
 #[derive(Debug, thiserror::Error)]
@@ -1170,17 +1170,14 @@ async fn sift_ranges(
     });
     let generation = catch_up.generation;
     let parts = fingerprints.parts().len();
-    let pit = if parts > 1 {
-        Some(generation.open_shared_pit().await?)
-    } else {
-        None
-    };
+    // Several parts read one view of the generation.
+    let view = if parts > 1 { generation.open_view().await? } else { None };
     // Dropped on any error: aborts the tasks still running.
     let mut tasks = tokio::task::JoinSet::new();
     let mut results: Vec<Option<Sifted>> = (0..parts).map(|_| None).collect();
     let run = async {
         for (i, part) in fingerprints.parts().iter().enumerate() {
-            let documents = generation.open_scan_at(part.range().clone(), pit.as_ref()).await?.docs;
+            let documents = generation.open_scan_in(part.range().clone(), view.as_deref()).await?.docs;
             let rows = catch_up.write_model.key_stream(part.range().clone());
             let (fingerprints, changed) = (fingerprints.clone(), changed.clone());
             let (comparator, sifted) = (catch_up.comparator.clone(), sifted.clone());
@@ -1199,8 +1196,8 @@ async fn sift_ranges(
     .await;
     drop(tasks);
     drop(ticker);
-    if let Some(pit) = pit {
-        generation.close_shared_pit(pit).await;
+    if let Some(view) = view {
+        generation.close_view(view).await;
     }
     run?;
     Ok(results.into_iter().flatten().collect())

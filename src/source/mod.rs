@@ -9,7 +9,6 @@ pub mod elasticsearch;
 #[cfg(test)]
 pub mod memory;
 pub mod postgres;
-mod postgres_model;
 pub mod write;
 
 pub use write::{ConditionalWriter, ItemOutcome, ItemStatus, JsonWrite, StoredDoc, WriteAction, WriteKind};

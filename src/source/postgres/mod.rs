@@ -21,6 +21,7 @@
 mod decode;
 mod error;
 mod keys;
+mod model;
 mod plan;
 mod scan;
 

@@ -1,11 +1,10 @@
-//! PostgreSQL as the [`WriteModel`]. (Beside postgres.rs while that file is being split along its
-//! seams; it moves into the postgres module then.)
+//! PostgreSQL as the [`WriteModel`]: the trait's methods, each the source's own.
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::postgres::{PostgresSource, SharedSnapshot};
-use super::{KeyRange, KeyStream, Scan, SharedView, WriteModel};
+use super::{PostgresSource, SharedSnapshot};
+use crate::source::{KeyRange, KeyStream, Scan, SharedView, WriteModel};
 use crate::model::KeyKind;
 
 impl SharedView for SharedSnapshot {
