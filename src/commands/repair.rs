@@ -4,7 +4,7 @@ use crate::cli::RepairArgs;
 use crate::commands::Outcome;
 use crate::progress::ProgressMode;
 use crate::repair::{self, KeySource, RepairOptions};
-use crate::source::elasticsearch::write::BulkSettings;
+use crate::source::BulkSettings;
 
 pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
     let settings = args.connection.load()?;

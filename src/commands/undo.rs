@@ -5,7 +5,7 @@ use crate::commands::command_line::Target;
 use crate::commands::Outcome;
 use crate::config::{Overrides, ReadModelSettings};
 use crate::repair::undo::{self, UndoOptions};
-use crate::source::elasticsearch::write::BulkSettings;
+use crate::source::BulkSettings;
 
 pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
     let overrides = Overrides {

@@ -5,10 +5,16 @@ use std::collections::BTreeSet;
 
 use anyhow::bail;
 
-use crate::config::Settings;
+use std::sync::Arc;
+
+use crate::config::{ReadModelConnection, Settings};
 use crate::model::KeyKind;
+use crate::source::elasticsearch::write::BulkWriter;
+use crate::source::elasticsearch::EsClient;
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource};
 use crate::source::postgres::{PostgresSettings, PostgresSource};
+use crate::source::retry::RetryPolicy;
+use crate::source::{BulkSettings, ConditionalWriter};
 use crate::source::{ReadModel, WriteModel};
 
 /// Both sides of a check, connected and known to sort keys alike.
@@ -79,6 +85,56 @@ pub async fn connect_write_model(settings: &Settings, scans: u32, page_size: usi
         )
     })
     .await
+}
+
+/// The sides a repair plans and writes with: whole documents on the read model (before-images and
+/// replacements need every field), the pool and page sizes of one scan, and the same refusals as a
+/// check (key kinds that sort differently, `[compare]` paths naming no field).
+pub async fn connect_for_repair(settings: &Settings) -> anyhow::Result<Sides> {
+    let (write_model, read_model) = tokio::try_join!(
+        connect_write_model(settings, 1, settings.postgres.page_size),
+        connect_read_model(
+            settings,
+            &settings.elasticsearch.index,
+            settings.elasticsearch.page_size,
+            Fetch::Whole
+        )
+    )?;
+    ensure_same_key_kind(
+        settings,
+        write_model.key_kind(),
+        read_model.key_kind(),
+        read_model.key_mapping(),
+    )?;
+    let sides = Sides {
+        write_model: Box::new(write_model),
+        read_model: Box::new(read_model),
+    };
+    sides.ensure_known_fields(settings).await?;
+    Ok(sides)
+}
+
+/// A conditional writer to the read model `[elasticsearch]`'s connection reaches, and nothing else: all
+/// `recon undo` needs (the audit log names every document and version it writes).
+pub async fn connect_writer(
+    connection: &ReadModelConnection,
+    batching: BulkSettings,
+) -> anyhow::Result<Arc<dyn ConditionalWriter>> {
+    let client = EsClient::connect(&ConnectSettings {
+        url: connection.url.expose().to_string(),
+        username: connection.username.clone(),
+        password: connection.password.clone(),
+        api_key: connection.api_key.clone(),
+        ca_cert: connection.ca_cert.clone(),
+        insecure: connection.insecure,
+        timeout: connection.timeout,
+        retry: RetryPolicy {
+            max_retries: connection.max_retries,
+            ..RetryPolicy::default()
+        },
+    })
+    .await?;
+    Ok(Arc::new(BulkWriter::new(client, batching)))
 }
 
 /// Which `_source` fields the read model returns.

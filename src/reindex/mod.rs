@@ -1177,7 +1177,10 @@ async fn sift_ranges(
     let mut results: Vec<Option<Sifted>> = (0..parts).map(|_| None).collect();
     let run = async {
         for (i, part) in fingerprints.parts().iter().enumerate() {
-            let documents = generation.open_scan_in(part.range().clone(), view.as_deref()).await?.docs;
+            let documents = generation
+                .open_scan_in(part.range().clone(), view.as_deref())
+                .await?
+                .docs;
             let rows = catch_up.write_model.key_stream(part.range().clone());
             let (fingerprints, changed) = (fingerprints.clone(), changed.clone());
             let (comparator, sifted) = (catch_up.comparator.clone(), sifted.clone());

@@ -38,10 +38,7 @@ use crate::model::{DriftKind, Key, KeyedDoc};
 use crate::plural::plural;
 use crate::progress::ProgressMode;
 use crate::scale::keyfile::{KeyFile, KeySorter};
-use crate::source::elasticsearch::write::BulkSettings;
-use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource};
-use crate::source::postgres::PostgresSource;
-use crate::source::{ConditionalWriter, DocumentSource, KeyRange, WriteKind};
+use crate::source::{BulkSettings, ConditionalWriter, KeyRange, ReadModel, WriteKind, WriteModel};
 
 /// The `--plan` file this recon writes: versions as the read model's opaque tokens.
 pub const PLAN_SCHEMA: &str = "recon.repair-plan/v2";
@@ -105,58 +102,32 @@ pub struct RepairOptions {
     pub verbose: bool,
 }
 
-/// A repair's connections: the write model, the read model with whole `_source`s (before-images
-/// and replacements need every field), and the comparator.
+/// A repair's connections ([`crate::engine::connect::connect_for_repair`]: whole documents on the read
+/// model) and the comparator.
 pub struct Connected {
-    pub write_model: PostgresSource,
-    pub read_model: ElasticsearchSource,
+    pub write_model: Box<dyn WriteModel>,
+    pub read_model: Box<dyn ReadModel>,
     pub comparator: Comparator,
 }
 
-pub fn es_connect_settings(settings: &Settings) -> ConnectSettings {
-    ConnectSettings::from_config(&settings.elasticsearch)
+impl Connected {
+    /// The writer a repair applies its plan with; refused for a read model recon cannot write.
+    fn writer(&self, batching: BulkSettings) -> anyhow::Result<Arc<dyn ConditionalWriter>> {
+        self.read_model.conditional_writer(batching).with_context(|| {
+            format!(
+                "{} cannot be repaired by recon: it has no conditional writes",
+                self.read_model.describe()
+            )
+        })
+    }
 }
 
 async fn connect(settings: &Settings) -> anyhow::Result<Connected> {
     let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
-    let pg = crate::source::postgres::PostgresSettings {
-        updated_at: settings.postgres.updated_at.clone(),
-        page_size: settings.postgres.page_size,
-        scan: settings.postgres.scan,
-        ..crate::source::postgres::PostgresSettings::new(
-            settings.postgres.url.expose(),
-            &settings.postgres.query,
-            &settings.postgres.key,
-        )
-    };
-    let es = &settings.elasticsearch;
-    let es_settings = ElasticsearchSettings {
-        connect: es_connect_settings(settings),
-        index: es.index.clone(),
-        key_field: es.key.clone(),
-        page_size: es.page_size,
-        keep_alive: es.keep_alive.clone(),
-        source_includes: None,
-        source_excludes: Vec::new(),
-        prefetch_pages: 2,
-    };
-    let (write_model, read_model) =
-        tokio::try_join!(PostgresSource::connect(pg), ElasticsearchSource::connect(es_settings))?;
-    crate::commands::check::ensure_same_key_kind(
-        settings,
-        write_model.key_kind(),
-        read_model.key_kind(),
-        read_model.key_mapping(),
-    )?;
-    crate::commands::check::ensure_known_fields(
-        settings,
-        write_model.columns(),
-        crate::source::ReadModel::field_names(&read_model),
-    )
-    .await?;
+    let sides = crate::engine::connect::connect_for_repair(settings).await?;
     Ok(Connected {
-        write_model,
-        read_model,
+        write_model: sides.write_model,
+        read_model: sides.read_model,
         comparator,
     })
 }
@@ -181,7 +152,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         return resume(settings, options, path).await;
     }
     let conn = connect(settings).await?;
-    let writer = conn.read_model.conditional_writer(options.bulk.clone());
+    let writer = conn.writer(options.bulk.clone())?;
     let cx = PlanContext {
         comparator: &conn.comparator,
         mode: options.mode,
@@ -296,8 +267,8 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     }
     let executor = executor(writer, log, options)?;
     let repairer = Repairer {
-        write_model: &conn.write_model,
-        read_model: &conn.read_model,
+        write_model: conn.write_model.as_ref(),
+        read_model: conn.read_model.as_ref(),
         comparator: &conn.comparator,
         ignore: &settings.compare.ignore,
     };
@@ -587,7 +558,7 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
         record[audit::TORN_LINE] = json!(line);
     }
     log.note("resume", &record)?;
-    let executor = executor(conn.read_model.conditional_writer(options.bulk.clone()), log, options)?;
+    let executor = executor(conn.writer(options.bulk.clone())?, log, options)?;
     let mut tally = Tally::default();
     let keys_of: HashMap<u64, Value> = contents.plan.iter().map(|a| (a.seq, a.key.clone())).collect();
     for part in unrecorded.chunks(options.bulk.max_actions.max(1)) {
@@ -606,8 +577,8 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
         }
     }
     let repairer = Repairer {
-        write_model: &conn.write_model,
-        read_model: &conn.read_model,
+        write_model: conn.write_model.as_ref(),
+        read_model: conn.read_model.as_ref(),
         comparator: &conn.comparator,
         ignore: &settings.compare.ignore,
     };

@@ -18,9 +18,8 @@ use super::plan::BeforeImage;
 use super::{confirm, needs_yes, SummaryFormat};
 use crate::commands::command_line::{CommandLine, Takes, Target};
 use crate::commands::Outcome;
-use crate::config::{ReadModelConnection, ReadModelSettings};
-use crate::source::elasticsearch::write::{BulkSettings, BulkWriter};
-use crate::source::elasticsearch::{ConnectSettings, EsClient, RetryPolicy};
+use crate::config::ReadModelSettings;
+use crate::source::BulkSettings;
 use crate::source::{ConditionalWriter, StoredDoc, WriteKind};
 
 #[derive(Debug, Clone)]
@@ -81,23 +80,6 @@ pub fn reversal(seq: u64, intent: &Intent, outcome: &OutcomeRecord) -> Option<In
                 before: None,
             })
         }
-    }
-}
-
-/// How undo reaches the read model: `[elasticsearch]`'s connection.
-fn connect_settings(c: &ReadModelConnection) -> ConnectSettings {
-    ConnectSettings {
-        url: c.url.expose().to_string(),
-        username: c.username.clone(),
-        password: c.password.clone(),
-        api_key: c.api_key.clone(),
-        ca_cert: c.ca_cert.clone(),
-        insecure: c.insecure,
-        timeout: c.timeout,
-        retry: RetryPolicy {
-            max_retries: c.max_retries,
-            ..RetryPolicy::default()
-        },
     }
 }
 
@@ -183,8 +165,7 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
             repair_log.display()
         );
     }
-    let client = EsClient::connect(&connect_settings(&settings.connection)).await?;
-    let writer: Arc<dyn ConditionalWriter> = Arc::new(BulkWriter::new(client, options.bulk.clone()));
+    let writer = crate::engine::connect::connect_writer(&settings.connection, options.bulk.clone()).await?;
     let (reversals, mut as_before) = if reversals.is_empty() {
         (reversals, 0)
     } else {

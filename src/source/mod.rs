@@ -9,9 +9,12 @@ pub mod elasticsearch;
 #[cfg(test)]
 pub mod memory;
 pub mod postgres;
+pub mod retry;
 pub mod write;
 
-pub use write::{ConditionalWriter, ItemOutcome, ItemStatus, JsonWrite, StoredDoc, WriteAction, WriteKind};
+pub use write::{
+    BulkSettings, ConditionalWriter, ItemOutcome, ItemStatus, JsonWrite, StoredDoc, WriteAction, WriteKind,
+};
 
 use std::collections::BTreeSet;
 
@@ -139,6 +142,13 @@ pub trait ReadModel: DocumentSource {
     /// placeholder key, named by its id.
     fn open_unkeyed_scan(&self) -> BoxFuture<'_, anyhow::Result<DocStream>> {
         futures::future::ready(Ok(futures::stream::empty().boxed())).boxed()
+    }
+
+    /// A writer that changes this read model only over the version a document was read at, batching
+    /// as `batching` says; None for a read model recon cannot write.
+    fn conditional_writer(&self, batching: BulkSettings) -> Option<std::sync::Arc<dyn ConditionalWriter>> {
+        let _ = batching;
+        None
     }
 
     /// Every field path the read model knows of (its mapping or schema), when it has one: lets

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::Version;
+use crate::source::retry::RetryPolicy;
 
 /// What one write asks of the read model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -159,4 +160,28 @@ pub trait ConditionalWriter: Send + Sync {
 
     /// How a plan shows a write conditional on `version`, in the read model's own words.
     fn describe_condition(&self, version: &Version) -> String;
+}
+
+/// How a conditional writer batches and paces its writes.
+#[derive(Debug, Clone)]
+pub struct BulkSettings {
+    /// Most encoded bytes per request.
+    pub max_bytes: usize,
+    /// Most actions per request.
+    pub max_actions: usize,
+    /// Documents per second across every request of this writer; None is unpaced.
+    pub max_rate: Option<f64>,
+    /// Backoff for items the read model rejected as overloaded (429 inside a 200 answer on Elasticsearch).
+    pub item_retry: RetryPolicy,
+}
+
+impl Default for BulkSettings {
+    fn default() -> Self {
+        BulkSettings {
+            max_bytes: 5 * 1024 * 1024,
+            max_actions: 1000,
+            max_rate: None,
+            item_retry: RetryPolicy::default(),
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::headers::HeaderMap;
@@ -22,40 +22,7 @@ pub enum Flavor {
     OpenSearch,
 }
 
-/// How transient failures are retried: 429, 502, 503, 504 and broken connections, with exponential
-/// backoff and full jitter, bounded both in attempts and in total delay.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    pub max_retries: usize,
-    pub min_delay: Duration,
-    pub max_delay: Duration,
-    pub max_total_delay: Duration,
-}
-
-impl RetryPolicy {
-    /// The pauses between attempts: exponential from `min_delay` to `max_delay`, with jitter, at most
-    /// `max_retries` of them and `max_total_delay` in all. Whole requests and the items a bulk answer
-    /// rejected are retried on this one schedule.
-    pub fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(self.min_delay)
-            .with_max_delay(self.max_delay)
-            .with_max_times(self.max_retries)
-            .with_total_delay(Some(self.max_total_delay))
-            .with_jitter()
-    }
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 8,
-            min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(10),
-            max_total_delay: Duration::from_secs(60),
-        }
-    }
-}
+pub use crate::source::retry::RetryPolicy;
 
 #[derive(Debug, Clone)]
 pub struct ConnectSettings {

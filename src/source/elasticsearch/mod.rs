@@ -325,6 +325,10 @@ impl ReadModel for ElasticsearchSource {
         ElasticsearchSource::open_unkeyed_scan(self)
     }
 
+    fn conditional_writer(&self, batching: write::BulkSettings) -> Option<std::sync::Arc<dyn ConditionalWriter>> {
+        Some(ElasticsearchSource::conditional_writer(self, batching))
+    }
+
     fn field_names(&self) -> BoxFuture<'_, Option<BTreeSet<String>>> {
         mapped_fields(&self.client, &self.settings.index).boxed()
     }

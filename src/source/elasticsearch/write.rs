@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
-use super::client::{api_error, EsClient, RetryPolicy};
+use super::client::{api_error, EsClient};
 use crate::model::Version;
 // The writer's vocabulary is the read model's trait's; re-exported so `write::WriteKind` and the
 // rest keep their paths.
@@ -129,28 +129,7 @@ pub fn encode_write(write: &JsonWrite<'_>, out: &mut Vec<u8>) -> anyhow::Result<
     Ok(())
 }
 
-#[derive(Debug, Clone)]
-pub struct BulkSettings {
-    /// Most encoded bytes per `_bulk` request.
-    pub max_bytes: usize,
-    /// Most actions per `_bulk` request.
-    pub max_actions: usize,
-    /// Documents per second across every request of this writer; None is unpaced.
-    pub max_rate: Option<f64>,
-    /// Backoff for items rejected with 429 inside a 200 answer.
-    pub item_retry: RetryPolicy,
-}
-
-impl Default for BulkSettings {
-    fn default() -> Self {
-        BulkSettings {
-            max_bytes: 5 * 1024 * 1024,
-            max_actions: 1000,
-            max_rate: None,
-            item_retry: RetryPolicy::default(),
-        }
-    }
-}
+pub use crate::source::write::BulkSettings;
 
 /// Splits actions into consecutive ranges of at most `max_actions` actions and, unless one action
 /// alone is larger, at most `max_bytes` encoded bytes.

@@ -4,8 +4,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::{PostgresSource, SharedSnapshot};
-use crate::source::{KeyRange, KeyStream, Scan, SharedView, WriteModel};
 use crate::model::KeyKind;
+use crate::source::{KeyRange, KeyStream, Scan, SharedView, WriteModel};
 
 impl SharedView for SharedSnapshot {
     fn snapshot_ms(&self) -> Option<i64> {
