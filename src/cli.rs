@@ -160,8 +160,8 @@ impl ConnectionArgs {
     }
 
     /// Where the run acts, for the commands it prints for the user to paste.
-    pub fn target(&self) -> crate::commands::command_line::Target {
-        crate::commands::command_line::Target {
+    pub fn target(&self) -> crate::command_line::Target {
+        crate::command_line::Target {
             config: self.config.clone(),
             pg_url: self.pg_url.clone(),
             es_url: self.es_url.clone(),

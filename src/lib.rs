@@ -17,6 +17,7 @@ macro_rules! note {
 }
 
 pub mod cli;
+pub mod command_line;
 pub mod commands;
 pub mod config;
 pub mod diff;

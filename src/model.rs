@@ -81,6 +81,23 @@ impl fmt::Display for Key {
     }
 }
 
+/// Which keys a scan covers: strictly after `after`, up to and including `until`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyRange {
+    pub after: Option<Key>,
+    pub until: Option<Key>,
+}
+
+impl KeyRange {
+    pub fn all() -> Self {
+        KeyRange::default()
+    }
+
+    pub fn contains(&self, key: &Key) -> bool {
+        self.after.as_ref().is_none_or(|a| key > a) && self.until.as_ref().is_none_or(|u| key <= u)
+    }
+}
+
 /// The kind of key a run compares: both sides must agree, or their sort orders differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyKind {

@@ -8,12 +8,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::Outcome;
-// The engine's scan and connect, by the names repair and reindex import them here.
 use crate::cli::CheckArgs;
 use crate::config::Settings;
 use crate::diff::Comparator;
-pub use crate::engine::connect::{connect_sides, connect_sides_with, ensure_known_fields, ensure_same_key_kind, Sides};
-pub use crate::engine::scan::{add_summary, scan, CheckpointSpec, ScanScope, Scanned};
+use crate::engine::{connect_sides_with, scan, CheckpointSpec, ScanScope};
 use crate::model::Summary;
 use crate::progress::ProgressMode;
 use crate::report::{self, AtomicFile, Format, ReportOptions, RunInfo, ScaleInfo, Targeted};

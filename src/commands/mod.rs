@@ -2,7 +2,7 @@
 //! [`Outcome`].
 
 pub mod check;
-pub mod command_line;
+
 pub mod completions;
 pub mod demo;
 pub mod reindex;

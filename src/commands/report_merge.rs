@@ -182,7 +182,7 @@ pub fn merge(mut shards: Vec<ShardReport>) -> anyhow::Result<Merged> {
     for s in &mut shards {
         let part: Summary = serde_json::from_value(s.header.get("summary").clone())
             .with_context(|| format!("{}: unreadable summary", s.path.display()))?;
-        super::check::add_summary(&mut summary, &part);
+        summary += &part;
         if let Value::Object(f) = s.header.get("fields") {
             for (field, n) in f {
                 *fields.entry(field.clone()).or_default() += n.as_u64().unwrap_or(0);

@@ -1,7 +1,7 @@
 //! `recon undo AUDIT`: flags to settings, then [`crate::repair::undo::run`].
 
 use crate::cli::UndoArgs;
-use crate::commands::command_line::Target;
+use crate::command_line::Target;
 use crate::commands::Outcome;
 use crate::config::{Overrides, ReadModelSettings};
 use crate::repair::undo::{self, UndoOptions};

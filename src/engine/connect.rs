@@ -137,6 +137,24 @@ pub async fn connect_writer(
     Ok(Arc::new(BulkWriter::new(client, batching)))
 }
 
+/// The connection `[elasticsearch]` describes: credentials, TLS, timeout and `max_retries`.
+pub fn es_connect_settings(settings: &Settings) -> ConnectSettings {
+    let es = &settings.elasticsearch;
+    ConnectSettings {
+        url: es.url.expose().to_string(),
+        username: es.username.clone(),
+        password: es.password.clone(),
+        api_key: es.api_key.clone(),
+        ca_cert: es.ca_cert.clone(),
+        insecure: es.insecure,
+        timeout: es.timeout,
+        retry: RetryPolicy {
+            max_retries: es.max_retries,
+            ..RetryPolicy::default()
+        },
+    }
+}
+
 /// Which `_source` fields the read model returns.
 pub enum Fetch<'a> {
     /// What is compared: these projection columns (with the key), minus `compare.ignore`.
@@ -177,7 +195,7 @@ pub async fn connect_read_model(
         }
     };
     ElasticsearchSource::connect(ElasticsearchSettings {
-        connect: ConnectSettings::from_config(es),
+        connect: es_connect_settings(settings),
         index: index.to_string(),
         key_field: es.key.clone(),
         page_size,

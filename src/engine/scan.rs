@@ -214,7 +214,7 @@ pub async fn scan(
             let mut pass = serial(sides, &comparator, &range, scope, &counters, &mut sink, writer.as_mut()).await?;
             if let Some(writer) = writer {
                 let (summary, fields) = writer.base();
-                add_summary(&mut pass.summary, summary);
+                pass.summary += summary;
                 for (field, n) in fields {
                     *pass.fields.entry(field.clone()).or_default() += n;
                 }
@@ -684,7 +684,7 @@ async fn run_ranges(
                     // The range's counts so far, earlier runs included.
                     let so_far = |joiner: &Joiner<_, _>| {
                         let mut summary = base_summary.clone();
-                        add_summary(&mut summary, joiner.summary());
+                        summary += joiner.summary();
                         let mut fields = base_fields.clone();
                         for (field, n) in joiner.field_counts() {
                             *fields.entry(field.clone()).or_default() += n;
@@ -764,17 +764,13 @@ async fn run_ranges(
         interrupted,
     };
     for (summary, fields, spool) in results.into_iter().flatten() {
-        add_summary(&mut pass.summary, &summary);
+        pass.summary += &summary;
         for (field, n) in fields {
             *pass.fields.entry(field).or_default() += n;
         }
         pass.spools.push(spool);
     }
     Ok(pass)
-}
-
-pub fn add_summary(total: &mut Summary, part: &Summary) {
-    *total += part;
 }
 
 /// Counts `drift` in (`up`) or out of the verdict counts and per-field counts, as the join does.

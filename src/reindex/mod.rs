@@ -35,18 +35,18 @@ use self::catchup::{CatchUp, Written};
 use self::fingerprints::{Fingerprints, Sifted};
 use self::generations::{Generation, Target};
 use self::state::{Phase, RangeProgress, ReindexState};
-use crate::commands::check::{add_summary, connect_sides_with, scan, ScanScope, Sides};
-use crate::commands::Outcome;
 use crate::config::Settings;
 use crate::diff::Comparator;
+use crate::engine::Outcome;
+use crate::engine::{connect_sides_with, scan, ScanScope, Sides};
 use crate::model::{Drift, DriftKind, Summary};
 use crate::plural::plural;
 use crate::progress::ProgressMode;
 use crate::repair::SummaryFormat;
 use crate::scale::keyfile::{KeyFile, KeyFileWriter};
 use crate::source::elasticsearch::write::{BulkSettings, BulkWriter};
-use crate::source::elasticsearch::{rebuild, ConnectSettings, ElasticsearchSettings, ElasticsearchSource, EsClient};
-use crate::source::postgres::{PostgresSettings, PostgresSource, SharedSnapshot};
+use crate::source::elasticsearch::{rebuild, ElasticsearchSource, EsClient};
+use crate::source::postgres::{PostgresSource, SharedSnapshot};
 use crate::source::{DocumentSource, KeyRange, ReadModel};
 
 /// Why `recon reindex` refuses to act; each message says what to run instead.
@@ -232,7 +232,7 @@ impl ReindexOptions {
 
 /// Runs `recon reindex` with resolved settings.
 pub async fn run(settings: &Settings, options: &ReindexOptions) -> anyhow::Result<Outcome> {
-    let client = EsClient::connect(&ConnectSettings::from_config(&settings.elasticsearch)).await?;
+    let client = EsClient::connect(&crate::engine::connect::es_connect_settings(settings)).await?;
     let alias = settings.elasticsearch.index.clone();
     match options.action {
         Action::List => list(&client, &alias, options).await,
@@ -240,7 +240,7 @@ pub async fn run(settings: &Settings, options: &ReindexOptions) -> anyhow::Resul
         Action::Rebuild => {
             tokio::select! {
                 outcome = rebuild(&client, settings, &alias, options) => outcome,
-                _ = crate::commands::interrupted() => {
+                _ = crate::engine::interrupted() => {
                     crate::note!(
                         "recon: interrupted; the alias {alias} is where it was unless the swap was done; continue \
                          with: {}",
@@ -287,35 +287,15 @@ fn say_horizon(options: &ReindexOptions, snapshot: &SharedSnapshot) {
     }
 }
 
+/// The write model with a pool for `parallel` load ranges, whole pages of `postgres.page_size` rows.
 async fn connect_write_model(settings: &Settings, parallel: u32) -> anyhow::Result<PostgresSource> {
-    let pg = PostgresSettings {
-        updated_at: settings.postgres.updated_at.clone(),
-        page_size: settings.postgres.page_size,
-        scan: settings.postgres.scan,
-        max_connections: parallel + 4,
-        ..PostgresSettings::new(
-            settings.postgres.url.expose(),
-            &settings.postgres.query,
-            &settings.postgres.key,
-        )
-    };
-    PostgresSource::connect(pg).await
+    crate::engine::connect::connect_write_model(settings, parallel, settings.postgres.page_size).await
 }
 
 /// The new generation as a source: by its concrete name, whole `_source`s.
 async fn connect_generation(settings: &Settings, index: &str) -> anyhow::Result<ElasticsearchSource> {
-    let es = &settings.elasticsearch;
-    ElasticsearchSource::connect(ElasticsearchSettings {
-        connect: ConnectSettings::from_config(es),
-        index: index.to_string(),
-        key_field: es.key.clone(),
-        page_size: es.page_size,
-        keep_alive: es.keep_alive.clone(),
-        source_includes: None,
-        source_excludes: Vec::new(),
-        prefetch_pages: 2,
-    })
-    .await
+    let page_size = settings.elasticsearch.page_size;
+    crate::engine::connect::connect_read_model(settings, index, page_size, crate::engine::connect::Fetch::Whole).await
 }
 
 /// `--list`.
@@ -568,7 +548,7 @@ async fn rebuild(
     let write_model = connect_write_model(settings, options.parallel).await?;
     // Before anything is created: a [compare] typo would change what the verify gate lets through.
     let alias_fields = Box::pin(crate::source::elasticsearch::mapped_fields(client, alias));
-    crate::commands::check::ensure_known_fields(settings, write_model.columns(), alias_fields).await?;
+    crate::engine::ensure_known_fields(settings, write_model.columns(), alias_fields).await?;
     let generations = generations::list(client, alias).await?;
     let build = match unfinished(client, alias, &generations, options, &from).await? {
         Some(build) => build,
@@ -1045,7 +1025,7 @@ async fn verify(
                 for range in sifted {
                     let compared =
                         compare_keys(&sides, catch_up, range.candidates, pending_since, &mut on_drift).await?;
-                    add_summary(&mut summary, &compared);
+                    summary += &compared;
                 }
                 summary.source_rows = rows;
                 summary.target_docs = documents;

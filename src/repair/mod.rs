@@ -29,11 +29,11 @@ use self::apply::{Executor, Repairer, Tally};
 use self::audit::{AuditLog, Header, AUDIT_SCHEMA};
 use self::plan::{plan_key, PlanContext, PlannedAction, RepairMode};
 use self::spool::{KeySpool, PlanSpool};
-use crate::commands::check::{connect_sides, scan, ScanScope};
-use crate::commands::command_line::{CommandLine, Takes, Target};
-use crate::commands::Outcome;
+use crate::command_line::{CommandLine, Takes, Target};
 use crate::config::Settings;
 use crate::diff::Comparator;
+use crate::engine::Outcome;
+use crate::engine::{connect_sides, scan, ScanScope};
 use crate::model::{DriftKind, Key, KeyedDoc};
 use crate::plural::plural;
 use crate::progress::ProgressMode;
@@ -379,7 +379,7 @@ fn executor(writer: Arc<dyn ConditionalWriter>, log: AuditLog, options: &RepairO
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     tokio::spawn(async move {
-        crate::commands::interrupted().await;
+        crate::engine::interrupted().await;
         flag.store(true, Ordering::SeqCst);
     });
     Ok(Executor::new(

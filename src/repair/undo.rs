@@ -16,9 +16,9 @@ use super::apply::{Executor, Tally};
 use super::audit::{self, AuditLog, Header, Intent, OutcomeRecord, AUDIT_SCHEMA};
 use super::plan::BeforeImage;
 use super::{confirm, needs_yes, SummaryFormat};
-use crate::commands::command_line::{CommandLine, Takes, Target};
-use crate::commands::Outcome;
+use crate::command_line::{CommandLine, Takes, Target};
 use crate::config::ReadModelSettings;
+use crate::engine::Outcome;
 use crate::source::BulkSettings;
 use crate::source::{ConditionalWriter, StoredDoc, WriteKind};
 
@@ -227,7 +227,7 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     tokio::spawn(async move {
-        crate::commands::interrupted().await;
+        crate::engine::interrupted().await;
         flag.store(true, Ordering::SeqCst);
     });
     let executor = Executor::new(writer, log, stop, 1, false);

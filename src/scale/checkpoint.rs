@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::model::KeyRange;
 use crate::model::{Drift, Key, Summary};
-use crate::source::KeyRange;
 
 /// How often the checkpoint is rewritten while a scan runs.
 pub const SAVE_EVERY: Duration = Duration::from_secs(2);

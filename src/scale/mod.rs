@@ -3,7 +3,6 @@
 //! sharded and sampled runs, checkpoints, and nesting of flat joined rows.
 
 pub mod checkpoint;
-pub mod flat;
 pub mod keyfile;
 pub mod keys;
 pub mod plan;

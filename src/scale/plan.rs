@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::model::Key;
-use crate::source::KeyRange;
+use crate::model::KeyRange;
 
 /// `--shard K/N`: the K-th (1-based) of N contiguous key ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,27 +22,11 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 
+pub use crate::model::KeyRange;
 use crate::model::{Key, KeyKind, KeyedDoc};
 
 /// Documents in ascending key order. A stream that breaks the order is caught by the diff core.
 pub type DocStream = BoxStream<'static, anyhow::Result<KeyedDoc>>;
-
-/// Which keys a scan covers: strictly after `after`, up to and including `until`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct KeyRange {
-    pub after: Option<Key>,
-    pub until: Option<Key>,
-}
-
-impl KeyRange {
-    pub fn all() -> Self {
-        KeyRange::default()
-    }
-
-    pub fn contains(&self, key: &Key) -> bool {
-        self.after.as_ref().is_none_or(|a| key > a) && self.until.as_ref().is_none_or(|u| key <= u)
-    }
-}
 
 /// An open scan: the documents, and what is known about them before reading.
 pub struct Scan {

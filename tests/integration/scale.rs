@@ -249,7 +249,7 @@ async fn writes_after_the_shared_snapshot_are_invisible_to_every_range() {
 
     let f = shop(400).await;
     let settings = Settings::load(&f.dir.path().join("recon.toml"), &Overrides::default(), &|_| None).unwrap();
-    let sides = recon::commands::check::connect_sides_with(&settings, 4).await.unwrap();
+    let sides = recon::engine::connect_sides_with(&settings, 4).await.unwrap();
     let ranges = sides.write_model.split(&KeyRange::all(), 4).await.unwrap();
     assert_eq!(ranges.len(), 4, "{ranges:?}");
     assert!(

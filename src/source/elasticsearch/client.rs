@@ -37,23 +37,6 @@ pub struct ConnectSettings {
 }
 
 impl ConnectSettings {
-    /// The connection `[elasticsearch]` describes: credentials, TLS, timeout and `max_retries`.
-    pub fn from_config(es: &crate::config::ElasticsearchConfig) -> ConnectSettings {
-        ConnectSettings {
-            url: es.url.expose().to_string(),
-            username: es.username.clone(),
-            password: es.password.clone(),
-            api_key: es.api_key.clone(),
-            ca_cert: es.ca_cert.clone(),
-            insecure: es.insecure,
-            timeout: es.timeout,
-            retry: RetryPolicy {
-                max_retries: es.max_retries,
-                ..RetryPolicy::default()
-            },
-        }
-    }
-
     /// No credentials, system CA roots, a 60 s timeout and the default retry policy.
     pub fn new(url: impl Into<String>) -> ConnectSettings {
         ConnectSettings {

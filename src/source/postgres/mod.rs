@@ -20,6 +20,7 @@
 
 mod decode;
 mod error;
+mod flat;
 mod keys;
 mod model;
 mod plan;

@@ -31,7 +31,7 @@ pub(super) struct Plan {
     /// The document's field names: `names`, or in the flat form the nested fields.
     pub(super) fields: Vec<String>,
     /// The flat form's nesting, when any column is named `array[].field`.
-    pub(super) flat: Option<crate::scale::flat::FlatShape>,
+    pub(super) flat: Option<super::flat::FlatShape>,
     /// Flat form: how a key's rows are ordered (after the key), so arrays come out alike every time.
     pub(super) child_order: String,
     pub(super) decoders: Vec<Decoder>,
@@ -148,7 +148,7 @@ impl Plan {
             "SELECT * FROM ({query}\n) AS recon_q WHERE recon_q.{} = ANY($1::{key_param_type}[])",
             quote_ident(&settings.key)
         );
-        let flat = crate::scale::flat::FlatShape::of(&names);
+        let flat = super::flat::FlatShape::of(&names);
         let fields = flat.as_ref().map_or_else(|| names.clone(), |f| f.field_names());
         let child_order: String = flat
             .as_ref()

@@ -411,7 +411,7 @@ struct FlatGroup {
 }
 
 impl FlatGroup {
-    fn nest(self, flat: &crate::scale::flat::FlatShape) -> KeyedDoc {
+    fn nest(self, flat: &super::flat::FlatShape) -> KeyedDoc {
         KeyedDoc {
             key: self.key,
             doc: flat.nest(&self.rows),
