@@ -4,12 +4,15 @@
 //! around it (flags in, report out); nothing here knows about flags or report formats.
 
 pub mod connect;
+mod pass;
 pub mod recheck;
 pub mod scan;
+pub mod scope;
 pub mod signals;
 
 pub use connect::{connect_sides, connect_sides_with, ensure_known_fields, ensure_same_key_kind, Sides};
-pub use scan::{scan, CheckpointSpec, ScanScope, Scanned};
+pub use scan::{scan, Scanned};
+pub use scope::{CheckpointSpec, ScanScope};
 pub use signals::{interrupted, stop_requested};
 
 /// How a run ended, as the process exit code (like diff(1): 0 same, 1 different, 2 trouble).

@@ -7,7 +7,8 @@ use anyhow::Context;
 use futures::StreamExt;
 
 use super::connect::Sides;
-use super::scan::{grace_at, tally, Pass, ScanScope, LOOKUPS_IN_FLIGHT, LOOKUP_BATCH};
+use super::pass::{grace_at, tally, Pass, LOOKUPS_IN_FLIGHT, LOOKUP_BATCH};
+use super::scope::ScanScope;
 use crate::diff::{Comparator, Joiner, Outcome as KeyOutcome};
 use crate::model::{Drift, Key};
 use crate::progress::ProgressMode;

@@ -1,8 +1,7 @@
 //! Scan plans: one serial range, several ranges in one shared view, targeted keys, a sample, a resumed
 //! run; each hands drift to a sink in key order. Never writes to either side.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,8 +10,10 @@ use anyhow::{bail, Context};
 use futures::StreamExt;
 
 use super::connect::Sides;
+use super::pass::{counted, grace_at, Pass, Sink, LOOKUPS_IN_FLIGHT, LOOKUP_BATCH};
 use super::recheck::recheck;
-use crate::diff::{Comparator, Grace, Joiner, Outcome as KeyOutcome};
+use super::scope::ScanScope;
+use crate::diff::{Comparator, Joiner, Outcome as KeyOutcome};
 use crate::model::{Drift, DriftKind, Key, KeyedDoc, Summary};
 use crate::progress::{Counters, Progress, ProgressMode};
 use crate::report::{SampleInfo, ShardInfo};
@@ -20,56 +21,10 @@ use crate::scale::checkpoint::{
     Checkpoint, CheckpointWriter, RangeProgress, RangesCheckpoint, RangesCheckpointWriter, Saved,
 };
 use crate::scale::keyfile::KeyFile;
-use crate::scale::plan::{self, Shard};
+use crate::scale::plan::{self};
 use crate::scale::spool::DriftSpool;
 use crate::source::SharedView;
 use crate::source::{DocumentSource, KeyRange};
-
-/// Which keys one scan covers and how it behaves.
-#[derive(Debug, Clone)]
-pub struct ScanScope {
-    pub range: KeyRange,
-    pub grace: Option<Duration>,
-    pub progress: ProgressMode,
-    /// Only these keys, looked up on both sides instead of scanned.
-    pub keys: Option<Arc<KeyFile>>,
-    /// Concurrent range scans; more than one shares one snapshot and one point in time.
-    pub parallel: usize,
-    /// Only the K-th of N ranges of `range`.
-    pub shard: Option<Shard>,
-    /// A seeded subset of ranges covering about this fraction of the rows: (fraction, seed).
-    pub sample: Option<(f64, u64)>,
-    /// Wait this long after the scan, then read every drifted key again and keep what still drifts.
-    pub recheck: Option<Duration>,
-    /// Record progress for `--resume` (serial scans only).
-    pub checkpoint: Option<CheckpointSpec>,
-}
-
-/// Where a run records its progress, and whether it continues from there.
-#[derive(Debug, Clone)]
-pub struct CheckpointSpec {
-    pub path: PathBuf,
-    pub resume: bool,
-    /// What the run compares; a checkpoint of another run is refused.
-    pub fingerprint: String,
-}
-
-impl ScanScope {
-    /// One serial scan of `range` in one snapshot.
-    pub fn serial(range: KeyRange, grace: Option<Duration>, progress: ProgressMode) -> ScanScope {
-        ScanScope {
-            range,
-            grace,
-            progress,
-            keys: None,
-            parallel: 1,
-            shard: None,
-            sample: None,
-            recheck: None,
-            checkpoint: None,
-        }
-    }
-}
 
 /// What one scan found, besides the drift handed to the sink.
 #[derive(Debug, Clone)]
@@ -91,12 +46,6 @@ pub struct Scanned {
 
 /// Ranges the key space is cut into for `--sample`: fine enough that a few percent is several ranges.
 const SAMPLE_RANGES: usize = 200;
-/// Keys per lookup round trip in targeted runs and rechecks.
-pub(super) const LOOKUP_BATCH: usize = 1000;
-/// Lookup batches in flight at once per side in targeted runs and rechecks: enough to hide the round
-/// trips, few enough that only a few batches of keys and documents are held at a time.
-pub(super) const LOOKUPS_IN_FLIGHT: usize = 4;
-
 /// Opens both snapshots, reads them concurrently and merge-joins them, handing every drifted key to
 /// `on_drift` in key order. `check` renders the drift; `repair` plans from it.
 ///
@@ -302,40 +251,6 @@ async fn unkeyed(
     }
 }
 
-/// Where a pass puts drift: straight to the caller, or into a temp file to be handed over later.
-pub(super) enum Sink<'a> {
-    Direct(&'a mut (dyn FnMut(&Drift) -> anyhow::Result<()> + 'a)),
-    Spool(DriftSpool),
-}
-
-impl Sink<'_> {
-    pub(super) fn take(&mut self, drift: &Drift) -> anyhow::Result<()> {
-        match self {
-            Sink::Direct(f) => f(drift),
-            Sink::Spool(spool) => spool.push(drift).context("cannot park drift in a temp file"),
-        }
-    }
-}
-
-/// What a pass over the key space found before any recheck.
-pub(super) struct Pass {
-    pub(super) summary: Summary,
-    pub(super) fields: BTreeMap<String, u64>,
-    pub(super) snapshot_ms: Option<i64>,
-    /// Drift not yet handed over, in key order.
-    pub(super) spools: Vec<DriftSpool>,
-    pub(super) interrupted: bool,
-}
-
-impl Pass {
-    fn with_sink(mut self, sink: Sink<'_>) -> Pass {
-        if let Sink::Spool(spool) = sink {
-            self.spools.push(spool);
-        }
-        self
-    }
-}
-
 /// Pulls verdicts out of the join until both sides end or the process is asked to stop; true when
 /// interrupted.
 async fn drive<S, T>(
@@ -405,32 +320,6 @@ impl Drop for AbortOnDrop {
             task.abort();
         }
     }
-}
-
-pub(super) fn grace_at(grace: Option<Duration>, snapshot_ms: Option<i64>) -> Option<Grace> {
-    match (grace, snapshot_ms) {
-        (Some(g), Some(snapshot_ms)) => Some(Grace {
-            snapshot_ms,
-            grace_ms: g.as_millis() as i64,
-        }),
-        _ => None,
-    }
-}
-
-pub(super) fn counted(
-    docs: crate::source::DocStream,
-    counter: Arc<Counters>,
-    source: bool,
-) -> crate::source::DocStream {
-    docs.inspect(move |_| {
-        let c = if source {
-            &counter.source_rows
-        } else {
-            &counter.target_docs
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-    })
-    .boxed()
 }
 
 /// One range in its own snapshot and PIT: the plain `recon check`.
@@ -771,27 +660,4 @@ async fn run_ranges(
         pass.spools.push(spool);
     }
     Ok(pass)
-}
-
-/// Counts `drift` in (`up`) or out of the verdict counts and per-field counts, as the join does.
-pub(super) fn tally(summary: &mut Summary, fields: &mut BTreeMap<String, u64>, drift: &Drift, up: bool) {
-    let step = |n: &mut u64| *n = if up { *n + 1 } else { n.saturating_sub(1) };
-    match drift.kind {
-        DriftKind::Missing => step(&mut summary.missing),
-        DriftKind::Orphaned => step(&mut summary.orphaned),
-        DriftKind::Mismatched => step(&mut summary.mismatched),
-        DriftKind::Duplicate => step(&mut summary.duplicate),
-        DriftKind::Pending => step(&mut summary.pending),
-        DriftKind::Unkeyed => step(&mut summary.unkeyed),
-    }
-    if matches!(drift.kind, DriftKind::Mismatched | DriftKind::Duplicate) {
-        let distinct: BTreeSet<&str> = drift.diffs.iter().map(|d| d.field.as_str()).collect();
-        for field in distinct {
-            let n = fields.entry(field.to_string()).or_default();
-            step(n);
-            if *n == 0 {
-                fields.remove(field);
-            }
-        }
-    }
 }

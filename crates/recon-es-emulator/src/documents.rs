@@ -5,13 +5,14 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::cluster::{Cluster, Reply, Req};
 use super::dates::{now_nanos, resolve_index_date_math};
 use super::error::{obj, EsError};
 use super::faults::RequestFaults;
+use super::http::{Reply, Req};
 use super::indices::shard_for;
 use super::source_filter::SourceFilter;
 use super::store::{as_string, Doc, Index, VersionType, WriteCheck, WriteResult, PRIMARY_TERM};
+use super::Cluster;
 use super::Shared;
 
 #[derive(Clone, Copy, PartialEq)]

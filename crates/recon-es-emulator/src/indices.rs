@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{json, Map, Value};
 
-use super::cluster::{Cluster, Reply, Req};
 use super::dates::{now_nanos, resolve_index_date_math};
 use super::error::{obj, EsError};
+use super::http::{Reply, Req};
 use super::mapping::Mapping;
 use super::store::{as_bool, as_string, default_routing_shards, parse_time_value, AliasMeta, Index};
+use super::Cluster;
 use super::Shared;
 
 /// `*` glob match.

@@ -16,6 +16,7 @@ mod dates;
 mod documents;
 mod error;
 mod faults;
+mod http;
 mod indices;
 mod mapping;
 mod query;
@@ -23,6 +24,7 @@ mod search;
 mod source_filter;
 mod store;
 
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -40,9 +42,13 @@ use tokio::task::JoinHandle;
 
 pub use faults::FaultSpec;
 
-use cluster::{Cluster, Reply, Req};
 use error::EsError;
 use faults::FaultState;
+use http::{Reply, Req};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use search::{Pit, Scroll};
+use store::Index;
 
 /// Which product the emulator pretends to be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -170,7 +176,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         Err(e) => return Ok(render(&shared, &parts, Reply::error(&e), None)),
     };
     let req = Req::new(&parts, body);
-    let kind = cluster::endpoint_kind(&req);
+    let kind = http::endpoint_kind(&req);
     let faults = shared
         .faults
         .lock()
@@ -231,7 +237,7 @@ fn render(
     if shared.flavor == Flavor::Elasticsearch {
         builder = builder.header("X-Elastic-Product", "Elasticsearch");
     }
-    let ctype = cluster::response_content_type(parts, reply.content_type);
+    let ctype = http::response_content_type(parts, reply.content_type);
     builder = builder.header("content-type", ctype);
     for (k, v) in &reply.headers {
         builder = builder.header(*k, v.as_str());
@@ -257,4 +263,41 @@ fn render(
         }
     };
     builder.body(body).unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+/// The cluster's state: indices, open search contexts, ids. At the crate root because every handler
+/// reads it and the search contexts it holds belong to the search handler.
+pub struct Cluster {
+    pub indices: BTreeMap<String, Index>,
+    pub pits: HashMap<String, Pit>,
+    pub scrolls: HashMap<String, Scroll>,
+    pub cluster_uuid: String,
+    pub rng: StdRng,
+    pub counter: u64,
+}
+
+impl Cluster {
+    pub fn new(seed: u64) -> Cluster {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_e1a5);
+        let cluster_uuid = random_id(&mut rng, 22);
+        Cluster {
+            indices: BTreeMap::new(),
+            pits: HashMap::new(),
+            scrolls: HashMap::new(),
+            cluster_uuid,
+            rng,
+            counter: 0,
+        }
+    }
+
+    /// A fresh 20-character base64url id, as Elasticsearch generates for documents.
+    pub fn new_id(&mut self, len: usize) -> String {
+        self.counter += 1;
+        random_id(&mut self.rng, len)
+    }
+}
+
+pub fn random_id(rng: &mut StdRng, len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..len).map(|_| ALPHABET[rng.gen_range(0..64)] as char).collect()
 }

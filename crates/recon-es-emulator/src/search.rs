@@ -9,16 +9,17 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::cluster::{Cluster, Reply, Req};
 use super::dates::{now_nanos, DateFormats, NANOS_PER_MILLI};
 use super::documents::lookup_path;
 use super::error::EsError;
 use super::faults::RequestFaults;
+use super::http::{Reply, Req};
 use super::indices::Opts;
 use super::mapping::{Dv, Kind, Mapping};
 use super::query::{compile, Query, QueryContext};
 use super::source_filter::SourceFilter;
 use super::store::{as_string, murmur3_x86_32, parse_duration, Snapshot, PRIMARY_TERM};
+use super::Cluster;
 use super::{Flavor, Shared};
 
 /// One index as a search sees it: a frozen snapshot plus what is needed to interpret it.
