@@ -3,9 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-
-use crate::report::Format;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// recon keeps a CQRS read model honest.
 ///
@@ -301,7 +299,7 @@ pub struct RepairArgs {
     /// replace: write the whole projected document, keeping compare.ignore fields; patch: update only
     /// the differing top-level fields.
     #[arg(long, value_enum, default_value = "replace")]
-    pub mode: crate::repair::plan::RepairMode,
+    pub mode: RepairMode,
 
     /// Refuse to apply a plan of more than N writes.
     #[arg(long, value_name = "N", default_value_t = crate::repair::DEFAULT_MAX_CHANGES)]
@@ -333,7 +331,7 @@ pub struct RepairArgs {
 
     /// Summary format on stdout.
     #[arg(long, short = 'f', value_enum, default_value = "text")]
-    pub format: crate::repair::SummaryFormat,
+    pub format: SummaryFormat,
 
     /// No progress bars or progress log lines.
     #[arg(long, short = 'q')]
@@ -371,7 +369,7 @@ pub struct ReindexArgs {
     /// 1.5x as long) and also catches rows changed without an updated_at bump. A run resumed on another
     /// machine (the fingerprints stay in the temp dir of the one that loaded) verifies in full.
     #[arg(long, value_enum, value_name = "GATE", default_value = "fingerprints")]
-    pub verify: crate::reindex::Gate,
+    pub verify: Gate,
 
     /// Older generations to keep after a successful swap (the rest are deleted).
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -409,7 +407,7 @@ pub struct ReindexArgs {
 
     /// Output of --list and of the final summary on stdout.
     #[arg(long, short = 'f', value_enum, default_value = "text")]
-    pub format: crate::repair::SummaryFormat,
+    pub format: SummaryFormat,
 
     /// No progress lines on stderr.
     #[arg(long, short = 'q')]
@@ -459,7 +457,7 @@ pub struct UndoArgs {
 
     /// Summary format on stdout.
     #[arg(long, short = 'f', value_enum, default_value = "text")]
-    pub format: crate::repair::SummaryFormat,
+    pub format: SummaryFormat,
 
     /// Say where each setting came from on stderr.
     #[arg(long, short = 'v')]
@@ -510,4 +508,89 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
         _ => return Err(format!("{text:?} is not a size (examples: 5MB, 512KB)")),
     };
     Ok(n * factor)
+}
+
+// The value enums of the flags. The layers below have their own types, which know no clap; each
+// converts into its counterpart where a command builds its options.
+
+/// `--format` of check, demo and report merge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Summary, per-field counts and a sample of drifted keys, for a terminal.
+    Table,
+    /// One `recon.check/v2` JSON document.
+    Json,
+    /// One JSON object per line: each drifted key as it is found, then the summary.
+    Ndjson,
+    /// JUnit XML, one test case per drifted key, for CI dashboards.
+    Junit,
+    /// GitHub-flavoured markdown, for pull-request comments and CI job summaries.
+    Markdown,
+    /// Prometheus text exposition format, for node_exporter's textfile collector.
+    Prometheus,
+}
+
+impl From<Format> for crate::report::Format {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Table => Self::Table,
+            Format::Json => Self::Json,
+            Format::Ndjson => Self::Ndjson,
+            Format::Junit => Self::Junit,
+            Format::Markdown => Self::Markdown,
+            Format::Prometheus => Self::Prometheus,
+        }
+    }
+}
+
+/// `--format` of repair, undo and reindex: their summary on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    Text,
+    Json,
+}
+
+impl From<SummaryFormat> for crate::repair::SummaryFormat {
+    fn from(format: SummaryFormat) -> Self {
+        match format {
+            SummaryFormat::Text => Self::Text,
+            SummaryFormat::Json => Self::Json,
+        }
+    }
+}
+
+/// `repair --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RepairMode {
+    /// The whole projected document, keeping the `compare.ignore` fields of the current one.
+    Replace,
+    /// Only the differing top-level fields (`update` with a partial `doc`).
+    Patch,
+}
+
+impl From<RepairMode> for crate::repair::plan::RepairMode {
+    fn from(mode: RepairMode) -> Self {
+        match mode {
+            RepairMode::Replace => Self::Replace,
+            RepairMode::Patch => Self::Patch,
+        }
+    }
+}
+
+/// `reindex --verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Gate {
+    /// The load's fingerprints, the changed rows and a key scan; the rest compared in full.
+    Fingerprints,
+    /// A whole check of the new generation per pass.
+    Full,
+}
+
+impl From<Gate> for crate::reindex::Gate {
+    fn from(gate: Gate) -> Self {
+        match gate {
+            Gate::Fingerprints => Self::Fingerprints,
+            Gate::Full => Self::Full,
+        }
+    }
 }

@@ -83,11 +83,14 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
         }
     }
     let stdout_is_terminal = std::io::stdout().is_terminal();
-    let format = args.format.unwrap_or(if stdout_is_terminal && args.output.is_none() {
-        Format::Table
-    } else {
-        Format::Json
-    });
+    let format = args
+        .format
+        .map(Format::from)
+        .unwrap_or(if stdout_is_terminal && args.output.is_none() {
+            Format::Table
+        } else {
+            Format::Json
+        });
     let options = CheckOptions {
         grace: args.grace,
         allow: args.allow,

@@ -123,6 +123,7 @@ async fn on_cluster(cluster: &PgCluster, args: &DemoArgs) -> anyhow::Result<Outc
         limit: None,
         format: args
             .format
+            .map(Format::from)
             .unwrap_or(if terminal { Format::Table } else { Format::Json }),
         output: None,
         progress: ProgressMode::detect(args.quiet),

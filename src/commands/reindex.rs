@@ -23,7 +23,7 @@ pub async fn run(args: ReindexArgs) -> anyhow::Result<Outcome> {
         yes: args.yes,
         mapping: args.mapping,
         max_drift: args.max_drift,
-        gate: args.verify,
+        gate: args.verify.into(),
         keep: args.keep,
         margin: args.catch_up_margin,
         adopt: args.adopt,
@@ -33,7 +33,7 @@ pub async fn run(args: ReindexArgs) -> anyhow::Result<Outcome> {
             (_, true) => Unfinished::Discard,
             _ => Unfinished::Ask,
         },
-        format: args.format,
+        format: args.format.into(),
         progress: ProgressMode::detect(args.quiet),
         verbose: args.verbose,
         rerun: Rerun {

@@ -28,7 +28,7 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
     };
     let options = RepairOptions {
         keys,
-        mode: args.mode,
+        mode: args.mode.into(),
         apply: args.apply,
         yes: args.yes,
         plan_out: args.plan,
@@ -44,7 +44,7 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
         concurrency: args.concurrency.max(1),
         grace: args.grace,
         progress: ProgressMode::detect(args.quiet),
-        format: args.format,
+        format: args.format.into(),
         target: args.connection.target(),
         verbose: args.verbose,
     };

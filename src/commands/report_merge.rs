@@ -38,7 +38,7 @@ pub fn run(args: MergeArgs) -> anyhow::Result<Outcome> {
     let mut writer = report::writer(
         ReportOptions {
             truncated_upstream: merged.truncated,
-            ..ReportOptions::new(args.format)
+            ..ReportOptions::new(args.format.into())
         },
         out,
     );

@@ -27,7 +27,7 @@ pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
             max_rate: args.max_rate,
             ..BulkSettings::default()
         },
-        format: args.format,
+        format: args.format.into(),
         target: Target {
             config: args.config,
             es_url: args.es_url,

@@ -109,7 +109,7 @@ pub enum Action {
 }
 
 /// How the verify gate checks the new generation (`--verify`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
     /// The load's fingerprints, the changed rows and a key scan; the rest compared in full.
     Fingerprints,

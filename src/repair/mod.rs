@@ -74,7 +74,7 @@ pub enum KeySource {
 }
 
 /// Output of the summary on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SummaryFormat {
     Text,
     Json,

@@ -11,7 +11,7 @@ use crate::model::{DriftKind, Key, KeyedDoc, Version};
 use crate::source::WriteKind;
 
 /// How a mismatched document is rewritten.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RepairMode {
     /// The whole projected document, keeping the `compare.ignore` fields of the current one.

@@ -43,7 +43,7 @@ pub const READABLE_SCHEMAS: [&str; 2] = ["recon.check/v1", SCHEMA];
 /// Default number of drifted keys shown by the table and markdown formats.
 pub const DEFAULT_SAMPLE: usize = 10;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// Summary, per-field counts and a sample of drifted keys, for a terminal.
     Table,
