@@ -151,7 +151,7 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output of --list and of the final summary on stdout')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (required when stdin is not a terminal)')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (required when stdin is not a terminal)')
-            [CompletionResult]::new('--rollback', '--rollback', [CompletionResultType]::ParameterName, 'Point the alias back at the newest older generation (one atomic _aliases call)')
+            [CompletionResult]::new('--rollback', '--rollback', [CompletionResultType]::ParameterName, 'Point the alias back at the newest older generation (one atomic alias update)')
             [CompletionResult]::new('--list', '--list', [CompletionResultType]::ParameterName, 'List the generations of the alias: doc counts, creation times, phase, which one is live')
             [CompletionResult]::new('--adopt', '--adopt', [CompletionResultType]::ParameterName, 'elasticsearch.index names a concrete index: rebuild it into a generation and replace it by an alias of the same name (the concrete index is deleted in the same atomic call)')
             [CompletionResult]::new('--resume', '--resume', [CompletionResultType]::ParameterName, 'Continue the unfinished reindex found at start (load from its last key, original watermark)')

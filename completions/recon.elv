@@ -143,7 +143,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand --format 'Output of --list and of the final summary on stdout'
             cand -y 'Do not ask for confirmation (required when stdin is not a terminal)'
             cand --yes 'Do not ask for confirmation (required when stdin is not a terminal)'
-            cand --rollback 'Point the alias back at the newest older generation (one atomic _aliases call)'
+            cand --rollback 'Point the alias back at the newest older generation (one atomic alias update)'
             cand --list 'List the generations of the alias: doc counts, creation times, phase, which one is live'
             cand --adopt 'elasticsearch.index names a concrete index: rebuild it into a generation and replace it by an alias of the same name (the concrete index is deleted in the same atomic call)'
             cand --resume 'Continue the unfinished reindex found at start (load from its last key, original watermark)'

@@ -125,7 +125,7 @@ complete -c recon -n "__fish_recon_using_subcommand reindex" -l parallel -d 'Loa
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s f -l format -d 'Output of --list and of the final summary on stdout' -r -f -a "text\t''
 json\t''"
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s y -l yes -d 'Do not ask for confirmation (required when stdin is not a terminal)'
-complete -c recon -n "__fish_recon_using_subcommand reindex" -l rollback -d 'Point the alias back at the newest older generation (one atomic _aliases call)'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l rollback -d 'Point the alias back at the newest older generation (one atomic alias update)'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l list -d 'List the generations of the alias: doc counts, creation times, phase, which one is live'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l adopt -d 'elasticsearch.index names a concrete index: rebuild it into a generation and replace it by an alias of the same name (the concrete index is deleted in the same atomic call)'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l resume -d 'Continue the unfinished reindex found at start (load from its last key, original watermark)'

@@ -47,7 +47,8 @@ pub enum Command {
         Without --apply, prints the plan and writes nothing. Keys come from a check run now (the default), \
         from a report (--from-report), from --keys/--keys-file, or from a saved plan (--from-plan). Every key \
         is re-verified on both sides at repair time. Missing documents are created (op_type=create), \
-        mismatched ones rewritten only over the version that was compared (if_seq_no/if_primary_term), \
+        mismatched ones rewritten only over the version that was compared (sequence number and primary term \
+        on Elasticsearch), \
         orphans deleted conditionally once PostgreSQL confirms the row is gone, duplicates reduced to the \
         document whose _id is the key. A conflict means someone wrote meanwhile: the key is left alone \
         and reported. Every intended write is appended with its before-image to an audit log and fsynced \
@@ -74,7 +75,7 @@ pub enum Command {
         settings of the index behind it (or --mapping FILE), loads the projection in key order with refresh \
         off and no replicas, catches up on rows changed since the load's snapshot (postgres.updated_at), \
         checks the new index and repairs its drift until at most --max-drift keys drift, then moves the \
-        alias in one atomic _aliases call and makes a last conditional catch-up pass. Progress is kept in \
+        alias in one atomic alias update and makes a last conditional catch-up pass. Progress is kept in \
         the new index's _meta: a killed run leaves the alias untouched and can be resumed (--resume) or \
         discarded (--discard). The previous index is kept (--keep) for --rollback.\n\n\
         Asks before acting on a terminal; without a terminal it needs --yes.\n\n\
@@ -380,7 +381,7 @@ pub struct ReindexArgs {
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub catch_up_margin: Duration,
 
-    /// Point the alias back at the newest older generation (one atomic _aliases call).
+    /// Point the alias back at the newest older generation (one atomic alias update).
     #[arg(long, conflicts_with_all = ["list", "adopt", "mapping", "resume", "discard"])]
     pub rollback: bool,
 

@@ -717,7 +717,7 @@ mod tests {
     async fn stream_errors_pass_through_unchanged() {
         let target = stream::iter(vec![
             Ok(hit(int(1), "1", json!({}))),
-            Err(anyhow::anyhow!("search_after page failed")),
+            Err(anyhow::anyhow!("read model page failed")),
         ]);
         let mut j = Joiner::new(
             docs(vec![row(int(1), json!({}))]),
@@ -726,7 +726,7 @@ mod tests {
             None,
         );
         let err = j.next().await.unwrap_err();
-        assert_eq!(err.to_string(), "search_after page failed");
+        assert_eq!(err.to_string(), "read model page failed");
         assert!(err.downcast_ref::<JoinError>().is_none());
     }
 

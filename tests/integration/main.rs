@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod emulator_api;
 mod emulator_faults;
+mod layers;
 mod postgres;
 mod reindex;
 mod repair;
