@@ -235,7 +235,11 @@ impl Settings {
             query,
             key: key.clone(),
             updated_at: pg.updated_at,
-            page_size: positive(pg.page_size.unwrap_or(5000), &where_, "postgres.page_size")?,
+            page_size: positive(
+                pg.page_size.unwrap_or(crate::source::postgres::DEFAULT_PAGE_SIZE),
+                &where_,
+                "postgres.page_size",
+            )?,
             scan: pg.scan.unwrap_or_default(),
         };
 
@@ -254,7 +258,9 @@ impl Settings {
             ca_cert: connection.ca_cert,
             insecure: connection.insecure,
             page_size: positive(es.page_size.unwrap_or(1000), &where_, "elasticsearch.page_size")?,
-            keep_alive: es.keep_alive.unwrap_or_else(|| "5m".to_string()),
+            keep_alive: es
+                .keep_alive
+                .unwrap_or_else(|| crate::source::elasticsearch::DEFAULT_KEEP_ALIVE.to_string()),
             max_retries: connection.max_retries,
             timeout: connection.timeout,
         };
@@ -402,8 +408,8 @@ fn resolve_connection(
         api_key: api_key.map(Secret::new),
         ca_cert: es.ca_cert.clone(),
         insecure: es.insecure.unwrap_or(false),
-        max_retries: es.max_retries.unwrap_or(8),
-        timeout: es.timeout.unwrap_or(Duration::from_secs(60)),
+        max_retries: es.max_retries.unwrap_or(crate::source::retry::DEFAULT_MAX_RETRIES),
+        timeout: es.timeout.unwrap_or(crate::source::elasticsearch::DEFAULT_TIMEOUT),
     })
 }
 

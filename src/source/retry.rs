@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use backon::ExponentialBuilder;
 
+/// Retries of a transient failure before giving up (`elasticsearch.max_retries`).
+pub const DEFAULT_MAX_RETRIES: usize = 8;
+
 /// How transient failures are retried: 429, 502, 503, 504 and broken connections, with exponential
 /// backoff and full jitter, bounded both in attempts and in total delay.
 #[derive(Debug, Clone)]
@@ -32,7 +35,7 @@ impl RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_retries: 8,
+            max_retries: DEFAULT_MAX_RETRIES,
             min_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(10),
             max_total_delay: Duration::from_secs(60),

@@ -46,7 +46,7 @@ impl ConnectSettings {
             api_key: None,
             ca_cert: None,
             insecure: false,
-            timeout: Duration::from_secs(60),
+            timeout: super::DEFAULT_TIMEOUT,
             retry: RetryPolicy::default(),
         }
     }
