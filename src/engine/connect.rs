@@ -58,6 +58,11 @@ pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::R
         Fetch::Compared(write_model.columns()),
     )
     .await?;
+    paired(settings, write_model, read_model)
+}
+
+/// Both sides as the engine holds them, refused when their keys would sort differently.
+fn paired(settings: &Settings, write_model: PostgresSource, read_model: ElasticsearchSource) -> anyhow::Result<Sides> {
     ensure_same_key_kind(
         settings,
         write_model.key_kind(),
@@ -100,16 +105,7 @@ pub async fn connect_for_repair(settings: &Settings) -> anyhow::Result<Sides> {
             Fetch::Whole
         )
     )?;
-    ensure_same_key_kind(
-        settings,
-        write_model.key_kind(),
-        read_model.key_kind(),
-        read_model.key_mapping(),
-    )?;
-    let sides = Sides {
-        write_model: Box::new(write_model),
-        read_model: Box::new(read_model),
-    };
+    let sides = paired(settings, write_model, read_model)?;
     sides.ensure_known_fields(settings).await?;
     Ok(sides)
 }

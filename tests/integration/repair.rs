@@ -1006,22 +1006,28 @@ async fn a_torn_outcome_line_is_ended_before_resume_appends_and_the_log_stays_re
     assert_eq!(drifted_docs(&f).await, before);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_torn_intent_was_never_sent_and_resume_carries_its_action_out() {
-    let f = drifted().await;
-    let before = drifted_docs(&f).await;
+/// Runs `repair --apply` with one try per request against a bulk endpoint that answers 503: the run
+/// stops (exit 2) with its intents on disk and no outcome. Returns the audit log.
+async fn repair_stopped_by_a_failing_bulk(f: &Fixture) -> PathBuf {
     let emulator = f.emulator.as_ref().expect("fault injection needs the emulator");
-    // One try per request: the bulk request fails and the run stops with its intents on disk.
-    let config = path_in(&f, "recon.toml");
+    let config = path_in(f, "recon.toml");
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("[elasticsearch]\n", "[elasticsearch]\nmax_retries = 0\n");
     std::fs::write(&config, text).unwrap();
     emulator.set_faults("unavailable=1,only=bulk".parse::<FaultSpec>().unwrap());
-    let audit = path_in(&f, "audit.ndjson");
-    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
+    let audit = path_in(f, "audit.ndjson");
+    let r = repair(f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
     emulator.set_faults(FaultSpec::default());
     assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    audit
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torn_intent_was_never_sent_and_resume_carries_its_action_out() {
+    let f = drifted().await;
+    let before = drifted_docs(&f).await;
+    let audit = repair_stopped_by_a_failing_bulk(&f).await;
     let lines = audit_lines(&audit);
     assert_eq!((count(&lines, "intent"), count(&lines, "outcome")), (5, 0));
     assert_eq!(drifted_docs(&f).await, before, "nothing was written");
@@ -1089,17 +1095,7 @@ async fn a_log_whose_resume_record_an_older_recon_glued_to_a_torn_line_is_read()
 async fn a_plan_cut_off_while_it_was_logged_is_not_resumed_as_if_whole() {
     let f = drifted().await;
     let before = drifted_docs(&f).await;
-    let emulator = f.emulator.as_ref().expect("fault injection needs the emulator");
-    let config = path_in(&f, "recon.toml");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[elasticsearch]\n", "[elasticsearch]\nmax_retries = 0\n");
-    std::fs::write(&config, text).unwrap();
-    emulator.set_faults("unavailable=1,only=bulk".parse::<FaultSpec>().unwrap());
-    let audit = path_in(&f, "audit.ndjson");
-    let r = repair(&f, &["--apply", "--yes", "--audit", audit.to_str().unwrap()]).await;
-    emulator.set_faults(FaultSpec::default());
-    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let audit = repair_stopped_by_a_failing_bulk(&f).await;
     // What a run killed while logging its plan leaves: the header, two plan lines, part of a third.
     let text = std::fs::read_to_string(&audit).unwrap();
     let lines: Vec<&str> = text.lines().collect();
