@@ -47,7 +47,7 @@ ndjson\t'One JSON object per line: each drifted key as it is found, then the sum
 junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
 markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector'"
-complete -c recon -n "__fish_recon_using_subcommand check" -s o -l output -d 'Write the report to FILE (atomically: a complete report or none) instead of stdout' -r -F
+complete -c recon -n "__fish_recon_using_subcommand check" -s o -l output -d 'Write the report to FILE (atomically: a complete report or none) instead of stdout. Repeatable as FORMAT:FILE for several reports of the same run (one snapshot, the same counts), e.g. `-o junit:report.xml -o markdown:summary.md -o prometheus:recon.prom`; a plain FILE takes --format' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l keys -d 'Check only these keys (comma-separated), orphans among them included' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l keys-file -d 'Check only the keys listed in FILE, one per line (`-` for stdin; `#` starts a comment line)' -r -F
 complete -c recon -n "__fish_recon_using_subcommand check" -l since -d 'Check only rows changed since DURATION ago (e.g. 1h) or since TIMESTAMP (RFC 3339), and their documents (needs postgres.updated_at). Cannot see orphans left by deletes: run a full check too' -r

@@ -192,9 +192,11 @@ pub struct CheckArgs {
     #[arg(long, short = 'f', value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
 
-    /// Write the report to FILE (atomically: a complete report or none) instead of stdout.
-    #[arg(long, short = 'o', value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    /// Write the report to FILE (atomically: a complete report or none) instead of stdout. Repeatable as
+    /// FORMAT:FILE for several reports of the same run (one snapshot, the same counts), e.g.
+    /// `-o junit:report.xml -o markdown:summary.md -o prometheus:recon.prom`; a plain FILE takes --format.
+    #[arg(long, short = 'o', value_name = "[FORMAT:]FILE", value_parser = parse_output)]
+    pub output: Vec<OutputArg>,
 
     /// No progress bars or progress log lines.
     #[arg(long, short = 'q')]
@@ -513,6 +515,35 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
 
 // The value enums of the flags. The layers below have their own types, which know no clap; each
 // converts into its counterpart where a command builds its options.
+
+/// One `--output`: a file, and the format written to it when the flag named one (`junit:report.xml`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputArg {
+    pub format: Option<Format>,
+    pub path: PathBuf,
+}
+
+/// `FORMAT:FILE` when the part before the first `:` names a format, else the whole text is the file.
+fn parse_output(text: &str) -> Result<OutputArg, String> {
+    if let Some((name, path)) = text.split_once(':') {
+        if let Ok(format) = Format::from_str(name, false) {
+            if path.is_empty() {
+                return Err(format!("{text:?}: no file after {name}:"));
+            }
+            return Ok(OutputArg {
+                format: Some(format),
+                path: PathBuf::from(path),
+            });
+        }
+    }
+    if text.is_empty() {
+        return Err("an empty file name".into());
+    }
+    Ok(OutputArg {
+        format: None,
+        path: PathBuf::from(text),
+    })
+}
 
 /// `--format` of check, demo and report merge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

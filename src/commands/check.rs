@@ -14,7 +14,7 @@ use crate::diff::Comparator;
 use crate::engine::{connect_sides_with, scan, CheckpointSpec, ScanScope};
 use crate::model::Summary;
 use crate::progress::ProgressMode;
-use crate::report::{self, AtomicFile, Format, ReportOptions, RunInfo, ScaleInfo, Targeted};
+use crate::report::{self, AtomicFile, Format, ReportOptions, ReportWriter, RunInfo, ScaleInfo, Targeted};
 use crate::scale::keyfile::KeyFile;
 use crate::scale::plan::Shard;
 use crate::source::KeyRange;
@@ -25,13 +25,20 @@ pub struct CheckOptions {
     pub grace: Option<Duration>,
     pub allow: u64,
     pub limit: Option<u64>,
-    pub format: Format,
-    pub output: Option<PathBuf>,
+    /// Where the reports go: one per target, all of the same run. `path: None` is stdout.
+    pub reports: Vec<ReportTarget>,
     pub progress: ProgressMode,
     pub verbose: bool,
     pub color: bool,
     /// Which keys and how: targeted, parallel, sharded, sampled, rechecked runs.
     pub scale: ScaleOptions,
+}
+
+/// One report of a run: its format, and its file (written atomically) or stdout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportTarget {
+    pub format: Format,
+    pub path: Option<PathBuf>,
 }
 
 /// The production-scale knobs of a check; the default is one serial scan of every key.
@@ -86,17 +93,29 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
     let format = args
         .format
         .map(Format::from)
-        .unwrap_or(if stdout_is_terminal && args.output.is_none() {
+        .unwrap_or(if stdout_is_terminal && args.output.is_empty() {
             Format::Table
         } else {
             Format::Json
         });
+    // Without --output the report goes to stdout; each --output is a file of its own format (a plain
+    // FILE takes --format), and stdout stays empty.
+    let reports = match args.output.is_empty() {
+        true => vec![ReportTarget { format, path: None }],
+        false => args
+            .output
+            .into_iter()
+            .map(|o| ReportTarget {
+                format: o.format.map(Format::from).unwrap_or(format),
+                path: Some(o.path),
+            })
+            .collect(),
+    };
     let options = CheckOptions {
         grace: args.grace,
         allow: args.allow,
         limit: args.limit,
-        format,
-        output: args.output,
+        reports,
         progress: ProgressMode::detect(args.quiet),
         verbose: args.verbose,
         color: crate::terminal::colour_stdout(),
@@ -128,13 +147,21 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
     if options.grace.is_some() && settings.postgres.updated_at.is_none() {
         bail!("--grace needs postgres.updated_at: the column with each row's last change");
     }
-    // An unwritable --output fails before any scan starts.
-    let atomic = match &options.output {
-        Some(path) => {
-            Some(AtomicFile::create(path).with_context(|| format!("cannot write the report to {}", path.display()))?)
+    // An unwritable --output fails before any scan starts; two reports into one file are refused.
+    let mut files = Vec::new();
+    for report in &options.reports {
+        if let Some(path) = &report.path {
+            if options.reports.iter().filter(|r| r.path.as_ref() == Some(path)).count() > 1 {
+                bail!(
+                    "--output {} is given twice; each report needs a file of its own",
+                    path.display()
+                );
+            }
+            let file =
+                AtomicFile::create(path).with_context(|| format!("cannot write the report to {}", path.display()))?;
+            files.push(file);
         }
-        None => None,
-    };
+    }
     if matches!(options.scale.keys, Some(KeySelection::Since(_))) && settings.postgres.updated_at.is_none() {
         bail!("--since needs postgres.updated_at: the column with each row's last change");
     }
@@ -174,18 +201,28 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
         crate::note!("recon: write model: {}", sides.write_model.describe());
         crate::note!("recon: read model: {}", sides.read_model.describe());
     }
-    let out: Box<dyn Write + Send> = match &atomic {
-        Some(file) => Box::new(file.handle()),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
-    };
-    let mut writer = report::writer(
-        ReportOptions {
-            limit: options.limit,
-            color: options.color,
-            ..ReportOptions::new(options.format)
-        },
-        out,
-    );
+    // Every report of the run hears the same drift and the same counts: one scan, one snapshot.
+    let mut files_left = files.iter();
+    let writers: Vec<Box<dyn ReportWriter>> = options
+        .reports
+        .iter()
+        .map(|report| {
+            let out: Box<dyn Write + Send> = match report.path {
+                Some(_) => Box::new(files_left.next().expect("a file per report with a path").handle()),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+            };
+            report::writer(
+                ReportOptions {
+                    limit: options.limit,
+                    // Colour is for a terminal, never for a file.
+                    color: options.color && report.path.is_none(),
+                    ..ReportOptions::new(report.format)
+                },
+                out,
+            )
+        })
+        .collect();
+    let mut writer = report::Tee::new(writers);
     let scope = ScanScope {
         range: KeyRange::all(),
         grace: options.grace,
@@ -238,10 +275,10 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
         },
     };
     let in_sync = run.in_sync(&scanned.summary);
-    writer
+    Box::new(writer)
         .finish(&scanned.summary, &scanned.fields, &run)
         .context("cannot write the report")?;
-    if let Some(file) = atomic {
+    for file in files {
         file.commit().context("cannot write the report")?;
     }
     let outcome = if in_sync { Outcome::InSync } else { Outcome::Drift };

@@ -121,11 +121,13 @@ async fn on_cluster(cluster: &PgCluster, args: &DemoArgs) -> anyhow::Result<Outc
         grace: None,
         allow: 0,
         limit: None,
-        format: args
-            .format
-            .map(Format::from)
-            .unwrap_or(if terminal { Format::Table } else { Format::Json }),
-        output: None,
+        reports: vec![super::check::ReportTarget {
+            format: args
+                .format
+                .map(Format::from)
+                .unwrap_or(if terminal { Format::Table } else { Format::Json }),
+            path: None,
+        }],
         progress: ProgressMode::detect(args.quiet),
         verbose: false,
         color: crate::terminal::colour_stdout(),

@@ -201,6 +201,29 @@ pub fn writer(options: ReportOptions, out: Box<dyn Write + Send>) -> Box<dyn Rep
     }
 }
 
+/// Several reports of one run: each hears every drifted key and the same counts (`-o json:… -o junit:…`).
+pub struct Tee {
+    writers: Vec<Box<dyn ReportWriter>>,
+}
+
+impl Tee {
+    pub fn new(writers: Vec<Box<dyn ReportWriter>>) -> Tee {
+        Tee { writers }
+    }
+}
+
+impl ReportWriter for Tee {
+    fn drift(&mut self, drift: &Drift) -> io::Result<()> {
+        self.writers.iter_mut().try_for_each(|w| w.drift(drift))
+    }
+
+    fn finish(self: Box<Self>, summary: &Summary, fields: &BTreeMap<String, u64>, run: &RunInfo) -> io::Result<()> {
+        self.writers
+            .into_iter()
+            .try_for_each(|w| w.finish(summary, fields, run))
+    }
+}
+
 /// Counts drift against `--limit`: which records get listed and whether the listing was cut short.
 #[derive(Debug, Clone, Copy)]
 struct Listing {

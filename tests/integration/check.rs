@@ -804,3 +804,54 @@ async fn documents_without_a_key_are_listed_once_on_both_flavors() {
         );
     }
 }
+
+/// `-o FORMAT:FILE`, repeated: four reports of one run, from one snapshot, agreeing with each other and
+/// with the exit code; nothing on stdout. A plain `-o FILE` still takes `--format`.
+#[tokio::test(flavor = "multi_thread")]
+async fn several_reports_from_one_run_agree() {
+    let f = drifted().await;
+    let path = |name: &str| f.dir.path().join(name).to_str().unwrap().to_string();
+    let (json, junit, markdown, prom) = (path("r.json"), path("r.xml"), path("r.md"), path("r.prom"));
+    let outputs = [
+        format!("json:{json}"),
+        format!("junit:{junit}"),
+        format!("markdown:{markdown}"),
+        format!("prometheus:{prom}"),
+    ];
+    let mut args = vec!["--quiet"];
+    for o in &outputs {
+        args.extend(["-o", o.as_str()]);
+    }
+    let (code, stdout, stderr) = f.check_async(&args).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stdout, "", "every report went to its file");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["failing"], 5);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"<property name="failing" value="5"/>"#), "{xml}");
+    assert_eq!(xml.matches("<failure").count(), 5, "{xml}");
+    let prom = std::fs::read_to_string(&prom).unwrap();
+    assert!(prom.contains("\nrecon_check_failing_keys 5\n"), "{prom}");
+    assert!(prom.contains("\nrecon_check_in_sync 0\n"), "{prom}");
+    let md = std::fs::read_to_string(&markdown).unwrap();
+    assert!(md.contains("missing") && md.contains("orphaned"), "{md}");
+    // The four are one run: the same start time in the JSON and the JUnit file.
+    let started = report["run"]["started_at"].as_str().unwrap();
+    assert!(
+        xml.contains(started) || xml.contains(&started[..19]),
+        "{started}\n{xml}"
+    );
+
+    // Today's form: --format with a plain file.
+    let plain = path("plain.json");
+    let (code, stdout, _) = f.check_async(&["--quiet", "--format", "json", "-o", &plain]).await;
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    let again: Value = serde_json::from_str(&std::fs::read_to_string(&plain).unwrap()).unwrap();
+    assert_eq!(again["failing"], 5);
+    // Two reports into one file would overwrite each other: refused before the run.
+    let (code, _, stderr) = f
+        .check_async(&["--quiet", "-o", &format!("json:{json}"), "-o", &format!("junit:{json}")])
+        .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("given twice"), "{stderr}");
+}
