@@ -1,5 +1,6 @@
 //! `junit`: JUnit XML for CI dashboards. One test suite "recon check"; one test case per listed
-//! drifted key (`<kind> <key>`), failing with the diffs, or skipped when the drift is pending; a
+//! drifted key (`<kind> <key>`), failing with the diffs, or skipped when the drift is pending or
+//! tolerated by `--allow` (so the file's verdict is the exit code's); a
 //! passing "in sync" case when no key fails; an "unlisted drift" case when `--limit` cut the listing,
 //! so the dashboard's totals never claim less drift than there is.
 //!
@@ -67,10 +68,18 @@ impl ReportWriter for JunitWriter {
         let unlisted_pending = summary.pending.saturating_sub(listed_pending);
         let unlisted = listing.truncated() && unlisted_failing + unlisted_pending > 0;
         let in_sync_case = summary.failing() == 0;
+        // Failing keys within --allow: the run exits 0, so the file must not fail the build either.
+        let tolerated = summary.failing() > 0 && run.in_sync(summary);
+        let unlisted_fails = unlisted && unlisted_failing > 0;
 
         let tests = listing.listed + u64::from(unlisted) + u64::from(in_sync_case);
-        let failures = listed_failing + u64::from(unlisted && unlisted_failing > 0);
-        let skipped = listed_pending + u64::from(unlisted && unlisted_failing == 0);
+        let (failures, skipped) = match tolerated {
+            false => (
+                listed_failing + u64::from(unlisted_fails),
+                listed_pending + u64::from(unlisted && !unlisted_fails),
+            ),
+            true => (0, listed_pending + listed_failing + u64::from(unlisted)),
+        };
         let time = format!("{:.3}", run.duration.as_secs_f64());
         let timestamp = run.started_at.format("%Y-%m-%dT%H:%M:%S").to_string();
 
@@ -125,7 +134,7 @@ impl ReportWriter for JunitWriter {
         if let Some(spool) = spool {
             let mut replay = spool.replay()?;
             while let Some(record) = replay.next_record()? {
-                out.write_all(testcase(&record).as_bytes())?;
+                out.write_all(testcase(&record, tolerated.then_some(run.allow)).as_bytes())?;
             }
         }
         if in_sync_case {
@@ -137,11 +146,18 @@ impl ReportWriter for JunitWriter {
             writeln!(out, r#"    <testcase name="{name}" classname="recon.check"/>"#)?;
         }
         if unlisted {
-            let message = format!(
+            let mut message = format!(
                 "{unlisted_failing} failing and {unlisted_pending} pending drifted keys not listed (--limit {})",
                 listing.limit.unwrap_or_default()
             );
-            let verdict = if unlisted_failing > 0 { "failure" } else { "skipped" };
+            if tolerated && unlisted_failing > 0 {
+                message = format!("tolerated by --allow {}: {message}", run.allow);
+            }
+            let verdict = if unlisted_fails && !tolerated {
+                "failure"
+            } else {
+                "skipped"
+            };
             writeln!(
                 out,
                 r#"    <testcase name="unlisted drift" classname="recon.check"><{verdict} message="{}"/></testcase>"#,
@@ -154,7 +170,8 @@ impl ReportWriter for JunitWriter {
     }
 }
 
-fn testcase(record: &DriftIn) -> String {
+/// One listed drifted key; `tolerated` is the `--allow` that made the run pass despite failing keys.
+fn testcase(record: &DriftIn, tolerated: Option<u64>) -> String {
     let key = match Key::from_json(&record.key) {
         Some(key) => key.to_string(),
         None if record.kind == DriftKind::Unkeyed => format!("_id {}", record.ids.join(", ")),
@@ -195,10 +212,14 @@ fn testcase(record: &DriftIn) -> String {
             side(diff.actual.as_ref())
         );
     }
-    let element = if record.kind == DriftKind::Pending {
+    let element = if record.kind == DriftKind::Pending || tolerated.is_some() {
         "skipped"
     } else {
         "failure"
+    };
+    let message = match tolerated {
+        Some(allow) if record.kind != DriftKind::Pending => format!("tolerated by --allow {allow}: {message}"),
+        _ => message,
     };
     let type_attr = if element == "failure" {
         format!(r#" type="{kind}""#)
@@ -301,6 +322,39 @@ mod tests {
         assert!(xml.contains(r#"name="orphaned 9007199254740993""#), "{xml}");
         // No raw control character anywhere: the hostile key is escaped.
         assert!(!xml.chars().any(|c| c.is_control() && c != '\n'), "{xml}");
+    }
+
+    /// `--allow 5` with 5 failing keys exits 0: the file says so too (no failure, the keys skipped with
+    /// the reason), so a dashboard does not go red for tolerated drift.
+    #[test]
+    fn drift_tolerated_by_allow_is_skipped_not_failed() {
+        let mut run = fixtures::run();
+        run.allow = 5;
+        let xml = render(
+            ReportOptions::new(Format::Junit),
+            &fixtures::drift(),
+            &fixtures::summary(),
+            &run,
+        );
+        assert_eq!(
+            (xml.matches("<failure").count(), xml.matches("<skipped").count()),
+            (0, 6),
+            "{xml}"
+        );
+        assert!(xml.contains(r#"failures="0" errors="0" skipped="6""#), "{xml}");
+        assert!(xml.contains("tolerated by --allow 5: "), "{xml}");
+        run.allow = 4;
+        let xml = render(
+            ReportOptions::new(Format::Junit),
+            &fixtures::drift(),
+            &fixtures::summary(),
+            &run,
+        );
+        assert_eq!(
+            xml.matches("<failure").count(),
+            5,
+            "beyond --allow, every failing key fails: {xml}"
+        );
     }
 
     #[test]
