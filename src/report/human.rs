@@ -249,6 +249,10 @@ pub(super) fn sample_caption(sample: &Sample) -> String {
     if sample.listing.truncated() {
         caption.push_str(" (listing truncated by --limit)");
     }
+    if shown < seen || sample.listing.truncated() {
+        // Say how to see the rest: the counts are complete, the listing is not.
+        caption.push_str("; --limit N shows more, --format json lists every key");
+    }
     caption
 }
 
@@ -287,10 +291,13 @@ mod tests {
         let mut limited = Sample::new(10, Listing::new(Some(1)));
         drift.iter().for_each(|d| limited.offer(d));
         assert_eq!(limited.drift.len(), 1);
+        // The caption says how to see the rest (issue 14: the listing stopped with no hint).
         assert_eq!(
             sample_caption(&limited),
-            "first 1 of 6 drifted keys (listing truncated by --limit)"
+            "first 1 of 6 drifted keys (listing truncated by --limit); --limit N shows more, --format json \
+             lists every key"
         );
+        assert!(sample_caption(&sample).starts_with("first 2 of 6 drifted keys; --limit N shows more"));
     }
 
     #[test]

@@ -183,6 +183,10 @@ impl ReportOptions {
 /// [`AtomicFile::handle`] for `--output`).
 pub fn writer(options: ReportOptions, out: Box<dyn Write + Send>) -> Box<dyn ReportWriter> {
     let mut listing = Listing::new(options.limit);
+    // Table and markdown show `--limit` keys when it is given, else a sample of DEFAULT_SAMPLE.
+    let sample = options
+        .limit
+        .map_or(options.sample, |limit| usize::try_from(limit).unwrap_or(usize::MAX));
     listing.upstream = options.truncated_upstream;
     match options.format {
         Format::Json => Box::new(json::JsonWriter::new(out, listing)),
@@ -190,13 +194,10 @@ pub fn writer(options: ReportOptions, out: Box<dyn Write + Send>) -> Box<dyn Rep
         Format::Junit => Box::new(junit::JunitWriter::new(out, listing)),
         Format::Table => Box::new(table::TableWriter::new(
             out,
-            human::Sample::new(options.sample, listing),
+            human::Sample::new(sample, listing),
             options.color,
         )),
-        Format::Markdown => Box::new(markdown::MarkdownWriter::new(
-            out,
-            human::Sample::new(options.sample, listing),
-        )),
+        Format::Markdown => Box::new(markdown::MarkdownWriter::new(out, human::Sample::new(sample, listing))),
         Format::Prometheus => Box::new(prometheus::PrometheusWriter::new(out)),
     }
 }

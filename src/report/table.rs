@@ -131,6 +131,34 @@ mod tests {
         insta::assert_snapshot!(render_all(Format::Table));
     }
 
+    /// The table lists `--limit` keys when given (it used to stop at 10 whatever --limit said), and says
+    /// how to see the rest when it stops short.
+    #[test]
+    fn the_listing_follows_limit_and_says_how_to_see_more() {
+        let mut drift = Vec::new();
+        for k in 0..14 {
+            let mut d = fixtures::drift()[1].clone();
+            d.key = crate::model::Key::Int(100 + k);
+            drift.push(d);
+        }
+        let summary = Summary {
+            missing: 14,
+            ..Summary::default()
+        };
+        let rows = |text: &str| (100..114).filter(|k| text.contains(&format!(" {k} "))).count();
+        let text = render(ReportOptions::new(Format::Table), &drift, &summary, &fixtures::run());
+        assert_eq!(rows(&text), 10, "{text}");
+        assert!(
+            text.contains("first 10 of 14 drifted keys; --limit N shows more"),
+            "{text}"
+        );
+        let mut options = ReportOptions::new(Format::Table);
+        options.limit = Some(14);
+        let text = render(options, &drift, &summary, &fixtures::run());
+        assert_eq!(rows(&text), 14, "{text}");
+        assert!(!text.contains("shows more"), "{text}");
+    }
+
     #[test]
     fn table_snapshot_after_a_recheck() {
         let (summary, run) = fixtures::rechecked();
