@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Elasticsearch (the read model), both sorted by key, merge-joins them, diffs them field by field and
 /// reports drift: missing, orphaned, mismatched and duplicate documents.
 #[derive(Debug, Parser)]
-#[command(name = "recon", version, about, long_about, propagate_version = true)]
+#[command(name = "recon", version = env!("RECON_VERSION"), about, long_about, propagate_version = true)]
 #[command(
     after_help = "Start with `recon demo` to see a check on an embedded shop; see docs/configuration.md \
                         for recon.toml.\nExit codes: 0 in sync, 1 drift found, 2 error, 130 interrupted."

@@ -92,7 +92,19 @@ fn committed_completions_are_fresh() {
 fn help_and_version_go_to_stdout_and_exit_0() {
     let (code, stdout, stderr) = output(recon().arg("--version"));
     assert_eq!((code, stderr.as_str()), (0, ""));
-    assert_eq!(stdout.trim(), format!("recon {}", env!("CARGO_PKG_VERSION")));
+    // The version names the commit it was built from, when built from a git checkout.
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let expected = match head {
+        Some(commit) => format!("recon {} ({commit})", env!("CARGO_PKG_VERSION")),
+        None => format!("recon {}", env!("CARGO_PKG_VERSION")),
+    };
+    assert_eq!(stdout.trim(), expected);
     let (code, stdout, stderr) = output(recon().args(["reindex", "--help"]));
     assert_eq!((code, stderr.as_str()), (0, ""));
     assert!(stdout.contains("Usage: recon reindex"), "{stdout}");
