@@ -32,6 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('reindex', 'reindex', [CompletionResultType]::ParameterValue, 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)')
             [CompletionResult]::new('report', 'report', [CompletionResultType]::ParameterValue, 'Work with check reports: combine shard reports into one')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -204,6 +205,13 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'recon;man' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'recon;help' {
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Compare the read model with the write model and report drift (never writes)')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a check on an embedded shop with injected drift, then clean up')
@@ -212,6 +220,7 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('reindex', 'reindex', [CompletionResultType]::ParameterValue, 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)')
             [CompletionResult]::new('report', 'report', [CompletionResultType]::ParameterValue, 'Work with check reports: combine shard reports into one')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -238,6 +247,9 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             break
         }
         'recon;help;completions' {
+            break
+        }
+        'recon;help;man' {
             break
         }
         'recon;help;help' {

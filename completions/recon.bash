@@ -28,6 +28,9 @@ _recon() {
             recon,help)
                 cmd="recon__subcmd__help"
                 ;;
+            recon,man)
+                cmd="recon__subcmd__man"
+                ;;
             recon,reindex)
                 cmd="recon__subcmd__reindex"
                 ;;
@@ -51,6 +54,9 @@ _recon() {
                 ;;
             recon__subcmd__help,help)
                 cmd="recon__subcmd__help__subcmd__help"
+                ;;
+            recon__subcmd__help,man)
+                cmd="recon__subcmd__help__subcmd__man"
                 ;;
             recon__subcmd__help,reindex)
                 cmd="recon__subcmd__help__subcmd__reindex"
@@ -86,7 +92,7 @@ _recon() {
 
     case "${cmd}" in
         recon)
-            opts="-h -V --help --version check demo repair undo reindex report completions help"
+            opts="-h -V --help --version check demo repair undo reindex report completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -238,7 +244,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__help)
-            opts="check demo repair undo reindex report completions help"
+            opts="check demo repair undo reindex report completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -294,6 +300,20 @@ _recon() {
             return 0
             ;;
         recon__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        recon__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -366,6 +386,20 @@ _recon() {
         recon__subcmd__help__subcmd__undo)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        recon__subcmd__man)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -29,6 +29,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand reindex 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)'
             cand report 'Work with check reports: combine shard reports into one'
             cand completions 'Print a shell completion script to stdout'
+            cand man 'Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'recon;check'= {
@@ -189,6 +190,12 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'recon;man'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'recon;help'= {
             cand check 'Compare the read model with the write model and report drift (never writes)'
             cand demo 'Run a check on an embedded shop with injected drift, then clean up'
@@ -197,6 +204,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand reindex 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)'
             cand report 'Work with check reports: combine shard reports into one'
             cand completions 'Print a shell completion script to stdout'
+            cand man 'Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'recon;help;check'= {
@@ -215,6 +223,8 @@ set edit:completion:arg-completer[recon] = {|@words|
         &'recon;help;report;merge'= {
         }
         &'recon;help;completions'= {
+        }
+        &'recon;help;man'= {
         }
         &'recon;help;help'= {
         }

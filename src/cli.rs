@@ -91,6 +91,12 @@ pub enum Command {
         /// The shell to generate completions for.
         shell: clap_complete::Shell,
     },
+    /// Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`).
+    Man {
+        /// The command whose page to print (check, repair, undo, reindex, demo, report, completions);
+        /// recon's own page without one.
+        command: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -88,6 +88,12 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Undo(args) => commands::undo::run(args).await,
         Command::Reindex(args) => commands::reindex::run(args).await,
         Command::Report(recon::cli::ReportCommand::Merge(args)) => commands::report_merge::run(args),
+        Command::Man { command } => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&commands::man::page(command.as_deref())?)?;
+            out.flush()?;
+            Ok(Outcome::InSync)
+        }
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             commands::completions::generate(shell, &mut out);

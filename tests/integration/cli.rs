@@ -63,6 +63,39 @@ fn configuration_errors_name_the_file_and_line() {
 }
 
 #[test]
+fn committed_man_pages_are_fresh() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let update = std::env::var_os("RECON_UPDATE_COMPLETIONS").is_some();
+    let pages = recon::commands::man::pages();
+    assert!(pages.iter().any(|(f, _)| f == "recon-check.1"), "one page per command");
+    for (file, fresh) in &pages {
+        let path = dir.join(file);
+        if update {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, fresh).unwrap();
+            continue;
+        }
+        let committed = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            committed == *fresh,
+            "{} is stale; regenerate with `RECON_UPDATE_COMPLETIONS=1 cargo test committed_man_pages_are_fresh`",
+            path.display()
+        );
+    }
+    // The binary prints the same pages.
+    let (code, stdout, _) = output(recon().args(["man", "check"]));
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout.as_bytes(),
+        &pages.iter().find(|(f, _)| f == "recon-check.1").unwrap().1[..]
+    );
+    assert!(stdout.contains(".TH recon-check 1"), "{stdout}");
+    let (code, _, stderr) = output(recon().args(["man", "nope"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("recon-check.1"), "names the pages there are: {stderr}");
+}
+
+#[test]
 fn committed_completions_are_fresh() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
     let update = std::env::var_os("RECON_UPDATE_COMPLETIONS").is_some();
