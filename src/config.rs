@@ -77,6 +77,9 @@ use crate::secret::{redact_url, Secret};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// The check's name in metrics and reports (default: the index or alias it reads).
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(default)]
     pub postgres: PostgresFile,
     #[serde(default)]
@@ -174,6 +177,8 @@ pub struct ElasticsearchConfig {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub source_file: Option<PathBuf>,
+    /// What this check is called in metrics (the `check` label) and reports: `name`, or the index.
+    pub name: String,
     pub postgres: PostgresConfig,
     pub elasticsearch: ElasticsearchConfig,
     pub compare: CompareConfig,
@@ -272,6 +277,7 @@ impl Settings {
         }
         Ok(Settings {
             source_file,
+            name: file.name.unwrap_or_else(|| elasticsearch.index.clone()),
             postgres,
             elasticsearch,
             compare: file.compare.unwrap_or_default(),

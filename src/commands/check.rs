@@ -256,6 +256,7 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
         });
     }
     let run = RunInfo {
+        name: settings.name.clone(),
         started_at: scanned.started_at,
         duration: scanned.duration,
         source: sides.write_model.describe(),

@@ -165,6 +165,7 @@ pub fn merge(mut shards: Vec<ShardReport>) -> anyhow::Result<Merged> {
         .as_str()
         .unwrap_or_default()
         .to_string();
+    let first_name = first.header.get("run")["name"].as_str().unwrap_or("recon").to_string();
     let target = first.header.get("run")["target"]
         .as_str()
         .unwrap_or_default()
@@ -207,6 +208,8 @@ pub fn merge(mut shards: Vec<ShardReport>) -> anyhow::Result<Merged> {
     }
     let started = started.expect("at least one shard");
     let run = RunInfo {
+        // The shards of one check share its name; reports of older recons have none.
+        name: first_name,
         started_at: started,
         duration: (ended.expect("at least one shard") - started)
             .to_std()

@@ -11,6 +11,7 @@ use crate::model::{Drift, DriftKind, FieldDiff, Key, Summary};
 
 pub(super) fn run() -> RunInfo {
     RunInfo {
+        name: "orders".into(),
         started_at: Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap(),
         duration: Duration::from_millis(83_250),
         source: "postgres://db.internal:5432/shop (orders)".into(),

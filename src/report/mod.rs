@@ -62,6 +62,8 @@ pub enum Format {
 /// What the report states about the run.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
+    /// The check's name (`name` in the configuration, default the index): a label on every metric.
+    pub name: String,
     pub started_at: DateTime<Utc>,
     pub duration: Duration,
     /// Descriptions of both sides, without secrets.

@@ -30,15 +30,26 @@ impl ReportWriter for PrometheusWriter {
 
     fn finish(self: Box<Self>, summary: &Summary, fields: &BTreeMap<String, u64>, run: &RunInfo) -> io::Result<()> {
         let mut text = String::new();
+        // Every series carries the check's name, so several checks can share one textfile directory
+        // and one dashboard.
+        let check = format!("check=\"{}\"", label_value(&run.name));
         let mut gauge = |name: &str, help: &str, samples: &[(String, String)]| {
             let _ = writeln!(text, "# HELP {name} {}", help_text(help));
             let _ = writeln!(text, "# TYPE {name} gauge");
             for (labels, value) in samples {
-                let _ = writeln!(text, "{name}{labels} {value}");
+                let _ = writeln!(text, "{name}{{{labels}}} {value}");
             }
         };
-        let plain = |value: String| vec![(String::new(), value)];
+        let plain = |value: String| vec![(check.clone(), value)];
 
+        gauge(
+            "recon_check_info",
+            "Always 1: the check's name and the recon version that ran it last.",
+            &[(
+                format!("{check},version=\"{}\"", label_value(run.tool_version)),
+                "1".to_string(),
+            )],
+        );
         gauge(
             "recon_check_keys",
             "Drifted keys found by the last recon check, by kind (pending: within the grace period, not failing; \
@@ -51,7 +62,7 @@ impl ReportWriter for PrometheusWriter {
                 ("pending", summary.pending),
                 ("unkeyed", summary.unkeyed),
             ]
-            .map(|(kind, count)| (format!("{{kind=\"{kind}\"}}"), count.to_string())),
+            .map(|(kind, count)| (format!("{check},kind=\"{kind}\""), count.to_string())),
         );
         gauge(
             "recon_check_failing_keys",
@@ -59,13 +70,13 @@ impl ReportWriter for PrometheusWriter {
             &plain(summary.failing().to_string()),
         );
         gauge(
-            "recon_check_allowed_failing_keys",
-            "Failing keys the last recon check tolerated (--allow).",
+            "recon_check_allow",
+            "The --allow threshold of the last recon check: failing keys it may have before its verdict is drift.",
             &plain(run.allow.to_string()),
         );
         gauge(
             "recon_check_in_sync",
-            "1 if the last recon check passed (failing keys within --allow), else 0.",
+            "1 if the last recon check passed (failing keys at most --allow), else 0.",
             &plain(u8::from(run.in_sync(summary)).to_string()),
         );
         gauge(
@@ -85,7 +96,7 @@ impl ReportWriter for PrometheusWriter {
         );
         let by_field: Vec<(String, String)> = fields
             .iter()
-            .map(|(field, count)| (format!("{{field=\"{}\"}}", label_value(field)), count.to_string()))
+            .map(|(field, count)| (format!("{check},field=\"{}\"", label_value(field)), count.to_string()))
             .collect();
         gauge(
             "recon_check_field_mismatches",
@@ -100,7 +111,7 @@ impl ReportWriter for PrometheusWriter {
         let finished = run.started_at + chrono::Duration::from_std(run.duration).unwrap_or(chrono::Duration::zero());
         gauge(
             "recon_check_last_run_timestamp_seconds",
-            "Unix time the last recon check finished.",
+            "Unix time the last recon check finished (a run that fails leaves the previous file, so this ages).",
             &plain(format!("{:.3}", finished.timestamp_millis() as f64 / 1000.0)),
         );
 
@@ -163,12 +174,23 @@ mod tests {
                 assert!(value.parse::<f64>().is_ok(), "{line}");
             }
         }
-        assert!(text.contains("recon_check_keys{kind=\"mismatched\"} 2\n"));
-        assert!(text.contains("recon_check_field_mismatches{field=\"products.name\"} 2\n"));
-        assert!(text.contains("recon_check_in_sync 0\n"));
+        // Every series names its check (issue 14: two checks in one textfile directory collided).
+        assert!(text.contains("recon_check_keys{check=\"orders\",kind=\"mismatched\"} 2\n"));
+        assert!(text.contains("recon_check_field_mismatches{check=\"orders\",field=\"products.name\"} 2\n"));
+        assert!(text.contains("recon_check_in_sync{check=\"orders\"} 0\n"));
+        assert!(
+            text.contains("recon_check_info{check=\"orders\",version=\"0.1.0\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .all(|l| l.contains("{check=\"orders\"")),
+            "{text}"
+        );
         // 02:00:00 + 83.25 s
         assert!(
-            text.contains("recon_check_last_run_timestamp_seconds 1795831283.250\n"),
+            text.contains("recon_check_last_run_timestamp_seconds{check=\"orders\"} 1795831283.250\n"),
             "{text}"
         );
     }
@@ -182,6 +204,6 @@ mod tests {
         report.finish(&fixtures::summary(), &fields, &fixtures::run()).unwrap();
         let text = out.text();
         assert!(!text.lines().any(|line| line.starts_with("recon_fake")), "{text}");
-        assert!(text.contains(r#"{field="evil\"} 1\nrecon_fake 2"} 3"#), "{text}");
+        assert!(text.contains(r#"field="evil\"} 1\nrecon_fake 2"} 3"#), "{text}");
     }
 }

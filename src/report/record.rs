@@ -88,6 +88,7 @@ pub(super) fn verdict(summary: &Summary, run: &RunInfo) -> &'static str {
 
 pub(super) fn run_object(run: &RunInfo) -> Value {
     json!({
+        "name": run.name,
         "started_at": run.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "duration_ms": duration_ms(run.duration),
         "source": run.source,

@@ -153,11 +153,11 @@ async fn every_format_renders_the_same_drift() {
     );
     let (_, prometheus, _) = f.check_async(&["--format", "prometheus", "--quiet"]).await;
     assert!(
-        prometheus.contains("recon_check_keys{kind=\"missing\"} 1"),
+        prometheus.contains("recon_check_keys{check=\"orders\",kind=\"missing\"} 1"),
         "{prometheus}"
     );
     assert!(
-        prometheus.contains("recon_check_keys{kind=\"orphaned\"} 1"),
+        prometheus.contains("recon_check_keys{check=\"orders\",kind=\"orphaned\"} 1"),
         "{prometheus}"
     );
 }
@@ -831,8 +831,11 @@ async fn several_reports_from_one_run_agree() {
     assert!(xml.contains(r#"<property name="failing" value="5"/>"#), "{xml}");
     assert_eq!(xml.matches("<failure").count(), 5, "{xml}");
     let prom = std::fs::read_to_string(&prom).unwrap();
-    assert!(prom.contains("\nrecon_check_failing_keys 5\n"), "{prom}");
-    assert!(prom.contains("\nrecon_check_in_sync 0\n"), "{prom}");
+    assert!(
+        prom.contains("\nrecon_check_failing_keys{check=\"orders\"} 5\n"),
+        "{prom}"
+    );
+    assert!(prom.contains("\nrecon_check_in_sync{check=\"orders\"} 0\n"), "{prom}");
     let md = std::fs::read_to_string(&markdown).unwrap();
     assert!(md.contains("missing") && md.contains("orphaned"), "{md}");
     // The four are one run: the same start time in the JSON and the JUnit file.
