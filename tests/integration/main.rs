@@ -7,6 +7,7 @@ mod emulator_api;
 mod emulator_faults;
 mod layers;
 mod postgres;
+mod redis;
 mod reindex;
 mod repair;
 mod scale;
