@@ -100,7 +100,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__check)
-            opts="-c -f -o -q -v -h -V --config --pg-url --es-url --index --grace --allow --limit --format --output --quiet --verbose --keys --keys-file --since --recheck --parallel --shard --sample --sample-seed --checkpoint --resume --help --version"
+            opts="-c -f -o -q -v -h -V --config --pg-url --es-url --index --redis-url --grace --allow --limit --format --output --quiet --verbose --keys --keys-file --since --recheck --parallel --shard --sample --sample-seed --checkpoint --resume --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -123,6 +123,10 @@ _recon() {
                     return 0
                     ;;
                 --index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -378,7 +382,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__reindex)
-            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --yes --mapping --max-drift --verify --keep --catch-up-margin --rollback --list --adopt --parallel --resume --discard --format --quiet --verbose --help --version"
+            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --redis-url --yes --mapping --max-drift --verify --keep --catch-up-margin --rollback --list --adopt --parallel --resume --discard --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -401,6 +405,10 @@ _recon() {
                     return 0
                     ;;
                 --index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -444,7 +452,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__repair)
-            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --grace --from-report --keys --keys-file --from-plan --resume --apply --yes --plan --mode --max-changes --max-deletes --audit --batch-size --batch-bytes --concurrency --max-rate --format --quiet --verbose --help --version"
+            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --redis-url --grace --from-report --keys --keys-file --from-plan --resume --apply --yes --plan --mode --max-changes --max-deletes --audit --batch-size --batch-bytes --concurrency --max-rate --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -467,6 +475,10 @@ _recon() {
                     return 0
                     ;;
                 --index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
