@@ -142,7 +142,8 @@ fn kinds(report: &Value) -> Vec<(Value, String, Value)> {
 }
 
 /// The drift every drifted test below sees: 2 mismatched, 3 missing, 5 orphaned, 4 undecodable (not
-/// JSON), 6 of the wrong Redis type (orphaned, no row), and `order:x` whose key part is no integer.
+/// JSON), 6 of the wrong Redis type (orphaned, no row), and `order:x` and `order:03` whose key parts are
+/// no (canonical) integers.
 async fn drifted(shop: &Shop) {
     let mut two = in_sync(2);
     two["customerName"] = json!("Zoe");
@@ -154,6 +155,7 @@ async fn drifted(shop: &Shop) {
     shop.set("5", &five).await;
     shop.redis.run(&["HSET", &shop.key("6"), "orderId", "6"]).await;
     shop.set("x", &in_sync(3)).await;
+    shop.set("03", &in_sync(3)).await;
     // Another pattern's key is none of the check's business.
     shop.redis
         .run(&["SET", &format!("{}customer:1", shop.redis.prefix), "{}"])
@@ -188,6 +190,7 @@ async fn every_drift_kind_and_every_undecodable_value_is_reported_with_its_redis
             (json!(4), "mismatched".to_string(), k("4")),
             (json!(5), "orphaned".to_string(), k("5")),
             (json!(6), "orphaned".to_string(), k("6")),
+            (json!(null), "unkeyed".to_string(), k("03")),
             (json!(null), "unkeyed".to_string(), k("x")),
         ],
         "{report}"
