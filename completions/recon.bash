@@ -106,7 +106,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__check)
-            opts="-c -f -o -q -v -h -V --config --pg-url --es-url --index --grace --allow --limit --format --output --quiet --verbose --keys --keys-file --since --recheck --parallel --shard --sample --sample-seed --checkpoint --resume --help --version"
+            opts="-c -f -o -q -v -h -V --config --pg-url --es-url --index --redis-url --grace --allow --limit --format --output --quiet --verbose --keys --keys-file --since --recheck --parallel --shard --sample --sample-seed --checkpoint --resume --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -129,6 +129,10 @@ _recon() {
                     return 0
                     ;;
                 --index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -412,7 +416,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__reindex)
-            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --yes --mapping --max-drift --verify --keep --catch-up-margin --rollback --list --adopt --parallel --resume --discard --format --quiet --verbose --help --version"
+            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --redis-url --yes --mapping --max-drift --verify --keep --catch-up-margin --rollback --list --adopt --parallel --resume --discard --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -435,6 +439,10 @@ _recon() {
                     return 0
                     ;;
                 --index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -478,7 +486,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__repair)
-            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --grace --from-report --keys --keys-file --from-plan --resume --apply --yes --plan --mode --max-changes --max-deletes --audit --batch-size --batch-bytes --concurrency --max-rate --format --quiet --verbose --help --version"
+            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --redis-url --grace --from-report --keys --keys-file --from-plan --resume --apply --yes --plan --mode --max-changes --max-deletes --audit --batch-size --batch-bytes --concurrency --max-rate --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -501,6 +509,10 @@ _recon() {
                     return 0
                     ;;
                 --index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

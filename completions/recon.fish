@@ -39,6 +39,7 @@ complete -c recon -n "__fish_recon_using_subcommand check" -s c -l config -d 'Co
 complete -c recon -n "__fish_recon_using_subcommand check" -l pg-url -d 'PostgreSQL URL; overrides postgres.url and DATABASE_URL' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l es-url -d 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l index -d 'Index or alias holding the read model; overrides elasticsearch.index' -r
+complete -c recon -n "__fish_recon_using_subcommand check" -l redis-url -d 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l grace -d 'Report drift on rows changed within DURATION before the snapshot as `pending` instead of failing (needs postgres.updated_at), e.g. 30s, 5m' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l allow -d 'Exit 0 as long as at most N keys drift' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l limit -d 'List at most N drifted keys in the report (counts stay complete)' -r
@@ -77,6 +78,7 @@ complete -c recon -n "__fish_recon_using_subcommand repair" -s c -l config -d 'C
 complete -c recon -n "__fish_recon_using_subcommand repair" -l pg-url -d 'PostgreSQL URL; overrides postgres.url and DATABASE_URL' -r
 complete -c recon -n "__fish_recon_using_subcommand repair" -l es-url -d 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL' -r
 complete -c recon -n "__fish_recon_using_subcommand repair" -l index -d 'Index or alias holding the read model; overrides elasticsearch.index' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l redis-url -d 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL' -r
 complete -c recon -n "__fish_recon_using_subcommand repair" -l grace -d 'Leave rows changed within DURATION alone (the projector may not have caught up), e.g. 5m' -r
 complete -c recon -n "__fish_recon_using_subcommand repair" -l from-report -d 'Repair the keys listed in a `recon check` JSON or NDJSON report (each re-verified first)' -r -F
 complete -c recon -n "__fish_recon_using_subcommand repair" -l keys -d 'Repair these keys (comma-separated), re-verified first' -r
@@ -116,6 +118,7 @@ complete -c recon -n "__fish_recon_using_subcommand reindex" -s c -l config -d '
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l pg-url -d 'PostgreSQL URL; overrides postgres.url and DATABASE_URL' -r
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l es-url -d 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL' -r
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l index -d 'Index or alias holding the read model; overrides elasticsearch.index' -r
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l redis-url -d 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL' -r
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l mapping -d 'Create the new index with the mappings in FILE (JSON: the `mappings` object, or a body with `mappings` and optionally `settings`) instead of copying them from the current index' -r -F
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l max-drift -d 'Swap only when at most N keys of the new index still drift after a verify pass\'s repair' -r
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l verify -d 'How the verify gate checks the new index before the swap. `fingerprints`: against the documents the load sent (a 128-bit fingerprint each, kept in the temp dir), the rows changed since (by updated_at) and a key-only scan of the write model for deletes; every key that is not proven equal that way is compared in full, as `recon check --keys` does. `full`: a whole `recon check` of the new index per pass, which reads the projection again (a reindex of 1M orders took 1.5x as long) and also catches rows changed without an updated_at bump. A run resumed on another machine (the fingerprints stay in the temp dir of the one that loaded) verifies in full' -r -f -a "fingerprints\t'The load\'s fingerprints, the changed rows and a key scan; the rest compared in full'

@@ -151,6 +151,10 @@ pub struct ConnectionArgs {
     /// Index or alias holding the read model; overrides elasticsearch.index.
     #[arg(long, value_name = "NAME")]
     pub index: Option<String>,
+
+    /// Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL.
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
 }
 
 impl ConnectionArgs {
@@ -160,6 +164,7 @@ impl ConnectionArgs {
             pg_url: self.pg_url.clone(),
             es_url: self.es_url.clone(),
             es_index: self.index.clone(),
+            redis_url: self.redis_url.clone(),
         };
         crate::config::Settings::load(&self.config, &overrides, &|name| std::env::var(name).ok())
     }

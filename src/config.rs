@@ -83,9 +83,31 @@ pub struct FileConfig {
     #[serde(default)]
     pub postgres: PostgresFile,
     #[serde(default)]
-    pub elasticsearch: ElasticsearchFile,
+    pub elasticsearch: Option<ElasticsearchFile>,
+    #[serde(default)]
+    pub redis: Option<RedisFile>,
     #[serde(default)]
     pub compare: Option<CompareConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisFile {
+    pub url: Option<String>,
+    pub key: Option<String>,
+    pub key_pattern: Option<String>,
+    pub encoding: Option<RedisEncoding>,
+}
+
+/// How a document is stored under its Redis key.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisEncoding {
+    /// The value is the document as a JSON string (GET/SET).
+    #[default]
+    Json,
+    /// One hash field per top-level field (HGETALL/HSET); every value is a string.
+    Hash,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +146,7 @@ pub struct Overrides {
     pub pg_url: Option<String>,
     pub es_url: Option<String>,
     pub es_index: Option<String>,
+    pub redis_url: Option<String>,
 }
 
 /// Where a setting's value came from, for `--verbose`.
@@ -173,6 +196,20 @@ pub struct ElasticsearchConfig {
     pub timeout: Duration,
 }
 
+/// `[redis]`: the read model as one Redis value per document.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: Secret,
+    /// The document field holding the key (defaults to postgres.key).
+    pub key: String,
+    /// The Redis key of each document; `{}` stands for the key.
+    pub key_pattern: String,
+    pub encoding: RedisEncoding,
+}
+
+/// The default `redis.url`.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
 /// Everything a command needs, validated once.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -180,7 +217,10 @@ pub struct Settings {
     /// What this check is called in metrics (the `check` label) and reports: `name`, or the index.
     pub name: String,
     pub postgres: PostgresConfig,
+    /// The Elasticsearch read model; only defaults (never connected to) when `redis` is set.
     pub elasticsearch: ElasticsearchConfig,
+    /// The Redis read model, when the file names `[redis]` instead of `[elasticsearch]`.
+    pub redis: Option<RedisConfig>,
     pub compare: CompareConfig,
     /// (setting, origin) pairs for the settings that can come from several layers.
     pub origins: Vec<(&'static str, Origin)>,
@@ -248,11 +288,43 @@ impl Settings {
             scan: pg.scan.unwrap_or_default(),
         };
 
-        let es = file.elasticsearch;
+        let redis = match (&file.elasticsearch, file.redis) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    path: where_,
+                    message: "names two read models, [elasticsearch] and [redis]; a configuration checks exactly one: \
+                              keep one of the sections"
+                        .into(),
+                })
+            }
+            (None, Some(r)) => Some(resolve_redis(r, &key, overrides, env, &where_, &mut origins)?),
+            (None, None) if overrides.es_index.is_none() && env("RECON_ES_INDEX").is_none_or(|v| v.is_empty()) => {
+                return Err(ConfigError::Missing(format!(
+                    "{where_}: names no read model; add an [elasticsearch] or a [redis] section (see docs/configuration.md)"
+                )))
+            }
+            _ => None,
+        };
+        let es = file.elasticsearch.unwrap_or_default();
         let connection = resolve_connection(&es, overrides, env, &where_, &mut origins)?;
         let (index, origin) = layer(es.index, "RECON_ES_INDEX", overrides.es_index.clone(), "--index", env);
-        origins.push(("elasticsearch.index", origin));
-        let index = index.ok_or_else(|| missing("elasticsearch.index", "the index or alias holding the read model"))?;
+        let index = match (index, &redis) {
+            (Some(index), _) => {
+                origins.push(("elasticsearch.index", origin));
+                index
+            }
+            // With [redis] the Elasticsearch settings are never used.
+            (None, Some(_)) => String::new(),
+            (None, None) => {
+                return Err(missing(
+                    "elasticsearch.index",
+                    "the index or alias holding the read model",
+                ))
+            }
+        };
+        if redis.is_some() {
+            origins.retain(|(name, _)| !name.starts_with("elasticsearch."));
+        }
         let elasticsearch = ElasticsearchConfig {
             url: connection.url,
             index,
@@ -277,9 +349,14 @@ impl Settings {
         }
         Ok(Settings {
             source_file,
-            name: file.name.unwrap_or_else(|| elasticsearch.index.clone()),
+            // The check's name, by default what it reads: the index, or the Redis key pattern.
+            name: file.name.unwrap_or_else(|| match &redis {
+                Some(redis) => redis.key_pattern.clone(),
+                None => elasticsearch.index.clone(),
+            }),
             postgres,
             elasticsearch,
+            redis,
             compare: file.compare.unwrap_or_default(),
             origins,
         })
@@ -297,6 +374,11 @@ impl Settings {
                     "elasticsearch.username" => self.elasticsearch.username.clone().unwrap_or_else(|| "-".into()),
                     "elasticsearch.password" => set_or_unset(self.elasticsearch.password.is_some()),
                     "elasticsearch.api_key" => set_or_unset(self.elasticsearch.api_key.is_some()),
+                    "redis.url" => self
+                        .redis
+                        .as_ref()
+                        .map(|r| redact_url(r.url.expose()))
+                        .unwrap_or_default(),
                     _ => String::new(),
                 };
                 format!("{name} = {value} (from {origin})")
@@ -313,6 +395,8 @@ pub struct ReadModelSettings {
     pub source_file: Option<PathBuf>,
     pub connection: ReadModelConnection,
     pub origins: Vec<(&'static str, Origin)>,
+    /// The file names `[redis]`, which recon cannot write yet.
+    pub redis: bool,
 }
 
 /// `[elasticsearch]`'s address, credentials, TLS, timeout and retries, resolved in layers.
@@ -339,11 +423,19 @@ impl ReadModelSettings {
         let (file, source_file) = read_file(path)?;
         let where_ = path.display().to_string();
         let mut origins = Vec::new();
-        let connection = resolve_connection(&file.elasticsearch, overrides, env, &where_, &mut origins)?;
+        let redis = file.redis.is_some();
+        let connection = resolve_connection(
+            &file.elasticsearch.unwrap_or_default(),
+            overrides,
+            env,
+            &where_,
+            &mut origins,
+        )?;
         Ok(ReadModelSettings {
             source_file,
             connection,
             origins,
+            redis,
         })
     }
 
@@ -364,6 +456,40 @@ impl ReadModelSettings {
             })
             .collect()
     }
+}
+
+/// `[redis]`: the URL layered (file < REDIS_URL < --redis-url), the rest from the file.
+fn resolve_redis(
+    file: RedisFile,
+    postgres_key: &str,
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    where_: &str,
+    origins: &mut Vec<(&'static str, Origin)>,
+) -> Result<RedisConfig, ConfigError> {
+    let (url, origin) = layer(file.url, "REDIS_URL", overrides.redis_url.clone(), "--redis-url", env);
+    origins.push(("redis.url", origin));
+    let url = url.unwrap_or_else(|| DEFAULT_REDIS_URL.to_string());
+    let key_pattern = file.key_pattern.ok_or_else(|| {
+        ConfigError::Missing(format!(
+            "{where_}: redis.key_pattern is not set; the Redis key of each document, {{}} standing for the key \
+             (e.g. \"order:{{}}\")"
+        ))
+    })?;
+    if key_pattern.matches("{}").count() != 1 {
+        return Err(ConfigError::Invalid {
+            path: where_.to_string(),
+            message: format!(
+                "redis.key_pattern {key_pattern:?} must hold exactly one {{}} (where the key goes), e.g. \"order:{{}}\""
+            ),
+        });
+    }
+    Ok(RedisConfig {
+        url: Secret::new(url),
+        key: file.key.unwrap_or_else(|| postgres_key.to_string()),
+        key_pattern,
+        encoding: file.encoding.unwrap_or_default(),
+    })
 }
 
 /// The connection part of `[elasticsearch]`, shared by every command.
@@ -646,5 +772,117 @@ totalPrice = { as = "number", tolerance = 0.005 }
             .unwrap_err()
             .to_string();
         assert!(e.contains("does not exist"), "{e}");
+    }
+
+    const REDIS_FILE: &str = r#"
+[postgres]
+url = "postgres://app:filepw@db:5432/shop"
+query = "SELECT 1 AS \"orderId\""
+key = "orderId"
+
+[redis]
+url = "redis://app:redispw@file:6379/2"
+key_pattern = "order:{}"
+"#;
+
+    #[test]
+    fn redis_settings_layer_and_default_like_elasticsearch() {
+        let s = Settings::resolve(
+            parse_file(REDIS_FILE, "recon.toml").unwrap(),
+            None,
+            &Overrides::default(),
+            &no_env,
+        )
+        .unwrap();
+        let r = s.redis.as_ref().expect("[redis] is the read model");
+        assert_eq!(r.url.expose(), "redis://app:redispw@file:6379/2");
+        assert_eq!(r.key, "orderId", "redis.key defaults to postgres.key");
+        assert_eq!(r.key_pattern, "order:{}");
+        assert_eq!(r.encoding, RedisEncoding::Json);
+        let lines = s.describe_origins().join("\n");
+        assert!(
+            !lines.contains("redispw") && !lines.contains("elasticsearch."),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("redis.url = redis://app:***@file:6379/2 (from config file)"),
+            "{lines}"
+        );
+
+        let env = |name: &str| (name == "REDIS_URL").then(|| "redis://env:6379/0".to_string());
+        let text = REDIS_FILE.replace("key_pattern", "encoding = \"hash\"\nkey = \"id\"\nkey_pattern");
+        let s = Settings::resolve(
+            parse_file(&text, "recon.toml").unwrap(),
+            None,
+            &Overrides::default(),
+            &env,
+        )
+        .unwrap();
+        let r = s.redis.as_ref().unwrap();
+        assert_eq!(r.url.expose(), "redis://env:6379/0");
+        assert_eq!((r.key.as_str(), r.encoding), ("id", RedisEncoding::Hash));
+        let flags = Overrides {
+            redis_url: Some("redis://flag:6379/1".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(parse_file(REDIS_FILE, "recon.toml").unwrap(), None, &flags, &env).unwrap();
+        assert_eq!(s.redis.as_ref().unwrap().url.expose(), "redis://flag:6379/1");
+        assert!(s.origins.contains(&("redis.url", Origin::Flag("--redis-url"))));
+
+        let text = REDIS_FILE.replace(
+            "key_pattern = \"order:{}\"",
+            "encoding = \"xml\"\nkey_pattern = \"order:{}\"",
+        );
+        let e = parse_file(&text, "recon.toml").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `xml`, expected `json` or `hash`"), "{e}");
+    }
+
+    #[test]
+    fn a_configuration_names_exactly_one_read_model() {
+        let both = format!("{REDIS_FILE}\n[elasticsearch]\nindex = \"orders\"\n");
+        let e = Settings::resolve(
+            parse_file(&both, "recon.toml").unwrap(),
+            Some("recon.toml".into()),
+            &Overrides::default(),
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("recon.toml: names two read models, [elasticsearch] and [redis]"),
+            "{e}"
+        );
+        let neither = REDIS_FILE.split("[redis]").next().unwrap();
+        let e = Settings::resolve(
+            parse_file(neither, "recon.toml").unwrap(),
+            Some("recon.toml".into()),
+            &Overrides::default(),
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("recon.toml: names no read model; add an [elasticsearch] or a [redis] section"),
+            "{e}"
+        );
+        for (pattern, fix) in [
+            ("", "redis.key_pattern is not set"),
+            ("order", "must hold exactly one {}"),
+        ] {
+            let text = if pattern.is_empty() {
+                REDIS_FILE.replace("key_pattern = \"order:{}\"\n", "")
+            } else {
+                REDIS_FILE.replace("order:{}", pattern)
+            };
+            let e = Settings::resolve(
+                parse_file(&text, "recon.toml").unwrap(),
+                Some("recon.toml".into()),
+                &Overrides::default(),
+                &no_env,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.starts_with("recon.toml: ") && e.contains(fix), "{e}");
+        }
     }
 }

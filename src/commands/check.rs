@@ -235,13 +235,22 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
         checkpoint: options.scale.checkpoint.as_ref().map(|(path, resume)| CheckpointSpec {
             path: path.clone(),
             resume: *resume,
-            fingerprint: crate::scale::checkpoint::fingerprint(&[
-                &settings.postgres.query,
-                &settings.postgres.key,
-                &settings.elasticsearch.index,
-                &settings.elasticsearch.key,
-                &options.scale.shard.map(|s| s.to_string()).unwrap_or_default(),
-            ]),
+            fingerprint: {
+                let shard = options.scale.shard.map(|s| s.to_string()).unwrap_or_default();
+                let mut parts = vec![
+                    settings.postgres.query.as_str(),
+                    settings.postgres.key.as_str(),
+                    settings.elasticsearch.index.as_str(),
+                    settings.elasticsearch.key.as_str(),
+                    shard.as_str(),
+                ];
+                // A Redis read model is named by its key pattern (an Elasticsearch one's fingerprint
+                // stays as it was, so its checkpoints still resume).
+                if let Some(redis) = &settings.redis {
+                    parts.extend([redis.key_pattern.as_str(), redis.key.as_str()]);
+                }
+                crate::scale::checkpoint::fingerprint(&parts)
+            },
         }),
     };
     let scanned = scan(&sides, comparator, &scope, |drift| {

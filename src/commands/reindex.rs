@@ -7,6 +7,13 @@ use crate::reindex::{self, Action, ReindexOptions, Rerun, Unfinished};
 
 pub async fn run(args: ReindexArgs) -> anyhow::Result<Outcome> {
     let settings = args.connection.load()?;
+    if settings.redis.is_some() {
+        anyhow::bail!(
+            "recon reindex rebuilds Elasticsearch indices only: {} names a [redis] read model; a Redis read model \
+             is rebuilt by its projector (recon check and, later, recon repair work with it)",
+            args.connection.config.display()
+        );
+    }
     if args.verbose {
         for line in settings.describe_origins() {
             crate::note!("recon: {line}");

@@ -8,6 +8,7 @@ mod emulator_faults;
 mod layers;
 mod monitoring;
 mod postgres;
+mod redis;
 mod reindex;
 mod repair;
 mod scale;

@@ -1,0 +1,377 @@
+//! `recon check` against a real Redis read model: a throwaway redis-server per test (see
+//! support/redis.rs), the write model in a fresh PostgreSQL database, the recon binary.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use crate::support::cli_command as recon;
+use crate::support::fixture::{ORDERS_QUERY, ORDERS_SCHEMA};
+use crate::support::redis::TestRedis;
+use crate::support::{test_database, Run, TestDb};
+
+const SEED: &str = r#"INSERT INTO orders (id, customer, total, ordered_at, items) VALUES
+    (1, 'Ada', 100.00, '2024-03-01T10:00:00Z', '[{"sku":"A","name":"Pen","price":50.00},{"sku":"B","name":"Ink","price":50.00}]'),
+    (2, 'Zoë', 12.50, '2024-03-02T11:30:00Z', '[{"sku":"C","name":"Pad","price":12.50}]'),
+    (3, 'José', 7.00, '2024-03-03T00:00:00Z', '[]'),
+    (4, 'Mia', 1.00, '2024-03-04T00:00:00Z', '[]')"#;
+
+const FLAT_QUERY: &str = r#"SELECT id AS "orderId", customer AS "customerName", total AS "totalPrice",
+       ordered_at AS "orderDate" FROM orders"#;
+
+/// A write model, a Redis read model and a recon.toml pointing at both.
+struct Shop {
+    db: TestDb,
+    redis: TestRedis,
+    dir: tempfile::TempDir,
+}
+
+impl Shop {
+    async fn new(seed: &str) -> Shop {
+        let db = test_database().await;
+        db.execute(ORDERS_SCHEMA).await;
+        if !seed.is_empty() {
+            db.execute(seed).await;
+        }
+        Shop {
+            db,
+            redis: TestRedis::start().await,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The usual orders projection, JSON values under `<prefix>order:{}`.
+    async fn orders() -> Shop {
+        let shop = Shop::new(SEED).await;
+        shop.config(
+            ORDERS_QUERY,
+            "json",
+            "ignore = [\"updatedAt\"]\n[compare.fields]\nproducts = { as = \"set\", key = \"sku\" }\n\
+             orderDate = { as = \"instant\" }\ntotalPrice = { as = \"number\" }",
+        );
+        shop
+    }
+
+    fn config(&self, query: &str, encoding: &str, compare: &str) -> PathBuf {
+        let path = self.dir.path().join("recon.toml");
+        let updated_at = if query.contains("\"updatedAt\"") {
+            "updated_at = \"updatedAt\"\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "[postgres]\nurl = \"{}\"\nquery = '''{query}'''\nkey = \"orderId\"\n{updated_at}\n\
+             [redis]\nurl = \"{}\"\nkey_pattern = \"{}order:{{}}\"\nencoding = \"{encoding}\"\n\n\
+             [compare]\n{compare}\n",
+            self.db.url, self.redis.url, self.redis.prefix
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}order:{id}", self.redis.prefix)
+    }
+
+    async fn set(&self, id: &str, doc: &Value) {
+        self.redis.run(&["SET", &self.key(id), &doc.to_string()]).await;
+    }
+
+    /// Runs `recon <args>` in the shop's directory, off the runtime.
+    async fn recon(&self, args: &[&str]) -> Run {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let dir = self.dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            recon()
+                .current_dir(dir)
+                .args(&args)
+                .output()
+                .expect("recon runs")
+                .into()
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn check_json(&self, args: &[&str]) -> (i32, Value, String) {
+        let run = self
+            .recon(&[&["check", "--format", "json", "--quiet"], args].concat())
+            .await;
+        let report =
+            serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout, run.stderr));
+        (run.code, report, run.stderr)
+    }
+}
+
+/// The read model's document of order `id` as a projector writes it (in sync with SEED).
+fn in_sync(id: i64) -> Value {
+    let (name, total, date, products) = match id {
+        1 => (
+            "Ada",
+            "100",
+            "2024-03-01T10:00:00Z",
+            json!([{"sku":"B","name":"Ink","price":50},{"sku":"A","name":"Pen","price":50}]),
+        ),
+        2 => (
+            "Zoë",
+            "12.5",
+            "2024-03-02T11:30:00Z",
+            json!([{"sku":"C","name":"Pad","price":12.5}]),
+        ),
+        3 => ("José", "7", "2024-03-03T00:00:00Z", json!([])),
+        _ => ("Mia", "1", "2024-03-04T00:00:00Z", json!([])),
+    };
+    let total: Value = serde_json::from_str(total).unwrap();
+    json!({"orderId": id, "customerName": name, "products": products, "totalPrice": total, "orderDate": date,
+           "indexedAt": "2026-01-01T00:00:00Z"})
+}
+
+fn kinds(report: &Value) -> Vec<(Value, String, Value)> {
+    report["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["key"].clone(),
+                d["kind"].as_str().unwrap().to_string(),
+                d["ids"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// The drift every drifted test below sees: 2 mismatched, 3 missing, 5 orphaned, 4 undecodable (not
+/// JSON), 6 of the wrong Redis type (orphaned, no row), and `order:x` and `order:03` whose key parts are
+/// no (canonical) integers.
+async fn drifted(shop: &Shop) {
+    let mut two = in_sync(2);
+    two["customerName"] = json!("Zoe");
+    shop.set("1", &in_sync(1)).await;
+    shop.set("2", &two).await;
+    shop.redis.run(&["SET", &shop.key("4"), "{not json"]).await;
+    let mut five = in_sync(4);
+    five["orderId"] = json!(5);
+    shop.set("5", &five).await;
+    shop.redis.run(&["HSET", &shop.key("6"), "orderId", "6"]).await;
+    shop.set("x", &in_sync(3)).await;
+    shop.set("03", &in_sync(3)).await;
+    // Another pattern's key is none of the check's business.
+    shop.redis
+        .run(&["SET", &format!("{}customer:1", shop.redis.prefix), "{}"])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_values_in_sync_exit_0() {
+    let shop = Shop::orders().await;
+    for id in 1..=4 {
+        shop.set(&id.to_string(), &in_sync(id)).await;
+    }
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["summary"]["matched"], 4, "{report}");
+    assert_eq!(report["summary"]["target_docs"], 4, "{report}");
+    assert_eq!(report["drift"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_drift_kind_and_every_undecodable_value_is_reported_with_its_redis_key() {
+    let shop = Shop::orders().await;
+    drifted(&shop).await;
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    let k = |id: &str| json!([shop.key(id)]);
+    assert_eq!(
+        kinds(&report),
+        vec![
+            (json!(2), "mismatched".to_string(), k("2")),
+            (json!(3), "missing".to_string(), json!([])),
+            (json!(4), "mismatched".to_string(), k("4")),
+            (json!(5), "orphaned".to_string(), k("5")),
+            (json!(6), "orphaned".to_string(), k("6")),
+            (json!(null), "unkeyed".to_string(), k("03")),
+            (json!(null), "unkeyed".to_string(), k("x")),
+        ],
+        "{report}"
+    );
+    let drift = report["drift"].as_array().unwrap();
+    assert_eq!(
+        drift[0]["diffs"],
+        json!([{"path": "customerName", "expected": "Zoë", "actual": "Zoe"}])
+    );
+    let why = drift[2]["diffs"].to_string();
+    assert!(
+        why.contains("undecodable Redis value") && why.contains("not JSON"),
+        "{why}"
+    );
+    let summary = &report["summary"];
+    assert_eq!(
+        (summary["matched"].clone(), summary["duplicate"].clone()),
+        (json!(1), json!(0))
+    );
+
+    // The same drift through lookups: --keys, and --recheck re-reading every drifted key.
+    let (code, report, stderr) = shop.check_json(&["--keys", "2,3,4,6,7"]).await;
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    let keys: Vec<(Value, String)> = kinds(&report).into_iter().map(|(k, kind, _)| (k, kind)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            (json!(2), "mismatched".to_string()),
+            (json!(3), "missing".to_string()),
+            (json!(4), "mismatched".to_string()),
+            (json!(6), "orphaned".to_string()),
+        ],
+        "{report}"
+    );
+    let (code, rechecked, stderr) = shop.check_json(&["--recheck", "0s"]).await;
+    assert_eq!(code, 1, "{rechecked}\n{stderr}");
+    assert_eq!(kinds(&rechecked), kinds(&shop.check_json(&[]).await.1), "{rechecked}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn since_reads_only_the_changed_rows_documents() {
+    let shop = Shop::orders().await;
+    drifted(&shop).await;
+    shop.db
+        .execute("UPDATE orders SET updated_at = now() WHERE id = 2")
+        .await;
+    let (code, report, stderr) = shop.check_json(&["--since", "1h"]).await;
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    let keys: Vec<(Value, String)> = kinds(&report).into_iter().map(|(k, kind, _)| (k, kind)).collect();
+    assert_eq!(keys, vec![(json!(2), "mismatched".to_string())], "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hash_values_compare_as_strings_with_rules_for_the_rest() {
+    let shop = Shop::new(SEED).await;
+    shop.config(
+        FLAT_QUERY,
+        "hash",
+        "[compare.fields]\norderId = { as = \"number\" }\ntotalPrice = { as = \"number\" }\n\
+         orderDate = { as = \"instant\" }",
+    );
+    let rows = [
+        ("1", "Ada", "100.00", "2024-03-01T10:00:00Z"),
+        ("2", "Zoë", "12.5", "2024-03-02T11:30:00+00:00"),
+        ("3", "José", "7", "2024-03-03T00:00:00Z"),
+        ("4", "Mia", "1.0", "2024-03-04T01:00:00+01:00"),
+    ];
+    for (id, name, total, date) in rows {
+        let key = shop.key(id);
+        shop.redis
+            .run(&[
+                "HSET",
+                &key,
+                "orderId",
+                id,
+                "customerName",
+                name,
+                "totalPrice",
+                total,
+                "orderDate",
+                date,
+            ])
+            .await;
+    }
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["summary"]["matched"], 4, "{report}");
+
+    shop.redis.run(&["HSET", &shop.key("3"), "totalPrice", "7.01"]).await;
+    shop.redis.run(&["SET", &shop.key("4"), "{}"]).await;
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    let drift = report["drift"].as_array().unwrap();
+    assert_eq!(drift.len(), 2, "{report}");
+    assert_eq!(
+        drift[0]["diffs"].to_string(),
+        r#"[{"path":"totalPrice","expected":7.00,"actual":"7.01"}]"#,
+        "{report}"
+    );
+    assert_eq!(
+        (drift[1]["key"].clone(), drift[1]["ids"].clone()),
+        (json!(4), json!([shop.key("4")]))
+    );
+    assert!(drift[1]["diffs"].to_string().contains("not a hash"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thousands_of_keys_page_through_scan_and_mget_in_parallel_ranges() {
+    let shop = Shop::new(
+        "INSERT INTO orders (id, customer, total, ordered_at)
+         SELECT i, 'c' || i, i, '2024-01-01T00:00:00Z' FROM generate_series(1, 5000) i",
+    )
+    .await;
+    shop.config(
+        FLAT_QUERY,
+        "json",
+        "[compare.fields]\ntotalPrice = { as = \"number\" }\norderDate = { as = \"instant\" }",
+    );
+    let pairs: Vec<(String, String)> = (1..=5000)
+        .filter(|i| *i != 2500)
+        .map(|i| {
+            let name = if i == 4999 {
+                "changed".to_string()
+            } else {
+                format!("c{i}")
+            };
+            let doc = json!({"orderId": i, "customerName": name, "totalPrice": i,
+                             "orderDate": "2024-01-01T00:00:00Z"});
+            (shop.key(&i.to_string()), doc.to_string())
+        })
+        .chain([(shop.key("5001"), json!({"orderId": 5001}).to_string())])
+        .collect();
+    shop.redis.set_all(&pairs).await;
+    for parallel in ["1", "2"] {
+        let (code, report, stderr) = shop.check_json(&["--parallel", parallel]).await;
+        assert_eq!(code, 1, "{report}\n{stderr}");
+        let keys: Vec<(Value, String)> = kinds(&report).into_iter().map(|(k, kind, _)| (k, kind)).collect();
+        assert_eq!(
+            keys,
+            vec![
+                (json!(2500), "missing".to_string()),
+                (json!(4999), "mismatched".to_string()),
+                (json!(5001), "orphaned".to_string()),
+            ],
+            "--parallel {parallel}: {report}"
+        );
+        assert_eq!(report["summary"]["matched"], 4998, "{report}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_undo_and_reindex_refuse_a_redis_read_model_and_never_print_its_password() {
+    let shop = Shop::orders().await;
+    let config = shop.dir.path().join("recon.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("redis://", "redis://app:s3cretpw@");
+    std::fs::write(&config, text).unwrap();
+    let run = shop.recon(&["repair", "--keys", "1"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not yet: recon cannot repair a Redis read model"),
+        "{}",
+        run.stderr
+    );
+    let run = shop.recon(&["reindex", "--yes"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("recon reindex rebuilds Elasticsearch indices only"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(shop.dir.path().join("audit.ndjson"), "").unwrap();
+    let run = shop.recon(&["undo", "audit.ndjson"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("not yet"), "{}", run.stderr);
+    // A check with a wrong password fails with the URL redacted.
+    let run = shop
+        .recon(&["check", "--redis-url", "redis://app:s3cretpw@127.0.0.1:1/0"])
+        .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("redis://app:***@127.0.0.1:1/0"), "{}", run.stderr);
+    assert!(!run.stderr.contains("s3cretpw"), "{}", run.stderr);
+}
