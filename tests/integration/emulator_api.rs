@@ -119,11 +119,8 @@ async fn info_carries_the_product_header_and_version() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn opensearch_flavor_has_its_own_info_and_pit_api() {
-    let (_emu, es) = start_with(EmulatorConfig {
-        flavor: Flavor::OpenSearch,
-        ..Default::default()
-    })
-    .await;
+    let (_emu, es, pit) = opensearch_with_pit().await;
+    let id = pit["pit_id"].as_str().unwrap().to_string();
     let resp = es
         .send(Method::Get, "/", HeaderMap::new(), None::<&()>, None::<String>, None)
         .await
@@ -131,24 +128,6 @@ async fn opensearch_flavor_has_its_own_info_and_pit_api() {
     assert!(resp.headers().get("x-elastic-product").is_none());
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["version"]["distribution"], "opensearch");
-    call(
-        &es,
-        Method::Put,
-        "/os/_doc/1",
-        &[("refresh", "true")],
-        Some(json!({"k": "a"})),
-    )
-    .await;
-    let (status, pit) = call(
-        &es,
-        Method::Post,
-        "/os/_search/point_in_time",
-        &[("keep_alive", "1m")],
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{pit}");
-    let id = pit["pit_id"].as_str().unwrap().to_string();
     assert!(pit["creation_time"].is_i64());
     let (_, page) = call(
         &es,
@@ -956,8 +935,9 @@ async fn closing_a_point_in_time_or_scroll_frees_one_context_per_shard() {
     assert_eq!((status, cleared), (404, json!({"succeeded": true, "num_freed": 0})));
 }
 
-/// An OpenSearch-flavored emulator with one document in `os` and a point in time over it.
-async fn opensearch_with_pit() -> (Emulator, Elasticsearch, String) {
+/// An OpenSearch-flavored emulator with one document in `os` and a point in time over it (the open
+/// call's answer).
+async fn opensearch_with_pit() -> (Emulator, Elasticsearch, Value) {
     let (emu, es) = start_with(EmulatorConfig {
         flavor: Flavor::OpenSearch,
         ..Default::default()
@@ -980,13 +960,13 @@ async fn opensearch_with_pit() -> (Emulator, Elasticsearch, String) {
     )
     .await;
     assert_eq!(status, 200, "{pit}");
-    let id = pit["pit_id"].as_str().unwrap().to_string();
-    (emu, es, id)
+    (emu, es, pit)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn opensearch_2_has_no_shard_doc() {
-    let (_emu, es, id) = opensearch_with_pit().await;
+    let (_emu, es, pit) = opensearch_with_pit().await;
+    let id = pit["pit_id"].as_str().unwrap().to_string();
     let (_, info) = call(&es, Method::Get, "/", &[], None).await;
     let version = info["version"]["number"].as_str().unwrap();
     assert!(
@@ -1011,7 +991,8 @@ async fn opensearch_2_has_no_shard_doc() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn opensearch_counts_deleting_a_deleted_pit_as_success() {
-    let (_emu, es, id) = opensearch_with_pit().await;
+    let (_emu, es, pit) = opensearch_with_pit().await;
+    let id = pit["pit_id"].as_str().unwrap().to_string();
     // A context that is already gone counts as deleted: 200 and `successful: true`, both times.
     for _ in 0..2 {
         let (status, closed) = call(

@@ -994,16 +994,22 @@ async fn a_torn_outcome_line_is_ended_before_resume_appends_and_the_log_stays_re
         "{}",
         r.stderr
     );
+    let r = undo_all_five(&f, &audit).await;
+    assert!(r.stderr.contains(&format!(":{torn_line}: skipped")), "{}", r.stderr);
+    assert_eq!(drifted_docs(&f).await, before);
+}
+
+/// Undoes the whole log `audit` of a repair of the drifted fixture (its five writes) and returns the run.
+async fn undo_all_five(f: &Fixture, audit: &Path) -> Run {
     let r = run(
-        &f,
+        f,
         "undo",
         &[audit.to_str().unwrap(), "--apply", "--yes", "--format", "json"],
     )
     .await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(r.json()["undone"], 5);
-    assert!(r.stderr.contains(&format!(":{torn_line}: skipped")), "{}", r.stderr);
-    assert_eq!(drifted_docs(&f).await, before);
+    r
 }
 
 /// Runs `repair --apply` with one try per request against a bulk endpoint that answers 503: the run
@@ -1042,14 +1048,7 @@ async fn a_torn_intent_was_never_sent_and_resume_carries_its_action_out() {
         r.stderr
     );
     assert_eq!(f.check_json(&[]).await.0, 0);
-    let r = run(
-        &f,
-        "undo",
-        &[audit.to_str().unwrap(), "--apply", "--yes", "--format", "json"],
-    )
-    .await;
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert_eq!(r.json()["undone"], 5);
+    undo_all_five(&f, &audit).await;
     assert_eq!(drifted_docs(&f).await, before);
 }
 
@@ -1080,14 +1079,7 @@ async fn a_log_whose_resume_record_an_older_recon_glued_to_a_torn_line_is_read()
         "{}",
         r.stderr
     );
-    let r = run(
-        &f,
-        "undo",
-        &[audit.to_str().unwrap(), "--apply", "--yes", "--format", "json"],
-    )
-    .await;
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert_eq!(r.json()["undone"], 5);
+    undo_all_five(&f, &audit).await;
     assert_eq!(drifted_docs(&f).await, before);
 }
 
