@@ -172,8 +172,8 @@ set edit:completion:arg-completer[recon] = {|@words|
         &'recon;report;merge'= {
             cand -f 'Report format [default: json]'
             cand --format 'Report format [default: json]'
-            cand -o 'Write the merged report to FILE (atomically) instead of stdout'
-            cand --output 'Write the merged report to FILE (atomically) instead of stdout'
+            cand -o 'Write the merged report to FILE (atomically) instead of stdout. Repeatable as FORMAT:FILE for several reports of the same merge, e.g. `-o json:report.json -o prometheus:recon.prom`; a plain FILE takes --format'
+            cand --output 'Write the merged report to FILE (atomically) instead of stdout. Repeatable as FORMAT:FILE for several reports of the same merge, e.g. `-o json:report.json -o prometheus:recon.prom`; a plain FILE takes --format'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'

@@ -148,7 +148,7 @@ ndjson\t'One JSON object per line: each drifted key as it is found, then the sum
 junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
 markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector'"
-complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s o -l output -d 'Write the merged report to FILE (atomically) instead of stdout' -r -F
+complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s o -l output -d 'Write the merged report to FILE (atomically) instead of stdout. Repeatable as FORMAT:FILE for several reports of the same merge, e.g. `-o json:report.json -o prometheus:recon.prom`; a plain FILE takes --format' -r
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from help" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'

@@ -122,9 +122,11 @@ pub struct MergeArgs {
     #[arg(long, short = 'f', value_enum, value_name = "FORMAT", default_value = "json")]
     pub format: Format,
 
-    /// Write the merged report to FILE (atomically) instead of stdout.
-    #[arg(long, short = 'o', value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    /// Write the merged report to FILE (atomically) instead of stdout. Repeatable as FORMAT:FILE for
+    /// several reports of the same merge, e.g. `-o json:report.json -o prometheus:recon.prom`; a plain
+    /// FILE takes --format.
+    #[arg(long, short = 'o', value_name = "[FORMAT:]FILE", value_parser = parse_output)]
+    pub output: Vec<OutputArg>,
 }
 
 /// Where the configuration is, and the settings a flag may override; shared by check and repair.

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Outcome;
-use crate::cli::MergeArgs;
+use crate::cli::{Format, MergeArgs};
 use crate::model::{Drift, Key, Summary};
 use crate::report::read::{DriftRecord, Header};
 use crate::report::{self, AtomicFile, ReportOptions, RunInfo, ScaleInfo, ShardInfo, SCHEMA};
@@ -25,32 +25,45 @@ pub fn run(args: MergeArgs) -> anyhow::Result<Outcome> {
         shards.push(ShardReport::read(path)?);
     }
     let merged = merge(shards)?;
-    let atomic = match &args.output {
-        Some(path) => {
-            Some(AtomicFile::create(path).with_context(|| format!("cannot write the report to {}", path.display()))?)
+    // Every file is opened before anything is written, so an unwritable one fails the merge whole.
+    let mut targets: Vec<(Format, Option<(PathBuf, AtomicFile)>)> = Vec::new();
+    if args.output.is_empty() {
+        targets.push((args.format, None));
+    }
+    for output in &args.output {
+        if args.output.iter().filter(|o| o.path == output.path).count() > 1 {
+            bail!(
+                "--output {} is given twice; each report needs a file of its own",
+                output.path.display()
+            );
         }
-        None => None,
-    };
-    let out: Box<dyn Write + Send> = match &atomic {
-        Some(file) => Box::new(file.handle()),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
-    };
-    let mut writer = report::writer(
-        ReportOptions {
-            truncated_upstream: merged.truncated,
-            ..ReportOptions::new(args.format.into())
-        },
-        out,
-    );
-    for drift in &merged.drift {
-        writer.drift(drift).context("cannot write the report")?;
+        let file = AtomicFile::create(&output.path)
+            .with_context(|| format!("cannot write the report to {}", output.path.display()))?;
+        targets.push((output.format.unwrap_or(args.format), Some((output.path.clone(), file))));
     }
     let in_sync = merged.run.in_sync(&merged.summary);
-    writer
-        .finish(&merged.summary, &merged.fields, &merged.run)
-        .context("cannot write the report")?;
-    if let Some(file) = atomic {
-        file.commit().context("cannot write the report")?;
+    for (format, file) in targets {
+        let out: Box<dyn Write + Send> = match &file {
+            Some((_, file)) => Box::new(file.handle()),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+        };
+        let mut writer = report::writer(
+            ReportOptions {
+                truncated_upstream: merged.truncated,
+                ..ReportOptions::new(format.into())
+            },
+            out,
+        );
+        for drift in &merged.drift {
+            writer.drift(drift).context("cannot write the report")?;
+        }
+        writer
+            .finish(&merged.summary, &merged.fields, &merged.run)
+            .context("cannot write the report")?;
+        if let Some((path, file)) = file {
+            file.commit()
+                .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        }
     }
     Ok(if in_sync { Outcome::InSync } else { Outcome::Drift })
 }

@@ -362,6 +362,29 @@ async fn shard_reports_merged_equal_a_full_run() {
     assert_eq!(verdict_of(&merged), verdict_of(&full));
     assert_eq!(merged["run"]["snapshots"], 3);
 
+    // Several reports from one merge (the sharded nightly job writes the report and its metrics).
+    let json_path = f.dir.path().join("merged.json");
+    let prom_path = f.dir.path().join("merged.prom");
+    let out = cli_command()
+        .args(["report", "merge"])
+        .args(&paths)
+        .arg("-o")
+        .arg(format!("json:{}", json_path.display()))
+        .arg("-o")
+        .arg(format!("prometheus:{}", prom_path.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), "reports go to their files, not stdout");
+    let from_file: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(verdict_of(&from_file), verdict_of(&full));
+    let metrics = std::fs::read_to_string(&prom_path).unwrap();
+    let failing = full["failing"].as_u64().unwrap();
+    assert!(
+        metrics.contains(&format!("recon_check_failing_keys{{check=\"orders\"}} {failing}\n")),
+        "{metrics}"
+    );
+
     let (code, _, stderr) = merge(&paths[..2]);
     assert_eq!(code, 2);
     assert!(stderr.contains("exactly once"), "{stderr}");
