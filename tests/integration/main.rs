@@ -12,4 +12,5 @@ mod redis;
 mod reindex;
 mod repair;
 mod scale;
+mod scheduling;
 mod support;
