@@ -42,56 +42,68 @@ pub fn run(args: MergeArgs) -> anyhow::Result<Outcome> {
         targets.push((output.format.unwrap_or(args.format), Some((output.path.clone(), file))));
     }
     let in_sync = merged.run.in_sync(&merged.summary);
+    let mut writers = Vec::with_capacity(targets.len());
+    let mut files = Vec::new();
     for (format, file) in targets {
         let out: Box<dyn Write + Send> = match &file {
             Some((_, file)) => Box::new(file.handle()),
             None => Box::new(std::io::BufWriter::new(std::io::stdout())),
         };
-        let mut writer = report::writer(
+        writers.push(report::writer(
             ReportOptions {
                 truncated_upstream: merged.truncated,
                 ..ReportOptions::new(format.into())
             },
             out,
-        );
-        for drift in &merged.drift {
-            writer.drift(drift).context("cannot write the report")?;
+        ));
+        files.extend(file);
+    }
+    // The drift streams from the shard files to the reports, one record at a time: the shards tile
+    // the key space in order, so concatenating them keeps key order without holding any list.
+    merged.for_each_drift(|drift| {
+        for writer in &mut writers {
+            writer.drift(&drift).context("cannot write the report")?;
         }
+        Ok(())
+    })?;
+    for writer in writers {
         writer
             .finish(&merged.summary, &merged.fields, &merged.run)
             .context("cannot write the report")?;
-        if let Some((path, file)) = file {
-            file.commit()
-                .with_context(|| format!("cannot write the report to {}", path.display()))?;
-        }
+    }
+    for (path, file) in files {
+        file.commit()
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
     }
     Ok(if in_sync { Outcome::InSync } else { Outcome::Drift })
 }
 
-/// One shard's JSON report, as far as merging needs it: what it says of itself, and its drift.
+/// One shard's JSON report, as far as merging needs it: what it says of itself, and where its drift is
+/// (read again when the merged report is written, never held).
 #[derive(Debug)]
 pub struct ShardReport {
     path: PathBuf,
     header: Header,
-    drift: Vec<Drift>,
     shard: ShardInfo,
+    /// The report's text when it did not come from a file (tests).
+    text: Option<String>,
 }
 
 impl ShardReport {
+    /// Reads the report's header and checks every drift record (a bad one fails the merge before any
+    /// output is written).
     pub fn read(path: &Path) -> anyhow::Result<ShardReport> {
-        let mut drift = Vec::new();
-        let header = report::read::read_json(path, each_drift(&mut drift))?;
-        ShardReport::new(path, header, drift)
+        let header = report::read::read_json(path, check_drift)?;
+        ShardReport::new(path, header, None)
     }
 
     pub fn from_value(path: &Path, value: Value) -> anyhow::Result<ShardReport> {
-        let mut drift = Vec::new();
         let text = value.to_string();
-        let header = report::read::read_json_from(text.as_bytes(), path, each_drift(&mut drift))?;
-        ShardReport::new(path, header, drift)
+        let header = report::read::read_json_from(text.as_bytes(), path, check_drift)?;
+        ShardReport::new(path, header, Some(text))
     }
 
-    fn new(path: &Path, header: Header, drift: Vec<Drift>) -> anyhow::Result<ShardReport> {
+    fn new(path: &Path, header: Header, text: Option<String>) -> anyhow::Result<ShardReport> {
         if !header.readable() {
             bail!("{} is not a recon.check report ({SCHEMA} or v1)", path.display());
         }
@@ -112,28 +124,47 @@ impl ShardReport {
         Ok(ShardReport {
             path: path.to_path_buf(),
             header,
-            drift,
             shard,
+            text,
         })
     }
-}
 
-/// Collects a shard report's drift records as drift (the reader says which report and record).
-fn each_drift(drift: &mut Vec<Drift>) -> impl FnMut(DriftRecord) -> anyhow::Result<()> + '_ {
-    |record| {
-        drift.push(record.into_drift().context("bad drift record")?);
+    /// The report's drift, in the order it lists it.
+    fn each_drift(&self, mut each: impl FnMut(Drift) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let each = |record: DriftRecord| each(record.into_drift().context("bad drift record")?);
+        match &self.text {
+            Some(text) => report::read::read_json_from(text.as_bytes(), &self.path, each)?,
+            None => report::read::read_json(&self.path, each)?,
+        };
         Ok(())
     }
 }
 
-/// The merged counts, drift list and run description.
+/// Checks a shard report's drift record (the reader says which report and record).
+fn check_drift(record: DriftRecord) -> anyhow::Result<()> {
+    record.into_drift().context("bad drift record")?;
+    Ok(())
+}
+
+/// The merged counts and run description, and the shards whose drift lists make up its drift list.
 #[derive(Debug)]
 pub struct Merged {
     pub summary: Summary,
     pub fields: std::collections::BTreeMap<String, u64>,
     pub run: RunInfo,
-    pub drift: Vec<Drift>,
     pub truncated: bool,
+    /// In shard order, which is key order.
+    shards: Vec<ShardReport>,
+}
+
+impl Merged {
+    /// The merged drift list, shard after shard, read from the shard reports as it goes.
+    pub fn for_each_drift(&self, mut each: impl FnMut(Drift) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        for shard in &self.shards {
+            shard.each_drift(&mut each)?;
+        }
+        Ok(())
+    }
 }
 
 pub fn merge(mut shards: Vec<ShardReport>) -> anyhow::Result<Merged> {
@@ -186,14 +217,13 @@ pub fn merge(mut shards: Vec<ShardReport>) -> anyhow::Result<Merged> {
 
     let mut summary = Summary::default();
     let mut fields = std::collections::BTreeMap::new();
-    let mut drift = Vec::new();
     let mut truncated = false;
     let mut started: Option<DateTime<Utc>> = None;
     let mut ended: Option<DateTime<Utc>> = None;
     let mut snapshot_ms: Option<i64> = None;
     let mut snapshots = 0;
     let mut parallel = 1;
-    for s in &mut shards {
+    for s in &shards {
         let part: Summary = serde_json::from_value(s.header.get("summary").clone())
             .with_context(|| format!("{}: unreadable summary", s.path.display()))?;
         summary += &part;
@@ -217,7 +247,6 @@ pub fn merge(mut shards: Vec<ShardReport>) -> anyhow::Result<Merged> {
         }
         snapshots += run["snapshots"].as_u64().unwrap_or(1) as u32;
         parallel = parallel.max(run["parallel"].as_u64().unwrap_or(1) as u32);
-        drift.append(&mut s.drift);
     }
     let started = started.expect("at least one shard");
     let run = RunInfo {
@@ -245,8 +274,8 @@ pub fn merge(mut shards: Vec<ShardReport>) -> anyhow::Result<Merged> {
         summary,
         fields,
         run,
-        drift,
         truncated,
+        shards,
     })
 }
 
@@ -320,7 +349,13 @@ mod tests {
         assert_eq!(merged.run.duration, Duration::from_secs(3));
         assert_eq!(merged.run.snapshot_ms, Some(1001));
         assert!(!merged.run.in_sync(&merged.summary), "2 failing keys > allow 1");
-        let keys: Vec<Key> = merged.drift.iter().map(|d| d.key.clone()).collect();
+        let mut keys: Vec<Key> = Vec::new();
+        merged
+            .for_each_drift(|d| {
+                keys.push(d.key);
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(keys, [Key::Int(200), Key::Int(300)]);
     }
 
@@ -378,11 +413,13 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(merged.summary.unkeyed, 2);
-        let drift: Vec<(Value, DriftKind, Vec<String>)> = merged
-            .drift
-            .iter()
-            .map(|d| (d.key_json(), d.kind, d.ids.clone()))
-            .collect();
+        let mut drift: Vec<(Value, DriftKind, Vec<String>)> = Vec::new();
+        merged
+            .for_each_drift(|d| {
+                drift.push((d.key_json(), d.kind, d.ids));
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(
             drift,
             [
@@ -390,5 +427,45 @@ mod tests {
                 (json!(12), DriftKind::Missing, vec![]),
             ]
         );
+    }
+
+    /// The drift is read twice (checked, then streamed), so a bad record in the last shard fails the
+    /// merge before a byte of any report is written.
+    #[test]
+    fn a_bad_record_in_a_later_shard_fails_before_any_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reports = Vec::new();
+        for (index, after, until, kind) in [
+            (1, Value::Null, json!(10), "missing"),
+            (2, json!(10), Value::Null, "vanished"),
+        ] {
+            let value = json!({
+                "schema": SCHEMA, "verdict": "drift", "failing": 1,
+                "summary": {"source_rows": 10, "target_docs": 9, "matched": 9, "missing": 1, "orphaned": 0,
+                            "mismatched": 0, "duplicate": 0, "pending": 0, "converged": 0},
+                "fields": {},
+                "run": {"started_at": "2026-11-28T02:00:00.000Z", "duration_ms": 1000, "source": "pg",
+                        "target": "es", "snapshot_ms": 1000, "grace_ms": null, "limit": null, "allow": 0,
+                        "tool_version": "0", "recheck_ms": null, "snapshots": 1, "parallel": 1, "targeted": null,
+                        "shard": {"index": index, "count": 2, "after": after, "until": until}, "sample": null},
+                "listed": 1, "truncated": false,
+                "drift": [{"key": index * 5, "kind": kind, "ids": [], "diffs": []}],
+            });
+            let path = dir.path().join(format!("shard-{index}.json"));
+            std::fs::write(&path, value.to_string()).unwrap();
+            reports.push(path);
+        }
+        let output = dir.path().join("merged.json");
+        let e = run(MergeArgs {
+            reports,
+            format: Format::Json,
+            output: vec![crate::cli::OutputArg {
+                format: None,
+                path: output.clone(),
+            }],
+        })
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("shard-2.json"), "{e:#}");
+        assert!(!output.exists());
     }
 }
