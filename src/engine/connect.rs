@@ -178,12 +178,17 @@ pub fn compared_fields(settings: &Settings, columns: &[String]) -> BTreeSet<Stri
         Some(redis) => &redis.key,
         None => &settings.elasticsearch.key,
     };
-    columns
+    let mut compared: BTreeSet<String> = columns
         .iter()
         .filter(|c| !ignored.contains(c.as_str()))
         .chain([key_field])
         .cloned()
-        .collect()
+        .collect();
+    if settings.redis.is_some() {
+        // A value Redis could not decode is a document holding only this marker, never cut away.
+        compared.insert(crate::source::redis::UNDECODABLE.to_string());
+    }
+    compared
 }
 
 /// The read model `[redis]` describes: keys parsed as the write model's `key_kind`, only the compared

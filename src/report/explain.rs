@@ -250,13 +250,19 @@ fn record(e: &Explanation, options: &ExplainOptions) -> Value {
         .differences
         .iter()
         .map(|(diff, rule)| {
-            json!({
-                "path": diff.path,
-                "field": diff.field,
-                "expected": diff.expected,
-                "actual": diff.actual,
-                "rule": rule,
-            })
+            // As in a check's drift record: a side where the field is absent is left out, so that
+            // `null` means a field present and null.
+            let mut member = Map::new();
+            member.insert("path".into(), json!(diff.path));
+            member.insert("field".into(), json!(diff.field));
+            if let Some(expected) = &diff.expected {
+                member.insert("expected".into(), expected.clone());
+            }
+            if let Some(actual) = &diff.actual {
+                member.insert("actual".into(), actual.clone());
+            }
+            member.insert("rule".into(), json!(rule));
+            Value::Object(member)
         })
         .collect();
     let actual: Vec<Value> = e
@@ -406,6 +412,7 @@ mod tests {
         assert_eq!(data["verdict"], "mismatched");
         assert_eq!(data["differences"][0]["path"], "name");
         assert_eq!(data["differences"][0]["rule"], "exact");
+        assert_eq!(data["differences"][0]["expected"], "Pen");
         assert_eq!(data["actual"][0]["metadata"]["version"], "v3");
         assert_eq!(data["metadata"]["write_model"]["age_seconds"], 3 * 3600);
         assert_eq!(data["paths"][3]["rule"], "ignored");

@@ -195,7 +195,8 @@ async fn a_redis_read_model_is_explained_in_its_own_words() {
     let db = test_database().await;
     db.execute(ORDERS_SCHEMA).await;
     db.execute(
-        "INSERT INTO orders (id, customer, total, ordered_at) VALUES (1, 'Ada', 100.00, '2024-03-01T10:00:00Z')",
+        "INSERT INTO orders (id, customer, total, ordered_at) VALUES (1, 'Ada', 100.00, '2024-03-01T10:00:00Z'), \
+         (2, 'Zoë', 12.50, '2024-03-02T11:30:00Z')",
     )
     .await;
     let redis = TestRedis::start().await;
@@ -203,6 +204,9 @@ async fn a_redis_read_model_is_explained_in_its_own_words() {
     let doc = json!({"orderId": 1, "customerName": "Ada", "products": [], "totalPrice": 90,
                      "orderDate": "2024-03-01T10:00:00Z", "indexedAt": "2026-01-01T00:00:00Z"});
     redis.run(&["SET", &name, &doc.to_string()]).await;
+    redis
+        .run(&["SET", &format!("{}order:2", redis.prefix), "{not json"])
+        .await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("recon.toml"),
@@ -235,4 +239,21 @@ async fn a_redis_read_model_is_explained_in_its_own_words() {
         "{read_model}"
     );
     assert!(!read_model.contains("seq_no"), "{read_model}");
+
+    // A value that is not JSON is judged as check judges it: mismatched, the reason among the paths.
+    let run = explain(dir.path(), &["2", "--format", "json"]).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let line: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(line["data"]["verdict"], "mismatched", "{line}");
+    let undecodable = line["data"]["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == "(undecodable Redis value)")
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(undecodable["actual"].as_str().unwrap().contains("not JSON"), "{line}");
+    // A field absent on a side is left out, as in a check's report: `null` would mean a null field.
+    let order_id = &line["data"]["differences"][0];
+    assert_eq!(order_id["path"], "orderId");
+    assert!(order_id.get("actual").is_none(), "{line}");
 }
