@@ -103,3 +103,94 @@ pub async fn explain(
     }
     Ok(explained)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::diff::NOT_COMPARED;
+    use crate::model::{DocMeta, DriftKind, KeyKind};
+    use crate::source::memory::MemorySource;
+
+    fn doc(key: i64, id: Option<&str>, body: Value) -> KeyedDoc {
+        KeyedDoc {
+            key: Key::Int(key),
+            doc: body.as_object().unwrap().clone(),
+            meta: DocMeta {
+                id: id.map(str::to_string),
+                ..DocMeta::default()
+            },
+        }
+    }
+
+    /// 1 in sync (with a stamp the projection does not produce), 2 mismatched, 3 missing, 4 duplicated
+    /// under a second id that sorts first, 5 orphaned.
+    fn sides() -> Sides {
+        let rows = (1..=4)
+            .map(|k| doc(k, None, json!({"id": k, "name": format!("n{k}")})))
+            .collect();
+        let docs = vec![
+            doc(1, Some("1"), json!({"id": 1, "name": "n1", "stamp": "2026-01-01"})),
+            doc(2, Some("2"), json!({"id": 2, "name": "stale"})),
+            doc(4, Some("4"), json!({"id": 4, "name": "n4"})),
+            doc(4, Some("0-copy"), json!({"id": 4, "name": "copy"})),
+            doc(5, Some("5"), json!({"id": 5, "name": "ghost"})),
+        ];
+        Sides {
+            write_model: Box::new(MemorySource::new("pg", KeyKind::Int, &["id", "name"], rows)),
+            read_model: Box::new(MemorySource::new("rm", KeyKind::Int, &["id", "name"], docs)),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_key_gets_a_checks_verdict_judged_on_the_compared_fields_only() {
+        let sides = sides();
+        let comparator = Comparator::new(&crate::config::CompareConfig::default()).unwrap();
+        let compared: BTreeSet<String> = ["id", "name"].map(String::from).into();
+        let keys: Vec<Key> = [6, 5, 4, 3, 2, 1, 2].map(Key::Int).to_vec();
+        let explained = explain(&sides, &comparator, &compared, &keys).await.unwrap();
+        let verdicts: Vec<(Key, Verdict)> = explained.iter().map(|e| (e.key.clone(), e.verdict)).collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                (Key::Int(1), Verdict::InSync),
+                (Key::Int(2), Verdict::Drift(DriftKind::Mismatched)),
+                (Key::Int(3), Verdict::Drift(DriftKind::Missing)),
+                (Key::Int(4), Verdict::Drift(DriftKind::Duplicate)),
+                (Key::Int(5), Verdict::Drift(DriftKind::Orphaned)),
+                (Key::Int(6), Verdict::Absent),
+            ]
+        );
+        // The stamp is shown (the document is whole) but not compared.
+        let one = &explained[0];
+        assert_eq!(one.actual[0].doc.doc["stamp"], "2026-01-01");
+        let stamp = one.rows.iter().find(|r| r.path == "stamp").unwrap();
+        assert_eq!(
+            (stamp.rule.as_str(), stamp.differs.clone()),
+            (NOT_COMPARED, vec![false])
+        );
+        // 2: the difference with its rule.
+        let two = &explained[1];
+        assert_eq!(two.differences.len(), 1);
+        assert_eq!(
+            (two.differences[0].0.path.as_str(), two.differences[0].1.as_str()),
+            ("name", "exact")
+        );
+        // 4: the copy sorts first, but the differences are of the document whose id is the key: none.
+        let four = &explained[3];
+        let ids: Vec<(Option<&str>, bool)> = four
+            .actual
+            .iter()
+            .map(|a| (a.doc.meta.id.as_deref(), a.compared))
+            .collect();
+        assert_eq!(ids, [(Some("0-copy"), false), (Some("4"), true)]);
+        assert!(four.differences.is_empty());
+        let name = four.rows.iter().find(|r| r.path == "name").unwrap();
+        assert_eq!(name.differs, [true, false], "each copy marked on its own");
+        // The metadata is the read model's description of each document.
+        assert_eq!(four.actual[1].metadata[0], ("id".to_string(), json!("4")));
+        // 5: no row, the document as it is.
+        assert!(explained[4].expected.is_none() && explained[4].differences.is_empty());
+    }
+}

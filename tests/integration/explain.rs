@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::support::cli_command as recon;
 use crate::support::fixture::{drifted, order_doc, Fixture, ORDERS_QUERY, ORDERS_SCHEMA};
 use crate::support::redis::TestRedis;
-use crate::support::{test_database, Run};
+use crate::support::{run_on_a_terminal, test_database, Run};
 
 /// Runs `recon explain <args>` in `dir`, off the runtime (the emulator serves on it meanwhile).
 async fn explain(dir: &Path, args: &[&str]) -> Run {
@@ -188,6 +188,30 @@ async fn keys_in_sync_or_on_neither_side_exit_0_and_a_bad_key_exits_2() {
     let run = explain(f.dir.path(), &[]).await;
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("<KEY>"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn colour_on_a_terminal_unless_no_color() {
+    let f = shop().await;
+    let on_a_terminal = |no_color: bool| {
+        let mut command = recon();
+        command.current_dir(f.dir.path()).args(["explain", "1"]);
+        if !no_color {
+            command.env_remove("NO_COLOR");
+        }
+        tokio::task::spawn_blocking(move || run_on_a_terminal(command))
+    };
+    let coloured = on_a_terminal(false).await.unwrap();
+    assert_eq!(coloured.code, 1, "{}\n{}", coloured.stdout, coloured.stderr);
+    assert!(
+        coloured.stdout.contains("\u{1b}[31m"),
+        "the differing path in colour: {}",
+        coloured.stdout
+    );
+    let plain = on_a_terminal(true).await.unwrap();
+    assert_eq!(plain.code, 1);
+    assert!(!plain.stdout.contains('\u{1b}'), "{}", plain.stdout);
+    assert!(plain.stdout.contains("≠ products[sku=A].price"), "{}", plain.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread")]
