@@ -55,8 +55,7 @@ pub fn write_human(out: &mut dyn Write, explained: &[Explanation], options: &Exp
         let several = e.actual.len() > 1;
         let mut header = vec!["path".to_string(), "rule".to_string(), "expected".to_string()];
         match e.actual.len() {
-            0 => header.push("actual".to_string()),
-            1 => header.push("actual".to_string()),
+            0 | 1 => header.push("actual".to_string()),
             n => header.extend((1..=n).map(|i| format!("actual #{i}"))),
         }
         let mut table: Vec<(bool, Vec<String>, Vec<bool>)> = vec![(false, header, Vec::new())];
@@ -144,7 +143,7 @@ pub fn write_human(out: &mut dyn Write, explained: &[Explanation], options: &Exp
             } else {
                 "read model".to_string()
             };
-            let mut described: Vec<String> = doc
+            let described: Vec<String> = doc
                 .metadata
                 .iter()
                 .map(|(name, value)| {
