@@ -37,6 +37,14 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<Outcome> {
             keys.push(key?);
         }
     }
+    if keys.is_empty() {
+        // Only a --keys-file can be empty (clap wants a KEY without one): an empty report piped in.
+        let file = args.keys_file.as_deref().unwrap_or(std::path::Path::new("-"));
+        anyhow::bail!(
+            "no keys to explain: --keys-file {} lists none; give keys as arguments or one per line",
+            file.display()
+        );
+    }
     let explained = crate::engine::explain::explain(&sides, &comparator, &compared, &keys).await?;
     let options = ExplainOptions {
         color: args.format == ExplainFormat::Human && crate::terminal::colour_stdout(),

@@ -177,6 +177,14 @@ async fn keys_in_sync_or_on_neither_side_exit_0_and_a_bad_key_exits_2() {
         run.stdout
     );
 
+    std::fs::write(&keys, "# nothing drifted\n").unwrap();
+    let run = explain(f.dir.path(), &["--keys-file", "keys.txt"]).await;
+    assert_eq!((run.code, run.stdout.as_str()), (2, ""));
+    assert_eq!(
+        run.stderr.trim(),
+        "recon: error: no keys to explain: --keys-file keys.txt lists none; give keys as arguments or one per line"
+    );
+
     let run = explain(f.dir.path(), &["6", "ORD-7"]).await;
     assert_eq!((run.code, run.stdout.as_str()), (2, ""));
     assert_eq!(
