@@ -26,6 +26,7 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Compare the read model with the write model and report drift (never writes)')
+            [CompletionResult]::new('explain', 'explain', [CompletionResultType]::ParameterValue, 'Show why keys drift: both sides side by side, rules and metadata (never writes)')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a check on an embedded shop with injected drift, then clean up')
             [CompletionResult]::new('repair', 'repair', [CompletionResultType]::ParameterValue, 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Undo a repair from its audit log, conditionally (dry run by default)')
@@ -64,6 +65,24 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say where each setting came from, and more about the run, on stderr')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say where each setting came from, and more about the run, on stderr')
             [CompletionResult]::new('--resume', '--resume', [CompletionResultType]::ParameterName, 'Continue the run recorded in --checkpoint FILE after its last compared key (every range after its own), in a new snapshot (the report says how many snapshots it spans); starts from the beginning when FILE is absent')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'recon;explain' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'Configuration file (TOML); see docs/configuration.md')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file (TOML); see docs/configuration.md')
+            [CompletionResult]::new('--pg-url', '--pg-url', [CompletionResultType]::ParameterName, 'PostgreSQL URL; overrides postgres.url and DATABASE_URL')
+            [CompletionResult]::new('--es-url', '--es-url', [CompletionResultType]::ParameterName, 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL')
+            [CompletionResult]::new('--index', '--index', [CompletionResultType]::ParameterName, 'Index or alias holding the read model; overrides elasticsearch.index')
+            [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL')
+            [CompletionResult]::new('--keys-file', '--keys-file', [CompletionResultType]::ParameterName, 'Explain the keys listed in FILE too, one per line (`-` for stdin; `#` starts a comment line)')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Output: columns for a person, or one `recon.explain/v1` JSON object per key and line')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output: columns for a person, or one `recon.explain/v1` JSON object per key and line')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say where each setting came from, and which sides are read, on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say where each setting came from, and which sides are read, on stderr')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -217,6 +236,7 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
         }
         'recon;help' {
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Compare the read model with the write model and report drift (never writes)')
+            [CompletionResult]::new('explain', 'explain', [CompletionResultType]::ParameterValue, 'Show why keys drift: both sides side by side, rules and metadata (never writes)')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a check on an embedded shop with injected drift, then clean up')
             [CompletionResult]::new('repair', 'repair', [CompletionResultType]::ParameterValue, 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Undo a repair from its audit log, conditionally (dry run by default)')
@@ -228,6 +248,9 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             break
         }
         'recon;help;check' {
+            break
+        }
+        'recon;help;explain' {
             break
         }
         'recon;help;demo' {

@@ -25,6 +25,9 @@ _recon() {
             recon,demo)
                 cmd="recon__subcmd__demo"
                 ;;
+            recon,explain)
+                cmd="recon__subcmd__explain"
+                ;;
             recon,help)
                 cmd="recon__subcmd__help"
                 ;;
@@ -51,6 +54,9 @@ _recon() {
                 ;;
             recon__subcmd__help,demo)
                 cmd="recon__subcmd__help__subcmd__demo"
+                ;;
+            recon__subcmd__help,explain)
+                cmd="recon__subcmd__help__subcmd__explain"
                 ;;
             recon__subcmd__help,help)
                 cmd="recon__subcmd__help__subcmd__help"
@@ -92,7 +98,7 @@ _recon() {
 
     case "${cmd}" in
         recon)
-            opts="-h -V --help --version check demo repair undo reindex report completions man help"
+            opts="-h -V --help --version check explain demo repair undo reindex report completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -247,8 +253,58 @@ _recon() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        recon__subcmd__explain)
+            opts="-c -f -v -h -V --config --pg-url --es-url --index --redis-url --keys-file --format --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pg-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --es-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keys-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         recon__subcmd__help)
-            opts="check demo repair undo reindex report completions man help"
+            opts="check explain demo repair undo reindex report completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -290,6 +346,20 @@ _recon() {
             return 0
             ;;
         recon__subcmd__help__subcmd__demo)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        recon__subcmd__help__subcmd__explain)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -23,6 +23,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand check 'Compare the read model with the write model and report drift (never writes)'
+            cand explain 'Show why keys drift: both sides side by side, rules and metadata (never writes)'
             cand demo 'Run a check on an embedded shop with injected drift, then clean up'
             cand repair 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
             cand undo 'Undo a repair from its audit log, conditionally (dry run by default)'
@@ -60,6 +61,23 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand -v 'Say where each setting came from, and more about the run, on stderr'
             cand --verbose 'Say where each setting came from, and more about the run, on stderr'
             cand --resume 'Continue the run recorded in --checkpoint FILE after its last compared key (every range after its own), in a new snapshot (the report says how many snapshots it spans); starts from the beginning when FILE is absent'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'recon;explain'= {
+            cand -c 'Configuration file (TOML); see docs/configuration.md'
+            cand --config 'Configuration file (TOML); see docs/configuration.md'
+            cand --pg-url 'PostgreSQL URL; overrides postgres.url and DATABASE_URL'
+            cand --es-url 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL'
+            cand --index 'Index or alias holding the read model; overrides elasticsearch.index'
+            cand --redis-url 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL'
+            cand --keys-file 'Explain the keys listed in FILE too, one per line (`-` for stdin; `#` starts a comment line)'
+            cand -f 'Output: columns for a person, or one `recon.explain/v1` JSON object per key and line'
+            cand --format 'Output: columns for a person, or one `recon.explain/v1` JSON object per key and line'
+            cand -v 'Say where each setting came from, and which sides are read, on stderr'
+            cand --verbose 'Say where each setting came from, and which sides are read, on stderr'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -201,6 +219,7 @@ set edit:completion:arg-completer[recon] = {|@words|
         }
         &'recon;help'= {
             cand check 'Compare the read model with the write model and report drift (never writes)'
+            cand explain 'Show why keys drift: both sides side by side, rules and metadata (never writes)'
             cand demo 'Run a check on an embedded shop with injected drift, then clean up'
             cand repair 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
             cand undo 'Undo a repair from its audit log, conditionally (dry run by default)'
@@ -211,6 +230,8 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'recon;help;check'= {
+        }
+        &'recon;help;explain'= {
         }
         &'recon;help;demo'= {
         }

@@ -27,6 +27,7 @@ end
 complete -c recon -n "__fish_recon_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_needs_command" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_needs_command" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
+complete -c recon -n "__fish_recon_needs_command" -f -a "explain" -d 'Show why keys drift: both sides side by side, rules and metadata (never writes)'
 complete -c recon -n "__fish_recon_needs_command" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
 complete -c recon -n "__fish_recon_needs_command" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
 complete -c recon -n "__fish_recon_needs_command" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
@@ -64,6 +65,17 @@ complete -c recon -n "__fish_recon_using_subcommand check" -s v -l verbose -d 'S
 complete -c recon -n "__fish_recon_using_subcommand check" -l resume -d 'Continue the run recorded in --checkpoint FILE after its last compared key (every range after its own), in a new snapshot (the report says how many snapshots it spans); starts from the beginning when FILE is absent'
 complete -c recon -n "__fish_recon_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand check" -s V -l version -d 'Print version'
+complete -c recon -n "__fish_recon_using_subcommand explain" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
+complete -c recon -n "__fish_recon_using_subcommand explain" -l pg-url -d 'PostgreSQL URL; overrides postgres.url and DATABASE_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand explain" -l es-url -d 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand explain" -l index -d 'Index or alias holding the read model; overrides elasticsearch.index' -r
+complete -c recon -n "__fish_recon_using_subcommand explain" -l redis-url -d 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand explain" -l keys-file -d 'Explain the keys listed in FILE too, one per line (`-` for stdin; `#` starts a comment line)' -r -F
+complete -c recon -n "__fish_recon_using_subcommand explain" -s f -l format -d 'Output: columns for a person, or one `recon.explain/v1` JSON object per key and line' -r -f -a "human\t'The documents side by side in columns, for a terminal'
+json\t'One `recon.explain/v1` JSON object per key and line (NDJSON)'"
+complete -c recon -n "__fish_recon_using_subcommand explain" -s v -l verbose -d 'Say where each setting came from, and which sides are read, on stderr'
+complete -c recon -n "__fish_recon_using_subcommand explain" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c recon -n "__fish_recon_using_subcommand explain" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand demo" -l orders -d 'Number of orders in the demo shop' -r
 complete -c recon -n "__fish_recon_using_subcommand demo" -s f -l format -d 'Report format [default: table on a terminal, json otherwise]' -r -f -a "table\t'Summary, per-field counts and a sample of drifted keys, for a terminal'
 json\t'One `recon.check/v2` JSON document'
@@ -157,13 +169,14 @@ complete -c recon -n "__fish_recon_using_subcommand completions" -s h -l help -d
 complete -c recon -n "__fish_recon_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand man" -s h -l help -d 'Print help'
 complete -c recon -n "__fish_recon_using_subcommand man" -s V -l version -d 'Print version'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions man help" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions man help" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions man help" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions man help" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions man help" -f -a "reindex" -d 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions man help" -f -a "report" -d 'Work with check reports: combine shard reports into one'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions man help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions man help" -f -a "man" -d 'Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "explain" -d 'Show why keys drift: both sides side by side, rules and metadata (never writes)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "reindex" -d 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "report" -d 'Work with check reports: combine shard reports into one'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "man" -d 'Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c recon -n "__fish_recon_using_subcommand help; and __fish_seen_subcommand_from report" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'

@@ -32,6 +32,22 @@ pub enum Command {
         check never writes to either side.\n\n\
         Exit codes: 0 no drift (or no more failing keys than --allow), 1 drift, 2 error, 130 interrupted.")]
     Check(CheckArgs),
+    /// Show why keys drift: both sides side by side, rules and metadata (never writes).
+    #[command(
+        long_about = "Show why keys drift: both sides' documents side by side, with the rules and metadata.\n\n\
+        For each KEY, looks up the expected document (the projection, in a READ ONLY transaction of its own) \
+        and the actual document(s) in the read model, and judges them exactly as `recon check` does: in \
+        sync, missing, orphaned, mismatched (at which paths) or duplicate; a key on neither side says so. \
+        Then shows every path of both documents side by side, the differing ones marked, each with the \
+        compare rule it is judged by (exact, instant, number with its tolerance, set by key, ignored), and \
+        what both sides say about their documents: the row's postgres.updated_at and its age; each \
+        document's id, version and location in the read model. explain never writes.\n\n\
+        Keys are given as the write model's key column holds them (integers or text).\n\n\
+        Examples:\n  recon explain 10408\n  recon explain 10408 10411 --format json | jq .data.differences\n  \
+        jq -r '.drift[].key | select(. != null)' report.json | recon explain --keys-file -\n\n\
+        Exit codes: 0 every key in sync (or on neither side), 1 some key drifts, 2 error."
+    )]
+    Explain(ExplainArgs),
     /// Run a check on an embedded shop with injected drift, then clean up.
     #[command(
         long_about = "Run a check on an embedded shop with injected drift, then clean up.\n\n\
@@ -93,7 +109,7 @@ pub enum Command {
     },
     /// Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`).
     Man {
-        /// The command whose page to print (check, repair, undo, reindex, demo, report, completions);
+        /// The command whose page to print (check, explain, repair, undo, reindex, demo, report, completions);
         /// recon's own page without one.
         command: Option<String>,
     },
@@ -267,6 +283,29 @@ pub struct CheckArgs {
     /// beginning when FILE is absent.
     #[arg(long, requires = "checkpoint")]
     pub resume: bool,
+}
+
+/// Flags of `recon explain`.
+#[derive(Debug, Args, Clone)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// The keys to explain, as the write model's key column holds them.
+    #[arg(value_name = "KEY", required_unless_present = "keys_file")]
+    pub keys: Vec<String>,
+
+    /// Explain the keys listed in FILE too, one per line (`-` for stdin; `#` starts a comment line).
+    #[arg(long, value_name = "FILE")]
+    pub keys_file: Option<PathBuf>,
+
+    /// Output: columns for a person, or one `recon.explain/v1` JSON object per key and line.
+    #[arg(long, short = 'f', value_enum, value_name = "FORMAT", default_value = "human")]
+    pub format: ExplainFormat,
+
+    /// Say where each setting came from, and which sides are read, on stderr.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 /// Flags of `recon repair`.
@@ -586,6 +625,15 @@ impl From<Format> for crate::report::Format {
             Format::Prometheus => Self::Prometheus,
         }
     }
+}
+
+/// `explain --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    /// The documents side by side in columns, for a terminal.
+    Human,
+    /// One `recon.explain/v1` JSON object per key and line (NDJSON).
+    Json,
 }
 
 /// `--format` of repair, undo and reindex: their summary on stdout.

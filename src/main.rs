@@ -83,6 +83,7 @@ fn record_peak_rss() {
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Check(args) => commands::check::run(args).await,
+        Command::Explain(args) => commands::explain::run(args).await,
         Command::Demo(args) => commands::demo::run(args).await,
         Command::Repair(args) => commands::repair::run(args).await,
         Command::Undo(args) => commands::undo::run(args).await,

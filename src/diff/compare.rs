@@ -94,7 +94,7 @@ pub fn unknown_fields(
 /// `customer` as `case_insensitive` covers `customer.name`) until a deeper rule overrides it; `exact`
 /// exists to restore the default under such a parent.
 #[derive(Debug, Clone, PartialEq)]
-enum ScalarRule {
+pub(super) enum ScalarRule {
     Exact,
     CaseInsensitive,
     Instant,
@@ -103,7 +103,7 @@ enum ScalarRule {
 
 /// A rule at exactly one path.
 #[derive(Debug, Clone, PartialEq)]
-enum Rule {
+pub(super) enum Rule {
     Scalar(ScalarRule),
     /// The array at this path compares ignoring order. Not inherited: nested arrays stay ordered
     /// unless they have their own rule.
@@ -114,18 +114,18 @@ enum Rule {
 
 /// One field name's rules and the rules below it.
 #[derive(Debug, Default, Clone, PartialEq)]
-struct RuleNode {
+pub(super) struct RuleNode {
     /// A list, not a map: a level holds a handful of rules, and a linear scan of short names beats
     /// hashing every field name of every document.
-    children: Vec<(String, RuleNode)>,
-    ignored: bool,
+    pub(super) children: Vec<(String, RuleNode)>,
+    pub(super) ignored: bool,
     /// Some path at or below this node is ignored: projection must descend here.
     has_ignored: bool,
-    rule: Option<Rule>,
+    pub(super) rule: Option<Rule>,
 }
 
 impl RuleNode {
-    fn child(&self, name: &str) -> Option<&RuleNode> {
+    pub(super) fn child(&self, name: &str) -> Option<&RuleNode> {
         self.children.iter().find(|(n, _)| n == name).map(|(_, node)| node)
     }
 
@@ -168,7 +168,7 @@ const PATH_HINT: &str = "not a field path (use dotted field names without array 
 /// Compares documents by the `[compare]` rules. Build once per run; cheap to share by reference.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparator {
-    root: RuleNode,
+    pub(super) root: RuleNode,
     null_equals_missing: bool,
 }
 
@@ -358,7 +358,7 @@ enum Segment<'a> {
 }
 
 /// How a set key's value appears in a path: strings bare, numbers as written, absent as `null`.
-fn write_selector_value(out: &mut String, value: Option<&Value>) {
+pub(super) fn write_selector_value(out: &mut String, value: Option<&Value>) {
     match value {
         None | Some(Value::Null) => out.push_str("null"),
         Some(Value::String(s)) => out.push_str(s),
@@ -369,7 +369,7 @@ fn write_selector_value(out: &mut String, value: Option<&Value>) {
 
 /// Identifies a set key's value for matching: equal values (by the default rules, so `1` and `1.0`)
 /// give equal texts; the leading tag keeps `"1"` and `1` apart.
-fn selector_identity(value: Option<&Value>) -> String {
+pub(super) fn selector_identity(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => "z".to_string(),
         Some(Value::String(s)) => format!("s{s}"),

@@ -275,13 +275,7 @@ where
             }
             (DriftKind::Mismatched, diffs)
         } else {
-            // Compare against the document a projector would have written (`_id` = key), so the
-            // diffs say what the surviving copy gets wrong.
-            let doc_id = expected.key.doc_id();
-            let canonical = group
-                .iter()
-                .find(|d| d.meta.id.as_deref() == Some(doc_id.as_str()))
-                .unwrap_or(&group[0]);
+            let canonical = &group[compared_duplicate(&expected.key, &group)];
             (
                 DriftKind::Duplicate,
                 self.comparator.diff(&expected.doc, &canonical.doc),
@@ -323,6 +317,17 @@ where
             }
         }
     }
+}
+
+/// Which of several read-model documents with one key a duplicate's differences are of: the document
+/// a projector would have written (`_id` = key), so the diffs say what the surviving copy gets wrong;
+/// else the first.
+pub fn compared_duplicate(key: &Key, group: &[KeyedDoc]) -> usize {
+    let doc_id = key.doc_id();
+    group
+        .iter()
+        .position(|d| d.meta.id.as_deref() == Some(doc_id.as_str()))
+        .unwrap_or(0)
 }
 
 /// The `_id`s of a key group; a document without one (not expected from a read model) is listed

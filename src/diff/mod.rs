@@ -3,8 +3,10 @@
 //! takes documents and streams, so it is tested without any server.
 
 mod compare;
+mod explain;
 mod join;
 pub mod value;
 
 pub use compare::{unknown_fields, Comparator, RuleError};
-pub use join::{Grace, JoinError, Joiner, Outcome, Side};
+pub use explain::{ActualDoc, Explanation, Leaf, Row, Verdict, NOT_COMPARED};
+pub use join::{compared_duplicate, Grace, JoinError, Joiner, Outcome, Side};

@@ -131,6 +131,66 @@ pub async fn connect_for_repair(settings: &Settings) -> anyhow::Result<Sides> {
     Ok(sides)
 }
 
+/// The sides `recon explain` reads: the read model's documents whole (what a check never fetches, the
+/// `compare.ignore` fields and those the projection does not produce, is shown too), the same refusals
+/// as a check. Returned with the top-level fields a check would compare ([`compared_fields`]): what
+/// explain keeps of each read-model document to judge it exactly as a check would.
+pub async fn connect_for_explain(settings: &Settings) -> anyhow::Result<(Sides, BTreeSet<String>)> {
+    let write_model = connect_write_model(settings, 1, settings.postgres.page_size).await?;
+    let compared = compared_fields(settings, write_model.columns());
+    let sides = match &settings.redis {
+        Some(redis) => {
+            let read_model = RedisSource::connect(RedisSettings {
+                url: redis.url.expose().to_string(),
+                key_field: redis.key.clone(),
+                key_pattern: redis.key_pattern.clone(),
+                encoding: redis.encoding,
+                key_kind: WriteModel::key_kind(&write_model),
+                fields: None,
+                batch: 1000,
+            })
+            .await?;
+            Sides {
+                write_model: Box::new(write_model),
+                read_model: Box::new(read_model),
+            }
+        }
+        None => {
+            let read_model = connect_read_model(
+                settings,
+                &settings.elasticsearch.index,
+                settings.elasticsearch.page_size,
+                Fetch::Whole,
+            )
+            .await?;
+            paired(settings, write_model, read_model)?
+        }
+    };
+    sides.ensure_known_fields(settings).await?;
+    Ok((sides, compared))
+}
+
+/// The top-level fields of a read-model document a check compares: the projection's `columns` but the
+/// ignored ones, and the read model's key field (what [`Fetch::Compared`] and `[redis]` fetch).
+pub fn compared_fields(settings: &Settings, columns: &[String]) -> BTreeSet<String> {
+    let ignored: BTreeSet<&str> = settings.compare.ignore.iter().map(String::as_str).collect();
+    let key_field = match &settings.redis {
+        Some(redis) => &redis.key,
+        None => &settings.elasticsearch.key,
+    };
+    let mut compared: BTreeSet<String> = columns
+        .iter()
+        .filter(|c| !ignored.contains(c.as_str()))
+        .chain([key_field])
+        .cloned()
+        .collect();
+    if settings.redis.is_some() {
+        // A value Redis could not decode is a document holding only this marker, never cut away.
+        compared.insert(crate::source::redis::UNDECODABLE.to_string());
+    }
+    compared
+}
+
 /// The read model `[redis]` describes: keys parsed as the write model's `key_kind`, only the compared
 /// `columns` kept, `MGET` batches shared out over `parallel` ranges.
 async fn connect_redis(

@@ -4,6 +4,7 @@
 //! around it (flags in, report out); nothing here knows about flags or report formats.
 
 pub mod connect;
+pub mod explain;
 mod pass;
 pub mod recheck;
 pub mod scan;

@@ -13,6 +13,7 @@
 //! so FILE keeps its previous content.
 
 mod atomic;
+pub mod explain;
 mod human;
 mod json;
 mod junit;

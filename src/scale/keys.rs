@@ -40,7 +40,8 @@ pub fn read_file(path: &Path, kind: KeyKind) -> anyhow::Result<KeyFile> {
     KeyFile::sort(keys)
 }
 
-fn parse_key(text: &str, kind: KeyKind) -> anyhow::Result<Key> {
+/// One key as `kind`: an integer must parse as one; any text is a text key.
+pub fn parse_key(text: &str, kind: KeyKind) -> anyhow::Result<Key> {
     match kind {
         KeyKind::Int => text
             .parse::<i64>()

@@ -24,7 +24,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 
 pub use crate::model::KeyRange;
-use crate::model::{Key, KeyKind, KeyedDoc};
+use crate::model::{DocMeta, Key, KeyKind, KeyedDoc};
 
 /// Documents in ascending key order. A stream that breaks the order is caught by the diff core.
 pub type DocStream = BoxStream<'static, anyhow::Result<KeyedDoc>>;
@@ -140,5 +140,23 @@ pub trait ReadModel: DocumentSource {
     /// `[compare]` rules name fields only the read model holds.
     fn field_names(&self) -> BoxFuture<'_, Option<BTreeSet<String>>> {
         futures::future::ready(None).boxed()
+    }
+
+    /// What a person reads about where one of this read model's documents is and which version it is,
+    /// as labelled values in the read model's own words (`recon explain` prints them): only the read
+    /// model can unpack its opaque [`crate::model::Version`]. The default names the id, the location and
+    /// the version token as they are.
+    fn describe_meta(&self, meta: &DocMeta) -> Vec<(String, serde_json::Value)> {
+        let mut described = Vec::new();
+        if let Some(id) = &meta.id {
+            described.push(("id".to_string(), serde_json::Value::from(id.as_str())));
+        }
+        if let Some(location) = &meta.location {
+            described.push(("location".to_string(), serde_json::Value::from(location.as_str())));
+        }
+        if let Some(version) = &meta.version {
+            described.push(("version".to_string(), serde_json::Value::from(version.as_str())));
+        }
+        described
     }
 }

@@ -21,6 +21,7 @@ fn help_texts_are_what_users_read() {
     for args in [
         &["--help"][..],
         &["check", "--help"],
+        &["explain", "--help"],
         &["demo", "--help"],
         &["completions", "--help"],
     ] {

@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod emulator_api;
 mod emulator_faults;
+mod explain;
 mod layers;
 mod monitoring;
 mod postgres;

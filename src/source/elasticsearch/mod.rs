@@ -289,6 +289,11 @@ impl ReadModel for ElasticsearchSource {
         self.key_mapping.clone()
     }
 
+    /// `_id`, the concrete index, and the version unpacked into `seq_no` and `primary_term`.
+    fn describe_meta(&self, meta: &DocMeta) -> Vec<(String, Value)> {
+        describe_hit(meta)
+    }
+
     fn open_view(&self) -> BoxFuture<'_, anyhow::Result<Option<Box<dyn SharedView>>>> {
         async move { Ok(Some(Box::new(self.open_shared_pit().await?) as Box<dyn SharedView>)) }.boxed()
     }
@@ -580,6 +585,27 @@ fn hits_to_docs(answer: &mut Value, key_kind: KeyKind, key_field: &str) -> anyho
     Ok(docs)
 }
 
+/// A hit's envelope as `recon explain` shows it; a version token that is not `SEQ_NO:PRIMARY_TERM` (none
+/// this connector hands out) is shown as it is.
+fn describe_hit(meta: &DocMeta) -> Vec<(String, Value)> {
+    let mut described = Vec::new();
+    if let Some(id) = &meta.id {
+        described.push(("_id".to_string(), Value::from(id.as_str())));
+    }
+    if let Some(index) = &meta.location {
+        described.push(("index".to_string(), Value::from(index.as_str())));
+    }
+    match meta.version.as_ref().map(|v| (v, write::decode_version(v))) {
+        Some((_, Some((seq_no, primary_term)))) => {
+            described.push(("seq_no".to_string(), Value::from(seq_no)));
+            described.push(("primary_term".to_string(), Value::from(primary_term)));
+        }
+        Some((token, None)) => described.push(("version".to_string(), Value::from(token.as_str()))),
+        None => {}
+    }
+    described
+}
+
 /// Finds the key field's type in every concrete index behind the name and checks it sorts like the
 /// write model's key: keyword for text keys, an integer type for integer keys. Returns the kind and
 /// the mapping type.
@@ -647,6 +673,30 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hit_is_described_with_its_version_unpacked() {
+        let meta = DocMeta {
+            id: Some("4-retry".into()),
+            location: Some("orders-v2".into()),
+            version: write::version_of(Some(12), Some(1)),
+            updated_at_ms: None,
+        };
+        assert_eq!(
+            describe_hit(&meta),
+            vec![
+                ("_id".to_string(), json!("4-retry")),
+                ("index".to_string(), json!("orders-v2")),
+                ("seq_no".to_string(), json!(12)),
+                ("primary_term".to_string(), json!(1)),
+            ]
+        );
+        let odd = DocMeta {
+            version: Some(crate::model::Version::new("x")),
+            ..DocMeta::default()
+        };
+        assert_eq!(describe_hit(&odd), vec![("version".to_string(), json!("x"))]);
+    }
 
     #[test]
     fn key_kind_follows_the_mapping() {

@@ -439,6 +439,18 @@ impl ReadModel for RedisSource {
         format!("{} (parsed from the Redis key)", self.reader.kind)
     }
 
+    /// The Redis key, and the version as what it is: a hash of the stored value.
+    fn describe_meta(&self, meta: &DocMeta) -> Vec<(String, Value)> {
+        let mut described = Vec::new();
+        if let Some(name) = &meta.id {
+            described.push(("redis key".to_string(), Value::from(name.as_str())));
+        }
+        if let Some(version) = &meta.version {
+            described.push(("value hash".to_string(), Value::from(format!("xxh3 {version}"))));
+        }
+        described
+    }
+
     /// The Redis keys matching the pattern whose key part is not a key of the write model's kind.
     fn open_unkeyed_scan(&self) -> BoxFuture<'_, anyhow::Result<DocStream>> {
         async move {
