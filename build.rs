@@ -17,20 +17,33 @@ fn main() {
         Some(commit) => println!("cargo:rustc-env=RECON_VERSION={version} ({commit})"),
         None => println!("cargo:rustc-env=RECON_VERSION={version}"),
     }
-    // Build again when HEAD moves: the file HEAD, and the branch file it points at.
-    let head = Path::new(".git/HEAD");
-    if head.exists() {
-        println!("cargo:rerun-if-changed=.git/HEAD");
-        if let Some(branch) = std::fs::read_to_string(head)
+    // Build again when HEAD moves: the file HEAD, the branch file it points at and packed-refs, wherever
+    // git keeps them (in a linked worktree `.git` is a file and the branches live in the main checkout).
+    let git_path = |path: &str| {
+        Command::new("git")
+            .args(["rev-parse", "--git-path", path])
+            .output()
             .ok()
-            .and_then(|text| text.strip_prefix("ref: ").map(|r| r.trim().to_string()))
-        {
-            let branch = Path::new(".git").join(branch);
-            if branch.exists() {
-                println!("cargo:rerun-if-changed={}", branch.display());
-            }
-        }
-    } else {
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .filter(|path| Path::new(path).exists())
+    };
+    let branch = Command::new("git")
+        .args(["symbolic-ref", "-q", "HEAD"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let watched: Vec<String> = ["HEAD", "packed-refs"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(branch)
+        .filter_map(|path| git_path(&path))
+        .collect();
+    if watched.is_empty() {
         println!("cargo:rerun-if-changed=build.rs");
+    }
+    for path in watched {
+        println!("cargo:rerun-if-changed={path}");
     }
 }
