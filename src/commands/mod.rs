@@ -5,6 +5,8 @@ pub mod check;
 
 pub mod completions;
 pub mod demo;
+pub mod doctor;
+pub mod init;
 pub mod man;
 pub mod reindex;
 pub mod repair;

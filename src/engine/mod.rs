@@ -5,6 +5,7 @@
 
 pub mod connect;
 mod pass;
+pub mod preflight;
 pub mod recheck;
 pub mod scan;
 pub mod scope;
