@@ -55,12 +55,18 @@ pub async fn preflight(settings: &RedisSettings, list: &mut Checklist) {
         }
     };
     list.push(Check::ok(REACHABLE, format!("{shown} answers")));
-    let user: Option<String> = redis::cmd("ACL").arg("WHOAMI").query_async(&mut conn).await.ok();
+    // Before Redis 6 there is no ACL command (anyone logged in may write); a user may also be denied it.
+    let whoami: Result<String, redis::RedisError> = redis::cmd("ACL").arg("WHOAMI").query_async(&mut conn).await;
+    let (user, denied) = match whoami {
+        Ok(user) => (Some(user), false),
+        Err(e) => (None, e.code() == Some("NOPERM") || e.to_string().contains("NOPERM")),
+    };
     list.push(Check::ok(
         AUTHENTICATED,
-        match &user {
-            Some(user) => format!("logged in as {user:?}"),
-            None => "connected (no ACL user: a server before Redis 6)".to_string(),
+        match (&user, denied) {
+            (Some(user), _) => format!("logged in as {user:?}"),
+            (None, true) => "logged in (the user may not run ACL WHOAMI)".to_string(),
+            (None, false) => "connected (no ACL user: a server before Redis 6)".to_string(),
         },
     ));
     let info: Result<String, _> = redis::cmd("INFO").arg("server").query_async(&mut conn).await;
@@ -116,7 +122,14 @@ pub async fn preflight(settings: &RedisSettings, list: &mut Checklist) {
 
     let probe = settings.key_pattern.replacen("{}", "recon-doctor-probe", 1);
     let Some(user) = user else {
-        list.push(Check::ok(WRITE_PRIVILEGE, "no ACL: writes allowed"));
+        list.push(if denied {
+            Check::skipped(
+                WRITE_PRIVILEGE,
+                "the user may not run ACL WHOAMI: cannot tell without writing; a repair's first write will",
+            )
+        } else {
+            Check::ok(WRITE_PRIVILEGE, "no ACL: writes allowed")
+        });
         return;
     };
     let dryrun: Result<String, _> = redis::cmd("ACL")
