@@ -1286,3 +1286,28 @@ async fn mapping_meta_settings_and_alias_swaps_for_reindex() {
     let (status, body) = call(&es, Method::Get, "/_alias/nothing", &[], None).await;
     assert_eq!(status, 404, "{body}");
 }
+
+/// The emulator is a cluster with security off (`xpack.security.enabled: false`): Elasticsearch 8 then
+/// registers no `_security` REST handler at all (x-pack `Security#getRestHandlers` returns none), so
+/// `_has_privileges` is answered like any unknown path. `recon doctor` reads that as "writes allowed".
+#[tokio::test(flavor = "multi_thread")]
+async fn security_endpoints_answer_as_with_security_disabled() {
+    let (_emu, es) = start().await;
+    let body = json!({"index": [{"names": ["orders"], "privileges": ["index", "delete"]}]});
+    let (status, r) = call(&es, Method::Post, "/_security/user/_has_privileges", &[], Some(body)).await;
+    assert_eq!(
+        (status, r),
+        (
+            400,
+            json!({"error": "no handler found for uri [/_security/user/_has_privileges] and method [POST]", "status": 400})
+        )
+    );
+    let (status, r) = call(&es, Method::Get, "/_security/_authenticate", &[], None).await;
+    assert_eq!(
+        (status, r),
+        (
+            400,
+            json!({"error": "no handler found for uri [/_security/_authenticate] and method [GET]", "status": 400})
+        )
+    );
+}
