@@ -631,3 +631,79 @@ async fn init_derives_a_redis_configuration() {
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(report["summary"]["missing"], json!(2), "{report}");
 }
+
+/// The healthy setup on an emulator with security on, recon logging in as `user`/`password`.
+async fn secured(user: &str, password: &str) -> Option<Fixture> {
+    let f = healthy().await;
+    let Some(emulator) = &f.emulator else {
+        eprintln!("RECON_TEST_ES_URL is a real cluster: its users are not the test's");
+        return None;
+    };
+    emulator.set_security(Some(vec![
+        recon_es_emulator::User::new("checker", "c-pw", &["read", "view_index_metadata"]),
+        recon_es_emulator::User::new("repairer", "r-pw", &["read", "view_index_metadata", "write"]),
+    ]));
+    let path = f.dir.path().join("recon.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[elasticsearch]\n",
+        &format!("[elasticsearch]\nusername = \"{user}\"\npassword = \"{password}\"\n"),
+    );
+    std::fs::write(&path, text).unwrap();
+    Some(f)
+}
+
+#[tokio::test]
+async fn credentials_the_read_model_refuses_fail_authentication() {
+    let Some(f) = secured("checker", "not-the-password").await else {
+        return;
+    };
+    let (code, document, stderr) = doctor(&f).await;
+    assert_fails_at(
+        code,
+        &document,
+        &stderr,
+        "read_model.authenticated",
+        &[
+            "read_model.version",
+            "read_model.index",
+            "read_model.pit",
+            "read_model.write_privilege",
+        ],
+    );
+    assert_eq!(status(&document, "read_model.reachable"), "ok");
+    assert!(!document.to_string().contains("not-the-password"));
+    assert!(check(&document, "config")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("elasticsearch.password = (set) (from config file)"));
+}
+
+#[tokio::test]
+async fn credentials_without_write_privileges_fail_the_write_check_only() {
+    let Some(f) = secured("checker", "c-pw").await else {
+        return;
+    };
+    let (code, document, stderr) = doctor(&f).await;
+    assert_fails_at(code, &document, &stderr, "read_model.write_privilege", &[]);
+    let detail = check(&document, "read_model.write_privilege")["detail"]
+        .as_str()
+        .unwrap();
+    assert!(
+        detail.contains("\"checker\" lacks index, delete on [orders]"),
+        "{detail}"
+    );
+    assert_eq!(status(&document, "read_model.pit"), "ok");
+
+    let path = f.dir.path().join("recon.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"checker\"", "\"repairer\"")
+        .replace("c-pw", "r-pw");
+    std::fs::write(&path, text).unwrap();
+    let (code, document, stderr) = doctor(&f).await;
+    assert_eq!(code, 0, "{document:#}\n{stderr}");
+    assert!(check(&document, "read_model.write_privilege")["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("user \"repairer\" may write to [orders]"));
+}
