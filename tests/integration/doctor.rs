@@ -269,6 +269,9 @@ async fn an_unreachable_postgres_fails_the_first_check() {
         .as_str()
         .unwrap()
         .contains("host and port"));
+    // The connection's own error, at once: not a pool's timeout after ten seconds.
+    let detail = check(&document, "postgres.reachable")["detail"].as_str().unwrap();
+    assert!(detail.contains("Connection refused"), "{detail}");
 }
 
 #[tokio::test]

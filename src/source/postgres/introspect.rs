@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::error::read_error;
-use super::{connect_pool, PostgresSettings};
+use super::{connect_pool, probe_connection, PostgresSettings};
 
 /// One column, with PostgreSQL's name for its type (`bigint`, `numeric`, `timestamp with time zone`).
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +31,7 @@ pub async fn describe_table(url: &str, table: &str) -> anyhow::Result<TableShape
         max_connections: 2,
         ..PostgresSettings::new(url, "", "")
     };
+    probe_connection(&settings).await?;
     let pool = connect_pool(&settings).await?;
     let found: Option<(String, String)> = sqlx::query_as(
         "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \

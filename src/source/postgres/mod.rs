@@ -255,6 +255,34 @@ impl PostgresSource {
     }
 }
 
+/// One connection to `settings.url`, made and closed: says at once why a server cannot be reached
+/// (a refused connection, a refused login), where a pool keeps retrying until its acquire timeout and
+/// then reports only that it timed out.
+pub(crate) async fn probe_connection(settings: &PostgresSettings) -> Result<(), PostgresError> {
+    use sqlx::Connection;
+    let url = redact_url(&settings.url);
+    let options = PgConnectOptions::from_str(&settings.url)
+        .map_err(|e| PostgresError::InvalidUrl {
+            url: url.clone(),
+            reason: redact_message(&e.to_string(), &settings.url),
+        })?
+        .application_name("recon");
+    match tokio::time::timeout(settings.connect_timeout, sqlx::PgConnection::connect_with(&options)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(connect_error(&url, &settings.url, e)),
+        Err(_) => Err(PostgresError::Unreachable {
+            url,
+            reason: format!(
+                "no connection within {}",
+                humantime::format_duration(settings.connect_timeout)
+            ),
+        }),
+    }
+}
+
 /// A pool for `settings.url`, with one connection made: an unreachable server, a refused login or a
 /// missing database fails here, each with its own [`PostgresError`].
 async fn connect_pool(settings: &PostgresSettings) -> Result<PgPool, PostgresError> {

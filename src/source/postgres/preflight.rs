@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use super::error::{query_error, PostgresError};
 use super::plan::{quote_ident, Plan};
-use super::{connect_pool, redact_url, PostgresSettings, PostgresSource};
+use super::{connect_pool, probe_connection, redact_url, PostgresSettings, PostgresSource};
 use crate::source::preflight::{Check, Checklist};
 
 /// Rows of the projection read to look for repeated keys.
@@ -30,7 +30,11 @@ pub const ESTIMATE: &str = "postgres.estimate";
 /// key kind and columns are what the read model's checks compare against).
 pub async fn preflight(settings: PostgresSettings, list: &mut Checklist) -> Option<PostgresSource> {
     let url = redact_url(&settings.url);
-    let pool = match connect_pool(&settings).await {
+    let connected = match probe_connection(&settings).await {
+        Ok(()) => connect_pool(&settings).await,
+        Err(e) => Err(e),
+    };
+    let pool = match connected {
         Ok(pool) => {
             list.push(Check::ok(REACHABLE, format!("{url} answers")));
             list.push(Check::ok(LOGIN, "login accepted"));
