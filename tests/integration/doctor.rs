@@ -710,3 +710,30 @@ async fn credentials_without_write_privileges_fail_the_write_check_only() {
         .unwrap()
         .starts_with("user \"repairer\" may write to [orders]"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_opensearch_the_pit_is_its_own_and_the_write_privilege_is_not_asked() {
+    use elasticsearch::http::Method;
+    let f = healthy().await;
+    let (os, client) = crate::emulator_api::start_with(recon_es_emulator::EmulatorConfig {
+        flavor: recon_es_emulator::Flavor::OpenSearch,
+        ..Default::default()
+    })
+    .await;
+    let mapping = json!({"mappings": {"properties": {"orderId": {"type": "long"}, "indexedAt": {"type": "date"}}}});
+    crate::emulator_api::call(&client, Method::Put, "/orders", &[], Some(mapping)).await;
+    let run = run_in(f.dir.path(), &["doctor", "--format", "json", "--es-url", &os.url()]).await;
+    let document: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(run.code, 0, "{document:#}\n{}", run.stderr);
+    assert!(check(&document, "read_model.version")["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("OpenSearch 2."));
+    assert_eq!(status(&document, "read_model.pit"), "ok");
+    assert_eq!(status(&document, "read_model.write_privilege"), "skipped");
+    assert!(
+        run.stdout.contains("OpenSearch has no _has_privileges"),
+        "{}",
+        run.stdout
+    );
+}
