@@ -44,11 +44,17 @@ pub async fn run(args: InitArgs) -> anyhow::Result<Outcome> {
                         .clone()
                         .or_else(|| env("ELASTICSEARCH_URL"))
                         .unwrap_or_else(|| "http://localhost:9200".to_string());
-                    let index = args.index.clone().or_else(|| env("RECON_ES_INDEX"));
-                    let (index, named) = match index {
-                        Some(index) => (index, true),
-                        None => (shape.name.clone(), false),
-                    };
+                    // Asked for by name (or by URL): its mapping must be read. Neither: a guess at an index
+                    // named after the table on localhost, which may well not be there.
+                    let named = args.index.is_some()
+                        || env("RECON_ES_INDEX").is_some()
+                        || args.es_url.is_some()
+                        || env("ELASTICSEARCH_URL").is_some();
+                    let index = args
+                        .index
+                        .clone()
+                        .or_else(|| env("RECON_ES_INDEX"))
+                        .unwrap_or_else(|| shape.name.clone());
                     let connection = ReadModelConnection {
                         url: Secret::new(url.clone()),
                         username: env("ELASTICSEARCH_USERNAME"),
@@ -59,13 +65,21 @@ pub async fn run(args: InitArgs) -> anyhow::Result<Outcome> {
                         max_retries: 2,
                         timeout: crate::source::elasticsearch::DEFAULT_TIMEOUT,
                     };
-                    let mapping = match crate::engine::connect::read_model_field_types(&connection, &index).await {
-                        Ok(mapping) => Some(mapping),
-                        // An index named after the table is a guess: without it the fields keep the columns' names.
-                        Err(_) if !named => None,
-                        Err(e) => return Err(e.context(format!("reading the mapping of --index {index}"))),
+                    let (mapping, unread) = match crate::engine::connect::read_model_field_types(&connection, &index).await {
+                        Ok(mapping) => (Some(mapping), None),
+                        Err(e) if !named => (None, Some(format!("{e:#}"))),
+                        Err(e) => {
+                            return Err(e.context(format!(
+                                "reading the mapping of {index} (give --index and --es-url of the read model, or                                  leave both out to name the fields as the columns)"
+                            )))
+                        }
                     };
-                    ReadModel::Elasticsearch { url, index, mapping }
+                    ReadModel::Elasticsearch {
+                        url,
+                        index,
+                        mapping,
+                        unread,
+                    }
                 }
             };
             derive(&shape, &pg_url, &read_model, args.key.as_deref())?
@@ -102,6 +116,8 @@ pub enum ReadModel {
         url: String,
         index: String,
         mapping: Option<BTreeMap<String, String>>,
+        /// Why there is no mapping, when it could not be read.
+        unread: Option<String>,
     },
     Redis {
         url: String,
@@ -245,7 +261,12 @@ pub fn derive(shape: &TableShape, pg_url: &str, read_model: &ReadModel, key: Opt
     t.push('\n');
 
     match read_model {
-        ReadModel::Elasticsearch { url, index, mapping } => {
+        ReadModel::Elasticsearch {
+            url,
+            index,
+            mapping,
+            unread,
+        } => {
             t.push_str("[elasticsearch]\n");
             t.push_str(
                 "# Credentials: username here, the password from ELASTICSEARCH_PASSWORD or password_file; or\n\
@@ -262,8 +283,9 @@ pub fn derive(shape: &TableShape, pg_url: &str, read_model: &ReadModel, key: Opt
             t.push_str(&format!("index = {}\n", toml_string(index)));
             match mapping {
                 None => t.push_str(&format!(
-                    "# No index [{index}] was found: field names are the columns'. Map the key field as long\n\
-                     # (integer keys) or keyword (text keys).\n"
+                    "# The mapping of [{index}] could not be read ({}): field names are the columns'.\n\
+                     # Map the key field as long (integer keys) or keyword (text keys).\n",
+                    unread.as_deref().unwrap_or("no index").replace('\n', " ")
                 )),
                 Some(mapping) => {
                     if let Some(kind) = mapping.get(&key_field) {
@@ -484,6 +506,7 @@ mod tests {
             url: "http://es:9200".into(),
             index: "orders".into(),
             mapping: Some(mapping),
+            unread: None,
         };
         let text = derive(&orders(), "postgres://app:secret@db/shop", &read_model, None).unwrap();
         assert!(!text.contains("secret"), "{text}");

@@ -737,3 +737,44 @@ async fn on_opensearch_the_pit_is_its_own_and_the_write_privilege_is_not_asked()
         run.stdout
     );
 }
+
+#[tokio::test]
+async fn init_without_a_read_model_names_fields_as_columns_and_a_named_one_must_answer() {
+    let f = Fixture::new(SHOP_TABLE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = format!("http://127.0.0.1:{port}");
+    // A read model asked for by URL must answer: nothing is written otherwise.
+    let run = run_in(
+        dir.path(),
+        &["init", "--pg-url", &f.db.url, "--table", "orders", "--es-url", &closed],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("reading the mapping of orders"), "{}", run.stderr);
+    assert!(!dir.path().join("recon.toml").exists());
+    // None asked for: the fields keep the columns' names, and the file says why.
+    let dir_path = dir.path().to_path_buf();
+    let url = f.db.url.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        Run::from(
+            recon()
+                .current_dir(dir_path)
+                .env("no_proxy", "*")
+                .args(["init", "--pg-url", &url, "--table", "orders", "--key", "id"])
+                .output()
+                .unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(dir.path().join("recon.toml")).unwrap();
+    assert!(text.contains("could not be read"), "{text}");
+    assert!(text.contains("SELECT id,\n       customer_id,"), "{text}");
+    assert!(text.contains("ordered_at = { as = \"instant\" }"), "{text}");
+}
