@@ -31,6 +31,8 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('repair', 'repair', [CompletionResultType]::ParameterValue, 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Undo a repair from its audit log, conditionally (dry run by default)')
             [CompletionResult]::new('reindex', 'reindex', [CompletionResultType]::ParameterValue, 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)')
+            [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check the configuration, both sides and the [compare] rules before a run (fast: no scan)')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Write a commented recon.toml to start from, or one derived from a table (never overwrites)')
             [CompletionResult]::new('report', 'report', [CompletionResultType]::ParameterValue, 'Work with check reports: combine shard reports into one')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`)')
@@ -189,6 +191,34 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'recon;doctor' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'Configuration file (TOML); see docs/configuration.md')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file (TOML); see docs/configuration.md')
+            [CompletionResult]::new('--pg-url', '--pg-url', [CompletionResultType]::ParameterName, 'PostgreSQL URL; overrides postgres.url and DATABASE_URL')
+            [CompletionResult]::new('--es-url', '--es-url', [CompletionResultType]::ParameterName, 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL')
+            [CompletionResult]::new('--index', '--index', [CompletionResultType]::ParameterName, 'Index or alias holding the read model; overrides elasticsearch.index')
+            [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'human: a checklist (✔/✘ on a terminal, ok/FAIL elsewhere); json: one recon.doctor/v1 document')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'human: a checklist (✔/✘ on a terminal, ok/FAIL elsewhere); json: one recon.doctor/v1 document')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'recon;init' {
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Derive the projection from this table (`orders`, or `schema.orders`)')
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The key column [default: the table''s primary key]')
+            [CompletionResult]::new('--pg-url', '--pg-url', [CompletionResultType]::ParameterName, 'PostgreSQL URL of the table''s database; overrides DATABASE_URL. Its password is not written')
+            [CompletionResult]::new('--es-url', '--es-url', [CompletionResultType]::ParameterName, 'Elasticsearch URL whose index mapping names the fields; overrides ELASTICSEARCH_URL')
+            [CompletionResult]::new('--index', '--index', [CompletionResultType]::ParameterName, 'The index or alias of the read model [default: the table''s name]')
+            [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Write a [redis] read model at this URL instead of [elasticsearch]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'recon;report' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -241,6 +271,8 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('repair', 'repair', [CompletionResultType]::ParameterValue, 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)')
             [CompletionResult]::new('undo', 'undo', [CompletionResultType]::ParameterValue, 'Undo a repair from its audit log, conditionally (dry run by default)')
             [CompletionResult]::new('reindex', 'reindex', [CompletionResultType]::ParameterValue, 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)')
+            [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check the configuration, both sides and the [compare] rules before a run (fast: no scan)')
+            [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Write a commented recon.toml to start from, or one derived from a table (never overwrites)')
             [CompletionResult]::new('report', 'report', [CompletionResultType]::ParameterValue, 'Work with check reports: combine shard reports into one')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`)')
@@ -263,6 +295,12 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             break
         }
         'recon;help;reindex' {
+            break
+        }
+        'recon;help;doctor' {
+            break
+        }
+        'recon;help;init' {
             break
         }
         'recon;help;report' {

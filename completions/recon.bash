@@ -25,11 +25,17 @@ _recon() {
             recon,demo)
                 cmd="recon__subcmd__demo"
                 ;;
+            recon,doctor)
+                cmd="recon__subcmd__doctor"
+                ;;
             recon,explain)
                 cmd="recon__subcmd__explain"
                 ;;
             recon,help)
                 cmd="recon__subcmd__help"
+                ;;
+            recon,init)
+                cmd="recon__subcmd__init"
                 ;;
             recon,man)
                 cmd="recon__subcmd__man"
@@ -55,11 +61,17 @@ _recon() {
             recon__subcmd__help,demo)
                 cmd="recon__subcmd__help__subcmd__demo"
                 ;;
+            recon__subcmd__help,doctor)
+                cmd="recon__subcmd__help__subcmd__doctor"
+                ;;
             recon__subcmd__help,explain)
                 cmd="recon__subcmd__help__subcmd__explain"
                 ;;
             recon__subcmd__help,help)
                 cmd="recon__subcmd__help__subcmd__help"
+                ;;
+            recon__subcmd__help,init)
+                cmd="recon__subcmd__help__subcmd__init"
                 ;;
             recon__subcmd__help,man)
                 cmd="recon__subcmd__help__subcmd__man"
@@ -98,7 +110,7 @@ _recon() {
 
     case "${cmd}" in
         recon)
-            opts="-h -V --help --version check explain demo repair undo reindex report completions man help"
+            opts="-h -V --help --version check explain demo repair undo reindex doctor init report completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -253,6 +265,52 @@ _recon() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        recon__subcmd__doctor)
+            opts="-c -f -h -V --config --pg-url --es-url --index --redis-url --format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pg-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --es-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         recon__subcmd__explain)
             opts="-c -f -v -h -V --config --pg-url --es-url --index --redis-url --keys-file --format --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -304,7 +362,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__help)
-            opts="check explain demo repair undo reindex report completions man help"
+            opts="check explain demo repair undo reindex doctor init report completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -359,6 +417,20 @@ _recon() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        recon__subcmd__help__subcmd__doctor)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         recon__subcmd__help__subcmd__explain)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -374,6 +446,20 @@ _recon() {
             return 0
             ;;
         recon__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        recon__subcmd__help__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -464,6 +550,44 @@ _recon() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        recon__subcmd__init)
+            opts="-h -V --table --key --pg-url --es-url --index --redis-url --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --table)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pg-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --es-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -28,6 +28,8 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand repair 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
             cand undo 'Undo a repair from its audit log, conditionally (dry run by default)'
             cand reindex 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)'
+            cand doctor 'Check the configuration, both sides and the [compare] rules before a run (fast: no scan)'
+            cand init 'Write a commented recon.toml to start from, or one derived from a table (never overwrites)'
             cand report 'Work with check reports: combine shard reports into one'
             cand completions 'Print a shell completion script to stdout'
             cand man 'Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`)'
@@ -179,6 +181,32 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'recon;doctor'= {
+            cand -c 'Configuration file (TOML); see docs/configuration.md'
+            cand --config 'Configuration file (TOML); see docs/configuration.md'
+            cand --pg-url 'PostgreSQL URL; overrides postgres.url and DATABASE_URL'
+            cand --es-url 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL'
+            cand --index 'Index or alias holding the read model; overrides elasticsearch.index'
+            cand --redis-url 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL'
+            cand -f 'human: a checklist (✔/✘ on a terminal, ok/FAIL elsewhere); json: one recon.doctor/v1 document'
+            cand --format 'human: a checklist (✔/✘ on a terminal, ok/FAIL elsewhere); json: one recon.doctor/v1 document'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'recon;init'= {
+            cand --table 'Derive the projection from this table (`orders`, or `schema.orders`)'
+            cand --key 'The key column [default: the table''s primary key]'
+            cand --pg-url 'PostgreSQL URL of the table''s database; overrides DATABASE_URL. Its password is not written'
+            cand --es-url 'Elasticsearch URL whose index mapping names the fields; overrides ELASTICSEARCH_URL'
+            cand --index 'The index or alias of the read model [default: the table''s name]'
+            cand --redis-url 'Write a [redis] read model at this URL instead of [elasticsearch]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'recon;report'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -224,6 +252,8 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand repair 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
             cand undo 'Undo a repair from its audit log, conditionally (dry run by default)'
             cand reindex 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)'
+            cand doctor 'Check the configuration, both sides and the [compare] rules before a run (fast: no scan)'
+            cand init 'Write a commented recon.toml to start from, or one derived from a table (never overwrites)'
             cand report 'Work with check reports: combine shard reports into one'
             cand completions 'Print a shell completion script to stdout'
             cand man 'Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`)'
@@ -240,6 +270,10 @@ set edit:completion:arg-completer[recon] = {|@words|
         &'recon;help;undo'= {
         }
         &'recon;help;reindex'= {
+        }
+        &'recon;help;doctor'= {
+        }
+        &'recon;help;init'= {
         }
         &'recon;help;report'= {
             cand merge 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'

@@ -32,6 +32,8 @@ complete -c recon -n "__fish_recon_needs_command" -f -a "demo" -d 'Run a check o
 complete -c recon -n "__fish_recon_needs_command" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
 complete -c recon -n "__fish_recon_needs_command" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
 complete -c recon -n "__fish_recon_needs_command" -f -a "reindex" -d 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)'
+complete -c recon -n "__fish_recon_needs_command" -f -a "doctor" -d 'Check the configuration, both sides and the [compare] rules before a run (fast: no scan)'
+complete -c recon -n "__fish_recon_needs_command" -f -a "init" -d 'Write a commented recon.toml to start from, or one derived from a table (never overwrites)'
 complete -c recon -n "__fish_recon_needs_command" -f -a "report" -d 'Work with check reports: combine shard reports into one'
 complete -c recon -n "__fish_recon_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c recon -n "__fish_recon_needs_command" -f -a "man" -d 'Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`)'
@@ -150,6 +152,23 @@ complete -c recon -n "__fish_recon_using_subcommand reindex" -s q -l quiet -d 'N
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s V -l version -d 'Print version'
+complete -c recon -n "__fish_recon_using_subcommand doctor" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
+complete -c recon -n "__fish_recon_using_subcommand doctor" -l pg-url -d 'PostgreSQL URL; overrides postgres.url and DATABASE_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand doctor" -l es-url -d 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand doctor" -l index -d 'Index or alias holding the read model; overrides elasticsearch.index' -r
+complete -c recon -n "__fish_recon_using_subcommand doctor" -l redis-url -d 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand doctor" -s f -l format -d 'human: a checklist (✔/✘ on a terminal, ok/FAIL elsewhere); json: one recon.doctor/v1 document' -r -f -a "human\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c recon -n "__fish_recon_using_subcommand doctor" -s V -l version -d 'Print version'
+complete -c recon -n "__fish_recon_using_subcommand init" -l table -d 'Derive the projection from this table (`orders`, or `schema.orders`)' -r
+complete -c recon -n "__fish_recon_using_subcommand init" -l key -d 'The key column [default: the table\'s primary key]' -r
+complete -c recon -n "__fish_recon_using_subcommand init" -l pg-url -d 'PostgreSQL URL of the table\'s database; overrides DATABASE_URL. Its password is not written' -r
+complete -c recon -n "__fish_recon_using_subcommand init" -l es-url -d 'Elasticsearch URL whose index mapping names the fields; overrides ELASTICSEARCH_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand init" -l index -d 'The index or alias of the read model [default: the table\'s name]' -r
+complete -c recon -n "__fish_recon_using_subcommand init" -l redis-url -d 'Write a [redis] read model at this URL instead of [elasticsearch]' -r
+complete -c recon -n "__fish_recon_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c recon -n "__fish_recon_using_subcommand init" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -s h -l help -d 'Print help'
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
@@ -169,14 +188,16 @@ complete -c recon -n "__fish_recon_using_subcommand completions" -s h -l help -d
 complete -c recon -n "__fish_recon_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand man" -s h -l help -d 'Print help'
 complete -c recon -n "__fish_recon_using_subcommand man" -s V -l version -d 'Print version'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "explain" -d 'Show why keys drift: both sides side by side, rules and metadata (never writes)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "reindex" -d 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "report" -d 'Work with check reports: combine shard reports into one'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "man" -d 'Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`)'
-complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex report completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "explain" -d 'Show why keys drift: both sides side by side, rules and metadata (never writes)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "repair" -d 'Repair the drift a check finds, with conditional writes and an undo log (dry run by default)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "undo" -d 'Undo a repair from its audit log, conditionally (dry run by default)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "reindex" -d 'Rebuild the read model into a fresh index, verify it, swap the alias (zero downtime)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "doctor" -d 'Check the configuration, both sides and the [compare] rules before a run (fast: no scan)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "init" -d 'Write a commented recon.toml to start from, or one derived from a table (never overwrites)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "report" -d 'Work with check reports: combine shard reports into one'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "man" -d 'Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`)'
+complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c recon -n "__fish_recon_using_subcommand help; and __fish_seen_subcommand_from report" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'

@@ -99,6 +99,36 @@ pub enum Command {
         kept) or not confirmed, 2 error, 130 interrupted (resume with --resume)."
     )]
     Reindex(ReindexArgs),
+    /// Check the configuration, both sides and the [compare] rules before a run (fast: no scan).
+    #[command(
+        long_about = "Check the configuration, both sides and the [compare] rules before a run.\n\n\
+        In order, each passed, failed (with what to fix) or skipped when a check it needs failed: the \
+        configuration resolves (and where each setting came from; secrets never shown); PostgreSQL is \
+        reachable, accepts the login, the projection plans (EXPLAIN, never run) and returns the key column, the \
+        key is unique in a sample, a snapshot can be exported (for --parallel), the planner's row estimate; \
+        the read model is reachable, accepts the credentials, its product and version, the index or alias \
+        exists, the key field's mapping sorts like the write model's key, a point in time opens, and whether \
+        the credentials may write (for repair), asked without writing anything; the [compare] rules name \
+        fields the projection produces. Nothing is scanned and nothing is written.\n\n\
+        Exit codes: 0 every check passed, 2 a check failed (named on stderr) or an error.",
+        after_help = "Examples:\n  recon doctor\n  recon doctor --config /etc/recon/orders.toml --format json\n  \
+        DATABASE_URL=postgres://recon@db/shop recon doctor --es-url https://es:9200"
+    )]
+    Doctor(DoctorArgs),
+    /// Write a commented recon.toml to start from, or one derived from a table (never overwrites).
+    #[command(
+        long_about = "Write a commented recon.toml to start from (never overwrites a file).\n\n\
+        Without --table: every section and rule, with the defaults shown and comments that explain them \
+        (docs/configuration.md is the reference). With --table: a first projection of that table (its \
+        columns, named as the index maps them: `ordered_at` becomes `orderedAt` when the index has that \
+        field), its primary key as the key, updated_at when there is one, and a [compare] section from the \
+        column types (numeric → number, timestamps → instant). Joins of related tables are left to you; the \
+        file says which tables are related. Passwords are never written into the file.\n\n\
+        Exit codes: 0 written, 2 the file exists or an error.",
+        after_help = "Examples:\n  recon init\n  recon init --pg-url postgres://recon@db/shop --table orders --es-url http://es:9200 --index orders\n  \
+        recon init orders-redis.toml --pg-url postgres://recon@db/shop --table orders --redis-url redis://cache:6379/0"
+    )]
+    Init(InitArgs),
     /// Work with check reports: combine shard reports into one.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -109,8 +139,8 @@ pub enum Command {
     },
     /// Print the man page of recon, or of one of its commands, to stdout (roff: `recon man check | man -l -`).
     Man {
-        /// The command whose page to print (check, explain, repair, undo, reindex, demo, report, completions);
-        /// recon's own page without one.
+        /// The command whose page to print (check, explain, repair, undo, reindex, doctor, init, demo, report,
+        /// completions); recon's own page without one.
         command: Option<String>,
     },
 }
@@ -517,6 +547,56 @@ pub struct UndoArgs {
     /// Say where each setting came from on stderr.
     #[arg(long, short = 'v')]
     pub verbose: bool,
+}
+
+/// Flags of `recon doctor`.
+#[derive(Debug, Args, Clone)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// human: a checklist (✔/✘ on a terminal, ok/FAIL elsewhere); json: one recon.doctor/v1 document.
+    #[arg(long, short = 'f', value_enum, value_name = "FORMAT", default_value = "human")]
+    pub format: DoctorFormat,
+}
+
+/// `doctor --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorFormat {
+    Human,
+    Json,
+}
+
+/// Flags of `recon init`.
+#[derive(Debug, Args, Clone)]
+pub struct InitArgs {
+    /// The file to write; it must not exist.
+    #[arg(value_name = "PATH", default_value = "recon.toml")]
+    pub path: PathBuf,
+
+    /// Derive the projection from this table (`orders`, or `schema.orders`).
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+
+    /// The key column [default: the table's primary key].
+    #[arg(long, value_name = "COLUMN", requires = "table")]
+    pub key: Option<String>,
+
+    /// PostgreSQL URL of the table's database; overrides DATABASE_URL. Its password is not written.
+    #[arg(long, value_name = "URL")]
+    pub pg_url: Option<String>,
+
+    /// Elasticsearch URL whose index mapping names the fields; overrides ELASTICSEARCH_URL.
+    #[arg(long, value_name = "URL", conflicts_with = "redis_url")]
+    pub es_url: Option<String>,
+
+    /// The index or alias of the read model [default: the table's name].
+    #[arg(long, value_name = "NAME", conflicts_with = "redis_url")]
+    pub index: Option<String>,
+
+    /// Write a [redis] read model at this URL instead of [elasticsearch].
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -88,6 +88,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Repair(args) => commands::repair::run(args).await,
         Command::Undo(args) => commands::undo::run(args).await,
         Command::Reindex(args) => commands::reindex::run(args).await,
+        Command::Doctor(args) => commands::doctor::run(args).await,
+        Command::Init(args) => commands::init::run(args).await,
         Command::Report(recon::cli::ReportCommand::Merge(args)) => commands::report_merge::run(args),
         Command::Man { command } => {
             let mut out = std::io::stdout().lock();

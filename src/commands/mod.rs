@@ -5,7 +5,9 @@ pub mod check;
 
 pub mod completions;
 pub mod demo;
+pub mod doctor;
 pub mod explain;
+pub mod init;
 pub mod man;
 pub mod reindex;
 pub mod repair;

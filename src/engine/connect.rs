@@ -13,6 +13,7 @@ use crate::source::elasticsearch::write::BulkWriter;
 use crate::source::elasticsearch::EsClient;
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource};
 use crate::source::postgres::{PostgresSettings, PostgresSource};
+use crate::source::preflight::Checklist;
 use crate::source::redis::{RedisSettings, RedisSource};
 use crate::source::retry::RetryPolicy;
 use crate::source::{BulkSettings, ConditionalWriter};
@@ -380,4 +381,98 @@ pub async fn ensure_known_fields(
 /// A page size shared out over `parallel` ranges, but not below `floor` (nor above the setting).
 fn per_range(page_size: usize, parallel: u32, floor: usize) -> usize {
     (page_size / parallel.max(1) as usize).max(floor).min(page_size)
+}
+
+/// `recon doctor`'s checks of the write model (see `source::postgres::preflight`): the connected source
+/// when its projection and key are usable.
+pub async fn preflight_write_model(settings: &Settings, list: &mut Checklist) -> Option<Box<dyn WriteModel>> {
+    let source = crate::source::postgres::preflight::preflight(
+        PostgresSettings {
+            updated_at: settings.postgres.updated_at.clone(),
+            page_size: settings.postgres.page_size,
+            scan: settings.postgres.scan,
+            max_connections: 2,
+            ..PostgresSettings::new(
+                settings.postgres.url.expose(),
+                &settings.postgres.query,
+                &settings.postgres.key,
+            )
+        },
+        list,
+    )
+    .await?;
+    Some(Box::new(source))
+}
+
+/// `recon doctor`'s checks of the configured read model, which know its key should sort as `expected`
+/// (the write model's key kind, when its checks got that far). Returns the fields the read model knows
+/// of, when it has a schema, for the check of `[compare]`.
+pub async fn preflight_read_model(
+    settings: &Settings,
+    expected: Option<KeyKind>,
+    list: &mut Checklist,
+) -> Option<BTreeSet<String>> {
+    if let Some(redis) = &settings.redis {
+        let redis_settings = RedisSettings {
+            url: redis.url.expose().to_string(),
+            key_field: redis.key.clone(),
+            key_pattern: redis.key_pattern.clone(),
+            encoding: redis.encoding,
+            key_kind: expected.unwrap_or(KeyKind::Text),
+            fields: None,
+            batch: 1000,
+        };
+        crate::source::redis::preflight::preflight(&redis_settings, list).await;
+        return None;
+    }
+    let es = &settings.elasticsearch;
+    crate::source::elasticsearch::preflight::preflight(
+        ElasticsearchSettings {
+            connect: ConnectSettings {
+                retry: RetryPolicy {
+                    // A preflight says what is wrong now; the runs it prepares retry.
+                    max_retries: 0,
+                    ..RetryPolicy::default()
+                },
+                ..es_connect_settings(settings)
+            },
+            index: es.index.clone(),
+            key_field: es.key.clone(),
+            page_size: 1,
+            keep_alive: es.keep_alive.clone(),
+            source_includes: None,
+            source_excludes: Vec::new(),
+            prefetch_pages: 1,
+        },
+        expected,
+        list,
+    )
+    .await
+}
+
+/// A table of the write model, as `recon init` derives a first projection from it.
+pub async fn describe_table(url: &str, table: &str) -> anyhow::Result<crate::source::postgres::introspect::TableShape> {
+    crate::source::postgres::introspect::describe_table(url, table).await
+}
+
+/// The top-level fields the read model's `index` maps, with their types, for `recon init`.
+pub async fn read_model_field_types(
+    connection: &ReadModelConnection,
+    index: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let client = EsClient::connect(&ConnectSettings {
+        url: connection.url.expose().to_string(),
+        username: connection.username.clone(),
+        password: connection.password.clone(),
+        api_key: connection.api_key.clone(),
+        ca_cert: connection.ca_cert.clone(),
+        insecure: connection.insecure,
+        timeout: connection.timeout,
+        retry: RetryPolicy {
+            max_retries: connection.max_retries,
+            ..RetryPolicy::default()
+        },
+    })
+    .await?;
+    crate::source::elasticsearch::mapped_field_types(&client, index).await
 }

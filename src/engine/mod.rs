@@ -6,6 +6,7 @@
 pub mod connect;
 pub mod explain;
 mod pass;
+pub mod preflight;
 pub mod recheck;
 pub mod scan;
 pub mod scope;

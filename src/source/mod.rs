@@ -9,6 +9,7 @@ pub mod elasticsearch;
 #[cfg(test)]
 pub mod memory;
 pub mod postgres;
+pub mod preflight;
 pub mod redis;
 pub mod retry;
 pub mod write;

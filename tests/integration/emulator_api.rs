@@ -1286,3 +1286,124 @@ async fn mapping_meta_settings_and_alias_swaps_for_reindex() {
     let (status, body) = call(&es, Method::Get, "/_alias/nothing", &[], None).await;
     assert_eq!(status, 404, "{body}");
 }
+
+/// The emulator is a cluster with security off (`xpack.security.enabled: false`): Elasticsearch 8 then
+/// registers no `_security` REST handler at all (x-pack `Security#getRestHandlers` returns none), so
+/// `_has_privileges` is answered like any unknown path. `recon doctor` reads that as "writes allowed".
+#[tokio::test(flavor = "multi_thread")]
+async fn security_endpoints_answer_as_with_security_disabled() {
+    let (_emu, es) = start().await;
+    let body = json!({"index": [{"names": ["orders"], "privileges": ["index", "delete"]}]});
+    let (status, r) = call(&es, Method::Post, "/_security/user/_has_privileges", &[], Some(body)).await;
+    assert_eq!(
+        (status, r),
+        (
+            400,
+            json!({"error": "no handler found for uri [/_security/user/_has_privileges] and method [POST]", "status": 400})
+        )
+    );
+    let (status, r) = call(&es, Method::Get, "/_security/_authenticate", &[], None).await;
+    assert_eq!(
+        (status, r),
+        (
+            400,
+            json!({"error": "no handler found for uri [/_security/_authenticate] and method [GET]", "status": 400})
+        )
+    );
+}
+
+/// A client of `emulator` logging in as `user` (None: no credentials).
+fn client_as(emulator: &Emulator, user: Option<(&str, &str)>) -> Elasticsearch {
+    let mut builder =
+        TransportBuilder::new(SingleNodeConnectionPool::new(emulator.url().parse().unwrap())).disable_proxy();
+    if let Some((name, password)) = user {
+        builder = builder.auth(elasticsearch::auth::Credentials::Basic(name.into(), password.into()));
+    }
+    Elasticsearch::new(builder.build().unwrap())
+}
+
+/// With security on (`set_security`), requests authenticate as Elasticsearch 8's do: a 401
+/// `security_exception` with the `WWW-Authenticate` challenges and no product header, and
+/// `_has_privileges` answers for the user who asks.
+#[tokio::test(flavor = "multi_thread")]
+async fn security_on_authenticates_and_answers_has_privileges() {
+    use recon_es_emulator::User;
+    let (emu, _) = start().await;
+    emu.set_security(Some(vec![
+        User::new("checker", "c-pw", &["read", "view_index_metadata"]),
+        User::new("repairer", "r-pw", &["write", "read"]),
+    ]));
+    let challenge = json!({"WWW-Authenticate": ["Basic realm=\"security\" charset=\"UTF-8\"", "Bearer realm=\"security\"", "ApiKey"]});
+    let anonymous = client_as(&emu, None);
+    let resp = anonymous
+        .send(Method::Get, "/", HeaderMap::new(), None::<&()>, None::<String>, None)
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code().as_u16(), 401);
+    assert!(resp.headers().get("x-elastic-product").is_none());
+    let challenges: Vec<&str> = resp
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        challenges,
+        [
+            "Basic realm=\"security\" charset=\"UTF-8\"",
+            "Bearer realm=\"security\"",
+            "ApiKey"
+        ]
+    );
+    let body: Value = resp.json().await.unwrap();
+    let reason = "missing authentication credentials for REST request [/]";
+    assert_eq!(
+        body,
+        json!({"error": {"root_cause": [{"type": "security_exception", "reason": reason, "header": challenge}],
+               "type": "security_exception", "reason": reason, "header": challenge}, "status": 401})
+    );
+    let (status, body) = call(&client_as(&emu, Some(("checker", "nope"))), Method::Get, "/", &[], None).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body["error"]["reason"],
+        "unable to authenticate user [checker] for REST request [/]"
+    );
+
+    let checker = client_as(&emu, Some(("checker", "c-pw")));
+    let (status, _) = call(&checker, Method::Get, "/", &[], None).await;
+    assert_eq!(status, 200);
+    let asked = json!({"index": [{"names": ["orders"], "privileges": ["read", "index", "delete"]}]});
+    let (status, body) = call(
+        &checker,
+        Method::Post,
+        "/_security/user/_has_privileges",
+        &[],
+        Some(asked.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"username": "checker", "has_all_requested": false, "cluster": {},
+                   "index": {"orders": {"read": true, "index": false, "delete": false}}, "application": {}})
+        )
+    );
+    let repairer = client_as(&emu, Some(("repairer", "r-pw")));
+    let (_, body) = call(
+        &repairer,
+        Method::Get,
+        "/_security/user/_has_privileges",
+        &[],
+        Some(asked),
+    )
+    .await;
+    assert_eq!(body["has_all_requested"], json!(true), "{body}");
+    let (_, body) = call(&repairer, Method::Get, "/_security/_authenticate", &[], None).await;
+    assert_eq!(body["username"], "repairer");
+
+    // Off again: no authentication, and no _security handler.
+    emu.set_security(None);
+    let (status, _) = call(&anonymous, Method::Get, "/_security/_authenticate", &[], None).await;
+    assert_eq!(status, 400);
+}

@@ -3,6 +3,7 @@
 mod check;
 mod cli;
 mod demo;
+mod doctor;
 mod emulator_api;
 mod emulator_faults;
 mod explain;

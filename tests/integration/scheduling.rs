@@ -166,7 +166,7 @@ fn command_lines(text: &str, markdown: bool) -> Vec<(usize, String)> {
             pending = Some((start, head.to_string()));
             continue;
         }
-        line = placeholders(&line);
+        line = placeholders(strip_comment(&line));
         let mut rest = line.as_str();
         while let Some(at) = find_invocation(rest) {
             let command = cut_at_operator(&rest[at..]);
@@ -175,6 +175,22 @@ fn command_lines(text: &str, markdown: bool) -> Vec<(usize, String)> {
         }
     }
     out
+}
+
+/// The line without its shell comment (a `#` after a space, outside quotes).
+fn strip_comment(line: &str) -> &str {
+    let (mut single, mut double) = (false, false);
+    let mut previous = ' ';
+    for (i, c) in line.char_indices() {
+        match c {
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            '#' if !single && !double && previous.is_whitespace() => return &line[..i],
+            _ => {}
+        }
+        previous = c;
+    }
+    line
 }
 
 /// Where `recon <subcommand>` starts: `recon` as a word of its own (not a path or a file name).

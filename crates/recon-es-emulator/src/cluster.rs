@@ -102,7 +102,22 @@ fn check_media_types(sh: &Shared, req: &Req) -> Result<(), EsError> {
     Ok(())
 }
 
-pub fn dispatch(sh: &Shared, req: &Req, faults: &RequestFaults) -> Reply {
+pub fn dispatch(sh: &Shared, req: &Req, faults: &RequestFaults, user: Option<&crate::User>) -> Reply {
+    // With security on, the `_security` handlers answer for the authenticated user; with it off they
+    // do not exist (Elasticsearch registers none), and the router answers as for any unknown path.
+    if let Some(user) = user {
+        let s: Vec<&str> = req.segs.iter().map(String::as_str).collect();
+        match s.as_slice() {
+            ["_security", "user", "_has_privileges"] | ["_security", "user", _, "_has_privileges"] => {
+                if req.method != Method::GET && req.method != Method::POST {
+                    return Reply::error(&method_not_allowed(req, &["GET", "POST"]));
+                }
+                return crate::security::has_privileges(user, req).unwrap_or_else(|e| Reply::error(&e));
+            }
+            ["_security", "_authenticate"] => return crate::security::authenticate_reply(user),
+            _ => {}
+        }
+    }
     match check_media_types(sh, req).and_then(|_| route(sh, req, faults)) {
         Ok(r) => r,
         Err(e) => Reply::error(&e),

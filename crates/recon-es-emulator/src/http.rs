@@ -19,6 +19,8 @@ pub struct Req {
     pub body: Bytes,
     pub content_type: Option<String>,
     pub accept: Option<String>,
+    /// The `Authorization` header, for the optional security layer.
+    pub authorization: Option<String>,
 }
 
 fn percent_decode(s: &str) -> String {
@@ -62,6 +64,7 @@ impl Req {
             body,
             content_type: header("content-type"),
             accept: header("accept"),
+            authorization: header("authorization"),
         }
     }
 

@@ -21,6 +21,7 @@ mod indices;
 mod mapping;
 mod query;
 mod search;
+mod security;
 mod source_filter;
 mod store;
 
@@ -41,6 +42,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use faults::FaultSpec;
+pub use security::User;
 
 use error::EsError;
 use faults::FaultState;
@@ -85,6 +87,8 @@ pub(crate) struct Shared {
     pub flavor: Flavor,
     pub cluster: Mutex<Cluster>,
     pub faults: Mutex<FaultState>,
+    /// The users of a cluster with security on; None: security off.
+    pub security: Mutex<Option<Vec<User>>>,
 }
 
 /// A running emulator. Stops when shut down or dropped.
@@ -103,6 +107,7 @@ impl Emulator {
             flavor: config.flavor,
             cluster: Mutex::new(Cluster::new(config.seed)),
             faults: Mutex::new(FaultState::new(config.faults, config.seed)),
+            security: Mutex::new(None),
         });
         let accept_shared = shared.clone();
         let accept = tokio::spawn(async move {
@@ -146,6 +151,16 @@ impl Emulator {
             .set(faults);
     }
 
+    /// Turns security on with these native users (every request must authenticate as one of them), or
+    /// off with None (the default: no authentication, no `_security` endpoints).
+    pub fn set_security(&self, users: Option<Vec<User>>) {
+        *self
+            .shared
+            .security
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = users;
+    }
+
     pub async fn shutdown(mut self) {
         self.accept.abort();
         let _ = (&mut self.accept).await;
@@ -177,6 +192,20 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     };
     let req = Req::new(&parts, body);
     let kind = http::endpoint_kind(&req);
+    // Authentication comes before anything else, as in Elasticsearch; the admin endpoint is the emulator's.
+    let user = match (
+        &*shared
+            .security
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        kind,
+    ) {
+        (Some(users), k) if k != "emulator" => match security::authenticate(users, &req) {
+            Ok(user) => Some(user.clone()),
+            Err(reply) => return Ok(render(&shared, &parts, reply, None)),
+        },
+        _ => None,
+    };
     let faults = shared
         .faults
         .lock()
@@ -196,7 +225,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             let sh = shared.clone();
             let faults = faults.clone();
             // Handlers are synchronous and may sort large result sets: keep them off the I/O threads.
-            match tokio::task::spawn_blocking(move || cluster::dispatch(&sh, &req, &faults)).await {
+            match tokio::task::spawn_blocking(move || cluster::dispatch(&sh, &req, &faults, user.as_ref())).await {
                 Ok(r) => r,
                 Err(_) => Reply::error(&EsError::new(500, "exception", "handler panicked")),
             }
@@ -234,7 +263,8 @@ fn render(
     reset_after: Option<u64>,
 ) -> Response<Body> {
     let mut builder = Response::builder().status(reply.status);
-    if shared.flavor == Flavor::Elasticsearch {
+    // Every response but an unauthenticated one names the product (elastic/elasticsearch#73434).
+    if shared.flavor == Flavor::Elasticsearch && reply.status != 401 {
         builder = builder.header("X-Elastic-Product", "Elasticsearch");
     }
     let ctype = http::response_content_type(parts, reply.content_type);

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit_v1;
 pub mod client;
+pub mod preflight;
 pub mod rebuild;
 pub mod wire;
 pub mod write;
@@ -337,6 +338,33 @@ impl ReadModel for ElasticsearchSource {
     fn field_names(&self) -> BoxFuture<'_, Option<BTreeSet<String>>> {
         mapped_fields(&self.client, &self.settings.index).boxed()
     }
+}
+
+/// The top-level fields of the mappings behind `index` with their types (`long`, `keyword`, `date`,
+/// `object`, `nested`), for `recon init`; the first index's type wins when an alias spans several.
+pub async fn mapped_field_types(
+    client: &EsClient,
+    index: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let path = format!("/{}/_mapping", encode(index));
+    let answer = client.request(Method::Get, &path, &[], None).await?;
+    if answer.status == 404 {
+        bail!(
+            "no index or alias [{index}] on {}; create it first, or leave --index out",
+            client.url()
+        );
+    }
+    if answer.status >= 400 {
+        return Err(client::api_error(Method::Get, &path, answer.status, answer.body).into());
+    }
+    let mut types = std::collections::BTreeMap::new();
+    for body in answer.body.as_object().into_iter().flat_map(|o| o.values()) {
+        for (field, mapping) in body["mappings"]["properties"].as_object().into_iter().flatten() {
+            let kind = mapping["type"].as_str().unwrap_or("object").to_string();
+            types.entry(field.clone()).or_insert(kind);
+        }
+    }
+    Ok(types)
 }
 
 /// The top-level fields of the mappings behind `index` (every index of an alias); None when they

@@ -21,9 +21,11 @@
 mod decode;
 mod error;
 mod flat;
+pub mod introspect;
 mod keys;
 mod model;
 mod plan;
+pub mod preflight;
 mod scan;
 
 use std::collections::HashSet;
@@ -133,32 +135,7 @@ impl PostgresSource {
     /// Connects, checks the query (by preparing it) and decides how to decode every column. Fails with
     /// a [`PostgresError`] saying what to fix.
     pub async fn connect(settings: PostgresSettings) -> anyhow::Result<PostgresSource> {
-        let url = redact_url(&settings.url);
-        let options = PgConnectOptions::from_str(&settings.url)
-            .map_err(|e| PostgresError::InvalidUrl {
-                url: url.clone(),
-                reason: redact_message(&e.to_string(), &settings.url),
-            })?
-            .application_name("recon");
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections.max(2))
-            .min_connections(0)
-            .acquire_timeout(settings.connect_timeout)
-            .connect_with(options);
-        let pool = match tokio::time::timeout(settings.connect_timeout, pool).await {
-            Ok(Ok(pool)) => pool,
-            Ok(Err(e)) => return Err(connect_error(&url, &settings.url, e).into()),
-            Err(_) => {
-                return Err(PostgresError::Unreachable {
-                    url,
-                    reason: format!(
-                        "no connection within {}",
-                        humantime::format_duration(settings.connect_timeout)
-                    ),
-                }
-                .into())
-            }
-        };
+        let pool = connect_pool(&settings).await?;
         let plan = Plan::learn(&pool, &settings).await?;
         Ok(PostgresSource {
             pool,
@@ -276,6 +253,65 @@ impl PostgresSource {
         tx.rollback().await.map_err(|e| read_error(url, e))?;
         Ok(docs)
     }
+}
+
+/// One connection to `settings.url`, made and closed: says at once why a server cannot be reached
+/// (a refused connection, a refused login), where a pool keeps retrying until its acquire timeout and
+/// then reports only that it timed out.
+pub(crate) async fn probe_connection(settings: &PostgresSettings) -> Result<(), PostgresError> {
+    use sqlx::Connection;
+    let url = redact_url(&settings.url);
+    let options = PgConnectOptions::from_str(&settings.url)
+        .map_err(|e| PostgresError::InvalidUrl {
+            url: url.clone(),
+            reason: redact_message(&e.to_string(), &settings.url),
+        })?
+        .application_name("recon");
+    match tokio::time::timeout(settings.connect_timeout, sqlx::PgConnection::connect_with(&options)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(connect_error(&url, &settings.url, e)),
+        Err(_) => Err(PostgresError::Unreachable {
+            url,
+            reason: format!(
+                "no connection within {}",
+                humantime::format_duration(settings.connect_timeout)
+            ),
+        }),
+    }
+}
+
+/// A pool for `settings.url`, with one connection made: an unreachable server, a refused login or a
+/// missing database fails here, each with its own [`PostgresError`].
+async fn connect_pool(settings: &PostgresSettings) -> Result<PgPool, PostgresError> {
+    let url = redact_url(&settings.url);
+    let options = PgConnectOptions::from_str(&settings.url)
+        .map_err(|e| PostgresError::InvalidUrl {
+            url: url.clone(),
+            reason: redact_message(&e.to_string(), &settings.url),
+        })?
+        .application_name("recon");
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.max_connections.max(2))
+        .min_connections(0)
+        .acquire_timeout(settings.connect_timeout)
+        .connect_with(options);
+    let pool = match tokio::time::timeout(settings.connect_timeout, pool).await {
+        Ok(Ok(pool)) => pool,
+        Ok(Err(e)) => return Err(connect_error(&url, &settings.url, e)),
+        Err(_) => {
+            return Err(PostgresError::Unreachable {
+                url,
+                reason: format!(
+                    "no connection within {}",
+                    humantime::format_duration(settings.connect_timeout)
+                ),
+            })
+        }
+    };
+    Ok(pool)
 }
 
 impl DocumentSource for PostgresSource {

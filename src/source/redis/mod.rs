@@ -12,6 +12,8 @@
 //! field absent or naming another key) comes out as a document holding only [`UNDECODABLE`], so the
 //! check reports it as `mismatched` (or `orphaned` without a row), with the Redis key as its id.
 
+pub mod preflight;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
