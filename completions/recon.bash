@@ -92,12 +92,16 @@ _recon() {
 
     case "${cmd}" in
         recon)
-            opts="-h -V --help --version check demo repair undo reindex report completions man help"
+            opts="-h -V --log-format --help --version check demo repair undo reindex report completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -106,7 +110,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__check)
-            opts="-c -f -o -q -v -h -V --config --pg-url --es-url --index --redis-url --grace --allow --limit --format --output --quiet --verbose --keys --keys-file --since --recheck --parallel --shard --sample --sample-seed --checkpoint --resume --help --version"
+            opts="-c -f -o -q -v -h -V --config --pg-url --es-url --index --redis-url --grace --allow --limit --format --output --quiet --verbose --keys --keys-file --since --recheck --parallel --shard --sample --sample-seed --checkpoint --resume --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -200,6 +204,10 @@ _recon() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -208,12 +216,16 @@ _recon() {
             return 0
             ;;
         recon__subcmd__completions)
-            opts="-h -V --help --version bash elvish fish powershell zsh"
+            opts="-h -V --log-format --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -222,7 +234,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__demo)
-            opts="-f -q -h -V --orders --format --quiet --help --version"
+            opts="-f -q -h -V --orders --format --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -238,6 +250,10 @@ _recon() {
                     ;;
                 -f)
                     COMPREPLY=($(compgen -W "table json ndjson junit markdown prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text plain json" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -402,12 +418,16 @@ _recon() {
             return 0
             ;;
         recon__subcmd__man)
-            opts="-h -V --help --version"
+            opts="-h -V --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -416,7 +436,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__reindex)
-            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --redis-url --yes --mapping --max-drift --verify --keep --catch-up-margin --rollback --list --adopt --parallel --resume --discard --format --quiet --verbose --help --version"
+            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --redis-url --yes --mapping --max-drift --verify --keep --catch-up-margin --rollback --list --adopt --parallel --resume --discard --format --quiet --verbose --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -478,6 +498,10 @@ _recon() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -486,7 +510,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__repair)
-            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --redis-url --grace --from-report --keys --keys-file --from-plan --resume --apply --yes --plan --mode --max-changes --max-deletes --audit --batch-size --batch-bytes --concurrency --max-rate --format --quiet --verbose --help --version"
+            opts="-c -y -f -q -v -h -V --config --pg-url --es-url --index --redis-url --grace --from-report --keys --keys-file --from-plan --resume --apply --yes --plan --mode --max-changes --max-deletes --audit --batch-size --batch-bytes --concurrency --max-rate --format --quiet --verbose --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -584,6 +608,10 @@ _recon() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -592,12 +620,16 @@ _recon() {
             return 0
             ;;
         recon__subcmd__report)
-            opts="-h -V --help --version merge help"
+            opts="-h -V --log-format --help --version merge help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -648,7 +680,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__report__subcmd__merge)
-            opts="-f -o -h -V --format --output --help --version"
+            opts="-f -o -h -V --format --output --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -670,6 +702,10 @@ _recon() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text plain json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -678,7 +714,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__undo)
-            opts="-c -y -f -v -h -V --config --es-url --apply --yes --audit --max-rate --format --verbose --help --version"
+            opts="-c -y -f -v -h -V --config --es-url --apply --yes --audit --max-rate --format --verbose --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -710,6 +746,10 @@ _recon() {
                     ;;
                 -f)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text plain json" -- "${cur}"))
                     return 0
                     ;;
                 *)

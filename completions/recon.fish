@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_recon_global_optspecs
-    string join \n h/help V/version
+    string join \n log-format= h/help V/version
 end
 
 function __fish_recon_needs_command
@@ -24,6 +24,9 @@ function __fish_recon_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c recon -n "__fish_recon_needs_command" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
 complete -c recon -n "__fish_recon_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_needs_command" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_needs_command" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
@@ -59,8 +62,11 @@ complete -c recon -n "__fish_recon_using_subcommand check" -l shard -d 'Check on
 complete -c recon -n "__fish_recon_using_subcommand check" -l sample -d 'Check a seeded random set of contiguous key ranges covering about FRACTION of the rows (0 < FRACTION <= 1), and estimate the total drift' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l sample-seed -d 'Seed for --sample [default: from the clock; the report states it]' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l checkpoint -d 'Record the last key fully compared (and the counts and drift up to it) in FILE as the scan goes, per range with --parallel, so that `--resume` can continue after a crash or an interrupt. A finished run removes FILE' -r -F
-complete -c recon -n "__fish_recon_using_subcommand check" -s q -l quiet -d 'No progress bars or progress log lines'
-complete -c recon -n "__fish_recon_using_subcommand check" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
+complete -c recon -n "__fish_recon_using_subcommand check" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand check" -s q -l quiet -d 'Only warnings and errors on stderr: no progress bars, progress lines or notes'
+complete -c recon -n "__fish_recon_using_subcommand check" -s v -l verbose -d 'More on stderr: -v adds debug messages (where each setting came from, what each side is), -vv trace messages too. RECON_LOG filters finer, e.g. RECON_LOG=recon::source=debug'
 complete -c recon -n "__fish_recon_using_subcommand check" -l resume -d 'Continue the run recorded in --checkpoint FILE after its last compared key (every range after its own), in a new snapshot (the report says how many snapshots it spans); starts from the beginning when FILE is absent'
 complete -c recon -n "__fish_recon_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand check" -s V -l version -d 'Print version'
@@ -71,7 +77,10 @@ ndjson\t'One JSON object per line: each drifted key as it is found, then the sum
 junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
 markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector'"
-complete -c recon -n "__fish_recon_using_subcommand demo" -s q -l quiet -d 'No progress output'
+complete -c recon -n "__fish_recon_using_subcommand demo" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand demo" -s q -l quiet -d 'Only warnings and errors on stderr: no progress output'
 complete -c recon -n "__fish_recon_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand demo" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
@@ -97,10 +106,13 @@ complete -c recon -n "__fish_recon_using_subcommand repair" -l concurrency -d 'B
 complete -c recon -n "__fish_recon_using_subcommand repair" -l max-rate -d 'Most documents written per second' -r
 complete -c recon -n "__fish_recon_using_subcommand repair" -s f -l format -d 'Summary format on stdout' -r -f -a "text\t''
 json\t''"
+complete -c recon -n "__fish_recon_using_subcommand repair" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
 complete -c recon -n "__fish_recon_using_subcommand repair" -l apply -d 'Write to the read model (without it, only the plan is shown)'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s y -l yes -d 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
-complete -c recon -n "__fish_recon_using_subcommand repair" -s q -l quiet -d 'No progress bars or progress log lines'
-complete -c recon -n "__fish_recon_using_subcommand repair" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
+complete -c recon -n "__fish_recon_using_subcommand repair" -s q -l quiet -d 'Only warnings and errors on stderr: no progress bars, progress lines or notes'
+complete -c recon -n "__fish_recon_using_subcommand repair" -s v -l verbose -d 'More on stderr: -v adds debug messages (where each setting came from, what each side is), -vv trace messages too. RECON_LOG filters finer, e.g. RECON_LOG=recon::source=debug'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
@@ -109,9 +121,12 @@ complete -c recon -n "__fish_recon_using_subcommand undo" -l audit -d 'The undo\
 complete -c recon -n "__fish_recon_using_subcommand undo" -l max-rate -d 'Most documents written per second' -r
 complete -c recon -n "__fish_recon_using_subcommand undo" -s f -l format -d 'Summary format on stdout' -r -f -a "text\t''
 json\t''"
+complete -c recon -n "__fish_recon_using_subcommand undo" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
 complete -c recon -n "__fish_recon_using_subcommand undo" -l apply -d 'Write to the read model (without it, only what would be undone is shown)'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s y -l yes -d 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
-complete -c recon -n "__fish_recon_using_subcommand undo" -s v -l verbose -d 'Say where each setting came from on stderr'
+complete -c recon -n "__fish_recon_using_subcommand undo" -s v -l verbose -d 'More on stderr: -v adds debug messages (where each setting came from), -vv trace messages too'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
@@ -128,17 +143,23 @@ complete -c recon -n "__fish_recon_using_subcommand reindex" -l catch-up-margin 
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l parallel -d 'Load N key ranges concurrently, all in one PostgreSQL snapshot' -r
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s f -l format -d 'Output of --list and of the final summary on stdout' -r -f -a "text\t''
 json\t''"
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s y -l yes -d 'Do not ask for confirmation (required when stdin is not a terminal)'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l rollback -d 'Point the alias back at the newest older generation (one atomic alias update)'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l list -d 'List the generations of the alias: doc counts, creation times, phase, which one is live'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l adopt -d 'elasticsearch.index names a concrete index: rebuild it into a generation and replace it by an alias of the same name (the concrete index is deleted in the same atomic call)'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l resume -d 'Continue the unfinished reindex found at start (load from its last key, original watermark)'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l discard -d 'Delete the unfinished reindex found at start, then start a new one'
-complete -c recon -n "__fish_recon_using_subcommand reindex" -s q -l quiet -d 'No progress lines on stderr'
-complete -c recon -n "__fish_recon_using_subcommand reindex" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -s q -l quiet -d 'Only warnings and errors on stderr: no progress lines or notes'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -s v -l verbose -d 'More on stderr: -v adds debug messages (where each setting came from, what each side is), -vv trace messages too. RECON_LOG filters finer, e.g. RECON_LOG=recon::source=debug'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s V -l version -d 'Print version'
-complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -s h -l help -d 'Print help'
+complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -149,13 +170,22 @@ junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
 markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector'"
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s o -l output -d 'Write the merged report to FILE (atomically) instead of stdout' -r -F
+complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from help" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c recon -n "__fish_recon_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c recon -n "__fish_recon_using_subcommand completions" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c recon -n "__fish_recon_using_subcommand man" -s h -l help -d 'Print help'
+complete -c recon -n "__fish_recon_using_subcommand man" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand man" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions man help" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
 complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check demo repair undo reindex report completions man help" -f -a "demo" -d 'Run a check on an embedded shop with injected drift, then clean up'

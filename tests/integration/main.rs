@@ -6,6 +6,7 @@ mod demo;
 mod emulator_api;
 mod emulator_faults;
 mod layers;
+mod logging;
 mod monitoring;
 mod postgres;
 mod redis;
