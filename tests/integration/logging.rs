@@ -1,5 +1,5 @@
 //! What recon says on stderr, through the binary: levels (`-q`, `-v`, `RECON_LOG`), timestamps when
-//! stderr is not a terminal (here it is a pipe), `--log-format json`.
+//! stderr is not a terminal (here it is a pipe), `--log-format json`, retries said at the default level.
 
 use serde_json::Value;
 
@@ -19,12 +19,68 @@ async fn check(f: &Fixture, args: &[&str], vars: &[(&str, &str)]) -> Run {
         .unwrap()
 }
 
+fn set_faults(f: &Fixture, spec: &str) {
+    f.emulator
+        .as_ref()
+        .expect("fault tests need the emulator")
+        .set_faults(spec.parse().unwrap());
+}
+
+fn emulated() -> bool {
+    std::env::var_os("RECON_TEST_ES_URL").is_none()
+}
+
 /// The line's RFC 3339 timestamp, if it starts with one (`2026-01-31T02:00:00.123Z recon: …`).
 fn stamp(line: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     let (first, _) = line.split_once(' ')?;
     chrono::DateTime::parse_from_rfc3339(first)
         .ok()
         .filter(|t| t.offset().local_minus_utc() == 0)
+}
+
+/// A read model answering 503 to the first three searches, then OK: every retry is said at the default
+/// level with its attempt number, and the run goes on to its verdict.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_of_503s_logs_every_retry_at_the_default_level() {
+    if !emulated() {
+        return; // faults are the emulator's
+    }
+    let f = drifted().await;
+    set_faults(&f, "unavailable_first=3,only=search");
+    let run = check(&f, &["--format", "json"], &[]).await;
+    assert_eq!(run.code, 1, "the drift is found all the same: {}", run.stderr);
+    let retries: Vec<&str> = run.stderr.lines().filter(|l| l.contains("retrying in")).collect();
+    assert_eq!(retries.len(), 3, "{}", run.stderr);
+    for (n, line) in retries.iter().enumerate() {
+        assert!(
+            line.contains("_search: 503 Service Unavailable; ")
+                && line.contains(&format!("attempt {} of 9 failed, retrying in ", n + 1))
+                && line.ends_with(" s"),
+            "{line}"
+        );
+        assert!(
+            line.contains(" recon: warning: POST /"),
+            "a warning, with its method: {line}"
+        );
+        assert!(
+            stamp(line).is_some(),
+            "a timestamp first when stderr is not a terminal: {line}"
+        );
+    }
+
+    // -q: warnings and errors only; the retries are warnings, the progress lines are not.
+    set_faults(&f, "unavailable_first=3,only=search");
+    let quiet = check(&f, &["--format", "json", "--quiet", "--parallel", "2"], &[]).await;
+    assert_eq!(quiet.code, 1, "{}", quiet.stderr);
+    assert_eq!(quiet.stderr.lines().count(), 3, "{}", quiet.stderr);
+    assert!(
+        quiet
+            .stderr
+            .lines()
+            .all(|l| l.contains(" recon: warning: ") && l.contains("retrying in")),
+        "{}",
+        quiet.stderr
+    );
 }
 
 /// Not on a terminal, every line starts with a UTC timestamp; `--log-format plain` leaves it out;
@@ -97,10 +153,13 @@ async fn levels_and_timestamps() {
 }
 
 /// `--log-format json`: every line on stderr is one JSON object with timestamp, level, target and
-/// message.
+/// message, and a retry's attempt numbers as fields of their own.
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_parse_line_by_line() {
     let f = drifted().await;
+    if emulated() {
+        set_faults(&f, "unavailable_first=1,only=search");
+    }
     let run = check(
         &f,
         &["--format", "json", "--log-format", "json", "-v", "--parallel", "2"],
@@ -136,6 +195,17 @@ async fn json_logs_parse_line_by_line() {
         "{}",
         run.stderr
     );
+    if emulated() {
+        let retry = lines
+            .iter()
+            .find(|l| l["level"] == "warn")
+            .unwrap_or_else(|| panic!("a retry: {}", run.stderr));
+        assert_eq!(retry["attempt"], 1, "{retry}");
+        assert_eq!(retry["attempts"], 9, "{retry}");
+        assert!(retry["retry_in_ms"].is_u64(), "{retry}");
+        assert!(retry["request"].as_str().unwrap().ends_with("_search"), "{retry}");
+    }
+
     // The final error too, for a log pipeline that alerts on it.
     let run = check(&f, &["--log-format", "json", "--config", "absent.toml"], &[]).await;
     assert_eq!(run.code, 2);

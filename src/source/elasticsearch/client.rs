@@ -110,9 +110,19 @@ pub struct EsResponse {
 /// Why one attempt failed; another may succeed.
 enum Attempt {
     /// Answered with a status worth retrying (429, 502, 503, 504): the request was not carried out.
-    Transient(String),
+    /// `last` is what the error says when the retries run out (with the body), `cause` what a retry's
+    /// log line says (`503 Service Unavailable`).
+    Transient { last: String, cause: String },
     /// No complete answer (connection refused or reset, timeout): the request may have been carried out.
     Broken(String),
+}
+
+impl Attempt {
+    fn cause(&self) -> &str {
+        match self {
+            Attempt::Transient { cause, .. } | Attempt::Broken(cause) => cause,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -270,10 +280,24 @@ impl EsClient {
             }
             result
         };
-        let result = attempt.retry(self.retry.backoff()).sleep(tokio::time::sleep).await;
+        // Every retry is said at the default level: a storm of 503s must not pass in silence.
+        let notify = |failed: &Attempt, pause: Duration| {
+            crate::source::retry::log_retry(
+                &format!("{} {path}", method_name(method)),
+                failed.cause(),
+                attempts.load(std::sync::atomic::Ordering::Relaxed),
+                self.retry.max_retries + 1,
+                pause,
+            )
+        };
+        let result = attempt
+            .retry(self.retry.backoff())
+            .sleep(tokio::time::sleep)
+            .notify(notify)
+            .await;
         match result {
             Ok(response) => Ok(response),
-            Err(Attempt::Transient(last) | Attempt::Broken(last)) => Err(EsError::Exhausted {
+            Err(Attempt::Transient { last, .. } | Attempt::Broken(last)) => Err(EsError::Exhausted {
                 method: method_name(method),
                 path: path.to_string(),
                 attempts: attempts.load(std::sync::atomic::Ordering::Relaxed),
@@ -339,11 +363,14 @@ impl EsClient {
         // as transient as a refused request, and the request is idempotent, so it is sent again.
         let bytes = response.bytes().await.map_err(|e| Attempt::Broken(error_chain(&e)))?;
         if is_transient(status) {
-            return Err(Attempt::Transient(format!(
-                "HTTP {} {}",
-                status.as_u16(),
-                summarize(&bytes)
-            )));
+            return Err(Attempt::Transient {
+                last: format!("HTTP {} {}", status.as_u16(), summarize(&bytes)),
+                cause: format!(
+                    "{} {}",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("(no reason)")
+                ),
+            });
         }
         Ok(RawResponse {
             status: status.as_u16(),
