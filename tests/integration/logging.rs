@@ -1,5 +1,6 @@
 //! What recon says on stderr, through the binary: levels (`-q`, `-v`, `RECON_LOG`), timestamps when
-//! stderr is not a terminal (here it is a pipe), `--log-format json`, retries said at the default level.
+//! stderr is not a terminal (here it is a pipe), `--log-format json`, retries said at the default level,
+//! and connection errors that keep their cause.
 
 use serde_json::Value;
 
@@ -212,4 +213,88 @@ async fn json_logs_parse_line_by_line() {
     let error: Value = serde_json::from_str(run.stderr.trim()).expect("one JSON line");
     assert_eq!(error["level"], "error");
     assert!(error["message"].as_str().unwrap().contains("absent.toml"), "{error}");
+}
+
+/// Nothing listens on the write model's port: the error says "connection refused" at once (not a pool
+/// timeout after waiting for one), hints at what to check, and never shows the password.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_refused_says_so() {
+    let f = drifted().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("postgres://app:hunter2@{closed}/shop");
+    let run = check(&f, &["--pg-url", &url], &[]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "recon: error: cannot reach PostgreSQL at postgres://app:***@{closed}/shop: connection refused (is the \
+             server running, and are host and port in postgres.url right?)"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("timed out"), "{}", run.stderr);
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+}
+
+/// Nothing listens on the read model's port: "connection refused" with its hint, after the retries
+/// said as they happen. A port that closes the connection at once suggests https://; https:// against
+/// a plain-HTTP port says that the server does not speak TLS.
+#[tokio::test(flavor = "multi_thread")]
+async fn elasticsearch_refused_and_tls_mismatch_say_so() {
+    let f = drifted().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let run = check(&f, &["--es-url", &format!("http://{closed}")], &[]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "recon: error: cannot reach Elasticsearch at http://{closed}/: connection refused (is Elasticsearch \
+             running, and are host and port in elasticsearch.url right?)"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("recon: warning: GET /: connection refused") && run.stderr.contains("attempt 1 of 3"),
+        "the retries are said: {}",
+        run.stderr
+    );
+
+    // A port that closes every connection without a word, as a TLS-only node does with plain HTTP.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in silent.incoming().take(3) {
+            drop(stream);
+        }
+    });
+    let run = check(&f, &["--es-url", &format!("http://{port}")], &[]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("the connection broke off before the whole answer came")
+            && run
+                .stderr
+                .contains("if the server expects TLS, use https:// in elasticsearch.url"),
+        "{}",
+        run.stderr
+    );
+
+    if !emulated() {
+        return;
+    }
+    let https = f.es_url.replacen("http://", "https://", 1);
+    let run = check(&f, &["--es-url", &https], &[]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("does not speak TLS on this port")
+            && run.stderr.contains("use http:// in elasticsearch.url"),
+        "{}",
+        run.stderr
+    );
 }

@@ -140,6 +140,25 @@ impl PostgresSource {
                 reason: redact_message(&e.to_string(), &settings.url),
             })?
             .application_name("recon");
+        // One connection first, alone: the pool retries a refused connection until its acquire timeout,
+        // which turned "connection refused" into a 10 s wait and a "pool timed out"; this says the cause
+        // at once.
+        match tokio::time::timeout(settings.connect_timeout, sqlx::ConnectOptions::connect(&options)).await {
+            Ok(Ok(probe)) => {
+                let _ = sqlx::Connection::close(probe).await;
+            }
+            Ok(Err(e)) => return Err(connect_error(&url, &settings.url, e).into()),
+            Err(_) => {
+                return Err(PostgresError::Unreachable {
+                    url,
+                    reason: format!(
+                        "no connection within {}",
+                        humantime::format_duration(settings.connect_timeout)
+                    ),
+                }
+                .into())
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(2))
             .min_connections(0)
