@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::support::fixture::{drifted, Fixture};
+use crate::support::fixture::{drifted, Fixture, ORDERS_QUERY};
 use crate::support::{cli_command, Run};
 
 /// `recon check ARGS` in the fixture's directory with `vars` set, off the async runtime (the emulator
@@ -151,6 +151,23 @@ async fn levels_and_timestamps() {
         "{}",
         bad.stderr
     );
+}
+
+/// A scan is one long statement: no warning from sqlx about it at the default level (sqlx's own default
+/// warns about every statement over a second).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_scan_is_no_warning() {
+    let f = drifted().await;
+    let slow = ORDERS_QUERY.replace("FROM orders", "FROM orders CROSS JOIN pg_sleep(1.2)");
+    f.config(
+        "orders",
+        &slow,
+        "orderId",
+        "[compare.fields]\nproducts = { as = \"set\", key = \"sku\" }\norderDate = { as = \"instant\" }",
+    );
+    let run = check(&f, &["--format", "json"], &[]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
 }
 
 /// `--log-format json`: every line on stderr is one JSON object with timestamp, level, target and

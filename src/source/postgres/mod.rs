@@ -34,6 +34,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::ConnectOptions as _;
 
 use crate::model::{DocMeta, Key, KeyedDoc};
 use crate::source::{DocumentSource, KeyRange, Scan};
@@ -139,7 +140,10 @@ impl PostgresSource {
                 url: url.clone(),
                 reason: redact_message(&e.to_string(), &settings.url),
             })?
-            .application_name("recon");
+            .application_name("recon")
+            // A scan is one long statement by design: sqlx's default warning for statements over 1 s would
+            // show on every run. Debug, for RECON_LOG=sqlx=debug.
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         // One connection first, alone: the pool retries a refused connection until its acquire timeout,
         // which turned "connection refused" into a 10 s wait and a "pool timed out"; this says the cause
         // at once.
