@@ -164,7 +164,7 @@ async fn one_run(
     }
     let applied = stderr
         .lines()
-        .find_map(|l| l.strip_prefix("recon: applied "))
+        .find_map(|l| l.split_once("recon: debug: applied ").map(|(_, rest)| rest))
         .and_then(|l| l.split(" in ").nth(1))
         .and_then(|l| l.split(' ').next())
         .and_then(|s| s.parse::<f64>().ok())

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_recon_global_optspecs
-    string join \n h/help V/version
+    string join \n log-format= h/help V/version
 end
 
 function __fish_recon_needs_command
@@ -24,6 +24,9 @@ function __fish_recon_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c recon -n "__fish_recon_needs_command" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
 complete -c recon -n "__fish_recon_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_needs_command" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_needs_command" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
@@ -62,8 +65,11 @@ complete -c recon -n "__fish_recon_using_subcommand check" -l shard -d 'Check on
 complete -c recon -n "__fish_recon_using_subcommand check" -l sample -d 'Check a seeded random set of contiguous key ranges covering about FRACTION of the rows (0 < FRACTION <= 1), and estimate the total drift' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l sample-seed -d 'Seed for --sample [default: from the clock; the report states it]' -r
 complete -c recon -n "__fish_recon_using_subcommand check" -l checkpoint -d 'Record the last key fully compared (and the counts and drift up to it) in FILE as the scan goes, per range with --parallel, so that `--resume` can continue after a crash or an interrupt. A finished run removes FILE' -r -F
-complete -c recon -n "__fish_recon_using_subcommand check" -s q -l quiet -d 'No progress bars or progress log lines'
-complete -c recon -n "__fish_recon_using_subcommand check" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
+complete -c recon -n "__fish_recon_using_subcommand check" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand check" -s q -l quiet -d 'Only warnings and errors on stderr: no progress bars, progress lines or notes'
+complete -c recon -n "__fish_recon_using_subcommand check" -s v -l verbose -d 'More on stderr: -v adds debug messages (where each setting came from, what each side is), -vv trace messages too. RECON_LOG filters finer, e.g. RECON_LOG=recon::source=debug'
 complete -c recon -n "__fish_recon_using_subcommand check" -l resume -d 'Continue the run recorded in --checkpoint FILE after its last compared key (every range after its own), in a new snapshot (the report says how many snapshots it spans); starts from the beginning when FILE is absent'
 complete -c recon -n "__fish_recon_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand check" -s V -l version -d 'Print version'
@@ -75,7 +81,10 @@ complete -c recon -n "__fish_recon_using_subcommand explain" -l redis-url -d 'Re
 complete -c recon -n "__fish_recon_using_subcommand explain" -l keys-file -d 'Explain the keys listed in FILE too, one per line (`-` for stdin; `#` starts a comment line)' -r -F
 complete -c recon -n "__fish_recon_using_subcommand explain" -s f -l format -d 'Output: columns for a person, or one `recon.explain/v1` JSON object per key and line' -r -f -a "human\t'The documents side by side in columns, for a terminal'
 json\t'One `recon.explain/v1` JSON object per key and line (NDJSON)'"
-complete -c recon -n "__fish_recon_using_subcommand explain" -s v -l verbose -d 'Say where each setting came from, and which sides are read, on stderr'
+complete -c recon -n "__fish_recon_using_subcommand explain" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand explain" -s v -l verbose -d 'More on stderr: -v adds debug messages (where each setting came from, which sides are read), -vv trace messages too. RECON_LOG filters finer, e.g. RECON_LOG=recon::source=debug'
 complete -c recon -n "__fish_recon_using_subcommand explain" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand explain" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand demo" -l orders -d 'Number of orders in the demo shop' -r
@@ -85,7 +94,10 @@ ndjson\t'One JSON object per line: each drifted key as it is found, then the sum
 junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
 markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector'"
-complete -c recon -n "__fish_recon_using_subcommand demo" -s q -l quiet -d 'No progress output'
+complete -c recon -n "__fish_recon_using_subcommand demo" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand demo" -s q -l quiet -d 'Only warnings and errors on stderr: no progress output'
 complete -c recon -n "__fish_recon_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand demo" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
@@ -111,10 +123,13 @@ complete -c recon -n "__fish_recon_using_subcommand repair" -l concurrency -d 'B
 complete -c recon -n "__fish_recon_using_subcommand repair" -l max-rate -d 'Most documents written per second' -r
 complete -c recon -n "__fish_recon_using_subcommand repair" -s f -l format -d 'Summary format on stdout' -r -f -a "text\t''
 json\t''"
+complete -c recon -n "__fish_recon_using_subcommand repair" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
 complete -c recon -n "__fish_recon_using_subcommand repair" -l apply -d 'Write to the read model (without it, only the plan is shown)'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s y -l yes -d 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
-complete -c recon -n "__fish_recon_using_subcommand repair" -s q -l quiet -d 'No progress bars or progress log lines'
-complete -c recon -n "__fish_recon_using_subcommand repair" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
+complete -c recon -n "__fish_recon_using_subcommand repair" -s q -l quiet -d 'Only warnings and errors on stderr: no progress bars, progress lines or notes'
+complete -c recon -n "__fish_recon_using_subcommand repair" -s v -l verbose -d 'More on stderr: -v adds debug messages (where each setting came from, what each side is), -vv trace messages too. RECON_LOG filters finer, e.g. RECON_LOG=recon::source=debug'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
@@ -123,9 +138,12 @@ complete -c recon -n "__fish_recon_using_subcommand undo" -l audit -d 'The undo\
 complete -c recon -n "__fish_recon_using_subcommand undo" -l max-rate -d 'Most documents written per second' -r
 complete -c recon -n "__fish_recon_using_subcommand undo" -s f -l format -d 'Summary format on stdout' -r -f -a "text\t''
 json\t''"
+complete -c recon -n "__fish_recon_using_subcommand undo" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
 complete -c recon -n "__fish_recon_using_subcommand undo" -l apply -d 'Write to the read model (without it, only what would be undone is shown)'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s y -l yes -d 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
-complete -c recon -n "__fish_recon_using_subcommand undo" -s v -l verbose -d 'Say where each setting came from on stderr'
+complete -c recon -n "__fish_recon_using_subcommand undo" -s v -l verbose -d 'More on stderr: -v adds debug messages (where each setting came from), -vv trace messages too'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
@@ -142,14 +160,17 @@ complete -c recon -n "__fish_recon_using_subcommand reindex" -l catch-up-margin 
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l parallel -d 'Load N key ranges concurrently, all in one PostgreSQL snapshot' -r
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s f -l format -d 'Output of --list and of the final summary on stdout' -r -f -a "text\t''
 json\t''"
+complete -c recon -n "__fish_recon_using_subcommand reindex" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s y -l yes -d 'Do not ask for confirmation (required when stdin is not a terminal)'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l rollback -d 'Point the alias back at the newest older generation (one atomic alias update)'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l list -d 'List the generations of the alias: doc counts, creation times, phase, which one is live'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l adopt -d 'elasticsearch.index names a concrete index: rebuild it into a generation and replace it by an alias of the same name (the concrete index is deleted in the same atomic call)'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l resume -d 'Continue the unfinished reindex found at start (load from its last key, original watermark)'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -l discard -d 'Delete the unfinished reindex found at start, then start a new one'
-complete -c recon -n "__fish_recon_using_subcommand reindex" -s q -l quiet -d 'No progress lines on stderr'
-complete -c recon -n "__fish_recon_using_subcommand reindex" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -s q -l quiet -d 'Only warnings and errors on stderr: no progress lines or notes'
+complete -c recon -n "__fish_recon_using_subcommand reindex" -s v -l verbose -d 'More on stderr: -v adds debug messages (where each setting came from, what each side is), -vv trace messages too. RECON_LOG filters finer, e.g. RECON_LOG=recon::source=debug'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand reindex" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand doctor" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
@@ -159,6 +180,9 @@ complete -c recon -n "__fish_recon_using_subcommand doctor" -l index -d 'Index o
 complete -c recon -n "__fish_recon_using_subcommand doctor" -l redis-url -d 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL' -r
 complete -c recon -n "__fish_recon_using_subcommand doctor" -s f -l format -d 'human: a checklist (✔/✘ on a terminal, ok/FAIL elsewhere); json: one recon.doctor/v1 document' -r -f -a "human\t''
 json\t''"
+complete -c recon -n "__fish_recon_using_subcommand doctor" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
 complete -c recon -n "__fish_recon_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand doctor" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand init" -l table -d 'Derive the projection from this table (`orders`, or `schema.orders`)' -r
@@ -167,9 +191,15 @@ complete -c recon -n "__fish_recon_using_subcommand init" -l pg-url -d 'PostgreS
 complete -c recon -n "__fish_recon_using_subcommand init" -l es-url -d 'Elasticsearch URL whose index mapping names the fields; overrides ELASTICSEARCH_URL' -r
 complete -c recon -n "__fish_recon_using_subcommand init" -l index -d 'The index or alias of the read model [default: the table\'s name]' -r
 complete -c recon -n "__fish_recon_using_subcommand init" -l redis-url -d 'Write a [redis] read model at this URL instead of [elasticsearch]' -r
+complete -c recon -n "__fish_recon_using_subcommand init" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
 complete -c recon -n "__fish_recon_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand init" -s V -l version -d 'Print version'
-complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -s h -l help -d 'Print help'
+complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
 complete -c recon -n "__fish_recon_using_subcommand report; and not __fish_seen_subcommand_from merge help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -180,13 +210,22 @@ junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
 markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector'"
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s o -l output -d 'Write the merged report to FILE (atomically) instead of stdout. Repeatable as FORMAT:FILE for several reports of the same merge, e.g. `-o json:report.json -o prometheus:recon.prom`; a plain FILE takes --format' -r
+complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from merge" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from help" -f -a "merge" -d 'Combine the JSON reports of `recon check --shard K/N` runs into one report for the whole key space, with the exit code a full run would have had'
 complete -c recon -n "__fish_recon_using_subcommand report; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c recon -n "__fish_recon_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c recon -n "__fish_recon_using_subcommand completions" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c recon -n "__fish_recon_using_subcommand man" -s h -l help -d 'Print help'
+complete -c recon -n "__fish_recon_using_subcommand man" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
+plain\t''
+json\t''"
+complete -c recon -n "__fish_recon_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand man" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "check" -d 'Compare the read model with the write model and report drift (never writes)'
 complete -c recon -n "__fish_recon_using_subcommand help; and not __fish_seen_subcommand_from check explain demo repair undo reindex doctor init report completions man help" -f -a "explain" -d 'Show why keys drift: both sides side by side, rules and metadata (never writes)'

@@ -17,8 +17,41 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
                         for recon.toml.\nExit codes: 0 in sync, 1 drift found, 2 error, 130 interrupted."
 )]
 pub struct Cli {
+    /// How messages on stderr are written: text, plain (never a timestamp) or json.
+    ///
+    /// text: `recon: …` lines, each after an RFC 3339 UTC timestamp when stderr is not a terminal; plain:
+    /// the same lines, never a timestamp (journald stamps each line itself); json: one JSON object per
+    /// line (timestamp, level, target, message and the event's fields), for a log pipeline.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "text",
+        env = "RECON_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Plain,
+    Json,
+}
+
+impl From<LogFormat> for crate::logging::LogFormat {
+    fn from(f: LogFormat) -> Self {
+        match f {
+            LogFormat::Text => crate::logging::LogFormat::Text,
+            LogFormat::Plain => crate::logging::LogFormat::Plain,
+            LogFormat::Json => crate::logging::LogFormat::Json,
+        }
+    }
 }
 
 // Parsed once per process; boxing the big flag set would buy nothing.
@@ -257,13 +290,14 @@ pub struct CheckArgs {
     #[arg(long, short = 'o', value_name = "[FORMAT:]FILE", value_parser = parse_output)]
     pub output: Vec<OutputArg>,
 
-    /// No progress bars or progress log lines.
+    /// Only warnings and errors on stderr: no progress bars, progress lines or notes.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 
-    /// Say where each setting came from, and more about the run, on stderr.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
+    /// More on stderr: -v adds debug messages (where each setting came from, what each side is), -vv
+    /// trace messages too. RECON_LOG filters finer, e.g. RECON_LOG=recon::source=debug.
+    #[arg(long, short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
 
     /// Check only these keys (comma-separated), orphans among them included.
     #[arg(long, value_name = "K1,K2,…", conflicts_with_all = ["keys_file", "since", "shard", "sample"])]
@@ -333,9 +367,10 @@ pub struct ExplainArgs {
     #[arg(long, short = 'f', value_enum, value_name = "FORMAT", default_value = "human")]
     pub format: ExplainFormat,
 
-    /// Say where each setting came from, and which sides are read, on stderr.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
+    /// More on stderr: -v adds debug messages (where each setting came from, which sides are read), -vv
+    /// trace messages too. RECON_LOG filters finer, e.g. RECON_LOG=recon::source=debug.
+    #[arg(long, short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// Flags of `recon repair`.
@@ -418,13 +453,14 @@ pub struct RepairArgs {
     #[arg(long, short = 'f', value_enum, default_value = "text")]
     pub format: SummaryFormat,
 
-    /// No progress bars or progress log lines.
+    /// Only warnings and errors on stderr: no progress bars, progress lines or notes.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 
-    /// Say where each setting came from, and more about the run, on stderr.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
+    /// More on stderr: -v adds debug messages (where each setting came from, what each side is), -vv
+    /// trace messages too. RECON_LOG filters finer, e.g. RECON_LOG=recon::source=debug.
+    #[arg(long, short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// Flags of `recon reindex`.
@@ -494,13 +530,14 @@ pub struct ReindexArgs {
     #[arg(long, short = 'f', value_enum, default_value = "text")]
     pub format: SummaryFormat,
 
-    /// No progress lines on stderr.
+    /// Only warnings and errors on stderr: no progress lines or notes.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 
-    /// Say where each setting came from, and more about the run, on stderr.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
+    /// More on stderr: -v adds debug messages (where each setting came from, what each side is), -vv
+    /// trace messages too. RECON_LOG filters finer, e.g. RECON_LOG=recon::source=debug.
+    #[arg(long, short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// Flags of `recon undo`.
@@ -544,9 +581,9 @@ pub struct UndoArgs {
     #[arg(long, short = 'f', value_enum, default_value = "text")]
     pub format: SummaryFormat,
 
-    /// Say where each setting came from on stderr.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
+    /// More on stderr: -v adds debug messages (where each setting came from), -vv trace messages too.
+    #[arg(long, short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// Flags of `recon doctor`.
@@ -609,7 +646,7 @@ pub struct DemoArgs {
     #[arg(long, short = 'f', value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
 
-    /// No progress output.
+    /// Only warnings and errors on stderr: no progress output.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }

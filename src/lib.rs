@@ -6,22 +6,13 @@
 //! presents, [`commands`] wires a subcommand together. The Elasticsearch-API emulator used by the tests
 //! and by `recon demo` is a crate of its own, `recon-es-emulator` (crates/recon-es-emulator).
 
-/// `eprintln!` that never panics: stderr is for progress and logs, and a closed one (`recon check 2>&1
-/// | head`) must not turn a run into a crash. What cannot be written is dropped.
-#[macro_export]
-macro_rules! note {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
-    }};
-}
-
 pub mod cli;
 pub mod command_line;
 pub mod commands;
 pub mod config;
 pub mod diff;
 pub mod engine;
+pub mod logging;
 pub mod model;
 pub mod plural;
 pub mod progress;

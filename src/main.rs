@@ -32,6 +32,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
+    if let Err(e) = recon::logging::init(log_settings(&cli), &|name| std::env::var(name).ok()) {
+        return fail(&e);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the async runtime")),
@@ -63,8 +66,31 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     } else {
         "recon: "
     };
-    recon::note!("{prefix}{}", text.trim_end());
+    // Before logging is set up (its flags are what failed to parse): written as it is.
+    recon::logging::write_stderr(format!("{prefix}{}\n", text.trim_end()).as_bytes());
     ExitCode::from(e.exit_code() as u8)
+}
+
+/// `-v`/`-vv`, `-q` and `--log-format` of whichever command runs.
+fn log_settings(cli: &Cli) -> recon::logging::LogSettings {
+    let (verbosity, quiet) = match &cli.command {
+        Command::Check(a) => (a.verbose, a.quiet),
+        Command::Repair(a) => (a.verbose, a.quiet),
+        Command::Reindex(a) => (a.verbose, a.quiet),
+        Command::Undo(a) => (a.verbose, false),
+        Command::Explain(a) => (a.verbose, false),
+        Command::Demo(a) => (0, a.quiet),
+        Command::Report(_)
+        | Command::Man { .. }
+        | Command::Completions { .. }
+        | Command::Doctor(_)
+        | Command::Init(_) => (0, false),
+    };
+    recon::logging::LogSettings {
+        verbosity,
+        quiet,
+        format: cli.log_format.into(),
+    }
 }
 
 /// For benchmarks: `RECON_PEAK_RSS_FILE=path` receives this process's peak RSS (VmHWM, kB). A parent's
@@ -122,6 +148,10 @@ fn fail(e: &anyhow::Error) -> ExitCode {
             message.push_str(&format!("\n  caused by: {text}"));
         }
     }
-    recon::note!("{message}");
+    if recon::logging::ready() {
+        recon::note!("{message}");
+    } else {
+        recon::logging::write_stderr(format!("{message}\n").as_bytes());
+    }
     ExitCode::from(EXIT_ERROR as u8)
 }

@@ -72,6 +72,8 @@ impl Progress {
             match mode {
                 ProgressMode::Bars => {
                     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+                    // Log lines meanwhile are written above the bars, not through them.
+                    let _shown = crate::logging::BarsShown::new(&multi);
                     let bars = [bar(&multi, &labels.0, estimates.0), bar(&multi, &labels.1, estimates.1)];
                     let mut tick = tokio::time::interval(Duration::from_millis(100));
                     loop {
@@ -141,6 +143,8 @@ impl Progress {
             match mode {
                 ProgressMode::Bars => {
                     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+                    // Log lines meanwhile are written above the bars, not through them.
+                    let _shown = crate::logging::BarsShown::new(&multi);
                     let totals = [bar(&multi, &labels.0, estimates.0), bar(&multi, &labels.1, estimates.1)];
                     // Bars of the ranges in flight, above the totals, by range index.
                     let mut drawn: Vec<(usize, ProgressBar)> = Vec::new();

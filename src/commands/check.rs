@@ -84,10 +84,8 @@ pub struct CheckResult {
 
 pub async fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
     let settings = args.connection.load()?;
-    if args.verbose {
-        for line in settings.describe_origins() {
-            crate::note!("recon: {line}");
-        }
+    for line in settings.describe_origins() {
+        tracing::debug!("{line}");
     }
     let stdout_is_terminal = std::io::stdout().is_terminal();
     let format = args
@@ -117,7 +115,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
         limit: args.limit,
         reports,
         progress: ProgressMode::detect(args.quiet),
-        verbose: args.verbose,
+        verbose: args.verbose > 0,
         color: crate::terminal::colour_stdout(),
         scale: ScaleOptions {
             keys: match (args.keys, args.keys_file, args.since) {
@@ -197,10 +195,8 @@ pub async fn run_check(settings: &Settings, options: &CheckOptions) -> anyhow::R
             (Some(Arc::new(keys)), Some(targeted))
         }
     };
-    if options.verbose {
-        crate::note!("recon: write model: {}", sides.write_model.describe());
-        crate::note!("recon: read model: {}", sides.read_model.describe());
-    }
+    tracing::debug!("write model: {}", sides.write_model.describe());
+    tracing::debug!("read model: {}", sides.read_model.describe());
     // Every report of the run hears the same drift and the same counts: one scan, one snapshot.
     let mut files_left = files.iter();
     let writers: Vec<Box<dyn ReportWriter>> = options

@@ -15,17 +15,13 @@ use crate::scale::keys::{parse_key, read_file};
 
 pub async fn run(args: ExplainArgs) -> anyhow::Result<Outcome> {
     let settings = args.connection.load()?;
-    if args.verbose {
-        for line in settings.describe_origins() {
-            crate::note!("recon: {line}");
-        }
+    for line in settings.describe_origins() {
+        tracing::debug!("{line}");
     }
     let comparator = Comparator::new(&settings.compare).context("invalid [compare] rules")?;
     let (sides, compared) = connect_for_explain(&settings).await?;
-    if args.verbose {
-        crate::note!("recon: write model: {}", sides.write_model.describe());
-        crate::note!("recon: read model: {}", sides.read_model.describe());
-    }
+    tracing::debug!("write model: {}", sides.write_model.describe());
+    tracing::debug!("read model: {}", sides.read_model.describe());
     let kind = sides.write_model.key_kind();
     let mut keys = Vec::new();
     for text in &args.keys {

@@ -14,10 +14,8 @@ pub async fn run(args: ReindexArgs) -> anyhow::Result<Outcome> {
             args.connection.config.display()
         );
     }
-    if args.verbose {
-        for line in settings.describe_origins() {
-            crate::note!("recon: {line}");
-        }
+    for line in settings.describe_origins() {
+        tracing::debug!("{line}");
     }
     let options = ReindexOptions {
         action: if args.list {
@@ -42,7 +40,7 @@ pub async fn run(args: ReindexArgs) -> anyhow::Result<Outcome> {
         },
         format: args.format.into(),
         progress: ProgressMode::detect(args.quiet),
-        verbose: args.verbose,
+        verbose: args.verbose > 0,
         rerun: Rerun {
             config: args.connection.config,
             pg_url: args.connection.pg_url,

@@ -8,10 +8,8 @@ use crate::source::BulkSettings;
 
 pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
     let settings = args.connection.load()?;
-    if args.verbose {
-        for line in settings.describe_origins() {
-            crate::note!("recon: {line}");
-        }
+    for line in settings.describe_origins() {
+        tracing::debug!("{line}");
     }
     let keys = if let Some(path) = args.resume {
         KeySource::Resume(path)
@@ -46,7 +44,7 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
         progress: ProgressMode::detect(args.quiet),
         format: args.format.into(),
         target: args.connection.target(),
-        verbose: args.verbose,
+        verbose: args.verbose > 0,
     };
     repair::run(&settings, &options).await
 }

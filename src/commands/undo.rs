@@ -21,10 +21,8 @@ pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
             args.config.display()
         );
     }
-    if args.verbose {
-        for line in settings.describe_origins() {
-            crate::note!("recon: {line}");
-        }
+    for line in settings.describe_origins() {
+        tracing::debug!("{line}");
     }
     let options = UndoOptions {
         apply: args.apply,

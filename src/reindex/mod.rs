@@ -242,7 +242,7 @@ pub async fn run(settings: &Settings, options: &ReindexOptions) -> anyhow::Resul
                 outcome = rebuild(&client, settings, &alias, options) => outcome,
                 _ = crate::engine::interrupted() => {
                     crate::note!(
-                        "recon: interrupted; the alias {alias} is where it was unless the swap was done; continue \
+                        "recon: warning: interrupted; the alias {alias} is where it was unless the swap was done; continue \
                          with: {}",
                         options.command("--resume")
                     );
@@ -889,7 +889,7 @@ async fn finish_build(
                 &Written::default(),
             )?;
             crate::note!(
-                "recon: the verify gate kept {alias} where it was; inspect {index} (`{}`), then `{}` or `{}`",
+                "recon: warning: the verify gate kept {alias} where it was; inspect {index} (`{}`), then `{}` or `{}`",
                 options.rerun.command("check", Some(&index), ""),
                 options.command("--resume --yes"),
                 options.command("--discard --yes")

@@ -199,13 +199,11 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         }
         KeySource::Resume(_) => unreachable!("handled above"),
     };
-    if options.verbose {
-        crate::note!(
-            "recon: planned {} actions in {:.2} s (keys looked up and re-verified on both sides)",
-            spool.len(),
-            clock.elapsed().as_secs_f64()
-        );
-    }
+    tracing::debug!(
+        "planned {} actions in {:.2} s (keys looked up and re-verified on both sides)",
+        spool.len(),
+        clock.elapsed().as_secs_f64()
+    );
     if let Some(path) = &options.plan_out {
         write_plan(path, settings, &mut spool)
             .with_context(|| format!("cannot write the plan to {}", path.display()))?;
@@ -277,14 +275,12 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         .run_plan(&repairer, spool.read(options.bulk.max_actions)?, changes)
         .await
         .map_err(|e| e.context(resume_hint(&audit_path, options)))?;
-    if options.verbose {
-        let secs = clock.elapsed().as_secs_f64();
-        crate::note!(
-            "recon: applied {changes} actions in {secs:.2} s ({:.0} actions/s, {} audit fsyncs)",
-            changes as f64 / secs,
-            executor.durable.fsyncs()
-        );
-    }
+    let secs = clock.elapsed().as_secs_f64();
+    tracing::debug!(
+        "applied {changes} actions in {secs:.2} s ({:.0} actions/s, {} audit fsyncs)",
+        changes as f64 / secs,
+        executor.durable.fsyncs()
+    );
     let planned = spool.counts().clone();
     let keys = planned_keys(spool.read(LOOKUP_CHUNK)?);
     finish(
@@ -325,7 +321,7 @@ async fn finish(
 ) -> anyhow::Result<Outcome> {
     if executor.stopped() {
         crate::note!(
-            "recon: interrupted: {} actions recorded, {} not started; {}",
+            "recon: warning: interrupted: {} actions recorded, {} not started; {}",
             tally.applied + tally.conflict + tally.failed + tally.skipped,
             tally.not_started,
             resume_hint(&audit_path, options)
@@ -336,12 +332,7 @@ async fn finish(
     executor.writer.refresh(&settings.elasticsearch.index).await?;
     let clock = std::time::Instant::now();
     let recheck = plan_keys_verdicts(conn, cx, keys).await?;
-    if options.verbose {
-        crate::note!(
-            "recon: re-checked the repaired keys in {:.2} s",
-            clock.elapsed().as_secs_f64()
-        );
-    }
+    tracing::debug!("re-checked the repaired keys in {:.2} s", clock.elapsed().as_secs_f64());
     // Documents without a key are named by no key: list them again, as the check does.
     let unkeyed_left = if planned.keys().any(|(drift, _)| *drift == DriftKind::Unkeyed) {
         let mut docs = conn.read_model.open_unkeyed_scan().await?;

@@ -280,7 +280,7 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
     }
     print_summary(options, &tally, as_before, not_started, Some(&path));
     if executor.stopped() {
-        crate::note!("recon: interrupted; {not_started} reversals not started");
+        crate::note!("recon: warning: interrupted; {not_started} reversals not started");
         return Ok(Outcome::Interrupted);
     }
     Ok(if tally.conflict == 0 && tally.failed == 0 {

@@ -32,6 +32,19 @@ impl RetryPolicy {
     }
 }
 
+/// Says a retry at the default level: what failed (`POST /orders/_search`), why (`503 Service
+/// Unavailable`, `connection refused`), which attempt of how many, and the pause before the next.
+pub fn log_retry(what: &str, cause: &str, attempt: usize, attempts: usize, pause: Duration) {
+    tracing::warn!(
+        request = what,
+        attempt,
+        attempts,
+        retry_in_ms = pause.as_millis() as u64,
+        "{what}: {cause}; attempt {attempt} of {attempts} failed, retrying in {:.1} s",
+        pause.as_secs_f64()
+    );
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {

@@ -383,6 +383,10 @@ async fn a_read_model_that_keeps_failing_stops_the_run() {
         stderr.contains("still failing after 3 attempts"),
         "connection resets are retried, then reported: {stderr}"
     );
+    assert!(
+        stderr.contains("the connection broke off before the whole answer came"),
+        "with what broke: {stderr}"
+    );
 
     set_faults(&f, "reject=1.0,only=search");
     let (code, _, stderr) = f.check_async(&["--quiet"]).await;

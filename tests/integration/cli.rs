@@ -41,10 +41,17 @@ fn usage_errors_exit_2_and_say_what_is_wrong() {
     insta::assert_snapshot!("usage_bad_format", stderr);
 }
 
+/// recon with the lines a terminal shows, without the timestamp a pipe (as here) gets in front of each.
+fn plain() -> Command {
+    let mut command = recon();
+    command.env("RECON_LOG_FORMAT", "plain");
+    command
+}
+
 #[test]
 fn configuration_errors_name_the_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, _, stderr) = output(recon().current_dir(dir.path()).arg("check"));
+    let (code, _, stderr) = output(plain().current_dir(dir.path()).arg("check"));
     assert_eq!(code, 2);
     assert_eq!(
         stderr.trim(),
@@ -57,7 +64,7 @@ fn configuration_errors_name_the_file_and_line() {
         "[postgres]\nurl = \"postgres://x:secret@127.0.0.1:1/db\"\nquery = \"SELECT 1\"\nkey = \"id\"\n\n[elasticsearch]\nindex = \"orders\"\nkeep_alive = \"1m\"\nbatch = 5\n",
     )
     .unwrap();
-    let (code, _, stderr) = output(recon().current_dir(dir.path()).arg("check"));
+    let (code, _, stderr) = output(plain().current_dir(dir.path()).arg("check"));
     assert_eq!(code, 2);
     insta::assert_snapshot!("config_unknown_key", stderr);
     assert!(!stderr.contains("secret"));

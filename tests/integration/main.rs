@@ -8,6 +8,7 @@ mod emulator_api;
 mod emulator_faults;
 mod explain;
 mod layers;
+mod logging;
 mod monitoring;
 mod postgres;
 mod redis;

@@ -64,8 +64,10 @@ async fn run(f: &Fixture, sub: &str, args: &[&str]) -> Run {
     Run::from(out)
 }
 
+/// `recon repair ARGS`, its notes on stderr (the dry run's command, a resume's account): not `--quiet`,
+/// which leaves warnings and errors only.
 async fn repair(f: &Fixture, args: &[&str]) -> Run {
-    run(f, "repair", &[&["--quiet"], args].concat()).await
+    run(f, "repair", args).await
 }
 
 /// The document `id` as `(_source, _version)`, or None.
@@ -272,11 +274,12 @@ async fn repair_and_check_read_keys_with_one_parser() {
     let r = repair(&f, &["--keys", "7, x"]).await;
     let (code, _, stderr) = f.check_async(&["--keys", "7, x"]).await;
     assert_eq!((r.code, code), (2, 2), "{}\n{stderr}", r.stderr);
+    // The line as a terminal shows it: from `recon: `, after the timestamp a pipe gets.
     let said = |stderr: &str| {
         stderr
             .lines()
             .find(|l| l.contains("not an integer"))
-            .map(str::to_string)
+            .map(|l| l[l.find("recon: ").unwrap_or(0)..].to_string())
     };
     assert_eq!(
         said(&r.stderr).as_deref(),

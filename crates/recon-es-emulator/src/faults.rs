@@ -22,6 +22,8 @@ pub struct FaultSpec {
     pub unavailable: f64,
     /// Answer every Nth eligible request with 503.
     pub unavailable_every: u64,
+    /// Answer the first N eligible requests with 503, then recover: a storm a client rides out.
+    pub unavailable_first: u64,
     /// Delay added before every eligible response.
     pub latency: Duration,
     /// Reset the connection after this many bytes of a response body.
@@ -72,6 +74,7 @@ impl FaultSpec {
             "item_reject": self.item_reject,
             "unavailable": self.unavailable,
             "unavailable_every": self.unavailable_every,
+            "unavailable_first": self.unavailable_first,
             "latency_ms": self.latency.as_millis() as u64,
             "reset_after": self.reset_after,
             "pit_expire_after": self.pit_expire_after,
@@ -112,6 +115,7 @@ impl FromStr for FaultSpec {
                 "item_reject" => spec.item_reject = probability(k, v)?,
                 "unavailable" => spec.unavailable = probability(k, v)?,
                 "unavailable_every" => spec.unavailable_every = count(k, v)?,
+                "unavailable_first" => spec.unavailable_first = count(k, v)?,
                 "latency" => {
                     spec.latency = match v.parse::<u64>() {
                         Ok(ms) => Duration::from_millis(ms),
@@ -152,6 +156,9 @@ impl fmt::Display for FaultSpec {
         }
         if self.unavailable_every > 0 {
             parts.push(format!("unavailable_every={}", self.unavailable_every));
+        }
+        if self.unavailable_first > 0 {
+            parts.push(format!("unavailable_first={}", self.unavailable_first));
         }
         if !self.latency.is_zero() {
             parts.push(format!("latency={}ms", self.latency.as_millis()));
@@ -221,7 +228,7 @@ impl FaultState {
         let mut status = None;
         if s.reject_every > 0 && n % s.reject_every == 0 {
             status = Some(429);
-        } else if s.unavailable_every > 0 && n % s.unavailable_every == 0 {
+        } else if (s.unavailable_every > 0 && n % s.unavailable_every == 0) || n <= s.unavailable_first {
             status = Some(503);
         }
         let (reject, unavailable) = (s.reject, s.unavailable);
@@ -274,5 +281,14 @@ mod tests {
         let mut st = FaultState::new("reject_every=3".parse().unwrap(), 7);
         let got: Vec<_> = (0..6).map(|_| st.decide("search", "/_search").status).collect();
         assert_eq!(got, vec![None, None, Some(429), None, None, Some(429)]);
+    }
+
+    #[test]
+    fn a_storm_of_the_first_n_passes() {
+        let mut st = FaultState::new("unavailable_first=2,only=search".parse().unwrap(), 7);
+        assert_eq!(st.spec.to_string(), "unavailable_first=2,only=search");
+        let got: Vec<_> = (0..4).map(|_| st.decide("search", "/_search").status).collect();
+        assert_eq!(got, vec![Some(503), Some(503), None, None]);
+        assert_eq!(st.decide("bulk", "/_bulk").status, None, "only search requests count");
     }
 }

@@ -110,9 +110,20 @@ pub struct EsResponse {
 /// Why one attempt failed; another may succeed.
 enum Attempt {
     /// Answered with a status worth retrying (429, 502, 503, 504): the request was not carried out.
-    Transient(String),
-    /// No complete answer (connection refused or reset, timeout): the request may have been carried out.
+    /// `last` is what the error says when the retries run out (with the body), `cause` what a retry's
+    /// log line says (`503 Service Unavailable`).
+    Transient { last: String, cause: String },
+    /// No complete answer (connection refused or reset, timeout): the request may have been carried
+    /// out. The cause, with what to check.
     Broken(String),
+}
+
+impl Attempt {
+    fn cause(&self) -> &str {
+        match self {
+            Attempt::Transient { cause, .. } | Attempt::Broken(cause) => cause,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -122,6 +133,7 @@ pub struct EsClient {
     retry: RetryPolicy,
     flavor: Flavor,
     version: String,
+    timeout: Duration,
 }
 
 impl EsClient {
@@ -173,10 +185,17 @@ impl EsClient {
             },
             flavor: Flavor::Elasticsearch,
             version: String::new(),
+            timeout: settings.timeout,
         };
         let info = match client.request(Method::Get, "/", &[], None).await {
             Ok(r) => r,
-            Err(EsError::Exhausted { last, .. }) => return Err(EsError::Unreachable { url, detail: last }),
+            Err(EsError::Exhausted { mut last, .. }) => {
+                // A server that expects TLS closes a plain-HTTP connection without a word.
+                if last.starts_with(BROKE_OFF) && parsed.scheme() == "http" {
+                    last.push_str("; if the server expects TLS, use https:// in elasticsearch.url");
+                }
+                return Err(EsError::Unreachable { url, detail: last });
+            }
             Err(e) => return Err(e),
         };
         if info.status == 401 || info.status == 403 {
@@ -270,10 +289,24 @@ impl EsClient {
             }
             result
         };
-        let result = attempt.retry(self.retry.backoff()).sleep(tokio::time::sleep).await;
+        // Every retry is said at the default level: a storm of 503s must not pass in silence.
+        let notify = |failed: &Attempt, pause: Duration| {
+            crate::source::retry::log_retry(
+                &format!("{} {path}", method_name(method)),
+                failed.cause(),
+                attempts.load(std::sync::atomic::Ordering::Relaxed),
+                self.retry.max_retries + 1,
+                pause,
+            )
+        };
+        let result = attempt
+            .retry(self.retry.backoff())
+            .sleep(tokio::time::sleep)
+            .notify(notify)
+            .await;
         match result {
             Ok(response) => Ok(response),
-            Err(Attempt::Transient(last) | Attempt::Broken(last)) => Err(EsError::Exhausted {
+            Err(Attempt::Transient { last, .. } | Attempt::Broken(last)) => Err(EsError::Exhausted {
                 method: method_name(method),
                 path: path.to_string(),
                 attempts: attempts.load(std::sync::atomic::Ordering::Relaxed),
@@ -333,17 +366,23 @@ impl EsClient {
             .client
             .send(method, path, HeaderMap::new(), query, body, None)
             .await
-            .map_err(|e| Attempt::Broken(error_chain(&e)))?;
+            .map_err(|e| broken(&e, Phase::Request, self.timeout))?;
         let status = response.status_code();
         // The whole body is read inside the attempt: a connection reset half-way through a page is
         // as transient as a refused request, and the request is idempotent, so it is sent again.
-        let bytes = response.bytes().await.map_err(|e| Attempt::Broken(error_chain(&e)))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| broken(&e, Phase::Answer, self.timeout))?;
         if is_transient(status) {
-            return Err(Attempt::Transient(format!(
-                "HTTP {} {}",
-                status.as_u16(),
-                summarize(&bytes)
-            )));
+            return Err(Attempt::Transient {
+                last: format!("HTTP {} {}", status.as_u16(), summarize(&bytes)),
+                cause: format!(
+                    "{} {}",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("(no reason)")
+                ),
+            });
         }
         Ok(RawResponse {
             status: status.as_u16(),
@@ -432,6 +471,74 @@ pub fn api_error(method: Method, path: &str, status: u16, body: Value) -> EsErro
     }
 }
 
+/// Where an attempt broke: before any answer, or while its body was being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Request,
+    Answer,
+}
+
+/// An attempt that got no complete answer.
+fn broken(e: &(dyn std::error::Error + 'static), phase: Phase, timeout: Duration) -> Attempt {
+    Attempt::Broken(cause_of(e, &error_chain(e), phase, timeout))
+}
+
+/// What broke a connection, said so that it points at the fix: refused (nothing listens), TLS against
+/// a plain-HTTP port or the other way round, a certificate this system does not trust, a reset
+/// mid-answer, a timeout.
+fn cause_of(e: &(dyn std::error::Error + 'static), chain: &str, phase: Phase, timeout: Duration) -> String {
+    let mut io_kind = None;
+    let mut innermost = e.to_string();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            io_kind.get_or_insert(io.kind());
+        }
+        innermost = err.to_string();
+        next = err.source();
+    }
+    let text = chain.to_ascii_lowercase();
+    if io_kind == Some(std::io::ErrorKind::ConnectionRefused) || text.contains("connection refused") {
+        return "connection refused (is Elasticsearch running, and are host and port in elasticsearch.url right?)"
+            .into();
+    }
+    if text.contains("invalidcontenttype") || text.contains("corrupt message") || text.contains("wrong version number")
+    {
+        return format!(
+            "TLS handshake failed, the server does not speak TLS on this port ({innermost}): use http:// in \
+             elasticsearch.url, or the port of its HTTPS listener"
+        );
+    }
+    if text.contains("certificate") || text.contains("unknownissuer") || text.contains("notvalidforname") {
+        let hint = if text.contains("notvalidforname") {
+            "use the host name the certificate was issued for in elasticsearch.url"
+        } else if text.contains("expired") {
+            "the server's certificate has expired: renew it"
+        } else {
+            "this system does not trust the server's certificate: set elasticsearch.ca_cert to the PEM file of \
+             the CA that signed it (or insecure = true, for a test cluster only)"
+        };
+        return format!("TLS: {innermost} ({hint})");
+    }
+    if io_kind == Some(std::io::ErrorKind::TimedOut) || text.contains("timed out") {
+        return format!(
+            "no answer within {} (elasticsearch.timeout; is the cluster overloaded?)",
+            humantime::format_duration(timeout)
+        );
+    }
+    let reset = io_kind == Some(std::io::ErrorKind::ConnectionReset) || text.contains("connection reset");
+    let closed = reset || text.contains("closed before message completed") || text.contains("incomplete");
+    if phase == Phase::Answer || closed {
+        return format!(
+            "{BROKE_OFF} ({innermost}): a restarting node, or a proxy or load balancer cutting the connection"
+        );
+    }
+    innermost
+}
+
+/// How [`cause_of`] says a connection closed before the whole answer came.
+const BROKE_OFF: &str = "the connection broke off before the whole answer came";
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
@@ -464,6 +571,50 @@ mod tests {
         let e = api_error(Method::Post, "/_search", 400, body);
         assert_eq!(e.error_type(), Some("search_phase_execution_exception"));
         assert!(e.to_string().contains("No mapping found for [x]"), "{e}");
+    }
+
+    fn cause(e: std::io::Error, phase: Phase) -> String {
+        let chain = error_chain(&e);
+        cause_of(&e, &chain, phase, Duration::from_secs(60))
+    }
+
+    #[test]
+    fn a_broken_connection_says_what_to_check() {
+        use std::io::{Error, ErrorKind};
+        let refused = cause(Error::from(ErrorKind::ConnectionRefused), Phase::Request);
+        assert!(
+            refused.starts_with("connection refused (is Elasticsearch running"),
+            "{refused}"
+        );
+        let plain_port = cause(
+            Error::new(
+                ErrorKind::InvalidData,
+                "received corrupt message of type InvalidContentType",
+            ),
+            Phase::Request,
+        );
+        assert!(plain_port.contains("use http:// in elasticsearch.url"), "{plain_port}");
+        let untrusted = cause(
+            Error::new(ErrorKind::InvalidData, "invalid peer certificate: UnknownIssuer"),
+            Phase::Request,
+        );
+        assert!(
+            untrusted.starts_with("TLS: invalid peer certificate: UnknownIssuer")
+                && untrusted.contains("elasticsearch.ca_cert"),
+            "{untrusted}"
+        );
+        let other_name = cause(
+            Error::new(ErrorKind::InvalidData, "invalid peer certificate: NotValidForName"),
+            Phase::Request,
+        );
+        assert!(
+            other_name.contains("host name the certificate was issued for"),
+            "{other_name}"
+        );
+        let slow = cause(Error::from(ErrorKind::TimedOut), Phase::Request);
+        assert!(slow.starts_with("no answer within 1m (elasticsearch.timeout"), "{slow}");
+        let cut = cause(Error::from(ErrorKind::ConnectionReset), Phase::Answer);
+        assert!(cut.starts_with(BROKE_OFF), "{cut}");
     }
 
     #[test]

@@ -293,6 +293,16 @@ impl BulkWriter {
             let Some(pause) = pauses.next() else {
                 break;
             };
+            crate::source::retry::log_retry(
+                "POST /_bulk",
+                &format!(
+                    "{} rejected with 429",
+                    crate::plural::plural(rejected.len(), "item", "items")
+                ),
+                attempt,
+                self.settings.item_retry.max_retries + 1,
+                pause,
+            );
             tokio::time::sleep(pause).await;
             todo = rejected;
         }

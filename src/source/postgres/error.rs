@@ -88,7 +88,12 @@ pub(super) fn connect_error(url: &str, raw_url: &str, error: sqlx::Error) -> Pos
         },
         sqlx::Error::Io(e) => PostgresError::Unreachable {
             url,
-            reason: e.to_string(),
+            reason: match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                std::io::ErrorKind::ConnectionReset => "connection reset".to_string(),
+                std::io::ErrorKind::TimedOut => "timed out".to_string(),
+                _ => e.to_string(),
+            },
         },
         sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => PostgresError::Unreachable { url, reason },
         sqlx::Error::Configuration(_) => PostgresError::InvalidUrl { url, reason },

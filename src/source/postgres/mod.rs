@@ -36,6 +36,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::ConnectOptions as _;
 
 use crate::model::{DocMeta, Key, KeyedDoc};
 use crate::source::{DocumentSource, KeyRange, Scan};
@@ -135,6 +136,10 @@ impl PostgresSource {
     /// Connects, checks the query (by preparing it) and decides how to decode every column. Fails with
     /// a [`PostgresError`] saying what to fix.
     pub async fn connect(settings: PostgresSettings) -> anyhow::Result<PostgresSource> {
+        // One connection first, alone: the pool retries a refused connection until its acquire timeout,
+        // which turned "connection refused" into a 10 s wait and a "pool timed out"; this says the cause
+        // at once.
+        probe_connection(&settings).await?;
         let pool = connect_pool(&settings).await?;
         let plan = Plan::learn(&pool, &settings).await?;
         Ok(PostgresSource {
@@ -255,18 +260,26 @@ impl PostgresSource {
     }
 }
 
+/// How recon connects to `settings.url`.
+fn connect_options(settings: &PostgresSettings, url: &str) -> Result<PgConnectOptions, PostgresError> {
+    Ok(PgConnectOptions::from_str(&settings.url)
+        .map_err(|e| PostgresError::InvalidUrl {
+            url: url.to_string(),
+            reason: redact_message(&e.to_string(), &settings.url),
+        })?
+        .application_name("recon")
+        // A scan is one long statement by design: sqlx's default warning for statements over 1 s would
+        // show on every run. Debug, for RECON_LOG=sqlx=debug.
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1)))
+}
+
 /// One connection to `settings.url`, made and closed: says at once why a server cannot be reached
 /// (a refused connection, a refused login), where a pool keeps retrying until its acquire timeout and
 /// then reports only that it timed out.
 pub(crate) async fn probe_connection(settings: &PostgresSettings) -> Result<(), PostgresError> {
     use sqlx::Connection;
     let url = redact_url(&settings.url);
-    let options = PgConnectOptions::from_str(&settings.url)
-        .map_err(|e| PostgresError::InvalidUrl {
-            url: url.clone(),
-            reason: redact_message(&e.to_string(), &settings.url),
-        })?
-        .application_name("recon");
+    let options = connect_options(settings, &url)?;
     match tokio::time::timeout(settings.connect_timeout, sqlx::PgConnection::connect_with(&options)).await {
         Ok(Ok(conn)) => {
             let _ = conn.close().await;
@@ -287,12 +300,7 @@ pub(crate) async fn probe_connection(settings: &PostgresSettings) -> Result<(), 
 /// missing database fails here, each with its own [`PostgresError`].
 async fn connect_pool(settings: &PostgresSettings) -> Result<PgPool, PostgresError> {
     let url = redact_url(&settings.url);
-    let options = PgConnectOptions::from_str(&settings.url)
-        .map_err(|e| PostgresError::InvalidUrl {
-            url: url.clone(),
-            reason: redact_message(&e.to_string(), &settings.url),
-        })?
-        .application_name("recon");
+    let options = connect_options(settings, &url)?;
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections.max(2))
         .min_connections(0)
