@@ -25,6 +25,7 @@ pub mod engine;
 pub mod model;
 pub mod plural;
 pub mod progress;
+pub mod publish;
 pub mod reindex;
 pub mod repair;
 pub mod report;

@@ -11,5 +11,6 @@ mod postgres;
 mod redis;
 mod reindex;
 mod repair;
+mod reproject;
 mod scale;
 mod support;
