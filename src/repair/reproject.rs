@@ -14,8 +14,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -133,6 +131,8 @@ impl Tally {
 #[derive(Debug, Default)]
 struct Convergence {
     awaited: bool,
+    /// SIGINT came before every key converged or the deadline passed.
+    interrupted: bool,
     converged: Vec<Key>,
     not_converged: Vec<(Key, DriftKind)>,
     waited: Duration,
@@ -427,12 +427,8 @@ impl Publisher<'_> {
         mut tally: Tally,
         mut report: Report,
     ) -> anyhow::Result<Outcome> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let listener = tokio::spawn(async move {
-            crate::engine::interrupted().await;
-            flag.store(true, Ordering::SeqCst);
-        });
+        // Listening from here on: a SIGINT stops the run at the next batch (the one in flight is recorded).
+        let stop = || crate::engine::stop_requested();
         let mut dead = DeadLetters::new(self.options.reproject.dead_letter.clone(), &self.run_id);
         let mut pacer = self.options.bulk.max_rate.filter(|r| *r > 0.0).map(Pacer::new);
         let batch = self.options.bulk.max_actions.max(1);
@@ -441,14 +437,17 @@ impl Publisher<'_> {
         let mut last_report = Instant::now();
         let mut chunks = items.chunks(batch);
         for chunk in chunks.by_ref() {
-            if stop.load(Ordering::SeqCst) {
+            if stop() {
                 tally.not_started += chunk.len() as u64;
                 continue;
             }
             if let Some(p) = pacer.as_mut() {
-                p.wait(chunk.len()).await;
+                tokio::select! {
+                    _ = p.wait(chunk.len()) => {}
+                    _ = crate::engine::interrupted() => {}
+                }
             }
-            if stop.load(Ordering::SeqCst) {
+            if stop() {
                 tally.not_started += chunk.len() as u64;
                 continue;
             }
@@ -512,8 +511,7 @@ impl Publisher<'_> {
         }
         log.finish()?;
         self.transport.close().await?;
-        listener.abort();
-        if stop.load(Ordering::SeqCst) {
+        if stop() {
             crate::note!(
                 "recon: interrupted: {} requests recorded, {} not published; finish with: {}",
                 tally.confirmed + tally.returned + tally.nacked + tally.failed + tally.skipped,
@@ -542,13 +540,25 @@ impl Publisher<'_> {
         } else {
             self.await_convergence(keys, deadline).await?
         };
+        if report.convergence.interrupted {
+            crate::note!(
+                "recon: interrupted while awaiting convergence: every request was published; `recon check` \
+                 shows what the projector has done since"
+            );
+        }
         report.tally = tally;
         report.applied = true;
         report.audit = Some(self.audit_path.clone());
         print_summary(self.options, self.via, &report, Some(self))?;
         let t = &report.tally;
         let clean = t.returned + t.nacked + t.failed == 0 && report.convergence.not_converged.is_empty();
-        Ok(if clean { Outcome::InSync } else { Outcome::Drift })
+        Ok(if report.convergence.interrupted {
+            Outcome::Interrupted
+        } else if clean {
+            Outcome::InSync
+        } else {
+            Outcome::Drift
+        })
     }
 
     /// Re-verifies the planned items on both sides: a key in sync now (or within `--grace`) is skipped;
@@ -661,7 +671,8 @@ impl Publisher<'_> {
                 crate::note!("recon: await: {}/{total} keys converged", converged.len());
             }
             let now = Instant::now();
-            if waiting.is_empty() || now >= end {
+            let interrupted = crate::engine::stop_requested();
+            if waiting.is_empty() || now >= end || interrupted {
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
@@ -671,12 +682,16 @@ impl Publisher<'_> {
                 not_converged.sort();
                 return Ok(Convergence {
                     awaited: true,
+                    interrupted,
                     converged,
                     not_converged,
                     waited: start.elapsed(),
                 });
             }
-            tokio::time::sleep(pause.min(end - now)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(pause.min(end - now)) => {}
+                _ = crate::engine::interrupted() => {}
+            }
             pause = (pause * 2).min(Duration::from_secs(5));
         }
     }

@@ -702,3 +702,54 @@ async fn projector_flags_need_their_via() {
         r.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_while_awaiting_ends_the_wait_with_130() {
+    let f = drifted().await;
+    let audit = path_in(&f, "audit.ndjson");
+    let out = path_in(&f, "requests.ndjson");
+    // Nobody consumes the file: the keys never converge, and the wait would last the whole minute.
+    let child = command(
+        &f,
+        &[
+            "--via",
+            "ndjson",
+            "--output",
+            out.to_str().unwrap(),
+            "--await",
+            "10m",
+            "--apply",
+            "--yes",
+            "--quiet",
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let outcomes = |lines: &[Value]| lines.iter().filter(|l| l["type"] == "outcome").count();
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            outcomes(&audit_lines(&audit)) == 5
+        })
+        .await,
+        "the requests were never written"
+    );
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let r = Run::from(
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(r.code, 130, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("interrupted while awaiting convergence"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 5);
+}
