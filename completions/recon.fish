@@ -94,7 +94,15 @@ complete -c recon -n "__fish_recon_using_subcommand repair" -l audit -d 'The wri
 complete -c recon -n "__fish_recon_using_subcommand repair" -l batch-size -d 'Most documents per bulk request' -r
 complete -c recon -n "__fish_recon_using_subcommand repair" -l batch-bytes -d 'Most bytes per bulk request, e.g. 5MB, 512KB' -r
 complete -c recon -n "__fish_recon_using_subcommand repair" -l concurrency -d 'Bulk requests in flight at once' -r
-complete -c recon -n "__fish_recon_using_subcommand repair" -l max-rate -d 'Most documents written per second' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l max-rate -d 'Most documents written (or re-projection requests published) per second' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l via -d 'How the repair reaches the read model. write: conditional writes by recon itself. amqp, http, ndjson: re-projection requests to the projector ([publish] in the configuration; docs/reproject-contract.md), which then writes the read model itself' -r -f -a "write\t'Conditional writes to the read model, by recon (the default)'
+amqp\t'Publish re-projection requests to a RabbitMQ exchange, with publisher confirms'
+http\t'POST re-projection requests in batches to publish.http_url'
+ndjson\t'Write re-projection requests as NDJSON to stdout (or --output), for any other broker\'s producer'"
+complete -c recon -n "__fish_recon_using_subcommand repair" -l amqp-url -d 'AMQP broker URL (amqp:// or amqps://) for --via amqp; overrides publish.url and AMQP_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l dead-letter -d 'With --via amqp: append the requests the broker could not route (NDJSON, with the reason) to FILE' -r -F
+complete -c recon -n "__fish_recon_using_subcommand repair" -s o -l output -d 'With --via ndjson: write the messages to FILE (appended) instead of stdout' -r -F
+complete -c recon -n "__fish_recon_using_subcommand repair" -l await -d 'With --via amqp|http|ndjson: after the confirms, re-check the requested keys until each has converged or DURATION has passed [default: 5m; 0 with --via ndjson]. 0 ends the run after the confirms' -r
 complete -c recon -n "__fish_recon_using_subcommand repair" -s f -l format -d 'Summary format on stdout' -r -f -a "text\t''
 json\t''"
 complete -c recon -n "__fish_recon_using_subcommand repair" -l apply -d 'Write to the read model (without it, only the plan is shown)'
