@@ -762,6 +762,57 @@ totalPrice = { as = "number", tolerance = 0.005 }
     }
 
     #[test]
+    fn publish_url_layers_file_env_flag_and_is_shown_without_its_password() {
+        let text = format!(
+            "{FILE}\n[publish]\nurl = \"amqp://app:filepw@file:5672/%2f\"\nexchange = \"orders.reproject\"\n\
+             routing_key = \"order.{{kind}}.{{key}}\"\n"
+        );
+        let resolve = |overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>| {
+            Settings::resolve(parse_file(&text, "recon.toml").unwrap(), None, overrides, env).unwrap()
+        };
+        let s = resolve(&Overrides::default(), &no_env);
+        assert_eq!(
+            s.publish.url.as_ref().unwrap().expose(),
+            "amqp://app:filepw@file:5672/%2f"
+        );
+        assert_eq!(s.publish.exchange.as_deref(), Some("orders.reproject"));
+        assert_eq!(s.publish.routing_key, "order.{kind}.{key}");
+        let env = |name: &str| (name == "AMQP_URL").then(|| "amqps://app:envpw@env/orders".to_string());
+        let s = resolve(&Overrides::default(), &env);
+        assert_eq!(s.publish.url.as_ref().unwrap().expose(), "amqps://app:envpw@env/orders");
+        let flags = Overrides {
+            amqp_url: Some("amqp://app:flagpw@flag/%2f".into()),
+            ..Overrides::default()
+        };
+        let s = resolve(&flags, &env);
+        assert_eq!(s.publish.url.as_ref().unwrap().expose(), "amqp://app:flagpw@flag/%2f");
+        let lines = s.describe_origins().join("\n");
+        assert!(
+            lines.contains("publish.url = amqp://app:***@flag/%2f (from flag --amqp-url)"),
+            "{lines}"
+        );
+        assert!(!lines.contains("flagpw") && !format!("{s:?}").contains("flagpw"));
+        // Without [publish], nothing is required until a --via needs it.
+        let s = Settings::resolve(
+            parse_file(FILE, "recon.toml").unwrap(),
+            None,
+            &Overrides::default(),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(s.publish, PublishConfig::default());
+        // Anything but amqp(s):// is refused with the setting's name.
+        let bad = Overrides {
+            amqp_url: Some("http://x".into()),
+            ..Overrides::default()
+        };
+        let e = Settings::resolve(parse_file(FILE, "recon.toml").unwrap(), None, &bad, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("publish.url http://x/ must start with amqp://"), "{e}");
+    }
+
+    #[test]
     fn layers_are_defaults_file_env_flags() {
         let file = parse_file(FILE, "recon.toml").unwrap();
         let s = Settings::resolve(file, None, &Overrides::default(), &no_env).unwrap();
