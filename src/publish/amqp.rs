@@ -104,7 +104,7 @@ impl AmqpTransport {
         {
             if let lapin::ErrorKind::ProtocolError(amqp) = e.kind() {
                 if amqp.get_id() == 404 {
-                    let _ = connection.close(200, "OK".into()).await;
+                    let _ = connection.close(200, "OK").await;
                     return Err(Failure::Fatal(anyhow::anyhow!(
                         "exchange {:?} does not exist in vhost {:?} on {shown}; recon declares nothing: create it \
                          (with the projector's queue bound to it) or set publish.exchange",
@@ -139,7 +139,7 @@ impl AmqpTransport {
 
     async fn forget_link(&self) {
         if let Some((connection, _)) = self.link.lock().await.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), connection.close(200, "OK".into())).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), connection.close(200, "OK")).await;
         }
     }
 

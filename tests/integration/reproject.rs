@@ -138,7 +138,7 @@ async fn topology(broker: &Broker) -> (String, String) {
     let conn = broker.connect().await;
     let channel = conn.create_channel().await.unwrap();
     rabbitmq::declare(&channel, &exchange, &queue, "order.#").await;
-    let _ = conn.close(200, "OK".into()).await;
+    let _ = conn.close(200, "OK").await;
     (exchange, queue)
 }
 
@@ -157,7 +157,7 @@ async fn queue_depth(broker: &Broker, queue: &str) -> u32 {
         )
         .await
         .unwrap();
-    let _ = conn.close(200, "OK".into()).await;
+    let _ = conn.close(200, "OK").await;
     q.message_count()
 }
 
@@ -588,12 +588,15 @@ async fn sigint_then_resume_never_publishes_a_confirmed_request_again() {
     assert_eq!((seen.len(), ids.len()), (40, 40), "each request published once");
 }
 
+/// The requests an endpoint took: (content type, body).
+type Posted = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A tiny projector endpoint: answers 503 to its first request, 2xx after, and keeps the bodies.
-async fn endpoint() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+async fn endpoint() -> (String, Posted) {
     use http_body_util::BodyExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://127.0.0.1:{}/reproject", listener.local_addr().unwrap().port());
-    let bodies: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let bodies: Posted = Arc::default();
     let kept = bodies.clone();
     let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
     tokio::spawn(async move {

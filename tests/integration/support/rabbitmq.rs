@@ -224,7 +224,7 @@ async fn wait_until_up(url: &str, node: &Node) {
     let end = Instant::now() + Duration::from_secs(90);
     loop {
         if let Ok(conn) = connect(url).await {
-            let _ = conn.close(200, "OK".into()).await;
+            let _ = conn.close(200, "OK").await;
             return;
         }
         if let Some(status) = node.exited() {
