@@ -26,7 +26,7 @@ use super::audit::{
 use super::plan::{plan_key, PlanContext};
 use super::spool::PlanSpool;
 use super::{
-    caps_message, confirm, connect, dry_run_command, for_each_key, make_plan, pending_since, resume_command, Connected,
+    caps_message, confirm, dry_run_command, for_each_key, make_plan, pending_since, resume_command, Connected,
     RepairOptions, SummaryFormat, LOOKUP_CHUNK,
 };
 use crate::config::Settings;
@@ -40,6 +40,10 @@ use crate::secret::redact_url;
 /// The `command` of a repair-through-the-projector log's header. An older recon's `--resume` and
 /// `undo` refuse it (they only take `repair`), instead of writing.
 pub const COMMAND: &str = "reproject";
+
+/// The `--format json` summary of a repair through the projector (a repair by writing prints
+/// `recon.repair/v1`, with other fields).
+pub const SUMMARY_SCHEMA: &str = "recon.repair-reproject/v1";
 
 /// How long `--await` waits unless told, with `--via amqp` or `http`.
 pub const DEFAULT_AWAIT: Duration = Duration::from_secs(5 * 60);
@@ -136,6 +140,18 @@ struct Convergence {
     converged: Vec<Key>,
     not_converged: Vec<(Key, DriftKind)>,
     waited: Duration,
+}
+
+/// Both sides, as a check connects them: only the compared fields (a request carries no document),
+/// and any read model a check takes, Redis too (nothing here writes to it).
+async fn connect(settings: &Settings) -> anyhow::Result<Connected> {
+    let comparator = crate::diff::Comparator::new(&settings.compare).context("invalid [compare] rules")?;
+    let sides = crate::engine::connect_sides(settings).await?;
+    Ok(Connected {
+        write_model: sides.write_model,
+        read_model: sides.read_model,
+        comparator,
+    })
 }
 
 /// A fresh repair through the projector.
@@ -235,7 +251,8 @@ pub async fn run(settings: &Settings, options: &RepairOptions, via: Via) -> anyh
         command: COMMAND.into(),
         started_at: now(),
         config: Some(options.target.config.display().to_string()),
-        index: settings.elasticsearch.index.clone(),
+        // What the run checked: the index, or the Redis key pattern (`name`, unless set).
+        index: settings.name.clone(),
         mode: None,
         tool_version: env!("CARGO_PKG_VERSION").into(),
         actions: Some(requests.len() as u64),
@@ -828,7 +845,7 @@ fn print_summary(
     match options.format {
         SummaryFormat::Json => {
             let summary = json!({
-                "schema": "recon.repair/v1",
+                "schema": SUMMARY_SCHEMA,
                 "via": via.as_str(),
                 "run": publisher.map(|p| p.run_id.clone()),
                 "applied": report.applied,

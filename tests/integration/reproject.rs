@@ -278,6 +278,7 @@ async fn amqp_requests_converge_through_the_projector_and_a_check_then_passes() 
     .await;
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let summary = last_json(&r);
+    assert_eq!(summary["schema"], json!("recon.repair-reproject/v1"));
     assert_eq!(summary["outcomes"]["confirmed"], json!(5), "{summary}");
     assert_eq!(keys_of(&summary["converged"]), [1, 2, 3, 4, 5]);
     assert_eq!(summary["not_converged"], json!([]));
@@ -755,4 +756,96 @@ async fn sigint_while_awaiting_ends_the_wait_with_130() {
         r.stderr
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 5);
+}
+
+/// The test projector for a Redis read model: the row's projection as JSON under `<prefix>order:<key>`,
+/// or the key deleted when the row is gone.
+async fn project_to_redis(pool: sqlx::PgPool, redis_url: String, prefix: String, key: Value) {
+    let id = key.as_i64().expect("integer keys");
+    let row: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT row_to_json(p)::text FROM ({ORDERS_QUERY}) p WHERE \"orderId\" = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&pool)
+    .await
+    .unwrap();
+    let mut conn = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let name = format!("{prefix}order:{id}");
+    let _: () = match row {
+        Some(doc) => redis::cmd("SET")
+            .arg(&name)
+            .arg(doc)
+            .query_async(&mut conn)
+            .await
+            .unwrap(),
+        None => {
+            let _: i64 = redis::cmd("DEL").arg(&name).query_async(&mut conn).await.unwrap();
+        }
+    };
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_read_model_is_repaired_through_the_projector() {
+    use crate::support::fixture::ORDERS_SCHEMA;
+    let broker = rabbitmq::shared().await;
+    let (exchange, queue) = topology(broker).await;
+    let db = crate::support::test_database().await;
+    db.execute(ORDERS_SCHEMA).await;
+    db.execute(
+        "INSERT INTO orders (id, customer, total, ordered_at) SELECT g, 'c-' || g, g, '2024-01-01T00:00:00Z' \
+         FROM generate_series(1, 4) g",
+    )
+    .await;
+    let redis = crate::support::redis::TestRedis::start().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    // Key 2 in sync, key 1 stale, keys 3 and 4 missing, key 9 orphaned.
+    project_to_redis(pool.clone(), redis.url.clone(), redis.prefix.clone(), json!(2)).await;
+    let stale = json!({"orderId": 1, "customerName": "old", "products": [], "totalPrice": 1,
+                       "orderDate": "2024-01-01T00:00:00Z"});
+    redis
+        .run(&["SET", &format!("{}order:1", redis.prefix), &stale.to_string()])
+        .await;
+    redis
+        .run(&["SET", &format!("{}order:9", redis.prefix), &stale.to_string()])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("recon.toml"),
+        format!(
+            "[postgres]\nurl = \"{}\"\nquery = '''{ORDERS_QUERY}'''\nkey = \"orderId\"\n\n\
+             [redis]\nurl = \"{}\"\nkey_pattern = \"{}order:{{}}\"\n\n\
+             [compare]\nignore = [\"updatedAt\"]\n[compare.fields]\norderDate = {{ as = \"instant\" }}\n\
+             totalPrice = {{ as = \"number\" }}\n\n\
+             [publish]\nurl = \"{}\"\nexchange = \"{exchange}\"\nrouting_key = \"order.{{kind}}.{{key}}\"\n",
+            db.url, redis.url, redis.prefix, broker.url
+        ),
+    )
+    .unwrap();
+    let (url, prefix) = (redis.url.clone(), redis.prefix.clone());
+    let _projector = Projector::start(
+        &broker.url,
+        &queue,
+        move |key| project_to_redis(pool.clone(), url.clone(), prefix.clone(), key),
+        None,
+    )
+    .await;
+    let run = |args: &[&str]| {
+        let mut c = recon();
+        c.current_dir(dir.path()).args(args).stdin(std::process::Stdio::null());
+        tokio::task::spawn_blocking(move || Run::from(c.output().unwrap()))
+    };
+    let r = run(&[
+        "repair", "--via", "amqp", "--apply", "--yes", "--quiet", "--await", "60s", "--format", "json",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let summary = last_json(&r);
+    assert_eq!(keys_of(&summary["converged"]), [1, 3, 4, 9]);
+    let r = run(&["check", "--quiet"]).await.unwrap();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 }
