@@ -170,6 +170,9 @@ pub async fn run(settings: &Settings, options: &RepairOptions, via: Via) -> anyh
         write_index: settings.elasticsearch.index.clone(),
         pending_since_ms: pending_since(settings, options.grace)?,
     };
+    // SIGINT/SIGTERM are listened for from here on (the listener starts on a task of its own, so well
+    // before the audit log exists): a signal then stops the run at its next step instead of killing it.
+    crate::engine::stop_requested();
     let mut spool = PlanSpool::new().context("cannot create a temporary file for the plan")?;
     if make_plan(settings, options, &conn, &cx, &mut spool).await?.is_none() {
         crate::note!("recon: interrupted; nothing was published");
@@ -358,6 +361,7 @@ pub async fn resume(
         contents.requests.len() - items.len(),
         items.len() - in_doubt
     );
+    crate::engine::stop_requested();
     let conn = connect(settings).await?;
     let mode = match contents.header.as_ref().and_then(|h| h.mode.as_deref()) {
         Some("patch") => super::plan::RepairMode::Patch,
