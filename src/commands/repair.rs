@@ -39,7 +39,7 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
         "--via amqp, http or ndjson",
     )?;
     let mut overrides = args.connection.overrides();
-    overrides.amqp_url = args.amqp_url.clone();
+    overrides.amqp_url.clone_from(&args.amqp_url);
     let settings = args.connection.load_with(overrides)?;
     if args.verbose {
         for line in settings.describe_origins() {
@@ -85,6 +85,7 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
             dead_letter: args.dead_letter,
             output: args.output,
             await_for: args.await_for,
+            amqp_url: args.amqp_url,
         },
     };
     repair::run(&settings, &options).await

@@ -59,6 +59,8 @@ pub struct ReprojectOptions {
     pub output: Option<PathBuf>,
     /// `--await`; None takes the default of the transport.
     pub await_for: Option<Duration>,
+    /// `--amqp-url` as given, for the commands printed to paste (shown with its password masked).
+    pub amqp_url: Option<String>,
 }
 
 impl ReprojectOptions {
@@ -376,7 +378,7 @@ pub async fn resume(
     if !options.apply {
         crate::note!(
             "recon: dry run: to finish the repair: {}",
-            resume_command(path, options).arg("--apply")
+            with_amqp_url(resume_command(path, options), &options.reproject).arg("--apply")
         );
         return Ok(if items.is_empty() {
             Outcome::InSync
@@ -489,9 +491,7 @@ impl Publisher<'_> {
                 e.context(format!(
                     "this batch of {} is in doubt; finish with: {}",
                     plural(messages.len() as u64, "request", "requests"),
-                    resume_command(&self.audit_path, self.options)
-                        .arg("--apply")
-                        .arg("--yes")
+                    finish_command(&self.audit_path, self.options)
                 ))
             })?;
             let mut outcomes = Vec::with_capacity(sending.len());
@@ -537,9 +537,7 @@ impl Publisher<'_> {
                 "recon: interrupted: {} requests recorded, {} not published; finish with: {}",
                 tally.confirmed + tally.returned + tally.nacked + tally.failed + tally.skipped,
                 tally.not_started,
-                resume_command(&self.audit_path, self.options)
-                    .arg("--apply")
-                    .arg("--yes")
+                finish_command(&self.audit_path, self.options)
             );
             return Ok(Outcome::Interrupted);
         }
@@ -800,7 +798,22 @@ fn with_via(
     if let Some(wait) = ro.await_for {
         command = command.option("--await", humantime::format_duration(wait).to_string());
     }
-    command
+    with_amqp_url(command, ro)
+}
+
+/// `--amqp-url`, when the run was given one, its password masked.
+fn with_amqp_url(command: crate::command_line::CommandLine, ro: &ReprojectOptions) -> crate::command_line::CommandLine {
+    match &ro.amqp_url {
+        Some(url) => command.option("--amqp-url", redact_url(url)),
+        None => command,
+    }
+}
+
+/// `recon repair --resume AUDIT --apply --yes` where this run acted.
+fn finish_command(path: &Path, options: &RepairOptions) -> crate::command_line::CommandLine {
+    with_amqp_url(resume_command(path, options), &options.reproject)
+        .arg("--apply")
+        .arg("--yes")
 }
 
 /// Where the plan and the summary go: stdout, unless stdout carries the messages.

@@ -353,6 +353,31 @@ async fn unroutable_requests_are_reported_and_dead_lettered_and_a_missing_exchan
         &format!("[publish]\nexchange = \"{exchange}\"\nrouting_key = \"lost.{{key}}\"\n"),
     );
     let dead = path_in(&f, "dead.ndjson");
+    // The dry run's command to paste carries the flags, the URL's password masked.
+    let r = repair(
+        &f,
+        &[
+            "--via",
+            "amqp",
+            "--amqp-url",
+            &broker.url,
+            "--quiet",
+            "--dead-letter",
+            dead.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let masked = broker.url.replace("guest:guest@", "guest:***@");
+    assert!(
+        r.stderr.contains(&format!(
+            "--via amqp --dead-letter {} --amqp-url '{masked}' --apply",
+            dead.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("guest:guest"), "{}", r.stderr);
     let r = repair(
         &f,
         &[
