@@ -486,7 +486,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__repair)
-            opts="-c -y -o -f -q -v -h -V --config --pg-url --es-url --index --redis-url --grace --from-report --keys --keys-file --from-plan --resume --apply --yes --plan --mode --max-changes --max-deletes --audit --batch-size --batch-bytes --concurrency --max-rate --via --amqp-url --dead-letter --output --await --format --quiet --verbose --help --version"
+            opts="-c -y -o -f -q -v -h -V --config --pg-url --es-url --index --redis-url --grace --from-report --keys --keys-file --from-plan --resume --apply --yes --plan --mode --max-changes --max-deletes --audit --batch-size --batch-bytes --concurrency --max-rate --via --amqp-url --declare --dead-letter --output --await --format --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -109,6 +109,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand --apply 'Write to the read model (without it, only the plan is shown)'
             cand -y 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
             cand --yes 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
+            cand --declare 'With --via amqp: declare the exchange (durable, type topic) when it does not exist, instead of stopping. Never a queue: until the projector binds one, every request comes back unroutable'
             cand -q 'No progress bars or progress log lines'
             cand --quiet 'No progress bars or progress log lines'
             cand -v 'Say where each setting came from, and more about the run, on stderr'

@@ -107,6 +107,7 @@ complete -c recon -n "__fish_recon_using_subcommand repair" -s f -l format -d 'S
 json\t''"
 complete -c recon -n "__fish_recon_using_subcommand repair" -l apply -d 'Write to the read model (without it, only the plan is shown)'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s y -l yes -d 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
+complete -c recon -n "__fish_recon_using_subcommand repair" -l declare -d 'With --via amqp: declare the exchange (durable, type topic) when it does not exist, instead of stopping. Never a queue: until the projector binds one, every request comes back unroutable'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s q -l quiet -d 'No progress bars or progress log lines'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s v -l verbose -d 'Say where each setting came from, and more about the run, on stderr'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s h -l help -d 'Print help (see more with \'--help\')'

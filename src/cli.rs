@@ -371,6 +371,11 @@ pub struct RepairArgs {
     #[arg(long, value_name = "URL")]
     pub amqp_url: Option<String>,
 
+    /// With --via amqp: declare the exchange (durable, type topic) when it does not exist, instead of
+    /// stopping. Never a queue: until the projector binds one, every request comes back unroutable.
+    #[arg(long)]
+    pub declare: bool,
+
     /// With --via amqp: append the requests the broker could not route (NDJSON, with the reason) to FILE.
     #[arg(long, value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,

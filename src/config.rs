@@ -126,6 +126,8 @@ pub struct PublishConfig {
     pub routing_key: String,
     pub http_url: Option<Secret>,
     pub http_format: HttpFormat,
+    /// `recon repair --declare`: declare the exchange (durable, topic) instead of requiring it.
+    pub declare: bool,
 }
 
 /// The default `publish.routing_key`.
@@ -139,6 +141,7 @@ impl Default for PublishConfig {
             routing_key: DEFAULT_ROUTING_KEY.into(),
             http_url: None,
             http_format: HttpFormat::Json,
+            declare: false,
         }
     }
 }
@@ -593,6 +596,7 @@ fn resolve_publish(
         routing_key,
         http_url: file.http_url.map(Secret::new),
         http_format: file.http_format.unwrap_or_default(),
+        declare: false,
     })
 }
 

@@ -40,7 +40,8 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
     )?;
     let mut overrides = args.connection.overrides();
     overrides.amqp_url.clone_from(&args.amqp_url);
-    let settings = args.connection.load_with(overrides)?;
+    let mut settings = args.connection.load_with(overrides)?;
+    settings.publish.declare = args.declare;
     if args.verbose {
         for line in settings.describe_origins() {
             crate::note!("recon: {line}");

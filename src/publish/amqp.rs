@@ -12,7 +12,8 @@
 //!   with the same policy) they are published again, with the same `message_id`. Delivery is
 //!   therefore at-least-once: a projector drops a duplicate by its `message_id`.
 //!
-//! recon declares nothing: a missing exchange is an error before anything is published.
+//! recon declares nothing unless asked (`--declare`: the exchange, durable and of type topic; never a
+//! queue, which is the projector's): a missing exchange is an error before anything is published.
 
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ pub struct AmqpTransport {
     url: Secret,
     exchange: String,
     vhost: String,
+    /// Declare the exchange instead of only checking it.
+    declare: bool,
     retry: RetryPolicy,
     /// The connection and its confirm-mode channel; None after a connection was lost.
     link: tokio::sync::Mutex<Option<(Connection, Channel)>>,
@@ -61,6 +64,7 @@ impl AmqpTransport {
             url,
             exchange,
             vhost: uri.vhost,
+            declare: config.declare,
             retry,
             link: tokio::sync::Mutex::new(None),
         };
@@ -94,20 +98,31 @@ impl AmqpTransport {
             .create_channel()
             .await
             .map_err(|e| Failure::Transient(anyhow::Error::new(e).context("cannot open a channel")))?;
-        let passive = ExchangeDeclareOptions {
-            passive: true,
+        let options = ExchangeDeclareOptions {
+            passive: !self.declare,
+            durable: self.declare,
             ..ExchangeDeclareOptions::default()
         };
         if let Err(e) = channel
-            .exchange_declare(&self.exchange, ExchangeKind::Topic, passive, FieldTable::default())
+            .exchange_declare(&self.exchange, ExchangeKind::Topic, options, FieldTable::default())
             .await
         {
             if let lapin::ErrorKind::ProtocolError(amqp) = e.kind() {
+                if amqp.get_id() == 406 {
+                    let _ = connection.close(200, "OK").await;
+                    return Err(Failure::Fatal(anyhow::anyhow!(
+                        "exchange {:?} exists in vhost {:?} on {shown}, but not as --declare would make it (durable, \
+                         type topic): {}; leave out --declare to use it as it is",
+                        self.exchange,
+                        self.vhost,
+                        amqp.get_message()
+                    )));
+                }
                 if amqp.get_id() == 404 {
                     let _ = connection.close(200, "OK").await;
                     return Err(Failure::Fatal(anyhow::anyhow!(
-                        "exchange {:?} does not exist in vhost {:?} on {shown}; recon declares nothing: create it \
-                         (with the projector's queue bound to it) or set publish.exchange",
+                        "exchange {:?} does not exist in vhost {:?} on {shown}; recon declares nothing unless \
+                         --declare: create it (with the projector's queue bound to it) or set publish.exchange",
                         self.exchange,
                         self.vhost
                     )));

@@ -409,7 +409,7 @@ async fn unroutable_requests_are_reported_and_dead_lettered_and_a_missing_exchan
         "orders",
         ORDERS_QUERY,
         "orderId",
-        "[publish]\nexchange = \"no-such-exchange\"\n",
+        &format!("[publish]\nexchange = \"{exchange}.undeclared\"\n"),
     );
     let audit = path_in(&f, "none.ndjson");
     let r = repair(
@@ -429,13 +429,75 @@ async fn unroutable_requests_are_reported_and_dead_lettered_and_a_missing_exchan
     .await;
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr
-            .contains("exchange \"no-such-exchange\" does not exist in vhost \"/\""),
+        r.stderr.contains(&format!(
+            "exchange \"{exchange}.undeclared\" does not exist in vhost \"/\""
+        )),
         "{}",
         r.stderr
     );
     assert!(!r.stderr.contains("guest:guest"), "{}", r.stderr);
     assert!(!audit.exists());
+
+    // --declare makes the exchange (never a queue: so every request comes back unroutable), and a
+    // later run finds it without --declare.
+    for declare in [true, false] {
+        let mut args = vec![
+            "--via",
+            "amqp",
+            "--amqp-url",
+            &broker.url,
+            "--apply",
+            "--yes",
+            "--quiet",
+        ];
+        if declare {
+            args.push("--declare");
+        }
+        let r = repair(&f, &args).await;
+        assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains("confirmed 0, returned 3"), "{}", r.stdout);
+    }
+    // An exchange of another kind is not redeclared.
+    let conn = broker.connect().await;
+    let channel = conn.create_channel().await.unwrap();
+    let fanout = format!("{exchange}.fanout");
+    channel
+        .exchange_declare(
+            &fanout,
+            lapin::ExchangeKind::Fanout,
+            lapin::options::ExchangeDeclareOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let _ = conn.close(200, "OK").await;
+    f.config(
+        "orders",
+        ORDERS_QUERY,
+        "orderId",
+        &format!("[publish]\nexchange = \"{fanout}\"\n"),
+    );
+    let r = repair(
+        &f,
+        &[
+            "--via",
+            "amqp",
+            "--amqp-url",
+            &broker.url,
+            "--declare",
+            "--apply",
+            "--yes",
+            "--quiet",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("but not as --declare would make it (durable, type topic)"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
