@@ -532,7 +532,9 @@ impl Publisher<'_> {
         }
         log.finish()?;
         self.transport.close().await?;
-        if stop() {
+        // A signal after the last batch interrupts the wait below, not the publishing: nothing is left
+        // to resume.
+        if stop() && tally.not_started > 0 {
             crate::note!(
                 "recon: interrupted: {} requests recorded, {} not published; finish with: {}",
                 tally.confirmed + tally.returned + tally.nacked + tally.failed + tally.skipped,
