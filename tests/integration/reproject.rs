@@ -681,6 +681,14 @@ type Posted = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
 /// A tiny projector endpoint: answers 503 to its first request, 2xx after, and keeps the bodies.
 async fn endpoint() -> (String, Posted) {
+    endpoint_answering(Arc::new(|call| if call == 0 { 503 } else { 202 })).await
+}
+
+/// What an endpoint answers to its n-th request (from 0).
+type Answer = Arc<dyn Fn(u64) -> u16 + Send + Sync>;
+
+/// An endpoint answering `answer(n)`; it keeps the bodies it accepted (2xx).
+async fn endpoint_answering(answer: Answer) -> (String, Posted) {
     use http_body_util::BodyExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://127.0.0.1:{}/reproject", listener.local_addr().unwrap().port());
@@ -692,10 +700,12 @@ async fn endpoint() -> (String, Posted) {
             let (stream, _) = listener.accept().await.unwrap();
             let kept = kept.clone();
             let calls = calls.clone();
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let kept = kept.clone();
                     let calls = calls.clone();
+                    let answer = answer.clone();
                     async move {
                         let content_type = req
                             .headers()
@@ -703,12 +713,10 @@ async fn endpoint() -> (String, Posted) {
                             .map(|v| v.to_str().unwrap().to_string())
                             .unwrap_or_default();
                         let body = req.into_body().collect().await.unwrap().to_bytes().to_vec();
-                        let status = if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                            503
-                        } else {
+                        let status = answer(calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+                        if (200..300).contains(&status) {
                             kept.lock().unwrap().push((content_type, body));
-                            202
-                        };
+                        }
                         Ok::<_, std::convert::Infallible>(
                             hyper::Response::builder()
                                 .status(status)
@@ -935,4 +943,72 @@ async fn a_redis_read_model_is_repaired_through_the_projector() {
     assert_eq!(keys_of(&summary["converged"]), [1, 3, 4, 9]);
     let r = run(&["check", "--quiet"]).await.unwrap();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_the_endpoint_refuses_fails_and_resume_sends_it_again_as_it_was() {
+    let f = drifted().await;
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let refusing = refuse.clone();
+    let (url, bodies) = endpoint_answering(Arc::new(move |_| {
+        if refusing.load(std::sync::atomic::Ordering::SeqCst) {
+            400
+        } else {
+            200
+        }
+    }))
+    .await;
+    with_publish(&f, &format!("http_url = \"{url}\"\nhttp_format = \"ndjson\""));
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(
+        &f,
+        &[
+            "--via",
+            "http",
+            "--apply",
+            "--yes",
+            "--quiet",
+            "--await",
+            "0",
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("confirmed 0, returned 0, failed 5"), "{}", r.stdout);
+    assert!(r.stdout.contains("refused the batch: 400 Bad Request"), "{}", r.stdout);
+    let sent: BTreeSet<String> = audit_lines(&audit)
+        .iter()
+        .filter(|l| l["type"] == "publish")
+        .map(|l| l["message"]["message_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent.len(), 5);
+
+    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    let r = repair(
+        &f,
+        &[
+            "--resume",
+            audit.to_str().unwrap(),
+            "--apply",
+            "--yes",
+            "--quiet",
+            "--await",
+            "0",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("confirmed 5"), "{}", r.stdout);
+    let bodies = bodies.lock().unwrap().clone();
+    let mut resent = BTreeSet::new();
+    for (content_type, body) in &bodies {
+        assert_eq!(content_type, "application/x-ndjson");
+        for line in String::from_utf8(body.clone()).unwrap().lines() {
+            let envelope: Value = serde_json::from_str(line).unwrap();
+            resent.insert(envelope["message_id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(resent, sent, "the same messages, same message_id");
 }
