@@ -102,6 +102,8 @@ pub struct PublishFile {
     pub routing_key: Option<String>,
     pub http_url: Option<String>,
     pub http_format: Option<HttpFormat>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub confirm_timeout: Option<std::time::Duration>,
 }
 
 /// How `--via http` encodes a batch.
@@ -128,7 +130,12 @@ pub struct PublishConfig {
     pub http_format: HttpFormat,
     /// `recon repair --declare`: declare the exchange (durable, topic) instead of requiring it.
     pub declare: bool,
+    /// How long a batch may wait for the broker to take and confirm it (`--via amqp`, `http`).
+    pub confirm_timeout: std::time::Duration,
 }
+
+/// The default `publish.confirm_timeout`.
+pub const DEFAULT_CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The default `publish.routing_key`.
 pub const DEFAULT_ROUTING_KEY: &str = "reproject.{kind}.{key}";
@@ -142,6 +149,7 @@ impl Default for PublishConfig {
             http_url: None,
             http_format: HttpFormat::Json,
             declare: false,
+            confirm_timeout: DEFAULT_CONFIRM_TIMEOUT,
         }
     }
 }
@@ -597,6 +605,11 @@ fn resolve_publish(
         http_url: file.http_url.map(Secret::new),
         http_format: file.http_format.unwrap_or_default(),
         declare: false,
+        confirm_timeout: positive_duration(
+            file.confirm_timeout.unwrap_or(DEFAULT_CONFIRM_TIMEOUT),
+            where_,
+            "publish.confirm_timeout",
+        )?,
     })
 }
 
@@ -692,6 +705,16 @@ fn layer(
         Some(v) => (Some(v), Origin::File),
         None => (None, Origin::Default),
     }
+}
+
+fn positive_duration(value: std::time::Duration, path: &str, name: &str) -> Result<std::time::Duration, ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::Invalid {
+            path: path.into(),
+            message: format!("{name} must be longer than 0s, e.g. \"60s\""),
+        });
+    }
+    Ok(value)
 }
 
 fn positive(value: usize, path: &str, name: &str) -> Result<usize, ConfigError> {

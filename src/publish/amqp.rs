@@ -40,6 +40,8 @@ pub struct AmqpTransport {
     vhost: String,
     /// Declare the exchange instead of only checking it.
     declare: bool,
+    /// How long one attempt at a batch may take, publishing and confirms together.
+    confirm_timeout: Duration,
     retry: RetryPolicy,
     /// The connection and its confirm-mode channel; None after a connection was lost.
     link: tokio::sync::Mutex<Option<(Connection, Channel)>>,
@@ -65,6 +67,7 @@ impl AmqpTransport {
             exchange,
             vhost: uri.vhost,
             declare: config.declare,
+            confirm_timeout: config.confirm_timeout,
             retry,
             link: tokio::sync::Mutex::new(None),
         };
@@ -158,6 +161,16 @@ impl AmqpTransport {
         }
     }
 
+    /// A batch the broker neither took nor confirmed in time. Not retried: a broker that blocks publishers
+    /// (a memory or disk alarm) would block the next attempt too; the batch is in doubt.
+    fn unconfirmed(&self, messages: usize) -> anyhow::Error {
+        anyhow::anyhow!(
+            "the broker did not confirm a batch of {messages} requests within {} (publish.confirm_timeout); \
+             it may be blocking publishers (a memory or disk alarm: see the broker's log)",
+            humantime::format_duration(self.confirm_timeout)
+        )
+    }
+
     fn properties(&self, m: &Message) -> BasicProperties {
         BasicProperties::default()
             .with_content_type(ShortString::from(CONTENT_TYPE))
@@ -184,21 +197,23 @@ impl AmqpTransport {
                     again = pending.clone();
                 }
                 Ok(channel) => {
+                    let deadline = tokio::time::Instant::now() + self.confirm_timeout;
                     // Every message out first (pipelined), then the confirms.
                     let mut confirms = Vec::with_capacity(pending.len());
                     for (n, &i) in pending.iter().enumerate() {
-                        let sent = channel
-                            .basic_publish(
-                                &self.exchange,
-                                &batch[i].routing_key,
-                                BasicPublishOptions {
-                                    mandatory: true,
-                                    ..BasicPublishOptions::default()
-                                },
-                                &bodies[i],
-                                self.properties(&batch[i]),
-                            )
-                            .await;
+                        let sent = channel.basic_publish(
+                            &self.exchange,
+                            &batch[i].routing_key,
+                            BasicPublishOptions {
+                                mandatory: true,
+                                ..BasicPublishOptions::default()
+                            },
+                            &bodies[i],
+                            self.properties(&batch[i]),
+                        );
+                        let sent = tokio::time::timeout_at(deadline, sent)
+                            .await
+                            .map_err(|_| self.unconfirmed(batch.len()))?;
                         match sent {
                             Ok(confirm) => confirms.push((i, confirm)),
                             Err(e) => {
@@ -209,7 +224,10 @@ impl AmqpTransport {
                         }
                     }
                     for (i, confirm) in confirms {
-                        match confirm.await {
+                        let confirmed = tokio::time::timeout_at(deadline, confirm)
+                            .await
+                            .map_err(|_| self.unconfirmed(batch.len()))?;
+                        match confirmed {
                             Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => {
                                 outcomes[i] = Some(Delivery::Confirmed)
                             }

@@ -4,8 +4,6 @@
 //! `application/x-ndjson`). A 2xx answer accepts the whole batch; 429, 502, 503, 504 and broken
 //! connections are retried with the one retry policy; any other answer refuses the batch.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use backon::BackoffBuilder;
 use futures::future::BoxFuture;
@@ -52,7 +50,7 @@ impl HttpTransport {
             .clone()
             .context("--via http needs publish.http_url: the projector's endpoint that takes re-projection requests")?;
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(config.confirm_timeout)
             .no_proxy()
             .build()
             .context("cannot build the HTTP client")?;

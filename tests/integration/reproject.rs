@@ -1012,3 +1012,69 @@ async fn a_batch_the_endpoint_refuses_fails_and_resume_sends_it_again_as_it_was(
     }
     assert_eq!(resent, sent, "the same messages, same message_id");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_blocking_publishers_ends_the_run_in_doubt_and_resume_finishes_it() {
+    let Some(broker) = rabbitmq::own().await else {
+        eprintln!(
+            "skipped: {} names a broker the tests cannot raise alarms on",
+            rabbitmq::AMQP_URL_ENV
+        );
+        return;
+    };
+    let (exchange, _queue) = topology(&broker).await;
+    let f = missing(3).await;
+    with_publish(
+        &f,
+        &format!(
+            "url = \"{}\"\nexchange = \"{exchange}\"\nrouting_key = \"order.{{kind}}.{{key}}\"\nconfirm_timeout = \"2s\"",
+            broker.url
+        ),
+    );
+    // A memory alarm: the broker stops reading from publishing connections.
+    broker.ctl(&["set_vm_memory_high_watermark", "0"]);
+    let audit = path_in(&f, "audit.ndjson");
+    let r = repair(
+        &f,
+        &[
+            "--via",
+            "amqp",
+            "--apply",
+            "--yes",
+            "--quiet",
+            "--await",
+            "0",
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("did not confirm a batch of 3 requests within 2s"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("finish with: recon repair --resume"), "{}", r.stderr);
+    broker.ctl(&["set_vm_memory_high_watermark", "0.4"]);
+    let r = repair(
+        &f,
+        &[
+            "--resume",
+            audit.to_str().unwrap(),
+            "--apply",
+            "--yes",
+            "--quiet",
+            "--await",
+            "0",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("3 published without a confirmed outcome"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("confirmed 3"), "{}", r.stdout);
+}

@@ -89,6 +89,31 @@ impl Broker {
         wait_until_up(&self.url, node).await;
     }
 
+    /// Runs `rabbitmqctl ARGS` against the node (as its user, with its cookie); panics when it fails.
+    pub fn ctl(&self, args: &[&str]) {
+        let node = self.node.as_ref().expect("rabbitmqctl needs a node the tests started");
+        let ctl = "/usr/lib/rabbitmq/bin/rabbitmqctl";
+        let mut command = if unsafe { libc::geteuid() } == 0 {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=rabbitmq", "--regid=rabbitmq", "--init-groups", ctl]);
+            c
+        } else {
+            Command::new(ctl)
+        };
+        let out = command
+            .args(["-n", &node.name])
+            .args(args)
+            .env("HOME", &node.dir)
+            .output()
+            .expect("rabbitmqctl runs");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub async fn connect(&self) -> Connection {
         connect(&self.url).await.expect("the broker answers")
     }
@@ -96,6 +121,7 @@ impl Broker {
 
 struct Node {
     url: String,
+    name: String,
     dir: PathBuf,
     watchdog: Mutex<(Child, ChildStdin, BufReader<ChildStdout>)>,
 }
@@ -140,6 +166,7 @@ impl Node {
                 .port()
         };
         let (port, dist) = (free_port(), free_port());
+        let name = format!("recon-test-{}-{n}@localhost", std::process::id());
         let run_node = if root {
             format!("exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups {SERVER}")
         } else {
@@ -186,6 +213,7 @@ rm -rf "$D""#
         let stdout = BufReader::new(child.stdout.take().unwrap());
         let node = Node {
             url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+            name,
             dir,
             watchdog: Mutex::new((child, stdin, stdout)),
         };
