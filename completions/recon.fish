@@ -120,7 +120,15 @@ complete -c recon -n "__fish_recon_using_subcommand repair" -l audit -d 'The wri
 complete -c recon -n "__fish_recon_using_subcommand repair" -l batch-size -d 'Most documents per bulk request' -r
 complete -c recon -n "__fish_recon_using_subcommand repair" -l batch-bytes -d 'Most bytes per bulk request, e.g. 5MB, 512KB' -r
 complete -c recon -n "__fish_recon_using_subcommand repair" -l concurrency -d 'Bulk requests in flight at once' -r
-complete -c recon -n "__fish_recon_using_subcommand repair" -l max-rate -d 'Most documents written per second' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l max-rate -d 'Most documents written (or re-projection requests published) per second' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l via -d 'How the repair reaches the read model. write: conditional writes by recon itself. amqp, http, ndjson: re-projection requests to the projector ([publish] in the configuration; docs/reproject-contract.md), which then writes the read model itself' -r -f -a "write\t'Conditional writes to the read model, by recon (the default)'
+amqp\t'Publish re-projection requests to a RabbitMQ exchange, with publisher confirms'
+http\t'POST re-projection requests in batches to publish.http_url'
+ndjson\t'Write re-projection requests as NDJSON to stdout (or --output), for any other broker\'s producer'"
+complete -c recon -n "__fish_recon_using_subcommand repair" -l amqp-url -d 'AMQP broker URL (amqp:// or amqps://) for --via amqp; overrides publish.url and AMQP_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand repair" -l dead-letter -d 'With --via amqp: append the requests the broker could not route (NDJSON, with the reason) to FILE' -r -F
+complete -c recon -n "__fish_recon_using_subcommand repair" -s o -l output -d 'With --via ndjson: write the messages to FILE (appended) instead of stdout' -r -F
+complete -c recon -n "__fish_recon_using_subcommand repair" -l await -d 'With --via amqp|http|ndjson: after the confirms, re-check the requested keys until each has converged or DURATION has passed [default: 5m; 0 with --via ndjson]. 0 ends the run after the confirms' -r
 complete -c recon -n "__fish_recon_using_subcommand repair" -s f -l format -d 'Summary format on stdout' -r -f -a "text\t''
 json\t''"
 complete -c recon -n "__fish_recon_using_subcommand repair" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
@@ -128,6 +136,7 @@ plain\t''
 json\t''"
 complete -c recon -n "__fish_recon_using_subcommand repair" -l apply -d 'Write to the read model (without it, only the plan is shown)'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s y -l yes -d 'Do not ask for confirmation (required with --apply when stdin is not a terminal)'
+complete -c recon -n "__fish_recon_using_subcommand repair" -l declare -d 'With --via amqp: declare the exchange (durable, type topic) when it does not exist, instead of stopping. Never a queue: until the projector binds one, every request comes back unroutable'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s q -l quiet -d 'Only warnings and errors on stderr: no progress bars, progress lines or notes'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s v -l verbose -d 'More on stderr: -v adds debug messages (where each setting came from, what each side is), -vv trace messages too. RECON_LOG filters finer, e.g. RECON_LOG=recon::source=debug'
 complete -c recon -n "__fish_recon_using_subcommand repair" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -103,8 +103,13 @@ pub enum Command {
         and reported. Every intended write is appended with its before-image to an audit log and fsynced \
         before it is sent; `recon undo` and `--resume` read it.\n\n\
         --apply asks for confirmation on a terminal; without a terminal it needs --yes.\n\n\
-        Exit codes: 0 everything planned repaired (or nothing to do), 1 drift remains (dry run, conflicts, \
-        failures), 2 error, 130 interrupted (the resume command is printed on stderr)."
+        With --via amqp, http or ndjson recon writes nothing itself: each drifted key becomes one \
+        re-projection request (docs/reproject-contract.md) for the projector, published with confirms after \
+        the same re-verification, caps, confirmation and audit log; --await then re-checks the requested \
+        keys until they converge.\n\n\
+        Exit codes: 0 everything planned repaired (or nothing to do; through the projector: every request \
+        confirmed and, when awaited, converged), 1 drift remains (dry run, conflicts, failures, requests \
+        returned or not converged), 2 error, 130 interrupted (the resume command is printed on stderr)."
     )]
     Repair(RepairArgs),
     /// Undo a repair from its audit log, conditionally (dry run by default).
@@ -241,12 +246,25 @@ pub struct ConnectionArgs {
 impl ConnectionArgs {
     /// Resolves the settings: defaults < file < environment < these flags.
     pub fn load(&self) -> Result<crate::config::Settings, crate::config::ConfigError> {
-        let overrides = crate::config::Overrides {
+        self.load_with(self.overrides())
+    }
+
+    /// The flags that override the configuration.
+    pub fn overrides(&self) -> crate::config::Overrides {
+        crate::config::Overrides {
             pg_url: self.pg_url.clone(),
             es_url: self.es_url.clone(),
             es_index: self.index.clone(),
             redis_url: self.redis_url.clone(),
-        };
+            amqp_url: None,
+        }
+    }
+
+    /// Resolves the settings with `overrides` (these flags, and a command's own).
+    pub fn load_with(
+        &self,
+        overrides: crate::config::Overrides,
+    ) -> Result<crate::config::Settings, crate::config::ConfigError> {
         crate::config::Settings::load(&self.config, &overrides, &|name| std::env::var(name).ok())
     }
 
@@ -445,9 +463,38 @@ pub struct RepairArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
 
-    /// Most documents written per second.
+    /// Most documents written (or re-projection requests published) per second.
     #[arg(long, value_name = "DOCS")]
     pub max_rate: Option<f64>,
+
+    /// How the repair reaches the read model. write: conditional writes by recon itself. amqp, http,
+    /// ndjson: re-projection requests to the projector ([publish] in the configuration;
+    /// docs/reproject-contract.md), which then writes the read model itself.
+    #[arg(long, value_enum, value_name = "HOW", default_value = "write")]
+    pub via: Via,
+
+    /// AMQP broker URL (amqp:// or amqps://) for --via amqp; overrides publish.url and AMQP_URL.
+    #[arg(long, value_name = "URL")]
+    pub amqp_url: Option<String>,
+
+    /// With --via amqp: declare the exchange (durable, type topic) when it does not exist, instead of
+    /// stopping. Never a queue: until the projector binds one, every request comes back unroutable.
+    #[arg(long)]
+    pub declare: bool,
+
+    /// With --via amqp: append the requests the broker could not route (NDJSON, with the reason) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub dead_letter: Option<PathBuf>,
+
+    /// With --via ndjson: write the messages to FILE (appended) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// With --via amqp|http|ndjson: after the confirms, re-check the requested keys until each has
+    /// converged or DURATION has passed [default: 5m; 0 with --via ndjson]. 0 ends the run after the
+    /// confirms.
+    #[arg(long = "await", value_name = "DURATION", value_parser = parse_duration)]
+    pub await_for: Option<Duration>,
 
     /// Summary format on stdout.
     #[arg(long, short = 'f', value_enum, default_value = "text")]
@@ -783,6 +830,31 @@ impl From<RepairMode> for crate::repair::plan::RepairMode {
         match mode {
             RepairMode::Replace => Self::Replace,
             RepairMode::Patch => Self::Patch,
+        }
+    }
+}
+
+/// `repair --via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// Conditional writes to the read model, by recon (the default).
+    Write,
+    /// Publish re-projection requests to a RabbitMQ exchange, with publisher confirms.
+    Amqp,
+    /// POST re-projection requests in batches to publish.http_url.
+    Http,
+    /// Write re-projection requests as NDJSON to stdout (or --output), for any other broker's producer.
+    Ndjson,
+}
+
+impl Via {
+    /// The transport, or None for `write`.
+    pub fn transport(self) -> Option<crate::publish::Via> {
+        match self {
+            Via::Write => None,
+            Via::Amqp => Some(crate::publish::Via::Amqp),
+            Via::Http => Some(crate::publish::Via::Http),
+            Via::Ndjson => Some(crate::publish::Via::Ndjson),
         }
     }
 }

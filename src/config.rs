@@ -88,6 +88,70 @@ pub struct FileConfig {
     pub redis: Option<RedisFile>,
     #[serde(default)]
     pub compare: Option<CompareConfig>,
+    /// How `recon repair --via amqp|http` reaches the projector.
+    #[serde(default)]
+    pub publish: Option<PublishFile>,
+}
+
+/// `[publish]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishFile {
+    pub url: Option<String>,
+    pub exchange: Option<String>,
+    pub routing_key: Option<String>,
+    pub http_url: Option<String>,
+    pub http_format: Option<HttpFormat>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub confirm_timeout: Option<std::time::Duration>,
+}
+
+/// How `--via http` encodes a batch.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpFormat {
+    /// One JSON array of the batch's messages.
+    #[default]
+    Json,
+    /// One message per line.
+    Ndjson,
+}
+
+/// `[publish]`, resolved: where re-projection requests go. Nothing here is required until a
+/// `--via` needs it; the transport says what is missing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishConfig {
+    /// The AMQP broker (`amqp://` or `amqps://`), layered: file < AMQP_URL < --amqp-url.
+    pub url: Option<Secret>,
+    pub exchange: Option<String>,
+    /// `{key}` and `{kind}` are filled in.
+    pub routing_key: String,
+    pub http_url: Option<Secret>,
+    pub http_format: HttpFormat,
+    /// `recon repair --declare`: declare the exchange (durable, topic) instead of requiring it.
+    pub declare: bool,
+    /// How long a batch may wait for the broker to take and confirm it (`--via amqp`, `http`).
+    pub confirm_timeout: std::time::Duration,
+}
+
+/// The default `publish.confirm_timeout`.
+pub const DEFAULT_CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The default `publish.routing_key`.
+pub const DEFAULT_ROUTING_KEY: &str = "reproject.{kind}.{key}";
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            url: None,
+            exchange: None,
+            routing_key: DEFAULT_ROUTING_KEY.into(),
+            http_url: None,
+            http_format: HttpFormat::Json,
+            declare: false,
+            confirm_timeout: DEFAULT_CONFIRM_TIMEOUT,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +211,7 @@ pub struct Overrides {
     pub es_url: Option<String>,
     pub es_index: Option<String>,
     pub redis_url: Option<String>,
+    pub amqp_url: Option<String>,
 }
 
 /// Where a setting's value came from, for `--verbose`.
@@ -222,6 +287,8 @@ pub struct Settings {
     /// The Redis read model, when the file names `[redis]` instead of `[elasticsearch]`.
     pub redis: Option<RedisConfig>,
     pub compare: CompareConfig,
+    /// `[publish]`: the projector's address for `recon repair --via`.
+    pub publish: PublishConfig,
     /// (setting, origin) pairs for the settings that can come from several layers.
     pub origins: Vec<(&'static str, Origin)>,
 }
@@ -347,6 +414,7 @@ impl Settings {
                 message: "elasticsearch.page_size must be at most 10000 (index.max_result_window)".into(),
             });
         }
+        let publish = resolve_publish(file.publish.unwrap_or_default(), overrides, env, &where_, &mut origins)?;
         Ok(Settings {
             source_file,
             // The check's name, by default what it reads: the index, or the Redis key pattern.
@@ -358,6 +426,7 @@ impl Settings {
             elasticsearch,
             redis,
             compare: file.compare.unwrap_or_default(),
+            publish,
             origins,
         })
     }
@@ -374,6 +443,12 @@ impl Settings {
                     "elasticsearch.username" => self.elasticsearch.username.clone().unwrap_or_else(|| "-".into()),
                     "elasticsearch.password" => set_or_unset(self.elasticsearch.password.is_some()),
                     "elasticsearch.api_key" => set_or_unset(self.elasticsearch.api_key.is_some()),
+                    "publish.url" => self
+                        .publish
+                        .url
+                        .as_ref()
+                        .map(|u| redact_url(u.expose()))
+                        .unwrap_or_else(|| "-".into()),
                     "redis.url" => self
                         .redis
                         .as_ref()
@@ -492,6 +567,52 @@ fn resolve_redis(
     })
 }
 
+/// `[publish]`: the broker's URL layered (file < AMQP_URL < --amqp-url), the rest from the file.
+fn resolve_publish(
+    file: PublishFile,
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    where_: &str,
+    origins: &mut Vec<(&'static str, Origin)>,
+) -> Result<PublishConfig, ConfigError> {
+    let (url, origin) = layer(file.url, "AMQP_URL", overrides.amqp_url.clone(), "--amqp-url", env);
+    if url.is_some() {
+        origins.push(("publish.url", origin));
+    }
+    if let Some(url) = &url {
+        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+            return Err(ConfigError::Invalid {
+                path: where_.to_string(),
+                message: format!(
+                    "publish.url {} must start with amqp:// (or amqps:// for TLS)",
+                    redact_url(url)
+                ),
+            });
+        }
+    }
+    let routing_key = file.routing_key.unwrap_or_else(|| DEFAULT_ROUTING_KEY.to_string());
+    if routing_key.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: where_.to_string(),
+            message: "publish.routing_key is empty; e.g. \"order.{kind}.{key}\" ({key} and {kind} are filled in)"
+                .into(),
+        });
+    }
+    Ok(PublishConfig {
+        url: url.map(Secret::new),
+        exchange: file.exchange,
+        routing_key,
+        http_url: file.http_url.map(Secret::new),
+        http_format: file.http_format.unwrap_or_default(),
+        declare: false,
+        confirm_timeout: positive_duration(
+            file.confirm_timeout.unwrap_or(DEFAULT_CONFIRM_TIMEOUT),
+            where_,
+            "publish.confirm_timeout",
+        )?,
+    })
+}
+
 /// The connection part of `[elasticsearch]`, shared by every command.
 fn resolve_connection(
     es: &ElasticsearchFile,
@@ -586,6 +707,16 @@ fn layer(
     }
 }
 
+fn positive_duration(value: std::time::Duration, path: &str, name: &str) -> Result<std::time::Duration, ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::Invalid {
+            path: path.into(),
+            message: format!("{name} must be longer than 0s, e.g. \"60s\""),
+        });
+    }
+    Ok(value)
+}
+
 fn positive(value: usize, path: &str, name: &str) -> Result<usize, ConfigError> {
     if value == 0 {
         return Err(ConfigError::Invalid {
@@ -655,6 +786,57 @@ totalPrice = { as = "number", tolerance = 0.005 }
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn publish_url_layers_file_env_flag_and_is_shown_without_its_password() {
+        let text = format!(
+            "{FILE}\n[publish]\nurl = \"amqp://app:filepw@file:5672/%2f\"\nexchange = \"orders.reproject\"\n\
+             routing_key = \"order.{{kind}}.{{key}}\"\n"
+        );
+        let resolve = |overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>| {
+            Settings::resolve(parse_file(&text, "recon.toml").unwrap(), None, overrides, env).unwrap()
+        };
+        let s = resolve(&Overrides::default(), &no_env);
+        assert_eq!(
+            s.publish.url.as_ref().unwrap().expose(),
+            "amqp://app:filepw@file:5672/%2f"
+        );
+        assert_eq!(s.publish.exchange.as_deref(), Some("orders.reproject"));
+        assert_eq!(s.publish.routing_key, "order.{kind}.{key}");
+        let env = |name: &str| (name == "AMQP_URL").then(|| "amqps://app:envpw@env/orders".to_string());
+        let s = resolve(&Overrides::default(), &env);
+        assert_eq!(s.publish.url.as_ref().unwrap().expose(), "amqps://app:envpw@env/orders");
+        let flags = Overrides {
+            amqp_url: Some("amqp://app:flagpw@flag/%2f".into()),
+            ..Overrides::default()
+        };
+        let s = resolve(&flags, &env);
+        assert_eq!(s.publish.url.as_ref().unwrap().expose(), "amqp://app:flagpw@flag/%2f");
+        let lines = s.describe_origins().join("\n");
+        assert!(
+            lines.contains("publish.url = amqp://app:***@flag/%2f (from flag --amqp-url)"),
+            "{lines}"
+        );
+        assert!(!lines.contains("flagpw") && !format!("{s:?}").contains("flagpw"));
+        // Without [publish], nothing is required until a --via needs it.
+        let s = Settings::resolve(
+            parse_file(FILE, "recon.toml").unwrap(),
+            None,
+            &Overrides::default(),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(s.publish, PublishConfig::default());
+        // Anything but amqp(s):// is refused with the setting's name.
+        let bad = Overrides {
+            amqp_url: Some("http://x".into()),
+            ..Overrides::default()
+        };
+        let e = Settings::resolve(parse_file(FILE, "recon.toml").unwrap(), None, &bad, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("publish.url http://x/ must start with amqp://"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod model;
 pub mod plural;
 pub mod progress;
+pub mod publish;
 pub mod reindex;
 pub mod repair;
 pub mod report;

@@ -79,6 +79,9 @@ fn filter(settings: LogSettings, env: &dyn Fn(&str) -> Option<String>) -> anyhow
         directives.push((target.to_string(), level.to_string()));
     };
     set("", "warn");
+    // lapin logs every broken AMQP connection as an error of its own, which recon retries and, when it
+    // must give up, reports itself: its lines would read as recon's errors. RECON_LOG=lapin=debug shows them.
+    set("lapin", "off");
     set("recon", own);
     let (name, spec) = match env("RECON_LOG").filter(|v| !v.trim().is_empty()) {
         Some(spec) => ("RECON_LOG", spec),

@@ -372,6 +372,15 @@ impl AuditLog {
         self.sync()
     }
 
+    /// Appends records of one type, handed to the operating system but not fsynced: [`finish`](Self::finish)
+    /// makes them durable.
+    pub fn records<T: Serialize>(&mut self, kind: &str, records: &[T]) -> Result<(), AuditError> {
+        for record in records {
+            self.line(kind, record)?;
+        }
+        self.flush()
+    }
+
     pub fn note(&mut self, kind: &str, data: &Value) -> Result<(), AuditError> {
         self.line(kind, data)?;
         self.sync()
@@ -398,11 +407,53 @@ fn ends_a_line(file: &File) -> std::io::Result<bool> {
     Ok(last[0] == b'\n')
 }
 
+/// The record after the header of a repair through the projector (`command: "reproject"`): how its
+/// requests went out. Its plan is `request` records, its intents `publish` records, its outcomes the
+/// same `outcome` records (`confirmed`, `returned`, `nacked`, `failed`, `skipped`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReprojectRecord {
+    /// `amqp`, `http` or `ndjson`.
+    pub via: String,
+    /// The run's id: every message's `correlation_id`, and the stem of its `message_id`.
+    pub run: String,
+    /// Where the messages went, without secrets.
+    pub target: String,
+}
+
+/// One planned re-projection request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub seq: u64,
+    pub key: Value,
+    /// The drift the plan saw.
+    pub kind: crate::model::DriftKind,
+}
+
+/// A message about to be published, durable before it goes out: a resume publishes it again, as it
+/// was (same `message_id`), when no outcome follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishRecord {
+    pub seq: u64,
+    pub key: Value,
+    pub kind: crate::model::DriftKind,
+    pub message: crate::publish::Message,
+}
+
+/// The record types of a repair through the projector.
+pub const REPROJECT: &str = "reproject";
+pub const REQUEST: &str = "request";
+pub const PUBLISH: &str = "publish";
+
 /// A log read back.
 #[derive(Debug, Default)]
 pub struct AuditContents {
     pub header: Option<Header>,
     pub plan: Vec<PlannedAction>,
+    /// A repair through the projector: how, its requests and the messages published.
+    pub reproject: Option<ReprojectRecord>,
+    pub requests: Vec<RequestRecord>,
+    /// The last `publish` record of each seq.
+    pub published: BTreeMap<u64, PublishRecord>,
     pub intents: BTreeMap<u64, Intent>,
     /// The last outcome recorded for each seq.
     pub outcomes: BTreeMap<u64, OutcomeRecord>,
@@ -561,6 +612,16 @@ fn add(contents: &mut AuditContents, mut value: Value) -> Result<(), String> {
         "outcome" => {
             let outcome: OutcomeRecord = serde_json::from_value(value).map_err(parse_err)?;
             contents.outcomes.insert(outcome.seq, outcome);
+        }
+        REPROJECT if contents.reproject.is_none() => {
+            contents.reproject = Some(serde_json::from_value(value).map_err(parse_err)?)
+        }
+        REQUEST => contents
+            .requests
+            .push(serde_json::from_value(value).map_err(parse_err)?),
+        PUBLISH => {
+            let record: PublishRecord = serde_json::from_value(value).map_err(parse_err)?;
+            contents.published.insert(record.seq, record);
         }
         // Later headers (resume), notes and unknown types are for people.
         _ => {}

@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod audit;
 pub mod plan;
+pub mod reproject;
 pub mod spool;
 pub mod undo;
 
@@ -100,6 +101,8 @@ pub struct RepairOptions {
     pub target: Target,
     /// Timings and counts of each phase on stderr.
     pub verbose: bool,
+    /// `--via amqp|http|ndjson`: through the projector instead of by writing.
+    pub reproject: reproject::ReprojectOptions,
 }
 
 /// A repair's connections ([`crate::engine::connect::connect_for_repair`]: whole documents on the read
@@ -151,6 +154,9 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     if let KeySource::Resume(path) = &options.keys {
         return resume(settings, options, path).await;
     }
+    if let Some(via) = options.reproject.via {
+        return reproject::run(settings, options, via).await;
+    }
     let conn = connect(settings).await?;
     let writer = conn.writer(options.bulk.clone())?;
     let cx = PlanContext {
@@ -163,42 +169,13 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     // The plan goes to disk as it is made, counted on the way: memory stays flat however much
     // drift there is, and the caps are checked on the whole plan before any write.
     let mut spool = PlanSpool::new().context("cannot create a temporary file for the plan")?;
-    match &options.keys {
-        KeySource::Plan(path) => read_plan(path, &mut spool)?,
-        KeySource::Check => {
-            let (keys, unkeyed) = match drifted_keys(settings, options).await? {
-                Some(found) => found,
-                None => {
-                    crate::note!("recon: interrupted; nothing was written");
-                    return Ok(Outcome::Interrupted);
-                }
-            };
-            // The check hands drift over in key order, each key once. It reports its own time.
-            clock = std::time::Instant::now();
-            plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?;
-            if unkeyed {
-                plan_unkeyed(&conn, &mut spool).await?;
-            }
+    match make_plan(settings, options, &conn, &cx, &mut spool).await? {
+        Some(started) => clock = started.unwrap_or(clock),
+        None => {
+            crate::note!("recon: interrupted; nothing was written");
+            return Ok(Outcome::Interrupted);
         }
-        KeySource::Report(path) => {
-            let (keys, unkeyed) = report_keys(path)?;
-            plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?;
-            if unkeyed {
-                plan_unkeyed(&conn, &mut spool).await?;
-            }
-        }
-        KeySource::Keys(texts) => {
-            // clap split the list at its commas; the one key parser reads it whole, as `check --keys` does.
-            let keys = crate::scale::keys::parse_list(&texts.join(","), conn.write_model.key_kind())?;
-            let keys = KeyFile::sort(keys.into_iter().map(Ok))?;
-            plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?;
-        }
-        KeySource::KeysFile(path) => {
-            let keys = crate::scale::keys::read_file(path, conn.write_model.key_kind())?;
-            plan_keys(&conn, &cx, keys.chunks(LOOKUP_CHUNK)?, &mut spool).await?;
-        }
-        KeySource::Resume(_) => unreachable!("handled above"),
-    };
+    }
     tracing::debug!(
         "planned {} actions in {:.2} s (keys looked up and re-verified on both sides)",
         spool.len(),
@@ -287,6 +264,53 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
         settings, options, &conn, &cx, &executor, planned, keys, tally, audit_path,
     )
     .await
+}
+
+/// Plans the keys `options.keys` names into `spool`: each re-verified on both sides now. None when
+/// the check that finds them was interrupted; otherwise when the planning itself started, if after a
+/// check (which reports its own time).
+async fn make_plan(
+    settings: &Settings,
+    options: &RepairOptions,
+    conn: &Connected,
+    cx: &PlanContext<'_>,
+    spool: &mut PlanSpool,
+) -> anyhow::Result<Option<Option<std::time::Instant>>> {
+    let mut started = None;
+    match &options.keys {
+        KeySource::Plan(path) => read_plan(path, spool)?,
+        KeySource::Check => {
+            let (keys, unkeyed) = match drifted_keys(settings, options).await? {
+                Some(found) => found,
+                None => return Ok(None),
+            };
+            // The check hands drift over in key order, each key once. It reports its own time.
+            started = Some(std::time::Instant::now());
+            plan_keys(conn, cx, keys.chunks(LOOKUP_CHUNK)?, spool).await?;
+            if unkeyed {
+                plan_unkeyed(conn, spool).await?;
+            }
+        }
+        KeySource::Report(path) => {
+            let (keys, unkeyed) = report_keys(path)?;
+            plan_keys(conn, cx, keys.chunks(LOOKUP_CHUNK)?, spool).await?;
+            if unkeyed {
+                plan_unkeyed(conn, spool).await?;
+            }
+        }
+        KeySource::Keys(texts) => {
+            // clap split the list at its commas; the one key parser reads it whole, as `check --keys` does.
+            let keys = crate::scale::keys::parse_list(&texts.join(","), conn.write_model.key_kind())?;
+            let keys = KeyFile::sort(keys.into_iter().map(Ok))?;
+            plan_keys(conn, cx, keys.chunks(LOOKUP_CHUNK)?, spool).await?;
+        }
+        KeySource::KeysFile(path) => {
+            let keys = crate::scale::keys::read_file(path, conn.write_model.key_kind())?;
+            plan_keys(conn, cx, keys.chunks(LOOKUP_CHUNK)?, spool).await?;
+        }
+        KeySource::Resume(_) => unreachable!("a resume plans nothing"),
+    };
+    Ok(Some(started))
 }
 
 /// The keys of planned actions, `LOOKUP_CHUNK` at a time. A key's actions are consecutive (planned
@@ -409,6 +433,11 @@ fn undo_command(audit: &Path, options: &RepairOptions) -> CommandLine {
 
 /// This dry run again, with `--apply`: the same keys, mode and caps, where this run looked.
 fn apply_command(options: &RepairOptions) -> CommandLine {
+    dry_run_command(options).arg("--apply")
+}
+
+/// This dry run again: the same keys, mode and caps, where this run looked.
+fn dry_run_command(options: &RepairOptions) -> CommandLine {
     let mut command = CommandLine::recon("repair").at(&options.target, Takes::ALL);
     command = match &options.keys {
         KeySource::Check => command,
@@ -431,7 +460,7 @@ fn apply_command(options: &RepairOptions) -> CommandLine {
     if let Some(audit) = &options.audit {
         command = command.arg("--audit").path(audit);
     }
-    command.arg("--apply")
+    command
 }
 
 fn with_grace(command: CommandLine, options: &RepairOptions) -> CommandLine {
@@ -469,6 +498,16 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
         .header
         .clone()
         .with_context(|| format!("{} has no header; is it a recon audit log?", path.display()))?;
+    if header.command == reproject::COMMAND {
+        return reproject::resume(settings, options, path, contents).await;
+    }
+    if let Some(via) = options.reproject.via {
+        bail!(
+            "{} is the log of a repair by writing; resume it without --via {}",
+            path.display(),
+            via.as_str()
+        );
+    }
     if header.command != "repair" {
         bail!(
             "{} is the log of a `recon {}`, not of a repair",

@@ -14,6 +14,7 @@ mod postgres;
 mod redis;
 mod reindex;
 mod repair;
+mod reproject;
 mod scale;
 mod scheduling;
 mod support;

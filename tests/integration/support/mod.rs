@@ -6,6 +6,7 @@
 
 pub mod fixture;
 pub mod pg;
+pub mod rabbitmq;
 pub mod redis;
 
 // Re-exported for every test module, whichever parts it uses.
