@@ -14,13 +14,6 @@ pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
     };
     // Only the read model's connection: an undo never reads the write model.
     let settings = ReadModelSettings::load(&args.config, &overrides, &|name| std::env::var(name).ok())?;
-    if settings.redis {
-        anyhow::bail!(
-            "not yet: {} names a [redis] read model, and recon cannot write to Redis yet (repair and undo come \
-             with its compare-and-set writer); nothing was changed",
-            args.config.display()
-        );
-    }
     if args.verbose {
         for line in settings.describe_origins() {
             crate::note!("recon: {line}");

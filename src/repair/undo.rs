@@ -153,19 +153,22 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
     }
     if unknown > 0 {
         // Resume takes the write model's URL too: --pg-url, when the configuration lacks it.
-        let resume = CommandLine::recon("repair")
+        let mut resume = CommandLine::recon("repair")
             .arg("--resume")
             .path(repair_log)
-            .at(&options.target, Takes::READ_MODEL)
-            .option("--index", &header.index)
-            .arg("--apply");
+            .at(&options.target, Takes::READ_MODEL);
+        // The index the repair wrote; a Redis key pattern comes from the configuration.
+        if settings.redis.is_none() {
+            resume = resume.option("--index", &header.index);
+        }
+        let resume = resume.arg("--apply");
         crate::note!(
             "recon: warning: {unknown} actions of {} have no recorded outcome (interrupted); finish the repair \
              first ({resume}), or they stay as they are",
             repair_log.display()
         );
     }
-    let writer = crate::engine::connect::connect_writer(&settings.connection, options.bulk.clone()).await?;
+    let writer = crate::engine::connect::connect_writer(settings, options.bulk.clone()).await?;
     let (reversals, mut as_before) = if reversals.is_empty() {
         (reversals, 0)
     } else {

@@ -160,6 +160,12 @@ pub trait ConditionalWriter: Send + Sync {
 
     /// How a plan shows a write conditional on `version`, in the read model's own words.
     fn describe_condition(&self, version: &Version) -> String;
+
+    /// Whether an `update` (some top-level fields merged in) is written as such; a writer that can
+    /// only write whole documents says no, and a repair then plans `index` writes instead.
+    fn partial_updates(&self) -> bool {
+        true
+    }
 }
 
 /// How a conditional writer batches and paces its writes.

@@ -342,20 +342,13 @@ async fn thousands_of_keys_page_through_scan_and_mget_in_parallel_ranges() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn repair_undo_and_reindex_refuse_a_redis_read_model_and_never_print_its_password() {
+async fn reindex_refuses_a_redis_read_model_and_no_command_prints_its_password() {
     let shop = Shop::orders().await;
     let config = shop.dir.path().join("recon.toml");
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("redis://", "redis://app:s3cretpw@");
     std::fs::write(&config, text).unwrap();
-    let run = shop.recon(&["repair", "--keys", "1"]).await;
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("not yet: recon cannot repair a Redis read model"),
-        "{}",
-        run.stderr
-    );
     let run = shop.recon(&["reindex", "--yes"]).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
@@ -363,10 +356,6 @@ async fn repair_undo_and_reindex_refuse_a_redis_read_model_and_never_print_its_p
         "{}",
         run.stderr
     );
-    std::fs::write(shop.dir.path().join("audit.ndjson"), "").unwrap();
-    let run = shop.recon(&["undo", "audit.ndjson"]).await;
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("not yet"), "{}", run.stderr);
     // A check with a wrong password fails with the URL redacted.
     let run = shop
         .recon(&["check", "--redis-url", "redis://app:s3cretpw@127.0.0.1:1/0"])
@@ -374,4 +363,262 @@ async fn repair_undo_and_reindex_refuse_a_redis_read_model_and_never_print_its_p
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("redis://app:***@127.0.0.1:1/0"), "{}", run.stderr);
     assert!(!run.stderr.contains("s3cretpw"), "{}", run.stderr);
+    // So do a repair and an undo.
+    let run = shop
+        .recon(&[
+            "repair",
+            "--keys",
+            "1",
+            "--redis-url",
+            "redis://app:s3cretpw@127.0.0.1:1/0",
+        ])
+        .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(!run.stderr.contains("s3cretpw"), "{}", run.stderr);
+    std::fs::write(shop.dir.path().join("audit.ndjson"), "").unwrap();
+    let run = shop.recon(&["undo", "audit.ndjson"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(!run.stderr.contains("s3cretpw"), "{}", run.stderr);
+}
+
+/// Every key under the test's prefix with its type and raw value, sorted: what "byte for byte" compares.
+async fn snapshot(shop: &Shop) -> Vec<(String, String, Vec<Vec<u8>>)> {
+    let mut conn = shop.redis.conn().await;
+    let mut names: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", shop.redis.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    names.sort();
+    let mut values = Vec::new();
+    for name in names {
+        let kind: String = redis::cmd("TYPE").arg(&name).query_async(&mut conn).await.unwrap();
+        let value: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![redis::cmd("GET").arg(&name).query_async(&mut conn).await.unwrap()],
+            "hash" => {
+                let flat: Vec<Vec<u8>> = redis::cmd("HGETALL").arg(&name).query_async(&mut conn).await.unwrap();
+                let mut pairs: Vec<Vec<u8>> = flat
+                    .chunks(2)
+                    .map(|p| [p[0].clone(), b"=".to_vec(), p[1].clone()].concat())
+                    .collect();
+                pairs.sort();
+                pairs
+            }
+            other => panic!("{name} is a {other}"),
+        };
+        values.push((name, kind, value));
+    }
+    values
+}
+
+impl Shop {
+    /// `recon.toml` for the orders projection that also ignores `indexedAt`, a field only the read
+    /// model has (a replace keeps it).
+    fn orders_repairable(&self) {
+        self.config(
+            ORDERS_QUERY,
+            "json",
+            "ignore = [\"updatedAt\", \"indexedAt\"]\n[compare.fields]\nproducts = { as = \"set\", key = \"sku\" }\n\
+             orderDate = { as = \"instant\" }\ntotalPrice = { as = \"number\" }",
+        );
+    }
+
+    async fn get(&self, id: &str) -> Option<String> {
+        let mut conn = self.redis.conn().await;
+        redis::cmd("GET")
+            .arg(self.key(id))
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_brings_json_values_in_sync_and_undo_puts_every_value_back_byte_for_byte() {
+    let shop = Shop::orders().await;
+    shop.orders_repairable();
+    drifted(&shop).await;
+    let before = snapshot(&shop).await;
+
+    // A dry run names each write's condition in Redis's words and writes nothing.
+    let run = shop.recon(&["repair"]).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains(&format!("create {}order:{{}}/{}", shop.redis.prefix, shop.key("3"))),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("if sha1="), "{}", run.stdout);
+    assert_eq!(snapshot(&shop).await, before);
+
+    let run = shop
+        .recon(&["repair", "--apply", "--yes", "--audit", "repair.ndjson"])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("applied 7, conflicts 0, failed 0"),
+        "{}",
+        run.stdout
+    );
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["summary"]["matched"], 4, "{report}");
+    // The replace kept the field only the read model has; the created document is the projection.
+    let two: Value = serde_json::from_str(&shop.get("2").await.unwrap()).unwrap();
+    assert_eq!(
+        (two["customerName"].clone(), two["indexedAt"].clone()),
+        (json!("Zoë"), json!("2026-01-01T00:00:00Z"))
+    );
+    assert_eq!(shop.get("x").await, None);
+    // Another pattern's key is left alone.
+    assert!(snapshot(&shop)
+        .await
+        .iter()
+        .any(|(name, _, _)| name.ends_with("customer:1")));
+
+    let run = shop
+        .recon(&["undo", "repair.ndjson", "--apply", "--yes", "--audit", "undo.ndjson"])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(snapshot(&shop).await, before);
+    // Undone twice: nothing to do, nothing changed.
+    let run = shop
+        .recon(&["undo", "repair.ndjson", "--apply", "--yes", "--audit", "undo2.ndjson"])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(snapshot(&shop).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_rewrites_hashes_field_by_field_and_undo_puts_them_back() {
+    let shop = Shop::new(SEED).await;
+    shop.config(
+        FLAT_QUERY,
+        "hash",
+        "[compare.fields]\norderId = { as = \"number\" }\ntotalPrice = { as = \"number\" }\n\
+         orderDate = { as = \"instant\" }",
+    );
+    let hset = |id: &'static str, total: &'static str, extra: bool| {
+        let key = shop.key(id);
+        let redis = &shop.redis;
+        async move {
+            let mut args = vec![
+                "HSET".to_string(),
+                key,
+                "orderId".into(),
+                id.into(),
+                "customerName".into(),
+            ];
+            args.push(
+                match id {
+                    "1" => "Ada",
+                    "2" => "Zoë",
+                    "3" => "José",
+                    _ => "Mia",
+                }
+                .into(),
+            );
+            args.extend(["totalPrice".into(), total.into(), "orderDate".into()]);
+            args.push(format!(
+                "2024-03-0{id}T{}Z",
+                if id == "1" {
+                    "10:00:00"
+                } else if id == "2" {
+                    "11:30:00"
+                } else {
+                    "00:00:00"
+                }
+            ));
+            if extra {
+                args.extend(["stale".into(), "yes".into()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            redis.run(&args).await;
+        }
+    };
+    hset("1", "100.00", false).await;
+    hset("3", "7.01", true).await;
+    hset("4", "1", false).await;
+    shop.redis.run(&["HSET", &shop.key("9"), "orderId", "9"]).await;
+    shop.redis.run(&["SET", &shop.key("4"), "{}"]).await;
+    let before = snapshot(&shop).await;
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    assert_eq!(report["drift"].as_array().unwrap().len(), 4, "{report}");
+
+    // --mode patch sets only the differing fields, and removes the one the projection lacks.
+    let run = shop
+        .recon(&[
+            "repair",
+            "--mode",
+            "patch",
+            "--apply",
+            "--yes",
+            "--audit",
+            "repair.ndjson",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    let mut conn = shop.redis.conn().await;
+    let three: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(shop.key("3"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(three.get("totalPrice").map(String::as_str), Some("7.00"), "{three:?}");
+    let two: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(shop.key("2"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(two.get("customerName").map(String::as_str), Some("Zoë"), "{two:?}");
+
+    let run = shop
+        .recon(&["undo", "repair.ndjson", "--apply", "--yes", "--audit", "undo.ndjson"])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(snapshot(&shop).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_changed_between_plan_and_apply_is_a_conflict_left_alone() {
+    let shop = Shop::orders().await;
+    shop.orders_repairable();
+    drifted(&shop).await;
+    let run = shop.recon(&["repair", "--plan", "plan.ndjson"]).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    // A projector writes order 2 and creates order 3 after the plan was made.
+    let mut two = in_sync(2);
+    two["customerName"] = json!("Zoé (projector)");
+    shop.set("2", &two).await;
+    shop.set("3", &in_sync(3)).await;
+    let run = shop
+        .recon(&[
+            "repair",
+            "--from-plan",
+            "plan.ndjson",
+            "--apply",
+            "--yes",
+            "--audit",
+            "repair.ndjson",
+        ])
+        .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("applied 5, conflicts 2, failed 0"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("conflict: key 2: the value changed since it was read"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("conflict: key 3: the key exists"), "{}", run.stdout);
+    assert_eq!(shop.get("2").await, Some(two.to_string()));
+    assert_eq!(shop.get("3").await, Some(in_sync(3).to_string()));
 }
