@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::support::cli_command as recon;
 use crate::support::fixture::{ORDERS_QUERY, ORDERS_SCHEMA};
-use crate::support::redis::TestRedis;
+use crate::support::redis::{Fault, FaultyProxy, TestRedis};
 use crate::support::{test_database, Run, TestDb};
 
 const SEED: &str = r#"INSERT INTO orders (id, customer, total, ordered_at, items) VALUES
@@ -621,4 +621,186 @@ async fn a_value_changed_between_plan_and_apply_is_a_conflict_left_alone() {
     assert!(run.stdout.contains("conflict: key 3: the key exists"), "{}", run.stdout);
     assert_eq!(shop.get("2").await, Some(two.to_string()));
     assert_eq!(shop.get("3").await, Some(in_sync(3).to_string()));
+}
+
+/// 3,000 orders in sync but for 2 (missing) and 2999 (mismatched), values of a few hundred bytes.
+async fn many_orders() -> Shop {
+    let shop = Shop::new(
+        "INSERT INTO orders (id, customer, total, ordered_at)
+         SELECT i, 'c' || i, i, '2024-01-01T00:00:00Z' FROM generate_series(1, 3000) i",
+    )
+    .await;
+    shop.config(
+        FLAT_QUERY,
+        "json",
+        "ignore = [\"padding\"]\n[compare.fields]\ntotalPrice = { as = \"number\" }\norderDate = { as = \"instant\" }",
+    );
+    let pairs: Vec<(String, String)> = (1..=3000)
+        .filter(|i| *i != 2)
+        .map(|i| {
+            let name = if i == 2999 {
+                "changed".to_string()
+            } else {
+                format!("c{i}")
+            };
+            let doc = json!({"orderId": i, "customerName": name, "totalPrice": i,
+                             "orderDate": "2024-01-01T00:00:00Z", "padding": "p".repeat(300)});
+            (shop.key(&i.to_string()), doc.to_string())
+        })
+        .collect();
+    shop.redis.set_all(&pairs).await;
+    shop
+}
+
+fn drift_keys(report: &Value) -> Vec<(Value, String)> {
+    kinds(report).into_iter().map(|(k, kind, _)| (k, kind)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_reset_mid_read_is_read_again_and_mid_listing_fails_saying_how_far() {
+    let shop = many_orders().await;
+    let proxy = FaultyProxy::start(&shop.redis).await;
+    let expected = vec![
+        (json!(2), "missing".to_string()),
+        (json!(2999), "mismatched".to_string()),
+    ];
+
+    // Cut while the values are read (the key names are ~100 KB of the ~1 MB that comes back): the
+    // batch is read again on a new connection, and the report is the one without the fault.
+    proxy.set(Fault::CutAfterBytes(500_000));
+    let (code, report, stderr) = shop.check_json(&["--redis-url", &proxy.url]).await;
+    assert_eq!(*proxy.fault.lock().unwrap(), Fault::None, "the fault fired");
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    assert_eq!(drift_keys(&report), expected, "{report}");
+    assert_eq!(report["summary"]["matched"], 2998, "{report}");
+
+    // Cut while the keys are listed: a SCAN cursor is the server's, so the check stops, saying
+    // where, and reports nothing.
+    proxy.set(Fault::CutAfterBytes(20_000));
+    let run = shop
+        .recon(&["check", "--format", "json", "--quiet", "--redis-url", &proxy.url])
+        .await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.is_empty(), "no report from a partial read: {}", run.stdout);
+    assert!(
+        run.stderr.contains("lost the connection to Redis redis://127.0.0.1:")
+            && run.stderr.contains("while listing the keys (after ")
+            && run.stderr.contains("run the check again"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_whose_answer_was_lost_is_verified_not_reported_as_a_conflict() {
+    let shop = Shop::orders().await;
+    shop.orders_repairable();
+    drifted(&shop).await;
+    let proxy = FaultyProxy::start(&shop.redis).await;
+    proxy.set(Fault::LoseWriteAnswer);
+    let run = shop
+        .recon(&[
+            "repair",
+            "--apply",
+            "--yes",
+            "--concurrency",
+            "1",
+            "--format",
+            "json",
+            "--audit",
+            "repair.ndjson",
+            "--redis-url",
+            &proxy.url,
+        ])
+        .await;
+    assert_eq!(*proxy.fault.lock().unwrap(), Fault::None, "the fault fired");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let summary: Value = serde_json::from_str(&run.stdout).unwrap();
+    let outcomes = &summary["outcomes"];
+    assert_eq!(
+        (outcomes["applied"].clone(), outcomes["conflict"].clone()),
+        (json!(7), json!(0)),
+        "{summary}"
+    );
+    assert!(outcomes["answer_lost_verified"].as_u64().unwrap() > 0, "{summary}");
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_restart_mid_apply_then_resume_applies_each_action_once() {
+    let mut shop = Shop::orders().await;
+    shop.orders_repairable();
+    drifted(&shop).await;
+    let before = snapshot(&shop).await;
+    let proxy = FaultyProxy::start(&shop.redis).await;
+    // The repair's first writes never reach the server, which restarts meanwhile (scripts forgotten,
+    // connections cut); the repair is killed while it waits.
+    proxy.set(Fault::HoldWrites);
+    let child = recon()
+        .current_dir(shop.dir.path())
+        .args([
+            "repair",
+            "--apply",
+            "--yes",
+            "--concurrency",
+            "1",
+            "--audit",
+            "repair.ndjson",
+            "--redis-url",
+        ])
+        .arg(&proxy.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    proxy.fired.notified().await;
+    shop.redis.restart().await;
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), None);
+    assert_eq!(snapshot(&shop).await, before, "nothing was written");
+
+    let run = shop
+        .recon(&[
+            "repair",
+            "--resume",
+            "repair.ndjson",
+            "--apply",
+            "--yes",
+            "--format",
+            "json",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("0 actions done, 7 sent without a recorded outcome, 0 not started"),
+        "{}",
+        run.stderr
+    );
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    let audit = std::fs::read_to_string(shop.dir.path().join("repair.ndjson")).unwrap();
+    let applied: Vec<u64> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["type"] == "outcome" && l["status"] == "applied")
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        applied,
+        (1..=7).collect::<Vec<u64>>(),
+        "each action applied once: {audit}"
+    );
+    // And the whole repair undoes.
+    let run = shop
+        .recon(&["undo", "repair.ndjson", "--apply", "--yes", "--audit", "undo.ndjson"])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(snapshot(&shop).await, before);
 }

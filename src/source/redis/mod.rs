@@ -25,6 +25,7 @@ use crate::config::RedisEncoding;
 use crate::model::{DocMeta, Key, KeyKind, KeyedDoc, Version};
 use crate::scale::keyfile::KeySorter;
 use crate::secret::redact_url;
+use crate::source::retry::RetryPolicy;
 
 mod script;
 pub mod write;
@@ -63,14 +64,15 @@ pub struct RedisSettings {
 pub struct RedisSource {
     reader: Arc<Reader>,
     kind: KeyKind,
-    client: redis::Client,
     glob: String,
     described: String,
 }
 
 /// What reading values needs, shared by the batches in flight.
 struct Reader {
-    conn: redis::aio::MultiplexedConnection,
+    client: redis::Client,
+    /// The connection reads (and writes) go through; None after it broke, until the next use.
+    conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     prefix: String,
     suffix: String,
     key_field: String,
@@ -83,9 +85,8 @@ struct Reader {
 }
 
 impl Reader {
-    /// Connects as `settings` say: the client (for more connections), the reader, and the
-    /// `SCAN MATCH` pattern.
-    async fn connect(settings: RedisSettings) -> anyhow::Result<(redis::Client, Reader, String)> {
+    /// Connects as `settings` say: the reader, and the `SCAN MATCH` pattern.
+    async fn connect(settings: RedisSettings) -> anyhow::Result<(Reader, String)> {
         let shown = redact_url(&settings.url);
         let client = redis::Client::open(settings.url.as_str())
             .map_err(|e| anyhow::anyhow!("redis.url {shown} is not a Redis URL: {}", strip(&e, &settings.url)))?;
@@ -103,7 +104,8 @@ impl Reader {
             .context("redis.key_pattern must hold {} where the key goes")?;
         let glob = format!("{}*{}", glob_escape(prefix), glob_escape(suffix));
         let reader = Reader {
-            conn,
+            client: client.clone(),
+            conn: tokio::sync::Mutex::new(Some(conn)),
             prefix: prefix.to_string(),
             suffix: suffix.to_string(),
             key_field: settings.key_field.clone(),
@@ -115,7 +117,7 @@ impl Reader {
             batch: settings.batch.max(1),
             described,
         };
-        Ok((client, reader, glob))
+        Ok((reader, glob))
     }
 }
 
@@ -124,20 +126,24 @@ impl RedisSource {
         let kind = settings
             .key_kind
             .context("a Redis read model needs the write model's key kind")?;
-        let (client, reader, glob) = Reader::connect(settings).await?;
+        let (reader, glob) = Reader::connect(settings).await?;
         Ok(RedisSource {
             described: reader.described.clone(),
             reader: Arc::new(reader),
             kind,
-            client,
             glob,
         })
     }
 
     /// Every Redis key matching the pattern, once per `SCAN` answer (a key may come twice), to `each`.
     async fn scan_names(&self, mut each: impl FnMut(Vec<u8>) -> anyhow::Result<()>) -> anyhow::Result<()> {
-        let mut conn = self.reader.conn.clone();
+        let mut conn = self
+            .reader
+            .connection()
+            .await
+            .map_err(|e| self.reader.lost(e, "SCAN"))?;
         let mut cursor: u64 = 0;
+        let mut listed = 0u64;
         loop {
             let (next, names): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
                 .arg(cursor)
@@ -147,7 +153,15 @@ impl RedisSource {
                 .arg(SCAN_COUNT)
                 .query_async(&mut conn)
                 .await
-                .map_err(|e| self.reader.lost(e, "SCAN"))?;
+                .map_err(|e| {
+                    // A cursor is the server's: a restarted server may walk its keys otherwise.
+                    anyhow::anyhow!(
+                        "{:#}, while listing the keys (after {listed}); nothing is reported from a partial \
+                         listing: run the check again",
+                        self.reader.lost(e, "SCAN")
+                    )
+                })?;
+            listed += names.len() as u64;
             for name in names {
                 each(name)?;
             }
@@ -181,24 +195,78 @@ impl Reader {
         self.fields.is_none()
     }
 
+    /// The connection, connecting again when the last one broke.
+    async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        let mut slot = self.conn.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = self.client.get_multiplexed_async_connection().await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Drops a connection that broke: the next use connects again.
+    async fn forget_connection(&self) {
+        *self.conn.lock().await = None;
+    }
+
+    /// Runs a read (`command`, for messages) on the connection, again on a new connection after a
+    /// lost one under the one retry policy: reading a value twice changes nothing.
+    async fn retrying<T, F, Fut>(&self, command: &str, mut read: F) -> anyhow::Result<T>
+    where
+        F: FnMut(redis::aio::MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let mut pauses = backon::BackoffBuilder::build(RetryPolicy::default().backoff());
+        loop {
+            let answer = match self.connection().await {
+                Ok(conn) => read(conn).await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(value) => return Ok(value),
+                Err(e) if is_transient(&e) => {
+                    self.forget_connection().await;
+                    match pauses.next() {
+                        Some(pause) => tokio::time::sleep(pause).await,
+                        None => return Err(self.lost(e, command)),
+                    }
+                }
+                Err(e) => return Err(self.lost(e, command)),
+            }
+        }
+    }
+
+    /// [`peek`] of `names`, retried as [`Reader::retrying`] says.
+    async fn peek_all(&self, names: &[&str]) -> anyhow::Result<Vec<Peeked>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.retrying("EVAL", |mut conn| async move {
+            peek(&mut conn, names.iter().copied()).await
+        })
+        .await
+    }
+
     /// The documents of `keys` (absent ones left out), in the order given.
     async fn read(&self, keys: Vec<Key>) -> anyhow::Result<Vec<KeyedDoc>> {
         let names: Vec<String> = keys.iter().map(|k| self.name_of(k)).collect();
-        let mut conn = self.conn.clone();
         let mut docs = Vec::with_capacity(keys.len());
         match self.encoding {
             RedisEncoding::Json => {
-                let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-                    .arg(&names)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| self.lost(e, "MGET"))?;
+                let values: Vec<Option<Vec<u8>>> = self
+                    .retrying("MGET", |mut conn| {
+                        let names = &names;
+                        async move { redis::cmd("MGET").arg(names).query_async(&mut conn).await }
+                    })
+                    .await?;
                 // MGET answers nil for an absent key and for one holding another type: look closer.
-                let nil: Vec<usize> = (0..values.len()).filter(|&i| values[i].is_none()).collect();
-                let mut peeked = peek(&mut conn, nil.iter().map(|&i| names[i].as_str()))
-                    .await
-                    .map_err(|e| self.lost(e, "EVAL"))?
-                    .into_iter();
+                let nil: Vec<&str> = (0..values.len())
+                    .filter(|&i| values[i].is_none())
+                    .map(|i| names[i].as_str())
+                    .collect();
+                let mut peeked = self.peek_all(&nil).await?.into_iter();
                 for ((key, name), value) in keys.into_iter().zip(names).zip(values) {
                     match value {
                         Some(bytes) => docs.push(self.decode_json(key, name, &bytes)),
@@ -207,22 +275,25 @@ impl Reader {
                 }
             }
             RedisEncoding::Hash => {
-                let mut pipe = redis::pipe();
-                pipe.ignore_errors();
-                for name in &names {
-                    pipe.cmd("HGETALL").arg(name);
-                }
-                let answers: Vec<redis::Value> =
-                    pipe.query_async(&mut conn).await.map_err(|e| self.lost(e, "HGETALL"))?;
+                let answers: Vec<redis::Value> = self
+                    .retrying("HGETALL", |mut conn| {
+                        let mut pipe = redis::pipe();
+                        pipe.ignore_errors();
+                        for name in &names {
+                            pipe.cmd("HGETALL").arg(name);
+                        }
+                        async move { pipe.query_async(&mut conn).await }
+                    })
+                    .await?;
                 let answers: Vec<Result<Vec<(String, String)>, String>> =
                     answers.into_iter().map(hash_fields).collect();
                 // A key holding another type answers WRONGTYPE: look closer.
-                let wrong: Vec<usize> = (0..answers.len()).filter(|&i| answers[i].is_err()).collect();
-                let mut peeked = peek(&mut conn, wrong.iter().map(|&i| names[i].as_str()))
-                    .await
-                    .map_err(|e| self.lost(e, "EVAL"))?
-                    .into_iter();
-                for ((key, name), answer) in keys.into_iter().zip(names).zip(answers) {
+                let wrong: Vec<&str> = (0..answers.len())
+                    .filter(|&i| answers[i].is_err())
+                    .map(|i| names[i].as_str())
+                    .collect();
+                let mut peeked = self.peek_all(&wrong).await?.into_iter();
+                for ((key, name), answer) in keys.into_iter().zip(names.iter().cloned()).zip(answers) {
                     match answer {
                         Ok(fields) if fields.is_empty() => {}
                         Ok(fields) => docs.push(self.decode_hash(key, name, fields)),
@@ -238,10 +309,7 @@ impl Reader {
     /// names the command.
     fn lost(&self, e: redis::RedisError, command: &str) -> anyhow::Error {
         if is_transient(&e) {
-            anyhow::anyhow!(
-                "lost the connection to {} ({command}: {e}); nothing was reported from a partial read: run the check again",
-                self.described
-            )
+            anyhow::anyhow!("lost the connection to {} ({command}: {e})", self.described)
         } else {
             anyhow::anyhow!("{}: {command} failed: {e}", self.described)
         }
@@ -553,9 +621,14 @@ fn raw_hash(fields: &[(String, String)]) -> Value {
     serde_json::json!({ "hash": fields })
 }
 
-/// A broken or refused connection, a timeout: worth another attempt on a new connection.
+/// A broken or refused connection, a timeout, an answer cut off mid-frame (the client reads a
+/// parse error then): worth another attempt on a new connection.
 pub(crate) fn is_transient(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -601,7 +674,8 @@ impl DocumentSource for RedisSource {
             })
             .await?;
             let keys = sorter.finish()?;
-            let estimate = Some(keys.len());
+            let total = keys.len();
+            let estimate = Some(total);
             let (tx, rx) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<Key>>>(IN_FLIGHT);
             let batch = reader.batch;
             tokio::task::spawn_blocking(move || {
@@ -621,9 +695,27 @@ impl DocumentSource for RedisSource {
             let docs: DocStream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
                 .map(move |chunk| {
                     let reader = reader.clone();
-                    async move { reader.read(chunk?).await }
+                    async move {
+                        let chunk = chunk?;
+                        let n = chunk.len() as u64;
+                        reader.read(chunk).await.map(|docs| (n, docs))
+                    }
                 })
                 .buffered(IN_FLIGHT)
+                // How far the read got, should it stop: the report is never made of a partial read.
+                .scan(0u64, move |done, read| {
+                    let read = match read {
+                        Ok((n, docs)) => {
+                            *done += n;
+                            Ok(docs)
+                        }
+                        Err(e) => Err(anyhow::anyhow!(
+                            "{e:#}, after {done} of {total} keys were read; nothing is reported from a partial \
+                             read: run the check again"
+                        )),
+                    };
+                    futures::future::ready(Some(read))
+                })
                 .map_ok(|docs| futures::stream::iter(docs.into_iter().map(Ok)))
                 .try_flatten()
                 .boxed();
@@ -668,11 +760,7 @@ impl ReadModel for RedisSource {
 
     /// Conditional writes by Lua script, whole documents read back (see [`write`]).
     fn conditional_writer(&self, batching: BulkSettings) -> Option<Arc<dyn ConditionalWriter>> {
-        Some(Arc::new(write::RedisWriter::new(
-            self.client.clone(),
-            self.reader.clone(),
-            batching,
-        )))
+        Some(Arc::new(write::RedisWriter::new(self.reader.clone(), batching)))
     }
 
     /// The Redis keys matching the pattern whose key part is not a key of the write model's kind.
@@ -691,11 +779,9 @@ impl ReadModel for RedisSource {
             // are unchanged (the version token), and an undo puts back what was there.
             let names: Vec<String> = names.into_iter().collect();
             let mut docs = Vec::with_capacity(names.len());
-            let mut conn = reader.conn.clone();
             for chunk in names.chunks(reader.batch) {
-                let peeked = peek(&mut conn, chunk.iter().map(String::as_str))
-                    .await
-                    .map_err(|e| reader.lost(e, "EVAL"))?;
+                let chunk_names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                let peeked = reader.peek_all(&chunk_names).await?;
                 for (name, value) in chunk.iter().zip(peeked) {
                     if !matches!(value.payload, Payload::None) {
                         docs.push(Ok(reader.unkeyed(name.clone(), value)));

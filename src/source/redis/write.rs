@@ -19,7 +19,7 @@ use futures::FutureExt;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
-use super::{peek, script, Reader, RedisSettings, RAW, UNDECODABLE};
+use super::{script, Reader, RedisSettings, RAW, UNDECODABLE};
 use crate::config::RedisEncoding;
 use crate::model::Version;
 use crate::source::{
@@ -28,10 +28,7 @@ use crate::source::{
 
 /// Writes to one Redis database through [`script::WRITE`].
 pub struct RedisWriter {
-    client: redis::Client,
-    /// The connection writes go through; replaced after a transient failure.
-    conn: Mutex<Option<redis::aio::MultiplexedConnection>>,
-    /// Decodes what [`ConditionalWriter::read_back`] reads as a lookup would.
+    /// Holds the connection (shared with the reads) and decodes what [`ConditionalWriter::read_back`] reads as a lookup would.
     reader: Arc<Reader>,
     settings: BulkSettings,
     write_sha: String,
@@ -44,16 +41,14 @@ type Prepared = Result<Vec<Vec<u8>>, String>;
 impl RedisWriter {
     /// A writer of its own (an undo): `settings.fields` should be None, so read-backs are whole.
     pub async fn connect(settings: RedisSettings, batching: BulkSettings) -> anyhow::Result<RedisWriter> {
-        let (client, reader, _) = Reader::connect(settings).await?;
-        Ok(RedisWriter::new(client, Arc::new(reader), batching))
+        let (reader, _) = Reader::connect(settings).await?;
+        Ok(RedisWriter::new(Arc::new(reader), batching))
     }
 
-    pub(super) fn new(client: redis::Client, reader: Arc<Reader>, settings: BulkSettings) -> RedisWriter {
+    pub(super) fn new(reader: Arc<Reader>, settings: BulkSettings) -> RedisWriter {
         use sha1::Digest;
         let write_sha = super::hex(&sha1::Sha1::digest(script::WRITE.as_bytes()));
         RedisWriter {
-            client,
-            conn: Mutex::new(Some(reader.conn.clone())),
             reader,
             pace: settings
                 .max_rate
@@ -62,20 +57,6 @@ impl RedisWriter {
             settings,
             write_sha,
         }
-    }
-
-    async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(conn.clone());
-        }
-        let conn = self.client.get_multiplexed_async_connection().await?;
-        *slot = Some(conn.clone());
-        Ok(conn)
-    }
-
-    async fn forget_connection(&self) {
-        *self.conn.lock().await = None;
     }
 
     /// The script's arguments for `write`.
@@ -150,7 +131,7 @@ impl RedisWriter {
 
     /// Sends one batch of scripts; `NOSCRIPT` answers get the script loaded and are sent again.
     async fn send(&self, names: &[&str], args: &[&Vec<Vec<u8>>]) -> redis::RedisResult<Vec<redis::Value>> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.reader.connection().await?;
         let mut answers: Vec<redis::Value> = self
             .pipeline(names, args, (0..names.len()).collect())
             .query_async(&mut conn)
@@ -222,7 +203,7 @@ impl RedisWriter {
                         part.len()
                     ),
                     Err(e) if super::is_transient(&e) => {
-                        self.forget_connection().await;
+                        self.reader.forget_connection().await;
                         // The batch may have reached the server before the connection broke.
                         answer_lost = true;
                         let Some(pause) = pauses.next() else {
@@ -270,16 +251,8 @@ impl RedisWriter {
     async fn read_docs(&self, docs: &[(String, String)]) -> anyhow::Result<Vec<StoredDoc>> {
         let mut read = Vec::with_capacity(docs.len());
         for chunk in docs.chunks(self.reader.batch) {
-            let mut conn = self.connection().await.map_err(|e| self.reader.lost(e, "EVAL"))?;
-            let peeked = match peek(&mut conn, chunk.iter().map(|(_, id)| id.as_str())).await {
-                Ok(peeked) => peeked,
-                Err(e) => {
-                    if super::is_transient(&e) {
-                        self.forget_connection().await;
-                    }
-                    return Err(self.reader.lost(e, "EVAL"));
-                }
-            };
+            let names: Vec<&str> = chunk.iter().map(|(_, id)| id.as_str()).collect();
+            let peeked = self.reader.peek_all(&names).await?;
             for ((_, name), value) in chunk.iter().zip(peeked) {
                 let key = self.reader.parse_name(name.as_bytes());
                 let doc = match key {

@@ -4,6 +4,7 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Set to a Redis URL to run the tests against an existing server instead of throwaway ones.
@@ -15,6 +16,9 @@ pub struct TestRedis {
     /// Unique to this test: put it in front of every key (and of `redis.key_pattern`).
     pub prefix: String,
     child: Option<Child>,
+    port: u16,
+    /// Where `SAVE` writes, for [`TestRedis::restart`] (the server keeps nothing there otherwise).
+    dir: Option<tempfile::TempDir>,
 }
 
 impl TestRedis {
@@ -27,6 +31,8 @@ impl TestRedis {
                 url,
                 prefix,
                 child: None,
+                port: 0,
+                dir: None,
             };
         }
         let mut last = String::new();
@@ -35,30 +41,13 @@ impl TestRedis {
                 .and_then(|l| l.local_addr())
                 .expect("a free port")
                 .port();
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "cannot start redis-server ({e}): install it (apt-get install -y redis-server) or set \
-                         {REDIS_URL_ENV} to a server the tests may write to"
-                    )
-                });
+            let dir = tempfile::tempdir().unwrap();
             let mut redis = TestRedis {
                 url: format!("redis://127.0.0.1:{port}/0"),
                 prefix: prefix.clone(),
-                child: Some(child),
+                child: Some(spawn_server(port, dir.path())),
+                port,
+                dir: Some(dir),
             };
             match redis.wait_for_ping(Duration::from_secs(10)).await {
                 Ok(()) => return redis,
@@ -66,6 +55,25 @@ impl TestRedis {
             }
         }
         panic!("redis-server did not answer PING: {last}");
+    }
+
+    /// Stops the server and starts it again on the same port with the same data (saved to disk
+    /// first, loaded again at start): every connection is cut and every loaded script forgotten.
+    pub async fn restart(&mut self) {
+        assert!(
+            self.child.is_some(),
+            "a server from {REDIS_URL_ENV} cannot be restarted"
+        );
+        self.run(&["SAVE"]).await;
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let dir = self.dir.as_ref().expect("a data directory").path().to_path_buf();
+        self.child = Some(spawn_server(self.port, &dir));
+        self.wait_for_ping(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("redis-server did not come back: {e}"));
     }
 
     /// Polls PING until it answers; an error when the server exited or the time ran out.
@@ -122,6 +130,169 @@ impl TestRedis {
             }
             let () = pipe.query_async(&mut conn).await.unwrap();
         }
+    }
+}
+
+/// `redis-server` on `port`, nothing persisted unless asked (`SAVE` writes to `dir`, and a start
+/// loads what is there).
+fn spawn_server(port: u16, dir: &std::path::Path) -> Child {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start redis-server ({e}): install it (apt-get install -y redis-server) or set \
+                 {REDIS_URL_ENV} to a server the tests may write to"
+            )
+        })
+}
+
+/// What [`FaultyProxy`] does to the traffic of its connections; each fault fires once, then the proxy
+/// passes everything again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Closes the connection once the server has sent this many bytes on it (a reset mid-read).
+    CutAfterBytes(u64),
+    /// Forwards the first batch of write scripts (`EVALSHA`) that the server runs, then closes the
+    /// connection instead of handing back its answer: the writes applied, their answer is lost.
+    LoseWriteAnswer,
+    /// Holds the first batch of write scripts: never forwarded, never answered (a hung server).
+    HoldWrites,
+}
+
+/// A TCP proxy in front of a Redis server that injects one [`Fault`] at a deterministic point of the
+/// protocol: no sleeps, no timing. `fired` is notified when the fault fires.
+pub struct FaultyProxy {
+    pub url: String,
+    pub fault: Arc<Mutex<Fault>>,
+    pub fired: Arc<tokio::sync::Notify>,
+}
+
+impl FaultyProxy {
+    pub async fn start(upstream: &TestRedis) -> FaultyProxy {
+        let upstream_addr = url::Url::parse(&upstream.url).unwrap();
+        let upstream_addr = format!(
+            "{}:{}",
+            upstream_addr.host_str().unwrap(),
+            upstream_addr.port().unwrap_or(6379)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let fault = Arc::new(Mutex::new(Fault::None));
+        let fired = Arc::new(tokio::sync::Notify::new());
+        let (f, n) = (fault.clone(), fired.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(serve(client, upstream_addr.clone(), f.clone(), n.clone()));
+            }
+        });
+        FaultyProxy {
+            url: format!("redis://127.0.0.1:{port}/0"),
+            fault,
+            fired,
+        }
+    }
+
+    pub fn set(&self, fault: Fault) {
+        *self.fault.lock().unwrap() = fault;
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn serve(
+    client: tokio::net::TcpStream,
+    upstream: String,
+    fault: Arc<Mutex<Fault>>,
+    fired: Arc<tokio::sync::Notify>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+        return;
+    };
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    // Set when the last thing the client sent was a batch of write scripts.
+    let writes_sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fire = |fault: &Arc<Mutex<Fault>>, fired: &Arc<tokio::sync::Notify>| {
+        *fault.lock().unwrap() = Fault::None;
+        fired.notify_one();
+    };
+    let up = {
+        let (fault, fired, writes_sent) = (fault.clone(), fired.clone(), writes_sent.clone());
+        async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match client_read.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let chunk = &buf[..n];
+                let writes = contains(chunk, b"EVALSHA");
+                writes_sent.store(writes, std::sync::atomic::Ordering::SeqCst);
+                let current = *fault.lock().unwrap();
+                if writes && current == Fault::HoldWrites {
+                    fire(&fault, &fired);
+                    std::future::pending::<()>().await;
+                }
+                if server_write.write_all(chunk).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut sent = 0u64;
+        loop {
+            let n = match server_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let chunk = &buf[..n];
+            let current = *fault.lock().unwrap();
+            match current {
+                Fault::CutAfterBytes(limit) if sent + n as u64 > limit => {
+                    let _ = client_write.write_all(&chunk[..(limit - sent) as usize]).await;
+                    fire(&fault, &fired);
+                    return;
+                }
+                // The answer to write scripts the server ran (not a NOSCRIPT refusal, after which the
+                // client loads the script and sends them again).
+                Fault::LoseWriteAnswer
+                    if writes_sent.load(std::sync::atomic::Ordering::SeqCst) && !contains(chunk, b"NOSCRIPT") =>
+                {
+                    fire(&fault, &fired);
+                    return;
+                }
+                _ => {}
+            }
+            sent += n as u64;
+            if client_write.write_all(chunk).await.is_err() {
+                return;
+            }
+        }
+    };
+    // Whichever direction ends first closes both.
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
     }
 }
 
