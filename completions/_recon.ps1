@@ -74,6 +74,7 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('--orders', '--orders', [CompletionResultType]::ParameterName, 'Number of orders in the demo shop')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Report format [default: table on a terminal, json otherwise]')
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Report format [default: table on a terminal, json otherwise]')
+            [CompletionResult]::new('--read-model', '--read-model', [CompletionResultType]::ParameterName, 'The read model the shop is projected into: the in-process Elasticsearch-API emulator, or a throwaway redis-server (which must be installed)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress output')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress output')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')

@@ -222,7 +222,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__demo)
-            opts="-f -q -h -V --orders --format --quiet --help --version"
+            opts="-f -q -h -V --orders --format --read-model --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -238,6 +238,10 @@ _recon() {
                     ;;
                 -f)
                     COMPREPLY=($(compgen -W "table json ndjson junit markdown prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                --read-model)
+                    COMPREPLY=($(compgen -W "elasticsearch redis" -- "${cur}"))
                     return 0
                     ;;
                 *)

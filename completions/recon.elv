@@ -69,6 +69,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand --orders 'Number of orders in the demo shop'
             cand -f 'Report format [default: table on a terminal, json otherwise]'
             cand --format 'Report format [default: table on a terminal, json otherwise]'
+            cand --read-model 'The read model the shop is projected into: the in-process Elasticsearch-API emulator, or a throwaway redis-server (which must be installed)'
             cand -q 'No progress output'
             cand --quiet 'No progress output'
             cand -h 'Print help (see more with ''--help'')'

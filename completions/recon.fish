@@ -71,6 +71,8 @@ ndjson\t'One JSON object per line: each drifted key as it is found, then the sum
 junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
 markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector'"
+complete -c recon -n "__fish_recon_using_subcommand demo" -l read-model -d 'The read model the shop is projected into: the in-process Elasticsearch-API emulator, or a throwaway redis-server (which must be installed)' -r -f -a "elasticsearch\t''
+redis\t''"
 complete -c recon -n "__fish_recon_using_subcommand demo" -s q -l quiet -d 'No progress output'
 complete -c recon -n "__fish_recon_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c recon -n "__fish_recon_using_subcommand demo" -s V -l version -d 'Print version'

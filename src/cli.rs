@@ -488,9 +488,21 @@ pub struct DemoArgs {
     #[arg(long, short = 'f', value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
 
+    /// The read model the shop is projected into: the in-process Elasticsearch-API emulator, or a
+    /// throwaway redis-server (which must be installed).
+    #[arg(long, value_enum, value_name = "KIND", default_value = "elasticsearch")]
+    pub read_model: DemoReadModel,
+
     /// No progress output.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+/// `demo --read-model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoReadModel {
+    Elasticsearch,
+    Redis,
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {

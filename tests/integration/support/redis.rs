@@ -2,10 +2,10 @@
 //! server `RECON_TEST_REDIS_URL` names. Each test writes under its own key prefix, so tests sharing a
 //! server never see each other's keys.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use recon_testkit::redis_server::RedisServer;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// Set to a Redis URL to run the tests against an existing server instead of throwaway ones.
 pub const REDIS_URL_ENV: &str = "RECON_TEST_REDIS_URL";
@@ -15,10 +15,7 @@ pub struct TestRedis {
     pub url: String,
     /// Unique to this test: put it in front of every key (and of `redis.key_pattern`).
     pub prefix: String,
-    child: Option<Child>,
-    port: u16,
-    /// Where `SAVE` writes, for [`TestRedis::restart`] (the server keeps nothing there otherwise).
-    dir: Option<tempfile::TempDir>,
+    server: Option<RedisServer>,
 }
 
 impl TestRedis {
@@ -30,73 +27,34 @@ impl TestRedis {
             return TestRedis {
                 url,
                 prefix,
-                child: None,
-                port: 0,
-                dir: None,
+                server: None,
             };
         }
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            let dir = tempfile::tempdir().unwrap();
-            let mut redis = TestRedis {
-                url: format!("redis://127.0.0.1:{port}/0"),
-                prefix: prefix.clone(),
-                child: Some(spawn_server(port, dir.path())),
-                port,
-                dir: Some(dir),
-            };
-            match redis.wait_for_ping(Duration::from_secs(10)).await {
-                Ok(()) => return redis,
-                Err(e) => last = e,
-            }
-        }
-        panic!("redis-server did not answer PING: {last}");
-    }
-
-    /// Stops the server and starts it again on the same port with the same data (saved to disk
-    /// first, loaded again at start): every connection is cut and every loaded script forgotten.
-    pub async fn restart(&mut self) {
-        assert!(
-            self.child.is_some(),
-            "a server from {REDIS_URL_ENV} cannot be restarted"
-        );
-        self.run(&["SAVE"]).await;
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let dir = self.dir.as_ref().expect("a data directory").path().to_path_buf();
-        self.child = Some(spawn_server(self.port, &dir));
-        self.wait_for_ping(Duration::from_secs(10))
+        let server = tokio::task::spawn_blocking(RedisServer::start)
             .await
-            .unwrap_or_else(|e| panic!("redis-server did not come back: {e}"));
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e:#} (or set {REDIS_URL_ENV} to a server the tests may write to)"));
+        TestRedis {
+            url: server.url(),
+            prefix,
+            server: Some(server),
+        }
     }
 
-    /// Polls PING until it answers; an error when the server exited or the time ran out.
-    async fn wait_for_ping(&mut self, limit: Duration) -> Result<(), String> {
-        let end = Instant::now() + limit;
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| e.to_string())?;
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(format!("redis-server exited: {status}"));
-                }
-            }
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
-                if pong.is_ok() {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > end {
-                return Err("no answer in time".into());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    /// Stops the server and starts it again on the same port with the same data: every connection is
+    /// cut and every loaded script forgotten.
+    pub async fn restart(&mut self) {
+        let mut server = self
+            .server
+            .take()
+            .expect("a server from RECON_TEST_REDIS_URL cannot be restarted");
+        let server = tokio::task::spawn_blocking(move || {
+            server.restart().expect("redis-server restarts");
+            server
+        })
+        .await
+        .unwrap();
+        self.server = Some(server);
     }
 
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
@@ -131,33 +89,6 @@ impl TestRedis {
             let () = pipe.query_async(&mut conn).await.unwrap();
         }
     }
-}
-
-/// `redis-server` on `port`, nothing persisted unless asked (`SAVE` writes to `dir`, and a start
-/// loads what is there).
-fn spawn_server(port: u16, dir: &std::path::Path) -> Child {
-    Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start redis-server ({e}): install it (apt-get install -y redis-server) or set \
-                 {REDIS_URL_ENV} to a server the tests may write to"
-            )
-        })
 }
 
 /// What [`FaultyProxy`] does to the traffic of its connections; each fault fires once, then the proxy
@@ -293,14 +224,5 @@ async fn serve(
     tokio::select! {
         _ = up => {}
         _ = down => {}
-    }
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
