@@ -48,7 +48,7 @@ pub enum Command {
         from a report (--from-report), from --keys/--keys-file, or from a saved plan (--from-plan). Every key \
         is re-verified on both sides at repair time. Missing documents are created (op_type=create), \
         mismatched ones rewritten only over the version that was compared (sequence number and primary term \
-        on Elasticsearch), \
+        on Elasticsearch, a hash of the value compared and written in one Lua script on Redis), \
         orphans deleted conditionally once PostgreSQL confirms the row is gone, duplicates reduced to the \
         document whose _id is the key. A conflict means someone wrote meanwhile: the key is left alone \
         and reported. Every intended write is appended with its before-image to an audit log and fsynced \
