@@ -53,20 +53,43 @@ pub static PEEK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// or `hash`; `ARGV[4]`: the string, or for a hash the number N of fields to remove, then those N
 /// fields, then field/value pairs to set. A create applies only where the key is absent; the others
 /// only where it holds the expected version (an absent key conflicts). An index of a hash replaces
-/// every field; an update sets and removes only those given (of a hash; anything else it replaces). Answers `{'conflict', why}` or
-/// `{'created'|'updated'|'deleted', new token}`.
+/// every field; an update sets and removes only those given (of a hash; anything else it replaces).
+/// Answers `{'conflict', why}`, `{'created'|'updated'|'deleted', new token}`, or `{'already', token}`
+/// for a write whose condition fails because the key already holds what it writes (the same write,
+/// sent again after its answer was lost: a retried batch needs no read-back to know it applied).
 pub static WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "{PRELUDE}{}",
         r#"
 local key, action, want = KEYS[1], ARGV[1], ARGV[2]
 local t, token = peek(key)
+-- Whether the key already holds what this write would leave there.
+local function holds()
+  if ARGV[3] == 'string' then return t == 'string' and redis.call('GET', key) == ARGV[4] end
+  if t ~= 'hash' then return false end
+  local n = tonumber(ARGV[4])
+  for i = 5, 4 + n do
+    if redis.call('HEXISTS', key, ARGV[i]) == 1 then return false end
+  end
+  local set = 0
+  for i = 5 + n, #ARGV, 2 do
+    if redis.call('HGET', key, ARGV[i]) ~= ARGV[i + 1] then return false end
+    set = set + 1
+  end
+  return action == 'update' or redis.call('HLEN', key) == set
+end
+local conflict
 if action == 'create' then
-  if token then return {'conflict', 'the key exists (a Redis ' .. t .. ')'} end
+  if token then conflict = 'the key exists (a Redis ' .. t .. ')' end
 elseif not token then
-  return {'conflict', 'the key is gone'}
+  conflict = 'the key is gone'
 elseif want ~= '' and token ~= want then
-  return {'conflict', 'the value changed since it was read'}
+  conflict = 'the value changed since it was read'
+end
+if conflict then
+  -- Sent again after its answer was lost, a write finds its own result: done, not a conflict.
+  if action ~= 'delete' and token and holds() then return {'already', token} end
+  return {'conflict', conflict}
 end
 if action == 'delete' then
   redis.call('DEL', key)

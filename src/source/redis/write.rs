@@ -382,7 +382,7 @@ fn outcome(kind: WriteKind, answer: redis::Value) -> ItemOutcome {
             error: second,
             answer_lost: false,
         },
-        "created" | "updated" | "deleted" => ItemOutcome {
+        "created" | "updated" | "deleted" | "already" => ItemOutcome {
             status: ItemStatus::Applied,
             result: Some(word),
             location: None,
