@@ -354,22 +354,23 @@ impl Reader {
     }
 
     fn decode_json(&self, key: Key, name: String, bytes: &[u8]) -> KeyedDoc {
-        let version = string_version(bytes);
+        // The token is only written against: a check, which never writes, skips the hashing.
+        let version = self.whole().then(|| string_version(bytes));
         let raw = || Some(raw_string(bytes));
         let doc = match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Object(doc)) => doc,
             Ok(other) => {
                 let why = format!("JSON {}, not an object", json_kind(&other));
-                return self.undecodable(key, name, why, Some(version), raw());
+                return self.undecodable(key, name, why, version, raw());
             }
-            Err(e) => return self.undecodable(key, name, format!("not JSON: {e}"), Some(version), raw()),
+            Err(e) => return self.undecodable(key, name, format!("not JSON: {e}"), version, raw()),
         };
         let named = doc.get(&self.key_field).and_then(Key::from_json);
         self.keyed(key, name, doc, named, version, raw)
     }
 
     fn decode_hash(&self, key: Key, name: String, fields: Vec<(String, String)>) -> KeyedDoc {
-        let version = hash_version(&fields);
+        let version = self.whole().then(|| hash_version(&fields));
         let doc: Map<String, Value> = fields
             .iter()
             .map(|(f, v)| (f.clone(), Value::String(v.clone())))
@@ -389,7 +390,7 @@ impl Reader {
         name: String,
         mut doc: Map<String, Value>,
         named: Option<Key>,
-        version: Version,
+        version: Option<Version>,
         raw: impl FnOnce() -> Option<Value>,
     ) -> KeyedDoc {
         let names_the_key = match (&named, self.kind) {
@@ -401,7 +402,7 @@ impl Reader {
         match doc.get(&self.key_field) {
             None => {
                 let why = format!("no key field {:?}", self.key_field);
-                return self.undecodable(key, name, why, Some(version), raw());
+                return self.undecodable(key, name, why, version, raw());
             }
             Some(_) if names_the_key => {}
             Some(value) => {
@@ -409,7 +410,7 @@ impl Reader {
                     "key field {:?} is {value}, not the key of its Redis key",
                     self.key_field
                 );
-                return self.undecodable(key, name, why, Some(version), raw());
+                return self.undecodable(key, name, why, version, raw());
             }
         }
         if let Some(fields) = &self.fields {
@@ -420,7 +421,7 @@ impl Reader {
             doc,
             meta: DocMeta {
                 id: Some(name),
-                version: Some(version),
+                version,
                 ..DocMeta::default()
             },
         }
