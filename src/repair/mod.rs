@@ -217,7 +217,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     }
     let deletes = spool.deletes();
     let changes = spool.len();
-    let over_caps = caps_message(changes, deletes, options);
+    let over_caps = caps_message(changes, deletes, options, settings.redis.is_none());
     if !options.apply {
         if let Some(message) = &over_caps {
             crate::note!("recon: warning: {message}");
@@ -846,7 +846,8 @@ fn read_plan(path: &Path, spool: &mut PlanSpool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn caps_message(changes: u64, deletes: u64, options: &RepairOptions) -> Option<String> {
+/// Why the plan is over a cap, if it is; `reindexable`: the read model can be rebuilt by `recon reindex`.
+fn caps_message(changes: u64, deletes: u64, options: &RepairOptions, reindexable: bool) -> Option<String> {
     let over = if changes > options.max_changes {
         format!(
             "the plan makes {changes} changes, more than --max-changes {}",
@@ -860,9 +861,14 @@ fn caps_message(changes: u64, deletes: u64, options: &RepairOptions) -> Option<S
     } else {
         return None;
     };
+    let rebuild = if reindexable {
+        "rebuild the index with `recon reindex`"
+    } else {
+        "rebuild the read model by replaying the projection"
+    };
     Some(format!(
         "{over}; recon refuses to apply it. Drift this large usually means the projection itself is broken: \
-         rebuild the index with `recon reindex`, or raise the cap once you have read the plan (--plan FILE)"
+         {rebuild}, or raise the cap once you have read the plan (--plan FILE)"
     ))
 }
 

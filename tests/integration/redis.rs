@@ -451,6 +451,16 @@ async fn repair_brings_json_values_in_sync_and_undo_puts_every_value_back_byte_f
     );
     assert!(run.stdout.contains("if sha1="), "{}", run.stdout);
     assert_eq!(snapshot(&shop).await, before);
+    // Over a cap: refused, pointing at no `recon reindex` (which cannot rebuild Redis).
+    let run = shop.recon(&["repair", "--apply", "--yes", "--max-changes", "1"]).await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("more than --max-changes 1") && run.stderr.contains("replaying the projection"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("recon reindex"), "{}", run.stderr);
+    assert_eq!(snapshot(&shop).await, before);
 
     let run = shop
         .recon(&["repair", "--apply", "--yes", "--audit", "repair.ndjson"])
