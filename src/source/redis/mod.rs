@@ -623,13 +623,17 @@ fn raw_hash(fields: &[(String, String)]) -> Value {
 }
 
 /// A broken or refused connection, a timeout, an answer cut off mid-frame (the client reads a
-/// parse error then): worth another attempt on a new connection.
+/// parse error then), a server still loading its data after a restart: worth another attempt on a
+/// new connection. Not a failed authentication: trying again would not change the password.
 pub(crate) fn is_transient(e: &redis::RedisError) -> bool {
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
-        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Parse | redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+        )
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -819,6 +823,23 @@ mod tests {
             hash_version(&fields(&[("a", "1b"), ("c", "")])),
             hash_version(&fields(&[("a", "1"), ("bc", "")]))
         );
+    }
+
+    #[test]
+    fn lost_connections_and_cut_answers_are_retried_a_wrong_password_is_not() {
+        let io = |kind| redis::RedisError::from(std::io::Error::from(kind));
+        assert!(is_transient(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(is_transient(&io(std::io::ErrorKind::ConnectionRefused)));
+        // An answer cut off mid-frame reads as a parse error.
+        assert!(is_transient(&redis::RedisError::from((redis::ErrorKind::Parse, "cut"))));
+        assert!(!is_transient(&redis::RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            "WRONGPASS"
+        ))));
+        assert!(!is_transient(&redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "not a string"
+        ))));
     }
 
     #[test]

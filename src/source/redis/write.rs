@@ -3,7 +3,9 @@
 //! is absent), atomically. Scripts go out pipelined, a batch at a time, by `EVALSHA`; a server that
 //! does not know the script (`NOSCRIPT`: restarted, or flushed) gets it loaded and the same actions
 //! again. A batch broken off by a lost connection is sent again on a new one under the one retry
-//! policy: an action that applied the first time conflicts the second, and says its answer was lost.
+//! policy: an action that applied the first time finds the key holding what it writes and answers
+//! `already` (applied); a delete finds its key gone, conflicts and says its answer was lost, so the
+//! repair reads it back.
 //!
 //! What is written: with `encoding = "json"` the document's JSON bytes as they come (an audit log's
 //! before-image goes back byte for byte); with `"hash"` one field per top-level field, strings as
@@ -28,7 +30,8 @@ use crate::source::{
 
 /// Writes to one Redis database through [`script::WRITE`].
 pub struct RedisWriter {
-    /// Holds the connection (shared with the reads) and decodes what [`ConditionalWriter::read_back`] reads as a lookup would.
+    /// Holds the connection (shared with the reads) and decodes what
+    /// [`ConditionalWriter::read_back`] reads as a lookup would.
     reader: Arc<Reader>,
     settings: BulkSettings,
     write_sha: String,
@@ -183,11 +186,7 @@ impl RedisWriter {
                 .as_ref()
                 .map_or(0, |a| a.iter().map(Vec::len).sum::<usize>())
         });
-        for range in crate::source::elasticsearch::write::split_batches(
-            sizes,
-            self.settings.max_bytes,
-            self.settings.max_actions,
-        ) {
+        for range in crate::source::write::split_batches(sizes, self.settings.max_bytes, self.settings.max_actions) {
             let part = &todo[range];
             let names: Vec<&str> = part.iter().map(|&i| batch[i].id).collect();
             let args: Vec<&Vec<Vec<u8>>> = part.iter().map(|&i| prepared[i].as_ref().expect("prepared")).collect();
