@@ -764,8 +764,8 @@ async fn a_server_restart_mid_apply_then_resume_applies_each_action_once() {
     drifted(&shop).await;
     let before = snapshot(&shop).await;
     let proxy = FaultyProxy::start(&shop.redis).await;
-    // The repair's first writes never reach the server, which restarts meanwhile (scripts forgotten,
-    // connections cut); the repair is killed while it waits.
+    // The repair's first writes never reach the server; the repair is killed while it waits, and the
+    // server restarts (scripts forgotten) before the resume.
     proxy.set(Fault::HoldWrites);
     let child = recon()
         .current_dir(shop.dir.path())
@@ -785,13 +785,14 @@ async fn a_server_restart_mid_apply_then_resume_applies_each_action_once() {
         .spawn()
         .unwrap();
     proxy.fired.notified().await;
-    shop.redis.restart().await;
+    // Killed first: a restart closes the held connection, and a live run would then write.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGKILL);
     }
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
+    shop.redis.restart().await;
     assert_eq!(out.status.code(), None);
     assert_eq!(snapshot(&shop).await, before, "nothing was written");
 
@@ -833,4 +834,46 @@ async fn a_server_restart_mid_apply_then_resume_applies_each_action_once() {
         .await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(snapshot(&shop).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_restart_mid_apply_is_survived_by_the_same_run() {
+    let mut shop = Shop::orders().await;
+    shop.orders_repairable();
+    drifted(&shop).await;
+    let proxy = FaultyProxy::start(&shop.redis).await;
+    // The first writes hang; the server restarts under them (every connection cut, every script
+    // forgotten, the data kept); the repair reconnects, loads its script again and carries on.
+    proxy.set(Fault::HoldWrites);
+    let child = recon()
+        .current_dir(shop.dir.path())
+        .args(["repair", "--apply", "--yes", "--concurrency", "1", "--format", "json"])
+        .args(["--audit", "repair.ndjson", "--redis-url"])
+        .arg(&proxy.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    proxy.fired.notified().await;
+    shop.redis.restart().await;
+    proxy.release();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (
+            summary["outcomes"]["applied"].clone(),
+            summary["outcomes"]["conflict"].clone()
+        ),
+        (json!(7), json!(0)),
+        "{summary}"
+    );
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
 }

@@ -37,6 +37,19 @@ pub const UNDECODABLE: &str = "(undecodable Redis value)";
 /// exactly what a repair overwrote or deleted.
 pub const RAW: &str = "(Redis value)";
 
+/// How long an answer may take. The client's default (half a second) would call a pipeline of a
+/// thousand large values or write scripts lost on a busy server, and a retried write whose first
+/// attempt is still running races itself; a hung server is still noticed, and retried.
+const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn connection_config() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+}
+
 /// Keys asked for a `SCAN` call (a hint to the server).
 const SCAN_COUNT: usize = 1000;
 /// Batches of values being read at once.
@@ -92,7 +105,7 @@ impl Reader {
             .map_err(|e| anyhow::anyhow!("redis.url {shown} is not a Redis URL: {}", strip(&e, &settings.url)))?;
         let db = client.get_connection_info().redis_settings().db();
         let described = format!("Redis {shown} db {db} pattern {}", settings.key_pattern);
-        let conn = client.get_multiplexed_async_connection().await.map_err(|e| {
+        let conn = client.get_multiplexed_async_connection_with_config(&connection_config()).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot connect to {described}: {}; check redis.url (or REDIS_URL / --redis-url) and that the server runs",
                 strip(&e, &settings.url)
@@ -201,7 +214,10 @@ impl Reader {
         if let Some(conn) = slot.as_ref() {
             return Ok(conn.clone());
         }
-        let conn = self.client.get_multiplexed_async_connection().await?;
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&connection_config())
+            .await?;
         *slot = Some(conn.clone());
         Ok(conn)
     }

@@ -101,7 +101,8 @@ pub enum Fault {
     /// Forwards the first batch of write scripts (`EVALSHA`) that the server runs, then closes the
     /// connection instead of handing back its answer: the writes applied, their answer is lost.
     LoseWriteAnswer,
-    /// Holds the first batch of write scripts: never forwarded, never answered (a hung server).
+    /// Holds the first batch of write scripts, never forwarded, unanswered (a hung server), until
+    /// [`FaultyProxy::release`] closes the connection.
     HoldWrites,
 }
 
@@ -111,6 +112,7 @@ pub struct FaultyProxy {
     pub url: String,
     pub fault: Arc<Mutex<Fault>>,
     pub fired: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
 }
 
 impl FaultyProxy {
@@ -125,17 +127,24 @@ impl FaultyProxy {
         let port = listener.local_addr().unwrap().port();
         let fault = Arc::new(Mutex::new(Fault::None));
         let fired = Arc::new(tokio::sync::Notify::new());
-        let (f, n) = (fault.clone(), fired.clone());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (f, n, r) = (fault.clone(), fired.clone(), release.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                tokio::spawn(serve(client, upstream_addr.clone(), f.clone(), n.clone()));
+                tokio::spawn(serve(client, upstream_addr.clone(), f.clone(), n.clone(), r.clone()));
             }
         });
         FaultyProxy {
             url: format!("redis://127.0.0.1:{port}/0"),
             fault,
             fired,
+            release,
         }
+    }
+
+    /// Closes the connection [`Fault::HoldWrites`] holds: its writes were never sent.
+    pub fn release(&self) {
+        self.release.notify_one();
     }
 
     pub fn set(&self, fault: Fault) {
@@ -152,6 +161,7 @@ async fn serve(
     upstream: String,
     fault: Arc<Mutex<Fault>>,
     fired: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
@@ -180,7 +190,8 @@ async fn serve(
                 let current = *fault.lock().unwrap();
                 if writes && current == Fault::HoldWrites {
                     fire(&fault, &fired);
-                    std::future::pending::<()>().await;
+                    release.notified().await;
+                    return;
                 }
                 if server_write.write_all(chunk).await.is_err() {
                     return;
