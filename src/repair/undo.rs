@@ -49,6 +49,7 @@ pub fn reversal(seq: u64, intent: &Intent, outcome: &OutcomeRecord) -> Option<In
             location: written_location.clone(),
             source: source?.clone(),
             version: outcome.version.clone()?,
+            raw: None,
         })
     };
     let conditional = |kind: WriteKind, doc| Intent {
@@ -140,11 +141,18 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
         );
     }
     let mut reversals = Vec::new();
+    // The before-images' exact bytes, by reversal, where the read model kept them: written instead
+    // of the document encoded again, so the value comes back byte for byte.
+    let mut raw_docs: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
     let mut unknown = 0u64;
     for (seq, intent) in &contents.intents {
         match contents.outcomes.get(seq) {
             Some(outcome) => {
                 if let Some(r) = reversal(reversals.len() as u64 + 1, intent, outcome) {
+                    let raw = intent.before.as_ref().and_then(|b| b.raw.clone());
+                    if let Some(raw) = raw.filter(|_| r.doc.is_some()) {
+                        raw_docs.insert(r.seq, raw);
+                    }
                     reversals.push(r);
                 }
             }
@@ -241,7 +249,16 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
             not_started += part.len();
             continue;
         }
-        let encoded: Vec<super::apply::EncodedIntent> = part.iter().map(super::apply::EncodedIntent::of).collect();
+        let encoded: Vec<super::apply::EncodedIntent> = part
+            .iter()
+            .map(|r| {
+                let mut encoded = super::apply::EncodedIntent::of(r);
+                if let Some(raw) = raw_docs.get(&r.seq) {
+                    encoded.doc_json = Some(raw.as_bytes().to_vec());
+                }
+                encoded
+            })
+            .collect();
         let mut settled = Vec::new();
         for (r, o) in part.iter().zip(executor.write(&encoded, false).await?) {
             let mut one = Tally::default();
@@ -364,6 +381,7 @@ mod tests {
             location: "orders-v2".into(),
             source: json!({"customerName": "old"}).as_object().cloned().unwrap(),
             version: v(3),
+            raw: None,
         };
         let r = reversal(1, &intent(WriteKind::Create, None), &applied(9)).unwrap();
         assert_eq!(

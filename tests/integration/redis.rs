@@ -438,6 +438,17 @@ async fn repair_brings_json_values_in_sync_and_undo_puts_every_value_back_byte_f
     let shop = Shop::orders().await;
     shop.orders_repairable();
     drifted(&shop).await;
+    // Two values in another projector's layout (indented, a character escaped): the repair rewrites
+    // one and deletes the other, and the undo must give their bytes back, not their re-encoding.
+    let mut two = in_sync(2);
+    two["customerName"] = json!("Zoe");
+    let two = serde_json::to_string_pretty(&two).unwrap().replace("Zoe", "Zo\\u0065");
+    shop.redis.run(&["SET", &shop.key("2"), &two]).await;
+    let mut five = in_sync(4);
+    five["orderId"] = json!(5);
+    shop.redis
+        .run(&["SET", &shop.key("5"), &serde_json::to_string_pretty(&five).unwrap()])
+        .await;
     let before = snapshot(&shop).await;
 
     // A dry run names each write's condition in Redis's words and writes nothing.

@@ -382,7 +382,16 @@ impl Reader {
             Err(e) => return self.undecodable(key, name, format!("not JSON: {e}"), version, raw()),
         };
         let named = doc.get(&self.key_field).and_then(Key::from_json);
-        self.keyed(key, name, doc, named, version, raw)
+        // A whole document keeps the value's bytes when encoding the document again would not give
+        // them back (another projector's whitespace or escapes): an undo writes those.
+        let exact = (self.whole() && serde_json::to_vec(&doc).ok().as_deref() != Some(bytes))
+            .then(|| std::str::from_utf8(bytes).ok())
+            .flatten();
+        let mut keyed = self.keyed(key, name, doc, named, version, raw);
+        if !keyed.doc.contains_key(UNDECODABLE) {
+            keyed.meta.raw = exact.map(str::to_string);
+        }
+        keyed
     }
 
     fn decode_hash(&self, key: Key, name: String, fields: Vec<(String, String)>) -> KeyedDoc {
