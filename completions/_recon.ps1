@@ -124,6 +124,7 @@ Register-ArgumentCompleter -Native -CommandName 'recon' -ScriptBlock {
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'Configuration file (TOML); see docs/configuration.md')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Configuration file (TOML); see docs/configuration.md')
             [CompletionResult]::new('--es-url', '--es-url', [CompletionResultType]::ParameterName, 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL')
+            [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL')
             [CompletionResult]::new('--audit', '--audit', [CompletionResultType]::ParameterName, 'The undo''s own audit log [default: recon-undo-YYYYMMDDTHHMMSSZ.ndjson in the current directory]')
             [CompletionResult]::new('--max-rate', '--max-rate', [CompletionResultType]::ParameterName, 'Most documents written per second')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Summary format on stdout')

@@ -682,7 +682,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__undo)
-            opts="-c -y -f -v -h -V --config --es-url --apply --yes --audit --max-rate --format --verbose --help --version"
+            opts="-c -y -f -v -h -V --config --es-url --redis-url --apply --yes --audit --max-rate --format --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -697,6 +697,10 @@ _recon() {
                     return 0
                     ;;
                 --es-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -117,6 +117,7 @@ set edit:completion:arg-completer[recon] = {|@words|
             cand -c 'Configuration file (TOML); see docs/configuration.md'
             cand --config 'Configuration file (TOML); see docs/configuration.md'
             cand --es-url 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL'
+            cand --redis-url 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL'
             cand --audit 'The undo''s own audit log [default: recon-undo-YYYYMMDDTHHMMSSZ.ndjson in the current directory]'
             cand --max-rate 'Most documents written per second'
             cand -f 'Summary format on stdout'

@@ -107,6 +107,7 @@ complete -c recon -n "__fish_recon_using_subcommand repair" -s h -l help -d 'Pri
 complete -c recon -n "__fish_recon_using_subcommand repair" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
 complete -c recon -n "__fish_recon_using_subcommand undo" -l es-url -d 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand undo" -l redis-url -d 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL' -r
 complete -c recon -n "__fish_recon_using_subcommand undo" -l audit -d 'The undo\'s own audit log [default: recon-undo-YYYYMMDDTHHMMSSZ.ndjson in the current directory]' -r -F
 complete -c recon -n "__fish_recon_using_subcommand undo" -l max-rate -d 'Most documents written per second' -r
 complete -c recon -n "__fish_recon_using_subcommand undo" -s f -l format -d 'Summary format on stdout' -r -f -a "text\t''

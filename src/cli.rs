@@ -176,6 +176,7 @@ impl ConnectionArgs {
             pg_url: self.pg_url.clone(),
             es_url: self.es_url.clone(),
             index: self.index.clone(),
+            redis_url: self.redis_url.clone(),
         }
     }
 }
@@ -452,6 +453,10 @@ pub struct UndoArgs {
     /// Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL.
     #[arg(long, value_name = "URL")]
     pub es_url: Option<String>,
+
+    /// Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL.
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
 
     /// Write to the read model (without it, only what would be undone is shown).
     #[arg(long)]

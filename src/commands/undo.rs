@@ -10,6 +10,7 @@ use crate::source::BulkSettings;
 pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
     let overrides = Overrides {
         es_url: args.es_url.clone(),
+        redis_url: args.redis_url.clone(),
         ..Overrides::default()
     };
     // Only the read model's connection: an undo never reads the write model.
@@ -31,6 +32,7 @@ pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
         target: Target {
             config: args.config,
             es_url: args.es_url,
+            redis_url: args.redis_url,
             ..Target::default()
         },
     };

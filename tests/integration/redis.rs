@@ -888,3 +888,44 @@ async fn a_server_restart_mid_apply_is_survived_by_the_same_run() {
     let (code, report, stderr) = shop.check_json(&[]).await;
     assert_eq!(code, 0, "{report}\n{stderr}");
 }
+
+/// The `recon …` command a run printed after `marker`, as arguments (its words hold no quotes here).
+fn printed(text: &str, marker: &str) -> Vec<String> {
+    let line = text
+        .lines()
+        .find_map(|l| l.split_once(marker).map(|(_, rest)| rest.to_string()))
+        .unwrap_or_else(|| panic!("no {marker:?} in {text}"));
+    let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    assert_eq!(words[0], "recon", "{line}");
+    words[1..].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn printed_commands_keep_the_redis_url_flag() {
+    let shop = Shop::orders().await;
+    shop.orders_repairable();
+    drifted(&shop).await;
+    // The configuration names a server where nothing is: only --redis-url leads to the read model.
+    let config = shop.dir.path().join("recon.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&shop.redis.url, "redis://127.0.0.1:1/0");
+    std::fs::write(&config, text).unwrap();
+    let url = shop.redis.url.clone();
+
+    let run = shop.recon(&["repair", "--keys", "3", "--redis-url", &url]).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let apply = printed(&run.stderr, "to make these changes: ");
+    assert!(apply.contains(&"--redis-url".to_string()), "{apply:?}");
+    let args: Vec<&str> = apply.iter().map(String::as_str).chain(["--yes"]).collect();
+    let run = shop.recon(&args).await;
+    assert_eq!(run.code, 0, "{apply:?}\n{}\n{}", run.stdout, run.stderr);
+    let three = shop.get("3").await.expect("the pasted apply created order 3");
+    assert!(three.starts_with("{\"orderId\":3,"), "{three}");
+
+    let undo = printed(&run.stdout, "undo with: ");
+    let args: Vec<&str> = undo.iter().map(String::as_str).chain(["--apply", "--yes"]).collect();
+    let run = shop.recon(&args).await;
+    assert_eq!(run.code, 0, "{undo:?}\n{}\n{}", run.stdout, run.stderr);
+    assert_eq!(shop.get("3").await, None);
+}
