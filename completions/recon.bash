@@ -252,7 +252,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__demo)
-            opts="-f -q -h -V --orders --format --quiet --log-format --help --version"
+            opts="-f -q -h -V --orders --format --read-model --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -268,6 +268,10 @@ _recon() {
                     ;;
                 -f)
                     COMPREPLY=($(compgen -W "table json ndjson junit markdown prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                --read-model)
+                    COMPREPLY=($(compgen -W "elasticsearch redis" -- "${cur}"))
                     return 0
                     ;;
                 --log-format)
@@ -944,7 +948,7 @@ _recon() {
             return 0
             ;;
         recon__subcmd__undo)
-            opts="-c -y -f -v -h -V --config --es-url --apply --yes --audit --max-rate --format --verbose --log-format --help --version"
+            opts="-c -y -f -v -h -V --config --es-url --redis-url --apply --yes --audit --max-rate --format --verbose --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -959,6 +963,10 @@ _recon() {
                     return 0
                     ;;
                 --es-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redis-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

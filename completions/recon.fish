@@ -94,6 +94,8 @@ ndjson\t'One JSON object per line: each drifted key as it is found, then the sum
 junit\t'JUnit XML, one test case per drifted key, for CI dashboards'
 markdown\t'GitHub-flavoured markdown, for pull-request comments and CI job summaries'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector'"
+complete -c recon -n "__fish_recon_using_subcommand demo" -l read-model -d 'The read model the shop is projected into: the in-process Elasticsearch-API emulator, or a throwaway redis-server (which must be installed)' -r -f -a "elasticsearch\t''
+redis\t''"
 complete -c recon -n "__fish_recon_using_subcommand demo" -l log-format -d 'How messages on stderr are written: text, plain (never a timestamp) or json' -r -f -a "text\t''
 plain\t''
 json\t''"
@@ -143,6 +145,7 @@ complete -c recon -n "__fish_recon_using_subcommand repair" -s h -l help -d 'Pri
 complete -c recon -n "__fish_recon_using_subcommand repair" -s V -l version -d 'Print version'
 complete -c recon -n "__fish_recon_using_subcommand undo" -s c -l config -d 'Configuration file (TOML); see docs/configuration.md' -r -F
 complete -c recon -n "__fish_recon_using_subcommand undo" -l es-url -d 'Elasticsearch URL; overrides elasticsearch.url and ELASTICSEARCH_URL' -r
+complete -c recon -n "__fish_recon_using_subcommand undo" -l redis-url -d 'Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL' -r
 complete -c recon -n "__fish_recon_using_subcommand undo" -l audit -d 'The undo\'s own audit log [default: recon-undo-YYYYMMDDTHHMMSSZ.ndjson in the current directory]' -r -F
 complete -c recon -n "__fish_recon_using_subcommand undo" -l max-rate -d 'Most documents written per second' -r
 complete -c recon -n "__fish_recon_using_subcommand undo" -s f -l format -d 'Summary format on stdout' -r -f -a "text\t''

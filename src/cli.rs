@@ -97,7 +97,7 @@ pub enum Command {
         from a report (--from-report), from --keys/--keys-file, or from a saved plan (--from-plan). Every key \
         is re-verified on both sides at repair time. Missing documents are created (op_type=create), \
         mismatched ones rewritten only over the version that was compared (sequence number and primary term \
-        on Elasticsearch), \
+        on Elasticsearch, a hash of the value compared and written in one Lua script on Redis), \
         orphans deleted conditionally once PostgreSQL confirms the row is gone, duplicates reduced to the \
         document whose _id is the key. A conflict means someone wrote meanwhile: the key is left alone \
         and reported. Every intended write is appended with its before-image to an audit log and fsynced \
@@ -275,6 +275,7 @@ impl ConnectionArgs {
             pg_url: self.pg_url.clone(),
             es_url: self.es_url.clone(),
             index: self.index.clone(),
+            redis_url: self.redis_url.clone(),
         }
     }
 }
@@ -608,6 +609,10 @@ pub struct UndoArgs {
     #[arg(long, value_name = "URL")]
     pub es_url: Option<String>,
 
+    /// Redis URL (redis:// or rediss://); overrides redis.url and REDIS_URL.
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
+
     /// Write to the read model (without it, only what would be undone is shown).
     #[arg(long)]
     pub apply: bool,
@@ -693,9 +698,21 @@ pub struct DemoArgs {
     #[arg(long, short = 'f', value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
 
+    /// The read model the shop is projected into: the in-process Elasticsearch-API emulator, or a
+    /// throwaway redis-server (which must be installed).
+    #[arg(long, value_enum, value_name = "KIND", default_value = "elasticsearch")]
+    pub read_model: DemoReadModel,
+
     /// Only warnings and errors on stderr: no progress output.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+/// `demo --read-model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoReadModel {
+    Elasticsearch,
+    Redis,
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {

@@ -17,9 +17,11 @@ pub struct Target {
     pub pg_url: Option<String>,
     pub es_url: Option<String>,
     pub index: Option<String>,
+    pub redis_url: Option<String>,
 }
 
-/// Which of a [`Target`]'s overrides a command takes (every command takes the config and `--es-url`).
+/// Which of a [`Target`]'s overrides a command takes (every command takes the config, `--es-url` and
+/// `--redis-url`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Takes {
     pub pg_url: bool,
@@ -77,6 +79,9 @@ impl CommandLine {
         }
         if let Some(url) = &target.es_url {
             self = self.option("--es-url", shown_url(url));
+        }
+        if let Some(url) = &target.redis_url {
+            self = self.option("--redis-url", shown_url(url));
         }
         if let Some(index) = target.index.as_deref().filter(|_| takes.index) {
             self = self.option("--index", index);
@@ -144,6 +149,7 @@ mod tests {
             pg_url: Some("postgres://app:hunter2@db/shop".into()),
             es_url: Some("http://es-b:9200".into()),
             index: Some("orders-b".into()),
+            redis_url: None,
         };
         let resume = CommandLine::recon("repair")
             .option("--resume", "audit.ndjson")
@@ -174,5 +180,16 @@ mod tests {
             )
             .to_string();
         assert_eq!(plain, "recon undo --config recon.toml");
+        // --redis-url goes to every command, its password masked.
+        let redis = Target {
+            config: "recon.toml".into(),
+            redis_url: Some("redis://app:hunter2@cache:6379/1".into()),
+            ..Target::default()
+        };
+        let undo = CommandLine::recon("undo").at(&redis, Takes::READ_MODEL).to_string();
+        assert_eq!(
+            undo,
+            "recon undo --config recon.toml --redis-url 'redis://app:***@cache:6379/1'"
+        );
     }
 }

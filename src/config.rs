@@ -308,6 +308,15 @@ pub enum ConfigError {
 pub const DEFAULT_CONFIG: &str = "recon.toml";
 
 impl Settings {
+    /// Where the read model keeps the documents, as a repair's plan and audit log name it: the index
+    /// or alias, or for Redis the key pattern.
+    pub fn read_model_target(&self) -> &str {
+        match &self.redis {
+            Some(redis) => &redis.key_pattern,
+            None => &self.elasticsearch.index,
+        }
+    }
+
     /// Resolves defaults < file < environment < flags. The file is required: the query and the key
     /// can only come from it.
     pub fn load(
@@ -470,8 +479,8 @@ pub struct ReadModelSettings {
     pub source_file: Option<PathBuf>,
     pub connection: ReadModelConnection,
     pub origins: Vec<(&'static str, Origin)>,
-    /// The file names `[redis]`, which recon cannot write yet.
-    pub redis: bool,
+    /// `[redis]`, when the file names it instead of `[elasticsearch]`.
+    pub redis: Option<RedisConfig>,
 }
 
 /// `[elasticsearch]`'s address, credentials, TLS, timeout and retries, resolved in layers.
@@ -498,7 +507,12 @@ impl ReadModelSettings {
         let (file, source_file) = read_file(path)?;
         let where_ = path.display().to_string();
         let mut origins = Vec::new();
-        let redis = file.redis.is_some();
+        // The key field defaults to postgres.key, as for a check; nothing else of [postgres] is needed.
+        let postgres_key = file.postgres.key.clone().unwrap_or_default();
+        let redis = file
+            .redis
+            .map(|r| resolve_redis(r, &postgres_key, overrides, env, &where_, &mut origins))
+            .transpose()?;
         let connection = resolve_connection(
             &file.elasticsearch.unwrap_or_default(),
             overrides,
@@ -525,6 +539,11 @@ impl ReadModelSettings {
                     "elasticsearch.username" => c.username.clone().unwrap_or_else(|| "-".into()),
                     "elasticsearch.password" => set_or_unset(c.password.is_some()),
                     "elasticsearch.api_key" => set_or_unset(c.api_key.is_some()),
+                    "redis.url" => self
+                        .redis
+                        .as_ref()
+                        .map(|r| redact_url(r.url.expose()))
+                        .unwrap_or_default(),
                     _ => String::new(),
                 };
                 format!("{name} = {value} (from {origin})")

@@ -151,6 +151,11 @@ pub struct DocMeta {
     pub version: Option<Version>,
     /// The write model's `updated_at` column, as epoch milliseconds UTC.
     pub updated_at_ms: Option<i64>,
+    /// The document's JSON exactly as the read model stores it, when encoding `doc` again would not
+    /// give those bytes back (whitespace, escapes): what an undo writes to put it back as it was.
+    /// Only a read model that stores JSON text sets it, and only for whole documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
 }
 
 /// One document of either side, with its key.

@@ -1,5 +1,6 @@
-//! `recon demo`: a whole check on an embedded shop — a throwaway PostgreSQL, the Elasticsearch-API
-//! emulator in-process, a projection with injected drift of every kind — then cleanup.
+//! `recon demo`: a whole check on an embedded shop — a throwaway PostgreSQL, a read model (the
+//! Elasticsearch-API emulator in-process, or a throwaway redis-server with `--read-model redis`), a
+//! projection with injected drift of every kind the read model can hold — then cleanup.
 
 use std::io::IsTerminal;
 
@@ -9,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::check::{run_check, CheckOptions};
 use super::Outcome;
-use crate::cli::DemoArgs;
+use crate::cli::{DemoArgs, DemoReadModel};
 use crate::config::{parse_file, Overrides, Settings};
 use crate::model::{Key, KeyedDoc, Summary};
 use crate::progress::ProgressMode;
@@ -20,6 +21,7 @@ use crate::source::postgres::{PostgresSettings, PostgresSource};
 use crate::source::{DocumentSource, KeyRange};
 use recon_es_emulator::{Emulator, EmulatorConfig};
 use recon_testkit::pgcluster::PgCluster;
+use recon_testkit::redis_server::RedisServer;
 use recon_testkit::shop;
 
 /// The alias the demo's read model is served under, and its one index.
@@ -33,6 +35,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     // Listen before the cluster exists: the signals' default action kills the process on the spot and
     // leaves the cluster's directory behind.
     super::stop_requested();
+    // First, so that a missing redis-server is said before anything else starts. Killed when dropped,
+    // whatever happens below.
+    let redis = match args.read_model {
+        DemoReadModel::Elasticsearch => None,
+        DemoReadModel::Redis => {
+            say(&args, "starting a throwaway redis-server (nothing persisted)");
+            Some(tokio::task::spawn_blocking(RedisServer::start).await??)
+        }
+    };
     say(
         &args,
         "starting a throwaway PostgreSQL from the system's server binaries",
@@ -48,8 +59,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     let result = tokio::select! {
         biased;
         _ = super::interrupted() => None,
-        result = on_cluster(&cluster, &args) => Some(result),
+        result = on_cluster(&cluster, redis.as_ref(), &args) => Some(result),
     };
+    if let Some(redis) = redis {
+        redis.stop();
+    }
     // Stops the server and removes its directory, whatever happened.
     let stopped = tokio::task::spawn_blocking(move || cluster.stop()).await?;
     match result {
@@ -75,13 +89,14 @@ fn say(args: &DemoArgs, text: &str) {
 fn interrupted(args: &DemoArgs) -> Outcome {
     say(
         args,
-        "interrupted; the throwaway PostgreSQL is stopped and its directory removed",
+        "interrupted; the throwaway servers are stopped and their directories removed",
     );
     Outcome::Interrupted
 }
 
-/// The demo proper, on a running cluster; the caller stops the cluster.
-async fn on_cluster(cluster: &PgCluster, args: &DemoArgs) -> anyhow::Result<Outcome> {
+/// The demo proper, on a running cluster (and redis-server, for that read model); the caller stops
+/// them.
+async fn on_cluster(cluster: &PgCluster, redis: Option<&RedisServer>, args: &DemoArgs) -> anyhow::Result<Outcome> {
     let pg_url = cluster.create_database("shop")?;
     say(args, &format!("loading a shop of {} orders", args.orders));
     let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&pg_url).await?;
@@ -94,16 +109,29 @@ async fn on_cluster(cluster: &PgCluster, args: &DemoArgs) -> anyhow::Result<Outc
         .await
         .context("seeding the shop")?;
 
-    say(args, "starting the Elasticsearch-API emulator in-process");
-    let emulator = Emulator::start("127.0.0.1:0", EmulatorConfig::default()).await?;
-    let es = EsClient::connect(&ConnectSettings::new(emulator.url())).await?;
-    admin::create_index(&es, INDEX, &index_body()).await?;
+    let (injected, config, emulator) = match redis {
+        Some(redis) => {
+            say(
+                args,
+                "projecting the orders into Redis (a JSON string per order), with drift injected",
+            );
+            let injected = project_redis(&pg_url, &redis.url()).await?;
+            (injected, demo_config_redis(&pg_url, &redis.url()), None)
+        }
+        None => {
+            say(args, "starting the Elasticsearch-API emulator in-process");
+            let emulator = Emulator::start("127.0.0.1:0", EmulatorConfig::default()).await?;
+            let es = EsClient::connect(&ConnectSettings::new(emulator.url())).await?;
+            admin::create_index(&es, INDEX, &index_body()).await?;
 
-    say(args, "projecting the orders into the read model, with drift injected");
-    let injected = project(&pg_url, &es).await?;
-    admin::refresh(&es, INDEX).await?;
+            say(args, "projecting the orders into the read model, with drift injected");
+            let injected = project(&pg_url, &es).await?;
+            admin::refresh(&es, INDEX).await?;
+            let config = demo_config(&pg_url, &emulator.url());
+            (injected, config, Some(emulator))
+        }
+    };
 
-    let config = demo_config(&pg_url, &emulator.url());
     let settings = Settings::resolve(
         parse_file(&config, "demo recon.toml")?,
         None,
@@ -135,40 +163,38 @@ async fn on_cluster(cluster: &PgCluster, args: &DemoArgs) -> anyhow::Result<Outc
     };
     let result = run_check(&settings, &options).await?;
 
-    emulator.shutdown().await;
+    if let Some(emulator) = emulator {
+        emulator.shutdown().await;
+    }
     drop(conn);
 
     if result.outcome == Outcome::Interrupted {
         return Ok(Outcome::Interrupted);
     }
     let found = &result.summary;
-    if (found.missing, found.orphaned, found.mismatched, found.duplicate)
-        != (
-            injected.missing,
-            injected.orphaned,
-            injected.mismatched,
-            injected.duplicate,
-        )
-    {
+    let counts = |s: &Summary| {
+        let mut text = format!(
+            "{} missing, {} orphaned, {} mismatched, {} duplicate",
+            s.missing, s.orphaned, s.mismatched, s.duplicate
+        );
+        if redis.is_some() {
+            text.push_str(&format!(", {} unkeyed", s.unkeyed));
+        }
+        text
+    };
+    if counts(found) != counts(&injected) {
         bail!(
-            "the check did not find exactly the injected drift: injected {} missing, {} orphaned, {} mismatched, \
-             {} duplicate; found {} missing, {} orphaned, {} mismatched, {} duplicate",
-            injected.missing,
-            injected.orphaned,
-            injected.mismatched,
-            injected.duplicate,
-            found.missing,
-            found.orphaned,
-            found.mismatched,
-            found.duplicate
+            "the check did not find exactly the injected drift: injected {}; found {}",
+            counts(&injected),
+            counts(found)
         );
     }
     say(
         args,
         &format!(
-            "found exactly the injected drift ({} missing, {} orphaned, {} mismatched, {} duplicate) among {} \
-             orders",
-            found.missing, found.orphaned, found.mismatched, found.duplicate, found.source_rows
+            "found exactly the injected drift ({}) among {} orders",
+            counts(found),
+            found.source_rows
         ),
     );
     Ok(Outcome::InSync)
@@ -213,6 +239,99 @@ products = {{ as = "set", key = "sku" }}
 "#,
         query = shop::projection_query()
     )
+}
+
+fn demo_config_redis(pg_url: &str, redis_url: &str) -> String {
+    format!(
+        r#"[postgres]
+url = "{pg_url}"
+query = """{query}"""
+key = "orderId"
+updated_at = "updatedAt"
+
+[redis]
+url = "{redis_url}"
+key_pattern = "order:{{}}"
+encoding = "json"
+
+[compare]
+ignore = ["indexedAt", "updatedAt"]
+[compare.fields]
+orderDate = {{ as = "instant" }}
+totalPrice = {{ as = "number", tolerance = 0.005 }}
+products = {{ as = "set", key = "sku" }}
+"#,
+        query = shop::projection_query()
+    )
+}
+
+/// The projector of the Redis demo: every order becomes a JSON string under `order:ID`, except where
+/// drift is injected (as [`project`] does, but a key-value store holds no duplicates: instead a value
+/// a crashed projector left half-written, and a key whose key part is no order id).
+async fn project_redis(pg_url: &str, redis_url: &str) -> anyhow::Result<Summary> {
+    let source = PostgresSource::connect(PostgresSettings {
+        updated_at: Some("updatedAt".to_string()),
+        ..PostgresSettings::new(pg_url, shop::projection_query(), "orderId")
+    })
+    .await?;
+    let client = redis::Client::open(redis_url)?;
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .context("cannot connect to the demo's redis-server")?;
+    let mut docs = source.open_scan(KeyRange::all()).await?.docs;
+    let mut injected = Summary::default();
+    let mut values: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut last_id = 0;
+    while let Some(KeyedDoc { key, mut doc, .. }) = docs.try_next().await? {
+        let Key::Int(id) = key else {
+            bail!("the shop's keys are integers")
+        };
+        last_id = id;
+        doc.remove("updatedAt");
+        doc.insert("indexedAt".into(), json!("2026-01-01T00:00:00Z"));
+        if id % 997 == 0 {
+            injected.missing += 1; // the create event was lost
+            continue;
+        }
+        let mut value = serde_json::to_vec(&doc)?;
+        if id % 1499 == 3 {
+            injected.mismatched += 1; // the projector crashed mid-write
+            value.truncate(value.len() / 2);
+        } else if id % 389 == 7 {
+            injected.mismatched += 1; // a rename event was lost
+            doc.insert("customerName".into(), json!("(stale) customer name"));
+            value = serde_json::to_vec(&doc)?;
+        }
+        values.push((format!("order:{id}"), value));
+        if values.len() >= BULK_DOCS {
+            set_all(&mut redis, std::mem::take(&mut values)).await?;
+        }
+    }
+    // Orders deleted in PostgreSQL whose delete never reached the read model.
+    for id in last_id + 1..=last_id + 3 {
+        injected.orphaned += 1;
+        let doc = json!({"orderId": id, "customerName": "Gone Customer", "products": [], "totalPrice": 0,
+                          "orderDate": "2024-06-01T00:00:00Z"});
+        values.push((format!("order:{id}"), serde_json::to_vec(&doc)?));
+    }
+    // A key an old projector wrote under another naming scheme.
+    injected.unkeyed += 1;
+    values.push(("order:legacy-1".into(), b"{\"orderId\": 1}".to_vec()));
+    set_all(&mut redis, values).await?;
+    Ok(injected)
+}
+
+async fn set_all(redis: &mut redis::aio::MultiplexedConnection, values: Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
+    let mut pipe = redis::pipe();
+    for (key, value) in values {
+        pipe.cmd("SET").arg(key).arg(value).ignore();
+    }
+    let () = pipe
+        .query_async(redis)
+        .await
+        .context("the demo's load into Redis failed")?;
+    Ok(())
 }
 
 /// Plays the projector: every order becomes a document, except where drift is injected. Returns the

@@ -10,17 +10,11 @@ use crate::source::BulkSettings;
 pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
     let overrides = Overrides {
         es_url: args.es_url.clone(),
+        redis_url: args.redis_url.clone(),
         ..Overrides::default()
     };
     // Only the read model's connection: an undo never reads the write model.
     let settings = ReadModelSettings::load(&args.config, &overrides, &|name| std::env::var(name).ok())?;
-    if settings.redis {
-        anyhow::bail!(
-            "not yet: {} names a [redis] read model, and recon cannot write to Redis yet (repair and undo come \
-             with its compare-and-set writer); nothing was changed",
-            args.config.display()
-        );
-    }
     for line in settings.describe_origins() {
         tracing::debug!("{line}");
     }
@@ -36,6 +30,7 @@ pub async fn run(args: UndoArgs) -> anyhow::Result<Outcome> {
         target: Target {
             config: args.config,
             es_url: args.es_url,
+            redis_url: args.redis_url,
             ..Target::default()
         },
     };

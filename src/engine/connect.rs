@@ -7,13 +7,14 @@ use anyhow::bail;
 
 use std::sync::Arc;
 
-use crate::config::{ReadModelConnection, RedisConfig, Settings};
+use crate::config::{ReadModelConnection, ReadModelSettings, RedisConfig, Settings};
 use crate::model::KeyKind;
 use crate::source::elasticsearch::write::BulkWriter;
 use crate::source::elasticsearch::EsClient;
 use crate::source::elasticsearch::{ConnectSettings, ElasticsearchSettings, ElasticsearchSource};
 use crate::source::postgres::{PostgresSettings, PostgresSource};
 use crate::source::preflight::Checklist;
+use crate::source::redis::write::RedisWriter;
 use crate::source::redis::{RedisSettings, RedisSource};
 use crate::source::retry::RetryPolicy;
 use crate::source::{BulkSettings, ConditionalWriter};
@@ -58,7 +59,7 @@ pub async fn connect_sides_with(settings: &Settings, parallel: u32) -> anyhow::R
             settings,
             redis,
             WriteModel::key_kind(&write_model),
-            write_model.columns(),
+            Fetch::Compared(write_model.columns()),
             parallel,
         )
         .await?;
@@ -112,11 +113,15 @@ pub async fn connect_write_model(settings: &Settings, scans: u32, page_size: usi
 /// replacements need every field), the pool and page sizes of one scan, and the same refusals as a
 /// check (key kinds that sort differently, `[compare]` paths naming no field).
 pub async fn connect_for_repair(settings: &Settings) -> anyhow::Result<Sides> {
-    if settings.redis.is_some() {
-        bail!(
-            "not yet: recon cannot repair a Redis read model yet (its compare-and-set writer is still to come); \
-             `recon check` works with [redis], and nothing was changed"
-        );
+    if let Some(redis) = &settings.redis {
+        let write_model = connect_write_model(settings, 1, settings.postgres.page_size).await?;
+        let read_model = connect_redis(settings, redis, WriteModel::key_kind(&write_model), Fetch::Whole, 1).await?;
+        let sides = Sides {
+            write_model: Box::new(write_model),
+            read_model: Box::new(read_model),
+        };
+        sides.ensure_known_fields(settings).await?;
+        return Ok(sides);
     }
     let (write_model, read_model) = tokio::try_join!(
         connect_write_model(settings, 1, settings.postgres.page_size),
@@ -141,16 +146,8 @@ pub async fn connect_for_explain(settings: &Settings) -> anyhow::Result<(Sides, 
     let compared = compared_fields(settings, write_model.columns());
     let sides = match &settings.redis {
         Some(redis) => {
-            let read_model = RedisSource::connect(RedisSettings {
-                url: redis.url.expose().to_string(),
-                key_field: redis.key.clone(),
-                key_pattern: redis.key_pattern.clone(),
-                encoding: redis.encoding,
-                key_kind: WriteModel::key_kind(&write_model),
-                fields: None,
-                batch: 1000,
-            })
-            .await?;
+            let read_model =
+                RedisSource::connect(redis_settings(redis, Some(WriteModel::key_kind(&write_model)))).await?;
             Sides {
                 write_model: Box::new(write_model),
                 read_model: Box::new(read_model),
@@ -192,39 +189,62 @@ pub fn compared_fields(settings: &Settings, columns: &[String]) -> BTreeSet<Stri
     compared
 }
 
-/// The read model `[redis]` describes: keys parsed as the write model's `key_kind`, only the compared
-/// `columns` kept, `MGET` batches shared out over `parallel` ranges.
+/// The read model `[redis]` describes: keys parsed as the write model's `key_kind`, the fields `fetch`
+/// says kept, `MGET` batches shared out over `parallel` ranges.
 async fn connect_redis(
     settings: &Settings,
     redis: &RedisConfig,
     key_kind: KeyKind,
-    columns: &[String],
+    fetch: Fetch<'_>,
     parallel: u32,
 ) -> anyhow::Result<RedisSource> {
-    let ignored: BTreeSet<&str> = settings.compare.ignore.iter().map(String::as_str).collect();
-    let fields = columns
-        .iter()
-        .filter(|c| !ignored.contains(c.as_str()))
-        .cloned()
-        .collect();
+    let fields = match fetch {
+        Fetch::Whole => None,
+        Fetch::Compared(columns) => {
+            let ignored: BTreeSet<&str> = settings.compare.ignore.iter().map(String::as_str).collect();
+            Some(
+                columns
+                    .iter()
+                    .filter(|c| !ignored.contains(c.as_str()))
+                    .cloned()
+                    .collect(),
+            )
+        }
+    };
     RedisSource::connect(RedisSettings {
+        fields,
+        batch: per_range(1000, parallel, 250),
+        ..redis_settings(redis, Some(key_kind))
+    })
+    .await
+}
+
+/// What reaching `[redis]` needs, every field kept.
+fn redis_settings(redis: &RedisConfig, key_kind: Option<KeyKind>) -> RedisSettings {
+    RedisSettings {
         url: redis.url.expose().to_string(),
         key_field: redis.key.clone(),
         key_pattern: redis.key_pattern.clone(),
         encoding: redis.encoding,
         key_kind,
-        fields: Some(fields),
-        batch: per_range(1000, parallel, 250),
-    })
-    .await
+        fields: None,
+        batch: 1000,
+    }
 }
 
-/// A conditional writer to the read model `[elasticsearch]`'s connection reaches, and nothing else: all
-/// `recon undo` needs (the audit log names every document and version it writes).
+/// A conditional writer to the read model the configuration names (`[redis]`, or the one
+/// `[elasticsearch]`'s connection reaches), and nothing else: all `recon undo` needs (the audit log
+/// names every document and version it writes).
 pub async fn connect_writer(
-    connection: &ReadModelConnection,
+    settings: &ReadModelSettings,
     batching: BulkSettings,
 ) -> anyhow::Result<Arc<dyn ConditionalWriter>> {
+    if let Some(redis) = &settings.redis {
+        // An undo never reads the write model: its key kind is unknown, and not needed to write.
+        let writer = RedisWriter::connect(redis_settings(redis, None), batching).await?;
+        return Ok(Arc::new(writer));
+    }
+    let connection = &settings.connection;
     let client = EsClient::connect(&ConnectSettings {
         url: connection.url.expose().to_string(),
         username: connection.username.clone(),
@@ -413,16 +433,7 @@ pub async fn preflight_read_model(
     list: &mut Checklist,
 ) -> Option<BTreeSet<String>> {
     if let Some(redis) = &settings.redis {
-        let redis_settings = RedisSettings {
-            url: redis.url.expose().to_string(),
-            key_field: redis.key.clone(),
-            key_pattern: redis.key_pattern.clone(),
-            encoding: redis.encoding,
-            key_kind: expected.unwrap_or(KeyKind::Text),
-            fields: None,
-            batch: 1000,
-        };
-        crate::source::redis::preflight::preflight(&redis_settings, list).await;
+        crate::source::redis::preflight::preflight(&redis_settings(redis, expected), list).await;
         return None;
     }
     let es = &settings.elasticsearch;

@@ -730,6 +730,7 @@ mod tests {
                 location: "orders-v1".into(),
                 source: serde_json::from_str(r#"{"orderId": 2}"#).unwrap(),
                 version: Version::new("v4"),
+                raw: None,
             }),
             if_version: Some(Version::new("v4")),
             ..create.clone()

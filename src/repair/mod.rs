@@ -161,8 +161,8 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     let writer = conn.writer(options.bulk.clone())?;
     let cx = PlanContext {
         comparator: &conn.comparator,
-        mode: options.mode,
-        write_index: settings.elasticsearch.index.clone(),
+        mode: writable_mode(options.mode, writer.as_ref(), true),
+        write_index: settings.read_model_target().to_string(),
         pending_since_ms: pending_since(settings, options.grace)?,
     };
     let mut clock = std::time::Instant::now();
@@ -192,7 +192,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     }
     let deletes = spool.deletes();
     let changes = spool.len();
-    let over_caps = caps_message(changes, deletes, options);
+    let over_caps = caps_message(changes, deletes, options, settings.redis.is_none());
     if !options.apply {
         if let Some(message) = &over_caps {
             crate::note!("recon: warning: {message}");
@@ -218,7 +218,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
             "Apply {} ({}) to {}?",
             plural(changes, "change", "changes"),
             plural(deletes, "delete", "deletes"),
-            settings.elasticsearch.index
+            settings.read_model_target()
         ),
         options.yes,
     )? {
@@ -228,7 +228,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     // The log exists, durable, before the first write; an unwritable path stops the run here.
     let audit_path = options.audit.clone().unwrap_or_else(|| audit::default_path("repair"));
     let mut log = AuditLog::create(&audit_path)?;
-    log.header(&header(settings, options, changes))?;
+    log.header(&header(settings, options, cx.mode, changes))?;
     for part in spool.read(LOOKUP_CHUNK)? {
         log.plan(&part?)?;
     }
@@ -236,7 +236,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions) -> anyhow::Result
     if options.progress != ProgressMode::Off {
         crate::note!(
             "recon: applying {changes} actions to {}; audit log {}",
-            settings.elasticsearch.index,
+            settings.read_model_target(),
             audit_path.display()
         );
     }
@@ -353,7 +353,7 @@ async fn finish(
         return Ok(Outcome::Interrupted);
     }
     // Searches see writes only after a refresh; the re-check must see the repair.
-    executor.writer.refresh(&settings.elasticsearch.index).await?;
+    executor.writer.refresh(settings.read_model_target()).await?;
     let clock = std::time::Instant::now();
     let recheck = plan_keys_verdicts(conn, cx, keys).await?;
     tracing::debug!("re-checked the repaired keys in {:.2} s", clock.elapsed().as_secs_f64());
@@ -470,15 +470,15 @@ fn with_grace(command: CommandLine, options: &RepairOptions) -> CommandLine {
     }
 }
 
-fn header(settings: &Settings, options: &RepairOptions, actions: u64) -> Header {
+fn header(settings: &Settings, options: &RepairOptions, mode: RepairMode, actions: u64) -> Header {
     Header {
         schema: AUDIT_SCHEMA.into(),
         command: "repair".into(),
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         config: Some(options.target.config.display().to_string()),
-        index: settings.elasticsearch.index.clone(),
+        index: settings.read_model_target().to_string(),
         mode: Some(
-            match options.mode {
+            match mode {
                 RepairMode::Replace => "replace",
                 RepairMode::Patch => "patch",
             }
@@ -529,13 +529,16 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
             contents.plan.len(),
         );
     }
-    if header.index != settings.elasticsearch.index {
+    if header.index != settings.read_model_target() {
+        let fix = match &settings.redis {
+            Some(_) => "set redis.key_pattern to it".to_string(),
+            None => format!("pass --index {}", header.index),
+        };
         bail!(
-            "{} repaired index {:?}, but the configuration names {:?}; pass --index {}",
+            "{} repaired {:?}, but the configuration names {:?}; {fix}",
             path.display(),
             header.index,
-            settings.elasticsearch.index,
-            header.index
+            settings.read_model_target(),
         );
     }
     let unrecorded: Vec<audit::Intent> = contents
@@ -563,10 +566,11 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
         _ => RepairMode::Replace,
     };
     let conn = connect(settings).await?;
+    let writer = conn.writer(options.bulk.clone())?;
     let cx = PlanContext {
         comparator: &conn.comparator,
-        mode,
-        write_index: settings.elasticsearch.index.clone(),
+        mode: writable_mode(mode, writer.as_ref(), false),
+        write_index: settings.read_model_target().to_string(),
         pending_since_ms: pending_since(settings, options.grace)?,
     };
     let todo = unrecorded.len() + untouched.len();
@@ -588,7 +592,7 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
         record[audit::TORN_LINE] = json!(line);
     }
     log.note("resume", &record)?;
-    let executor = executor(conn.writer(options.bulk.clone())?, log, options)?;
+    let executor = executor(writer, log, options)?;
     let mut tally = Tally::default();
     let keys_of: HashMap<u64, Value> = contents.plan.iter().map(|a| (a.seq, a.key.clone())).collect();
     for part in unrecorded.chunks(options.bulk.max_actions.max(1)) {
@@ -635,6 +639,20 @@ async fn resume(settings: &Settings, options: &RepairOptions, path: &Path) -> an
         path.to_path_buf(),
     )
     .await
+}
+
+/// `mode`, unless it is a patch and the writer writes whole documents only: then a replace (said
+/// once, when `say`).
+fn writable_mode(mode: RepairMode, writer: &dyn ConditionalWriter, say: bool) -> RepairMode {
+    if mode == RepairMode::Patch && !writer.partial_updates() {
+        if say {
+            crate::note!(
+                "recon: this read model is written whole documents at a time: --mode patch repairs as replace"
+            );
+        }
+        return RepairMode::Replace;
+    }
+    mode
 }
 
 fn pending_since(settings: &Settings, grace: Option<Duration>) -> anyhow::Result<Option<i64>> {
@@ -706,6 +724,11 @@ async fn plan_keys(
         for mut a in plan_key(key, expected, actual, cx).actions {
             seq += 1;
             a.seq = seq;
+            if a.action == WriteKind::Create {
+                // The read model names a new document (an Elasticsearch _id is the key; a Redis key
+                // is the key in its pattern).
+                a.id = conn.read_model.doc_id(key);
+            }
             if let Err(e) = spool.push(&a) {
                 failed.get_or_insert(e);
             }
@@ -799,7 +822,7 @@ fn write_plan(path: &Path, settings: &Settings, spool: &mut PlanSpool) -> anyhow
         let mut out = std::io::BufWriter::new(file.handle());
         let header = json!({"type": "header", "data": {
             "schema": PLAN_SCHEMA,
-            "index": settings.elasticsearch.index,
+            "index": settings.read_model_target(),
             "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "actions": spool.len(),
         }});
@@ -853,7 +876,8 @@ fn read_plan(path: &Path, spool: &mut PlanSpool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn caps_message(changes: u64, deletes: u64, options: &RepairOptions) -> Option<String> {
+/// Why the plan is over a cap, if it is; `reindexable`: the read model can be rebuilt by `recon reindex`.
+fn caps_message(changes: u64, deletes: u64, options: &RepairOptions, reindexable: bool) -> Option<String> {
     let over = if changes > options.max_changes {
         format!(
             "the plan makes {changes} changes, more than --max-changes {}",
@@ -867,9 +891,14 @@ fn caps_message(changes: u64, deletes: u64, options: &RepairOptions) -> Option<S
     } else {
         return None;
     };
+    let rebuild = if reindexable {
+        "rebuild the index with `recon reindex`"
+    } else {
+        "rebuild the read model by replaying the projection"
+    };
     Some(format!(
         "{over}; recon refuses to apply it. Drift this large usually means the projection itself is broken: \
-         rebuild the index with `recon reindex`, or raise the cap once you have read the plan (--plan FILE)"
+         {rebuild}, or raise the cap once you have read the plan (--plan FILE)"
     ))
 }
 

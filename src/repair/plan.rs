@@ -28,6 +28,10 @@ pub struct BeforeImage {
     pub source: Map<String, Value>,
     /// Its version then: what the repair's write was conditional on.
     pub version: Version,
+    /// Its bytes, when `source` encoded again would not give them back
+    /// ([`crate::model::DocMeta::raw`]): what an undo writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
 }
 
 impl BeforeImage {
@@ -40,6 +44,7 @@ impl BeforeImage {
                 .unwrap_or_else(|| fallback_location.to_string()),
             source: doc.doc.clone(),
             version: doc.meta.version.clone()?,
+            raw: doc.meta.raw.clone(),
         })
     }
 }
@@ -348,6 +353,7 @@ mod tests {
                 location: Some("orders-v1".into()),
                 version: Some(v(version)),
                 updated_at_ms: None,
+                raw: None,
             },
         }
     }

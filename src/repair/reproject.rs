@@ -211,7 +211,7 @@ pub async fn run(settings: &Settings, options: &RepairOptions, via: Via) -> anyh
         return Ok(if unkeyed > 0 { Outcome::Drift } else { Outcome::InSync });
     }
     let deletes = counts.get(&DriftKind::Orphaned).copied().unwrap_or(0);
-    let over_caps = caps_message(requests.len() as u64, deletes, options);
+    let over_caps = caps_message(requests.len() as u64, deletes, options, settings.redis.is_none());
     if !options.apply {
         if let Some(message) = &over_caps {
             crate::note!("recon: warning: {message}");

@@ -49,6 +49,7 @@ pub fn reversal(seq: u64, intent: &Intent, outcome: &OutcomeRecord) -> Option<In
             location: written_location.clone(),
             source: source?.clone(),
             version: outcome.version.clone()?,
+            raw: None,
         })
     };
     let conditional = |kind: WriteKind, doc| Intent {
@@ -140,11 +141,18 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
         );
     }
     let mut reversals = Vec::new();
+    // The before-images' exact bytes, by reversal, where the read model kept them: written instead
+    // of the document encoded again, so the value comes back byte for byte.
+    let mut raw_docs: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
     let mut unknown = 0u64;
     for (seq, intent) in &contents.intents {
         match contents.outcomes.get(seq) {
             Some(outcome) => {
                 if let Some(r) = reversal(reversals.len() as u64 + 1, intent, outcome) {
+                    let raw = intent.before.as_ref().and_then(|b| b.raw.clone());
+                    if let Some(raw) = raw.filter(|_| r.doc.is_some()) {
+                        raw_docs.insert(r.seq, raw);
+                    }
                     reversals.push(r);
                 }
             }
@@ -153,19 +161,22 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
     }
     if unknown > 0 {
         // Resume takes the write model's URL too: --pg-url, when the configuration lacks it.
-        let resume = CommandLine::recon("repair")
+        let mut resume = CommandLine::recon("repair")
             .arg("--resume")
             .path(repair_log)
-            .at(&options.target, Takes::READ_MODEL)
-            .option("--index", &header.index)
-            .arg("--apply");
+            .at(&options.target, Takes::READ_MODEL);
+        // The index the repair wrote; a Redis key pattern comes from the configuration.
+        if settings.redis.is_none() {
+            resume = resume.option("--index", &header.index);
+        }
+        let resume = resume.arg("--apply");
         crate::note!(
             "recon: warning: {unknown} actions of {} have no recorded outcome (interrupted); finish the repair \
              first ({resume}), or they stay as they are",
             repair_log.display()
         );
     }
-    let writer = crate::engine::connect::connect_writer(&settings.connection, options.bulk.clone()).await?;
+    let writer = crate::engine::connect::connect_writer(settings, options.bulk.clone()).await?;
     let (reversals, mut as_before) = if reversals.is_empty() {
         (reversals, 0)
     } else {
@@ -238,7 +249,16 @@ pub async fn run(settings: &ReadModelSettings, repair_log: &Path, options: &Undo
             not_started += part.len();
             continue;
         }
-        let encoded: Vec<super::apply::EncodedIntent> = part.iter().map(super::apply::EncodedIntent::of).collect();
+        let encoded: Vec<super::apply::EncodedIntent> = part
+            .iter()
+            .map(|r| {
+                let mut encoded = super::apply::EncodedIntent::of(r);
+                if let Some(raw) = raw_docs.get(&r.seq) {
+                    encoded.doc_json = Some(raw.as_bytes().to_vec());
+                }
+                encoded
+            })
+            .collect();
         let mut settled = Vec::new();
         for (r, o) in part.iter().zip(executor.write(&encoded, false).await?) {
             let mut one = Tally::default();
@@ -361,6 +381,7 @@ mod tests {
             location: "orders-v2".into(),
             source: json!({"customerName": "old"}).as_object().cloned().unwrap(),
             version: v(3),
+            raw: None,
         };
         let r = reversal(1, &intent(WriteKind::Create, None), &applied(9)).unwrap();
         assert_eq!(

@@ -130,6 +130,12 @@ pub trait ReadModel: DocumentSource {
         futures::future::ready(Ok(futures::stream::empty().boxed())).boxed()
     }
 
+    /// The id a document of `key` gets when a repair creates it (what [`crate::model::DocMeta::id`]
+    /// holds when it is read back).
+    fn doc_id(&self, key: &Key) -> String {
+        key.doc_id()
+    }
+
     /// A writer that changes this read model only over the version a document was read at, batching
     /// as `batching` says; None for a read model recon cannot write.
     fn conditional_writer(&self, batching: BulkSettings) -> Option<std::sync::Arc<dyn ConditionalWriter>> {

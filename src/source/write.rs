@@ -5,6 +5,8 @@
 //! where no document is; a write over anything else conflicts and is left alone. The version is
 //! opaque here: only the read model that handed it out knows what it means.
 
+use std::ops::Range;
+
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -160,6 +162,12 @@ pub trait ConditionalWriter: Send + Sync {
 
     /// How a plan shows a write conditional on `version`, in the read model's own words.
     fn describe_condition(&self, version: &Version) -> String;
+
+    /// Whether an `update` (some top-level fields merged in) is written as such; a writer that can
+    /// only write whole documents says no, and a repair then plans `index` writes instead.
+    fn partial_updates(&self) -> bool {
+        true
+    }
 }
 
 /// How a conditional writer batches and paces its writes.
@@ -184,4 +192,29 @@ impl Default for BulkSettings {
             item_retry: RetryPolicy::default(),
         }
     }
+}
+
+/// Splits actions into consecutive ranges of at most `max_actions` actions and, unless one action
+/// alone is larger, at most `max_bytes` encoded bytes.
+pub fn split_batches(
+    sizes: impl IntoIterator<Item = usize>,
+    max_bytes: usize,
+    max_actions: usize,
+) -> Vec<Range<usize>> {
+    let mut batches = Vec::new();
+    let (mut start, mut bytes, mut n) = (0usize, 0usize, 0usize);
+    for (i, size) in sizes.into_iter().enumerate() {
+        if n > 0 && (n >= max_actions.max(1) || bytes + size > max_bytes) {
+            batches.push(start..i);
+            start = i;
+            bytes = 0;
+            n = 0;
+        }
+        bytes += size;
+        n += 1;
+    }
+    if n > 0 {
+        batches.push(start..start + n);
+    }
+    batches
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::support::cli_command as recon;
 use crate::support::fixture::{ORDERS_QUERY, ORDERS_SCHEMA};
-use crate::support::redis::TestRedis;
+use crate::support::redis::{Fault, FaultyProxy, TestRedis};
 use crate::support::{test_database, Run, TestDb};
 
 const SEED: &str = r#"INSERT INTO orders (id, customer, total, ordered_at, items) VALUES
@@ -342,20 +342,13 @@ async fn thousands_of_keys_page_through_scan_and_mget_in_parallel_ranges() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn repair_undo_and_reindex_refuse_a_redis_read_model_and_never_print_its_password() {
+async fn reindex_refuses_a_redis_read_model_and_no_command_prints_its_password() {
     let shop = Shop::orders().await;
     let config = shop.dir.path().join("recon.toml");
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("redis://", "redis://app:s3cretpw@");
     std::fs::write(&config, text).unwrap();
-    let run = shop.recon(&["repair", "--keys", "1"]).await;
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("not yet: recon cannot repair a Redis read model"),
-        "{}",
-        run.stderr
-    );
     let run = shop.recon(&["reindex", "--yes"]).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
@@ -363,10 +356,6 @@ async fn repair_undo_and_reindex_refuse_a_redis_read_model_and_never_print_its_p
         "{}",
         run.stderr
     );
-    std::fs::write(shop.dir.path().join("audit.ndjson"), "").unwrap();
-    let run = shop.recon(&["undo", "audit.ndjson"]).await;
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("not yet"), "{}", run.stderr);
     // A check with a wrong password fails with the URL redacted.
     let run = shop
         .recon(&["check", "--redis-url", "redis://app:s3cretpw@127.0.0.1:1/0"])
@@ -374,4 +363,569 @@ async fn repair_undo_and_reindex_refuse_a_redis_read_model_and_never_print_its_p
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("redis://app:***@127.0.0.1:1/0"), "{}", run.stderr);
     assert!(!run.stderr.contains("s3cretpw"), "{}", run.stderr);
+    // So do a repair and an undo.
+    let run = shop
+        .recon(&[
+            "repair",
+            "--keys",
+            "1",
+            "--redis-url",
+            "redis://app:s3cretpw@127.0.0.1:1/0",
+        ])
+        .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(!run.stderr.contains("s3cretpw"), "{}", run.stderr);
+    std::fs::write(shop.dir.path().join("audit.ndjson"), "").unwrap();
+    let run = shop.recon(&["undo", "audit.ndjson"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(!run.stderr.contains("s3cretpw"), "{}", run.stderr);
+}
+
+/// Every key under the test's prefix with its type and raw value, sorted: what "byte for byte" compares.
+async fn snapshot(shop: &Shop) -> Vec<(String, String, Vec<Vec<u8>>)> {
+    let mut conn = shop.redis.conn().await;
+    let mut names: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", shop.redis.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    names.sort();
+    let mut values = Vec::new();
+    for name in names {
+        let kind: String = redis::cmd("TYPE").arg(&name).query_async(&mut conn).await.unwrap();
+        let value: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![redis::cmd("GET").arg(&name).query_async(&mut conn).await.unwrap()],
+            "hash" => {
+                let flat: Vec<Vec<u8>> = redis::cmd("HGETALL").arg(&name).query_async(&mut conn).await.unwrap();
+                let mut pairs: Vec<Vec<u8>> = flat
+                    .chunks(2)
+                    .map(|p| [p[0].clone(), b"=".to_vec(), p[1].clone()].concat())
+                    .collect();
+                pairs.sort();
+                pairs
+            }
+            other => panic!("{name} is a {other}"),
+        };
+        values.push((name, kind, value));
+    }
+    values
+}
+
+impl Shop {
+    /// `recon.toml` for the orders projection that also ignores `indexedAt`, a field only the read
+    /// model has (a replace keeps it).
+    fn orders_repairable(&self) {
+        self.config(
+            ORDERS_QUERY,
+            "json",
+            "ignore = [\"updatedAt\", \"indexedAt\"]\n[compare.fields]\nproducts = { as = \"set\", key = \"sku\" }\n\
+             orderDate = { as = \"instant\" }\ntotalPrice = { as = \"number\" }",
+        );
+    }
+
+    async fn get(&self, id: &str) -> Option<String> {
+        let mut conn = self.redis.conn().await;
+        redis::cmd("GET")
+            .arg(self.key(id))
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_brings_json_values_in_sync_and_undo_puts_every_value_back_byte_for_byte() {
+    let shop = Shop::orders().await;
+    shop.orders_repairable();
+    drifted(&shop).await;
+    // Two values in another projector's layout (indented, a character escaped): the repair rewrites
+    // one and deletes the other, and the undo must give their bytes back, not their re-encoding.
+    let mut two = in_sync(2);
+    two["customerName"] = json!("Zoe");
+    let two = serde_json::to_string_pretty(&two).unwrap().replace("Zoe", "Zo\\u0065");
+    shop.redis.run(&["SET", &shop.key("2"), &two]).await;
+    let mut five = in_sync(4);
+    five["orderId"] = json!(5);
+    shop.redis
+        .run(&["SET", &shop.key("5"), &serde_json::to_string_pretty(&five).unwrap()])
+        .await;
+    let before = snapshot(&shop).await;
+
+    // A dry run names each write's condition in Redis's words and writes nothing.
+    let run = shop.recon(&["repair"]).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains(&format!("create {}order:{{}}/{}", shop.redis.prefix, shop.key("3"))),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("if sha1="), "{}", run.stdout);
+    assert_eq!(snapshot(&shop).await, before);
+    // Over a cap: refused, pointing at no `recon reindex` (which cannot rebuild Redis).
+    let run = shop.recon(&["repair", "--apply", "--yes", "--max-changes", "1"]).await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("more than --max-changes 1") && run.stderr.contains("replaying the projection"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("recon reindex"), "{}", run.stderr);
+    assert_eq!(snapshot(&shop).await, before);
+
+    let run = shop
+        .recon(&["repair", "--apply", "--yes", "--audit", "repair.ndjson"])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("applied 7, conflicts 0, failed 0"),
+        "{}",
+        run.stdout
+    );
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["summary"]["matched"], 4, "{report}");
+    // The replace kept the field only the read model has; the created document is the projection.
+    let two: Value = serde_json::from_str(&shop.get("2").await.unwrap()).unwrap();
+    assert_eq!(
+        (two["customerName"].clone(), two["indexedAt"].clone()),
+        (json!("Zoë"), json!("2026-01-01T00:00:00Z"))
+    );
+    assert_eq!(shop.get("x").await, None);
+    // Another pattern's key is left alone.
+    assert!(snapshot(&shop)
+        .await
+        .iter()
+        .any(|(name, _, _)| name.ends_with("customer:1")));
+
+    let run = shop
+        .recon(&["undo", "repair.ndjson", "--apply", "--yes", "--audit", "undo.ndjson"])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(snapshot(&shop).await, before);
+    // Undone twice: nothing to do, nothing changed.
+    let run = shop
+        .recon(&["undo", "repair.ndjson", "--apply", "--yes", "--audit", "undo2.ndjson"])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(snapshot(&shop).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_rewrites_hashes_field_by_field_and_undo_puts_them_back() {
+    let shop = Shop::new(SEED).await;
+    shop.config(
+        FLAT_QUERY,
+        "hash",
+        "[compare.fields]\norderId = { as = \"number\" }\ntotalPrice = { as = \"number\" }\n\
+         orderDate = { as = \"instant\" }",
+    );
+    let hset = |id: &'static str, total: &'static str, extra: bool| {
+        let key = shop.key(id);
+        let redis = &shop.redis;
+        async move {
+            let mut args = vec![
+                "HSET".to_string(),
+                key,
+                "orderId".into(),
+                id.into(),
+                "customerName".into(),
+            ];
+            args.push(
+                match id {
+                    "1" => "Ada",
+                    "2" => "Zoë",
+                    "3" => "José",
+                    _ => "Mia",
+                }
+                .into(),
+            );
+            args.extend(["totalPrice".into(), total.into(), "orderDate".into()]);
+            args.push(format!(
+                "2024-03-0{id}T{}Z",
+                if id == "1" {
+                    "10:00:00"
+                } else if id == "2" {
+                    "11:30:00"
+                } else {
+                    "00:00:00"
+                }
+            ));
+            if extra {
+                args.extend(["stale".into(), "yes".into()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            redis.run(&args).await;
+        }
+    };
+    hset("1", "100.00", false).await;
+    hset("3", "7.01", true).await;
+    hset("4", "1", false).await;
+    shop.redis.run(&["HSET", &shop.key("9"), "orderId", "9"]).await;
+    shop.redis.run(&["SET", &shop.key("4"), "{}"]).await;
+    let before = snapshot(&shop).await;
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    assert_eq!(report["drift"].as_array().unwrap().len(), 4, "{report}");
+
+    // --mode patch sets only the differing fields, and removes the one the projection lacks. The
+    // answer to the writes is lost on the way: sent again, they find their own result.
+    let proxy = FaultyProxy::start(&shop.redis).await;
+    proxy.set(Fault::LoseWriteAnswer);
+    let run = shop
+        .recon(&[
+            "repair",
+            "--mode",
+            "patch",
+            "--apply",
+            "--yes",
+            "--concurrency",
+            "1",
+            "--audit",
+            "repair.ndjson",
+            "--redis-url",
+            &proxy.url,
+        ])
+        .await;
+    assert_eq!(*proxy.fault.lock().unwrap(), Fault::None, "the fault fired");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("applied 4, conflicts 0, failed 0"),
+        "{}",
+        run.stdout
+    );
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    let mut conn = shop.redis.conn().await;
+    let three: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(shop.key("3"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(three.get("totalPrice").map(String::as_str), Some("7.00"), "{three:?}");
+    let two: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(shop.key("2"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(two.get("customerName").map(String::as_str), Some("Zoë"), "{two:?}");
+
+    let run = shop
+        .recon(&["undo", "repair.ndjson", "--apply", "--yes", "--audit", "undo.ndjson"])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(snapshot(&shop).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_changed_between_plan_and_apply_is_a_conflict_left_alone() {
+    let shop = Shop::orders().await;
+    shop.orders_repairable();
+    drifted(&shop).await;
+    let run = shop.recon(&["repair", "--plan", "plan.ndjson"]).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    // A projector writes order 2 and creates order 3 after the plan was made.
+    let mut two = in_sync(2);
+    two["customerName"] = json!("Zoé (projector)");
+    shop.set("2", &two).await;
+    shop.set("3", &in_sync(3)).await;
+    let run = shop
+        .recon(&[
+            "repair",
+            "--from-plan",
+            "plan.ndjson",
+            "--apply",
+            "--yes",
+            "--audit",
+            "repair.ndjson",
+        ])
+        .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("applied 5, conflicts 2, failed 0"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("conflict: key 2: the value changed since it was read"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("conflict: key 3: the key exists"), "{}", run.stdout);
+    assert_eq!(shop.get("2").await, Some(two.to_string()));
+    assert_eq!(shop.get("3").await, Some(in_sync(3).to_string()));
+}
+
+/// 3,000 orders in sync but for 2 (missing) and 2999 (mismatched), values of a few hundred bytes.
+async fn many_orders() -> Shop {
+    let shop = Shop::new(
+        "INSERT INTO orders (id, customer, total, ordered_at)
+         SELECT i, 'c' || i, i, '2024-01-01T00:00:00Z' FROM generate_series(1, 3000) i",
+    )
+    .await;
+    shop.config(
+        FLAT_QUERY,
+        "json",
+        "ignore = [\"padding\"]\n[compare.fields]\ntotalPrice = { as = \"number\" }\norderDate = { as = \"instant\" }",
+    );
+    let pairs: Vec<(String, String)> = (1..=3000)
+        .filter(|i| *i != 2)
+        .map(|i| {
+            let name = if i == 2999 {
+                "changed".to_string()
+            } else {
+                format!("c{i}")
+            };
+            let doc = json!({"orderId": i, "customerName": name, "totalPrice": i,
+                             "orderDate": "2024-01-01T00:00:00Z", "padding": "p".repeat(300)});
+            (shop.key(&i.to_string()), doc.to_string())
+        })
+        .collect();
+    shop.redis.set_all(&pairs).await;
+    shop
+}
+
+fn drift_keys(report: &Value) -> Vec<(Value, String)> {
+    kinds(report).into_iter().map(|(k, kind, _)| (k, kind)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_reset_mid_read_is_read_again_and_mid_listing_fails_saying_how_far() {
+    let shop = many_orders().await;
+    let proxy = FaultyProxy::start(&shop.redis).await;
+    let expected = vec![
+        (json!(2), "missing".to_string()),
+        (json!(2999), "mismatched".to_string()),
+    ];
+
+    // Cut while the values are read (the key names are ~100 KB of the ~1 MB that comes back): the
+    // batch is read again on a new connection, and the report is the one without the fault.
+    proxy.set(Fault::CutAfterBytes(500_000));
+    let (code, report, stderr) = shop.check_json(&["--redis-url", &proxy.url]).await;
+    assert_eq!(*proxy.fault.lock().unwrap(), Fault::None, "the fault fired");
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    assert_eq!(drift_keys(&report), expected, "{report}");
+    assert_eq!(report["summary"]["matched"], 2998, "{report}");
+
+    // Cut while the keys are listed: a SCAN cursor is the server's, so the check stops, saying
+    // where, and reports nothing.
+    proxy.set(Fault::CutAfterBytes(20_000));
+    let run = shop
+        .recon(&["check", "--format", "json", "--quiet", "--redis-url", &proxy.url])
+        .await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.is_empty(), "no report from a partial read: {}", run.stdout);
+    assert!(
+        run.stderr.contains("lost the connection to Redis redis://127.0.0.1:")
+            && run.stderr.contains("while listing the keys (after ")
+            && run.stderr.contains("run the check again"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_whose_answer_was_lost_is_recorded_as_applied_not_as_a_conflict() {
+    let shop = Shop::orders().await;
+    shop.orders_repairable();
+    drifted(&shop).await;
+    let proxy = FaultyProxy::start(&shop.redis).await;
+    proxy.set(Fault::LoseWriteAnswer);
+    let run = shop
+        .recon(&[
+            "repair",
+            "--apply",
+            "--yes",
+            "--concurrency",
+            "1",
+            "--format",
+            "json",
+            "--audit",
+            "repair.ndjson",
+            "--redis-url",
+            &proxy.url,
+        ])
+        .await;
+    assert_eq!(*proxy.fault.lock().unwrap(), Fault::None, "the fault fired");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let summary: Value = serde_json::from_str(&run.stdout).unwrap();
+    let outcomes = &summary["outcomes"];
+    assert_eq!(
+        (outcomes["applied"].clone(), outcomes["conflict"].clone()),
+        (json!(7), json!(0)),
+        "{summary}"
+    );
+    // Sent again, the writes that had applied found their own result (a delete finds its key gone,
+    // and is read back).
+    let audit = std::fs::read_to_string(shop.dir.path().join("repair.ndjson")).unwrap();
+    let settled = audit
+        .lines()
+        .filter(|l| l.contains("\"result\":\"already\"") || l.contains("answer lost; verified"))
+        .count();
+    assert!(settled > 0, "{audit}");
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_restart_mid_apply_then_resume_applies_each_action_once() {
+    let mut shop = Shop::orders().await;
+    shop.orders_repairable();
+    drifted(&shop).await;
+    let before = snapshot(&shop).await;
+    let proxy = FaultyProxy::start(&shop.redis).await;
+    // The repair's first writes never reach the server; the repair is killed while it waits, and the
+    // server restarts (scripts forgotten) before the resume.
+    proxy.set(Fault::HoldWrites);
+    let child = recon()
+        .current_dir(shop.dir.path())
+        .args([
+            "repair",
+            "--apply",
+            "--yes",
+            "--concurrency",
+            "1",
+            "--audit",
+            "repair.ndjson",
+            "--redis-url",
+        ])
+        .arg(&proxy.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    proxy.fired.notified().await;
+    // Killed first: a restart closes the held connection, and a live run would then write.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    shop.redis.restart().await;
+    assert_eq!(out.status.code(), None);
+    assert_eq!(snapshot(&shop).await, before, "nothing was written");
+
+    let run = shop
+        .recon(&[
+            "repair",
+            "--resume",
+            "repair.ndjson",
+            "--apply",
+            "--yes",
+            "--format",
+            "json",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("0 actions done, 7 sent without a recorded outcome, 0 not started"),
+        "{}",
+        run.stderr
+    );
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    let audit = std::fs::read_to_string(shop.dir.path().join("repair.ndjson")).unwrap();
+    let applied: Vec<u64> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["type"] == "outcome" && l["status"] == "applied")
+        .map(|l| l["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        applied,
+        (1..=7).collect::<Vec<u64>>(),
+        "each action applied once: {audit}"
+    );
+    // And the whole repair undoes.
+    let run = shop
+        .recon(&["undo", "repair.ndjson", "--apply", "--yes", "--audit", "undo.ndjson"])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(snapshot(&shop).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_restart_mid_apply_is_survived_by_the_same_run() {
+    let mut shop = Shop::orders().await;
+    shop.orders_repairable();
+    drifted(&shop).await;
+    let proxy = FaultyProxy::start(&shop.redis).await;
+    // The first writes hang; the server restarts under them (every connection cut, every script
+    // forgotten, the data kept); the repair reconnects, loads its script again and carries on.
+    proxy.set(Fault::HoldWrites);
+    let child = recon()
+        .current_dir(shop.dir.path())
+        .args(["repair", "--apply", "--yes", "--concurrency", "1", "--format", "json"])
+        .args(["--audit", "repair.ndjson", "--redis-url"])
+        .arg(&proxy.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    proxy.fired.notified().await;
+    shop.redis.restart().await;
+    proxy.release();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (
+            summary["outcomes"]["applied"].clone(),
+            summary["outcomes"]["conflict"].clone()
+        ),
+        (json!(7), json!(0)),
+        "{summary}"
+    );
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
+}
+
+/// The `recon …` command a run printed after `marker`, as arguments (its words hold no quotes here).
+fn printed(text: &str, marker: &str) -> Vec<String> {
+    let line = text
+        .lines()
+        .find_map(|l| l.split_once(marker).map(|(_, rest)| rest.to_string()))
+        .unwrap_or_else(|| panic!("no {marker:?} in {text}"));
+    let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    assert_eq!(words[0], "recon", "{line}");
+    words[1..].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn printed_commands_keep_the_redis_url_flag() {
+    let shop = Shop::orders().await;
+    shop.orders_repairable();
+    drifted(&shop).await;
+    // The configuration names a server where nothing is: only --redis-url leads to the read model.
+    let config = shop.dir.path().join("recon.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&shop.redis.url, "redis://127.0.0.1:1/0");
+    std::fs::write(&config, text).unwrap();
+    let url = shop.redis.url.clone();
+
+    let run = shop.recon(&["repair", "--keys", "3", "--redis-url", &url]).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let apply = printed(&run.stderr, "to make these changes: ");
+    assert!(apply.contains(&"--redis-url".to_string()), "{apply:?}");
+    let args: Vec<&str> = apply.iter().map(String::as_str).chain(["--yes"]).collect();
+    let run = shop.recon(&args).await;
+    assert_eq!(run.code, 0, "{apply:?}\n{}\n{}", run.stdout, run.stderr);
+    let three = shop.get("3").await.expect("the pasted apply created order 3");
+    assert!(three.starts_with("{\"orderId\":3,"), "{three}");
+
+    let undo = printed(&run.stdout, "undo with: ");
+    let args: Vec<&str> = undo.iter().map(String::as_str).chain(["--apply", "--yes"]).collect();
+    let run = shop.recon(&args).await;
+    assert_eq!(run.code, 0, "{undo:?}\n{}\n{}", run.stdout, run.stderr);
+    assert_eq!(shop.get("3").await, None);
 }

@@ -525,6 +525,7 @@ impl Pager {
                 location: hit.index,
                 version: write::version_of(hit.seq_no, hit.primary_term),
                 updated_at_ms: None,
+                raw: None,
             };
             let key = match self.unkeyed {
                 true => Key::Text(String::new()),
@@ -607,6 +608,7 @@ fn hits_to_docs(answer: &mut Value, key_kind: KeyKind, key_field: &str) -> anyho
             location: hit["_index"].as_str().map(str::to_string),
             version: write::version_of(hit["_seq_no"].as_i64(), hit["_primary_term"].as_i64()),
             updated_at_ms: None,
+            raw: None,
         };
         docs.push(KeyedDoc { key, doc, meta });
     }
@@ -709,6 +711,7 @@ mod tests {
             location: Some("orders-v2".into()),
             version: write::version_of(Some(12), Some(1)),
             updated_at_ms: None,
+            raw: None,
         };
         assert_eq!(
             describe_hit(&meta),

@@ -131,30 +131,8 @@ pub fn encode_write(write: &JsonWrite<'_>, out: &mut Vec<u8>) -> anyhow::Result<
 
 pub use crate::source::write::BulkSettings;
 
-/// Splits actions into consecutive ranges of at most `max_actions` actions and, unless one action
-/// alone is larger, at most `max_bytes` encoded bytes.
-pub fn split_batches(
-    sizes: impl IntoIterator<Item = usize>,
-    max_bytes: usize,
-    max_actions: usize,
-) -> Vec<Range<usize>> {
-    let mut batches = Vec::new();
-    let (mut start, mut bytes, mut n) = (0usize, 0usize, 0usize);
-    for (i, size) in sizes.into_iter().enumerate() {
-        if n > 0 && (n >= max_actions.max(1) || bytes + size > max_bytes) {
-            batches.push(start..i);
-            start = i;
-            bytes = 0;
-            n = 0;
-        }
-        bytes += size;
-        n += 1;
-    }
-    if n > 0 {
-        batches.push(start..start + n);
-    }
-    batches
-}
+// Shared with the other connectors; re-exported so `write::split_batches` keeps its path.
+pub use crate::source::write::split_batches;
 
 /// Paces documents: each reservation of `n` documents moves the next free slot `n / rate` seconds on.
 #[derive(Debug)]

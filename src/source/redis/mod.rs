@@ -22,14 +22,35 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 
-use super::{DocStream, DocumentSource, KeyRange, ReadModel, Scan};
+use super::{BulkSettings, ConditionalWriter, DocStream, DocumentSource, KeyRange, ReadModel, Scan};
 use crate::config::RedisEncoding;
 use crate::model::{DocMeta, Key, KeyKind, KeyedDoc, Version};
 use crate::scale::keyfile::KeySorter;
 use crate::secret::redact_url;
+use crate::source::retry::RetryPolicy;
+
+mod script;
+pub mod write;
 
 /// The field an undecodable value's document holds instead of its content, saying why.
 pub const UNDECODABLE: &str = "(undecodable Redis value)";
+/// Beside [`UNDECODABLE`], in a whole document (a repair's lookups, a writer's read-backs): the value
+/// as Redis holds it (`{"string": …}`, `{"hex": …}` or `{"hash": {…}}`), so that an undo puts back
+/// exactly what a repair overwrote or deleted.
+pub const RAW: &str = "(Redis value)";
+
+/// How long an answer may take. The client's default (half a second) would call a pipeline of a
+/// thousand large values or write scripts lost on a busy server, and a retried write whose first
+/// attempt is still running races itself; a hung server is still noticed, and retried.
+const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn connection_config() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+}
 
 /// Keys asked for a `SCAN` call (a hint to the server).
 const SCAN_COUNT: usize = 1000;
@@ -45,8 +66,9 @@ pub struct RedisSettings {
     /// The Redis key of a document; `{}` is the key.
     pub key_pattern: String,
     pub encoding: RedisEncoding,
-    /// The write model's key kind: the key part of each Redis key is parsed as one.
-    pub key_kind: KeyKind,
+    /// The write model's key kind: the key part of each Redis key is parsed as one. None only for
+    /// a writer that never reads the write model (an undo): key parts are then taken as text.
+    pub key_kind: Option<KeyKind>,
     /// Only these top-level fields (and the key field) are kept; None keeps every field.
     pub fields: Option<Vec<String>>,
     /// Values read per `MGET` or pipeline.
@@ -56,31 +78,36 @@ pub struct RedisSettings {
 /// The read side of one Redis database.
 pub struct RedisSource {
     reader: Arc<Reader>,
+    kind: KeyKind,
     glob: String,
     described: String,
 }
 
 /// What reading values needs, shared by the batches in flight.
 struct Reader {
-    conn: redis::aio::MultiplexedConnection,
+    client: redis::Client,
+    /// The connection reads (and writes) go through; None after it broke, until the next use.
+    conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     prefix: String,
     suffix: String,
     key_field: String,
-    kind: KeyKind,
+    /// None for a writer that never reads the write model (an undo).
+    kind: Option<KeyKind>,
     encoding: RedisEncoding,
     fields: Option<BTreeSet<String>>,
     batch: usize,
     described: String,
 }
 
-impl RedisSource {
-    pub async fn connect(settings: RedisSettings) -> anyhow::Result<RedisSource> {
+impl Reader {
+    /// Connects as `settings` say: the reader, and the `SCAN MATCH` pattern.
+    async fn connect(settings: RedisSettings) -> anyhow::Result<(Reader, String)> {
         let shown = redact_url(&settings.url);
         let client = redis::Client::open(settings.url.as_str())
             .map_err(|e| anyhow::anyhow!("redis.url {shown} is not a Redis URL: {}", strip(&e, &settings.url)))?;
         let db = client.get_connection_info().redis_settings().db();
         let described = format!("Redis {shown} db {db} pattern {}", settings.key_pattern);
-        let conn = client.get_multiplexed_async_connection().await.map_err(|e| {
+        let conn = client.get_multiplexed_async_connection_with_config(&connection_config()).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot connect to {described}: {}; check redis.url (or REDIS_URL / --redis-url) and that the server runs",
                 strip(&e, &settings.url)
@@ -92,7 +119,8 @@ impl RedisSource {
             .context("redis.key_pattern must hold {} where the key goes")?;
         let glob = format!("{}*{}", glob_escape(prefix), glob_escape(suffix));
         let reader = Reader {
-            conn,
+            client: client.clone(),
+            conn: tokio::sync::Mutex::new(Some(conn)),
             prefix: prefix.to_string(),
             suffix: suffix.to_string(),
             key_field: settings.key_field.clone(),
@@ -102,19 +130,35 @@ impl RedisSource {
                 .fields
                 .map(|f| f.into_iter().chain([settings.key_field]).collect()),
             batch: settings.batch.max(1),
-            described: described.clone(),
-        };
-        Ok(RedisSource {
-            reader: Arc::new(reader),
-            glob,
             described,
+        };
+        Ok((reader, glob))
+    }
+}
+
+impl RedisSource {
+    pub async fn connect(settings: RedisSettings) -> anyhow::Result<RedisSource> {
+        let kind = settings
+            .key_kind
+            .context("a Redis read model needs the write model's key kind")?;
+        let (reader, glob) = Reader::connect(settings).await?;
+        Ok(RedisSource {
+            described: reader.described.clone(),
+            reader: Arc::new(reader),
+            kind,
+            glob,
         })
     }
 
     /// Every Redis key matching the pattern, once per `SCAN` answer (a key may come twice), to `each`.
     async fn scan_names(&self, mut each: impl FnMut(Vec<u8>) -> anyhow::Result<()>) -> anyhow::Result<()> {
-        let mut conn = self.reader.conn.clone();
+        let mut conn = self
+            .reader
+            .connection()
+            .await
+            .map_err(|e| self.reader.lost(e, "SCAN"))?;
         let mut cursor: u64 = 0;
+        let mut listed = 0u64;
         loop {
             let (next, names): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
                 .arg(cursor)
@@ -124,7 +168,15 @@ impl RedisSource {
                 .arg(SCAN_COUNT)
                 .query_async(&mut conn)
                 .await
-                .with_context(|| format!("{}: SCAN failed", self.described))?;
+                .map_err(|e| {
+                    // A cursor is the server's: a restarted server may walk its keys otherwise.
+                    anyhow::anyhow!(
+                        "{:#}, while listing the keys (after {listed}); nothing is reported from a partial \
+                         listing: run the check again",
+                        self.reader.lost(e, "SCAN")
+                    )
+                })?;
+            listed += names.len() as u64;
             for name in names {
                 each(name)?;
             }
@@ -138,13 +190,14 @@ impl RedisSource {
 
 impl Reader {
     /// The key a Redis key name stands for; None when its key part is not one of the key kind (an
-    /// integer key must be written canonically: `order:7`, not `order:07`).
+    /// integer key must be written canonically: `order:7`, not `order:07`). Without a known key kind
+    /// (an undo, which never reads the write model) the key part is taken as text.
     fn parse_name(&self, name: &[u8]) -> Option<Key> {
         let name = std::str::from_utf8(name).ok()?;
         let part = name.strip_prefix(&self.prefix)?.strip_suffix(&self.suffix)?;
         match self.kind {
-            KeyKind::Int => part.parse::<i64>().ok().filter(|i| i.to_string() == part).map(Key::Int),
-            KeyKind::Text => Some(Key::Text(part.to_string())),
+            Some(KeyKind::Int) => part.parse::<i64>().ok().filter(|i| i.to_string() == part).map(Key::Int),
+            Some(KeyKind::Text) | None => Some(Key::Text(part.to_string())),
         }
     }
 
@@ -152,57 +205,117 @@ impl Reader {
         format!("{}{}{}", self.prefix, key.doc_id(), self.suffix)
     }
 
+    /// Whole documents: every field, and an undecodable value's content beside the reason.
+    fn whole(&self) -> bool {
+        self.fields.is_none()
+    }
+
+    /// The connection, connecting again when the last one broke.
+    async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        let mut slot = self.conn.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&connection_config())
+            .await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Drops a connection that broke: the next use connects again.
+    async fn forget_connection(&self) {
+        *self.conn.lock().await = None;
+    }
+
+    /// Runs a read (`command`, for messages) on the connection, again on a new connection after a
+    /// lost one under the one retry policy: reading a value twice changes nothing.
+    async fn retrying<T, F, Fut>(&self, command: &str, mut read: F) -> anyhow::Result<T>
+    where
+        F: FnMut(redis::aio::MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let mut pauses = backon::BackoffBuilder::build(RetryPolicy::default().backoff());
+        loop {
+            let answer = match self.connection().await {
+                Ok(conn) => read(conn).await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(value) => return Ok(value),
+                Err(e) if is_transient(&e) => {
+                    self.forget_connection().await;
+                    match pauses.next() {
+                        Some(pause) => tokio::time::sleep(pause).await,
+                        None => return Err(self.lost(e, command)),
+                    }
+                }
+                Err(e) => return Err(self.lost(e, command)),
+            }
+        }
+    }
+
+    /// [`peek`] of `names`, retried as [`Reader::retrying`] says.
+    async fn peek_all(&self, names: &[&str]) -> anyhow::Result<Vec<Peeked>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.retrying("EVAL", |mut conn| async move {
+            peek(&mut conn, names.iter().copied()).await
+        })
+        .await
+    }
+
     /// The documents of `keys` (absent ones left out), in the order given.
     async fn read(&self, keys: Vec<Key>) -> anyhow::Result<Vec<KeyedDoc>> {
         let names: Vec<String> = keys.iter().map(|k| self.name_of(k)).collect();
-        let mut conn = self.conn.clone();
         let mut docs = Vec::with_capacity(keys.len());
         match self.encoding {
             RedisEncoding::Json => {
-                let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-                    .arg(&names)
-                    .query_async(&mut conn)
-                    .await
-                    .with_context(|| format!("{}: MGET failed", self.described))?;
-                // MGET answers nil for an absent key and for one holding another type: ask which.
-                let nil: Vec<usize> = (0..values.len()).filter(|&i| values[i].is_none()).collect();
-                let types = self.types(&names, &nil).await?;
-                let mut types = types.into_iter();
+                let values: Vec<Option<Vec<u8>>> = self
+                    .retrying("MGET", |mut conn| {
+                        let names = &names;
+                        async move { redis::cmd("MGET").arg(names).query_async(&mut conn).await }
+                    })
+                    .await?;
+                // MGET answers nil for an absent key and for one holding another type: look closer.
+                let nil: Vec<&str> = (0..values.len())
+                    .filter(|&i| values[i].is_none())
+                    .map(|i| names[i].as_str())
+                    .collect();
+                let mut peeked = self.peek_all(&nil).await?.into_iter();
                 for ((key, name), value) in keys.into_iter().zip(names).zip(values) {
                     match value {
                         Some(bytes) => docs.push(self.decode_json(key, name, &bytes)),
-                        None => {
-                            let kind = types.next().unwrap_or_default();
-                            if kind != "none" {
-                                docs.push(undecodable(
-                                    key,
-                                    name,
-                                    format!("a Redis {kind}, not a string (redis.encoding is \"json\")"),
-                                ));
-                            }
-                        }
+                        None => docs.extend(self.decode_peeked(key, name, peeked.next().unwrap_or_default())),
                     }
                 }
             }
             RedisEncoding::Hash => {
-                let mut pipe = redis::pipe();
-                pipe.ignore_errors();
-                for name in &names {
-                    pipe.cmd("HGETALL").arg(name);
-                }
-                let answers: Vec<redis::Value> = pipe
-                    .query_async(&mut conn)
-                    .await
-                    .with_context(|| format!("{}: HGETALL failed", self.described))?;
-                for ((key, name), answer) in keys.into_iter().zip(names).zip(answers) {
-                    match hash_fields(answer) {
+                let answers: Vec<redis::Value> = self
+                    .retrying("HGETALL", |mut conn| {
+                        let mut pipe = redis::pipe();
+                        pipe.ignore_errors();
+                        for name in &names {
+                            pipe.cmd("HGETALL").arg(name);
+                        }
+                        async move { pipe.query_async(&mut conn).await }
+                    })
+                    .await?;
+                let answers: Vec<Result<Vec<(String, String)>, String>> =
+                    answers.into_iter().map(hash_fields).collect();
+                // A key holding another type answers WRONGTYPE: look closer.
+                let wrong: Vec<&str> = (0..answers.len())
+                    .filter(|&i| answers[i].is_err())
+                    .map(|i| names[i].as_str())
+                    .collect();
+                let mut peeked = self.peek_all(&wrong).await?.into_iter();
+                for ((key, name), answer) in keys.into_iter().zip(names.iter().cloned()).zip(answers) {
+                    match answer {
                         Ok(fields) if fields.is_empty() => {}
                         Ok(fields) => docs.push(self.decode_hash(key, name, fields)),
-                        Err(e) => docs.push(undecodable(
-                            key,
-                            name,
-                            format!("not a hash (redis.encoding is \"hash\"): {e}"),
-                        )),
+                        Err(_) => docs.extend(self.decode_peeked(key, name, peeked.next().unwrap_or_default())),
                     }
                 }
             }
@@ -210,49 +323,91 @@ impl Reader {
         Ok(docs)
     }
 
-    /// `TYPE` of `names[i]` for each `i` of `which`, in one pipeline.
-    async fn types(&self, names: &[String], which: &[usize]) -> anyhow::Result<Vec<String>> {
-        if which.is_empty() {
-            return Ok(Vec::new());
+    /// A read that failed: a lost connection says so (a scan cannot go on without it), anything else
+    /// names the command.
+    fn lost(&self, e: redis::RedisError, command: &str) -> anyhow::Error {
+        if is_transient(&e) {
+            anyhow::anyhow!("lost the connection to {} ({command}: {e})", self.described)
+        } else {
+            anyhow::anyhow!("{}: {command} failed: {e}", self.described)
         }
-        let mut pipe = redis::pipe();
-        for &i in which {
-            pipe.cmd("TYPE").arg(&names[i]);
+    }
+
+    /// The document of a value [`peek`] read: what a scan or lookup would make of it (None: absent).
+    fn decode_peeked(&self, key: Key, name: String, value: Peeked) -> Option<KeyedDoc> {
+        let version = value.token.clone().map(Version::new);
+        match value.payload {
+            Payload::None => None,
+            Payload::String(bytes) => Some(match self.encoding {
+                RedisEncoding::Json => self.decode_json(key, name, &bytes),
+                RedisEncoding::Hash => self.undecodable(
+                    key,
+                    name,
+                    "a Redis string, not a hash (redis.encoding is \"hash\")".into(),
+                    version,
+                    Some(raw_string(&bytes)),
+                ),
+            }),
+            Payload::Hash(fields) => Some(match self.encoding {
+                RedisEncoding::Hash => self.decode_hash(key, name, fields),
+                RedisEncoding::Json => {
+                    let raw = raw_hash(&fields);
+                    self.undecodable(
+                        key,
+                        name,
+                        "a Redis hash, not a string (redis.encoding is \"json\")".into(),
+                        version,
+                        Some(raw),
+                    )
+                }
+            }),
+            Payload::Other(kind) => {
+                let wanted = match self.encoding {
+                    RedisEncoding::Json => "a string (redis.encoding is \"json\")",
+                    RedisEncoding::Hash => "a hash (redis.encoding is \"hash\")",
+                };
+                Some(self.undecodable(key, name, format!("a Redis {kind}, not {wanted}"), version, None))
+            }
         }
-        let mut conn = self.conn.clone();
-        pipe.query_async(&mut conn)
-            .await
-            .with_context(|| format!("{}: TYPE failed", self.described))
     }
 
     fn decode_json(&self, key: Key, name: String, bytes: &[u8]) -> KeyedDoc {
-        let version = version_of(bytes);
+        // The token is only written against: a check, which never writes, skips the hashing.
+        let version = self.whole().then(|| string_version(bytes));
+        let raw = || Some(raw_string(bytes));
         let doc = match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Object(doc)) => doc,
-            Ok(other) => return undecodable(key, name, format!("JSON {}, not an object", json_kind(&other))),
-            Err(e) => return undecodable(key, name, format!("not JSON: {e}")),
+            Ok(other) => {
+                let why = format!("JSON {}, not an object", json_kind(&other));
+                return self.undecodable(key, name, why, version, raw());
+            }
+            Err(e) => return self.undecodable(key, name, format!("not JSON: {e}"), version, raw()),
         };
         let named = doc.get(&self.key_field).and_then(Key::from_json);
-        self.keyed(key, name, doc, named, version)
+        // A whole document keeps the value's bytes when encoding the document again would not give
+        // them back (another projector's whitespace or escapes): an undo writes those.
+        let exact = (self.whole() && serde_json::to_vec(&doc).ok().as_deref() != Some(bytes))
+            .then(|| std::str::from_utf8(bytes).ok())
+            .flatten();
+        let mut keyed = self.keyed(key, name, doc, named, version, raw);
+        if !keyed.doc.contains_key(UNDECODABLE) {
+            keyed.meta.raw = exact.map(str::to_string);
+        }
+        keyed
     }
 
-    fn decode_hash(&self, key: Key, name: String, mut fields: Vec<(String, String)>) -> KeyedDoc {
-        fields.sort();
-        let mut bytes = Vec::new();
-        for (field, value) in &fields {
-            for part in [field, value] {
-                bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
-                bytes.extend_from_slice(part.as_bytes());
-            }
-        }
-        let version = version_of(&bytes);
-        let doc: Map<String, Value> = fields.into_iter().map(|(f, v)| (f, Value::String(v))).collect();
+    fn decode_hash(&self, key: Key, name: String, fields: Vec<(String, String)>) -> KeyedDoc {
+        let version = self.whole().then(|| hash_version(&fields));
+        let doc: Map<String, Value> = fields
+            .iter()
+            .map(|(f, v)| (f.clone(), Value::String(v.clone())))
+            .collect();
         let named = doc.get(&self.key_field).and_then(|v| match (self.kind, v) {
-            (KeyKind::Int, Value::String(s)) => s.parse::<i64>().ok().map(Key::Int),
-            (KeyKind::Text, Value::String(s)) => Some(Key::Text(s.clone())),
+            (Some(KeyKind::Int), Value::String(s)) => s.parse::<i64>().ok().map(Key::Int),
+            (_, Value::String(s)) => Some(Key::Text(s.clone())),
             _ => None,
         });
-        self.keyed(key, name, doc, named, version)
+        self.keyed(key, name, doc, named, version, || Some(raw_hash(&fields)))
     }
 
     /// The document, when its key field names the key of its Redis key; kept to the compared fields.
@@ -262,20 +417,27 @@ impl Reader {
         name: String,
         mut doc: Map<String, Value>,
         named: Option<Key>,
-        version: Version,
+        version: Option<Version>,
+        raw: impl FnOnce() -> Option<Value>,
     ) -> KeyedDoc {
-        match (doc.get(&self.key_field), named) {
-            (None, _) => return undecodable(key, name, format!("no key field {:?}", self.key_field)),
-            (Some(_), Some(named)) if named == key => {}
-            (Some(value), _) => {
-                return undecodable(
-                    key,
-                    name,
-                    format!(
-                        "key field {:?} is {value}, not the key of its Redis key",
-                        self.key_field
-                    ),
-                )
+        let names_the_key = match (&named, self.kind) {
+            (Some(named), Some(_)) => *named == key,
+            // The key kind unknown: the key field must spell the key part exactly.
+            (Some(named), None) => self.name_of(named) == name,
+            (None, _) => false,
+        };
+        match doc.get(&self.key_field) {
+            None => {
+                let why = format!("no key field {:?}", self.key_field);
+                return self.undecodable(key, name, why, version, raw());
+            }
+            Some(_) if names_the_key => {}
+            Some(value) => {
+                let why = format!(
+                    "key field {:?} is {value}, not the key of its Redis key",
+                    self.key_field
+                );
+                return self.undecodable(key, name, why, version, raw());
             }
         }
         if let Some(fields) = &self.fields {
@@ -286,25 +448,132 @@ impl Reader {
             doc,
             meta: DocMeta {
                 id: Some(name),
-                version: Some(version),
+                version,
+                ..DocMeta::default()
+            },
+        }
+    }
+
+    /// The document of a Redis key whose key part is no key of the key kind (drift `unkeyed`).
+    fn unkeyed(&self, name: String, value: Peeked) -> KeyedDoc {
+        let why = match self.kind {
+            Some(kind) => format!("the Redis key's key part is not an {kind} key"),
+            None => "the Redis key's key part is not a key".to_string(),
+        };
+        let version = value.token.map(Version::new);
+        let raw = match value.payload {
+            Payload::String(bytes) => Some(raw_string(&bytes)),
+            Payload::Hash(fields) => Some(raw_hash(&fields)),
+            Payload::None | Payload::Other(_) => None,
+        };
+        self.undecodable(Key::Text(String::new()), name, why, version, raw)
+    }
+
+    /// A document standing for a value that could not be decoded: [`UNDECODABLE`], saying why. In a
+    /// whole document the value itself goes under [`RAW`] (when it is a string or a hash), and
+    /// [`UNDECODABLE`] only points at it: why a value is undecodable can depend on the key kind, which
+    /// an undo's read-backs do not know, and a before-image must read back the same.
+    fn undecodable(
+        &self,
+        key: Key,
+        name: String,
+        why: String,
+        version: Option<Version>,
+        raw: Option<Value>,
+    ) -> KeyedDoc {
+        let mut doc = Map::new();
+        match raw.filter(|_| self.whole()) {
+            Some(raw) => {
+                doc.insert(
+                    UNDECODABLE.to_string(),
+                    Value::String(format!("held as it is under {RAW:?}")),
+                );
+                doc.insert(RAW.to_string(), raw);
+            }
+            None => {
+                doc.insert(UNDECODABLE.to_string(), Value::String(why));
+            }
+        }
+        KeyedDoc {
+            key,
+            doc,
+            meta: DocMeta {
+                id: Some(name),
+                version,
                 ..DocMeta::default()
             },
         }
     }
 }
 
-/// A document standing for a value that could not be decoded: only [`UNDECODABLE`], saying why.
-fn undecodable(key: Key, name: String, why: String) -> KeyedDoc {
-    let mut doc = Map::new();
-    doc.insert(UNDECODABLE.to_string(), Value::String(why));
-    KeyedDoc {
-        key,
-        doc,
-        meta: DocMeta {
-            id: Some(name),
-            ..DocMeta::default()
-        },
+/// A value as [`PEEK`] read it.
+#[derive(Debug, Default)]
+struct Peeked {
+    /// Its version token (None: the key is absent).
+    token: Option<String>,
+    payload: Payload,
+}
+
+#[derive(Debug, Default)]
+enum Payload {
+    #[default]
+    None,
+    String(Vec<u8>),
+    Hash(Vec<(String, String)>),
+    /// Another Redis type (list, set, …), by name; a hash with a field that is not UTF-8 too.
+    Other(String),
+}
+
+/// Every value of `names`, with its type and version token, in one pipeline of [`PEEK`] scripts:
+/// the token is the one the writer's script checks, computed by the same Lua code.
+async fn peek<'a>(
+    conn: &mut redis::aio::MultiplexedConnection,
+    names: impl Iterator<Item = &'a str>,
+) -> redis::RedisResult<Vec<Peeked>> {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    let mut n = 0;
+    for name in names {
+        pipe.cmd("EVAL").arg(script::PEEK.as_str()).arg(1).arg(name);
+        n += 1;
     }
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let answers: Vec<redis::Value> = pipe.query_async(conn).await?;
+    Ok(answers.into_iter().map(peeked).collect())
+}
+
+/// One answer of [`PEEK`]: `{type, token, value}`.
+fn peeked(answer: redis::Value) -> Peeked {
+    let redis::Value::Array(mut parts) = answer else {
+        return Peeked {
+            token: None,
+            payload: Payload::Other(format!("value recon could not read ({answer:?})")),
+        };
+    };
+    parts.resize(3, redis::Value::Nil);
+    let value = parts.pop().unwrap_or(redis::Value::Nil);
+    let token = match parts.pop() {
+        Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+        Some(redis::Value::SimpleString(s)) => Some(s),
+        _ => None,
+    };
+    let kind = match parts.pop() {
+        Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+        Some(redis::Value::SimpleString(s)) => s,
+        _ => String::new(),
+    };
+    let payload = match (kind.as_str(), value) {
+        ("none", _) => Payload::None,
+        ("string", redis::Value::BulkString(bytes)) => Payload::String(bytes),
+        ("hash", value) => match hash_fields(value) {
+            Ok(fields) => Payload::Hash(fields),
+            Err(_) => Payload::Other("hash with a field or value that is not UTF-8".into()),
+        },
+        (other, _) => Payload::Other(other.to_string()),
+    };
+    Peeked { token, payload }
 }
 
 /// The field/value pairs of an `HGETALL` answer (RESP2 flat array or RESP3 map); an error reply
@@ -333,9 +602,65 @@ fn hash_fields(answer: redis::Value) -> Result<Vec<(String, String)>, String> {
     }
 }
 
-/// The version token of a value: its hash, so a later write can check the value is unchanged.
-fn version_of(bytes: &[u8]) -> Version {
-    Version::new(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes)))
+/// The version token of a string value: the SHA-1 of its bytes, in hex. Lua computes the same with
+/// `redis.sha1hex`, so the writer's script checks a token recon handed out without sending the value.
+pub fn string_version(bytes: &[u8]) -> Version {
+    Version::new(sha1_hex(bytes))
+}
+
+/// The version token of a hash: the SHA-1 of its fields sorted by their bytes, each field and value
+/// written as `LENGTH:BYTES` (so no two hashes share an encoding), as the scripts compute it.
+pub fn hash_version(fields: &[(String, String)]) -> Version {
+    let mut sorted: Vec<&(String, String)> = fields.iter().collect();
+    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut bytes = Vec::new();
+    for (field, value) in sorted {
+        for part in [field, value] {
+            bytes.extend_from_slice(part.len().to_string().as_bytes());
+            bytes.push(b':');
+            bytes.extend_from_slice(part.as_bytes());
+        }
+    }
+    Version::new(sha1_hex(&bytes))
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    use sha1::Digest;
+    hex(&sha1::Sha1::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A string value as [`RAW`] holds it: the text, or its bytes in hex when it is not UTF-8.
+fn raw_string(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::json!({ "string": text }),
+        Err(_) => serde_json::json!({ "hex": hex(bytes) }),
+    }
+}
+
+fn raw_hash(fields: &[(String, String)]) -> Value {
+    let fields: Map<String, Value> = fields
+        .iter()
+        .map(|(f, v)| (f.clone(), Value::String(v.clone())))
+        .collect();
+    serde_json::json!({ "hash": fields })
+}
+
+/// A broken or refused connection, a timeout, an answer cut off mid-frame (the client reads a
+/// parse error then), a server still loading its data after a restart: worth another attempt on a
+/// new connection. Not a failed authentication: trying again would not change the password.
+pub(crate) fn is_transient(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Parse | redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+        )
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -381,7 +706,8 @@ impl DocumentSource for RedisSource {
             })
             .await?;
             let keys = sorter.finish()?;
-            let estimate = Some(keys.len());
+            let total = keys.len();
+            let estimate = Some(total);
             let (tx, rx) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<Key>>>(IN_FLIGHT);
             let batch = reader.batch;
             tokio::task::spawn_blocking(move || {
@@ -401,9 +727,27 @@ impl DocumentSource for RedisSource {
             let docs: DocStream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
                 .map(move |chunk| {
                     let reader = reader.clone();
-                    async move { reader.read(chunk?).await }
+                    async move {
+                        let chunk = chunk?;
+                        let n = chunk.len() as u64;
+                        reader.read(chunk).await.map(|docs| (n, docs))
+                    }
                 })
                 .buffered(IN_FLIGHT)
+                // How far the read got, should it stop: the report is never made of a partial read.
+                .scan(0u64, move |done, read| {
+                    let read = match read {
+                        Ok((n, docs)) => {
+                            *done += n;
+                            Ok(docs)
+                        }
+                        Err(e) => Err(anyhow::anyhow!(
+                            "{e:#}, after {done} of {total} keys were read; nothing is reported from a partial \
+                             read: run the check again"
+                        )),
+                    };
+                    futures::future::ready(Some(read))
+                })
                 .map_ok(|docs| futures::stream::iter(docs.into_iter().map(Ok)))
                 .try_flatten()
                 .boxed();
@@ -434,11 +778,21 @@ impl DocumentSource for RedisSource {
 
 impl ReadModel for RedisSource {
     fn key_kind(&self) -> KeyKind {
-        self.reader.kind
+        self.kind
     }
 
     fn key_type(&self) -> String {
-        format!("{} (parsed from the Redis key)", self.reader.kind)
+        format!("{} (parsed from the Redis key)", self.kind)
+    }
+
+    /// The Redis key: `key_pattern` with the key in it.
+    fn doc_id(&self, key: &Key) -> String {
+        self.reader.name_of(key)
+    }
+
+    /// Conditional writes by Lua script, whole documents read back (see [`write`]).
+    fn conditional_writer(&self, batching: BulkSettings) -> Option<Arc<dyn ConditionalWriter>> {
+        Some(Arc::new(write::RedisWriter::new(self.reader.clone(), batching)))
     }
 
     /// The Redis key, and the version as what it is: a hash of the stored value.
@@ -465,22 +819,19 @@ impl ReadModel for RedisSource {
                 Ok(())
             })
             .await?;
-            let kind = reader.kind;
-            let docs = names.into_iter().map(move |name| {
-                let mut doc = Map::new();
-                doc.insert(
-                    UNDECODABLE.to_string(),
-                    Value::String(format!("the Redis key's key part is not an {kind} key")),
-                );
-                Ok(KeyedDoc {
-                    key: Key::Text(String::new()),
-                    doc,
-                    meta: DocMeta {
-                        id: Some(name),
-                        ..DocMeta::default()
-                    },
-                })
-            });
+            // Their values too, read as a lookup reads them: a repair deletes them only while they
+            // are unchanged (the version token), and an undo puts back what was there.
+            let names: Vec<String> = names.into_iter().collect();
+            let mut docs = Vec::with_capacity(names.len());
+            for chunk in names.chunks(reader.batch) {
+                let chunk_names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                let peeked = reader.peek_all(&chunk_names).await?;
+                for (name, value) in chunk.iter().zip(peeked) {
+                    if !matches!(value.payload, Payload::None) {
+                        docs.push(Ok(reader.unkeyed(name.clone(), value)));
+                    }
+                }
+            }
             Ok(futures::stream::iter(docs).boxed())
         }
         .boxed()
@@ -490,6 +841,45 @@ impl ReadModel for RedisSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_tokens_are_what_the_scripts_compute() {
+        // A string's: the SHA-1 of its bytes, as `redis.sha1hex` gives it.
+        assert_eq!(
+            string_version(b"abc").as_str(),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        // A hash's: its fields in byte order, each field and value as LENGTH:BYTES, whatever order
+        // HGETALL answered in.
+        let fields = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(f, v)| (f.to_string(), v.to_string())).collect()
+        };
+        let token = hash_version(&fields(&[("b", "22"), ("a", "1"), ("Z", "")]));
+        assert_eq!(token.as_str(), sha1_hex(b"1:Z0:1:a1:11:b2:22"));
+        assert_eq!(token, hash_version(&fields(&[("a", "1"), ("Z", ""), ("b", "22")])));
+        // Field boundaries count: moving a byte from a value to the next field changes the token.
+        assert_ne!(
+            hash_version(&fields(&[("a", "1b"), ("c", "")])),
+            hash_version(&fields(&[("a", "1"), ("bc", "")]))
+        );
+    }
+
+    #[test]
+    fn lost_connections_and_cut_answers_are_retried_a_wrong_password_is_not() {
+        let io = |kind| redis::RedisError::from(std::io::Error::from(kind));
+        assert!(is_transient(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(is_transient(&io(std::io::ErrorKind::ConnectionRefused)));
+        // An answer cut off mid-frame reads as a parse error.
+        assert!(is_transient(&redis::RedisError::from((redis::ErrorKind::Parse, "cut"))));
+        assert!(!is_transient(&redis::RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            "WRONGPASS"
+        ))));
+        assert!(!is_transient(&redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "not a string"
+        ))));
+    }
 
     #[test]
     fn glob_characters_of_the_pattern_are_escaped() {
