@@ -203,7 +203,8 @@ impl ScanTask {
         while let Some(row) = rows.try_next().await.map_err(|e| self.read_error(e))? {
             self.rows_read += 1;
             if let Some(flat) = plan.flat.as_ref() {
-                let (key, values, updated_at_ms) = plan.decode_values(&row, self.rows_read)?;
+                let (key, values, updated_at_ms) =
+                    plan.decode_values(&row, self.rows_read, group.as_ref().map(|g| &g.key))?;
                 match group.as_mut() {
                     Some(g) if g.key == key => {
                         g.updated_at_ms = g.updated_at_ms.max(updated_at_ms);
@@ -370,7 +371,7 @@ impl ScanTask {
             let values: Vec<Vec<Value>> = rows[start..end].iter_mut().map(|r| std::mem::take(&mut r.1)).collect();
             docs.push(KeyedDoc {
                 key,
-                doc: flat.nest(&values),
+                doc: flat.nest(values),
                 meta: DocMeta {
                     updated_at_ms,
                     ..DocMeta::default()
@@ -394,10 +395,12 @@ impl ScanTask {
             query = bind_key(query, key);
         }
         let mut stream = query.fetch(&mut **tx);
-        let mut rows = Vec::with_capacity(self.page_size);
+        let mut rows: Vec<(Key, Vec<Value>, Option<i64>)> = Vec::with_capacity(self.page_size);
         while let Some(row) = stream.try_next().await.map_err(|e| self.read_error(e))? {
             self.rows_read += 1;
-            rows.push(self.plan.decode_values(&row, self.rows_read)?);
+            let continuing = rows.last().map(|r| &r.0);
+            let decoded = self.plan.decode_values(&row, self.rows_read, continuing)?;
+            rows.push(decoded);
         }
         Ok(rows)
     }
@@ -414,7 +417,7 @@ impl FlatGroup {
     fn nest(self, flat: &super::flat::FlatShape) -> KeyedDoc {
         KeyedDoc {
             key: self.key,
-            doc: flat.nest(&self.rows),
+            doc: flat.nest(self.rows),
             meta: DocMeta {
                 updated_at_ms: self.updated_at_ms,
                 ..DocMeta::default()
