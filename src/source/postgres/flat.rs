@@ -82,8 +82,9 @@ impl FlatShape {
     }
 
     /// One document from the rows of one key, each row its values in column order. Scalar fields
-    /// come from the first row (later rows may leave them NULL); the values are moved, not copied.
-    pub fn nest(&self, mut rows: Vec<Vec<Value>>) -> Map<String, Value> {
+    /// come from the first row (later rows may leave them NULL). The values are moved out, not
+    /// copied: the rows are left holding NULLs, for the caller to reuse.
+    pub fn nest(&self, rows: &mut [Vec<Value>]) -> Map<String, Value> {
         let mut doc = Map::with_capacity(self.fields.len());
         for field in &self.fields {
             match field {
@@ -146,18 +147,19 @@ mod tests {
             vec![json!(7), json!("B"), json!("Ada"), json!(1), Value::Null],
             vec![json!(7), Value::Null, json!("Ada"), Value::Null, json!("P1")],
         ];
-        let doc = shape.nest(rows);
+        let mut rows = rows;
+        let doc = shape.nest(&mut rows);
         assert_eq!(
             Value::Object(doc.clone()),
             json!({"orderId": 7, "products": [{"sku": "A", "price": price}, {"sku": "B", "price": 1}],
                    "customerName": "Ada", "payments": [{"id": "P1"}]})
         );
         assert_eq!(doc["products"][0]["price"].to_string(), "50.10");
-        let lone = shape.nest(vec![vec![json!(8), Value::Null, json!("Bo"), Value::Null, Value::Null]]);
+        let lone = shape.nest(&mut [vec![json!(8), Value::Null, json!("Bo"), Value::Null, Value::Null]]);
         assert_eq!(lone["products"], json!([]));
         assert_eq!(lone["payments"], json!([]));
         // A key's later rows only add members: their scalar columns are not read (a scan leaves them NULL).
-        let later = shape.nest(vec![
+        let later = shape.nest(&mut [
             vec![json!(9), json!("A"), json!("Cy"), json!(1), Value::Null],
             vec![Value::Null, json!("B"), Value::Null, json!(2), Value::Null],
         ]);

@@ -263,7 +263,7 @@ impl PostgresSource {
                         self.plan.sort_children(&mut values);
                         docs.push(KeyedDoc {
                             key,
-                            doc: flat.nest(values),
+                            doc: flat.nest(&mut values),
                             meta: DocMeta {
                                 updated_at_ms,
                                 ..DocMeta::default()

@@ -302,10 +302,23 @@ impl Plan {
         row_number: u64,
         continuing: Option<&Key>,
     ) -> Result<(Key, Vec<Value>, Option<i64>), PostgresError> {
-        // Straight into a vector: no map, no column names copied, for each of a key's rows.
         let mut values = Vec::with_capacity(self.names.len());
-        let (key, updated_at_ms) = self.decode_cells(row, row_number, continuing, |_, value| values.push(value))?;
+        let (key, updated_at_ms) = self.decode_values_into(row, row_number, continuing, &mut values)?;
         Ok((key, values, updated_at_ms))
+    }
+
+    /// [`Plan::decode_values`] into a vector the caller reuses (cleared first).
+    pub(super) fn decode_values_into(
+        &self,
+        row: &PgRow,
+        row_number: u64,
+        continuing: Option<&Key>,
+        values: &mut Vec<Value>,
+    ) -> Result<(Key, Option<i64>), PostgresError> {
+        // Straight into a vector: no map, no column names copied, for each of a key's rows.
+        values.clear();
+        values.reserve(self.names.len());
+        self.decode_cells(row, row_number, continuing, |_, value| values.push(value))
     }
 
     /// Orders one key's rows as the scan's ORDER BY does, for lookups (which have no ORDER BY).
