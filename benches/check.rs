@@ -14,7 +14,9 @@
 //! psql `\copy` of the flat projection (recon's own ORDER BY), the index scan alone, `recon check` flat
 //! serial and `--parallel P`, the JSON form serial, with recon's own CPU (user + sys of the recon
 //! process, from `getrusage(RUSAGE_CHILDREN)` around it) per order and its peak RSS; `--runs R` repeats
-//! each recon run R times.
+//! each recon run R times. On a shared machine one binary's figures from different hours do not compare:
+//! `--baseline PATH` runs another recon binary (say, a copy of the last commit's) beside each run of this
+//! one, alternating, so that both see the same load.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -41,12 +43,15 @@ fn main() -> anyhow::Result<()> {
     let mut parallel: u64 = 2;
     let mut only: Option<String> = None;
     let mut runs: u64 = 1;
+    let mut baseline: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--orders" {
             orders = args.next().context("--orders N")?.parse()?;
         } else if arg == "--parallel" {
             parallel = args.next().context("--parallel P")?.parse()?;
+        } else if arg == "--baseline" {
+            baseline = Some(args.next().context("--baseline PATH")?);
         } else if arg == "--runs" {
             runs = args.next().context("--runs R")?.parse()?;
         } else if arg == "--only" {
@@ -61,10 +66,16 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(bench(orders, parallel.max(1), runs.max(1), only.as_deref()))
+    runtime.block_on(bench(orders, parallel.max(1), runs.max(1), baseline, only.as_deref()))
 }
 
-async fn bench(orders: u64, parallel: u64, runs: u64, only: Option<&str>) -> anyhow::Result<()> {
+async fn bench(
+    orders: u64,
+    parallel: u64,
+    runs: u64,
+    baseline: Option<String>,
+    only: Option<&str>,
+) -> anyhow::Result<()> {
     let cluster = tokio::task::spawn_blocking(PgCluster::start).await??;
     let pg_url = cluster.create_database("bench")?;
     let clock = Instant::now();
@@ -127,7 +138,21 @@ async fn bench(orders: u64, parallel: u64, runs: u64, only: Option<&str>) -> any
         );
     }
     if only == Some("flat") {
-        flat_table(orders, parallel, runs, &pg_url, &emulator.url(), &config, &flat_config).await?;
+        let bins = Binaries {
+            current: env!("CARGO_BIN_EXE_recon").to_string(),
+            baseline,
+        };
+        flat_table(
+            orders,
+            parallel,
+            runs,
+            &bins,
+            &pg_url,
+            &emulator.url(),
+            &config,
+            &flat_config,
+        )
+        .await?;
     }
     if only.is_none() {
         // 1. The projection query alone, as psql exports it.
@@ -303,11 +328,19 @@ fn write_config(
     Ok(path)
 }
 
+/// The recon binaries a table compares: this build's, and optionally another one run beside it.
+struct Binaries {
+    current: String,
+    baseline: Option<String>,
+}
+
 /// The issue-16 table: the flat form against PostgreSQL's own export of the same rows, in one run.
+#[allow(clippy::too_many_arguments)]
 async fn flat_table(
     orders: u64,
     parallel: u64,
     runs: u64,
+    bins: &Binaries,
     pg_url: &str,
     es_url: &str,
     config: &std::path::Path,
@@ -347,18 +380,24 @@ async fn flat_table(
         ("`recon check`, JSON, serial", config, vec![]),
     ] {
         for _ in 0..runs {
-            let run = check_measured(cfg, &extra).await?;
+            let run = check_measured_bin(&bins.current, cfg, &extra, true).await?;
             if extra.is_empty() && cfg == flat_config {
                 flat_walls.push(secs(run.wall));
             }
-            println!(
-                "| {what} | {:.2} s | {:.2} s | {:.1} µs | {:.1} MB | {} |",
-                secs(run.wall),
-                secs(run.cpu),
-                per_order(&run),
-                run.rss_mb(),
-                run.code
-            );
+            let row = |label: &str, run: &Measured| {
+                println!(
+                    "| {what}{label} | {:.2} s | {:.2} s | {:.1} µs | {:.1} MB | {} |",
+                    secs(run.wall),
+                    secs(run.cpu),
+                    per_order(run),
+                    run.rss_mb(),
+                    run.code
+                )
+            };
+            row("", &run);
+            if let Some(baseline) = &bins.baseline {
+                row(" (baseline)", &check_measured_bin(baseline, cfg, &extra, true).await?);
+            }
         }
     }
     let best = flat_walls.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -417,7 +456,17 @@ async fn check_measured(config: &std::path::Path, extra: &[&str]) -> anyhow::Res
 
 /// [`check_measured`], with recon's progress lines on stderr unless `quiet`.
 async fn check_measured_with(config: &std::path::Path, extra: &[&str], quiet: bool) -> anyhow::Result<Measured> {
-    let binary = env!("CARGO_BIN_EXE_recon");
+    check_measured_bin(env!("CARGO_BIN_EXE_recon"), config, extra, quiet).await
+}
+
+/// [`check_measured_with`] of the recon binary at `binary`.
+async fn check_measured_bin(
+    binary: &str,
+    config: &std::path::Path,
+    extra: &[&str],
+    quiet: bool,
+) -> anyhow::Result<Measured> {
+    let binary = binary.to_string();
     // A real file next to the config: --output renames over its target, which must not be a device.
     let output = config.with_extension("report.json");
     let mut args: Vec<String> = ["check", "--format", "json", "--output"].map(String::from).to_vec();
@@ -428,7 +477,7 @@ async fn check_measured_with(config: &std::path::Path, extra: &[&str], quiet: bo
     args.push("--config".into());
     args.push(config.to_str().context("utf-8 path")?.to_string());
     args.extend(extra.iter().map(|s| s.to_string()));
-    tokio::task::spawn_blocking(move || run_measured(binary, &args)).await?
+    tokio::task::spawn_blocking(move || run_measured(&binary, &args)).await?
 }
 
 /// `parts` contiguous ranges `(after, until]` of the ids 1..=orders.
