@@ -384,13 +384,14 @@ impl Plan {
                 reason: e.to_string(),
             })
         };
-        let decode_error = |index: usize| {
-            let column = self.names[index].clone();
-            move |reason| PostgresError::Decode { column, reason }
+        // Called only on failure: the column's name is copied into the error, not for every cell.
+        let decode_error = |index: usize, reason: String| PostgresError::Decode {
+            column: self.names[index].clone(),
+            reason,
         };
         // The key first: it decides whether the rest of a flat row is needed.
         let key = match bytes_of(self.key_index)? {
-            Some(bytes) => decode_key(self.key_scalar, bytes).map_err(decode_error(self.key_index))?,
+            Some(bytes) => decode_key(self.key_scalar, bytes).map_err(|r| decode_error(self.key_index, r))?,
             None => {
                 return Err(PostgresError::NullKey {
                     row: row_number,
@@ -404,7 +405,7 @@ impl Plan {
             if members_only && !self.member_columns[index] {
                 if Some(index) == self.updated_at_index {
                     if let Some(bytes) = bytes_of(index)? {
-                        updated_at_ms = micros_to_epoch_ms(read_i64(bytes).map_err(decode_error(index))?);
+                        updated_at_ms = micros_to_epoch_ms(read_i64(bytes).map_err(|r| decode_error(index, r))?);
                     }
                 }
                 sink(index, Value::Null);
@@ -414,9 +415,9 @@ impl Plan {
                 None => Value::Null,
                 Some(bytes) => {
                     if Some(index) == self.updated_at_index {
-                        updated_at_ms = micros_to_epoch_ms(read_i64(bytes).map_err(decode_error(index))?);
+                        updated_at_ms = micros_to_epoch_ms(read_i64(bytes).map_err(|r| decode_error(index, r))?);
                     }
-                    decode_value(*decoder, bytes).map_err(decode_error(index))?
+                    decode_value(*decoder, bytes).map_err(|r| decode_error(index, r))?
                 }
             };
             sink(index, value);
