@@ -81,28 +81,32 @@ impl FlatShape {
             .collect()
     }
 
-    /// One document from the rows of one key, each row its values in column order.
-    pub fn nest(&self, rows: &[Vec<Value>]) -> Map<String, Value> {
+    /// One document from the rows of one key, each row its values in column order. Scalar fields
+    /// come from the first row (later rows may leave them NULL). The values are moved out, not
+    /// copied: the rows are left holding NULLs, for the caller to reuse.
+    pub fn nest(&self, rows: &mut [Vec<Value>]) -> Map<String, Value> {
         let mut doc = Map::with_capacity(self.fields.len());
         for field in &self.fields {
             match field {
                 Field::Scalar { column, name } => {
-                    let value = rows.first().map_or(Value::Null, |r| r[*column].clone());
+                    let value = rows
+                        .first_mut()
+                        .map_or(Value::Null, |r| std::mem::take(&mut r[*column]));
                     doc.insert(name.clone(), value);
                 }
                 Field::Array { name, members } => {
-                    let items = rows
-                        .iter()
-                        .filter(|row| members.iter().any(|(c, _)| !row[*c].is_null()))
-                        .map(|row| {
-                            Value::Object(
-                                members
-                                    .iter()
-                                    .map(|(c, member)| (member.clone(), row[*c].clone()))
-                                    .collect(),
-                            )
-                        })
-                        .collect();
+                    let mut items = Vec::with_capacity(rows.len());
+                    // Each column belongs to one field, so taking a value leaves nothing another needs.
+                    for row in rows.iter_mut() {
+                        if members.iter().all(|(c, _)| row[*c].is_null()) {
+                            continue;
+                        }
+                        let mut object = Map::with_capacity(members.len());
+                        for (c, member) in members {
+                            object.insert(member.clone(), std::mem::take(&mut row[*c]));
+                        }
+                        items.push(Value::Object(object));
+                    }
                     doc.insert(name.clone(), Value::Array(items));
                 }
             }
@@ -143,15 +147,26 @@ mod tests {
             vec![json!(7), json!("B"), json!("Ada"), json!(1), Value::Null],
             vec![json!(7), Value::Null, json!("Ada"), Value::Null, json!("P1")],
         ];
-        let doc = shape.nest(&rows);
+        let mut rows = rows;
+        let doc = shape.nest(&mut rows);
         assert_eq!(
             Value::Object(doc.clone()),
             json!({"orderId": 7, "products": [{"sku": "A", "price": price}, {"sku": "B", "price": 1}],
                    "customerName": "Ada", "payments": [{"id": "P1"}]})
         );
         assert_eq!(doc["products"][0]["price"].to_string(), "50.10");
-        let lone = shape.nest(&[vec![json!(8), Value::Null, json!("Bo"), Value::Null, Value::Null]]);
+        let lone = shape.nest(&mut [vec![json!(8), Value::Null, json!("Bo"), Value::Null, Value::Null]]);
         assert_eq!(lone["products"], json!([]));
         assert_eq!(lone["payments"], json!([]));
+        // A key's later rows only add members: their scalar columns are not read (a scan leaves them NULL).
+        let later = shape.nest(&mut [
+            vec![json!(9), json!("A"), json!("Cy"), json!(1), Value::Null],
+            vec![Value::Null, json!("B"), Value::Null, json!(2), Value::Null],
+        ]);
+        assert_eq!(
+            Value::Object(later),
+            json!({"orderId": 9, "products": [{"sku": "A", "price": 1}, {"sku": "B", "price": 2}],
+                   "customerName": "Cy", "payments": []})
+        );
     }
 }

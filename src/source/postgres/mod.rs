@@ -234,7 +234,7 @@ impl PostgresSource {
                     let mut groups: std::collections::BTreeMap<Key, (Vec<Vec<Value>>, Option<i64>)> =
                         std::collections::BTreeMap::new();
                     for (i, row) in rows.iter().enumerate() {
-                        let (key, values, updated_at_ms) = self.plan.decode_values(row, i as u64 + 1)?;
+                        let (key, values, updated_at_ms) = self.plan.decode_values(row, i as u64 + 1, None)?;
                         if wanted.contains(&key) {
                             let group = groups.entry(key).or_default();
                             group.0.push(values);
@@ -245,7 +245,7 @@ impl PostgresSource {
                         self.plan.sort_children(&mut values);
                         docs.push(KeyedDoc {
                             key,
-                            doc: flat.nest(&values),
+                            doc: flat.nest(&mut values),
                             meta: DocMeta {
                                 updated_at_ms,
                                 ..DocMeta::default()

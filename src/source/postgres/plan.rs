@@ -32,6 +32,8 @@ pub(super) struct Plan {
     pub(super) fields: Vec<String>,
     /// The flat form's nesting, when any column is named `array[].field`.
     pub(super) flat: Option<super::flat::FlatShape>,
+    /// Flat form: which columns are array members (`array[].field`), by column index.
+    pub(super) member_columns: Vec<bool>,
     /// Flat form: how a key's rows are ordered (after the key), so arrays come out alike every time.
     pub(super) child_order: String,
     pub(super) decoders: Vec<Decoder>,
@@ -166,9 +168,14 @@ impl Plan {
                     .collect()
             })
             .unwrap_or_default();
+        let mut member_columns = vec![false; names.len()];
+        for column in flat.iter().flat_map(|f| f.array_columns()) {
+            member_columns[column] = true;
+        }
         let mut plan = Plan {
             fields,
             flat,
+            member_columns,
             child_order,
             names,
             decoders,
@@ -286,16 +293,32 @@ impl Plan {
         Ok(())
     }
 
-    /// A row as its key, its values in column order and its `updated_at` (flat form).
+    /// A row as its key, its values in column order and its `updated_at` (flat form). When the row's
+    /// key is `continuing` (that of the row before it, in key order), only its array members are
+    /// decoded; its other values are NULL (see [`FlatShape::nest`](super::flat::FlatShape::nest)).
     pub(super) fn decode_values(
         &self,
         row: &PgRow,
         row_number: u64,
+        continuing: Option<&Key>,
     ) -> Result<(Key, Vec<Value>, Option<i64>), PostgresError> {
-        // Straight into a vector: no map, no column names copied, for each of a key's rows.
         let mut values = Vec::with_capacity(self.names.len());
-        let (key, updated_at_ms) = self.decode_cells(row, row_number, |_, value| values.push(value))?;
+        let (key, updated_at_ms) = self.decode_values_into(row, row_number, continuing, &mut values)?;
         Ok((key, values, updated_at_ms))
+    }
+
+    /// [`Plan::decode_values`] into a vector the caller reuses (cleared first).
+    pub(super) fn decode_values_into(
+        &self,
+        row: &PgRow,
+        row_number: u64,
+        continuing: Option<&Key>,
+        values: &mut Vec<Value>,
+    ) -> Result<(Key, Option<i64>), PostgresError> {
+        // Straight into a vector: no map, no column names copied, for each of a key's rows.
+        values.clear();
+        values.reserve(self.names.len());
+        self.decode_cells(row, row_number, continuing, |_, value| values.push(value))
     }
 
     /// Orders one key's rows as the scan's ORDER BY does, for lookups (which have no ORDER BY).
@@ -316,7 +339,7 @@ impl Plan {
     /// `row_number` (1-based, within the scan) only names the row in errors.
     pub(super) fn decode_row(&self, row: &PgRow, row_number: u64) -> Result<KeyedDoc, PostgresError> {
         let mut doc = Map::with_capacity(self.names.len());
-        let (key, updated_at_ms) = self.decode_cells(row, row_number, |index, value| {
+        let (key, updated_at_ms) = self.decode_cells(row, row_number, None, |index, value| {
             doc.insert(self.names[index].clone(), value);
         })?;
         Ok(KeyedDoc {
@@ -330,59 +353,75 @@ impl Plan {
     }
 
     /// Decodes every column of `row` into `sink(column index, value)`; returns the row's key and
-    /// `updated_at`.
+    /// `updated_at`. In the flat form, a row whose key is `continuing` (the key of the rows before
+    /// it) only adds array members: its other columns are not decoded (they come from the key's
+    /// first row) and reach `sink` as NULL, except that `updated_at` is still read.
     fn decode_cells(
         &self,
         row: &PgRow,
         row_number: u64,
+        continuing: Option<&Key>,
         mut sink: impl FnMut(usize, Value),
     ) -> Result<(Key, Option<i64>), PostgresError> {
-        let mut key = None;
-        let mut updated_at_ms = None;
-        for (index, (name, decoder)) in self.names.iter().zip(&self.decoders).enumerate() {
+        let bytes_of = |index: usize| -> Result<Option<&[u8]>, PostgresError> {
+            let name = &self.names[index];
             let raw = row.try_get_raw(index).map_err(|e| PostgresError::Decode {
                 column: name.clone(),
                 reason: e.to_string(),
             })?;
-            let value = if raw.is_null() {
-                Value::Null
-            } else {
-                // sqlx requests binary results for prepared queries; the decoders rely on it.
-                if raw.format() != PgValueFormat::Binary {
-                    return Err(PostgresError::Decode {
-                        column: name.clone(),
-                        reason: "value arrived in text format, expected binary".into(),
-                    });
-                }
-                let bytes = raw.as_bytes().map_err(|e| PostgresError::Decode {
+            if raw.is_null() {
+                return Ok(None);
+            }
+            // sqlx requests binary results for prepared queries; the decoders rely on it.
+            if raw.format() != PgValueFormat::Binary {
+                return Err(PostgresError::Decode {
                     column: name.clone(),
-                    reason: e.to_string(),
-                })?;
-                if index == self.key_index {
-                    key = Some(
-                        decode_key(self.key_scalar, bytes).map_err(|reason| PostgresError::Decode {
-                            column: name.clone(),
-                            reason,
-                        })?,
-                    );
-                }
+                    reason: "value arrived in text format, expected binary".into(),
+                });
+            }
+            raw.as_bytes().map(Some).map_err(|e| PostgresError::Decode {
+                column: name.clone(),
+                reason: e.to_string(),
+            })
+        };
+        // Called only on failure: the column's name is copied into the error, not for every cell.
+        let decode_error = |index: usize, reason: String| PostgresError::Decode {
+            column: self.names[index].clone(),
+            reason,
+        };
+        // The key first: it decides whether the rest of a flat row is needed.
+        let key = match bytes_of(self.key_index)? {
+            Some(bytes) => decode_key(self.key_scalar, bytes).map_err(|r| decode_error(self.key_index, r))?,
+            None => {
+                return Err(PostgresError::NullKey {
+                    row: row_number,
+                    key: self.key_name.clone(),
+                })
+            }
+        };
+        let members_only = self.flat.is_some() && continuing == Some(&key);
+        let mut updated_at_ms = None;
+        for (index, decoder) in self.decoders.iter().enumerate() {
+            if members_only && !self.member_columns[index] {
                 if Some(index) == self.updated_at_index {
-                    updated_at_ms = micros_to_epoch_ms(read_i64(bytes).map_err(|reason| PostgresError::Decode {
-                        column: name.clone(),
-                        reason,
-                    })?);
+                    if let Some(bytes) = bytes_of(index)? {
+                        updated_at_ms = micros_to_epoch_ms(read_i64(bytes).map_err(|r| decode_error(index, r))?);
+                    }
                 }
-                decode_value(*decoder, bytes).map_err(|reason| PostgresError::Decode {
-                    column: name.clone(),
-                    reason,
-                })?
+                sink(index, Value::Null);
+                continue;
+            }
+            let value = match bytes_of(index)? {
+                None => Value::Null,
+                Some(bytes) => {
+                    if Some(index) == self.updated_at_index {
+                        updated_at_ms = micros_to_epoch_ms(read_i64(bytes).map_err(|r| decode_error(index, r))?);
+                    }
+                    decode_value(*decoder, bytes).map_err(|r| decode_error(index, r))?
+                }
             };
             sink(index, value);
         }
-        let key = key.ok_or_else(|| PostgresError::NullKey {
-            row: row_number,
-            key: self.key_name.clone(),
-        })?;
         Ok((key, updated_at_ms))
     }
 }

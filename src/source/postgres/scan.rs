@@ -198,12 +198,16 @@ impl ScanTask {
         let mut rows = query.fetch(&mut **tx);
         let batch_size = self.page_size.min(STREAM_BATCH);
         let mut batch = Vec::with_capacity(batch_size);
-        // Flat form: the rows of the key being read, nested once the next key shows.
+        // Flat form: the rows of the key being read, nested once the next key shows; the vectors of
+        // rows already nested are reused for the next rows.
         let mut group: Option<FlatGroup> = None;
+        let mut spare: Vec<Vec<Value>> = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(|e| self.read_error(e))? {
             self.rows_read += 1;
             if let Some(flat) = plan.flat.as_ref() {
-                let (key, values, updated_at_ms) = plan.decode_values(&row, self.rows_read)?;
+                let mut values = spare.pop().unwrap_or_default();
+                let (key, updated_at_ms) =
+                    plan.decode_values_into(&row, self.rows_read, group.as_ref().map(|g| &g.key), &mut values)?;
                 match group.as_mut() {
                     Some(g) if g.key == key => {
                         g.updated_at_ms = g.updated_at_ms.max(updated_at_ms);
@@ -218,7 +222,7 @@ impl ScanTask {
                     updated_at_ms,
                 };
                 if let Some(done) = group.replace(next) {
-                    batch.push(done.nest(flat));
+                    batch.push(done.nest(flat, &mut spare));
                 }
             } else {
                 let doc = plan.decode_row(&row, self.rows_read)?;
@@ -237,7 +241,7 @@ impl ScanTask {
         }
         drop(rows);
         if let (Some(done), Some(flat)) = (group, plan.flat.as_ref()) {
-            batch.push(done.nest(flat));
+            batch.push(done.nest(flat, &mut spare));
         }
         if !batch.is_empty() && sender.send(Ok(batch)).await.is_err() {
             return Ok(false);
@@ -367,10 +371,10 @@ impl ScanTask {
                 updated_at_ms = updated_at_ms.max(rows[end].2);
                 end += 1;
             }
-            let values: Vec<Vec<Value>> = rows[start..end].iter_mut().map(|r| std::mem::take(&mut r.1)).collect();
+            let mut values: Vec<Vec<Value>> = rows[start..end].iter_mut().map(|r| std::mem::take(&mut r.1)).collect();
             docs.push(KeyedDoc {
                 key,
-                doc: flat.nest(&values),
+                doc: flat.nest(&mut values),
                 meta: DocMeta {
                     updated_at_ms,
                     ..DocMeta::default()
@@ -394,10 +398,12 @@ impl ScanTask {
             query = bind_key(query, key);
         }
         let mut stream = query.fetch(&mut **tx);
-        let mut rows = Vec::with_capacity(self.page_size);
+        let mut rows: Vec<(Key, Vec<Value>, Option<i64>)> = Vec::with_capacity(self.page_size);
         while let Some(row) = stream.try_next().await.map_err(|e| self.read_error(e))? {
             self.rows_read += 1;
-            rows.push(self.plan.decode_values(&row, self.rows_read)?);
+            let continuing = rows.last().map(|r| &r.0);
+            let decoded = self.plan.decode_values(&row, self.rows_read, continuing)?;
+            rows.push(decoded);
         }
         Ok(rows)
     }
@@ -411,10 +417,14 @@ struct FlatGroup {
 }
 
 impl FlatGroup {
-    fn nest(self, flat: &super::flat::FlatShape) -> KeyedDoc {
+    /// The key's document; the emptied row vectors go to `spare`.
+    fn nest(mut self, flat: &super::flat::FlatShape, spare: &mut Vec<Vec<Value>>) -> KeyedDoc {
+        let doc = flat.nest(&mut self.rows);
+        // A handful covers the next keys; a key of many rows does not leave them all behind.
+        spare.extend(self.rows.drain(..).take(16usize.saturating_sub(spare.len())));
         KeyedDoc {
             key: self.key,
-            doc: flat.nest(&self.rows),
+            doc,
             meta: DocMeta {
                 updated_at_ms: self.updated_at_ms,
                 ..DocMeta::default()
