@@ -104,6 +104,7 @@ impl Broker {
             .args(["-n", &node.name])
             .args(args)
             .env("HOME", &node.dir)
+            .env("ERL_EPMD_PORT", node.epmd_port.to_string())
             .output()
             .expect("rabbitmqctl runs");
         assert!(
@@ -123,6 +124,9 @@ struct Node {
     url: String,
     name: String,
     dir: PathBuf,
+    /// The port of the node's own epmd (Erlang's port mapper), which the watchdog stops with the node: a
+    /// node started on the default port would leave a system-wide epmd daemon running after the tests.
+    epmd_port: u16,
     watchdog: Mutex<(Child, ChildStdin, BufReader<ChildStdout>)>,
 }
 
@@ -165,7 +169,7 @@ impl Node {
                 .unwrap()
                 .port()
         };
-        let (port, dist) = (free_port(), free_port());
+        let (port, dist, epmd_port) = (free_port(), free_port(), free_port());
         let name = format!("recon-test-{}-{n}@localhost", std::process::id());
         let run_node = if root {
             format!("exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups {SERVER}")
@@ -185,6 +189,7 @@ while read -r cmd; do
   esac
 done
 kill -TERM "$pid" 2>/dev/null; wait "$pid"
+epmd -port "$ERL_EPMD_PORT" -kill >/dev/null 2>&1
 rm -rf "$D""#
         );
         let mut child = Command::new("sh")
@@ -196,6 +201,7 @@ rm -rf "$D""#
                 "RABBITMQ_NODENAME",
                 format!("recon-test-{}-{n}@localhost", std::process::id()),
             )
+            .env("ERL_EPMD_PORT", epmd_port.to_string())
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_NODE_PORT", port.to_string())
             .env("RABBITMQ_DIST_PORT", dist.to_string())
@@ -215,6 +221,7 @@ rm -rf "$D""#
             url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
             name,
             dir,
+            epmd_port,
             watchdog: Mutex::new((child, stdin, stdout)),
         };
         wait_until_up(&node.url, &node).await;
