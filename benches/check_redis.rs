@@ -134,7 +134,10 @@ async fn load(pg_url: &str, redis: &mut redis::aio::MultiplexedConnection) -> an
             pending = 0;
         }
     }
-    let () = pipe.query_async(redis).await?;
+    // Redis refuses an empty pipeline ("empty command"): the last batch may have been full.
+    if pending > 0 {
+        let () = pipe.query_async(redis).await?;
+    }
     Ok(count)
 }
 

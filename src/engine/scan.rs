@@ -339,7 +339,7 @@ async fn serial(
     )?;
     let progress = Progress::start(
         scope.progress,
-        ("PostgreSQL".into(), "Elasticsearch".into()),
+        (sides.write_model.product().into(), sides.read_model.product().into()),
         (source_scan.estimate, target_scan.estimate),
         counters.clone(),
     );
@@ -406,7 +406,7 @@ async fn targeted(
     let snapshot_ms = Some(chrono::Utc::now().timestamp_millis());
     let progress = Progress::start(
         scope.progress,
-        ("PostgreSQL".into(), "Elasticsearch".into()),
+        (sides.write_model.product().into(), sides.read_model.product().into()),
         (Some(keys.len()), Some(keys.len())),
         counters.clone(),
     );
@@ -517,8 +517,8 @@ async fn run_ranges(
     let (progress, board) = Progress::start_ranged(
         scope.progress,
         (
-            format!("PostgreSQL ×{}", scope.parallel.min(ranges.len())),
-            "Elasticsearch".into(),
+            format!("{} ×{}", sides.write_model.product(), scope.parallel.min(ranges.len())),
+            sides.read_model.product().into(),
         ),
         (estimate, estimate),
         counters.clone(),

@@ -158,6 +158,10 @@ impl DocumentSource for MemorySource {
         futures::future::ready(Ok(found)).boxed()
     }
 
+    fn product(&self) -> &'static str {
+        "memory"
+    }
+
     fn describe(&self) -> String {
         format!("memory source {}", self.name)
     }

@@ -65,6 +65,9 @@ pub trait DocumentSource: Send + Sync {
 
     /// A one-line description for logs and reports, without secrets.
     fn describe(&self) -> String;
+
+    /// What the side is, in a word, for progress bars and messages ("PostgreSQL", "Redis").
+    fn product(&self) -> &'static str;
 }
 
 /// The write model: the projection the read model should hold, and what only it can say about the key

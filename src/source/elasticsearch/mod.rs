@@ -414,11 +414,15 @@ impl DocumentSource for ElasticsearchSource {
         .boxed()
     }
 
-    fn describe(&self) -> String {
-        let product = match self.client.flavor() {
+    fn product(&self) -> &'static str {
+        match self.client.flavor() {
             Flavor::Elasticsearch => "Elasticsearch",
             Flavor::OpenSearch => "OpenSearch",
-        };
+        }
+    }
+
+    fn describe(&self) -> String {
+        let product = self.product();
         format!(
             "{product} {} {} index {}",
             self.client.version(),

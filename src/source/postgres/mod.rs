@@ -331,6 +331,10 @@ impl DocumentSource for PostgresSource {
         Box::pin(self.lookup_inner(keys))
     }
 
+    fn product(&self) -> &'static str {
+        "PostgreSQL"
+    }
+
     fn describe(&self) -> String {
         format!(
             "PostgreSQL {} (key {:?})",

@@ -771,6 +771,10 @@ impl DocumentSource for RedisSource {
         .boxed()
     }
 
+    fn product(&self) -> &'static str {
+        "Redis"
+    }
+
     fn describe(&self) -> String {
         self.described.clone()
     }
