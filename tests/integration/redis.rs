@@ -342,6 +342,31 @@ async fn thousands_of_keys_page_through_scan_and_mget_in_parallel_ranges() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn thousands_of_unkeyed_names_are_each_reported_once_in_order() {
+    let shop = Shop::orders().await;
+    for id in 1..=4 {
+        shop.set(&id.to_string(), &in_sync(id)).await;
+    }
+    // More names than a batch of values (and than a SCAN answer), written in reverse order.
+    let mut names: Vec<String> = (0..5000).map(|i| shop.key(&format!("x{i:05}"))).collect();
+    let pairs: Vec<(String, String)> = names.iter().rev().map(|n| (n.clone(), "{}".to_string())).collect();
+    shop.redis.set_all(&pairs).await;
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    names.sort();
+    let unkeyed: Vec<String> = kinds(&report)
+        .into_iter()
+        .map(|(key, kind, ids)| {
+            assert_eq!((key, kind.as_str()), (json!(null), "unkeyed"));
+            ids[0].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(unkeyed, names);
+    assert_eq!(report["summary"]["matched"], 4, "{stderr}");
+    assert_eq!(report["summary"]["target_docs"], 5004, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn reindex_refuses_a_redis_read_model_and_no_command_prints_its_password() {
     let shop = Shop::orders().await;
     let config = shop.dir.path().join("recon.toml");
