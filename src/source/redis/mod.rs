@@ -4,7 +4,8 @@
 //! Redis has no ordered scan and no snapshot. A scan lists the keys with `SCAN MATCH` (which may return
 //! a key more than once), sorts the parsed keys on disk ([`KeySorter`]), then reads the values in key
 //! order with pipelined `MGET` / `HGETALL` batches, a few in flight. Keys written during the scan may be
-//! seen or not; `--recheck` looks drift up again afterwards.
+//! seen or not; `--recheck` looks drift up again afterwards. The ranges of a parallel check share one
+//! listing ([`ReadModel::open_view`]), each reading its part of the sorted file.
 //!
 //! Nothing is skipped silently: a Redis key matching the pattern whose key part does not parse as the
 //! write model's key kind comes out of [`ReadModel::open_unkeyed_scan`] (drift `unkeyed`, id = the
@@ -22,7 +23,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 
-use super::{BulkSettings, ConditionalWriter, DocStream, DocumentSource, KeyRange, ReadModel, Scan};
+use super::{BulkSettings, ConditionalWriter, DocStream, DocumentSource, KeyRange, ReadModel, Scan, SharedView};
 use crate::config::RedisEncoding;
 use crate::model::{DocMeta, Key, KeyKind, KeyedDoc, Version};
 use crate::scale::keyfile::{KeyFile, KeySorter};
@@ -185,6 +186,50 @@ impl RedisSource {
             }
             cursor = next;
         }
+    }
+}
+
+impl RedisSource {
+    /// The keys of the pattern in `range`, listed once and sorted on disk, each once.
+    async fn list_keys(&self, range: &KeyRange) -> anyhow::Result<KeyFile> {
+        let mut sorter = KeySorter::default();
+        self.scan_names(|name| match self.reader.parse_name(&name) {
+            Some(key) if range.contains(&key) => sorter.push(key),
+            _ => Ok(()),
+        })
+        .await?;
+        sorter.finish()
+    }
+
+    /// The documents of the keys of `keys` in `range` (`total` of them), in key order.
+    fn read_keys(&self, keys: Arc<KeyFile>, range: KeyRange, total: u64) -> DocStream {
+        let reader = self.reader.clone();
+        in_batches(keys, range, total, reader.batch, move |chunk| {
+            let reader = reader.clone();
+            async move { reader.read(chunk).await }
+        })
+    }
+}
+
+/// The keys of the pattern listed once for every range of a parallel check: one `SCAN` of the
+/// keyspace instead of one per range, and every range reads the same key list.
+struct ListedKeys {
+    keys: Arc<KeyFile>,
+    /// When the listing started, epoch milliseconds UTC.
+    listed_ms: i64,
+}
+
+impl SharedView for ListedKeys {
+    fn snapshot_ms(&self) -> Option<i64> {
+        Some(self.listed_ms)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
     }
 }
 
@@ -698,21 +743,10 @@ fn strip(error: &redis::RedisError, url: &str) -> String {
 impl DocumentSource for RedisSource {
     fn open_scan(&self, range: KeyRange) -> BoxFuture<'_, anyhow::Result<Scan>> {
         async move {
-            let reader = self.reader.clone();
-            let mut sorter = KeySorter::default();
-            self.scan_names(|name| match reader.parse_name(&name) {
-                Some(key) if range.contains(&key) => sorter.push(key),
-                _ => Ok(()),
-            })
-            .await?;
-            let keys = Arc::new(sorter.finish()?);
+            let keys = Arc::new(self.list_keys(&range).await?);
             let total = keys.len();
-            let docs = in_batches(keys, total, reader.batch, move |chunk| {
-                let reader = reader.clone();
-                async move { reader.read(chunk).await }
-            });
             Ok(Scan {
-                docs,
+                docs: self.read_keys(keys, KeyRange::all(), total),
                 estimate: Some(total),
                 snapshot_ms: Some(chrono::Utc::now().timestamp_millis()),
             })
@@ -755,6 +789,60 @@ impl ReadModel for RedisSource {
         Some(Arc::new(write::RedisWriter::new(self.reader.clone(), batching)))
     }
 
+    /// Lists the keys once for all the ranges of a parallel check (see [`ListedKeys`]).
+    fn open_view(&self) -> BoxFuture<'_, anyhow::Result<Option<Box<dyn SharedView>>>> {
+        async move {
+            let listed_ms = chrono::Utc::now().timestamp_millis();
+            let keys = Arc::new(self.list_keys(&KeyRange::all()).await?);
+            Ok(Some(Box::new(ListedKeys { keys, listed_ms }) as Box<dyn SharedView>))
+        }
+        .boxed()
+    }
+
+    /// Drops the listed keys' file (scans still reading it keep it until they end).
+    fn close_view(&self, view: Box<dyn SharedView>) -> BoxFuture<'_, ()> {
+        drop(view);
+        futures::future::ready(()).boxed()
+    }
+
+    /// The keys of `range` from the shared listing (when given), then their values as
+    /// [`DocumentSource::open_scan`] reads them.
+    fn open_scan_in<'a>(
+        &'a self,
+        range: KeyRange,
+        view: Option<&'a dyn SharedView>,
+    ) -> BoxFuture<'a, anyhow::Result<Scan>> {
+        async move {
+            let Some(view) = view else {
+                return self.open_scan(range).await;
+            };
+            let listed = view
+                .as_any()
+                .downcast_ref::<ListedKeys>()
+                .context("not a listing of Redis keys: a view of another source")?;
+            let keys = listed.keys.clone();
+            let total = {
+                let (keys, range) = (keys.clone(), range.clone());
+                tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+                    let mut n = 0;
+                    for key in keys.keys_in(&range)? {
+                        key?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+                .await?
+                .context("cannot read the listed Redis keys back from their temp file")?
+            };
+            Ok(Scan {
+                docs: self.read_keys(keys, range, total),
+                estimate: Some(total),
+                snapshot_ms: Some(listed.listed_ms),
+            })
+        }
+        .boxed()
+    }
+
     /// The Redis key, and the version as what it is: a hash of the stored value.
     fn describe_meta(&self, meta: &DocMeta) -> Vec<(String, Value)> {
         let mut described = Vec::new();
@@ -783,7 +871,7 @@ impl ReadModel for RedisSource {
             let total = names.len();
             // Their values too, read as a lookup reads them: a repair deletes them only while they
             // are unchanged (the version token), and an undo puts back what was there.
-            Ok(in_batches(names, total, reader.batch, move |chunk| {
+            Ok(in_batches(names, KeyRange::all(), total, reader.batch, move |chunk| {
                 let reader = reader.clone();
                 async move {
                     let names: Vec<String> = chunk.into_iter().map(|name| name.doc_id()).collect();
@@ -803,17 +891,17 @@ impl ReadModel for RedisSource {
     }
 }
 
-/// The documents `read` makes of the keys of `keys` (`total` of them), `batch` keys at a time, in
-/// order: the keys come off the disk a few batches ahead, and [`IN_FLIGHT`] batches are read at
-/// once, so memory holds a few batches whatever the number of keys.
-fn in_batches<F, Fut>(keys: Arc<KeyFile>, total: u64, batch: usize, read: F) -> DocStream
+/// The documents `read` makes of the keys of `keys` in `range` (`total` of them), `batch` keys at a
+/// time, in order: the keys come off the disk a few batches ahead, and [`IN_FLIGHT`] batches are read
+/// at once, so memory holds a few batches whatever the number of keys.
+fn in_batches<F, Fut>(keys: Arc<KeyFile>, range: KeyRange, total: u64, batch: usize, read: F) -> DocStream
 where
     F: Fn(Vec<Key>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<Vec<KeyedDoc>>> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<Key>>>(IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
-        let chunks = match keys.chunks(batch) {
+        let chunks = match keys.chunks_in(&range, batch) {
             Ok(chunks) => chunks,
             Err(e) => {
                 let _ = tx.blocking_send(Err(e.into()));
