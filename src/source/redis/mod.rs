@@ -843,14 +843,14 @@ impl ReadModel for RedisSource {
         .boxed()
     }
 
-    /// The Redis key, and the version as what it is: a hash of the stored value.
+    /// The Redis key, and the version as what it is: the SHA-1 of the stored value (script.rs).
     fn describe_meta(&self, meta: &DocMeta) -> Vec<(String, Value)> {
         let mut described = Vec::new();
         if let Some(name) = &meta.id {
             described.push(("redis key".to_string(), Value::from(name.as_str())));
         }
         if let Some(version) = &meta.version {
-            described.push(("value hash".to_string(), Value::from(format!("xxh3 {version}"))));
+            described.push(("value hash".to_string(), Value::from(format!("sha1 {version}"))));
         }
         described
     }
