@@ -13,7 +13,13 @@ use anyhow::bail;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
-use crate::model::Key;
+use crate::model::{Key, KeyRange};
+
+/// Every key: what [`KeyFile::chunks`] reads.
+const FULL: KeyRange = KeyRange {
+    after: None,
+    until: None,
+};
 
 /// Keys kept in memory at a time by [`KeyFile::sort`] before they are sorted into a run on disk.
 const SORT_RUN: usize = 1 << 18;
@@ -162,9 +168,27 @@ impl KeyFile {
         })
     }
 
+    /// The keys in `range`, in order: those before it are read past (the file has no index), and
+    /// reading stops at its end.
+    pub fn keys_in<'a>(&'a self, range: &'a KeyRange) -> io::Result<impl Iterator<Item = io::Result<Key>> + 'a> {
+        Ok(self
+            .keys()?
+            .skip_while(move |key| matches!((key, &range.after), (Ok(key), Some(after)) if key <= after))
+            .take_while(move |key| !matches!((key, &range.until), (Ok(key), Some(until)) if key > until)))
+    }
+
     /// The keys `size` at a time.
     pub fn chunks(&self, size: usize) -> io::Result<impl Iterator<Item = io::Result<Vec<Key>>> + '_> {
-        let mut keys = self.keys()?;
+        self.chunks_in(&FULL, size)
+    }
+
+    /// The keys in `range`, `size` at a time.
+    pub fn chunks_in<'a>(
+        &'a self,
+        range: &'a KeyRange,
+        size: usize,
+    ) -> io::Result<impl Iterator<Item = io::Result<Vec<Key>>> + 'a> {
+        let mut keys = self.keys_in(range)?;
         let size = size.max(1);
         Ok(std::iter::from_fn(move || {
             let mut chunk = Vec::with_capacity(size.min(self.len as usize));
@@ -346,6 +370,34 @@ mod tests {
         assert_eq!(chunks[2], [Key::Int(9)]);
         assert!(KeyFile::from_stream(keys(&[2, 1])).await.is_err(), "out of order");
         assert!(read_all(&KeyFile::empty().unwrap().union(&KeyFile::empty().unwrap()).unwrap()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_range_of_a_key_file_is_read_from_its_first_key_to_its_last() {
+        let file = key_file(&(1..=10).collect::<Vec<_>>()).await;
+        let range = |after: Option<i64>, until: Option<i64>| KeyRange {
+            after: after.map(Key::Int),
+            until: until.map(Key::Int),
+        };
+        let read = |r: &KeyRange| -> Vec<Key> { file.keys_in(r).unwrap().map(|k| k.unwrap()).collect() };
+        assert_eq!(read(&range(Some(3), Some(6))), [4, 5, 6].map(Key::Int));
+        assert_eq!(read(&range(None, Some(2))), [1, 2].map(Key::Int));
+        assert_eq!(read(&range(Some(8), None)), [9, 10].map(Key::Int));
+        assert_eq!(read(&range(None, None)).len(), 10);
+        assert!(read(&range(Some(10), None)).is_empty());
+        let chunks: Vec<Vec<Key>> = file
+            .chunks_in(&range(Some(2), Some(7)), 2)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        assert_eq!(
+            chunks,
+            [
+                vec![Key::Int(3), Key::Int(4)],
+                vec![Key::Int(5), Key::Int(6)],
+                vec![Key::Int(7)]
+            ]
+        );
     }
 
     #[test]

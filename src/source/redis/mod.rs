@@ -4,7 +4,8 @@
 //! Redis has no ordered scan and no snapshot. A scan lists the keys with `SCAN MATCH` (which may return
 //! a key more than once), sorts the parsed keys on disk ([`KeySorter`]), then reads the values in key
 //! order with pipelined `MGET` / `HGETALL` batches, a few in flight. Keys written during the scan may be
-//! seen or not; `--recheck` looks drift up again afterwards.
+//! seen or not; `--recheck` looks drift up again afterwards. The ranges of a parallel check share one
+//! listing ([`ReadModel::open_view`]), each reading its part of the sorted file.
 //!
 //! Nothing is skipped silently: a Redis key matching the pattern whose key part does not parse as the
 //! write model's key kind comes out of [`ReadModel::open_unkeyed_scan`] (drift `unkeyed`, id = the
@@ -22,10 +23,10 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 
-use super::{BulkSettings, ConditionalWriter, DocStream, DocumentSource, KeyRange, ReadModel, Scan};
+use super::{BulkSettings, ConditionalWriter, DocStream, DocumentSource, KeyRange, ReadModel, Scan, SharedView};
 use crate::config::RedisEncoding;
 use crate::model::{DocMeta, Key, KeyKind, KeyedDoc, Version};
-use crate::scale::keyfile::KeySorter;
+use crate::scale::keyfile::{KeyFile, KeySorter};
 use crate::secret::redact_url;
 use crate::source::retry::RetryPolicy;
 
@@ -185,6 +186,50 @@ impl RedisSource {
             }
             cursor = next;
         }
+    }
+}
+
+impl RedisSource {
+    /// The keys of the pattern in `range`, listed once and sorted on disk, each once.
+    async fn list_keys(&self, range: &KeyRange) -> anyhow::Result<KeyFile> {
+        let mut sorter = KeySorter::default();
+        self.scan_names(|name| match self.reader.parse_name(&name) {
+            Some(key) if range.contains(&key) => sorter.push(key),
+            _ => Ok(()),
+        })
+        .await?;
+        sorter.finish()
+    }
+
+    /// The documents of the keys of `keys` in `range` (`total` of them), in key order.
+    fn read_keys(&self, keys: Arc<KeyFile>, range: KeyRange, total: u64) -> DocStream {
+        let reader = self.reader.clone();
+        in_batches(keys, range, total, reader.batch, move |chunk| {
+            let reader = reader.clone();
+            async move { reader.read(chunk).await }
+        })
+    }
+}
+
+/// The keys of the pattern listed once for every range of a parallel check: one `SCAN` of the
+/// keyspace instead of one per range, and every range reads the same key list.
+struct ListedKeys {
+    keys: Arc<KeyFile>,
+    /// When the listing started, epoch milliseconds UTC.
+    listed_ms: i64,
+}
+
+impl SharedView for ListedKeys {
+    fn snapshot_ms(&self) -> Option<i64> {
+        Some(self.listed_ms)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
     }
 }
 
@@ -698,62 +743,11 @@ fn strip(error: &redis::RedisError, url: &str) -> String {
 impl DocumentSource for RedisSource {
     fn open_scan(&self, range: KeyRange) -> BoxFuture<'_, anyhow::Result<Scan>> {
         async move {
-            let reader = self.reader.clone();
-            let mut sorter = KeySorter::default();
-            self.scan_names(|name| match reader.parse_name(&name) {
-                Some(key) if range.contains(&key) => sorter.push(key),
-                _ => Ok(()),
-            })
-            .await?;
-            let keys = sorter.finish()?;
+            let keys = Arc::new(self.list_keys(&range).await?);
             let total = keys.len();
-            let estimate = Some(total);
-            let (tx, rx) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<Key>>>(IN_FLIGHT);
-            let batch = reader.batch;
-            tokio::task::spawn_blocking(move || {
-                let chunks = match keys.chunks(batch) {
-                    Ok(chunks) => chunks,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e.into()));
-                        return;
-                    }
-                };
-                for chunk in chunks {
-                    if tx.blocking_send(chunk.map_err(Into::into)).is_err() {
-                        return;
-                    }
-                }
-            });
-            let docs: DocStream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
-                .map(move |chunk| {
-                    let reader = reader.clone();
-                    async move {
-                        let chunk = chunk?;
-                        let n = chunk.len() as u64;
-                        reader.read(chunk).await.map(|docs| (n, docs))
-                    }
-                })
-                .buffered(IN_FLIGHT)
-                // How far the read got, should it stop: the report is never made of a partial read.
-                .scan(0u64, move |done, read| {
-                    let read = match read {
-                        Ok((n, docs)) => {
-                            *done += n;
-                            Ok(docs)
-                        }
-                        Err(e) => Err(anyhow::anyhow!(
-                            "{e:#}, after {done} of {total} keys were read; nothing is reported from a partial \
-                             read: run the check again"
-                        )),
-                    };
-                    futures::future::ready(Some(read))
-                })
-                .map_ok(|docs| futures::stream::iter(docs.into_iter().map(Ok)))
-                .try_flatten()
-                .boxed();
             Ok(Scan {
-                docs,
-                estimate,
+                docs: self.read_keys(keys, KeyRange::all(), total),
+                estimate: Some(total),
                 snapshot_ms: Some(chrono::Utc::now().timestamp_millis()),
             })
         }
@@ -799,47 +793,157 @@ impl ReadModel for RedisSource {
         Some(Arc::new(write::RedisWriter::new(self.reader.clone(), batching)))
     }
 
-    /// The Redis key, and the version as what it is: a hash of the stored value.
+    /// Lists the keys once for all the ranges of a parallel check (see [`ListedKeys`]).
+    fn open_view(&self) -> BoxFuture<'_, anyhow::Result<Option<Box<dyn SharedView>>>> {
+        async move {
+            let listed_ms = chrono::Utc::now().timestamp_millis();
+            let keys = Arc::new(self.list_keys(&KeyRange::all()).await?);
+            Ok(Some(Box::new(ListedKeys { keys, listed_ms }) as Box<dyn SharedView>))
+        }
+        .boxed()
+    }
+
+    /// Drops the listed keys' file (scans still reading it keep it until they end).
+    fn close_view(&self, view: Box<dyn SharedView>) -> BoxFuture<'_, ()> {
+        drop(view);
+        futures::future::ready(()).boxed()
+    }
+
+    /// The keys of `range` from the shared listing (when given), then their values as
+    /// [`DocumentSource::open_scan`] reads them.
+    fn open_scan_in<'a>(
+        &'a self,
+        range: KeyRange,
+        view: Option<&'a dyn SharedView>,
+    ) -> BoxFuture<'a, anyhow::Result<Scan>> {
+        async move {
+            let Some(view) = view else {
+                return self.open_scan(range).await;
+            };
+            let listed = view
+                .as_any()
+                .downcast_ref::<ListedKeys>()
+                .context("not a listing of Redis keys: a view of another source")?;
+            let keys = listed.keys.clone();
+            let total = {
+                let (keys, range) = (keys.clone(), range.clone());
+                tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+                    let mut n = 0;
+                    for key in keys.keys_in(&range)? {
+                        key?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+                .await?
+                .context("cannot read the listed Redis keys back from their temp file")?
+            };
+            Ok(Scan {
+                docs: self.read_keys(keys, range, total),
+                estimate: Some(total),
+                snapshot_ms: Some(listed.listed_ms),
+            })
+        }
+        .boxed()
+    }
+
+    /// The Redis key, and the version as what it is: the SHA-1 of the stored value (script.rs).
     fn describe_meta(&self, meta: &DocMeta) -> Vec<(String, Value)> {
         let mut described = Vec::new();
         if let Some(name) = &meta.id {
             described.push(("redis key".to_string(), Value::from(name.as_str())));
         }
         if let Some(version) = &meta.version {
-            described.push(("value hash".to_string(), Value::from(format!("xxh3 {version}"))));
+            described.push(("value hash".to_string(), Value::from(format!("sha1 {version}"))));
         }
         described
     }
 
-    /// The Redis keys matching the pattern whose key part is not a key of the write model's kind.
+    /// The Redis keys matching the pattern whose key part is not a key of the write model's kind,
+    /// sorted on disk as the keys of a scan are (there may be as many of them as keys), then read in
+    /// batches, a few in flight.
     fn open_unkeyed_scan(&self) -> BoxFuture<'_, anyhow::Result<DocStream>> {
         async move {
-            let mut names = BTreeSet::new();
             let reader = self.reader.clone();
-            self.scan_names(|name| {
-                if reader.parse_name(&name).is_none() {
-                    names.insert(String::from_utf8_lossy(&name).into_owned());
-                }
-                Ok(())
+            let mut sorter = KeySorter::default();
+            self.scan_names(|name| match reader.parse_name(&name) {
+                None => sorter.push(Key::Text(String::from_utf8_lossy(&name).into_owned())),
+                Some(_) => Ok(()),
             })
             .await?;
+            let names = Arc::new(sorter.finish()?);
+            let total = names.len();
             // Their values too, read as a lookup reads them: a repair deletes them only while they
             // are unchanged (the version token), and an undo puts back what was there.
-            let names: Vec<String> = names.into_iter().collect();
-            let mut docs = Vec::with_capacity(names.len());
-            for chunk in names.chunks(reader.batch) {
-                let chunk_names: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                let peeked = reader.peek_all(&chunk_names).await?;
-                for (name, value) in chunk.iter().zip(peeked) {
-                    if !matches!(value.payload, Payload::None) {
-                        docs.push(Ok(reader.unkeyed(name.clone(), value)));
-                    }
+            Ok(in_batches(names, KeyRange::all(), total, reader.batch, move |chunk| {
+                let reader = reader.clone();
+                async move {
+                    let names: Vec<String> = chunk.into_iter().map(|name| name.doc_id()).collect();
+                    let peeked = reader
+                        .peek_all(&names.iter().map(String::as_str).collect::<Vec<_>>())
+                        .await?;
+                    Ok(names
+                        .into_iter()
+                        .zip(peeked)
+                        .filter(|(_, value)| !matches!(value.payload, Payload::None))
+                        .map(|(name, value)| reader.unkeyed(name, value))
+                        .collect())
                 }
-            }
-            Ok(futures::stream::iter(docs).boxed())
+            }))
         }
         .boxed()
     }
+}
+
+/// The documents `read` makes of the keys of `keys` in `range` (`total` of them), `batch` keys at a
+/// time, in order: the keys come off the disk a few batches ahead, and [`IN_FLIGHT`] batches are read
+/// at once, so memory holds a few batches whatever the number of keys.
+fn in_batches<F, Fut>(keys: Arc<KeyFile>, range: KeyRange, total: u64, batch: usize, read: F) -> DocStream
+where
+    F: Fn(Vec<Key>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<KeyedDoc>>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<Key>>>(IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let chunks = match keys.chunks_in(&range, batch) {
+            Ok(chunks) => chunks,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e.into()));
+                return;
+            }
+        };
+        for chunk in chunks {
+            if tx.blocking_send(chunk.map_err(Into::into)).is_err() {
+                return;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+        .map(move |chunk| {
+            let read = chunk.map(|chunk| {
+                let n = chunk.len() as u64;
+                read(chunk).map(move |docs| docs.map(|docs| (n, docs)))
+            });
+            async move { read?.await }
+        })
+        .buffered(IN_FLIGHT)
+        // How far the read got, should it stop: the report is never made of a partial read.
+        .scan(0u64, move |done, read| {
+            let read = match read {
+                Ok((n, docs)) => {
+                    *done += n;
+                    Ok(docs)
+                }
+                Err(e) => Err(anyhow::anyhow!(
+                    "{e:#}, after {done} of {total} keys were read; nothing is reported from a partial \
+                     read: run the check again"
+                )),
+            };
+            futures::future::ready(Some(read))
+        })
+        .map_ok(|docs| futures::stream::iter(docs.into_iter().map(Ok)))
+        .try_flatten()
+        .boxed()
 }
 
 #[cfg(test)]
@@ -901,5 +1005,81 @@ mod tests {
         let resp3 = redis::Value::Map(vec![(b("a"), b("1"))]);
         assert_eq!(hash_fields(resp3).unwrap(), vec![("a".to_string(), "1".to_string())]);
         assert!(hash_fields(redis::Value::Int(3)).is_err());
+    }
+}
+
+/// Against a throwaway `redis-server` (the system's binary, as the integration tests use).
+#[cfg(test)]
+mod server_tests {
+    use super::*;
+    use recon_testkit::redis_server::RedisServer;
+
+    /// How many times the server ran `command` since its statistics were last reset.
+    async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
+            .unwrap_or(0)
+    }
+
+    async fn source(server: &RedisServer, batch: usize) -> RedisSource {
+        RedisSource::connect(RedisSettings {
+            url: server.url(),
+            key_field: "orderId".into(),
+            key_pattern: "order:{}".into(),
+            encoding: RedisEncoding::Json,
+            key_kind: Some(KeyKind::Int),
+            fields: None,
+            batch,
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn unkeyed_names_are_sorted_on_disk_and_their_values_read_batch_by_batch() {
+        let server = tokio::task::spawn_blocking(RedisServer::start).await.unwrap().unwrap();
+        let mut conn = redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        // 5,000 names whose key part is no integer, written in reverse order, beside keyed ones.
+        let mut names: Vec<String> = (0..5000).map(|i| format!("order:x{i:05}")).collect();
+        let mut pipe = redis::pipe();
+        for name in names.iter().rev() {
+            pipe.cmd("SET").arg(name).arg("{}").ignore();
+        }
+        for i in 1..=50 {
+            pipe.cmd("SET").arg(format!("order:{i}")).arg("{}").ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.unwrap();
+        let source = source(&server, 100).await;
+        let () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+
+        let mut docs = source.open_unkeyed_scan().await.unwrap();
+        // The names are listed, but no value is read before the stream is asked for one ...
+        assert_eq!(calls(&mut conn, "eval").await, 0);
+        let first = docs.next().await.unwrap().unwrap();
+        assert_eq!(first.meta.id.as_deref(), Some("order:x00000"));
+        // ... and then only a few batches of them (one peek script per name).
+        let read = calls(&mut conn, "eval").await;
+        assert!((100..=IN_FLIGHT as u64 * 100).contains(&read), "{read} values read");
+        let mut seen = vec![first.meta.id.unwrap()];
+        while let Some(doc) = docs.next().await {
+            let doc = doc.unwrap();
+            assert!(doc.doc.contains_key(RAW), "{doc:?}");
+            seen.push(doc.meta.id.unwrap());
+        }
+        // Every one, once, in order.
+        names.sort();
+        assert_eq!(seen, names);
+        assert_eq!(calls(&mut conn, "eval").await, 5000);
     }
 }

@@ -78,6 +78,30 @@ impl TestRedis {
             .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     }
 
+    /// Resets the server's command statistics (`CONFIG RESETSTAT`).
+    pub async fn reset_stats(&self) {
+        self.run(&["CONFIG", "RESETSTAT"]).await;
+    }
+
+    /// How many times the server ran `command` (lowercase, `scan`) since [`TestRedis::reset_stats`],
+    /// from `INFO commandstats`; None on a server from `RECON_TEST_REDIS_URL`, whose counts other
+    /// tests move too.
+    pub async fn calls(&self, command: &str) -> Option<u64> {
+        self.server.as_ref()?;
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap();
+        let prefix = format!("cmdstat_{command}:calls=");
+        Some(
+            info.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
+                .unwrap_or(0),
+        )
+    }
+
     /// `SET` of many key/value pairs in pipelines of 1,000.
     pub async fn set_all(&self, pairs: &[(String, String)]) {
         let mut conn = self.conn().await;
