@@ -245,20 +245,7 @@ pub async fn connect_writer(
         return Ok(Arc::new(writer));
     }
     let connection = &settings.connection;
-    let client = EsClient::connect(&ConnectSettings {
-        url: connection.url.expose().to_string(),
-        username: connection.username.clone(),
-        password: connection.password.clone(),
-        api_key: connection.api_key.clone(),
-        ca_cert: connection.ca_cert.clone(),
-        insecure: connection.insecure,
-        timeout: connection.timeout,
-        retry: RetryPolicy {
-            max_retries: connection.max_retries,
-            ..RetryPolicy::default()
-        },
-    })
-    .await?;
+    let client = EsClient::connect(&connection_settings(connection)).await?;
     Ok(Arc::new(BulkWriter::new(client, batching)))
 }
 
@@ -275,6 +262,23 @@ pub fn es_connect_settings(settings: &Settings) -> ConnectSettings {
         timeout: es.timeout,
         retry: RetryPolicy {
             max_retries: es.max_retries,
+            ..RetryPolicy::default()
+        },
+    }
+}
+
+/// What reaching the read model a [`ReadModelConnection`] describes takes (an undo's, `recon init`'s).
+fn connection_settings(connection: &ReadModelConnection) -> ConnectSettings {
+    ConnectSettings {
+        url: connection.url.expose().to_string(),
+        username: connection.username.clone(),
+        password: connection.password.clone(),
+        api_key: connection.api_key.clone(),
+        ca_cert: connection.ca_cert.clone(),
+        insecure: connection.insecure,
+        timeout: connection.timeout,
+        retry: RetryPolicy {
+            max_retries: connection.max_retries,
             ..RetryPolicy::default()
         },
     }
@@ -471,19 +475,6 @@ pub async fn read_model_field_types(
     connection: &ReadModelConnection,
     index: &str,
 ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
-    let client = EsClient::connect(&ConnectSettings {
-        url: connection.url.expose().to_string(),
-        username: connection.username.clone(),
-        password: connection.password.clone(),
-        api_key: connection.api_key.clone(),
-        ca_cert: connection.ca_cert.clone(),
-        insecure: connection.insecure,
-        timeout: connection.timeout,
-        retry: RetryPolicy {
-            max_retries: connection.max_retries,
-            ..RetryPolicy::default()
-        },
-    })
-    .await?;
+    let client = EsClient::connect(&connection_settings(connection)).await?;
     crate::source::elasticsearch::mapped_field_types(&client, index).await
 }

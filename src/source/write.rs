@@ -149,7 +149,21 @@ impl StoredDoc {
 pub trait ConditionalWriter: Send + Sync {
     /// Writes `batch`, split into requests as the read model needs: one outcome per action, in
     /// order. An error means a request failed as a whole and the outcome of its writes is unknown.
-    fn apply<'a>(&'a self, batch: &'a [WriteAction]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>>;
+    /// Each document is encoded once and the batch goes out as [`apply_json`](Self::apply_json).
+    fn apply<'a>(&'a self, batch: &'a [WriteAction]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>> {
+        Box::pin(async move {
+            let docs: Vec<Option<Vec<u8>>> = batch
+                .iter()
+                .map(|a| {
+                    a.doc
+                        .as_ref()
+                        .map(|d| serde_json::to_vec(d).expect("a JSON object serializes"))
+                })
+                .collect();
+            let writes: Vec<JsonWrite<'_>> = batch.iter().zip(&docs).map(|(a, d)| a.as_json(d.as_deref())).collect();
+            self.apply_json(&writes).await
+        })
+    }
 
     /// [`apply`](Self::apply) for documents already encoded as JSON.
     fn apply_json<'a>(&'a self, batch: &'a [JsonWrite<'a>]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>>;

@@ -308,19 +308,6 @@ impl BulkWriter {
         Ok(outcomes)
     }
 
-    async fn apply_actions(&self, batch: &[WriteAction]) -> anyhow::Result<Vec<ItemOutcome>> {
-        let docs: Vec<Option<Vec<u8>>> = batch
-            .iter()
-            .map(|a| {
-                a.doc
-                    .as_ref()
-                    .map(|d| serde_json::to_vec(d).expect("a JSON object serializes"))
-            })
-            .collect();
-        let writes: Vec<JsonWrite<'_>> = batch.iter().zip(&docs).map(|(a, d)| a.as_json(d.as_deref())).collect();
-        self.apply_all(&writes).await
-    }
-
     /// The documents, by `_mget`, a thousand per request.
     async fn read_docs(&self, docs: &[(String, String)]) -> anyhow::Result<Vec<StoredDoc>> {
         let mut read = Vec::with_capacity(docs.len());
@@ -372,10 +359,6 @@ fn stored_doc(entry: &Value) -> StoredDoc {
 }
 
 impl ConditionalWriter for BulkWriter {
-    fn apply<'a>(&'a self, batch: &'a [WriteAction]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>> {
-        self.apply_actions(batch).boxed()
-    }
-
     fn apply_json<'a>(&'a self, batch: &'a [JsonWrite<'a>]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>> {
         self.apply_all(batch).boxed()
     }

@@ -24,9 +24,7 @@ use tokio::sync::Mutex;
 use super::{script, Reader, RedisSettings, RAW, UNDECODABLE};
 use crate::config::RedisEncoding;
 use crate::model::Version;
-use crate::source::{
-    BulkSettings, ConditionalWriter, ItemOutcome, ItemStatus, JsonWrite, StoredDoc, WriteAction, WriteKind,
-};
+use crate::source::{BulkSettings, ConditionalWriter, ItemOutcome, ItemStatus, JsonWrite, StoredDoc, WriteKind};
 
 /// Writes to one Redis database through [`script::WRITE`].
 pub struct RedisWriter {
@@ -233,19 +231,6 @@ impl RedisWriter {
             .collect())
     }
 
-    async fn apply_actions(&self, batch: &[WriteAction]) -> anyhow::Result<Vec<ItemOutcome>> {
-        let docs: Vec<Option<Vec<u8>>> = batch
-            .iter()
-            .map(|a| {
-                a.doc
-                    .as_ref()
-                    .map(|d| serde_json::to_vec(d).expect("a JSON object serializes"))
-            })
-            .collect();
-        let writes: Vec<JsonWrite<'_>> = batch.iter().zip(&docs).map(|(a, d)| a.as_json(d.as_deref())).collect();
-        self.apply_all(&writes).await
-    }
-
     /// The values of `docs` (by Redis key; the location is not Redis's), decoded as a lookup would.
     async fn read_docs(&self, docs: &[(String, String)]) -> anyhow::Result<Vec<StoredDoc>> {
         let mut read = Vec::with_capacity(docs.len());
@@ -277,10 +262,6 @@ impl RedisWriter {
 }
 
 impl ConditionalWriter for RedisWriter {
-    fn apply<'a>(&'a self, batch: &'a [WriteAction]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>> {
-        self.apply_actions(batch).boxed()
-    }
-
     fn apply_json<'a>(&'a self, batch: &'a [JsonWrite<'a>]) -> BoxFuture<'a, anyhow::Result<Vec<ItemOutcome>>> {
         self.apply_all(batch).boxed()
     }
