@@ -381,6 +381,33 @@ async fn thousands_of_unkeyed_names_are_each_reported_once_in_order() {
     assert_eq!(report["summary"]["target_docs"], 5004, "{stderr}");
 }
 
+/// A key name that is not UTF-8 cannot be named in a report nor read back under a lossy name: the run
+/// stops and names it, where it used to vanish from the report.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_name_that_is_not_utf8_stops_the_check_and_is_named() {
+    let shop = Shop::orders().await;
+    for id in 1..=4 {
+        shop.set(&id.to_string(), &in_sync(id)).await;
+    }
+    let mut name = shop.key("").into_bytes();
+    name.extend_from_slice(b"\xff9");
+    let mut conn = shop.redis.conn().await;
+    let () = redis::cmd("SET")
+        .arg(&name)
+        .arg("{}")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let run = shop.recon(&["check", "--format", "json", "--quiet"]).await;
+    let (code, stdout, stderr) = (run.code, run.stdout, run.stderr);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert_eq!(stdout, "", "no report from a run that could not see every key");
+    assert!(
+        stderr.contains(&format!("the Redis key \"{}\\xff9\" matches", shop.key(""))) && stderr.contains("not UTF-8"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reindex_refuses_a_redis_read_model_and_no_command_prints_its_password() {
     let shop = Shop::orders().await;

@@ -867,7 +867,16 @@ impl ReadModel for RedisSource {
             let reader = self.reader.clone();
             let mut sorter = KeySorter::default();
             self.scan_names(|name| match reader.parse_name(&name) {
-                None => sorter.push(Key::Text(String::from_utf8_lossy(&name).into_owned())),
+                None => match String::from_utf8(name) {
+                    Ok(name) => sorter.push(Key::Text(name)),
+                    // Read back under a lossy name, its value would be found absent and the key never
+                    // reported: stop rather than skip it silently.
+                    Err(e) => anyhow::bail!(
+                        "the Redis key {} matches redis.key_pattern but is not UTF-8 text, which recon \
+                         cannot name in a report or read back: rename or delete it (nothing was reported)",
+                        escaped_name(e.as_bytes())
+                    ),
+                },
                 Some(_) => Ok(()),
             })
             .await?;
@@ -944,6 +953,23 @@ where
         .map_ok(|docs| futures::stream::iter(docs.into_iter().map(Ok)))
         .try_flatten()
         .boxed()
+}
+
+/// A Redis key name as `redis-cli` shows it: printable ASCII as it is, every other byte `\xHH`.
+fn escaped_name(bytes: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for &b in bytes {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(b as char);
+            }
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
