@@ -28,7 +28,6 @@ pub struct CheckOptions {
     /// Where the reports go: one per target, all of the same run. `path: None` is stdout.
     pub reports: Vec<ReportTarget>,
     pub progress: ProgressMode,
-    pub verbose: bool,
     pub color: bool,
     /// Which keys and how: targeted, parallel, sharded, sampled, rechecked runs.
     pub scale: ScaleOptions,
@@ -115,7 +114,6 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<Outcome> {
         limit: args.limit,
         reports,
         progress: ProgressMode::detect(args.quiet),
-        verbose: args.verbose > 0,
         color: crate::terminal::colour_stdout(),
         scale: ScaleOptions {
             keys: match (args.keys, args.keys_file, args.since) {

@@ -157,7 +157,6 @@ async fn on_cluster(cluster: &PgCluster, redis: Option<&RedisServer>, args: &Dem
             path: None,
         }],
         progress: ProgressMode::detect(args.quiet),
-        verbose: false,
         color: crate::terminal::colour_stdout(),
         scale: Default::default(),
     };

@@ -40,7 +40,6 @@ pub async fn run(args: ReindexArgs) -> anyhow::Result<Outcome> {
         },
         format: args.format.into(),
         progress: ProgressMode::detect(args.quiet),
-        verbose: args.verbose > 0,
         rerun: Rerun {
             config: args.connection.config,
             pg_url: args.connection.pg_url,

@@ -78,7 +78,6 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Outcome> {
         progress: ProgressMode::detect(args.quiet),
         format: args.format.into(),
         target: args.connection.target(),
-        verbose: args.verbose > 0,
         reproject: ReprojectOptions {
             via,
             dead_letter: args.dead_letter,

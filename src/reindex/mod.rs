@@ -149,7 +149,6 @@ pub struct ReindexOptions {
     pub unfinished: Unfinished,
     pub format: SummaryFormat,
     pub progress: ProgressMode,
-    pub verbose: bool,
     /// For the commands printed in messages.
     pub rerun: Rerun,
 }

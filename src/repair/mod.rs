@@ -99,8 +99,6 @@ pub struct RepairOptions {
     /// The config file and the flags that override where the run acts: for the header and the
     /// commands printed for the user to paste (resume, undo, apply).
     pub target: Target,
-    /// Timings and counts of each phase on stderr.
-    pub verbose: bool,
     /// `--via amqp|http|ndjson`: through the projector instead of by writing.
     pub reproject: reproject::ReprojectOptions,
 }
