@@ -116,7 +116,7 @@ async fn on_cluster(cluster: &PgCluster, redis: Option<&RedisServer>, args: &Dem
                 "projecting the orders into Redis (a JSON string per order), with drift injected",
             );
             let injected = project_redis(&pg_url, &redis.url()).await?;
-            (injected, demo_config_redis(&pg_url, &redis.url()), None)
+            (injected, demo_config(&pg_url, &redis_section(&redis.url())), None)
         }
         None => {
             say(args, "starting the Elasticsearch-API emulator in-process");
@@ -127,7 +127,7 @@ async fn on_cluster(cluster: &PgCluster, redis: Option<&RedisServer>, args: &Dem
             say(args, "projecting the orders into the read model, with drift injected");
             let injected = project(&pg_url, &es).await?;
             admin::refresh(&es, INDEX).await?;
-            let config = demo_config(&pg_url, &emulator.url());
+            let config = demo_config(&pg_url, &elasticsearch_section(&emulator.url()));
             (injected, config, Some(emulator))
         }
     };
@@ -217,7 +217,8 @@ fn index_body() -> CreateIndex {
     }
 }
 
-fn demo_config(pg_url: &str, es_url: &str) -> String {
+/// The demo's recon.toml, the same for either read model but for its section.
+fn demo_config(pg_url: &str, read_model: &str) -> String {
     format!(
         r#"[postgres]
 url = "{pg_url}"
@@ -225,10 +226,7 @@ query = """{query}"""
 key = "orderId"
 updated_at = "updatedAt"
 
-[elasticsearch]
-url = "{es_url}"
-index = "{ALIAS}"
-
+{read_model}
 [compare]
 ignore = ["indexedAt", "updatedAt"]
 [compare.fields]
@@ -240,28 +238,12 @@ products = {{ as = "set", key = "sku" }}
     )
 }
 
-fn demo_config_redis(pg_url: &str, redis_url: &str) -> String {
-    format!(
-        r#"[postgres]
-url = "{pg_url}"
-query = """{query}"""
-key = "orderId"
-updated_at = "updatedAt"
+fn elasticsearch_section(es_url: &str) -> String {
+    format!("[elasticsearch]\nurl = \"{es_url}\"\nindex = \"{ALIAS}\"\n")
+}
 
-[redis]
-url = "{redis_url}"
-key_pattern = "order:{{}}"
-encoding = "json"
-
-[compare]
-ignore = ["indexedAt", "updatedAt"]
-[compare.fields]
-orderDate = {{ as = "instant" }}
-totalPrice = {{ as = "number", tolerance = 0.005 }}
-products = {{ as = "set", key = "sku" }}
-"#,
-        query = shop::projection_query()
-    )
+fn redis_section(redis_url: &str) -> String {
+    format!("[redis]\nurl = \"{redis_url}\"\nkey_pattern = \"order:{{}}\"\nencoding = \"json\"\n")
 }
 
 /// The projector of the Redis demo: every order becomes a JSON string under `order:ID`, except where

@@ -793,7 +793,8 @@ impl ReadModel for RedisSource {
         Some(Arc::new(write::RedisWriter::new(self.reader.clone(), batching)))
     }
 
-    /// Lists the keys once for all the ranges of a parallel check (see [`ListedKeys`]).
+    /// Lists the keys once for all the ranges of a parallel check (see [`ListedKeys`]); the default
+    /// `close_view` drops the file, which scans still reading it keep open until they end.
     fn open_view(&self) -> BoxFuture<'_, anyhow::Result<Option<Box<dyn SharedView>>>> {
         async move {
             let listed_ms = chrono::Utc::now().timestamp_millis();
@@ -801,12 +802,6 @@ impl ReadModel for RedisSource {
             Ok(Some(Box::new(ListedKeys { keys, listed_ms }) as Box<dyn SharedView>))
         }
         .boxed()
-    }
-
-    /// Drops the listed keys' file (scans still reading it keep it until they end).
-    fn close_view(&self, view: Box<dyn SharedView>) -> BoxFuture<'_, ()> {
-        drop(view);
-        futures::future::ready(()).boxed()
     }
 
     /// The keys of `range` from the shared listing (when given), then their values as
