@@ -11,6 +11,7 @@ pub mod command_line;
 pub mod commands;
 pub mod config;
 pub mod diff;
+pub mod document;
 pub mod engine;
 pub mod logging;
 pub mod model;
