@@ -9,10 +9,9 @@ use std::time::Instant;
 use futures::stream;
 use recon::config::CompareConfig;
 use recon::diff::{Comparator, Joiner};
-use recon::model::{DocMeta, Key, KeyedDoc};
-use serde_json::{Map, Value};
+use recon::model::{Doc, DocMeta, Key, KeyedDoc};
 
-fn order(id: i64, price_text: &str, date: &str) -> Map<String, Value> {
+fn order(id: i64, price_text: &str, date: &str) -> Doc {
     let products: Vec<String> = (0..5)
         .map(|p| format!(r#"{{"sku": "SKU-{id:05}-{p}", "name": "Product {p}", "price": {price_text}}}"#))
         .collect();

@@ -36,8 +36,9 @@ pub struct Doc {
 }
 
 /// A JSON value. Numbers are their JSON text, exactly as written.
-#[derive(Clone, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub enum DocValue {
+    #[default]
     Null,
     Bool(bool),
     /// Valid JSON number text (`-12.50`, `9007199254740993`, `1e-400`); see [`DocValue::number`].
@@ -106,13 +107,6 @@ impl Doc {
                 None
             }
         }
-    }
-
-    /// Appends a field whose name the caller knows is not in the document yet (a projection's
-    /// columns, each named once): no search.
-    pub fn push_unique(&mut self, name: CompactString, value: DocValue) {
-        debug_assert!(!self.contains_key(&name), "field {name} twice");
-        self.fields.push((name, value));
     }
 
     /// Removes a field, keeping the others in order.
@@ -386,6 +380,12 @@ impl From<Map<String, Value>> for Doc {
     }
 }
 
+impl From<Doc> for Value {
+    fn from(doc: Doc) -> Value {
+        Value::Object(doc.into_json())
+    }
+}
+
 impl From<Value> for DocValue {
     fn from(value: Value) -> DocValue {
         match value {
@@ -459,6 +459,17 @@ impl IntoIterator for Doc {
         self.fields.into_iter()
     }
 }
+
+impl<'a> IntoIterator for &'a Doc {
+    type Item = (&'a str, &'a DocValue);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (CompactString, DocValue)>, Borrow<'a>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.fields.iter().map(|(name, value)| (name.as_str(), value))
+    }
+}
+
+type Borrow<'a> = fn(&'a (CompactString, DocValue)) -> (&'a str, &'a DocValue);
 
 impl fmt::Debug for Doc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -7,7 +7,9 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+pub use crate::document::{Doc, DocValue};
 
 /// A document's identity. Integer keys keep all 64 bits; text keys order by unsigned UTF-8 bytes, which
 /// is both Rust's `str` order, PostgreSQL's `COLLATE "C"` and Elasticsearch's keyword (BytesRef) order.
@@ -49,6 +51,26 @@ impl Key {
                 trimmed.parse::<i64>().ok().map(Key::Int)
             }
             _ => None,
+        }
+    }
+
+    /// [`Key::from_json`] for a document's value.
+    pub fn from_doc(value: &DocValue) -> Option<Key> {
+        match value {
+            DocValue::String(s) => Some(Key::Text(s.to_string())),
+            DocValue::Number(n) => {
+                let trimmed = n.strip_suffix(".0").unwrap_or(n);
+                trimmed.parse::<i64>().ok().map(Key::Int)
+            }
+            _ => None,
+        }
+    }
+
+    /// The key as a document value, exact for 64-bit integers.
+    pub fn to_doc(&self) -> DocValue {
+        match self {
+            Key::Int(i) => DocValue::from(*i),
+            Key::Text(s) => DocValue::from(s.as_str()),
         }
     }
 }
@@ -162,7 +184,7 @@ pub struct DocMeta {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyedDoc {
     pub key: Key,
-    pub doc: Map<String, Value>,
+    pub doc: Doc,
     pub meta: DocMeta,
 }
 
@@ -222,7 +244,7 @@ pub struct Drift {
     pub ids: Vec<String>,
     pub diffs: Vec<FieldDiff>,
     /// The write model's document (compared fields only), when there is one.
-    pub expected: Option<Map<String, Value>>,
+    pub expected: Option<Doc>,
     /// The read model's documents (compared fields only), one per id.
     pub actual: Vec<KeyedDoc>,
 }

@@ -58,12 +58,7 @@ pub fn psql_export(pg_url: &str, query: &str) -> anyhow::Result<Duration> {
 }
 
 /// Appends one `index` action with its document to a `_bulk` body.
-pub fn bulk_index(
-    body: &mut Vec<u8>,
-    index: &str,
-    id: &str,
-    doc: &serde_json::Map<String, serde_json::Value>,
-) -> anyhow::Result<()> {
+pub fn bulk_index(body: &mut Vec<u8>, index: &str, id: &str, doc: &impl serde::Serialize) -> anyhow::Result<()> {
     body.extend_from_slice(
         serde_json::json!({"index": {"_index": index, "_id": id}})
             .to_string()

@@ -264,11 +264,12 @@ async fn project_redis(pg_url: &str, redis_url: &str) -> anyhow::Result<Summary>
     let mut injected = Summary::default();
     let mut values: Vec<(String, Vec<u8>)> = Vec::new();
     let mut last_id = 0;
-    while let Some(KeyedDoc { key, mut doc, .. }) = docs.try_next().await? {
+    while let Some(KeyedDoc { key, doc, .. }) = docs.try_next().await? {
         let Key::Int(id) = key else {
             bail!("the shop's keys are integers")
         };
         last_id = id;
+        let mut doc = doc.into_json();
         doc.remove("updatedAt");
         doc.insert("indexedAt".into(), json!("2026-01-01T00:00:00Z"));
         if id % 997 == 0 {
@@ -327,11 +328,12 @@ async fn project(pg_url: &str, es: &EsClient) -> anyhow::Result<Summary> {
     let mut injected = Summary::default();
     let mut bulk = Vec::new();
     let mut last_id = 0;
-    while let Some(KeyedDoc { key, mut doc, .. }) = docs.try_next().await? {
+    while let Some(KeyedDoc { key, doc, .. }) = docs.try_next().await? {
         let Key::Int(id) = key else {
             bail!("the shop's keys are integers")
         };
         last_id = id;
+        let mut doc = doc.into_json();
         doc.remove("updatedAt");
         doc.insert("indexedAt".into(), json!("2026-01-01T00:00:00Z"));
         // Not drift: the projector writes the same instant with an offset and prices with one digit less;

@@ -35,11 +35,11 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 
 use bigdecimal::BigDecimal;
-use serde_json::{Map, Value};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::value::{instant_from_millis, numbers_equal, parse_instant, within_tolerance, Decimal};
 use crate::config::{CompareConfig, FieldRule, RuleKind};
+use crate::document::{Doc, DocValue};
 use crate::model::FieldDiff;
 
 /// A `[compare]` setting that cannot be applied. Displays as `compare.fields."totalPrice": tolerance
@@ -196,7 +196,7 @@ impl Comparator {
 
     /// The differences between two documents: in `expected`'s field order, then the fields only
     /// `actual` has. Empty when the documents agree under the rules.
-    pub fn diff(&self, expected: &Map<String, Value>, actual: &Map<String, Value>) -> Vec<FieldDiff> {
+    pub fn diff(&self, expected: &Doc, actual: &Doc) -> Vec<FieldDiff> {
         let mut walk = Walk {
             comparator: self,
             path: Vec::new(),
@@ -209,7 +209,7 @@ impl Comparator {
     }
 
     /// Removes the ignored paths from a document, so evidence and reports never carry them.
-    pub fn project(&self, doc: &mut Map<String, Value>) {
+    pub fn project(&self, doc: &mut Doc) {
         if self.root.has_ignored {
             project_object(&self.root, doc);
         }
@@ -219,16 +219,16 @@ impl Comparator {
     /// everything else is hashed exactly as written (field order, number text). Equal fingerprints mean
     /// identical documents, which [`Comparator::diff`] always finds equal; different fingerprints prove
     /// nothing (`1.0` and `1`, reordered fields), so a caller compares such documents with `diff`.
-    pub fn fingerprint(&self, doc: &Map<String, Value>) -> u128 {
+    pub fn fingerprint(&self, doc: &Doc) -> u128 {
         let mut hasher = Xxh3::new();
         fingerprint_object(Some(&self.root), doc, &mut hasher);
         hasher.digest128()
     }
 }
 
-fn fingerprint_object(node: Option<&RuleNode>, doc: &Map<String, Value>, hasher: &mut Xxh3) {
+fn fingerprint_object(node: Option<&RuleNode>, doc: &Doc, hasher: &mut Xxh3) {
     hasher.update(b"{");
-    for (name, value) in doc {
+    for (name, value) in doc.iter() {
         let child = node.filter(|n| n.has_ignored).and_then(|n| n.child(name));
         if child.is_some_and(|c| c.ignored) {
             continue;
@@ -239,27 +239,27 @@ fn fingerprint_object(node: Option<&RuleNode>, doc: &Map<String, Value>, hasher:
     hasher.update(b"}");
 }
 
-fn fingerprint_value(node: Option<&RuleNode>, value: &Value, hasher: &mut Xxh3) {
+fn fingerprint_value(node: Option<&RuleNode>, value: &DocValue, hasher: &mut Xxh3) {
     match value {
-        Value::Null => hasher.update(b"n"),
-        Value::Bool(true) => hasher.update(b"t"),
-        Value::Bool(false) => hasher.update(b"f"),
-        Value::Number(n) => {
+        DocValue::Null => hasher.update(b"n"),
+        DocValue::Bool(true) => hasher.update(b"t"),
+        DocValue::Bool(false) => hasher.update(b"f"),
+        DocValue::Number(n) => {
             hasher.update(b"#");
             fingerprint_str(n.as_str(), hasher);
         }
-        Value::String(s) => {
+        DocValue::String(s) => {
             hasher.update(b"\"");
             fingerprint_str(s, hasher);
         }
-        Value::Array(items) => {
+        DocValue::Array(items) => {
             hasher.update(b"[");
             hasher.update(&(items.len() as u64).to_le_bytes());
             for item in items {
                 fingerprint_value(node, item, hasher);
             }
         }
-        Value::Object(map) => fingerprint_object(node, map, hasher),
+        DocValue::Object(map) => fingerprint_object(node, map, hasher),
     }
 }
 
@@ -323,10 +323,10 @@ fn compile_tolerance(path: &str, tolerance: &toml::Value) -> Result<BigDecimal, 
     Ok(decimal)
 }
 
-fn project_object(node: &RuleNode, doc: &mut Map<String, Value>) {
+fn project_object(node: &RuleNode, doc: &mut Doc) {
     for (name, child) in &node.children {
         if child.ignored {
-            doc.shift_remove(name);
+            doc.remove(name);
         } else if child.has_ignored {
             if let Some(value) = doc.get_mut(name) {
                 project_value(child, value);
@@ -335,10 +335,10 @@ fn project_object(node: &RuleNode, doc: &mut Map<String, Value>) {
     }
 }
 
-fn project_value(node: &RuleNode, value: &mut Value) {
+fn project_value(node: &RuleNode, value: &mut DocValue) {
     match value {
-        Value::Object(map) => project_object(node, map),
-        Value::Array(items) => items.iter_mut().for_each(|item| project_value(node, item)),
+        DocValue::Object(map) => project_object(node, map),
+        DocValue::Array(items) => items.iter_mut().for_each(|item| project_value(node, item)),
         _ => {}
     }
 }
@@ -351,29 +351,29 @@ enum Segment<'a> {
     /// An element of a keyed set: `[sku=SKU-00001]`.
     Selector {
         key: &'a str,
-        value: Option<&'a Value>,
+        value: Option<&'a DocValue>,
     },
     /// An unmatched element of an unkeyed set: `[?]`.
     Unmatched,
 }
 
 /// How a set key's value appears in a path: strings bare, numbers as written, absent as `null`.
-pub(super) fn write_selector_value(out: &mut String, value: Option<&Value>) {
+pub(super) fn write_selector_value(out: &mut String, value: Option<&DocValue>) {
     match value {
-        None | Some(Value::Null) => out.push_str("null"),
-        Some(Value::String(s)) => out.push_str(s),
-        Some(Value::Number(n)) => out.push_str(n.as_str()),
+        None | Some(DocValue::Null) => out.push_str("null"),
+        Some(DocValue::String(s)) => out.push_str(s),
+        Some(DocValue::Number(n)) => out.push_str(n.as_str()),
         Some(other) => out.push_str(&other.to_string()),
     }
 }
 
 /// Identifies a set key's value for matching: equal values (by the default rules, so `1` and `1.0`)
 /// give equal texts; the leading tag keeps `"1"` and `1` apart.
-pub(super) fn selector_identity(value: Option<&Value>) -> String {
+pub(super) fn selector_identity(value: Option<&DocValue>) -> String {
     match value {
-        None | Some(Value::Null) => "z".to_string(),
-        Some(Value::String(s)) => format!("s{s}"),
-        Some(Value::Number(n)) => match Decimal::parse(n.as_str()) {
+        None | Some(DocValue::Null) => "z".to_string(),
+        Some(DocValue::String(s)) => format!("s{s}"),
+        Some(DocValue::Number(n)) => match Decimal::parse(n.as_str()) {
             Some(d) => format!("n{}", d.canonical()),
             None => format!("n{n}"),
         },
@@ -381,18 +381,18 @@ pub(super) fn selector_identity(value: Option<&Value>) -> String {
     }
 }
 
-fn selectors_equal(a: Option<&Value>, b: Option<&Value>) -> bool {
+fn selectors_equal(a: Option<&DocValue>, b: Option<&DocValue>) -> bool {
     match (a, b) {
-        (None | Some(Value::Null), None | Some(Value::Null)) => true,
-        (Some(Value::String(x)), Some(Value::String(y))) => x == y,
-        (Some(Value::Number(x)), Some(Value::Number(y))) => numbers_equal(x.as_str(), y.as_str()),
+        (None | Some(DocValue::Null), None | Some(DocValue::Null)) => true,
+        (Some(DocValue::String(x)), Some(DocValue::String(y))) => x == y,
+        (Some(DocValue::Number(x)), Some(DocValue::Number(y))) => numbers_equal(x.as_str(), y.as_str()),
         (Some(x), Some(y)) => x == y,
         _ => false,
     }
 }
 
-fn is_null_or_absent(value: Option<&Value>) -> bool {
-    matches!(value, None | Some(Value::Null))
+fn is_null_or_absent(value: Option<&DocValue>) -> bool {
+    matches!(value, None | Some(DocValue::Null))
 }
 
 /// The state of one document comparison.
@@ -410,17 +410,18 @@ impl<'a> Walk<'a> {
         &mut self,
         node: Option<&'a RuleNode>,
         scalar: Option<&'a ScalarRule>,
-        expected: &'a Map<String, Value>,
-        actual: &'a Map<String, Value>,
+        expected: &'a Doc,
+        actual: &'a Doc,
     ) {
         // Fields of `actual` also found in `expected`: when that is all of them, the second pass
         // (actual-only fields) has nothing to do and is skipped.
         let mut shared = 0;
-        for (name, e) in expected {
+        for (position, (name, e)) in expected.iter().enumerate() {
             if self.dry && self.differs {
                 return;
             }
-            let a = actual.get(name);
+            // Both sides usually list their fields in the same order.
+            let a = actual.get_near(name, position);
             shared += usize::from(a.is_some());
             let child = node.and_then(|n| n.child(name));
             if child.is_some_and(|c| c.ignored) {
@@ -433,7 +434,7 @@ impl<'a> Walk<'a> {
         if shared == actual.len() {
             return;
         }
-        for (name, a) in actual {
+        for (name, a) in actual.iter() {
             if self.dry && self.differs {
                 return;
             }
@@ -455,8 +456,8 @@ impl<'a> Walk<'a> {
         &mut self,
         node: Option<&'a RuleNode>,
         scalar: Option<&'a ScalarRule>,
-        expected: Option<&'a Value>,
-        actual: Option<&'a Value>,
+        expected: Option<&'a DocValue>,
+        actual: Option<&'a DocValue>,
     ) {
         let (scalar, set) = match node.and_then(|n| n.rule.as_ref()) {
             Some(Rule::Scalar(rule)) => (Some(rule), None),
@@ -465,10 +466,10 @@ impl<'a> Walk<'a> {
         };
         match (expected, actual) {
             (None, None) => {}
-            (Some(Value::Null), Some(Value::Null)) => {}
+            (Some(DocValue::Null), Some(DocValue::Null)) => {}
             (e, a) if self.comparator.null_equals_missing && is_null_or_absent(e) && is_null_or_absent(a) => {}
-            (Some(Value::Object(e)), Some(Value::Object(a))) => self.objects(node, scalar, e, a),
-            (Some(Value::Array(e)), Some(Value::Array(a))) => match set {
+            (Some(DocValue::Object(e)), Some(DocValue::Object(a))) => self.objects(node, scalar, e, a),
+            (Some(DocValue::Array(e)), Some(DocValue::Array(a))) => match set {
                 None => self.ordered(node, scalar, e, a),
                 Some(None) => self.multiset(node, scalar, e, a),
                 Some(Some(key)) => self.keyed_set(node, scalar, key, e, a),
@@ -486,8 +487,8 @@ impl<'a> Walk<'a> {
         &mut self,
         node: Option<&'a RuleNode>,
         scalar: Option<&'a ScalarRule>,
-        expected: &'a [Value],
-        actual: &'a [Value],
+        expected: &'a [DocValue],
+        actual: &'a [DocValue],
     ) {
         for index in 0..expected.len().max(actual.len()) {
             if self.dry && self.differs {
@@ -510,8 +511,8 @@ impl<'a> Walk<'a> {
         &mut self,
         node: Option<&'a RuleNode>,
         scalar: Option<&'a ScalarRule>,
-        expected: &'a [Value],
-        actual: &'a [Value],
+        expected: &'a [DocValue],
+        actual: &'a [DocValue],
     ) {
         if expected.len() == actual.len() && expected.iter().zip(actual).all(|(e, a)| self.equal(node, scalar, e, a)) {
             return;
@@ -545,14 +546,14 @@ impl<'a> Walk<'a> {
         node: Option<&'a RuleNode>,
         scalar: Option<&'a ScalarRule>,
         key: &'a str,
-        expected: &'a [Value],
-        actual: &'a [Value],
+        expected: &'a [DocValue],
+        actual: &'a [DocValue],
     ) {
-        let key_of = |v: &'a Value| v.as_object().and_then(|m| m.get(key));
+        let key_of = |v: &'a DocValue| v.as_object().and_then(|m| m.get(key));
         // The common case: the same keys in the same order, no key twice. Checked on the keys looked
         // up once; quadratic, so only for arrays of ordinary size.
         if expected.len() == actual.len() && expected.len() <= 64 {
-            let selectors: Vec<Option<&'a Value>> = expected.iter().map(key_of).collect();
+            let selectors: Vec<Option<&'a DocValue>> = expected.iter().map(key_of).collect();
             let aligned = selectors
                 .iter()
                 .zip(actual)
@@ -575,9 +576,9 @@ impl<'a> Walk<'a> {
         }
 
         struct Group<'v> {
-            selector: Option<&'v Value>,
-            expected: Vec<&'v Value>,
-            actual: Vec<&'v Value>,
+            selector: Option<&'v DocValue>,
+            expected: Vec<&'v DocValue>,
+            actual: Vec<&'v DocValue>,
         }
         let mut groups: Vec<Group<'a>> = Vec::new();
         let mut by_identity: HashMap<String, usize> = HashMap::new();
@@ -619,8 +620,8 @@ impl<'a> Walk<'a> {
                     // element with that key on each side (an array, None when that side has none),
                     // unless both sides hold the same elements: a faithful copy of duplicated input.
                     if !self.same_elements(node, scalar, es, as_) {
-                        let as_array = |items: &[&Value]| {
-                            (!items.is_empty()).then(|| Value::Array(items.iter().map(|v| (*v).clone()).collect()))
+                        let as_array = |items: &[&DocValue]| {
+                            (!items.is_empty()).then(|| DocValue::Array(items.iter().map(|v| (*v).clone()).collect()))
                         };
                         self.record_owned(node, as_array(es), as_array(as_));
                     }
@@ -635,8 +636,8 @@ impl<'a> Walk<'a> {
         &mut self,
         node: Option<&'a RuleNode>,
         scalar: Option<&'a ScalarRule>,
-        expected: &[&'a Value],
-        actual: &[&'a Value],
+        expected: &[&'a DocValue],
+        actual: &[&'a DocValue],
     ) -> bool {
         if expected.len() != actual.len() {
             return false;
@@ -653,8 +654,8 @@ impl<'a> Walk<'a> {
         &mut self,
         node: Option<&'a RuleNode>,
         scalar: Option<&'a ScalarRule>,
-        e: &'a Value,
-        a: &'a Value,
+        e: &'a DocValue,
+        a: &'a DocValue,
     ) -> bool {
         let saved = (self.dry, self.differs);
         self.dry = true;
@@ -667,7 +668,7 @@ impl<'a> Walk<'a> {
         equal
     }
 
-    fn record(&mut self, node: Option<&'a RuleNode>, expected: Option<&Value>, actual: Option<&Value>) {
+    fn record(&mut self, node: Option<&'a RuleNode>, expected: Option<&DocValue>, actual: Option<&DocValue>) {
         if self.dry {
             self.differs = true;
             return;
@@ -675,7 +676,12 @@ impl<'a> Walk<'a> {
         self.record_owned(node, expected.cloned(), actual.cloned());
     }
 
-    fn record_owned(&mut self, node: Option<&'a RuleNode>, mut expected: Option<Value>, mut actual: Option<Value>) {
+    fn record_owned(
+        &mut self,
+        node: Option<&'a RuleNode>,
+        mut expected: Option<DocValue>,
+        mut actual: Option<DocValue>,
+    ) {
         if self.dry {
             self.differs = true;
             return;
@@ -690,8 +696,8 @@ impl<'a> Walk<'a> {
         self.diffs.push(FieldDiff {
             path,
             field,
-            expected,
-            actual,
+            expected: expected.map(DocValue::into_json),
+            actual: actual.map(DocValue::into_json),
         });
     }
 
@@ -729,14 +735,14 @@ impl<'a> Walk<'a> {
 }
 
 /// Two non-container values (or a container against a different type) under a scalar rule.
-fn scalars_equal(rule: Option<&ScalarRule>, e: &Value, a: &Value) -> bool {
+fn scalars_equal(rule: Option<&ScalarRule>, e: &DocValue, a: &DocValue) -> bool {
     if default_equal(e, a) {
         return true;
     }
     match rule {
         None | Some(ScalarRule::Exact) => false,
         Some(ScalarRule::CaseInsensitive) => match (e, a) {
-            (Value::String(x), Value::String(y)) => {
+            (DocValue::String(x), DocValue::String(y)) => {
                 if x.is_ascii() && y.is_ascii() {
                     x.eq_ignore_ascii_case(y)
                 } else {
@@ -766,29 +772,29 @@ fn scalars_equal(rule: Option<&ScalarRule>, e: &Value, a: &Value) -> bool {
 }
 
 /// The default comparison: numbers by exact decimal value, everything else exactly, types never mix.
-fn default_equal(e: &Value, a: &Value) -> bool {
+fn default_equal(e: &DocValue, a: &DocValue) -> bool {
     match (e, a) {
-        (Value::Number(x), Value::Number(y)) => numbers_equal(x.as_str(), y.as_str()),
-        (Value::String(x), Value::String(y)) => x == y,
-        (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Null, Value::Null) => true,
+        (DocValue::Number(x), DocValue::Number(y)) => numbers_equal(x.as_str(), y.as_str()),
+        (DocValue::String(x), DocValue::String(y)) => x == y,
+        (DocValue::Bool(x), DocValue::Bool(y)) => x == y,
+        (DocValue::Null, DocValue::Null) => true,
         _ => false,
     }
 }
 
-fn instant_of(value: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+fn instant_of(value: &DocValue) -> Option<chrono::DateTime<chrono::Utc>> {
     match value {
-        Value::String(s) => parse_instant(s),
-        Value::Number(n) => n.as_i64().and_then(instant_from_millis),
+        DocValue::String(s) => parse_instant(s),
+        DocValue::Number(n) => n.parse::<i64>().ok().and_then(instant_from_millis),
         _ => None,
     }
 }
 
 /// A number's text, or a numeric string's (trimmed) under the `number` rule.
-fn number_text(value: &Value) -> Option<&str> {
+fn number_text(value: &DocValue) -> Option<&str> {
     match value {
-        Value::Number(n) => Some(n.as_str()),
-        Value::String(s) => Some(s.trim()),
+        DocValue::Number(n) => Some(n.as_str()),
+        DocValue::String(s) => Some(s.trim()),
         _ => None,
     }
 }
@@ -796,7 +802,7 @@ fn number_text(value: &Value) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn comparator(toml_text: &str) -> Comparator {
         let cfg: CompareConfig = toml::from_str(toml_text).expect("valid [compare] TOML");
@@ -808,15 +814,15 @@ mod tests {
         Comparator::new(&cfg).expect_err("rules should be rejected").to_string()
     }
 
-    fn doc(value: Value) -> Map<String, Value> {
+    fn doc(value: Value) -> Doc {
         match value {
-            Value::Object(map) => map,
+            Value::Object(map) => Doc::from(map),
             other => panic!("not an object: {other}"),
         }
     }
 
     /// Parses JSON text the way sources do, keeping every number's digits.
-    fn parsed(text: &str) -> Map<String, Value> {
+    fn parsed(text: &str) -> Doc {
         serde_json::from_str(text).expect("valid JSON")
     }
 
@@ -997,7 +1003,7 @@ mod tests {
                                        "products": [{"name": "pen", "internalNote": "x", "price": 1}]}));
         c.project(&mut projected);
         assert_eq!(
-            Value::Object(projected.clone()),
+            Value::from(projected.clone()),
             json!({"orderId": 7, "total": 1, "products": [{"name": "pen", "price": 1}]})
         );
         // Order of the remaining fields is kept.

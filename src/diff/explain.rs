@@ -10,10 +10,10 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::compare::{selector_identity, write_selector_value, Comparator, Rule, RuleNode, ScalarRule};
-use crate::model::{DriftKind, FieldDiff, Key, KeyedDoc};
+use crate::model::{Doc, DocValue, DriftKind, FieldDiff, Key, KeyedDoc};
 
 /// One leaf of a flattened document.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,7 +135,7 @@ impl Comparator {
     /// The document as leaves in document order, paths written as differences write them. An ignored
     /// field, an unkeyed set, an empty object or array, and a keyed set whose elements are not all
     /// objects with distinct keys are one leaf each.
-    pub fn flatten(&self, doc: &Map<String, Value>) -> Vec<Leaf> {
+    pub fn flatten(&self, doc: &Doc) -> Vec<Leaf> {
         let mut out = Vec::new();
         flatten_object(Some(&self.root), "", "", doc, &mut out);
         out
@@ -148,8 +148,8 @@ impl Comparator {
     /// projection does not produce, which a check never reads).
     pub fn side_by_side(
         &self,
-        expected: Option<&Map<String, Value>>,
-        actual: &[(&Map<String, Value>, &[FieldDiff])],
+        expected: Option<&Doc>,
+        actual: &[(&Doc, &[FieldDiff])],
         compared: &dyn Fn(&str) -> bool,
     ) -> Vec<Row> {
         let columns = actual.len();
@@ -231,7 +231,7 @@ fn join_field(prefix: &str, name: &str) -> String {
     }
 }
 
-fn flatten_object(node: Option<&RuleNode>, path: &str, field: &str, doc: &Map<String, Value>, out: &mut Vec<Leaf>) {
+fn flatten_object(node: Option<&RuleNode>, path: &str, field: &str, doc: &Doc, out: &mut Vec<Leaf>) {
     for (name, value) in doc {
         let child = node.and_then(|n| n.child(name));
         let path = join_field(path, name);
@@ -240,7 +240,7 @@ fn flatten_object(node: Option<&RuleNode>, path: &str, field: &str, doc: &Map<St
             out.push(Leaf {
                 path,
                 field,
-                value: value.clone(),
+                value: value.to_json(),
             });
             continue;
         }
@@ -248,14 +248,14 @@ fn flatten_object(node: Option<&RuleNode>, path: &str, field: &str, doc: &Map<St
     }
 }
 
-fn flatten_value(node: Option<&RuleNode>, path: String, field: String, value: &Value, out: &mut Vec<Leaf>) {
+fn flatten_value(node: Option<&RuleNode>, path: String, field: String, value: &DocValue, out: &mut Vec<Leaf>) {
     let set = match node.and_then(|n| n.rule.as_ref()) {
         Some(Rule::Set { key }) => Some(key.as_deref()),
         _ => None,
     };
     match value {
-        Value::Object(map) if !map.is_empty() => flatten_object(node, &path, &field, map, out),
-        Value::Array(items) if !items.is_empty() => match set {
+        DocValue::Object(map) if !map.is_empty() => flatten_object(node, &path, &field, map, out),
+        DocValue::Array(items) if !items.is_empty() => match set {
             None => {
                 for (i, item) in items.iter().enumerate() {
                     flatten_value(node, format!("{path}[{i}]"), field.clone(), item, out);
@@ -272,23 +272,23 @@ fn flatten_value(node: Option<&RuleNode>, path: String, field: String, value: &V
             Some(_) => out.push(Leaf {
                 path,
                 field,
-                value: value.clone(),
+                value: value.to_json(),
             }),
         },
         _ => out.push(Leaf {
             path,
             field,
-            value: value.clone(),
+            value: value.to_json(),
         }),
     }
 }
 
 /// Whether every element is an object and no two share a key value: then each element has a name.
-fn distinct_keys(items: &[Value], key: &str) -> bool {
+fn distinct_keys(items: &[DocValue], key: &str) -> bool {
     let mut seen = std::collections::HashSet::new();
     items
         .iter()
-        .all(|item| item.is_object() && seen.insert(selector_identity(item.get(key))))
+        .all(|item| item.as_object().is_some() && seen.insert(selector_identity(item.get(key))))
 }
 
 #[cfg(test)]
@@ -301,8 +301,8 @@ mod tests {
         Comparator::new(&cfg).unwrap()
     }
 
-    fn doc(value: Value) -> Map<String, Value> {
-        value.as_object().unwrap().clone()
+    fn doc(value: Value) -> Doc {
+        Doc::from(value.as_object().unwrap().clone())
     }
 
     const RULES: &str = r#"

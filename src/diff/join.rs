@@ -369,7 +369,7 @@ mod tests {
     fn row(key: Key, doc: Value) -> KeyedDoc {
         KeyedDoc {
             key,
-            doc: object(doc),
+            doc: object(doc).into(),
             meta: DocMeta::default(),
         }
     }
@@ -388,7 +388,7 @@ mod tests {
     fn hit(key: Key, id: &str, doc: Value) -> KeyedDoc {
         KeyedDoc {
             key,
-            doc: object(doc),
+            doc: object(doc).into(),
             meta: DocMeta {
                 id: Some(id.to_string()),
                 ..DocMeta::default()
@@ -490,13 +490,13 @@ mod tests {
         assert_eq!(mismatched.ids, ["2"]);
         assert_eq!(mismatched.diffs.len(), 1);
         assert_eq!(mismatched.diffs[0].path, "name");
-        assert_eq!(mismatched.expected, Some(object(json!({"n": 2, "name": "a"}))));
+        assert_eq!(mismatched.expected, Some(object(json!({"n": 2, "name": "a"})).into()));
         assert_eq!(mismatched.actual.len(), 1);
         assert_eq!(mismatched.cause, None);
 
         let missing = drift(&outcomes[2]);
         assert!(missing.ids.is_empty() && missing.actual.is_empty() && missing.diffs.is_empty());
-        assert_eq!(missing.expected, Some(object(json!({"n": 3}))));
+        assert_eq!(missing.expected, Some(object(json!({"n": 3})).into()));
 
         let orphaned = drift(&outcomes[3]);
         assert_eq!(orphaned.ids, ["4"]);

@@ -2,6 +2,7 @@
 //! transaction of its own), judged by the same join and comparator as a check, and laid out side by
 //! side ([`crate::diff::Explanation`]).
 
+use crate::document::Doc;
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::stream;
@@ -69,7 +70,7 @@ pub async fn explain(
                 None => Vec::new(),
             })
             .collect();
-        let columns: Vec<(&serde_json::Map<String, serde_json::Value>, &[crate::model::FieldDiff])> = docs
+        let columns: Vec<(&Doc, &[crate::model::FieldDiff])> = docs
             .iter()
             .zip(&per_doc)
             .map(|(doc, diffs)| (&doc.doc, diffs.as_slice()))
@@ -116,7 +117,7 @@ mod tests {
     fn doc(key: i64, id: Option<&str>, body: Value) -> KeyedDoc {
         KeyedDoc {
             key: Key::Int(key),
-            doc: body.as_object().unwrap().clone(),
+            doc: body.as_object().unwrap().clone().into(),
             meta: DocMeta {
                 id: id.map(str::to_string),
                 ..DocMeta::default()

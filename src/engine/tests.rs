@@ -23,7 +23,7 @@ fn doc(key: i64, id: Option<&str>, name: &str) -> KeyedDoc {
     };
     KeyedDoc {
         key: Key::Int(key),
-        doc,
+        doc: doc.into(),
         meta: DocMeta {
             id: id.map(str::to_string),
             ..DocMeta::default()
@@ -46,7 +46,11 @@ fn in_sync() -> Vec<KeyedDoc> {
 /// One drift of each kind: 3 missing, 5 mismatched, 7 duplicated, 20 orphaned.
 fn drifted() -> Vec<KeyedDoc> {
     let mut docs: Vec<KeyedDoc> = in_sync().into_iter().filter(|d| d.key != Key::Int(3)).collect();
-    docs.iter_mut().find(|d| d.key == Key::Int(5)).unwrap().doc["name"] = json!("stale");
+    docs.iter_mut()
+        .find(|d| d.key == Key::Int(5))
+        .unwrap()
+        .doc
+        .insert("name", "stale");
     docs.push(doc(7, Some("7-copy"), "n7"));
     docs.push(doc(20, Some("20"), "ghost"));
     docs
@@ -183,7 +187,12 @@ async fn a_recheck_keeps_only_what_still_drifts() {
     // duplicated.
     let mut caught_up = drifted();
     caught_up.retain(|d| d.key != Key::Int(20));
-    caught_up.iter_mut().find(|d| d.key == Key::Int(5)).unwrap().doc["name"] = json!("n5");
+    caught_up
+        .iter_mut()
+        .find(|d| d.key == Key::Int(5))
+        .unwrap()
+        .doc
+        .insert("name", "n5");
     let read_model = memory(drifted()).catching_up_to(caught_up);
     let mut rechecked = scope();
     rechecked.recheck = Some(Duration::ZERO);

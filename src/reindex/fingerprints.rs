@@ -412,17 +412,18 @@ async fn next_doc(documents: &mut DocStream, comparator: &Comparator) -> anyhow:
 mod tests {
     use super::*;
     use crate::config::CompareConfig;
+    use crate::model::Doc;
     use crate::model::KeyedDoc;
     use crate::scale::keyfile::testing::{key_file, keys, read_all};
-    use serde_json::{json, Map, Value};
+    use serde_json::{json, Value};
 
     fn comparator() -> Comparator {
         Comparator::new(&CompareConfig::default()).expect("default rules")
     }
 
-    fn body(n: i64) -> Map<String, Value> {
+    fn body(n: i64) -> Doc {
         match json!({"orderId": n, "total": format!("{n}.00")}) {
-            Value::Object(m) => m,
+            Value::Object(m) => m.into(),
             _ => unreachable!(),
         }
     }
@@ -436,7 +437,7 @@ mod tests {
         Fingerprints::new(vec![(KeyRange::all(), w)]).expect("file")
     }
 
-    fn docs(items: Vec<(i64, Map<String, Value>)>) -> DocStream {
+    fn docs(items: Vec<(i64, Doc)>) -> DocStream {
         futures::stream::iter(items.into_iter().map(|(k, doc)| {
             Ok(KeyedDoc {
                 key: Key::Int(k),
@@ -457,7 +458,7 @@ mod tests {
         let fps = loaded(&[1, 2, 3, 4, 5, 6, 7, 8], &c);
         assert_eq!(fps.len(), 8);
         let mut changed_doc = body(3);
-        changed_doc.insert("total".into(), json!("9.99"));
+        changed_doc.insert("total", "9.99");
         // 1 settles; 2 was re-projected; 3 differs; 4 is missing; 5 is twice in the index; 6's row is
         // gone; 7 settles; 8 settles; 9 is a row the load never saw; 10 is a document without a row.
         let generation = docs(vec![
@@ -528,9 +529,9 @@ mod tests {
     async fn a_reordered_document_is_a_candidate_not_a_verdict() {
         let c = comparator();
         let fps = loaded(&[1, 2], &c);
-        let mut reordered = Map::new();
-        reordered.insert("total".into(), json!("1.00"));
-        reordered.insert("orderId".into(), json!(1));
+        let mut reordered = Doc::new();
+        reordered.insert("total", "1.00");
+        reordered.insert("orderId", 1i64);
         let sifted = sift(
             &fps.parts()[0],
             &KeyFile::empty().unwrap(),

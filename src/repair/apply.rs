@@ -1,6 +1,7 @@
 //! Carrying out a plan: re-verify each key on both sides, build the writes from the rows read now,
 //! make the intents durable, send them as conditional bulk requests, record each outcome.
 
+use crate::document::Doc;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -91,7 +92,7 @@ impl EncodedIntent {
     }
 
     /// The document, decoded again (only to verify a write whose answer was lost).
-    fn doc(&self) -> Option<serde_json::Map<String, Value>> {
+    fn doc(&self) -> Option<Doc> {
         self.doc_json.as_ref().and_then(|d| serde_json::from_slice(d).ok())
     }
 
@@ -540,7 +541,7 @@ mod tests {
             location: "orders".into(),
             id: "1".into(),
             if_version: Some(Version::new("v3")),
-            doc: doc.and_then(|d| d.as_object().cloned()),
+            doc: doc.and_then(|d| d.as_object().cloned()).map(Doc::from),
             before: None,
         };
         let mut records = executor.write(&[EncodedIntent::of(&intent)], false).await.unwrap();
@@ -551,7 +552,7 @@ mod tests {
     async fn a_conflict_after_a_lost_answer_is_ours_only_when_the_document_shows_our_write() {
         let found = |name: &str, version: &str| StoredDoc::Found {
             location: Some("orders-v2".into()),
-            source: json!({ "name": name }).as_object().cloned().unwrap(),
+            source: json!({ "name": name }).as_object().cloned().unwrap().into(),
             version: Some(Version::new(version)),
         };
         // Our replacement is there, at a newer version: it applied.

@@ -5,6 +5,7 @@
 //! `outcome`. A crash between an intent and its outcome leaves an intent without outcome: resume sends
 //! it again, and since every write is conditional it either applies now or conflicts, never twice.
 
+use crate::document::Doc;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::plan::{BeforeImage, PlannedAction};
 use crate::model::Version;
@@ -64,7 +65,7 @@ pub struct Intent {
     #[serde(default)]
     pub if_version: Option<Version>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub doc: Option<Map<String, Value>>,
+    pub doc: Option<Doc>,
     #[serde(default)]
     pub before: Option<BeforeImage>,
 }
@@ -749,7 +750,7 @@ mod tests {
         let read_back = &contents.intents[&1];
         assert_eq!(
             read_back.doc.as_ref().unwrap(),
-            &serde_json::from_str::<Map<String, Value>>(doc_text).unwrap()
+            &serde_json::from_str::<Doc>(doc_text).unwrap()
         );
         assert_eq!(read_back.doc.as_ref().unwrap()["totalPrice"].to_string(), "10.50");
         assert_eq!(

@@ -1,10 +1,11 @@
 //! Planning a repair, pure: one key's documents on both sides in, the conditional writes that bring
 //! the read model back to the projection out. No I/O, so every rule is unit-tested here.
 
+use crate::document::{Doc, DocValue};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::diff::Comparator;
 use crate::model::{DriftKind, Key, KeyedDoc, Version};
@@ -25,7 +26,7 @@ pub enum RepairMode {
 pub struct BeforeImage {
     /// Where the document was ([`crate::model::DocMeta::location`]).
     pub location: String,
-    pub source: Map<String, Value>,
+    pub source: Doc,
     /// Its version then: what the repair's write was conditional on.
     pub version: Version,
     /// Its bytes, when `source` encoded again would not give them back
@@ -87,12 +88,12 @@ pub struct Verified {
 /// bytes as they are; only a replace or patch needs the document decoded).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Row {
-    Doc(Map<String, Value>),
+    Doc(Doc),
     Json(Vec<u8>),
 }
 
 impl Row {
-    pub fn doc(&self) -> std::borrow::Cow<'_, Map<String, Value>> {
+    pub fn doc(&self) -> std::borrow::Cow<'_, Doc> {
         match self {
             Row::Doc(doc) => std::borrow::Cow::Borrowed(doc),
             Row::Json(json) => std::borrow::Cow::Owned(serde_json::from_slice(json).unwrap_or_default()),
@@ -258,11 +259,7 @@ pub fn top_field(path: &str) -> &str {
 
 /// The document a replace writes: the projection, with the ignored paths taken from the current
 /// document (kept when there, left out when not).
-pub fn replacement(
-    projection: &Map<String, Value>,
-    current: &Map<String, Value>,
-    ignore: &[String],
-) -> Map<String, Value> {
+pub fn replacement(projection: &Doc, current: &Doc, ignore: &[String]) -> Doc {
     let mut doc = projection.clone();
     for path in ignore {
         let segments: Vec<&str> = path.split('.').collect();
@@ -276,47 +273,47 @@ pub fn replacement(
 
 /// The partial document a patch writes: the projection's value of each differing top-level field
 /// (`null` for a field the projection no longer has: a partial update cannot remove a field).
-pub fn patch(projection: &Map<String, Value>, fields: &[String]) -> Map<String, Value> {
+pub fn patch(projection: &Doc, fields: &[String]) -> Doc {
     fields
         .iter()
-        .map(|f| (f.clone(), projection.get(f).cloned().unwrap_or(Value::Null)))
+        .map(|f| (f.as_str(), projection.get(f).cloned().unwrap_or(DocValue::Null)))
         .collect()
 }
 
-fn get_path<'a>(doc: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
+fn get_path<'a>(doc: &'a Doc, path: &[&str]) -> Option<&'a DocValue> {
     let (first, rest) = path.split_first()?;
-    let value = doc.get(*first)?;
+    let value = doc.get(first)?;
     if rest.is_empty() {
         return Some(value);
     }
     get_path(value.as_object()?, rest)
 }
 
-fn remove_path(doc: &mut Map<String, Value>, path: &[&str]) {
+fn remove_path(doc: &mut Doc, path: &[&str]) {
     match path {
         [] => {}
         [last] => {
-            doc.remove(*last);
+            doc.remove(last);
         }
         [first, rest @ ..] => {
-            if let Some(Value::Object(inner)) = doc.get_mut(*first) {
+            if let Some(DocValue::Object(inner)) = doc.get_mut(first) {
                 remove_path(inner, rest);
             }
         }
     }
 }
 
-fn insert_path(doc: &mut Map<String, Value>, path: &[&str], value: Value) {
+fn insert_path(doc: &mut Doc, path: &[&str], value: DocValue) {
     match path {
         [] => {}
         [last] => {
-            doc.insert(last.to_string(), value);
+            doc.insert(*last, value);
         }
         [first, rest @ ..] => {
-            let entry = doc
-                .entry(first.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(inner) = entry {
+            if !doc.contains_key(first) {
+                doc.insert(*first, DocValue::Object(Doc::new()));
+            }
+            if let Some(DocValue::Object(inner)) = doc.get_mut(first) {
                 insert_path(inner, rest, value);
             }
         }
@@ -347,7 +344,7 @@ mod tests {
     fn doc(id: &str, version: i64, body: Value) -> KeyedDoc {
         KeyedDoc {
             key: Key::Int(1),
-            doc: body.as_object().unwrap().clone(),
+            doc: body.as_object().unwrap().clone().into(),
             meta: DocMeta {
                 id: Some(id.into()),
                 location: Some("orders-v1".into()),
@@ -361,7 +358,7 @@ mod tests {
     fn row(body: Value) -> KeyedDoc {
         KeyedDoc {
             key: Key::Int(1),
-            doc: body.as_object().unwrap().clone(),
+            doc: body.as_object().unwrap().clone().into(),
             meta: DocMeta::default(),
         }
     }
@@ -485,27 +482,29 @@ mod tests {
 
     #[test]
     fn a_replacement_keeps_ignored_fields_of_the_current_document() {
-        let projection = json!({"orderId": 1, "updatedAt": "new", "meta": {"a": 1}})
+        let projection: Doc = json!({"orderId": 1, "updatedAt": "new", "meta": {"a": 1}})
             .as_object()
             .unwrap()
-            .clone();
-        let current = json!({"orderId": 1, "indexedAt": "t0", "meta": {"a": 0, "seen": 5}})
+            .clone()
+            .into();
+        let current: Doc = json!({"orderId": 1, "indexedAt": "t0", "meta": {"a": 0, "seen": 5}})
             .as_object()
             .unwrap()
-            .clone();
+            .clone()
+            .into();
         let doc = replacement(
             &projection,
             &current,
             &["indexedAt".into(), "updatedAt".into(), "meta.seen".into()],
         );
         assert_eq!(
-            Value::Object(doc),
+            Value::from(doc),
             json!({"orderId": 1, "meta": {"a": 1, "seen": 5}, "indexedAt": "t0"})
         );
         assert_eq!(top_field("products[sku=A].price"), "products");
         assert_eq!(top_field("customer.name"), "customer");
         assert_eq!(
-            Value::Object(patch(&projection, &["updatedAt".into(), "gone".into()])),
+            Value::from(patch(&projection, &["updatedAt".into(), "gone".into()])),
             json!({"updatedAt": "new", "gone": null})
         );
     }

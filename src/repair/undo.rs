@@ -6,6 +6,7 @@
 //! `_source`. A document changed since the repair conflicts and is reported, never overwritten,
 //! unless it is already as it was before the repair (an undo run twice): then there is nothing to do.
 
+use crate::document::Doc;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,7 +45,7 @@ pub fn reversal(seq: u64, intent: &Intent, outcome: &OutcomeRecord) -> Option<In
         return None;
     }
     let written_location = outcome.location.clone().unwrap_or_else(|| intent.location.clone());
-    let after = |source: Option<&serde_json::Map<String, serde_json::Value>>| {
+    let after = |source: Option<&Doc>| {
         Some(BeforeImage {
             location: written_location.clone(),
             source: source?.clone(),
@@ -358,7 +359,7 @@ mod tests {
             location: "orders".into(),
             id: "1".into(),
             if_version: Some(Version::new("v3")),
-            doc: json!({"customerName": "new"}).as_object().cloned(),
+            doc: json!({"customerName": "new"}).as_object().cloned().map(Doc::from),
             before,
         }
     }
@@ -379,7 +380,7 @@ mod tests {
     fn each_write_is_reversed_on_the_version_the_repair_produced() {
         let before = BeforeImage {
             location: "orders-v2".into(),
-            source: json!({"customerName": "old"}).as_object().cloned().unwrap(),
+            source: json!({"customerName": "old"}).as_object().cloned().unwrap().into(),
             version: v(3),
             raw: None,
         };
@@ -411,12 +412,12 @@ mod tests {
         };
         let restore = Intent {
             action: WriteKind::Index,
-            doc: Some(before.clone()),
+            doc: Some(before.clone().into()),
             ..intent(WriteKind::Index, None)
         };
         let found = |name: &str| StoredDoc::Found {
             location: Some("orders".into()),
-            source: json!({ "customerName": name }).as_object().cloned().unwrap(),
+            source: json!({ "customerName": name }).as_object().cloned().unwrap().into(),
             version: Some(v(4)),
         };
         let gone = StoredDoc::Absent;

@@ -312,7 +312,7 @@ fn record(e: &Explanation, options: &ExplainOptions) -> Value {
 mod tests {
     use super::*;
     use crate::diff::{ActualDoc, Comparator, Row};
-    use crate::model::{DocMeta, FieldDiff, Key, KeyedDoc};
+    use crate::model::{Doc, DocMeta, FieldDiff, Key, KeyedDoc};
 
     fn doc(value: Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()
@@ -325,6 +325,7 @@ mod tests {
         let comparator = Comparator::new(&cfg).unwrap();
         let expected = doc(json!({"id": 7, "name": "Pen", "price": 5}));
         let actual = doc(json!({"id": 7, "name": "Pen\u{1b}[2J", "price": 5.0, "indexedAt": "x"}));
+        let (expected, actual): (Doc, Doc) = (expected.into(), actual.into());
         let diffs = comparator.diff(&expected, &actual);
         let rows: Vec<Row> = comparator.side_by_side(Some(&expected), &[(&actual, &diffs)], &|_| true);
         Explanation {

@@ -2,11 +2,12 @@
 //! hold millions of drifted keys until a recheck or until parallel ranges are replayed in key order
 //! without holding them in memory. One JSON line per drift; the file vanishes with the process.
 
+use crate::document::Doc;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::model::{DocMeta, Drift, DriftKind, FieldDiff, Key, KeyedDoc};
 
@@ -18,7 +19,7 @@ struct Stored {
     cause: Option<DriftKind>,
     ids: Vec<String>,
     diffs: Vec<StoredDiff>,
-    expected: Option<Map<String, Value>>,
+    expected: Option<Doc>,
     actual: Vec<StoredDoc>,
 }
 
@@ -33,7 +34,7 @@ struct StoredDiff {
 #[derive(Serialize, Deserialize)]
 struct StoredDoc {
     key: Key,
-    doc: Map<String, Value>,
+    doc: Doc,
     meta: DocMeta,
 }
 
@@ -197,10 +198,10 @@ mod tests {
                 expected: Some(price),
                 actual: None,
             }],
-            expected: Some(json!({"a": null}).as_object().unwrap().clone()),
+            expected: Some(json!({"a": null}).as_object().unwrap().clone().into()),
             actual: vec![KeyedDoc {
                 key: Key::Int(9007199254740993),
-                doc: Map::new(),
+                doc: Doc::new(),
                 meta: DocMeta {
                     id: Some("x".into()),
                     version: Some(crate::model::Version::new("v3")),

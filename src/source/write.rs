@@ -5,11 +5,11 @@
 //! where no document is; a write over anything else conflicts and is left alone. The version is
 //! opaque here: only the read model that handed it out knows what it means.
 
+use crate::document::Doc;
 use std::ops::Range;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use crate::model::Version;
 use crate::source::retry::RetryPolicy;
@@ -47,7 +47,7 @@ pub struct WriteAction {
     pub location: String,
     pub id: String,
     /// The document (create, index) or the partial document (update).
-    pub doc: Option<Map<String, Value>>,
+    pub doc: Option<Doc>,
     /// The version the write is conditional on (index, update, delete); None writes unconditionally.
     pub if_version: Option<Version>,
 }
@@ -123,7 +123,7 @@ impl ItemOutcome {
 pub enum StoredDoc {
     Found {
         location: Option<String>,
-        source: Map<String, Value>,
+        source: Doc,
         version: Option<Version>,
     },
     /// No document has the id.
@@ -136,7 +136,7 @@ pub enum StoredDoc {
 }
 
 impl StoredDoc {
-    pub fn source(&self) -> Option<&Map<String, Value>> {
+    pub fn source(&self) -> Option<&Doc> {
         match self {
             StoredDoc::Found { source, .. } => Some(source),
             _ => None,

@@ -455,7 +455,7 @@ async fn shop_both_forms(orders: u64) -> Fixture {
     let mut bulk = Vec::new();
     for d in docs {
         let Key::Int(id) = d.key else { unreachable!() };
-        let mut doc = d.doc;
+        let mut doc = d.doc.into_json();
         if id % 97 == 0 {
             continue;
         }

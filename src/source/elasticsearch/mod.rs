@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 pub use client::{ConnectSettings, EsClient, EsError, Flavor, RetryPolicy};
 
-use crate::model::{DocMeta, Key, KeyKind, KeyedDoc};
+use crate::model::{Doc, DocMeta, Key, KeyKind, KeyedDoc};
 use crate::source::{ConditionalWriter, DocStream, DocumentSource, KeyRange, ReadModel, Scan, SharedView};
 
 #[derive(Debug, Clone)]
@@ -604,8 +604,8 @@ fn hits_to_docs(answer: &mut Value, key_kind: KeyKind, key_field: &str) -> anyho
         let id = hit["_id"].as_str().unwrap_or_default().to_string();
         let key = hit_key(hit["sort"].get(0), key_kind, key_field, Some(&id))?;
         let doc = match hit["_source"].take() {
-            Value::Object(map) => map,
-            _ => Map::new(),
+            Value::Object(map) => Doc::from(map),
+            _ => Doc::new(),
         };
         let meta = DocMeta {
             id: Some(id),

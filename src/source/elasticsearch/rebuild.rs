@@ -4,6 +4,7 @@
 //! restored, old generations described and deleted. The orchestration (what to build, when to swap)
 //! is in `crate::reindex`; the calls it makes are here.
 
+use crate::document::Doc;
 use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -179,7 +180,7 @@ pub async fn restore_settings(client: &EsClient, index: &str, restore: &Map<Stri
 
 /// A plain (unconditional) write of the document `id` in `index`: the load and the re-projection write
 /// an index nobody else writes yet. `doc` is None for a delete.
-pub fn plain_write(kind: WriteKind, index: &str, id: String, doc: Option<Map<String, Value>>) -> WriteAction {
+pub fn plain_write(kind: WriteKind, index: &str, id: String, doc: Option<Doc>) -> WriteAction {
     WriteAction {
         kind,
         location: index.to_string(),

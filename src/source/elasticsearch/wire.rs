@@ -3,11 +3,11 @@
 //! `_primary_term`, `sort`, `_score`), of which only `_source` is kept as JSON. Also the bodies of the
 //! index administration calls ([`super::admin`]).
 
-use std::str::FromStr;
-
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
+
+use crate::document::Doc;
 
 /// `POST /_search`, as far as a scan needs it. Fields recon does not read are ignored.
 #[derive(Debug, Deserialize)]
@@ -73,135 +73,14 @@ pub struct Hit {
     pub primary_term: Option<i64>,
     /// Absent when `_source` is disabled or filtered to nothing.
     #[serde(rename = "_source", default, deserialize_with = "source_object")]
-    pub source: Option<Map<String, Value>>,
+    pub source: Option<Doc>,
     #[serde(default)]
     pub sort: Vec<Value>,
 }
 
-/// `_source`: an object (or `null`), read by [`ExactSeed`].
-fn source_object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Map<String, Value>>, D::Error> {
-    // The fields of the objects being read wait here until their object is complete; one buffer per
-    // thread, so that after the first document no object needs a buffer of its own.
-    thread_local! {
-        static PENDING: std::cell::Cell<Vec<(String, Value)>> = const { std::cell::Cell::new(Vec::new()) };
-    }
-    let mut pending = PENDING.with(|p| p.take());
-    pending.clear();
-    let read = ExactSeed { pending: &mut pending }.deserialize(deserializer);
-    pending.clear();
-    PENDING.with(|p| p.set(pending));
-    match read? {
-        Value::Object(map) => Ok(Some(map)),
-        Value::Null => Ok(None),
-        other => Err(de::Error::invalid_type(unexpected(&other), &"a JSON object")),
-    }
-}
-
-fn unexpected(value: &Value) -> de::Unexpected<'_> {
-    match value {
-        Value::Null => de::Unexpected::Unit,
-        Value::Bool(b) => de::Unexpected::Bool(*b),
-        Value::Number(_) => de::Unexpected::Other("number"),
-        Value::String(s) => de::Unexpected::Str(s),
-        Value::Array(_) => de::Unexpected::Seq,
-        Value::Object(_) => de::Unexpected::Map,
-    }
-}
-
-/// The key under which serde_json (with `arbitrary_precision`) hands a number's text to a visitor, as
-/// a one-entry map. Pinned by the unit test below: were it to change, numbers would read as objects.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
-
-/// Reads a `serde_json::Value` equal to what serde_json builds, but with every object allocated at
-/// its final size: serde_json's own visitor inserts into an empty map, which grows (rehashing and
-/// moving its entries) two or three times for a document's handful of fields. An object's fields
-/// are collected in `pending` (shared by the nested objects, each taking its own tail) and moved
-/// into a map of exactly their number.
-struct ExactSeed<'p> {
-    pending: &'p mut Vec<(String, Value)>,
-}
-
-impl<'de> DeserializeSeed<'de> for ExactSeed<'_> {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ExactSeed<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
-        Ok(Value::Bool(b))
-    }
-
-    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
-        Ok(Value::from(i))
-    }
-
-    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
-        Ok(Value::from(u))
-    }
-
-    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(f).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-        Ok(Value::String(s.to_owned()))
-    }
-
-    fn visit_string<E>(self, s: String) -> Result<Value, E> {
-        Ok(Value::String(s))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(item) = seq.next_element_seed(ExactSeed {
-            pending: &mut *self.pending,
-        })? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let Some(first) = map.next_key::<String>()? else {
-            return Ok(Value::Object(Map::new()));
-        };
-        if first == NUMBER_TOKEN {
-            let text: String = map.next_value()?;
-            return Number::from_str(&text).map(Value::Number).map_err(de::Error::custom);
-        }
-        let start = self.pending.len();
-        let mut name = Some(first);
-        while let Some(field) = name {
-            let value = map.next_value_seed(ExactSeed {
-                pending: &mut *self.pending,
-            })?;
-            self.pending.push((field, value));
-            name = map.next_key::<String>()?;
-        }
-        // A repeated name keeps its first place and its last value, as in serde_json's own map.
-        Ok(Value::Object(self.pending.drain(start..).collect()))
-    }
+/// `_source`: an object (or `null`), read straight into recon's document type.
+fn source_object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Doc>, D::Error> {
+    crate::document::deserialize_optional_object(deserializer)
 }
 
 /// `PUT /{index}`: the body that creates an index.
@@ -271,29 +150,14 @@ mod tests {
     }
 
     #[test]
-    fn source_reads_exactly_as_serde_json_does() {
-        let text = r#"{"orderId":9007199254740993,"totalPrice":10.50,"tiny":1e-400,"neg":-0,"big":123456789012345678901234567890,
-            "f":0.1,"t":true,"n":null,"s":"a\"é\u00e9","products":[{"sku":"A","price":12.50},{"sku":"B","name":null}],
-            "nested":{"deep":{"x":[[1,2],[]],"y":{}}},"dup":1,"dup":2,"empty":[]}"#;
-        let mut pending = Vec::new();
-        let ours = ExactSeed { pending: &mut pending }
-            .deserialize(&mut serde_json::Deserializer::from_str(text))
-            .unwrap();
-        assert!(pending.is_empty());
-        let theirs: Value = serde_json::from_str(text).unwrap();
-        assert_eq!(ours, theirs);
-        // Same digits, same key order, same handling of a repeated key.
-        assert_eq!(ours.to_string(), theirs.to_string());
-        assert_eq!(ours["totalPrice"].to_string(), "10.50");
-        assert_eq!(ours["orderId"].to_string(), "9007199254740993");
-        assert_eq!(ours["dup"], 2);
+    fn source_is_an_object_or_null() {
         let hit: Hit = serde_json::from_str(r#"{"_id":"1","_source":null}"#).unwrap();
         assert!(hit.source.is_none());
         assert!(serde_json::from_str::<Hit>(r#"{"_id":"1","_source":[1]}"#).is_err());
         // A failed read leaves nothing behind for the next one.
         assert!(serde_json::from_str::<Hit>(r#"{"_id":"1","_source":{"a":{"b":1,"c":}}}"#).is_err());
-        let next: Hit = serde_json::from_str(r#"{"_id":"2","_source":{"z":1}}"#).unwrap();
-        assert_eq!(Value::Object(next.source.unwrap()), serde_json::json!({"z": 1}));
+        let next: Hit = serde_json::from_str(r#"{"_id":"2","_source":{"z":1,"p":12.50}}"#).unwrap();
+        assert_eq!(next.source.unwrap().to_string(), r#"{"z":1,"p":12.50}"#);
     }
 
     #[test]

@@ -353,7 +353,7 @@ fn stored_doc(entry: &Value) -> StoredDoc {
     }
     StoredDoc::Found {
         location: entry["_index"].as_str().map(str::to_string),
-        source: entry["_source"].as_object().cloned().unwrap_or_default(),
+        source: entry["_source"].as_object().cloned().unwrap_or_default().into(),
         version: version_of(entry["_seq_no"].as_i64(), entry["_primary_term"].as_i64()),
     }
 }
@@ -520,7 +520,7 @@ mod tests {
             stored_doc(&found),
             StoredDoc::Found {
                 location: Some("orders-1".into()),
-                source: json!({"orderId": 7}).as_object().unwrap().clone(),
+                source: json!({"orderId": 7}).as_object().unwrap().clone().into(),
                 version: Some(version(4, 2)),
             }
         );

@@ -1,13 +1,13 @@
 //! PostgreSQL's binary wire format, decoded straight into JSON: one decoder per column, chosen at connect.
 
 use std::fmt::Write as _;
-use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike};
-use serde_json::{Number, Value};
+use compact_str::CompactString;
+use serde_json::Number;
 use sqlx::postgres::PgPool;
 
-use crate::model::Key;
+use crate::model::{DocValue, Key};
 
 /// How to read one column's binary value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,38 +152,45 @@ fn text(bytes: &[u8]) -> Result<&str, String> {
 }
 
 /// One binary value as the JSON a projector would send.
-pub(super) fn decode_value(decoder: Decoder, bytes: &[u8]) -> Result<Value, String> {
+pub(super) fn decode_value(decoder: Decoder, bytes: &[u8]) -> Result<DocValue, String> {
     match decoder {
         Decoder::Scalar(scalar) => decode_scalar(scalar, bytes),
         Decoder::Array(element) => decode_array(element, bytes),
     }
 }
 
-fn decode_scalar(scalar: Scalar, bytes: &[u8]) -> Result<Value, String> {
+fn decode_scalar(scalar: Scalar, bytes: &[u8]) -> Result<DocValue, String> {
     Ok(match scalar {
-        Scalar::Bool => Value::Bool(fixed::<1>(bytes)?[0] != 0),
-        Scalar::Int2 => Value::from(i16::from_be_bytes(fixed(bytes)?)),
-        Scalar::Int4 => Value::from(i32::from_be_bytes(fixed(bytes)?)),
-        Scalar::Int8 => Value::from(i64::from_be_bytes(fixed(bytes)?)),
+        Scalar::Bool => DocValue::Bool(fixed::<1>(bytes)?[0] != 0),
+        Scalar::Int2 => DocValue::from(i64::from(i16::from_be_bytes(fixed(bytes)?))),
+        Scalar::Int4 => DocValue::from(i64::from(i32::from_be_bytes(fixed(bytes)?))),
+        Scalar::Int8 => DocValue::from(i64::from_be_bytes(fixed(bytes)?)),
         Scalar::Float4 => {
             let f = f32::from_be_bytes(fixed(bytes)?);
             // The shortest digits that round-trip as f32, not the widened f64's.
             if f.is_finite() {
-                Value::Number(Number::from_str(&format!("{f:?}")).map_err(|e| e.to_string())?)
+                DocValue::number(&format!("{f:?}")).ok_or_else(|| format!("float4 {f:?} is not a JSON number"))?
             } else {
-                Value::String(non_finite(f64::from(f)))
+                DocValue::String(non_finite(f64::from(f)))
             }
         }
         Scalar::Float8 => {
             let f = f64::from_be_bytes(fixed(bytes)?);
-            Number::from_f64(f).map_or_else(|| Value::String(non_finite(f)), Value::Number)
+            Number::from_f64(f).map_or_else(
+                || DocValue::String(non_finite(f)),
+                |n| DocValue::Number(CompactString::from(n.as_str())),
+            )
         }
         Scalar::Numeric => numeric_value(bytes)?,
-        Scalar::Text => Value::String(text(bytes)?.to_string()),
-        Scalar::Uuid => Value::String(uuid::Uuid::from_bytes(fixed(bytes)?).hyphenated().to_string()),
-        Scalar::TimestampTz => Value::String(format_timestamp(read_i64(bytes)?, true)),
-        Scalar::Timestamp => Value::String(format_timestamp(read_i64(bytes)?, false)),
-        Scalar::Date => Value::String(format_date(i32::from_be_bytes(fixed(bytes)?))),
+        Scalar::Text => DocValue::String(CompactString::from(text(bytes)?)),
+        Scalar::Uuid => DocValue::String(CompactString::from(
+            uuid::Uuid::from_bytes(fixed(bytes)?)
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()) as &str,
+        )),
+        Scalar::TimestampTz => DocValue::String(format_timestamp(read_i64(bytes)?, true)),
+        Scalar::Timestamp => DocValue::String(format_timestamp(read_i64(bytes)?, false)),
+        Scalar::Date => DocValue::String(format_date(i32::from_be_bytes(fixed(bytes)?))),
         Scalar::Json => serde_json::from_slice(bytes).map_err(|e| format!("invalid json: {e}"))?,
         Scalar::Jsonb => match bytes.split_first() {
             Some((1, json)) => serde_json::from_slice(json).map_err(|e| format!("invalid jsonb: {e}"))?,
@@ -192,7 +199,7 @@ fn decode_scalar(scalar: Scalar, bytes: &[u8]) -> Result<Value, String> {
     })
 }
 
-fn non_finite(f: f64) -> String {
+fn non_finite(f: f64) -> CompactString {
     // PostgreSQL's own spelling.
     if f.is_nan() {
         "NaN".into()
@@ -204,13 +211,13 @@ fn non_finite(f: f64) -> String {
 }
 
 /// A binary array (any number of dimensions) as nested JSON arrays.
-fn decode_array(element: Scalar, bytes: &[u8]) -> Result<Value, String> {
+fn decode_array(element: Scalar, bytes: &[u8]) -> Result<DocValue, String> {
     let mut reader = Reader { bytes, at: 0 };
     let dimensions = reader.i32()?;
     let _has_nulls = reader.i32()?;
     let _element_oid = reader.i32()?;
     if dimensions == 0 {
-        return Ok(Value::Array(Vec::new()));
+        return Ok(DocValue::Array(Vec::new()));
     }
     let mut lengths = Vec::with_capacity(dimensions as usize);
     for _ in 0..dimensions {
@@ -224,14 +231,14 @@ fn decode_array(element: Scalar, bytes: &[u8]) -> Result<Value, String> {
     Ok(array)
 }
 
-fn read_dimension(element: Scalar, reader: &mut Reader<'_>, lengths: &[usize]) -> Result<Value, String> {
+fn read_dimension(element: Scalar, reader: &mut Reader<'_>, lengths: &[usize]) -> Result<DocValue, String> {
     let (&length, inner) = lengths.split_first().expect("at least one dimension");
     let mut items = Vec::with_capacity(length);
     for _ in 0..length {
         if inner.is_empty() {
             let len = reader.i32()?;
             items.push(if len < 0 {
-                Value::Null
+                DocValue::Null
             } else {
                 decode_scalar(element, reader.take(len as usize)?)?
             });
@@ -239,7 +246,7 @@ fn read_dimension(element: Scalar, reader: &mut Reader<'_>, lengths: &[usize]) -
             items.push(read_dimension(element, reader, inner)?);
         }
     }
-    Ok(Value::Array(items))
+    Ok(DocValue::Array(items))
 }
 
 struct Reader<'a> {
@@ -270,19 +277,18 @@ impl<'a> Reader<'a> {
 
 /// numeric as a JSON number with exactly PostgreSQL's digits (its display scale included: `12.50`
 /// stays `12.50`); NaN and ±Infinity become strings.
-fn numeric_value(bytes: &[u8]) -> Result<Value, String> {
+fn numeric_value(bytes: &[u8]) -> Result<DocValue, String> {
     let text = numeric_text(bytes)?;
     if matches!(text.as_str(), "NaN" | "Infinity" | "-Infinity") {
-        return Ok(Value::String(text));
+        return Ok(DocValue::String(text));
     }
-    Number::from_str(&text)
-        .map(Value::Number)
-        .map_err(|e| format!("numeric {text}: {e}"))
+    // The digits are written here in JSON's number grammar: no second parse.
+    Ok(DocValue::Number(text))
 }
 
 /// The binary numeric format: ndigits, weight (of the first base-10000 digit), sign, display scale,
 /// then the base-10000 digits.
-fn numeric_text(bytes: &[u8]) -> Result<String, String> {
+fn numeric_text(bytes: &[u8]) -> Result<CompactString, String> {
     let mut reader = Reader { bytes, at: 0 };
     let ndigits = reader.i16()?;
     let weight = i32::from(reader.i16()?);
@@ -309,7 +315,7 @@ fn numeric_text(bytes: &[u8]) -> Result<String, String> {
     if let Some(bad) = digits.iter().find(|d| !(0..10_000).contains(*d)) {
         return Err(format!("numeric digit {bad} out of range"));
     }
-    let mut out = String::with_capacity(digits.len() * 4 + 4);
+    let mut out = CompactString::default();
     if sign == 0x4000 {
         out.push('-');
     }
@@ -336,7 +342,7 @@ fn numeric_text(bytes: &[u8]) -> Result<String, String> {
 
 /// RFC 3339; UTC with `Z` for timestamptz, no zone for timestamp; fractional seconds only when not
 /// zero, without trailing zeros.
-fn format_timestamp(pg_micros: i64, utc: bool) -> String {
+fn format_timestamp(pg_micros: i64, utc: bool) -> CompactString {
     match pg_micros {
         i64::MAX => return "infinity".into(),
         i64::MIN => return "-infinity".into(),
@@ -346,9 +352,9 @@ fn format_timestamp(pg_micros: i64, utc: bool) -> String {
         .checked_add(PG_EPOCH_MICROS)
         .and_then(DateTime::from_timestamp_micros)
     else {
-        return format!("out of range timestamp {pg_micros}");
+        return compact_str::format_compact!("out of range timestamp {pg_micros}");
     };
-    let mut out = String::with_capacity(27);
+    let mut out = CompactString::default();
     if (0..=9999).contains(&instant.year()) {
         // By hand, without core::fmt: chrono's strftime parser cost 7% of a whole check run, and
         // `write!` with padded integers another 5% (perf).
@@ -375,7 +381,7 @@ fn format_timestamp(pg_micros: i64, utc: bool) -> String {
     out
 }
 
-fn format_date(pg_days: i32) -> String {
+fn format_date(pg_days: i32) -> CompactString {
     match pg_days {
         i32::MAX => return "infinity".into(),
         i32::MIN => return "-infinity".into(),
@@ -384,17 +390,17 @@ fn format_date(pg_days: i32) -> String {
     let epoch = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date");
     match epoch.checked_add_signed(chrono::Duration::days(i64::from(pg_days))) {
         Some(date) if (0..=9999).contains(&date.year()) => {
-            let mut out = String::with_capacity(10);
+            let mut out = CompactString::default();
             push_date(&mut out, date);
             out
         }
-        Some(date) => date.format("%Y-%m-%d").to_string(),
-        None => format!("out of range date {pg_days}"),
+        Some(date) => CompactString::from(date.format("%Y-%m-%d").to_string()),
+        None => compact_str::format_compact!("out of range date {pg_days}"),
     }
 }
 
 /// `YYYY-MM-DD` of a date whose year has at most four digits.
-fn push_date(out: &mut String, date: NaiveDate) {
+fn push_date(out: &mut CompactString, date: NaiveDate) {
     push_padded(out, date.year() as u32, 4);
     out.push('-');
     push_padded(out, date.month(), 2);
@@ -403,7 +409,7 @@ fn push_date(out: &mut String, date: NaiveDate) {
 }
 
 /// Appends `value` in decimal, left-padded with zeros to at least `width` (at most 10) digits.
-fn push_padded(out: &mut String, value: u32, width: usize) {
+fn push_padded(out: &mut CompactString, value: u32, width: usize) {
     let mut digits = [b'0'; 10];
     let mut at = digits.len();
     let mut rest = value;
@@ -452,11 +458,11 @@ mod tests {
         assert_eq!(numeric_text(&numeric_bytes(&[], 0, 0, 2)).unwrap(), "0.00");
         assert_eq!(
             numeric_value(&numeric_bytes(&[], 0, 0xC000, 0)).unwrap(),
-            Value::String("NaN".into())
+            DocValue::String("NaN".into())
         );
         assert_eq!(
             numeric_value(&numeric_bytes(&[], 0, 0xF000, 0)).unwrap(),
-            Value::String("-Infinity".into())
+            DocValue::String("-Infinity".into())
         );
     }
 
@@ -515,7 +521,7 @@ mod tests {
             (u32::MAX, 10),
             (5, 10),
         ] {
-            let mut out = String::from("x");
+            let mut out = CompactString::from("x");
             push_padded(&mut out, value, width);
             assert_eq!(out, format!("x{value:0width$}"));
         }
@@ -536,7 +542,7 @@ mod tests {
         let f8 = decode_scalar(Scalar::Float8, &0.1f64.to_be_bytes()).unwrap();
         assert_eq!(f8.to_string(), "0.1");
         let nan = decode_scalar(Scalar::Float8, &f64::NAN.to_be_bytes()).unwrap();
-        assert_eq!(nan, Value::String("NaN".into()));
+        assert_eq!(nan, DocValue::String("NaN".into()));
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! the others NULL): a plain join of two child tables multiplies their rows, and every combination
 //! would become an object.
 
-use serde_json::{Map, Value};
+use compact_str::CompactString;
+
+use crate::document::{Doc, DocValue};
 
 /// Which columns are nested where, learnt once from the query's column names.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,11 +25,11 @@ pub struct FlatShape {
 enum Field {
     Scalar {
         column: usize,
-        name: String,
+        name: CompactString,
     },
     Array {
-        name: String,
-        members: Vec<(usize, String)>,
+        name: CompactString,
+        members: Vec<(usize, CompactString)>,
     },
 }
 
@@ -44,16 +46,16 @@ impl FlatShape {
                         .iter_mut()
                         .find(|f| matches!(f, Field::Array { name, .. } if name == array));
                     match existing {
-                        Some(Field::Array { members, .. }) => members.push((column, member.to_string())),
+                        Some(Field::Array { members, .. }) => members.push((column, member.into())),
                         _ => fields.push(Field::Array {
-                            name: array.to_string(),
-                            members: vec![(column, member.to_string())],
+                            name: array.into(),
+                            members: vec![(column, member.into())],
                         }),
                     }
                 }
                 _ => fields.push(Field::Scalar {
                     column,
-                    name: name.clone(),
+                    name: name.as_str().into(),
                 }),
             }
         }
@@ -65,7 +67,7 @@ impl FlatShape {
         self.fields
             .iter()
             .map(|f| match f {
-                Field::Scalar { name, .. } | Field::Array { name, .. } => name.clone(),
+                Field::Scalar { name, .. } | Field::Array { name, .. } => name.to_string(),
             })
             .collect()
     }
@@ -84,14 +86,14 @@ impl FlatShape {
     /// One document from the rows of one key, each row its values in column order. Scalar fields
     /// come from the first row (later rows may leave them NULL). The values are moved out, not
     /// copied: the rows are left holding NULLs, for the caller to reuse.
-    pub fn nest(&self, rows: &mut [Vec<Value>]) -> Map<String, Value> {
-        let mut doc = Map::with_capacity(self.fields.len());
+    pub fn nest(&self, rows: &mut [Vec<DocValue>]) -> Doc {
+        let mut doc = Doc::with_capacity(self.fields.len());
         for field in &self.fields {
             match field {
                 Field::Scalar { column, name } => {
                     let value = rows
                         .first_mut()
-                        .map_or(Value::Null, |r| std::mem::take(&mut r[*column]));
+                        .map_or(DocValue::Null, |r| std::mem::take(&mut r[*column]));
                     doc.insert(name.clone(), value);
                 }
                 Field::Array { name, members } => {
@@ -101,13 +103,13 @@ impl FlatShape {
                         if members.iter().all(|(c, _)| row[*c].is_null()) {
                             continue;
                         }
-                        let mut object = Map::with_capacity(members.len());
+                        let mut object = Doc::with_capacity(members.len());
                         for (c, member) in members {
                             object.insert(member.clone(), std::mem::take(&mut row[*c]));
                         }
-                        items.push(Value::Object(object));
+                        items.push(DocValue::Object(object));
                     }
-                    doc.insert(name.clone(), Value::Array(items));
+                    doc.insert(name.clone(), DocValue::Array(items));
                 }
             }
         }
@@ -118,7 +120,12 @@ impl FlatShape {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    /// A row of cells from JSON literals.
+    fn row(cells: Vec<Value>) -> Vec<DocValue> {
+        cells.into_iter().map(DocValue::from).collect()
+    }
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
@@ -143,28 +150,28 @@ mod tests {
         assert_eq!(shape.array_columns(), [1, 3, 4]);
         let price: Value = serde_json::from_str("50.10").unwrap();
         let rows = vec![
-            vec![json!(7), json!("A"), json!("Ada"), price.clone(), Value::Null],
-            vec![json!(7), json!("B"), json!("Ada"), json!(1), Value::Null],
-            vec![json!(7), Value::Null, json!("Ada"), Value::Null, json!("P1")],
+            row(vec![json!(7), json!("A"), json!("Ada"), price.clone(), Value::Null]),
+            row(vec![json!(7), json!("B"), json!("Ada"), json!(1), Value::Null]),
+            row(vec![json!(7), Value::Null, json!("Ada"), Value::Null, json!("P1")]),
         ];
         let mut rows = rows;
         let doc = shape.nest(&mut rows);
         assert_eq!(
-            Value::Object(doc.clone()),
+            Value::from(doc.clone()),
             json!({"orderId": 7, "products": [{"sku": "A", "price": price}, {"sku": "B", "price": 1}],
                    "customerName": "Ada", "payments": [{"id": "P1"}]})
         );
         assert_eq!(doc["products"][0]["price"].to_string(), "50.10");
-        let lone = shape.nest(&mut [vec![json!(8), Value::Null, json!("Bo"), Value::Null, Value::Null]]);
+        let lone = shape.nest(&mut [row(vec![json!(8), Value::Null, json!("Bo"), Value::Null, Value::Null])]);
         assert_eq!(lone["products"], json!([]));
         assert_eq!(lone["payments"], json!([]));
         // A key's later rows only add members: their scalar columns are not read (a scan leaves them NULL).
         let later = shape.nest(&mut [
-            vec![json!(9), json!("A"), json!("Cy"), json!(1), Value::Null],
-            vec![Value::Null, json!("B"), Value::Null, json!(2), Value::Null],
+            row(vec![json!(9), json!("A"), json!("Cy"), json!(1), Value::Null]),
+            row(vec![Value::Null, json!("B"), Value::Null, json!(2), Value::Null]),
         ]);
         assert_eq!(
-            Value::Object(later),
+            Value::from(later),
             json!({"orderId": 9, "products": [{"sku": "A", "price": 1}, {"sku": "B", "price": 2}],
                    "customerName": "Cy", "payments": []})
         );

@@ -34,11 +34,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::ConnectOptions as _;
 
-use crate::model::{DocMeta, Key, KeyedDoc};
+use crate::model::{DocMeta, DocValue, Key, KeyedDoc};
 use crate::source::{DocumentSource, KeyRange, Scan};
 use decode::Scalar;
 use error::{connect_error, read_error, redact_message};
@@ -231,7 +230,7 @@ impl PostgresSource {
                 }
                 Some(flat) => {
                     // Rows arrive in no particular order; group them by key.
-                    let mut groups: std::collections::BTreeMap<Key, (Vec<Vec<Value>>, Option<i64>)> =
+                    let mut groups: std::collections::BTreeMap<Key, (Vec<Vec<DocValue>>, Option<i64>)> =
                         std::collections::BTreeMap::new();
                     for (i, row) in rows.iter().enumerate() {
                         let (key, values, updated_at_ms) = self.plan.decode_values(row, i as u64 + 1, None)?;

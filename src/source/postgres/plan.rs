@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 use std::str::FromStr;
 
-use serde_json::{Map, Number, Value};
 use sqlx::postgres::{PgArguments, PgPool, PgRow, PgValueFormat};
 use sqlx::query::Query;
 use sqlx::{Column, Executor, Postgres, Row, Statement, ValueRef};
@@ -14,7 +13,7 @@ use super::decode::{
 };
 use super::error::{query_error, read_error, PostgresError};
 use super::{KeyKind, PostgresSettings};
-use crate::model::{DocMeta, Key, KeyedDoc};
+use crate::model::{Doc, DocMeta, DocValue, Key, KeyedDoc};
 use crate::source::KeyRange;
 
 pub(super) fn bind_key<'q>(query: Query<'q, Postgres, PgArguments>, key: &Key) -> Query<'q, Postgres, PgArguments> {
@@ -301,7 +300,7 @@ impl Plan {
         row: &PgRow,
         row_number: u64,
         continuing: Option<&Key>,
-    ) -> Result<(Key, Vec<Value>, Option<i64>), PostgresError> {
+    ) -> Result<(Key, Vec<DocValue>, Option<i64>), PostgresError> {
         let mut values = Vec::with_capacity(self.names.len());
         let (key, updated_at_ms) = self.decode_values_into(row, row_number, continuing, &mut values)?;
         Ok((key, values, updated_at_ms))
@@ -313,7 +312,7 @@ impl Plan {
         row: &PgRow,
         row_number: u64,
         continuing: Option<&Key>,
-        values: &mut Vec<Value>,
+        values: &mut Vec<DocValue>,
     ) -> Result<(Key, Option<i64>), PostgresError> {
         // Straight into a vector: no map, no column names copied, for each of a key's rows.
         values.clear();
@@ -322,7 +321,7 @@ impl Plan {
     }
 
     /// Orders one key's rows as the scan's ORDER BY does, for lookups (which have no ORDER BY).
-    pub(super) fn sort_children(&self, rows: &mut [Vec<Value>]) {
+    pub(super) fn sort_children(&self, rows: &mut [Vec<DocValue>]) {
         let Some(flat) = &self.flat else { return };
         let columns = flat.array_columns();
         rows.sort_by(|a, b| {
@@ -338,9 +337,9 @@ impl Plan {
 
     /// `row_number` (1-based, within the scan) only names the row in errors.
     pub(super) fn decode_row(&self, row: &PgRow, row_number: u64) -> Result<KeyedDoc, PostgresError> {
-        let mut doc = Map::with_capacity(self.names.len());
+        let mut doc = Doc::with_capacity(self.names.len());
         let (key, updated_at_ms) = self.decode_cells(row, row_number, None, |index, value| {
-            doc.insert(self.names[index].clone(), value);
+            doc.insert(self.names[index].as_str(), value);
         })?;
         Ok(KeyedDoc {
             key,
@@ -361,7 +360,7 @@ impl Plan {
         row: &PgRow,
         row_number: u64,
         continuing: Option<&Key>,
-        mut sink: impl FnMut(usize, Value),
+        mut sink: impl FnMut(usize, DocValue),
     ) -> Result<(Key, Option<i64>), PostgresError> {
         let bytes_of = |index: usize| -> Result<Option<&[u8]>, PostgresError> {
             let name = &self.names[index];
@@ -408,11 +407,11 @@ impl Plan {
                         updated_at_ms = micros_to_epoch_ms(read_i64(bytes).map_err(|r| decode_error(index, r))?);
                     }
                 }
-                sink(index, Value::Null);
+                sink(index, DocValue::Null);
                 continue;
             }
             let value = match bytes_of(index)? {
-                None => Value::Null,
+                None => DocValue::Null,
                 Some(bytes) => {
                     if Some(index) == self.updated_at_index {
                         updated_at_ms = micros_to_epoch_ms(read_i64(bytes).map_err(|r| decode_error(index, r))?);
@@ -428,15 +427,15 @@ impl Plan {
 
 /// PostgreSQL's ORDER BY on child columns: text in byte order (`COLLATE "C"`), numbers by value,
 /// NULLs last.
-fn compare_cells(a: &Value, b: &Value) -> std::cmp::Ordering {
+fn compare_cells(a: &DocValue, b: &DocValue) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     match (a, b) {
-        (Value::Null, Value::Null) => Ordering::Equal,
-        (Value::Null, _) => Ordering::Greater,
-        (_, Value::Null) => Ordering::Less,
-        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
-        (Value::Number(x), Value::Number(y)) => {
-            let big = |n: &Number| bigdecimal::BigDecimal::from_str(&n.to_string()).ok();
+        (DocValue::Null, DocValue::Null) => Ordering::Equal,
+        (DocValue::Null, _) => Ordering::Greater,
+        (_, DocValue::Null) => Ordering::Less,
+        (DocValue::String(x), DocValue::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (DocValue::Number(x), DocValue::Number(y)) => {
+            let big = |n: &str| bigdecimal::BigDecimal::from_str(n).ok();
             match (big(x), big(y)) {
                 (Some(x), Some(y)) => x.cmp(&y),
                 _ => Ordering::Equal,

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
-use serde_json::Value;
 use sqlx::Postgres;
 use tokio::sync::mpsc;
 
 use super::error::{read_error, scan_error, PostgresError};
 use super::plan::{bind_key, Plan};
 use super::{PostgresSource, ScanMode, STREAM_BATCH};
-use crate::model::{DocMeta, Key, KeyedDoc};
+use crate::model::{DocMeta, DocValue, Key, KeyedDoc};
 use crate::source::{KeyRange, Scan};
 
 impl PostgresSource {
@@ -201,7 +200,7 @@ impl ScanTask {
         // Flat form: the rows of the key being read, nested once the next key shows; the vectors of
         // rows already nested are reused for the next rows.
         let mut group: Option<FlatGroup> = None;
-        let mut spare: Vec<Vec<Value>> = Vec::new();
+        let mut spare: Vec<Vec<DocValue>> = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(|e| self.read_error(e))? {
             self.rows_read += 1;
             if let Some(flat) = plan.flat.as_ref() {
@@ -371,7 +370,8 @@ impl ScanTask {
                 updated_at_ms = updated_at_ms.max(rows[end].2);
                 end += 1;
             }
-            let mut values: Vec<Vec<Value>> = rows[start..end].iter_mut().map(|r| std::mem::take(&mut r.1)).collect();
+            let mut values: Vec<Vec<DocValue>> =
+                rows[start..end].iter_mut().map(|r| std::mem::take(&mut r.1)).collect();
             docs.push(KeyedDoc {
                 key,
                 doc: flat.nest(&mut values),
@@ -392,13 +392,13 @@ impl ScanTask {
         sql: &str,
         after: Option<&Key>,
         until: Option<&Key>,
-    ) -> anyhow::Result<Vec<(Key, Vec<Value>, Option<i64>)>> {
+    ) -> anyhow::Result<Vec<(Key, Vec<DocValue>, Option<i64>)>> {
         let mut query = sqlx::query(sql);
         for key in [after, until].into_iter().flatten() {
             query = bind_key(query, key);
         }
         let mut stream = query.fetch(&mut **tx);
-        let mut rows: Vec<(Key, Vec<Value>, Option<i64>)> = Vec::with_capacity(self.page_size);
+        let mut rows: Vec<(Key, Vec<DocValue>, Option<i64>)> = Vec::with_capacity(self.page_size);
         while let Some(row) = stream.try_next().await.map_err(|e| self.read_error(e))? {
             self.rows_read += 1;
             let continuing = rows.last().map(|r| &r.0);
@@ -412,13 +412,13 @@ impl ScanTask {
 /// The rows of one key in the flat form, as they arrive.
 struct FlatGroup {
     key: Key,
-    rows: Vec<Vec<Value>>,
+    rows: Vec<Vec<DocValue>>,
     updated_at_ms: Option<i64>,
 }
 
 impl FlatGroup {
     /// The key's document; the emptied row vectors go to `spare`.
-    fn nest(mut self, flat: &super::flat::FlatShape, spare: &mut Vec<Vec<Value>>) -> KeyedDoc {
+    fn nest(mut self, flat: &super::flat::FlatShape, spare: &mut Vec<Vec<DocValue>>) -> KeyedDoc {
         let doc = flat.nest(&mut self.rows);
         // A handful covers the next keys; a key of many rows does not leave them all behind.
         spare.extend(self.rows.drain(..).take(16usize.saturating_sub(spare.len())));

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 
 use super::{BulkSettings, ConditionalWriter, DocStream, DocumentSource, KeyRange, ReadModel, Scan, SharedView};
 use crate::config::RedisEncoding;
-use crate::model::{DocMeta, Key, KeyKind, KeyedDoc, Version};
+use crate::model::{Doc, DocMeta, DocValue, Key, KeyKind, KeyedDoc, Version};
 use crate::scale::keyfile::{KeyFile, KeySorter};
 use crate::secret::redact_url;
 use crate::source::retry::RetryPolicy;
@@ -420,15 +420,15 @@ impl Reader {
         // The token is only written against: a check, which never writes, skips the hashing.
         let version = self.whole().then(|| string_version(bytes));
         let raw = || Some(raw_string(bytes));
-        let doc = match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(doc)) => doc,
+        let doc = match serde_json::from_slice::<DocValue>(bytes) {
+            Ok(DocValue::Object(doc)) => doc,
             Ok(other) => {
                 let why = format!("JSON {}, not an object", json_kind(&other));
                 return self.undecodable(key, name, why, version, raw());
             }
             Err(e) => return self.undecodable(key, name, format!("not JSON: {e}"), version, raw()),
         };
-        let named = doc.get(&self.key_field).and_then(Key::from_json);
+        let named = doc.get(&self.key_field).and_then(Key::from_doc);
         // A whole document keeps the value's bytes when encoding the document again would not give
         // them back (another projector's whitespace or escapes): an undo writes those.
         let exact = (self.whole() && serde_json::to_vec(&doc).ok().as_deref() != Some(bytes))
@@ -443,13 +443,13 @@ impl Reader {
 
     fn decode_hash(&self, key: Key, name: String, fields: Vec<(String, String)>) -> KeyedDoc {
         let version = self.whole().then(|| hash_version(&fields));
-        let doc: Map<String, Value> = fields
+        let doc: Doc = fields
             .iter()
-            .map(|(f, v)| (f.clone(), Value::String(v.clone())))
+            .map(|(f, v)| (f.as_str(), DocValue::from(v.as_str())))
             .collect();
         let named = doc.get(&self.key_field).and_then(|v| match (self.kind, v) {
-            (Some(KeyKind::Int), Value::String(s)) => s.parse::<i64>().ok().map(Key::Int),
-            (_, Value::String(s)) => Some(Key::Text(s.clone())),
+            (Some(KeyKind::Int), DocValue::String(s)) => s.parse::<i64>().ok().map(Key::Int),
+            (_, DocValue::String(s)) => Some(Key::Text(s.to_string())),
             _ => None,
         });
         self.keyed(key, name, doc, named, version, || Some(raw_hash(&fields)))
@@ -460,7 +460,7 @@ impl Reader {
         &self,
         key: Key,
         name: String,
-        mut doc: Map<String, Value>,
+        mut doc: Doc,
         named: Option<Key>,
         version: Option<Version>,
         raw: impl FnOnce() -> Option<Value>,
@@ -526,17 +526,14 @@ impl Reader {
         version: Option<Version>,
         raw: Option<Value>,
     ) -> KeyedDoc {
-        let mut doc = Map::new();
+        let mut doc = Doc::new();
         match raw.filter(|_| self.whole()) {
             Some(raw) => {
-                doc.insert(
-                    UNDECODABLE.to_string(),
-                    Value::String(format!("held as it is under {RAW:?}")),
-                );
-                doc.insert(RAW.to_string(), raw);
+                doc.insert(UNDECODABLE, format!("held as it is under {RAW:?}"));
+                doc.insert(RAW, DocValue::from(raw));
             }
             None => {
-                doc.insert(UNDECODABLE.to_string(), Value::String(why));
+                doc.insert(UNDECODABLE, why);
             }
         }
         KeyedDoc {
@@ -708,14 +705,14 @@ pub(crate) fn is_transient(e: &redis::RedisError) -> bool {
         )
 }
 
-fn json_kind(value: &Value) -> &'static str {
+fn json_kind(value: &DocValue) -> &'static str {
     match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+        DocValue::Null => "null",
+        DocValue::Bool(_) => "boolean",
+        DocValue::Number(_) => "number",
+        DocValue::String(_) => "string",
+        DocValue::Array(_) => "array",
+        DocValue::Object(_) => "object",
     }
 }
 
