@@ -422,9 +422,8 @@ fn push_padded(out: &mut CompactString, value: u32, width: usize) {
         }
     }
     let start = at.min(digits.len() - width.min(digits.len()));
-    for &digit in &digits[start..] {
-        out.push(char::from(digit));
-    }
+    // One copy of all the digits: pushing them one by one re-checked the string's capacity for each.
+    out.push_str(std::str::from_utf8(&digits[start..]).expect("ASCII digits"));
 }
 
 #[cfg(test)]
