@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 pub use client::{ConnectSettings, EsClient, EsError, Flavor, RetryPolicy};
 
-use crate::model::{Doc, DocMeta, Key, KeyKind, KeyedDoc};
+use crate::model::{Doc, DocMeta, DocValue, Key, KeyKind, KeyedDoc};
 use crate::source::{ConditionalWriter, DocStream, DocumentSource, KeyRange, ReadModel, Scan, SharedView};
 
 #[derive(Debug, Clone)]
@@ -520,7 +520,11 @@ impl Pager {
                 self.pit = id;
             }
         }
-        let last_sort = answer.hits.hits.last().map(|h| Value::Array(h.sort.clone()));
+        let last_sort = answer
+            .hits
+            .hits
+            .last()
+            .map(|h| Value::Array(h.sort.iter().map(DocValue::to_json).collect()));
         let mut docs = Vec::with_capacity(answer.hits.hits.len());
         for hit in answer.hits.hits {
             let doc = hit.source.unwrap_or_default();
@@ -581,9 +585,9 @@ fn page_complete(shards: Option<&wire::Shards>, timed_out: bool) -> anyhow::Resu
 }
 
 /// The key a hit was sorted by, checked against the write model's key kind.
-fn hit_key(sort: Option<&Value>, key_kind: KeyKind, key_field: &str, id: Option<&str>) -> anyhow::Result<Key> {
-    let raw = sort.unwrap_or(&Value::Null);
-    match (key_kind, Key::from_json(raw)) {
+fn hit_key(sort: Option<&DocValue>, key_kind: KeyKind, key_field: &str, id: Option<&str>) -> anyhow::Result<Key> {
+    let raw = sort.unwrap_or(&DocValue::Null);
+    match (key_kind, Key::from_doc(raw)) {
         (KeyKind::Int, Some(k @ Key::Int(_))) => Ok(k),
         (KeyKind::Text, Some(Key::Text(s))) => Ok(Key::Text(s)),
         _ => bail!(
@@ -602,7 +606,12 @@ fn hits_to_docs(answer: &mut Value, key_kind: KeyKind, key_field: &str) -> anyho
     let mut docs = Vec::with_capacity(hits.len());
     for mut hit in hits {
         let id = hit["_id"].as_str().unwrap_or_default().to_string();
-        let key = hit_key(hit["sort"].get(0), key_kind, key_field, Some(&id))?;
+        let key = hit_key(
+            hit["sort"].get(0).map(DocValue::from).as_ref(),
+            key_kind,
+            key_field,
+            Some(&id),
+        )?;
         let doc = match hit["_source"].take() {
             Value::Object(map) => Doc::from(map),
             _ => Doc::new(),

@@ -7,7 +7,7 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::document::Doc;
+use crate::document::{Doc, DocValue};
 
 /// `POST /_search`, as far as a scan needs it. Fields recon does not read are ignored.
 #[derive(Debug, Deserialize)]
@@ -74,8 +74,9 @@ pub struct Hit {
     /// Absent when `_source` is disabled or filtered to nothing.
     #[serde(rename = "_source", default, deserialize_with = "source_object")]
     pub source: Option<Doc>,
+    /// Read as document values: a number's text stays inline instead of a heap string per hit.
     #[serde(default)]
-    pub sort: Vec<Value>,
+    pub sort: Vec<DocValue>,
 }
 
 /// `_source`: an object (or `null`), read straight into recon's document type.
