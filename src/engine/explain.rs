@@ -2,13 +2,13 @@
 //! transaction of its own), judged by the same join and comparator as a check, and laid out side by
 //! side ([`crate::diff::Explanation`]).
 
-use crate::document::Doc;
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::stream;
 
 use super::Sides;
 use crate::diff::{compared_duplicate, ActualDoc, Comparator, Explanation, Joiner, Outcome, Verdict};
+use crate::document::Doc;
 use crate::model::{Key, KeyedDoc};
 
 /// Explains `keys` (any order, repeats allowed), in key order. `compared` are the top-level fields a

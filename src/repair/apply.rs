@@ -1,7 +1,6 @@
 //! Carrying out a plan: re-verify each key on both sides, build the writes from the rows read now,
 //! make the intents durable, send them as conditional bulk requests, record each outcome.
 
-use crate::document::Doc;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +12,7 @@ use serde_json::Value;
 use super::audit::{encode_intent, AuditLog, GroupSync, Intent, OutcomeRecord, ANSWER_LOST_VERIFIED};
 use super::plan::{patch, replacement, BeforeImage, PlannedAction, Row};
 use crate::diff::Comparator;
+use crate::document::Doc;
 use crate::model::{DriftKind, Key, KeyedDoc};
 use crate::source::{
     ConditionalWriter, DocumentSource, ItemOutcome, ItemStatus, JsonWrite, StoredDoc, WriteAction, WriteKind,

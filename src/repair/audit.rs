@@ -5,7 +5,6 @@
 //! `outcome`. A crash between an intent and its outcome leaves an intent without outcome: resume sends
 //! it again, and since every write is conditional it either applies now or conflicts, never twice.
 
-use crate::document::Doc;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -17,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::plan::{BeforeImage, PlannedAction};
+use crate::document::Doc;
 use crate::model::Version;
 use crate::source::{ItemOutcome, ItemStatus, WriteAction, WriteKind};
 

@@ -1,13 +1,13 @@
 //! Planning a repair, pure: one key's documents on both sides in, the conditional writes that bring
 //! the read model back to the projection out. No I/O, so every rule is unit-tested here.
 
-use crate::document::{Doc, DocValue};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::diff::Comparator;
+use crate::document::{Doc, DocValue};
 use crate::model::{DriftKind, Key, KeyedDoc, Version};
 use crate::source::WriteKind;
 

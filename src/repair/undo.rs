@@ -6,7 +6,6 @@
 //! `_source`. A document changed since the repair conflicts and is reported, never overwritten,
 //! unless it is already as it was before the repair (an undo run twice): then there is nothing to do.
 
-use crate::document::Doc;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use super::plan::BeforeImage;
 use super::{confirm, needs_yes, SummaryFormat};
 use crate::command_line::{CommandLine, Takes, Target};
 use crate::config::ReadModelSettings;
+use crate::document::Doc;
 use crate::engine::Outcome;
 use crate::source::BulkSettings;
 use crate::source::{ConditionalWriter, StoredDoc, WriteKind};

@@ -2,13 +2,13 @@
 //! hold millions of drifted keys until a recheck or until parallel ranges are replayed in key order
 //! without holding them in memory. One JSON line per drift; the file vanishes with the process.
 
-use crate::document::Doc;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::document::Doc;
 use crate::model::{DocMeta, Drift, DriftKind, FieldDiff, Key, KeyedDoc};
 
 /// A [`Drift`] as stored: the same content, with the fields serde skips on the report side.

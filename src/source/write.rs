@@ -5,12 +5,12 @@
 //! where no document is; a write over anything else conflicts and is left alone. The version is
 //! opaque here: only the read model that handed it out knows what it means.
 
-use crate::document::Doc;
 use std::ops::Range;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::document::Doc;
 use crate::model::Version;
 use crate::source::retry::RetryPolicy;
 

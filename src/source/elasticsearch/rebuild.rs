@@ -4,7 +4,6 @@
 //! restored, old generations described and deleted. The orchestration (what to build, when to swap)
 //! is in `crate::reindex`; the calls it makes are here.
 
-use crate::document::Doc;
 use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -14,6 +13,7 @@ use super::admin;
 use super::wire::{AliasAction, CreateIndex, UpdateAliases};
 use super::write::{WriteAction, WriteKind};
 use super::EsClient;
+use crate::document::Doc;
 
 /// The `_meta` key a generation's reindex state is kept under.
 pub const STATE_KEY: &str = "recon";
