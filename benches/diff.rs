@@ -9,7 +9,7 @@ use std::time::Instant;
 use futures::stream;
 use recon::config::CompareConfig;
 use recon::diff::{Comparator, Joiner};
-use recon::model::{Doc, DocMeta, Key, KeyedDoc};
+use recon::model::{Doc, DocMeta, DocValue, Key, KeyedDoc};
 
 fn order(id: i64, price_text: &str, date: &str) -> Doc {
     let products: Vec<String> = (0..5)
@@ -66,6 +66,23 @@ fn main() {
     });
     time("diff, 6 differences, rules", n, || {
         black_box(ruled.diff(black_box(&expected), black_box(&different)));
+    });
+    // A wide document, and the same fields in the opposite order on the other side.
+    let wide = |reversed: bool| -> Doc {
+        let mut fields: Vec<(String, DocValue)> = (0..200)
+            .map(|i| (format!("attribute_{i:03}"), DocValue::from(format!("value {i}"))))
+            .collect();
+        if reversed {
+            fields.reverse();
+        }
+        fields.into_iter().collect()
+    };
+    let (wide_expected, wide_same, wide_reversed) = (wide(false), wide(false), wide(true));
+    time("diff, 200 fields, same order", n / 10, || {
+        black_box(plain.diff(black_box(&wide_expected), black_box(&wide_same)));
+    });
+    time("diff, 200 fields, other side in reverse order", n / 10, || {
+        black_box(plain.diff(black_box(&wide_expected), black_box(&wide_reversed)));
     });
 
     let rows = 1_000_000i64;

@@ -172,6 +172,65 @@ impl Doc {
     }
 }
 
+/// Finds one document's fields by name, many times over (the compare looks up each field of the other
+/// side): at a hinted position first, then beside the field found last (the other side's order
+/// reversed, or shifted by a field), by a scan while the document is small, and through an index of
+/// its names sorted once, on the first miss, when it is wide. A wide document whose fields come in
+/// another order than the other side's would otherwise cost a scan per field.
+pub struct Lookup<'a> {
+    doc: &'a Doc,
+    /// The position of the field found last.
+    last: Option<usize>,
+    sorted: Option<Vec<(&'a str, usize)>>,
+}
+
+/// Up to this many fields a scan beats building an index.
+const SCANNED: usize = 16;
+
+impl<'a> Lookup<'a> {
+    pub fn new(doc: &'a Doc) -> Lookup<'a> {
+        Lookup {
+            doc,
+            last: None,
+            sorted: None,
+        }
+    }
+
+    /// The field's value, looked up first at position `hint`.
+    pub fn get(&mut self, name: &str, hint: usize) -> Option<&'a DocValue> {
+        let at = self.position(name, hint)?;
+        self.last = Some(at);
+        Some(&self.doc.fields[at].1)
+    }
+
+    fn position(&mut self, name: &str, hint: usize) -> Option<usize> {
+        let fields = &self.doc.fields;
+        let is = |at: usize| fields.get(at).is_some_and(|(n, _)| n == name);
+        if is(hint) {
+            return Some(hint);
+        }
+        if let Some(last) = self.last {
+            if is(last + 1) {
+                return Some(last + 1);
+            }
+            if last > 0 && is(last - 1) {
+                return Some(last - 1);
+            }
+        }
+        if fields.len() <= SCANNED {
+            return self.doc.position(name);
+        }
+        let sorted = self.sorted.get_or_insert_with(|| {
+            let mut sorted: Vec<(&str, usize)> = fields.iter().enumerate().map(|(i, (n, _))| (n.as_str(), i)).collect();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            sorted
+        });
+        // Names are unique in a document, so a match is the field.
+        let at = sorted.binary_search_by(|(n, _)| (*n).cmp(name)).ok()?;
+        Some(sorted[at].1)
+    }
+}
+
 impl DocValue {
     /// A number from its JSON text, checked: None unless `text` is a JSON number.
     pub fn number(text: &str) -> Option<DocValue> {
@@ -758,6 +817,27 @@ mod tests {
         }
         assert_eq!(DocValue::from(-42i64).to_json(), json!(-42));
         assert_eq!(DocValue::from(i64::MIN).as_i64(), Some(i64::MIN));
+    }
+
+    #[test]
+    fn a_lookup_finds_every_field_of_a_wide_document_in_any_order() {
+        let wide: Doc = (0..100i64).map(|i| (format!("field{i}"), DocValue::from(i))).collect();
+        let mut lookup = Lookup::new(&wide);
+        // Reversed: the hint never matches; the field beside the last one found does.
+        for (hint, i) in (0..100i64).rev().enumerate() {
+            assert_eq!(lookup.get(&format!("field{i}"), hint), Some(&DocValue::from(i)));
+        }
+        // Shuffled (a stride coprime to 100): neither does, so the sorted index answers.
+        let mut lookup = Lookup::new(&wide);
+        for (hint, i) in (0..100i64).map(|k| k * 37 % 100).enumerate() {
+            assert_eq!(lookup.get(&format!("field{i}"), hint), Some(&DocValue::from(i)));
+        }
+        assert_eq!(lookup.get("field100", 0), None);
+        assert_eq!(lookup.get("", 500), None);
+        let small: Doc = serde_json::from_str(r#"{"a":1,"b":2}"#).unwrap();
+        let mut lookup = Lookup::new(&small);
+        assert_eq!(lookup.get("a", 1), Some(&DocValue::from(1i64)));
+        assert_eq!(lookup.get("c", 0), None);
     }
 
     #[test]

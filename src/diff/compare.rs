@@ -39,7 +39,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::value::{instant_from_millis, numbers_equal, parse_instant, within_tolerance, Decimal};
 use crate::config::{CompareConfig, FieldRule, RuleKind};
-use crate::document::{Doc, DocValue};
+use crate::document::{Doc, DocValue, Lookup};
 use crate::model::FieldDiff;
 
 /// A `[compare]` setting that cannot be applied. Displays as `compare.fields."totalPrice": tolerance
@@ -416,12 +416,13 @@ impl<'a> Walk<'a> {
         // Fields of `actual` also found in `expected`: when that is all of them, the second pass
         // (actual-only fields) has nothing to do and is skipped.
         let mut shared = 0;
+        let mut in_actual = Lookup::new(actual);
         for (position, (name, e)) in expected.iter().enumerate() {
             if self.dry && self.differs {
                 return;
             }
             // Both sides usually list their fields in the same order.
-            let a = actual.get_near(name, position);
+            let a = in_actual.get(name, position);
             shared += usize::from(a.is_some());
             let child = node.and_then(|n| n.child(name));
             if child.is_some_and(|c| c.ignored) {
@@ -434,11 +435,12 @@ impl<'a> Walk<'a> {
         if shared == actual.len() {
             return;
         }
-        for (name, a) in actual.iter() {
+        let mut in_expected = Lookup::new(expected);
+        for (position, (name, a)) in actual.iter().enumerate() {
             if self.dry && self.differs {
                 return;
             }
-            if expected.contains_key(name) {
+            if in_expected.get(name, position).is_some() {
                 continue;
             }
             let child = node.and_then(|n| n.child(name));
