@@ -74,15 +74,6 @@ impl Doc {
         self.position(name).map(|i| &self.fields[i].1)
     }
 
-    /// The field's value, looked up first at `hint` (the position the name has in another document of
-    /// the same shape), then everywhere: linear only when the two documents' fields differ in order.
-    pub fn get_near(&self, name: &str, hint: usize) -> Option<&DocValue> {
-        match self.fields.get(hint) {
-            Some((n, value)) if n == name => Some(value),
-            _ => self.get(name),
-        }
-    }
-
     pub fn get_mut(&mut self, name: &str) -> Option<&mut DocValue> {
         self.position(name).map(|i| &mut self.fields[i].1)
     }
@@ -359,12 +350,13 @@ fn is_json_number(text: &str) -> bool {
 
 impl PartialEq for Doc {
     fn eq(&self, other: &Doc) -> bool {
+        let mut in_other = Lookup::new(other);
         self.len() == other.len()
             && self
                 .fields
                 .iter()
                 .enumerate()
-                .all(|(i, (name, value))| other.get_near(name, i) == Some(value))
+                .all(|(i, (name, value))| in_other.get(name, i) == Some(value))
     }
 }
 
