@@ -471,6 +471,18 @@ async fn snapshot(shop: &Shop) -> Vec<(String, String, Vec<Vec<u8>>)> {
                 pairs.sort();
                 pairs
             }
+            "list" => redis::cmd("LRANGE")
+                .arg(&name)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "set" => {
+                let mut members: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(&name).query_async(&mut conn).await.unwrap();
+                members.sort();
+                members
+            }
             other => panic!("{name} is a {other}"),
         };
         values.push((name, kind, value));
@@ -722,6 +734,93 @@ async fn a_value_changed_between_plan_and_apply_is_a_conflict_left_alone() {
     assert!(run.stdout.contains("conflict: key 3: the key exists"), "{}", run.stdout);
     assert_eq!(shop.get("2").await, Some(two.to_string()));
     assert_eq!(shop.get("3").await, Some(in_sync(3).to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn values_of_other_types_are_repaired_and_undo_restores_them_exactly() {
+    let shop = Shop::orders().await;
+    shop.orders_repairable();
+    for id in [1, 3, 4] {
+        shop.set(&id.to_string(), &in_sync(id)).await;
+    }
+    // A list where order 2's JSON belongs (its row exists), and a set under an order without a row.
+    shop.redis
+        .run(&["RPUSH", &shop.key("2"), "b", "a", "\u{0}\u{ff}", "a"])
+        .await;
+    shop.redis.run(&["SADD", &shop.key("9"), "x", "y"]).await;
+    let before = snapshot(&shop).await;
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    let k = |id: &str| json!([shop.key(id)]);
+    assert_eq!(
+        kinds(&report),
+        vec![
+            (json!(2), "mismatched".to_string(), k("2")),
+            (json!(9), "orphaned".to_string(), k("9")),
+        ],
+        "{report}"
+    );
+    assert!(report.to_string().contains("a Redis list, not a string"), "{report}");
+
+    // Changed after the plan read it: the write over the list conflicts (its token is the SHA-1 of
+    // its DUMP, not its type alone).
+    let run = shop.recon(&["repair", "--plan", "plan.ndjson"]).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    shop.redis.run(&["RPUSH", &shop.key("2"), "late"]).await;
+    let run = shop
+        .recon(&[
+            "repair",
+            "--from-plan",
+            "plan.ndjson",
+            "--apply",
+            "--yes",
+            "--audit",
+            "stale.ndjson",
+        ])
+        .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("applied 1, conflicts 1, failed 0"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("conflict: key 2: the value changed since it was read"),
+        "{}",
+        run.stdout
+    );
+    let run = shop
+        .recon(&[
+            "undo",
+            "stale.ndjson",
+            "--apply",
+            "--yes",
+            "--audit",
+            "stale-undo.ndjson",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    shop.redis.run(&["RPOP", &shop.key("2")]).await;
+    assert_eq!(snapshot(&shop).await, before);
+
+    // Repaired, then undone: the list and the set come back as they were, element for element.
+    let run = shop
+        .recon(&["repair", "--apply", "--yes", "--audit", "repair.ndjson"])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("applied 2, conflicts 0, failed 0"),
+        "{}",
+        run.stdout
+    );
+    let (code, report, stderr) = shop.check_json(&[]).await;
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    let run = shop
+        .recon(&["undo", "repair.ndjson", "--apply", "--yes", "--audit", "undo.ndjson"])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(snapshot(&shop).await, before);
 }
 
 /// 3,000 orders in sync but for 2 (missing) and 2999 (mismatched), values of a few hundred bytes.

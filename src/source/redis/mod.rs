@@ -36,7 +36,8 @@ pub mod write;
 /// The field an undecodable value's document holds instead of its content, saying why.
 pub const UNDECODABLE: &str = "(undecodable Redis value)";
 /// Beside [`UNDECODABLE`], in a whole document (a repair's lookups, a writer's read-backs): the value
-/// as Redis holds it (`{"string": …}`, `{"hex": …}` or `{"hash": {…}}`), so that an undo puts back
+/// as Redis holds it (`{"string": …}`, `{"hex": …}`, `{"hash": {…}}`, or for another type
+/// `{"dump": …, "type": …}`, its `DUMP` serialization), so that an undo puts back
 /// exactly what a repair overwrote or deleted.
 pub const RAW: &str = "(Redis value)";
 
@@ -307,7 +308,7 @@ impl Reader {
             return Ok(Vec::new());
         }
         self.retrying("EVAL", |mut conn| async move {
-            peek(&mut conn, names.iter().copied()).await
+            peek(&mut conn, names.iter().copied(), self.whole()).await
         })
         .await
     }
@@ -406,14 +407,21 @@ impl Reader {
                     )
                 }
             }),
-            Payload::Other(kind) => {
-                let wanted = match self.encoding {
-                    RedisEncoding::Json => "a string (redis.encoding is \"json\")",
-                    RedisEncoding::Hash => "a hash (redis.encoding is \"hash\")",
-                };
-                Some(self.undecodable(key, name, format!("a Redis {kind}, not {wanted}"), version, None))
+            Payload::Dump { kind, bytes } => {
+                let why = self.wrong_type(&kind);
+                Some(self.undecodable(key, name, why, version, Some(raw_dump(&kind, &bytes))))
             }
+            Payload::Other(kind) => Some(self.undecodable(key, name, self.wrong_type(&kind), version, None)),
         }
+    }
+
+    /// Why a value of another Redis type is undecodable.
+    fn wrong_type(&self, kind: &str) -> String {
+        let wanted = match self.encoding {
+            RedisEncoding::Json => "a string (redis.encoding is \"json\")",
+            RedisEncoding::Hash => "a hash (redis.encoding is \"hash\")",
+        };
+        format!("a Redis {kind}, not {wanted}")
     }
 
     fn decode_json(&self, key: Key, name: String, bytes: &[u8]) -> KeyedDoc {
@@ -509,13 +517,14 @@ impl Reader {
         let raw = match value.payload {
             Payload::String(bytes) => Some(raw_string(&bytes)),
             Payload::Hash(fields) => Some(raw_hash(&fields)),
+            Payload::Dump { kind, bytes } => Some(raw_dump(&kind, &bytes)),
             Payload::None | Payload::Other(_) => None,
         };
         self.undecodable(Key::Text(String::new()), name, why, version, raw)
     }
 
     /// A document standing for a value that could not be decoded: [`UNDECODABLE`], saying why. In a
-    /// whole document the value itself goes under [`RAW`] (when it is a string or a hash), and
+    /// whole document the value itself goes under [`RAW`] (a string, a hash, or another type's `DUMP`), and
     /// [`UNDECODABLE`] only points at it: why a value is undecodable can depend on the key kind, which
     /// an undo's read-backs do not know, and a before-image must read back the same.
     fn undecodable(
@@ -562,21 +571,32 @@ enum Payload {
     None,
     String(Vec<u8>),
     Hash(Vec<(String, String)>),
+    /// Another Redis type (list, set, …) with its `DUMP` serialization (read for whole documents only).
+    Dump {
+        kind: String,
+        bytes: Vec<u8>,
+    },
     /// Another Redis type (list, set, …), by name; a hash with a field that is not UTF-8 too.
     Other(String),
 }
 
 /// Every value of `names`, with its type and version token, in one pipeline of [`PEEK`] scripts:
-/// the token is the one the writer's script checks, computed by the same Lua code.
+/// the token is the one the writer's script checks, computed by the same Lua code. With `dump`, a
+/// value of another type comes with its `DUMP` serialization (and a token computed from it).
 async fn peek<'a>(
     conn: &mut redis::aio::MultiplexedConnection,
     names: impl Iterator<Item = &'a str>,
+    dump: bool,
 ) -> redis::RedisResult<Vec<Peeked>> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     let mut n = 0;
     for name in names {
-        pipe.cmd("EVAL").arg(script::PEEK.as_str()).arg(1).arg(name);
+        pipe.cmd("EVAL")
+            .arg(script::PEEK.as_str())
+            .arg(1)
+            .arg(name)
+            .arg(if dump { "1" } else { "0" });
         n += 1;
     }
     if n == 0 {
@@ -612,6 +632,10 @@ fn peeked(answer: redis::Value) -> Peeked {
         ("hash", value) => match hash_fields(value) {
             Ok(fields) => Payload::Hash(fields),
             Err(_) => Payload::Other("hash with a field or value that is not UTF-8".into()),
+        },
+        (other, redis::Value::BulkString(bytes)) => Payload::Dump {
+            kind: other.to_string(),
+            bytes,
         },
         (other, _) => Payload::Other(other.to_string()),
     };
@@ -681,6 +705,12 @@ fn raw_string(bytes: &[u8]) -> Value {
         Ok(text) => serde_json::json!({ "string": text }),
         Err(_) => serde_json::json!({ "hex": hex(bytes) }),
     }
+}
+
+/// A value of another type as [`RAW`] holds it: its type, and its `DUMP` serialization in hex (what an
+/// undo `RESTORE`s).
+fn raw_dump(kind: &str, bytes: &[u8]) -> Value {
+    serde_json::json!({ "dump": hex(bytes), "type": kind })
 }
 
 fn raw_hash(fields: &[(String, String)]) -> Value {

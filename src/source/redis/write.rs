@@ -290,7 +290,7 @@ impl ConditionalWriter for RedisWriter {
 /// The arguments that put back an undecodable value from its [`RAW`] form.
 fn restore(raw: Option<&Value>, mut args: Vec<Vec<u8>>) -> Prepared {
     let raw =
-        raw.ok_or("the value was neither a string nor a hash when it was read, so recon kept no copy to put back")?;
+        raw.ok_or("recon could not read the value when the repair did (a hash with a field that is not UTF-8, or an answer it did not understand), so it kept no copy to put back")?;
     // The whole value goes back, never a part of it.
     if args[0] == b"update" {
         args[0] = b"index".to_vec();
@@ -301,6 +301,11 @@ fn restore(raw: Option<&Value>, mut args: Vec<Vec<u8>>) -> Prepared {
         args.extend([
             b"string".to_vec(),
             unhex(hex).ok_or("a stored value whose hex is damaged")?,
+        ]);
+    } else if let Some(dump) = raw.get("dump").and_then(Value::as_str) {
+        args.extend([
+            b"dump".to_vec(),
+            unhex(dump).ok_or("a stored value whose DUMP hex is damaged")?,
         ]);
     } else if let Some(fields) = raw.get("hash").and_then(Value::as_object) {
         args.extend([b"hash".to_vec(), b"0".to_vec()]);
