@@ -6,8 +6,9 @@
 //! name, which together were over half of recon's CPU in the flat form (docs/performance.md). Here:
 //! * field names and short strings (up to 24 bytes: names, dates, most text values) live inline in a
 //!   [`CompactString`], so a typical document costs one allocation per object and per array;
-//! * an object is a vector of fields in document order, searched without hashing (objects are small;
-//!   the compare looks a name up at the position it had on the other side first);
+//! * an object is a vector of fields in document order, searched without hashing: objects are small,
+//!   and the compare's [`Lookup`] tries the position a name had on the other side first, then sorts
+//!   the names of a wide object once;
 //! * numbers keep their exact JSON text (as serde_json's `arbitrary_precision` did), so 64-bit keys and
 //!   numeric digits survive and compare by decimal value in the diff core.
 //!
