@@ -178,6 +178,11 @@ pub struct DocMeta {
     /// Only a read model that stores JSON text sets it, and only for whole documents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
+    /// Why the read model's value could not be read as a document, when it could not (a Redis value
+    /// that is not JSON, or of another type). A whole document holds the value itself in place of the
+    /// reason (what an undo puts back); `recon explain` shows the reason from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undecodable: Option<String>,
 }
 
 /// One document of either side, with its key.

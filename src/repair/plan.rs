@@ -349,8 +349,7 @@ mod tests {
                 id: Some(id.into()),
                 location: Some("orders-v1".into()),
                 version: Some(v(version)),
-                updated_at_ms: None,
-                raw: None,
+                ..DocMeta::default()
             },
         }
     }

@@ -296,11 +296,16 @@ async fn a_redis_read_model_is_explained_in_its_own_words() {
         .iter()
         .find(|d| d["path"] == "(undecodable Redis value)")
         .unwrap_or_else(|| panic!("{line}"));
-    // explain reads whole documents, which hold the value itself (what an undo restores), not the reason.
+    // explain reads whole documents, which hold the value itself (what an undo restores) in place of
+    // the reason; the reason is among the read model's metadata.
     assert!(
         undecodable["actual"].as_str().unwrap().contains("held as it is"),
         "{line}"
     );
+    let why = line["data"]["actual"][0]["metadata"]["undecodable"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(why.starts_with("not JSON: "), "{why}");
     let raw = line["data"]["paths"]
         .as_array()
         .unwrap()

@@ -534,6 +534,7 @@ impl Pager {
                 version: write::version_of(hit.seq_no, hit.primary_term),
                 updated_at_ms: None,
                 raw: None,
+                undecodable: None,
             };
             let key = match self.unkeyed {
                 true => Key::Text(String::new()),
@@ -622,6 +623,7 @@ fn hits_to_docs(answer: &mut Value, key_kind: KeyKind, key_field: &str) -> anyho
             version: write::version_of(hit["_seq_no"].as_i64(), hit["_primary_term"].as_i64()),
             updated_at_ms: None,
             raw: None,
+            undecodable: None,
         };
         docs.push(KeyedDoc { key, doc, meta });
     }
@@ -725,6 +727,7 @@ mod tests {
             version: write::version_of(Some(12), Some(1)),
             updated_at_ms: None,
             raw: None,
+            undecodable: None,
         };
         assert_eq!(
             describe_hit(&meta),

@@ -526,7 +526,8 @@ impl Reader {
     /// A document standing for a value that could not be decoded: [`UNDECODABLE`], saying why. In a
     /// whole document the value itself goes under [`RAW`] (a string, a hash, or another type's `DUMP`), and
     /// [`UNDECODABLE`] only points at it: why a value is undecodable can depend on the key kind, which
-    /// an undo's read-backs do not know, and a before-image must read back the same.
+    /// an undo's read-backs do not know, and a before-image must read back the same. The reason is in
+    /// the metadata either way (`DocMeta::undecodable`), which `recon explain` shows.
     fn undecodable(
         &self,
         key: Key,
@@ -542,7 +543,7 @@ impl Reader {
                 doc.insert(RAW, DocValue::from(raw));
             }
             None => {
-                doc.insert(UNDECODABLE, why);
+                doc.insert(UNDECODABLE, why.as_str());
             }
         }
         KeyedDoc {
@@ -551,6 +552,7 @@ impl Reader {
             meta: DocMeta {
                 id: Some(name),
                 version,
+                undecodable: Some(why),
                 ..DocMeta::default()
             },
         }
@@ -877,6 +879,9 @@ impl ReadModel for RedisSource {
         }
         if let Some(version) = &meta.version {
             described.push(("value hash".to_string(), Value::from(format!("sha1 {version}"))));
+        }
+        if let Some(why) = &meta.undecodable {
+            described.push(("undecodable".to_string(), Value::from(why.as_str())));
         }
         described
     }
