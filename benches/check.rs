@@ -193,25 +193,7 @@ async fn bench(
         );
 
         // 4. The same with P-fold parallelism on both sides.
-        let clock = Instant::now();
-        let mut exports = Vec::new();
-        for (after, until) in id_ranges(orders, parallel) {
-            let copy = format!(
-                "\\copy (SELECT * FROM ({}) q WHERE \"orderId\" > {after} AND \"orderId\" <= {until}) to /dev/null",
-                shop::projection_query().replace('\n', " ")
-            );
-            exports.push(
-                Command::new(which_psql())
-                    .args(["-X", "-q", "-d", &pg_url, "-c", &copy])
-                    .spawn()?,
-            );
-        }
-        for mut export in exports {
-            if !export.wait()?.success() {
-                bail!("psql \\copy of a range failed");
-            }
-        }
-        let pg_export_p = clock.elapsed();
+        let pg_export_p = psql_export_ranges(&pg_url, shop::projection_query(), "", orders, parallel)?;
         let clock = Instant::now();
         let sliced = sliced_scan(&es, parallel).await?;
         let es_scan_p = clock.elapsed();
@@ -347,34 +329,10 @@ async fn flat_table(
     flat_config: &std::path::Path,
 ) -> anyhow::Result<()> {
     // The flat projection as recon reads it: ordered by key, then by the child columns.
-    let ordered = format!(
-        "SELECT * FROM ({}) q ORDER BY \"orderId\", \"products[].sku\" COLLATE \"C\", \
-         \"products[].name\" COLLATE \"C\", \"products[].price\"",
-        shop::flat_projection_query()
-    );
+    let ordered = format!("SELECT * FROM ({}) q {FLAT_ORDER}", shop::flat_projection_query());
     let flat_export = psql_export(pg_url, &ordered)?;
     // What `--parallel P` asks of PostgreSQL: P key ranges of the same ordered query at once.
-    let clock = Instant::now();
-    let mut exports = Vec::new();
-    for (after, until) in id_ranges(orders, parallel) {
-        let copy = format!(
-            "\\copy (SELECT * FROM ({}) q WHERE \"orderId\" > {after} AND \"orderId\" <= {until} \
-             ORDER BY \"orderId\", \"products[].sku\" COLLATE \"C\", \"products[].name\" COLLATE \"C\", \
-             \"products[].price\") to /dev/null",
-            shop::flat_projection_query().replace('\n', " ")
-        );
-        exports.push(
-            Command::new(which_psql())
-                .args(["-X", "-q", "-d", pg_url, "-c", &copy])
-                .spawn()?,
-        );
-    }
-    for mut export in exports {
-        if !export.wait()?.success() {
-            bail!("psql \\copy of a range failed");
-        }
-    }
-    let flat_export_p = clock.elapsed();
+    let flat_export_p = psql_export_ranges(pg_url, shop::flat_projection_query(), FLAT_ORDER, orders, parallel)?;
     let json_export = psql_export(pg_url, shop::projection_query())?;
     let es_scan = index_scan(es_url).await?;
     let p = parallel.to_string();
@@ -515,6 +473,34 @@ async fn check_measured_bin(
     args.push(config.to_str().context("utf-8 path")?.to_string());
     args.extend(extra.iter().map(|s| s.to_string()));
     tokio::task::spawn_blocking(move || run_measured(&binary, &args)).await?
+}
+
+/// recon's `ORDER BY` of the flat projection: the key, then the child columns.
+const FLAT_ORDER: &str =
+    "ORDER BY \"orderId\", \"products[].sku\" COLLATE \"C\", \"products[].name\" COLLATE \"C\", \"products[].price\"";
+
+/// `query` exported by `parts` concurrent `psql \copy`s of contiguous id ranges, each ordered by
+/// `order` (an `ORDER BY` clause, or nothing): the raw way to read the projection in parallel.
+fn psql_export_ranges(pg_url: &str, query: &str, order: &str, orders: u64, parts: u64) -> anyhow::Result<Duration> {
+    let clock = Instant::now();
+    let mut exports = Vec::new();
+    for (after, until) in id_ranges(orders, parts) {
+        let copy = format!(
+            "\\copy (SELECT * FROM ({}) q WHERE \"orderId\" > {after} AND \"orderId\" <= {until} {order}) to /dev/null",
+            query.replace('\n', " ")
+        );
+        exports.push(
+            Command::new(which_psql())
+                .args(["-X", "-q", "-d", pg_url, "-c", &copy])
+                .spawn()?,
+        );
+    }
+    for mut export in exports {
+        if !export.wait()?.success() {
+            bail!("psql \\copy of a range failed");
+        }
+    }
+    Ok(clock.elapsed())
 }
 
 /// `parts` contiguous ranges `(after, until]` of the ids 1..=orders.

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::support::fixture::{drifted, Fixture, ORDERS_QUERY};
-use crate::support::{cli_command, Run};
+use crate::support::{cli_command, run_with_stderr_on_a_terminal, Run};
 
 /// `recon check ARGS` in the fixture's directory with `vars` set, off the async runtime (the emulator
 /// serves on it meanwhile).
@@ -314,60 +314,6 @@ async fn elasticsearch_refused_and_tls_mismatch_say_so() {
         "{}",
         run.stderr
     );
-}
-
-/// Runs `command` to the end with its stderr on a pseudo-terminal (stdin empty, stdout piped): what a
-/// user at a terminal sees on stderr, progress bars and all. The terminal turns `\n` into `\r\n`.
-fn run_with_stderr_on_a_terminal(mut command: std::process::Command) -> Run {
-    use std::io::Read;
-    use std::os::fd::FromRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::process::Stdio;
-
-    // SAFETY: plain libc calls on a descriptor this function owns; ptsname_r writes into `name`.
-    let (master, slave_path) = unsafe {
-        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
-        assert_eq!(libc::grantpt(fd), 0, "grantpt");
-        assert_eq!(libc::unlockpt(fd), 0, "unlockpt");
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0, "ptsname_r");
-        let path = std::ffi::CStr::from_ptr(name.as_ptr()).to_str().unwrap().to_string();
-        (std::fs::File::from_raw_fd(fd), path)
-    };
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open(&slave_path)
-        .unwrap();
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(slave));
-    let child = command.spawn().expect("recon runs");
-    // The Command holds the terminal's other end open; the reader sees its end only once both are closed.
-    drop(command);
-    let reader = std::thread::spawn(move || {
-        let mut master = master;
-        let mut seen = Vec::new();
-        let mut chunk = [0u8; 4096];
-        // Reading a terminal whose other end is closed fails with EIO: that is its end of file.
-        while let Ok(n) = master.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&chunk[..n]);
-        }
-        seen
-    });
-    let out = child.wait_with_output().unwrap();
-    let stderr = reader.join().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
 }
 
 /// On a terminal the lines read as they always have, without a timestamp, and a retry said while the

@@ -59,7 +59,24 @@ impl From<std::process::Output> for Run {
 
 /// Runs `command` to the end with its stdout on a pseudo-terminal (stdin empty, stderr piped): what a
 /// user at a terminal would see on stdout. The terminal turns `\n` into `\r\n`.
-pub fn run_on_a_terminal(mut command: std::process::Command) -> Run {
+pub fn run_on_a_terminal(command: std::process::Command) -> Run {
+    run_with_a_terminal(command, Terminal::Stdout)
+}
+
+/// Runs `command` to the end with its stderr on a pseudo-terminal (stdin empty, stdout piped): what a
+/// user at a terminal sees on stderr, progress bars and all. The terminal turns `\n` into `\r\n`.
+pub fn run_with_stderr_on_a_terminal(command: std::process::Command) -> Run {
+    run_with_a_terminal(command, Terminal::Stderr)
+}
+
+/// Which of a command's outputs goes to the pseudo-terminal.
+#[derive(Clone, Copy, PartialEq)]
+enum Terminal {
+    Stdout,
+    Stderr,
+}
+
+fn run_with_a_terminal(mut command: std::process::Command, terminal: Terminal) -> Run {
     use std::io::Read;
     use std::os::fd::FromRawFd;
     use std::os::unix::fs::OpenOptionsExt;
@@ -82,10 +99,11 @@ pub fn run_on_a_terminal(mut command: std::process::Command) -> Run {
         .custom_flags(libc::O_NOCTTY)
         .open(&slave_path)
         .unwrap();
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(slave))
-        .stderr(Stdio::piped());
+    command.stdin(Stdio::null());
+    match terminal {
+        Terminal::Stdout => command.stdout(Stdio::from(slave)).stderr(Stdio::piped()),
+        Terminal::Stderr => command.stdout(Stdio::piped()).stderr(Stdio::from(slave)),
+    };
     let child = command.spawn().expect("recon runs");
     // The Command holds the terminal's other end open; the reader sees its end only once both are closed.
     drop(command);
@@ -103,10 +121,14 @@ pub fn run_on_a_terminal(mut command: std::process::Command) -> Run {
         seen
     });
     let out = child.wait_with_output().unwrap();
-    let stdout = reader.join().unwrap();
+    let seen = reader.join().unwrap();
+    let (stdout, stderr) = match terminal {
+        Terminal::Stdout => (seen, out.stderr),
+        Terminal::Stderr => (out.stdout, seen),
+    };
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
 }
